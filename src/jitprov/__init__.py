@@ -1,0 +1,3 @@
+"""jitprov: Just-in-Time user provisioning between identity providers and applications."""
+
+__version__ = "0.1.0"

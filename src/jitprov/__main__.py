@@ -1,0 +1,3 @@
+from jitprov.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``jitprov`` command line. Calls services exactly like the API does."""

@@ -1,0 +1,293 @@
+"""``jitprov``: typer commands over the services.
+
+Every command finds the database through ``--database-url`` or ``JITPROV_DATABASE_URL``
+(default: the embedded SQLite file ``var/jitprov.db``). Errors are one line on stderr and exit
+code 2; ``audit verify`` exits 1 when a chain is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from jitprov.core.errors import JitprovError
+from jitprov.core.identity import ExternalIdentity
+from jitprov.core.mapping import load_policy
+from jitprov.services import admin, audit_export
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import dry_run_login
+from jitprov.settings import Settings, SettingsError, load_settings
+from jitprov.store.database import Database
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="jitprov: Just-in-Time user provisioning.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants.")
+connection_app = typer.Typer(no_args_is_help=True, help="Connections to identity providers.")
+mapping_app = typer.Typer(no_args_is_help=True, help="Mapping files.")
+users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
+for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (connection_app, "connection"),
+                  (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit")):
+    app.add_typer(sub, name=name)
+
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", envvar="JITPROV_DATABASE_URL",
+    help="sqlite:///path or postgresql://user@host/db (default: sqlite:///var/jitprov.db)")]
+
+
+class CliError(JitprovError):
+    code = "cli_error"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(database_url: str | None, *, dev_mode: bool = False) -> Settings:
+    settings = load_settings(dev_mode=dev_mode)
+    return settings.with_overrides(database_url=database_url) if database_url else settings
+
+
+def _context(settings: Settings, *, migrated: bool = True) -> ServiceContext:
+    from jitprov.web.app import build_context
+
+    db = Database.connect(settings.database_url, pool_size=2)
+    if migrated:
+        db.require_current()
+    return build_context(settings, db)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Create or migrate the schema to the newest version."""
+    settings = _settings(database_url)
+    db = Database.connect(settings.database_url, pool_size=1)
+    before, after = db.upgrade()
+    typer.echo(f"database {db.safe_url}: schema {before or 'empty'} -> {after}")
+
+
+# -- tenant -----------------------------------------------------------------------------------
+
+@tenant_app.command("create")
+def tenant_create(slug: str, name: Annotated[str | None, typer.Option()] = None,
+                  database_url: DatabaseUrl = None) -> None:
+    """Create a tenant."""
+    tenant = admin.create_tenant(_context(_settings(database_url)), slug, name)
+    typer.echo(f"tenant {tenant.slug} created")
+
+
+@tenant_app.command("list")
+def tenant_list(database_url: DatabaseUrl = None) -> None:
+    for t in admin.list_tenants(_context(_settings(database_url))):
+        typer.echo(f"{t.slug}\t{t.name}")
+
+
+# -- connection -------------------------------------------------------------------------------
+
+@connection_app.command("list")
+def connection_list(tenant: Annotated[str | None, typer.Option()] = None,
+                    database_url: DatabaseUrl = None) -> None:
+    """Connections with their kind, tenant and state."""
+    for c in admin.list_connections(_context(_settings(database_url)), tenant):
+        state = "enabled" if c.enabled else "disabled"
+        typer.echo(f"{c.slug}\t{c.kind}\t{c.tenant_slug}\t{state}\tmapping v{c.version} "
+                   f"({c.mapping_source})")
+
+
+@connection_app.command("set-mapping")
+def connection_set_mapping(
+        mapping: Annotated[Path, typer.Argument(help="the mapping YAML file")],
+        connection: Annotated[str, typer.Option("--connection")],
+        database_url: DatabaseUrl = None) -> None:
+    """Replace a connection's mapping; running servers use it at their next login."""
+    version = admin.set_mapping(_context(_settings(database_url)), connection, _read(mapping),
+                                str(mapping))
+    typer.echo(f"connection {connection}: mapping {mapping} in force (version {version})")
+
+
+@connection_app.command("disable")
+def connection_disable(slug: str, database_url: DatabaseUrl = None) -> None:
+    """Refuse new sign-ins through a connection (existing sessions stay)."""
+    admin.set_connection_enabled(_context(_settings(database_url)), slug, enabled=False)
+    typer.echo(f"connection {slug} disabled")
+
+
+@connection_app.command("enable")
+def connection_enable(slug: str, database_url: DatabaseUrl = None) -> None:
+    admin.set_connection_enabled(_context(_settings(database_url)), slug, enabled=True)
+    typer.echo(f"connection {slug} enabled")
+
+
+# -- mapping ----------------------------------------------------------------------------------
+
+@mapping_app.command("check")
+def mapping_check(mapping: Annotated[Path, typer.Argument(help="the mapping YAML file")]) -> None:
+    """Validate a mapping file; errors name the file, line and rule."""
+    policy = load_policy(_read(mapping), str(mapping))
+    typer.echo(f"{mapping}: ok ({policy.summary})")
+
+
+@mapping_app.command("test")
+def mapping_test(connection: Annotated[str, typer.Option("--connection")],
+                 claims: Annotated[Path, typer.Option("--claims", help="JSON object of claims")],
+                 subject: Annotated[str | None, typer.Option(
+                     help="the IdP subject (default: the claims' sub)")] = None,
+                 as_json: Annotated[bool, typer.Option("--json")] = False,
+                 database_url: DatabaseUrl = None) -> None:
+    """Dry run: the decision and rule trace a login with these claims would get. Writes
+    nothing."""
+    text = _read(claims)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{claims}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{claims}: the claims must be one JSON object")
+    sub = subject or data.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise CliError(f"{claims}: no subject: give --subject or a string 'sub' claim")
+    result = dry_run_login(_context(_settings(database_url)), connection,
+                           ExternalIdentity(issuer="dry-run", subject=sub, claims=data))
+    decision = result.decision
+    out: dict[str, object] = {"decision": decision.kind,
+                              "trace": [e.as_dict() for e in decision.trace]}
+    if result.existing is not None:
+        out["account_id"] = result.existing.id
+    changes = getattr(decision, "changes", None)
+    if changes is not None:
+        out["changes"] = changes.as_dict()
+    for attr in ("code", "reason", "rule"):
+        if getattr(decision, attr, None) is not None:
+            out[attr] = getattr(decision, attr)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    typer.echo(f"decision: {decision.kind}")
+    for key in ("code", "reason", "rule", "account_id"):
+        if key in out:
+            typer.echo(f"{key}: {out[key]}")
+    if "changes" in out:
+        typer.echo("changes: " + json.dumps(out["changes"], sort_keys=True))
+    typer.echo("trace:")
+    for entry in decision.trace:
+        line = f" (line {entry.line})" if entry.line else ""
+        roles = f" [{', '.join(entry.roles)}]" if entry.roles else ""
+        detail = f": {entry.detail}" if entry.detail else ""
+        typer.echo(f"  {entry.kind:<8} {entry.rule}{line}: {entry.outcome}{roles}{detail}")
+    typer.echo("(dry run: nothing was written)")
+
+
+# -- users ------------------------------------------------------------------------------------
+
+@users_app.command("list")
+def users_list(tenant: Annotated[str, typer.Option("--tenant")],
+               as_json: Annotated[bool, typer.Option("--json")] = False,
+               database_url: DatabaseUrl = None) -> None:
+    """Accounts of a tenant with their roles and provenance."""
+    views = admin.list_accounts(_context(_settings(database_url)), tenant)
+    if as_json:
+        typer.echo(json.dumps([{
+            "id": v.account.id, "status": v.account.status, "email": v.account.email,
+            "name": v.account.profile.get("name"), "roles": sorted(v.account.roles),
+            "grants": [{"role": g.role, "source": g.source} for g in sorted(v.account.grants)],
+            "groups": sorted(v.account.groups), "provisioned_by": v.account.provisioned_by,
+            "identities": [{"connection": i.connection, "subject": i.subject}
+                           for i in v.identities],
+            "created_at": v.created_at.isoformat(),
+            "last_login_at": v.last_login_at.isoformat() if v.last_login_at else None,
+        } for v in views], indent=2))
+        return
+    if not views:
+        typer.echo(f"tenant {tenant} has no accounts yet")
+    for v in views:
+        roles = ",".join(sorted(v.account.roles)) or "-"
+        last = v.last_login_at.isoformat(timespec="seconds") if v.last_login_at else "never"
+        typer.echo(f"{v.account.id}\t{v.account.status}\t{v.account.email or '-'}\t{roles}\t"
+                   f"{v.account.provisioned_by}\tlast login {last}")
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+@audit_app.command("export")
+def audit_export_cmd(fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+                     tenant: Annotated[str | None, typer.Option()] = None,
+                     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+                     database_url: DatabaseUrl = None) -> None:
+    """Write the audit log as JSONL or CSV (stdout unless --output)."""
+    if fmt not in ("jsonl", "csv"):
+        raise CliError(f"--format must be jsonl or csv, not {fmt!r}")
+    ctx = _context(_settings(database_url))
+    lines = audit_export.export_lines(ctx, fmt, tenant)
+    if output is None:
+        for line in lines:
+            sys.stdout.write(line)
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            fh.writelines(lines)
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc}") from exc
+
+
+@audit_app.command("verify")
+def audit_verify(tenant: Annotated[str | None, typer.Option()] = None,
+                 database_url: DatabaseUrl = None) -> None:
+    """Check the hash chains: an edited, deleted or reordered event is reported (exit 1)."""
+    reports = audit_export.verify(_context(_settings(database_url)), tenant)
+    broken = False
+    for r in reports:
+        if r.intact:
+            typer.echo(f"tenant {r.tenant}: {r.events} events, chain intact")
+        else:
+            broken = True
+            for p in r.problems:
+                typer.echo(f"tenant {r.tenant}: BROKEN: {p}")
+    if broken:
+        raise typer.Exit(1)
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+@app.command("serve")
+def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
+          port: Annotated[int, typer.Option()] = 8000,
+          database_url: DatabaseUrl = None) -> None:
+    """Run the server (production). Refuses dev-only connection kinds."""
+    from jitprov.cli.servers import run_serve
+
+    run_serve(_settings(database_url), host=host, port=port)
+
+
+@app.command("dev")
+def dev(host: Annotated[str, typer.Option()] = "127.0.0.1",
+        port: Annotated[int, typer.Option()] = 8000,
+        database_url: DatabaseUrl = None) -> None:
+    """Embedded demo: migrates the SQLite database, adds a demo tenant and IdP, serves."""
+    from jitprov.cli.servers import run_dev
+
+    run_dev(_settings(database_url, dev_mode=True), host=host, port=port)
+
+
+def main() -> None:
+    try:
+        app()
+    except (JitprovError, SettingsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

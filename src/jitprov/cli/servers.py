@@ -1,0 +1,72 @@
+"""``jitprov serve`` and ``jitprov dev``: start uvicorn on the composed app."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+
+import typer
+import uvicorn
+
+from jitprov.core.errors import InvalidInput, NotFound
+from jitprov.protocols.connections import CONNECTION_KINDS
+from jitprov.services import admin
+from jitprov.settings import Settings
+from jitprov.store.database import Database
+from jitprov.web.app import build_context, create_app
+
+DEMO_TENANT = "demo"
+DEMO_CONNECTION = "demo"
+
+
+def demo_mapping() -> str:
+    return resources.files("jitprov.cli").joinpath("demo-mapping.yaml").read_text("utf-8")
+
+
+def _base_url(settings: Settings, host: str, port: int) -> Settings:
+    if os.environ.get("JITPROV_BASE_URL"):
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
+    return settings.with_overrides(base_url=f"http://{shown}:{port}")
+
+
+def run_serve(settings: Settings, *, host: str, port: int) -> None:
+    settings = _base_url(settings, host, port)
+    db = Database.connect(settings.database_url)
+    db.require_current()
+    ctx = build_context(settings, db)
+    dev_only = [c.slug for c in admin.list_connections(ctx)
+                if c.enabled and CONNECTION_KINDS.get(c.kind) is not None
+                and CONNECTION_KINDS[c.kind].dev_only]
+    if dev_only:
+        raise InvalidInput(
+            f"connection(s) {', '.join(dev_only)} use the dev-only kind mock (the demo IdP "
+            "signs in anyone as anyone); `jitprov connection disable SLUG` them, or run "
+            "`jitprov dev`")
+    typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url})")
+    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",
+                proxy_headers=True)
+
+
+def run_dev(settings: Settings, *, host: str, port: int) -> None:
+    settings = _base_url(settings, host, port)
+    db = Database.connect(settings.database_url)
+    db.upgrade()
+    ctx = build_context(settings, db)
+    try:
+        admin.list_accounts(ctx, DEMO_TENANT, limit=1)
+    except NotFound:
+        admin.create_tenant(ctx, DEMO_TENANT, "Demo Hospital", actor="dev")
+    try:
+        admin.get_connection(ctx, DEMO_CONNECTION)
+    except NotFound:
+        admin.add_mock_connection(ctx, tenant=DEMO_TENANT, slug=DEMO_CONNECTION,
+                                  mapping=demo_mapping(), mapping_source="demo-mapping.yaml",
+                                  actor="dev")
+    typer.echo(
+        "\n"
+        f"  jitprov dev is running at {settings.base_url}/\n"
+        f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
+        "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
+        f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")
+    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""The pure core: identities, mapping rules and provisioning decisions. No I/O, no clock."""

@@ -1,0 +1,44 @@
+"""Errors of the core. Each carries a stable ``code``; ``web/errors.py`` renders them."""
+
+from __future__ import annotations
+
+
+class JitprovError(Exception):
+    """Base of every error jitprov raises on purpose."""
+
+    code = "error"
+
+
+class NotFound(JitprovError):
+    code = "not_found"
+
+
+class Conflict(JitprovError):
+    code = "conflict"
+
+
+class InvalidInput(JitprovError):
+    code = "invalid_input"
+
+
+class MappingError(InvalidInput):
+    """A mapping file that cannot be loaded or compiled.
+
+    ``source`` names the file (or connection), ``line`` is 1-based, ``rule`` names the rule or
+    field; ``str(err)`` reads ``file:line: rule: message``.
+    """
+
+    code = "invalid_mapping"
+
+    def __init__(self, message: str, *, source: str = "<mapping>", line: int | None = None,
+                 rule: str | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.rule = rule
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        what = f"{self.rule}: " if self.rule else ""
+        return f"{where}: {what}{self.message}"

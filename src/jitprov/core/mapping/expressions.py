@@ -1,0 +1,217 @@
+"""JMESPath expressions over the claims: compiled once per policy, evaluated per login.
+
+JMESPath (https://jmespath.org/specification.html) is a query language, not a programming
+language: no loops, no recursion, no assignment. Evaluation is bounded further here:
+
+* an expression is at most :data:`MAX_EXPRESSION_LENGTH` characters, and every function it calls
+  must exist with the right number of arguments (checked at compile time, not at a login);
+* the claims are at most :data:`MAX_CLAIMS_BYTES` of JSON (see :func:`prepare_claims`);
+* one evaluation spends at most :data:`MAX_EVALUATION_STEPS` steps, where a step is one node of
+  the expression visited plus one per item of every list, string or object it produces.
+
+Our one extension to the built-in functions: ``contains(null, x)`` is ``false`` instead of a type
+error, so ``contains(groups, 'Nurses')`` works for an identity that has no ``groups`` claim.
+``contains`` on an array also compares the JMESPath way (``true`` is not ``1``).
+
+Evaluation never raises: an error comes back as an :class:`EvaluationError` value, for the rule
+layer to decide what it means (a grant rule does not match; a deny rule denies).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+from jmespath import exceptions as jmespath_errors
+from jmespath.functions import Functions, signature
+from jmespath.parser import ParsedResult
+from jmespath.visitor import Options, TreeInterpreter
+
+MAX_EXPRESSION_LENGTH = 1000  # characters
+MAX_CLAIMS_BYTES = 256 * 1024  # UTF-8 bytes of the compact JSON encoding
+MAX_EVALUATION_STEPS = 1_000_000
+
+
+class ExpressionSyntaxError(ValueError):
+    """An expression that does not compile; the loader turns it into a ``MappingError``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationError:
+    """Why an expression produced no value for these claims (a value, never raised)."""
+
+    message: str
+
+
+class _BudgetExceeded(jmespath_errors.JMESPathError):
+    pass
+
+
+class _Budget:
+    """Steps left for one evaluation, shared by the interpreter and the functions."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise _BudgetExceeded(f"evaluation exceeded {MAX_EVALUATION_STEPS} steps")
+
+
+def _size(value: object) -> int:
+    return len(value) if isinstance(value, list | str | dict) else 0
+
+
+def _json_equal(left: object, right: object) -> bool:
+    # JMESPath equality: Python says True == 1, JSON does not.
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    return left == right
+
+
+class ClaimFunctions(Functions):
+    """The JMESPath built-in functions, with a null-safe ``contains`` and a bounded ``to_string``."""
+
+    def __init__(self, budget: _Budget | None = None) -> None:
+        self._budget = budget if budget is not None else _Budget(MAX_EVALUATION_STEPS)
+
+    @signature({"types": ["array", "string", "null"]}, {"types": []})
+    def _func_contains(self, subject: object, search: object) -> bool:
+        # Our extension: a missing claim (null) contains nothing, rather than a type error.
+        if subject is None:
+            return False
+        if isinstance(subject, str):
+            return isinstance(search, str) and search in subject
+        if not isinstance(subject, list):  # the signature admits array, string or null only
+            return False
+        self._budget.spend(len(subject))
+        return any(_json_equal(item, search) for item in subject)
+
+    @signature({"types": []})
+    def _func_to_string(self, arg: object) -> str:
+        if isinstance(arg, str):
+            return arg
+        # Charge the walk before serialising: multi-select can nest shared references, whose
+        # JSON text grows exponentially with the expression length.
+        self._budget.spend(sum(1 for _ in _walk(arg)))
+        return json.dumps(arg, separators=(",", ":"))
+
+
+def _walk(value: object) -> Iterator[object]:
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, list):
+            stack.extend(current)
+        elif isinstance(current, dict):
+            stack.extend(current.values())
+
+
+class _BoundedInterpreter(TreeInterpreter):
+    def __init__(self, budget: _Budget) -> None:
+        super().__init__(Options(custom_functions=ClaimFunctions(budget)))
+        self._budget = budget
+
+    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        self._budget.spend(1)
+        result = super().visit(node, *args, **kwargs)
+        self._budget.spend(_size(result))
+        return result
+
+
+def _check_functions(parsed: Any) -> None:
+    stack = [parsed]
+    table: Mapping[str, Any] = ClaimFunctions.FUNCTION_TABLE
+    while stack:
+        node = stack.pop()
+        if node.get("type") == "function_expression":
+            name = node["value"]
+            spec = table.get(name)
+            if spec is None:
+                raise ExpressionSyntaxError(f"unknown function {name}()")
+            wanted = len(spec["signature"])
+            got = len(node["children"])
+            variadic = bool(spec["signature"]) and spec["signature"][-1].get("variadic", False)
+            if got < wanted if variadic else got != wanted:
+                at_least = "at least " if variadic else ""
+                raise ExpressionSyntaxError(
+                    f"{name}() takes {at_least}{wanted} argument(s), {got} given"
+                )
+        # Slice nodes hold plain integers as children; only dicts are AST nodes.
+        stack.extend(child for child in node.get("children", ()) if isinstance(child, dict))
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled expression. ``evaluate`` returns the value or an :class:`EvaluationError`."""
+
+    text: str
+    _parsed: ParsedResult
+
+    def evaluate(self, claims: object) -> object:
+        """Evaluate over ``claims`` (as given by :func:`prepare_claims`); never raises."""
+        budget = _Budget(MAX_EVALUATION_STEPS)
+        try:
+            return _BoundedInterpreter(budget).visit(self._parsed.parsed, claims)
+        except jmespath_errors.JMESPathError as err:
+            return EvaluationError(str(err))
+        except Exception as err:
+            # The interpreter is third-party code run on untrusted claims: whatever it raises
+            # (TypeError on odd comparisons, RecursionError...) is this login's problem, reported.
+            return EvaluationError(f"{type(err).__name__}: {err}")
+
+
+def compile_expression(text: str) -> Expression:
+    """Compile ``text``; raises :class:`ExpressionSyntaxError` naming the problem."""
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionSyntaxError(
+            f"expression is {len(text)} characters long, at most {MAX_EXPRESSION_LENGTH} allowed"
+        )
+    try:
+        parsed = jmespath.compile(text)
+    except jmespath_errors.JMESPathError as err:
+        raise ExpressionSyntaxError(_one_line(str(err))) from None
+    except RecursionError:
+        raise ExpressionSyntaxError("expression is nested too deeply") from None
+    _check_functions(parsed.parsed)
+    return Expression(text, parsed)
+
+
+def _one_line(message: str) -> str:
+    # jmespath draws a caret under the expression on extra lines; keep the first for an error line.
+    return " ".join(message.split("\n", 1)[0].split())
+
+
+def prepare_claims(claims: Mapping[str, object]) -> dict[str, object] | EvaluationError:
+    """Return a plain-JSON copy of ``claims``, or why they cannot be evaluated; never raises.
+
+    The copy is what expressions see: only JSON types (tuples become lists), no reference to the
+    caller's objects. Claims that are not JSON (a set, NaN, a non-string key of an odd type) or
+    larger than :data:`MAX_CLAIMS_BYTES` are refused.
+    """
+    try:
+        text = json.dumps(dict(claims), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode("utf-8"))
+        if size > MAX_CLAIMS_BYTES:
+            return EvaluationError(
+                f"claims are {size} bytes of JSON, at most {MAX_CLAIMS_BYTES} allowed"
+            )
+        copy: dict[str, object] = json.loads(text)
+    except Exception as err:
+        # Anything json refuses (TypeError, ValueError, RecursionError) means "not JSON".
+        return EvaluationError(f"claims are not JSON: {type(err).__name__}: {err}")
+    return copy
+
+
+def is_truthy(value: object) -> bool:
+    """JMESPath truthiness: ``false``, ``null``, ``""``, ``[]`` and ``{}`` are false; 0 is true."""
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, str | list | dict) and len(value) == 0)

@@ -1,0 +1,281 @@
+"""decide(): what one login does to the account store. Pure: values in, a value out.
+
+The service (``services/login.py``) carries the returned decision out in one unit of work.
+
+Semantics (the contract of the spine issue):
+
+- A deactivated or suspended account is refused before anything else: JIT never resurrects
+  what SCIM or an admin deactivated.
+- A matching deny rule always wins.
+- Rule-granted roles (source ``rule:<id>``) follow the rules at every login when the policy
+  says ``on_login: sync``; grants from ``scim``, ``manual`` and ``approval`` are never touched.
+- An absent or empty groups claim revokes no rule grant and clears no mirrored group unless the
+  policy says ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
+- ``approval: required`` roles become pending grants; a pending grant whose rule stops matching
+  is withdrawn.
+- A profile field set by ``scim`` or ``manual`` is not overwritten by a login; an absent claim
+  never clears a field.
+- A first login whose email belongs to an existing account follows the linking policy:
+  ``never`` denies with a clear reason, ``verified_email`` links only when the IdP asserted the
+  email verified, exactly one account matches and it is an active ordinary user account,
+  ``pending`` queues the link for an admin. A SCIM-provisioned account whose ``external_id``
+  equals the subject is linked (one account, never two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jitprov.core.identity import Account, PendingGrant, RoleGrant
+from jitprov.core.mapping.result import MappedIdentity, PolicySettings, TraceEntry
+
+PROFILE_SOURCE_PREFIX = "rule:profile."
+LOGIN_OWNED_PROFILE = "rule:"
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a decision changes on an account. Empty on every side means nothing to write."""
+
+    profile: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    groups_added: frozenset[str] = frozenset()
+    groups_removed: frozenset[str] = frozenset()
+    grants_added: frozenset[RoleGrant] = frozenset()
+    grants_revoked: frozenset[RoleGrant] = frozenset()
+    pending_added: frozenset[PendingGrant] = frozenset()
+    pending_withdrawn: frozenset[PendingGrant] = frozenset()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.profile or self.groups_added or self.groups_removed
+                    or self.grants_added or self.grants_revoked
+                    or self.pending_added or self.pending_withdrawn)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary for the audit log (before/after per field, sorted lists)."""
+        out: dict[str, object] = {}
+        if self.profile:
+            out["profile"] = {k: {"before": b, "after": a}
+                              for k, (b, a) in sorted(self.profile.items())}
+        for name, grants in (("grants_added", self.grants_added),
+                             ("grants_revoked", self.grants_revoked)):
+            if grants:
+                out[name] = [{"role": g.role, "source": g.source} for g in sorted(grants)]
+        for name, pend in (("pending_added", self.pending_added),
+                           ("pending_withdrawn", self.pending_withdrawn)):
+            if pend:
+                out[name] = [{"role": p.role, "source": p.source} for p in sorted(pend)]
+        if self.groups_added:
+            out["groups_added"] = sorted(self.groups_added)
+        if self.groups_removed:
+            out["groups_removed"] = sorted(self.groups_removed)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    changes: Changes
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["create"] = "create"
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    account_id: str
+    changes: Changes
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["update"] = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Attach this identity to an existing account, then apply ``changes`` to it."""
+
+    account_id: str
+    matched_by: Literal["email", "external_id"]
+    changes: Changes
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["link"] = "link"
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """Refuse the login. ``code`` is stable (for error pages and metrics), ``reason`` human."""
+
+    code: str
+    reason: str
+    rule: str | None = None
+    account_id: str | None = None
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["deny"] = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The login waits for an admin: a link to ``account_id`` was queued."""
+
+    account_id: str
+    reason: str
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["pending"] = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class NoChange:
+    account_id: str
+    trace: tuple[TraceEntry, ...] = ()
+    kind: Literal["no_change"] = "no_change"
+
+
+Decision = Create | Update | Link | Deny | Pending | NoChange
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCandidate:
+    """An existing account the identity might belong to, and how it was found."""
+
+    account: Account
+    matched_by: Literal["email", "external_id"]
+
+
+def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySettings,
+           candidates: Sequence[LinkCandidate] = ()) -> Decision:
+    """Decide what this login does. ``candidates`` matter only when ``existing`` is None."""
+    trace = mapped.trace
+    if existing is not None and existing.status != "active":
+        return Deny("account_inactive", f"account is {existing.status}",
+                    account_id=existing.id, trace=trace)
+    if mapped.denials:
+        first = mapped.denials[0]
+        return Deny("denied_by_rule", first.reason, rule=first.rule,
+                    account_id=existing.id if existing else None, trace=trace)
+    if existing is not None:
+        if policy.on_login == "create_only":
+            return NoChange(existing.id, trace + (TraceEntry(
+                "note", "on_login", "create_only", "on_login is create_only: nothing synced"),))
+        changes, notes = _sync(existing, mapped, policy)
+        trace = trace + notes
+        if changes.is_empty:
+            return NoChange(existing.id, trace)
+        return Update(existing.id, changes, trace)
+    return _first_login(mapped, policy, candidates, trace)
+
+
+def _first_login(mapped: MappedIdentity, policy: PolicySettings,
+                 candidates: Sequence[LinkCandidate],
+                 trace: tuple[TraceEntry, ...]) -> Decision:
+    by_external_id = [c for c in candidates if c.matched_by == "external_id"]
+    if len(by_external_id) == 1:
+        target = by_external_id[0].account
+        if target.status != "active":
+            return Deny("account_inactive", f"account is {target.status}",
+                        account_id=target.id, trace=trace)
+        changes, notes = _sync(target, mapped, policy)
+        note = TraceEntry("linking", "external_id", "linked",
+                          "SCIM-provisioned account with this subject as externalId")
+        return Link(target.id, "external_id", changes, trace + (note,) + notes)
+    by_email = [c for c in candidates if c.matched_by == "email"]
+    if by_email:
+        return _link_by_email(mapped, policy, [c.account for c in by_email], trace)
+    empty = Account(id="", tenant="")
+    changes, _ = _sync(empty, mapped, policy)
+    return Create(changes, trace)
+
+
+def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list[Account],
+                   trace: tuple[TraceEntry, ...]) -> Decision:
+    mode = policy.link_by_email
+    if mode == "never":
+        return Deny("email_in_use", "an account with this email already exists and the "
+                    "connection does not link accounts by email (linking.by_email: never)",
+                    trace=trace + (TraceEntry("linking", "by_email", "denied", "never"),))
+    if len(matches) != 1:
+        return Deny("email_ambiguous", "several accounts have this email; an admin must link "
+                    "the identity", trace=trace)
+    target = matches[0]
+    if mode == "pending":
+        return Pending(target.id, "the link to the account with this email awaits an admin",
+                       trace + (TraceEntry("linking", "by_email", "pending"),))
+    if not mapped.email_verified:
+        return Deny("email_unverified", "the identity provider did not assert this email as "
+                    "verified, so it cannot be linked to the existing account", trace=trace)
+    if target.kind != "user":
+        return Deny("link_refused", f"an account of kind {target.kind} is never linked by email",
+                    account_id=target.id, trace=trace)
+    if target.status != "active":
+        return Deny("account_inactive", f"account is {target.status}",
+                    account_id=target.id, trace=trace)
+    changes, notes = _sync(target, mapped, policy)
+    note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
+    return Link(target.id, "email", changes, trace + (note,) + notes)
+
+
+def _sync(account: Account, mapped: MappedIdentity,
+          policy: PolicySettings) -> tuple[Changes, tuple[TraceEntry, ...]]:
+    notes: list[TraceEntry] = []
+    profile: dict[str, tuple[str | None, str]] = {}
+    for name, value in mapped.profile.items():
+        before = account.profile.get(name)
+        source = account.profile_sources.get(name)
+        if before == value:
+            continue
+        if before is not None and source is not None and not source.startswith(
+                LOGIN_OWNED_PROFILE):
+            notes.append(TraceEntry("profile", f"profile.{name}", "kept",
+                                    f"set by {source}; logins do not overwrite it"))
+            continue
+        profile[name] = (before, value)
+
+    groups_present = mapped.groups is not None
+    revoke_allowed = groups_present or policy.groups_missing == "revoke"
+    new_groups = mapped.groups or frozenset()
+    groups_added = new_groups - account.groups
+    groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()
+
+    wanted = {RoleGrant(g.role, g.source) for g in mapped.grants}
+    held_by_rule = {g for g in account.grants if g.by_rule}
+    held_keys = {(g.role, g.source) for g in account.grants}
+    grants_added = frozenset(g for g in wanted if (g.role, g.source) not in held_keys)
+    wanted_keys = {(g.role, g.source) for g in wanted}
+    stale = frozenset(g for g in held_by_rule if (g.role, g.source) not in wanted_keys)
+    grants_revoked = stale if revoke_allowed else frozenset()
+    if stale and not revoke_allowed:
+        notes.append(TraceEntry("note", "groups_missing", "kept",
+                                "groups claim absent or empty: rule-granted roles kept",
+                                roles=tuple(sorted(g.role for g in stale))))
+    for g in sorted(grants_revoked):
+        notes.append(TraceEntry("grant", g.source.removeprefix("rule:"), "revoked",
+                                "rule no longer matches", roles=(g.role,)))
+
+    held_roles = account.roles
+    wanted_pending = {PendingGrant(p.role, p.source) for p in mapped.pending}
+    pending_added = frozenset(p for p in wanted_pending
+                              if p not in account.pending and p.role not in held_roles)
+    stale_pending = frozenset(p for p in account.pending if p not in wanted_pending)
+    pending_withdrawn = stale_pending if revoke_allowed else frozenset()
+
+    changes = Changes(profile=profile, groups_added=frozenset(groups_added),
+                      groups_removed=frozenset(groups_removed), grants_added=grants_added,
+                      grants_revoked=grants_revoked, pending_added=pending_added,
+                      pending_withdrawn=pending_withdrawn)
+    return changes, tuple(notes)
+
+
+def apply_changes(account: Account, changes: Changes) -> Account:
+    """The account after ``changes``: what the store writes, as a value (tests, dry runs)."""
+    profile = dict(account.profile)
+    sources = dict(account.profile_sources)
+    for name, (_, after) in changes.profile.items():
+        profile[name] = after
+        sources[name] = f"{PROFILE_SOURCE_PREFIX}{name}"
+    revoked = {(g.role, g.source) for g in changes.grants_revoked}
+    grants = frozenset(g for g in account.grants if (g.role, g.source) not in revoked)
+    return Account(
+        id=account.id, tenant=account.tenant, status=account.status, kind=account.kind,
+        profile=profile, profile_sources=sources,
+        groups=(account.groups | changes.groups_added) - changes.groups_removed,
+        grants=grants | changes.grants_added,
+        pending=(account.pending | changes.pending_added) - changes.pending_withdrawn,
+        provisioned_by=account.provisioned_by, external_id=account.external_id)

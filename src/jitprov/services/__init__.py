@@ -1,0 +1,1 @@
+"""Use cases, one transaction each. Called alike by the web layer and the CLI."""

@@ -1,0 +1,118 @@
+"""Sessions and login requests: server-side, stored by hash, shared by every node."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from jitprov.core.errors import InvalidInput
+from jitprov.protocols.connections import CONNECTION_KINDS
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import hash_token
+from jitprov.store.records import AccountView, ConnectionRecord, LoginRequestRecord
+from jitprov.store.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """Who a session belongs to, as ``GET /me`` shows it."""
+
+    view: AccountView
+    connection: str | None
+    subject: str | None
+
+    def as_me(self) -> dict[str, object]:
+        acc = self.view.account
+        attributes = {k: v for k, v in sorted(acc.profile.items()) if k not in ("email", "name")}
+        return {
+            "id": acc.id, "tenant": self.view.tenant_slug, "connection": self.connection,
+            "external_id": self.subject, "email": acc.profile.get("email"),
+            "name": acc.profile.get("name"), "roles": sorted(acc.roles),
+            "groups": sorted(acc.groups), "attributes": attributes,
+            "provisioned_by": acc.provisioned_by,
+            "created_at": self.view.created_at.isoformat(),
+            "updated_at": self.view.updated_at.isoformat(),
+            # additive to the contract: where each role came from
+            "grants": [{"role": g.role, "source": g.source,
+                        "expires_at": g.expires_at.isoformat() if g.expires_at else None}
+                       for g in sorted(acc.grants)],
+            "pending_roles": [{"role": p.role, "source": p.source} for p in sorted(acc.pending)],
+            "status": acc.status,
+        }
+
+
+def safe_return_to(value: str | None) -> str:
+    """A local path only: anything else (absolute URL, ``//host``, backslashes) becomes ``/``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(c) < 0x20 for c in value):
+        return "/"
+    return value
+
+
+def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
+    """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive)."""
+    if not token:
+        return None
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        record = uow.sessions.get_active(hash_token(token), ctx.clock())
+        if record is None:
+            return None
+        return SignedIn(uow.accounts.view(record.account_id), record.connection_slug,
+                        record.subject)
+
+
+def end_session(ctx: ServiceContext, token: str | None) -> bool:
+    """Revoke the session of this cookie value; True if one was active."""
+    if not token:
+        return False
+    with UnitOfWork(ctx.db) as uow:
+        revoked = uow.sessions.revoke(hash_token(token), ctx.clock())
+        uow.commit()
+    return revoked
+
+
+def check_usable(conn: ConnectionRecord, *, dev_mode: bool) -> None:
+    """Raise InvalidInput for a disabled connection, or a dev-only kind outside dev mode."""
+    if not conn.enabled:
+        raise InvalidInput(f"sign-in through {conn.slug} is disabled")
+    kind = CONNECTION_KINDS.get(conn.kind)
+    if kind is None or (kind.dev_only and not dev_mode):
+        raise InvalidInput(f"connection {conn.slug} uses the kind {conn.kind}, which this "
+                           "server does not accept (dev-only kinds run under `jitprov dev`)")
+
+
+def begin_login(ctx: ServiceContext, connection_slug: str, return_to: str | None,
+                data: Mapping[str, object] | None = None, *,
+                dev_mode: bool = False) -> tuple[str, ConnectionRecord]:
+    """Store a login request; returns the ``state`` value to send to the IdP, and the
+    connection. Raises NotFound for an unknown connection, InvalidInput if it is unusable."""
+    state = secrets.token_urlsafe(32)
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        conn = uow.connections.get(connection_slug)
+        check_usable(conn, dev_mode=dev_mode)
+        uow.login_requests.create(state_id=hash_token(state), connection_id=conn.id,
+                                  return_to=safe_return_to(return_to), data=data or {},
+                                  now=now, expires_at=now + ctx.login_request_ttl)
+        uow.commit()
+    return state, conn
+
+
+def finish_login_request(ctx: ServiceContext, connection_slug: str, state: str | None, *,
+                         dev_mode: bool = False) -> tuple[ConnectionRecord, LoginRequestRecord]:
+    """Consume the login request of ``state`` (single use); returns it with its connection.
+    Raises InvalidInput if it is unknown, used, expired or belongs to another connection."""
+    if not state:
+        raise InvalidInput("the response carries no state")
+    with UnitOfWork(ctx.db) as uow:
+        connection = uow.connections.get(connection_slug)
+        check_usable(connection, dev_mode=dev_mode)
+        record = uow.login_requests.consume(hash_token(state), ctx.clock())
+        uow.commit()
+    if record is None or record.connection_id != connection.id:
+        raise InvalidInput("this sign-in link has expired or was already used; start again")
+    return connection, record

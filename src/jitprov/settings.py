@@ -1,0 +1,69 @@
+"""One frozen Settings, read once at start from the environment (``JITPROV_*``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///var/jitprov.db"
+DEFAULT_KEY_FILE = Path("var/secret.key")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings. ``secret_key`` encrypts connection secrets at rest (Fernet)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = ""
+    session_ttl: timedelta = timedelta(hours=12)  # one long shift
+    login_request_ttl: timedelta = timedelta(minutes=10)
+    dev_mode: bool = False
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"Settings(database_url={self.database_url!r}, base_url={self.base_url!r}, "
+                f"dev_mode={self.dev_mode})")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False) -> Settings:
+    """Read ``JITPROV_DATABASE_URL``, ``JITPROV_BASE_URL``, ``JITPROV_SECRET_KEY``,
+    ``JITPROV_SESSION_TTL_MINUTES``. Without a secret key, one is created in
+    ``var/secret.key`` (mode 0600) so the embedded setup works out of the box."""
+    env = dict(os.environ) if environ is None else environ
+    ttl_text = env.get("JITPROV_SESSION_TTL_MINUTES", "720")
+    try:
+        ttl = timedelta(minutes=int(ttl_text))
+    except ValueError as exc:
+        raise SettingsError(f"JITPROV_SESSION_TTL_MINUTES must be a whole number of minutes, "
+                            f"not {ttl_text!r}") from exc
+    base_url = env.get("JITPROV_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"JITPROV_BASE_URL must start with http:// or https://: {base_url!r}")
+    key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
+    return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
+                    base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode)
+
+
+def _key_from_file(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

@@ -1,0 +1,72 @@
+"""Small frozen records the repositories return besides core values. Copies, never rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jitprov.core.identity import Account
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: int
+    slug: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """A connection as configured. ``secrets`` is still encrypted (Fernet token) here."""
+
+    id: int
+    tenant_id: int
+    tenant_slug: str
+    slug: str
+    kind: str
+    config: Mapping[str, object]
+    secrets: str | None
+    mapping: str
+    mapping_source: str
+    enabled: bool
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    connection: str
+    subject: str
+    issuer: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """An account with what the API and console show about it."""
+
+    account: Account
+    tenant_slug: str
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+    identities: tuple[IdentityLink, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: str
+    account_id: str
+    connection_slug: str | None
+    subject: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequestRecord:
+    connection_id: int
+    return_to: str
+    data: Mapping[str, object]
+    expires_at: datetime

@@ -1,0 +1,492 @@
+"""Narrow repositories over one open transaction (see ``unit_of_work.py``).
+
+Each method states its contract; every return value is a copy (a core value or a record from
+``records.py``). Methods raise :class:`jitprov.core.errors.NotFound` or
+:class:`jitprov.core.errors.Conflict`, never SQLAlchemy exceptions, except that a lost
+unique-key race surfaces as :class:`RaceLost` for the service to retry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain
+from jitprov.core.errors import Conflict, JitprovError, NotFound
+from jitprov.core.identity import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    PendingGrant,
+    ProvisionedBy,
+    RoleGrant,
+)
+from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
+from jitprov.store import tables as t
+from jitprov.store.records import (
+    AccountView,
+    ConnectionRecord,
+    IdentityLink,
+    LoginRequestRecord,
+    SessionRecord,
+    TenantRecord,
+)
+
+
+class RaceLost(JitprovError):
+    """Another transaction wrote the same unique key first; retry the whole unit of work."""
+
+    code = "race_lost"
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+class TenantRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, slug: str, name: str, now: datetime) -> TenantRecord:
+        """Insert a tenant. Raises Conflict if the slug is taken."""
+        if self._c.execute(sa.select(t.tenant.c.id).where(t.tenant.c.slug == slug)).first():
+            raise Conflict(f"tenant {slug!r} already exists")
+        new_id = self._c.execute(t.tenant.insert().values(
+            slug=slug, name=name, settings={}, created_at=now)).inserted_primary_key
+        assert new_id is not None  # noqa: S101
+        return TenantRecord(id=int(new_id[0]), slug=slug, name=name, created_at=now)
+
+    def get(self, slug: str) -> TenantRecord:
+        """Raises NotFound."""
+        row = self._c.execute(sa.select(t.tenant).where(t.tenant.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no tenant {slug!r}")
+        return TenantRecord(id=row.id, slug=row.slug, name=row.name,
+                            created_at=utc(row.created_at))
+
+    def list(self) -> list[TenantRecord]:
+        rows = self._c.execute(sa.select(t.tenant).order_by(t.tenant.c.slug))
+        return [TenantRecord(id=r.id, slug=r.slug, name=r.name, created_at=utc(r.created_at))
+                for r in rows]
+
+
+_CONNECTION_COLUMNS = (*t.connection.c, t.tenant.c.slug.label("tenant_slug"))
+
+
+def _connection(row: sa.Row[Any]) -> ConnectionRecord:
+    return ConnectionRecord(
+        id=row.id, tenant_id=row.tenant_id, tenant_slug=row.tenant_slug, slug=row.slug,
+        kind=row.kind, config=row.config, secrets=row.secrets, mapping=row.mapping,
+        mapping_source=row.mapping_source, enabled=row.enabled, version=row.version,
+        updated_at=utc(row.updated_at))
+
+
+class ConnectionRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add(self, *, tenant_id: int, slug: str, kind: str, config: Mapping[str, object],
+            secrets: str | None, mapping: str, mapping_source: str,
+            now: datetime) -> ConnectionRecord:
+        """Insert a connection. Raises Conflict if the slug is taken (slugs are global)."""
+        if self._c.execute(sa.select(t.connection.c.id)
+                           .where(t.connection.c.slug == slug)).first():
+            raise Conflict(f"connection {slug!r} already exists")
+        self._c.execute(t.connection.insert().values(
+            tenant_id=tenant_id, slug=slug, kind=kind, config=dict(config), secrets=secrets,
+            mapping=mapping, mapping_source=mapping_source, enabled=True, version=1,
+            created_at=now, updated_at=now))
+        return self.get(slug)
+
+    def get(self, slug: str) -> ConnectionRecord:
+        """Raises NotFound. Reads the current row: changes by other nodes show at once."""
+        row = self._c.execute(
+            sa.select(*_CONNECTION_COLUMNS).join(t.tenant)
+            .where(t.connection.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no connection {slug!r}")
+        return _connection(row)
+
+    def list(self, tenant_id: int | None = None) -> list[ConnectionRecord]:
+        query = sa.select(*_CONNECTION_COLUMNS).join(t.tenant).order_by(t.connection.c.slug)
+        if tenant_id is not None:
+            query = query.where(t.connection.c.tenant_id == tenant_id)
+        return [_connection(r) for r in self._c.execute(query)]
+
+    def set_mapping(self, slug: str, mapping: str, source: str, now: datetime) -> int:
+        """Replace the mapping and bump the version; returns the new version. NotFound."""
+        result = self._c.execute(
+            t.connection.update().where(t.connection.c.slug == slug)
+            .values(mapping=mapping, mapping_source=source, updated_at=now,
+                    version=t.connection.c.version + 1)
+            .returning(t.connection.c.version))
+        row = result.first()
+        if row is None:
+            raise NotFound(f"no connection {slug!r}")
+        return int(row[0])
+
+
+    def set_enabled(self, slug: str, enabled: bool, now: datetime) -> None:
+        """Raises NotFound."""
+        result = self._c.execute(t.connection.update().where(t.connection.c.slug == slug)
+                                 .values(enabled=enabled, updated_at=now,
+                                         version=t.connection.c.version + 1))
+        if not result.rowcount:
+            raise NotFound(f"no connection {slug!r}")
+
+
+class AccountRepository:
+    """Accounts with their grants, pending grants and identities."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
+        """The account this (connection, subject) signs in to, or None."""
+        row = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.identity, t.identity.c.account_id == t.account.c.id)
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.identity.c.connection_id == connection_id,
+                   t.identity.c.subject == subject)).first()
+        return None if row is None else self._account(row)
+
+    def get(self, account_id: str) -> Account:
+        """Raises NotFound."""
+        row = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.account.c.id == account_id)).first()
+        if row is None:
+            raise NotFound(f"no account {account_id!r}")
+        return self._account(row)
+
+    def find_link_candidates(self, tenant_id: int, *, email: str | None,
+                             external_id: str) -> list[tuple[Account, str]]:
+        """Accounts of the tenant a first login might belong to: (account, matched_by).
+
+        ``external_id`` matches SCIM-provisioned accounts; ``email`` (case-insensitive) any.
+        """
+        conds = [sa.and_(t.account.c.external_id == external_id,
+                         t.account.c.provisioned_by == "scim")]
+        if email:
+            conds.append(t.account.c.email_lower == email.lower())
+        rows = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.account.c.tenant_id == tenant_id, sa.or_(*conds))).all()
+        out: list[tuple[Account, str]] = []
+        for row in rows:
+            matched = ("external_id" if row.external_id == external_id
+                       and row.provisioned_by == "scim" else "email")
+            out.append((self._account(row), matched))
+        return out
+
+    def create(self, *, tenant_id: int, changes: Changes, provisioned_by: ProvisionedBy,
+               now: datetime, kind: AccountKind = "user", external_id: str | None = None,
+               granted_by: str = "login") -> str:
+        """Insert an account with the profile, groups, grants and pending grants of
+        ``changes``; returns its new id."""
+        account_id = str(uuid.uuid4())
+        profile = {k: after for k, (_, after) in changes.profile.items()}
+        email = profile.get("email")
+        self._c.execute(t.account.insert().values(
+            id=account_id, tenant_id=tenant_id, status="active", kind=kind,
+            provisioned_by=provisioned_by, external_id=external_id, email=email,
+            email_lower=email.lower() if email else None, profile=profile,
+            profile_sources={k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
+            idp_groups=sorted(changes.groups_added), created_at=now, updated_at=now,
+            last_login_at=None, deactivated_at=None, version=1))
+        self._write_grants(account_id, changes, now, granted_by)
+        return account_id
+
+    def apply(self, account: Account, changes: Changes, now: datetime,
+              granted_by: str = "login") -> None:
+        """Write ``changes`` onto ``account`` (as read in this transaction)."""
+        values: dict[str, object] = {}
+        if changes.profile:
+            profile = dict(account.profile)
+            sources = dict(account.profile_sources)
+            for name, (_, after) in changes.profile.items():
+                profile[name] = after
+                sources[name] = f"{PROFILE_SOURCE_PREFIX}{name}"
+            values.update(profile=profile, profile_sources=sources)
+            if "email" in changes.profile:
+                email = profile["email"]
+                values.update(email=email, email_lower=email.lower())
+        if changes.groups_added or changes.groups_removed:
+            groups = (account.groups | changes.groups_added) - changes.groups_removed
+            values["idp_groups"] = sorted(groups)
+        if not changes.is_empty:
+            values.update(updated_at=now, version=t.account.c.version + 1)
+        if values:
+            self._c.execute(t.account.update().where(t.account.c.id == account.id)
+                            .values(**values))
+        for g in changes.grants_revoked:
+            self._c.execute(t.role_grant.delete().where(
+                t.role_grant.c.account_id == account.id, t.role_grant.c.role == g.role,
+                t.role_grant.c.source == g.source))
+        for p in changes.pending_withdrawn:
+            self._c.execute(t.pending_grant.update().where(
+                t.pending_grant.c.account_id == account.id, t.pending_grant.c.role == p.role,
+                t.pending_grant.c.source == p.source, t.pending_grant.c.status == "pending")
+                .values(status="withdrawn", decided_at=now, decided_by=granted_by,
+                        reason="rule no longer matches"))
+        self._write_grants(account.id, changes, now, granted_by)
+
+    def _write_grants(self, account_id: str, changes: Changes, now: datetime,
+                      granted_by: str) -> None:
+        if changes.grants_added:
+            self._c.execute(t.role_grant.insert(), [
+                {"account_id": account_id, "role": g.role, "source": g.source,
+                 "granted_at": now, "granted_by": granted_by, "expires_at": g.expires_at}
+                for g in sorted(changes.grants_added)])
+        if changes.pending_added:
+            self._c.execute(t.pending_grant.insert(), [
+                {"account_id": account_id, "role": p.role, "source": p.source,
+                 "status": "pending", "requested_at": now}
+                for p in sorted(changes.pending_added)])
+
+    def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
+                     now: datetime) -> None:
+        """Bind (connection, subject) to the account. Raises RaceLost if it is already bound."""
+        try:
+            with self._c.begin_nested():
+                self._c.execute(t.identity.insert().values(
+                    connection_id=connection_id, subject=subject, issuer=issuer,
+                    account_id=account_id, created_at=now, last_login_at=now))
+        except sa.exc.IntegrityError as exc:
+            raise RaceLost("identity already bound") from exc
+
+    def record_login(self, *, account_id: str, connection_id: int, subject: str,
+                     now: datetime) -> None:
+        self._c.execute(t.account.update().where(t.account.c.id == account_id)
+                        .values(last_login_at=now))
+        self._c.execute(t.identity.update().where(t.identity.c.connection_id == connection_id,
+                                                  t.identity.c.subject == subject)
+                        .values(last_login_at=now))
+
+    def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
+                   account_id: str, claims: Mapping[str, object], now: datetime) -> bool:
+        """Queue a pending link; returns False when one is already open for this identity."""
+        try:
+            with self._c.begin_nested():
+                self._c.execute(t.pending_link.insert().values(
+                    tenant_id=tenant_id, connection_id=connection_id, subject=subject,
+                    issuer=issuer, account_id=account_id, claims=dict(claims),
+                    status="pending", created_at=now))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def list(self, tenant_id: int, *, limit: int = 1000, offset: int = 0) -> list[AccountView]:
+        """Accounts of a tenant, oldest first, with their identities."""
+        rows = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.account.c.tenant_id == tenant_id)
+            .order_by(t.account.c.created_at, t.account.c.id).limit(limit).offset(offset)).all()
+        return [self._view(r) for r in rows]
+
+    def view(self, account_id: str) -> AccountView:
+        """One account with identities. Raises NotFound."""
+        row = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.account.c.id == account_id)).first()
+        if row is None:
+            raise NotFound(f"no account {account_id!r}")
+        return self._view(row)
+
+    def _view(self, row: sa.Row[Any]) -> AccountView:
+        idents = self._c.execute(
+            sa.select(t.connection.c.slug, t.identity.c.subject, t.identity.c.issuer)
+            .join(t.connection, t.connection.c.id == t.identity.c.connection_id)
+            .where(t.identity.c.account_id == row.id).order_by(t.identity.c.id)).all()
+        return AccountView(
+            account=self._account(row), tenant_slug=row.tenant_slug,
+            created_at=utc(row.created_at), updated_at=utc(row.updated_at),
+            last_login_at=_opt_utc(row.last_login_at),
+            identities=tuple(IdentityLink(i.slug, i.subject, i.issuer) for i in idents))
+
+    def _account(self, row: sa.Row[Any]) -> Account:
+        grants = frozenset(
+            RoleGrant(g.role, g.source, _opt_utc(g.expires_at)) for g in self._c.execute(
+                sa.select(t.role_grant.c.role, t.role_grant.c.source, t.role_grant.c.expires_at)
+                .where(t.role_grant.c.account_id == row.id)))
+        pending = frozenset(
+            PendingGrant(p.role, p.source) for p in self._c.execute(
+                sa.select(t.pending_grant.c.role, t.pending_grant.c.source)
+                .where(t.pending_grant.c.account_id == row.id,
+                       t.pending_grant.c.status == "pending")))
+        return Account(
+            id=row.id, tenant=row.tenant_slug, status=cast(AccountStatus, row.status),
+            kind=cast(AccountKind, row.kind), profile=dict(row.profile),
+            profile_sources=dict(row.profile_sources), groups=frozenset(row.idp_groups),
+            grants=grants, pending=pending,
+            provisioned_by=cast(ProvisionedBy, row.provisioned_by), external_id=row.external_id)
+
+
+class SessionRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, *, session_id: str, account_id: str, connection_id: int | None,
+               subject: str | None, now: datetime, expires_at: datetime,
+               user_agent: str | None) -> None:
+        """``session_id`` is the SHA-256 of the cookie value, never the value itself."""
+        self._c.execute(t.session.insert().values(
+            id=session_id, account_id=account_id, connection_id=connection_id, subject=subject,
+            created_at=now, expires_at=expires_at, revoked_at=None,
+            user_agent=(user_agent or "")[:300] or None))
+
+    def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
+        """The session if it exists, is not revoked, not expired and its account is active."""
+        row = self._c.execute(
+            sa.select(t.session, t.connection.c.slug.label("connection_slug"))
+            .join(t.account, t.account.c.id == t.session.c.account_id)
+            .outerjoin(t.connection, t.connection.c.id == t.session.c.connection_id)
+            .where(t.session.c.id == session_id, t.session.c.revoked_at.is_(None),
+                   t.session.c.expires_at > now, t.account.c.status == "active")).first()
+        if row is None:
+            return None
+        return SessionRecord(id=row.id, account_id=row.account_id,
+                             connection_slug=row.connection_slug, subject=row.subject,
+                             created_at=utc(row.created_at), expires_at=utc(row.expires_at))
+
+    def revoke(self, session_id: str, now: datetime) -> bool:
+        """Revoke one session; True if it was active."""
+        result = self._c.execute(t.session.update().where(
+            t.session.c.id == session_id, t.session.c.revoked_at.is_(None))
+            .values(revoked_at=now))
+        return bool(result.rowcount)
+
+    def revoke_all(self, account_id: str, now: datetime) -> int:
+        """Revoke every active session of an account; returns how many."""
+        result = self._c.execute(t.session.update().where(
+            t.session.c.account_id == account_id, t.session.c.revoked_at.is_(None))
+            .values(revoked_at=now))
+        return int(result.rowcount)
+
+    def purge_expired(self, before: datetime) -> int:
+        result = self._c.execute(t.session.delete().where(t.session.c.expires_at < before))
+        return int(result.rowcount)
+
+
+class LoginRequestRepository:
+    """Server-side state of logins in flight: single use, expiring, shared by all nodes."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, *, state_id: str, connection_id: int, return_to: str,
+               data: Mapping[str, object], now: datetime, expires_at: datetime) -> None:
+        self._c.execute(t.login_request.insert().values(
+            id=state_id, connection_id=connection_id, return_to=return_to, data=dict(data),
+            created_at=now, expires_at=expires_at, consumed_at=None))
+
+    def consume(self, state_id: str, now: datetime) -> LoginRequestRecord | None:
+        """Mark the request used and return it; None if unknown, expired or already used.
+
+        Exactly one of any number of concurrent callers gets the record."""
+        row = self._c.execute(
+            t.login_request.update().where(
+                t.login_request.c.id == state_id, t.login_request.c.consumed_at.is_(None),
+                t.login_request.c.expires_at > now)
+            .values(consumed_at=now)
+            .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
+                       t.login_request.c.data, t.login_request.c.expires_at)).first()
+        if row is None:
+            return None
+        return LoginRequestRecord(connection_id=row.connection_id, return_to=row.return_to,
+                                  data=row.data, expires_at=utc(row.expires_at))
+
+    def purge_expired(self, before: datetime) -> int:
+        result = self._c.execute(t.login_request.delete()
+                                 .where(t.login_request.c.expires_at < before))
+        return int(result.rowcount)
+
+
+class AuditLog:
+    """The append-only, hash-chained audit log (one chain per tenant)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def append(self, tenant_id: int, tenant_slug: str, event: AuditEvent,
+               now: datetime) -> ChainedEvent:
+        """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
+        one tenant are numbered without gaps even across nodes."""
+        head = self._c.execute(
+            sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+            .where(t.audit_head.c.tenant_id == tenant_id).with_for_update()).first()
+        seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        chained = chain(event, tenant=tenant_slug, seq=seq + 1, prev_hash=prev, occurred_at=now)
+        self._c.execute(t.audit_event.insert().values(
+            tenant_id=tenant_id, seq=chained.seq, occurred_at=now, type=chained.type,
+            actor=chained.actor, account_id=chained.account_id, request_id=chained.request_id,
+            data=chained.data, prev_hash=chained.prev_hash, hash=chained.hash))
+        if head is None:
+            try:
+                with self._c.begin_nested():
+                    self._c.execute(t.audit_head.insert().values(
+                        tenant_id=tenant_id, seq=chained.seq, hash=chained.hash))
+            except sa.exc.IntegrityError as exc:
+                raise RaceLost("audit chain head created concurrently") from exc
+        else:
+            self._c.execute(t.audit_head.update().where(t.audit_head.c.tenant_id == tenant_id)
+                            .values(seq=chained.seq, hash=chained.hash))
+        return chained
+
+    def events(self, tenant_id: int, *, after_seq: int = 0,
+               batch: int = 1000) -> Iterator[ChainedEvent]:
+        """Events of one tenant in chain order, read in batches."""
+        while True:
+            rows = self._c.execute(
+                sa.select(t.audit_event, t.tenant.c.slug.label("tenant_slug"))
+                .join(t.tenant, t.tenant.c.id == t.audit_event.c.tenant_id)
+                .where(t.audit_event.c.tenant_id == tenant_id, t.audit_event.c.seq > after_seq)
+                .order_by(t.audit_event.c.seq).limit(batch)).all()
+            for r in rows:
+                yield ChainedEvent(tenant=r.tenant_slug, seq=r.seq,
+                                   occurred_at=utc(r.occurred_at), type=r.type, actor=r.actor,
+                                   account_id=r.account_id, request_id=r.request_id,
+                                   data=r.data, prev_hash=r.prev_hash, hash=r.hash)
+            if len(rows) < batch:
+                return
+            after_seq = rows[-1].seq
+
+    def head(self, tenant_id: int) -> tuple[int, str] | None:
+        row = self._c.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+                              .where(t.audit_head.c.tenant_id == tenant_id)).first()
+        return None if row is None else (row.seq, row.hash)
+
+
+class Outbox:
+    """Events for webhooks, written in the same transaction as the change they announce."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add(self, tenant_id: int, type: str, payload: Mapping[str, object],
+            now: datetime) -> None:
+        self._c.execute(t.outbox_event.insert().values(
+            tenant_id=tenant_id, type=type, payload=dict(payload), created_at=now,
+            delivered_at=None, attempts=0))
+
+    def pending(self, limit: int = 100) -> Sequence[tuple[int, str, Mapping[str, object]]]:
+        """Undelivered events, oldest first: (id, type, payload)."""
+        rows = self._c.execute(sa.select(t.outbox_event.c.id, t.outbox_event.c.type,
+                                         t.outbox_event.c.payload)
+                               .where(t.outbox_event.c.delivered_at.is_(None))
+                               .order_by(t.outbox_event.c.id).limit(limit))
+        return [(r.id, r.type, r.payload) for r in rows]

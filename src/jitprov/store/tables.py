@@ -1,0 +1,181 @@
+"""SQLAlchemy Core tables: the schema Alembic migrates (``migrations/versions``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+TS = sa.DateTime(timezone=True)
+
+tenant = sa.Table(
+    "tenant", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(63), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+connection = sa.Table(
+    "connection", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("slug", sa.String(63), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("secrets", sa.Text, nullable=True),  # Fernet token of a JSON object
+    sa.Column("mapping", sa.Text, nullable=False),
+    sa.Column("mapping_source", sa.String(500), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+account = sa.Table(
+    "account", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("provisioned_by", sa.String(16), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("email_lower", sa.String(320), nullable=True),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("profile_sources", sa.JSON, nullable=False),
+    sa.Column("idp_groups", sa.JSON, nullable=False),  # IdP groups mirrored by login
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("last_login_at", TS, nullable=True),
+    sa.Column("deactivated_at", TS, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_account_tenant_email", "tenant_id", "email_lower"),
+    sa.Index("ix_account_tenant_external_id", "tenant_id", "external_id"),
+)
+
+identity = sa.Table(
+    "identity", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_login_at", TS, nullable=True),
+    sa.UniqueConstraint("connection_id", "subject"),
+)
+
+role_grant = sa.Table(
+    "role_grant", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),  # rule:<id> | scim | manual | approval
+    sa.Column("granted_at", TS, nullable=False),
+    sa.Column("granted_by", sa.String(200), nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.UniqueConstraint("account_id", "role", "source"),
+)
+
+pending_grant = sa.Table(
+    "pending_grant", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|withdrawn
+    sa.Column("requested_at", TS, nullable=False),
+    sa.Column("decided_at", TS, nullable=True),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_pending_grant_account_status", "account_id", "status"),
+)
+
+pending_link = sa.Table(
+    "pending_link", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("claims", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("decided_at", TS, nullable=True),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.UniqueConstraint("connection_id", "subject", "status"),
+)
+
+session = sa.Table(
+    "session", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie value
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("subject", sa.String(255), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("revoked_at", TS, nullable=True),
+    sa.Column("user_agent", sa.String(300), nullable=True),
+)
+
+login_request = sa.Table(
+    "login_request", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the state value
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("return_to", sa.String(2000), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+    sa.Column("consumed_at", TS, nullable=True),
+)
+
+audit_event = sa.Table(
+    "audit_event", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(300), nullable=False),
+    sa.Column("account_id", sa.String(36), nullable=True, index=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("tenant_id", "seq"),
+)
+
+audit_head = sa.Table(
+    "audit_head", metadata,
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="RESTRICT"), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+outbox_event = sa.Table(
+    "outbox_event", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Index("ix_outbox_event_undelivered", "delivered_at", "id"),
+)

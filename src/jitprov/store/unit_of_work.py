@@ -1,0 +1,92 @@
+"""One transaction, with every repository bound to it.
+
+``with UnitOfWork(db) as uow: ...; uow.commit()``: leaving the block without ``commit()``
+rolls back. Read-only units (``readonly=True``) take no write lock on SQLite.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import sqlalchemy as sa
+
+from jitprov.store.database import Database, DatabaseNotReady
+from jitprov.store.repositories import (
+    AccountRepository,
+    AuditLog,
+    ConnectionRepository,
+    LoginRequestRepository,
+    Outbox,
+    RaceLost,
+    SessionRepository,
+    TenantRepository,
+)
+
+
+class UnitOfWork:
+    tenants: TenantRepository
+    connections: ConnectionRepository
+    accounts: AccountRepository
+    sessions: SessionRepository
+    login_requests: LoginRequestRepository
+    audit: AuditLog
+    outbox: Outbox
+
+    def __init__(self, db: Database, *, readonly: bool = False) -> None:
+        self._db = db
+        self._readonly = readonly
+        self._conn: sa.Connection | None = None
+        self._tx: sa.RootTransaction | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        try:
+            conn = self._db.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise DatabaseNotReady(f"cannot reach the database: {exc.orig}") from exc
+        if self._readonly:
+            conn = conn.execution_options(readonly=True)
+        self._conn = conn
+        try:
+            self._tx = conn.begin()
+        except sa.exc.OperationalError as exc:
+            conn.close()
+            raise _translate(exc) from exc
+        self.tenants = TenantRepository(conn)
+        self.connections = ConnectionRepository(conn)
+        self.accounts = AccountRepository(conn)
+        self.sessions = SessionRepository(conn)
+        self.login_requests = LoginRequestRepository(conn)
+        self.audit = AuditLog(conn)
+        self.outbox = Outbox(conn)
+        return self
+
+    def commit(self) -> None:
+        assert self._tx is not None  # noqa: S101
+        try:
+            self._tx.commit()
+        except sa.exc.IntegrityError as exc:
+            raise RaceLost("commit lost a unique-key race") from exc
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._conn is not None  # noqa: S101
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+        if isinstance(exc, sa.exc.IntegrityError):
+            raise RaceLost("a unique key was written concurrently") from exc
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.ProgrammingError):
+            raise _translate(exc) from exc
+
+
+def _translate(exc: sa.exc.DBAPIError) -> Exception:
+    message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if "no such table" in message or "does not exist" in message:
+        return DatabaseNotReady(f"the database is not migrated ({message}); "
+                                "run `jitprov db upgrade`")
+    if "database is locked" in message or "deadlock" in message or \
+            "could not serialize" in message:
+        return RaceLost(message)
+    return DatabaseNotReady(message)

@@ -1,0 +1,1 @@
+"""The only package that imports Starlette/FastAPI: the HTTP surface of jitprov."""

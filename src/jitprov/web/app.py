@@ -1,0 +1,71 @@
+"""create_app: the composition root. Hot paths (SSO, /me, forward-auth) are bare Starlette
+routes; FastAPI serves only the admin API, where its validation and OpenAPI pay for themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jitprov import __version__
+from jitprov.services.context import ServiceContext
+from jitprov.services.secretbox import SecretBox
+from jitprov.settings import Settings
+from jitprov.store.database import Database
+from jitprov.web import errors
+from jitprov.web.routes import admin_api, dev_idp, pages, sso
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+class RequestId:
+    """Pure ASGI middleware: a request id per request, echoed as ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def build_context(settings: Settings, db: Database) -> ServiceContext:
+    return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
+                          session_ttl=settings.session_ttl,
+                          login_request_ttl=settings.login_request_ttl)
+
+
+def create_app(settings: Settings, db: Database | None = None,
+               ctx: ServiceContext | None = None) -> FastAPI:
+    """Build the ASGI app. ``db``/``ctx`` may be injected (tests); otherwise built from
+    ``settings``."""
+    if ctx is None:
+        ctx = build_context(settings, db or Database.connect(settings.database_url))
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    app = FastAPI(title="jitprov", version=__version__, docs_url="/api/docs",
+                  redoc_url=None, openapi_url="/openapi.json")
+    app.state.ctx = ctx
+    app.state.settings = settings
+    app.state.templates = templates
+    errors.install(app, templates)
+    for module in (pages, sso, dev_idp):
+        for path, endpoint, methods in module.ROUTES:
+            if module is dev_idp and not settings.dev_mode:
+                continue
+            app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
+    app.include_router(admin_api.router)
+    app.add_middleware(RequestId)
+    return app

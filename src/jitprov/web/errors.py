@@ -1,0 +1,80 @@
+"""The one place that renders errors: HTML for browsers, JSON for /me and /api.
+
+Nothing here ever shows a traceback, a token or an assertion; every page carries the request id
+so an admin can find the audit event.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+from jitprov.core.errors import Conflict, InvalidInput, JitprovError, MappingError, NotFound
+from jitprov.services.login import LoginRefused
+from jitprov.store.database import DatabaseNotReady
+
+log = logging.getLogger("jitprov.web")
+
+STATUS: list[tuple[type[JitprovError], int]] = [
+    (LoginRefused, 403),
+    (MappingError, 422),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (DatabaseNotReady, 503),
+]
+
+TITLES = {400: "The sign-in could not be completed", 403: "Access refused",
+          404: "Not found", 409: "Conflict", 422: "Invalid input",
+          503: "Service unavailable", 500: "Something went wrong"}
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/me", "/scim/")):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def render_error(request: Request, templates: Jinja2Templates, status: int, code: str,
+                 message: str) -> Response:
+    request_id = getattr(request.state, "request_id", None)
+    if wants_json(request):
+        return JSONResponse({"error": code, "message": message, "request_id": request_id},
+                            status_code=status)
+    return templates.TemplateResponse(request, "error.html", {
+        "title": TITLES.get(status, "Error"), "message": message, "code": code,
+        "request_id": request_id}, status_code=status)
+
+
+def install(app: object, templates: Jinja2Templates) -> None:
+    """Register the handlers on a Starlette/FastAPI app."""
+    from starlette.applications import Starlette
+
+    assert isinstance(app, Starlette)  # noqa: S101
+
+    async def on_jitprov_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, JitprovError)  # noqa: S101
+        status = next((s for cls, s in STATUS if isinstance(exc, cls)), 400)
+        message = exc.reason if isinstance(exc, LoginRefused) else str(exc)
+        return render_error(request, templates, status, exc.code, message)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # noqa: S101
+        return render_error(request, templates, exc.status_code, "http_error", str(exc.detail))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": getattr(request.state,
+                                                                      "request_id", None)})
+        return render_error(request, templates, 500, "internal_error",
+                            "an unexpected error occurred; the administrator can find it in the "
+                            "server log by its request id")
+
+    app.add_exception_handler(JitprovError, on_jitprov_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

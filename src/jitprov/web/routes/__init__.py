@@ -1,0 +1,1 @@
+"""HTTP routes. Each module exposes ``ROUTES`` (Starlette) or ``router`` (FastAPI)."""

@@ -1,0 +1,56 @@
+"""The landing page, ``GET /me``, ``POST /logout`` and the health check."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from jitprov.services import admin
+from jitprov.services.sessions import current_session, end_session
+from jitprov.web.routes.common import (
+    SESSION_COOKIE,
+    clear_session_cookie,
+    ctx_of,
+    settings_of,
+    templates_of,
+)
+
+
+async def home(request: Request) -> Response:
+    ctx = ctx_of(request)
+    signed_in = await run_in_threadpool(current_session, ctx,
+                                        request.cookies.get(SESSION_COOKIE))
+    connections = [c for c in await run_in_threadpool(admin.list_connections, ctx)
+                   if c.enabled and (settings_of(request).dev_mode or c.kind != "mock")]
+    return templates_of(request).TemplateResponse(request, "home.html", {
+        "me": signed_in.as_me() if signed_in else None, "connections": connections,
+        "dev_mode": settings_of(request).dev_mode})
+
+
+async def me(request: Request) -> Response:
+    signed_in = await run_in_threadpool(current_session, ctx_of(request),
+                                        request.cookies.get(SESSION_COOKIE))
+    if signed_in is None:
+        return JSONResponse({"error": "unauthenticated", "message": "no valid session"},
+                            status_code=401, headers={"Cache-Control": "no-store"})
+    return JSONResponse(signed_in.as_me(), headers={"Cache-Control": "no-store"})
+
+
+async def logout(request: Request) -> Response:
+    await run_in_threadpool(end_session, ctx_of(request), request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/", status_code=303)
+    clear_session_cookie(request, response)
+    return response
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+ROUTES = [
+    ("/", home, ["GET"]),
+    ("/me", me, ["GET"]),
+    ("/logout", logout, ["POST"]),
+    ("/healthz", healthz, ["GET"]),
+]

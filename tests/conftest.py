@@ -1,0 +1,117 @@
+"""Fixtures shared by the suite: databases (SQLite and PostgreSQL), a service context with a
+controllable clock.
+
+PostgreSQL: ``JITPROV_TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``).
+A throwaway database is created per test session and dropped at the end. When PostgreSQL is
+unreachable the PostgreSQL half of the suite is skipped, unless ``JITPROV_REQUIRE_POSTGRES=1``
+(CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from jitprov.services.context import ServiceContext
+from jitprov.services.secretbox import SecretBox
+from jitprov.store.database import Database, normalise_url
+from jitprov.store.tables import metadata
+
+PG_URL = os.environ.get("JITPROV_TEST_DATABASE_URL",
+                        "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("JITPROV_REQUIRE_POSTGRES") == "1"
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating per test is slow)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    db = Database.connect(f"sqlite:///{path}", pool_size=1)
+    db.upgrade()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    admin_url = normalise_url(PG_URL)
+    try:
+        admin_engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin_engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as exc:
+        message = f"PostgreSQL unreachable at {PG_URL}: {str(exc.orig).strip()[:200]}"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"jitprov_test_{uuid.uuid4().hex[:10]}"
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    db = Database.connect(url, pool_size=1)
+    db.upgrade()
+    db.dispose()
+    yield url
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin_engine.dispose()
+
+
+def _truncate_postgres(db: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 sqlite_template: Path) -> str:
+    """The URL of an empty, migrated database: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "jitprov.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    db = Database.connect(url, pool_size=1)
+    _truncate_postgres(db)
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database.connect(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ctx(db: Database, clock: Clock) -> ServiceContext:
+    return ServiceContext(db=db, secretbox=SecretBox(TEST_SECRET_KEY), clock=clock)
