@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -31,7 +31,8 @@ connection_app = typer.Typer(no_args_is_help=True, help="Connections to identity
 mapping_app = typer.Typer(no_args_is_help=True, help="Mapping files.")
 users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
-for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (connection_app, "connection"),
+token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
+for sub, name in ((token_app, "admin-token"), (db_app, "db"), (tenant_app, "tenant"), (connection_app, "connection"),
                   (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit")):
     app.add_typer(sub, name=name)
 
@@ -42,11 +43,6 @@ DatabaseUrl = Annotated[str | None, typer.Option(
 
 class CliError(JitprovError):
     code = "cli_error"
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _settings(database_url: str | None, *, dev_mode: bool = False) -> Settings:
@@ -164,16 +160,7 @@ def mapping_test(connection: Annotated[str, typer.Option("--connection")],
     result = dry_run_login(_context(_settings(database_url)), connection,
                            ExternalIdentity(issuer="dry-run", subject=sub, claims=data))
     decision = result.decision
-    out: dict[str, object] = {"decision": decision.kind,
-                              "trace": [e.as_dict() for e in decision.trace]}
-    if result.existing is not None:
-        out["account_id"] = result.existing.id
-    changes = getattr(decision, "changes", None)
-    if changes is not None:
-        out["changes"] = changes.as_dict()
-    for attr in ("code", "reason", "rule"):
-        if getattr(decision, attr, None) is not None:
-            out[attr] = getattr(decision, attr)
+    out = result.as_dict()
     if as_json:
         typer.echo(json.dumps(out, indent=2, sort_keys=True))
         return
@@ -259,6 +246,38 @@ def audit_verify(tenant: Annotated[str | None, typer.Option()] = None,
                 typer.echo(f"tenant {r.tenant}: BROKEN: {p}")
     if broken:
         raise typer.Exit(1)
+
+
+# -- admin tokens -----------------------------------------------------------------------------
+
+@token_app.command("create")
+def admin_token_create(name: Annotated[str, typer.Option("--name")],
+                       expires_days: Annotated[int | None, typer.Option(min=1)] = None,
+                       database_url: DatabaseUrl = None) -> None:
+    """Issue an admin API token. It is shown once; only its hash is stored."""
+    from datetime import timedelta
+
+    token_id, token = admin.create_admin_token(
+        _context(_settings(database_url)), name,
+        expires_in=timedelta(days=expires_days) if expires_days else None)
+    typer.echo(f"admin token {token_id} ({name}); shown once, keep it safe:")
+    typer.echo(token)
+
+
+@token_app.command("list")
+def admin_token_list(database_url: DatabaseUrl = None) -> None:
+    for token_id, name, created, expires, revoked in admin.list_admin_tokens(
+            _context(_settings(database_url))):
+        state = "revoked" if revoked else "active"
+        until = f" until {expires.isoformat(timespec='seconds')}" if expires else ""
+        typer.echo(f"{token_id}\t{name}\t{state}{until}\tcreated "
+                   f"{created.isoformat(timespec='seconds')}")
+
+
+@token_app.command("revoke")
+def admin_token_revoke(token_id: int, database_url: DatabaseUrl = None) -> None:
+    admin.revoke_admin_token(_context(_settings(database_url)), token_id)
+    typer.echo(f"admin token {token_id} revoked")
 
 
 # -- servers ----------------------------------------------------------------------------------

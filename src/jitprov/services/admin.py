@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
 from jitprov.core.mapping import load_policy
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services.context import ServiceContext
+from jitprov.services.login import hash_token
 from jitprov.store.records import AccountView, ConnectionRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -120,3 +123,51 @@ def list_accounts(ctx: ServiceContext, tenant: str, *, limit: int = 1000,
                   offset: int = 0) -> list[AccountView]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
         return uow.accounts.list(uow.tenants.get(tenant).id, limit=limit, offset=offset)
+
+
+ADMIN_TOKEN_PREFIX = "jpa_"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPrincipal:
+    token_id: int
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"admin-token:{self.token_id}:{self.name}"
+
+
+def create_admin_token(ctx: ServiceContext, name: str, *,
+                       expires_in: timedelta | None = None) -> tuple[int, str]:
+    """Issue an admin API token; returns (id, token). Only its hash is stored: the token is
+    shown once."""
+    token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        token_id = uow.admin_tokens.create(name, hash_token(token), now,
+                                           now + expires_in if expires_in else None)
+        uow.commit()
+    return token_id, token
+
+
+def authenticate_admin(ctx: ServiceContext, token: str | None) -> AdminPrincipal | None:
+    """The principal of a bearer token, or None (missing, unknown, revoked, expired).
+    No token configured means no access: this never fails open."""
+    if not token or not token.startswith(ADMIN_TOKEN_PREFIX):
+        return None
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        found = uow.admin_tokens.find_active(hash_token(token), ctx.clock())
+    return AdminPrincipal(*found) if found else None
+
+
+def list_admin_tokens(ctx: ServiceContext) -> list[tuple[int, str, datetime, datetime | None,
+                                                         datetime | None]]:
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        return uow.admin_tokens.list()
+
+
+def revoke_admin_token(ctx: ServiceContext, token_id: int) -> None:
+    with UnitOfWork(ctx.db) as uow:
+        uow.admin_tokens.revoke(token_id, ctx.clock())
+        uow.commit()

@@ -72,6 +72,20 @@ class DryRun:
     mapped: MappedIdentity
     existing: Account | None
 
+    def as_dict(self) -> dict[str, object]:
+        """The decision, its changes and the rule trace, JSON-ready (CLI and API)."""
+        d = self.decision
+        out: dict[str, object] = {"decision": d.kind, "trace": [e.as_dict() for e in d.trace]}
+        if self.existing is not None:
+            out["account_id"] = self.existing.id
+        if isinstance(d, Create | Update | Link):
+            out["changes"] = d.changes.as_dict()
+        if isinstance(d, Deny):
+            out.update(code=d.code, reason=d.reason, rule=d.rule)
+        if isinstance(d, Pending):
+            out.update(reason=d.reason, link_to=d.account_id)
+        return out
+
 
 def hash_token(token: str) -> str:
     """Sessions and login states are stored by SHA-256 of their value, never the value."""

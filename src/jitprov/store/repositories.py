@@ -8,6 +8,7 @@ unique-key race surfaces as :class:`RaceLost` for the service to retry.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -490,3 +491,44 @@ class Outbox:
                                .where(t.outbox_event.c.delivered_at.is_(None))
                                .order_by(t.outbox_event.c.id).limit(limit))
         return [(r.id, r.type, r.payload) for r in rows]
+
+
+class AdminTokenRepository:
+    """Admin API bearer tokens, stored as SHA-256 hashes."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, name: str, token_hash: str, now: datetime,
+               expires_at: datetime | None) -> int:
+        new_id = self._c.execute(t.admin_token.insert().values(
+            name=name, token_hash=token_hash, created_at=now, expires_at=expires_at,
+            revoked_at=None, last_used_at=None)).inserted_primary_key
+        assert new_id is not None  # noqa: S101
+        return int(new_id[0])
+
+    def find_active(self, token_hash: str, now: datetime) -> tuple[int, str] | None:
+        """(id, name) of the unrevoked, unexpired token with this hash, or None."""
+        row = self._c.execute(
+            sa.select(t.admin_token.c.id, t.admin_token.c.name, t.admin_token.c.token_hash)
+            .where(t.admin_token.c.token_hash == token_hash,
+                   t.admin_token.c.revoked_at.is_(None),
+                   sa.or_(t.admin_token.c.expires_at.is_(None),
+                          t.admin_token.c.expires_at > now))).first()
+        if row is None or not hmac.compare_digest(row.token_hash, token_hash):
+            return None
+        return row.id, row.name
+
+    def list(self) -> list[tuple[int, str, datetime, datetime | None, datetime | None]]:
+        """(id, name, created_at, expires_at, revoked_at) of every token."""
+        rows = self._c.execute(sa.select(t.admin_token).order_by(t.admin_token.c.id))
+        return [(r.id, r.name, utc(r.created_at), _opt_utc(r.expires_at),
+                 _opt_utc(r.revoked_at)) for r in rows]
+
+    def revoke(self, token_id: int, now: datetime) -> None:
+        """Raises NotFound."""
+        result = self._c.execute(t.admin_token.update().where(
+            t.admin_token.c.id == token_id, t.admin_token.c.revoked_at.is_(None))
+            .values(revoked_at=now))
+        if not result.rowcount:
+            raise NotFound(f"no active admin token {token_id}")

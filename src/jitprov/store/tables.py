@@ -179,3 +179,14 @@ outbox_event = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Index("ix_outbox_event_undelivered", "delivered_at", "id"),
 )
+
+admin_token = sa.Table(
+    "admin_token", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, never the token
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+    sa.Column("last_used_at", TS, nullable=True),
+)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from jitprov.store.database import Database, DatabaseNotReady
 from jitprov.store.repositories import (
     AccountRepository,
+    AdminTokenRepository,
     AuditLog,
     ConnectionRepository,
     LoginRequestRepository,
@@ -31,6 +32,7 @@ class UnitOfWork:
     login_requests: LoginRequestRepository
     audit: AuditLog
     outbox: Outbox
+    admin_tokens: AdminTokenRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -58,6 +60,7 @@ class UnitOfWork:
         self.login_requests = LoginRequestRepository(conn)
         self.audit = AuditLog(conn)
         self.outbox = Outbox(conn)
+        self.admin_tokens = AdminTokenRepository(conn)
         return self
 
     def commit(self) -> None:

@@ -1,2 +1,137 @@
-from fastapi import APIRouter
-router = APIRouter()
+"""The admin REST API (``/api``): every CLI command reachable over HTTP, bearer-token guarded.
+
+FastAPI serves it for request validation and the OpenAPI document at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from jitprov.core.identity import ExternalIdentity
+from jitprov.core.mapping import load_policy
+from jitprov.services import admin, audit_export
+from jitprov.services.admin import AdminPrincipal
+from jitprov.services.login import dry_run_login
+from jitprov.store.records import AccountView
+from jitprov.web.routes.common import ctx_of
+
+bearer = HTTPBearer(auto_error=False)
+
+
+async def require_admin(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AdminPrincipal:
+    token = credentials.credentials if credentials else None
+    principal = await run_in_threadpool(admin.authenticate_admin, ctx_of(request), token)
+    if principal is None:
+        raise HTTPException(401, "a valid admin bearer token is required",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+Admin = Annotated[AdminPrincipal, Depends(require_admin)]
+router = APIRouter(prefix="/api", tags=["admin"])
+
+
+class TenantIn(BaseModel):
+    slug: str = Field(examples=["st-marys"])
+    name: str | None = None
+
+
+class MappingIn(BaseModel):
+    mapping: str = Field(description="the mapping YAML")
+    source: str = Field("api", description="a name for error messages and the audit log")
+
+
+class DryRunIn(BaseModel):
+    subject: str
+    claims: dict[str, Any]
+
+
+def _account_json(v: AccountView) -> dict[str, object]:
+    acc = v.account
+    return {"id": acc.id, "tenant": v.tenant_slug, "status": acc.status, "kind": acc.kind,
+            "email": acc.email, "name": acc.profile.get("name"), "profile": dict(acc.profile),
+            "roles": sorted(acc.roles),
+            "grants": [{"role": g.role, "source": g.source} for g in sorted(acc.grants)],
+            "pending_roles": [{"role": p.role, "source": p.source} for p in sorted(acc.pending)],
+            "groups": sorted(acc.groups), "provisioned_by": acc.provisioned_by,
+            "identities": [{"connection": i.connection, "subject": i.subject}
+                           for i in v.identities],
+            "created_at": v.created_at.isoformat(), "updated_at": v.updated_at.isoformat(),
+            "last_login_at": v.last_login_at.isoformat() if v.last_login_at else None}
+
+
+@router.get("/tenants")
+def list_tenants(request: Request, _: Admin) -> list[dict[str, object]]:
+    return [{"slug": t.slug, "name": t.name, "created_at": t.created_at.isoformat()}
+            for t in admin.list_tenants(ctx_of(request))]
+
+
+@router.post("/tenants", status_code=201)
+def create_tenant(request: Request, body: TenantIn, who: Admin) -> dict[str, object]:
+    t = admin.create_tenant(ctx_of(request), body.slug, body.name, actor=who.actor)
+    return {"slug": t.slug, "name": t.name, "created_at": t.created_at.isoformat()}
+
+
+@router.get("/tenants/{tenant}/users")
+def list_users(request: Request, tenant: str, _: Admin,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, object]]:
+    return [_account_json(v) for v in
+            admin.list_accounts(ctx_of(request), tenant, limit=limit, offset=offset)]
+
+
+@router.get("/connections")
+def list_connections(request: Request, _: Admin,
+                     tenant: str | None = None) -> list[dict[str, object]]:
+    return [{"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind, "enabled": c.enabled,
+             "version": c.version, "mapping_source": c.mapping_source}
+            for c in admin.list_connections(ctx_of(request), tenant)]
+
+
+@router.put("/connections/{connection}/mapping")
+def set_mapping(request: Request, connection: str, body: MappingIn,
+                who: Admin) -> dict[str, object]:
+    version = admin.set_mapping(ctx_of(request), connection, body.mapping, body.source,
+                                actor=who.actor)
+    return {"connection": connection, "version": version}
+
+
+@router.post("/mapping/check")
+def check_mapping(body: MappingIn, _: Admin) -> dict[str, object]:
+    """Validate a mapping; a bad one answers 422 with file, line and rule in the message."""
+    policy = load_policy(body.mapping, body.source)
+    return {"ok": True, "fingerprint": policy.fingerprint}
+
+
+@router.post("/connections/{connection}/mapping/test")
+def test_mapping(request: Request, connection: str, body: DryRunIn,
+                 _: Admin) -> dict[str, object]:
+    """Dry run of a login with these claims: decision and rule trace; nothing written."""
+    return dry_run_login(ctx_of(request), connection, ExternalIdentity(
+        issuer="dry-run", subject=body.subject, claims=body.claims)).as_dict()
+
+
+@router.get("/audit/verify")
+def verify_audit(request: Request, _: Admin, tenant: str | None = None) -> dict[str, object]:
+    reports = audit_export.verify(ctx_of(request), tenant)
+    return {"intact": all(r.intact for r in reports),
+            "tenants": [{"tenant": r.tenant, "events": r.events,
+                         "problems": [str(p) for p in r.problems]} for r in reports]}
+
+
+@router.get("/audit/export")
+def export_audit(request: Request, _: Admin, tenant: str | None = None,
+                 format: Annotated[str, Query(pattern="^(jsonl|csv)$")] = "jsonl",
+                 ) -> StreamingResponse:
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+    return StreamingResponse(audit_export.export_lines(ctx_of(request), format, tenant),
+                             media_type=media)
