@@ -32,8 +32,9 @@ mapping_app = typer.Typer(no_args_is_help=True, help="Mapping files.")
 users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
-for sub, name in ((token_app, "admin-token"), (db_app, "db"), (tenant_app, "tenant"), (connection_app, "connection"),
-                  (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit")):
+for sub, name in ((token_app, "admin-token"), (db_app, "db"), (tenant_app, "tenant"),
+                  (connection_app, "connection"), (mapping_app, "mapping"), (users_app, "users"),
+                  (audit_app, "audit")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -302,9 +303,10 @@ def dev(host: Annotated[str, typer.Option()] = "127.0.0.1",
     run_dev(_settings(database_url, dev_mode=True), host=host, port=port)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The console script. Exits 0, 1 (``audit verify`` found a broken chain) or 2 (error)."""
     try:
-        app()
+        app(args=argv, prog_name="jitprov")
     except (JitprovError, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -153,8 +153,9 @@ def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySetti
                     account_id=existing.id if existing else None, trace=trace)
     if existing is not None:
         if policy.on_login == "create_only":
-            return NoChange(existing.id, trace + (TraceEntry(
-                "note", "on_login", "create_only", "on_login is create_only: nothing synced"),))
+            note = TraceEntry("note", "on_login", "create_only",
+                              "on_login is create_only: nothing synced")
+            return NoChange(existing.id, (*trace, note))
         changes, notes = _sync(existing, mapped, policy)
         trace = trace + notes
         if changes.is_empty:
@@ -175,7 +176,7 @@ def _first_login(mapped: MappedIdentity, policy: PolicySettings,
         changes, notes = _sync(target, mapped, policy)
         note = TraceEntry("linking", "external_id", "linked",
                           "SCIM-provisioned account with this subject as externalId")
-        return Link(target.id, "external_id", changes, trace + (note,) + notes)
+        return Link(target.id, "external_id", changes, (*trace, note, *notes))
     by_email = [c for c in candidates if c.matched_by == "email"]
     if by_email:
         return _link_by_email(mapped, policy, [c.account for c in by_email], trace)
@@ -190,14 +191,14 @@ def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list
     if mode == "never":
         return Deny("email_in_use", "an account with this email already exists and the "
                     "connection does not link accounts by email (linking.by_email: never)",
-                    trace=trace + (TraceEntry("linking", "by_email", "denied", "never"),))
+                    trace=(*trace, TraceEntry("linking", "by_email", "denied", "never")))
     if len(matches) != 1:
         return Deny("email_ambiguous", "several accounts have this email; an admin must link "
                     "the identity", trace=trace)
     target = matches[0]
     if mode == "pending":
         return Pending(target.id, "the link to the account with this email awaits an admin",
-                       trace + (TraceEntry("linking", "by_email", "pending"),))
+                       (*trace, TraceEntry("linking", "by_email", "pending")))
     if not mapped.email_verified:
         return Deny("email_unverified", "the identity provider did not assert this email as "
                     "verified, so it cannot be linked to the existing account", trace=trace)
@@ -209,7 +210,7 @@ def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list
                     account_id=target.id, trace=trace)
     changes, notes = _sync(target, mapped, policy)
     note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
-    return Link(target.id, "email", changes, trace + (note,) + notes)
+    return Link(target.id, "email", changes, (*trace, note, *notes))
 
 
 def _sync(account: Account, mapped: MappedIdentity,

@@ -125,7 +125,7 @@ def list_accounts(ctx: ServiceContext, tenant: str, *, limit: int = 1000,
         return uow.accounts.list(uow.tenants.get(tenant).id, limit=limit, offset=offset)
 
 
-ADMIN_TOKEN_PREFIX = "jpa_"
+ADMIN_TOKEN_PREFIX = "jpa_"  # noqa: S105 - a public prefix, not a secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import Account, ExternalIdentity
@@ -121,7 +122,7 @@ def _provision_once(ctx: ServiceContext, connection_slug: str, identity: Externa
         if not conn.enabled:
             raise LoginRefused("connection_disabled", f"sign-in through {conn.slug} is disabled",
                                request_id)
-        policy, mapped, existing, decision = _decide(ctx, uow, conn, identity)
+        policy, _, existing, decision = _decide(ctx, uow, conn, identity)
         actor = f"login:{conn.slug}:{identity.subject}"
 
         account_id: str | None

@@ -3,7 +3,6 @@ signs an assertion for the real login path. Mounted only in dev mode."""
 
 from __future__ import annotations
 
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response

@@ -1,0 +1,162 @@
+"""The CLI as a user meets it: exit codes, one-line errors naming file and line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jitprov.cli.main import main
+from tests.services.helpers import HOSPITAL
+
+GOOD = HOSPITAL.format(linking="never")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
+    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    (tmp_path / "hospital.yaml").write_text(GOOD)
+    return tmp_path
+
+
+def test_mapping_check_accepts_a_good_file(capsys: pytest.CaptureFixture[str],
+                                           workdir: Path) -> None:
+    code, out, _ = run(capsys, "mapping", "check", "hospital.yaml")
+    assert code == 0
+    assert out.startswith("hospital.yaml: ok")
+
+
+def test_mapping_check_names_file_line_and_rule(capsys: pytest.CaptureFixture[str],
+                                                workdir: Path) -> None:
+    bad = GOOD.replace("when: contains(groups, 'Nurses')", "when: contains(groups, 'Nurses'")
+    (workdir / "bad.yaml").write_text(bad)
+    code, out, err = run(capsys, "mapping", "check", "bad.yaml")
+    assert code == 2
+    assert err.startswith("error: bad.yaml:11: ")
+    assert "nurses" in err
+    assert "Traceback" not in err + out
+
+
+def test_mapping_check_reports_an_unreadable_file(capsys: pytest.CaptureFixture[str],
+                                                  workdir: Path) -> None:
+    code, _, err = run(capsys, "mapping", "check", "missing.yaml")
+    assert code == 2
+    assert err.startswith("error: cannot read missing.yaml")
+
+
+def test_unmigrated_database_is_a_clear_error(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JITPROV_SECRET_KEY", "k")
+    code, _, err = run(capsys, "users", "list", "--tenant", "x",
+                       "--database-url", f"sqlite:///{tmp_path}/empty.db")
+    assert code == 2
+    assert "jitprov db upgrade" in err
+
+
+def test_tenant_create_twice_is_a_conflict(capsys: pytest.CaptureFixture[str],
+                                           workdir: Path) -> None:
+    assert run(capsys, "tenant", "create", "clinic")[0] == 0
+    code, _, err = run(capsys, "tenant", "create", "clinic")
+    assert code == 2
+    assert err == "error: tenant 'clinic' already exists\n"
+
+
+def test_mapping_test_prints_decision_and_trace_and_writes_nothing(
+        capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    from jitprov.services import admin
+    from tests.services.helpers import setup_connection
+    from tests.web.test_login_flow import make_client  # noqa: F401 - keeps one app builder
+
+    from jitprov.settings import load_settings
+    from jitprov.web.app import build_context
+    from jitprov.store.database import Database
+
+    settings = load_settings()
+    ctx = build_context(settings, Database.connect(settings.database_url, pool_size=1))
+    setup_connection(ctx)
+    (workdir / "claims.json").write_text(json.dumps(
+        {"sub": "u-7", "email": "a@b.c", "email_verified": True, "groups": ["Nurses"]}))
+    code, out, _ = run(capsys, "mapping", "test", "--connection", "idp", "--claims",
+                       "claims.json", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["decision"] == "create"
+    assert {"role": "nurse", "source": "rule:nurses"} in result["changes"]["grants_added"]
+    assert admin.list_accounts(ctx, "hospital") == []
+    ctx.db.dispose()
+
+
+def test_mapping_test_reports_bad_json_with_its_line(capsys: pytest.CaptureFixture[str],
+                                                     workdir: Path) -> None:
+    (workdir / "claims.json").write_text('{\n  "sub": "x",\n  oops\n}')
+    code, _, err = run(capsys, "mapping", "test", "--connection", "idp", "--claims",
+                       "claims.json")
+    assert code == 2
+    assert err.startswith("error: claims.json:3: not valid JSON")
+
+
+def test_audit_verify_exits_1_when_an_event_was_edited(capsys: pytest.CaptureFixture[str],
+                                                       workdir: Path,
+                                                       database_url: str) -> None:
+    import sqlalchemy as sa
+
+    from jitprov.store.database import normalise_url
+
+    run(capsys, "tenant", "create", "clinic")
+    code, out, _ = run(capsys, "audit", "verify")
+    assert (code, out) == (0, "tenant clinic: 1 events, chain intact\n")
+    engine = sa.create_engine(normalise_url(database_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_event SET actor = 'someone-else'"))
+    engine.dispose()
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 1
+    assert "BROKEN" in out
+
+
+def test_audit_export_csv_has_a_header_and_one_row_per_event(
+        capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    run(capsys, "tenant", "create", "clinic")
+    code, out, _ = run(capsys, "audit", "export", "--format", "csv")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("tenant,seq,occurred_at,type")
+    assert lines[1].startswith("clinic,1,")
+
+
+def test_serve_refuses_the_dev_only_demo_idp(capsys: pytest.CaptureFixture[str],
+                                             workdir: Path) -> None:
+    from jitprov.settings import load_settings
+    from jitprov.store.database import Database
+    from jitprov.web.app import build_context
+    from tests.services.helpers import setup_connection
+
+    settings = load_settings()
+    ctx = build_context(settings, Database.connect(settings.database_url, pool_size=1))
+    setup_connection(ctx)
+    ctx.db.dispose()
+    code, _, err = run(capsys, "serve", "--port", "1")
+    assert code == 2
+    assert "dev-only kind mock" in err
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run([str(Path(sys.executable).with_name("jitprov")), "--help"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    assert "mapping" in result.stdout

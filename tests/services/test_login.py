@@ -1,0 +1,184 @@
+"""provision_on_login on SQLite and PostgreSQL: one transaction, audit and outbox included."""
+
+from __future__ import annotations
+
+import pytest
+
+from jitprov.core.provisioning import Create, Link, NoChange, Update
+from jitprov.services import admin, audit_export
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import LoginRefused, dry_run_login, provision_on_login
+from jitprov.services.sessions import current_session, end_session
+from jitprov.store.unit_of_work import UnitOfWork
+from tests.conftest import Clock
+from tests.services.helpers import HOSPITAL, nurse, setup_connection
+
+
+def audit_types(ctx: ServiceContext, tenant: str = "hospital") -> list[str]:
+    return [e.type for e in audit_export.iter_events(ctx, tenant)]
+
+
+def outbox_types(ctx: ServiceContext) -> list[str]:
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        return [kind for _, kind, _ in uow.outbox.pending()]
+
+
+def test_first_login_creates_account_with_rule_roles_audit_and_outbox(
+        ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    result = provision_on_login(ctx, "idp", nurse())
+    assert isinstance(result.decision, Create)
+    me = current_session(ctx, result.session_token)
+    assert me is not None
+    body = me.as_me()
+    assert (body["email"], body["name"], body["roles"]) == (
+        "ana@hospital.example", "Ana Lima", ["nurse", "staff"])
+    assert body["attributes"] == {"department": "Ward 3"}
+    assert body["grants"] == [{"role": "nurse", "source": "rule:nurses", "expires_at": None},
+                              {"role": "staff", "source": "rule:default", "expires_at": None}]
+    assert (body["connection"], body["external_id"], body["provisioned_by"]) == (
+        "idp", "u-1", "jit")
+    assert audit_types(ctx)[-1] == "account.created"
+    assert outbox_types(ctx) == ["account.created"]
+
+
+def test_second_login_with_same_claims_changes_nothing(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    first = provision_on_login(ctx, "idp", nurse())
+    second = provision_on_login(ctx, "idp", nurse())
+    assert isinstance(second.decision, NoChange)
+    assert second.account_id == first.account_id
+    assert len(admin.list_accounts(ctx, "hospital")) == 1
+    assert audit_types(ctx)[-2:] == ["account.created", "login.succeeded"]
+    assert outbox_types(ctx) == ["account.created"]
+
+
+def test_changed_claims_update_profile_and_revoke_rule_role(ctx: ServiceContext,
+                                                            clock: Clock) -> None:
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    clock.advance(hours=8)
+    result = provision_on_login(ctx, "idp", nurse(department="ICU", groups=["Porters"]))
+    assert isinstance(result.decision, Update)
+    [view] = admin.list_accounts(ctx, "hospital")
+    assert view.account.roles == frozenset({"staff"})
+    assert view.account.profile["department"] == "ICU"
+    assert view.account.groups == frozenset({"Porters"})
+    event = list(audit_export.iter_events(ctx, "hospital"))[-1]
+    assert event.type == "account.updated"
+    assert event.data["changes"]["grants_revoked"] == [  # type: ignore[index]
+        {"role": "nurse", "source": "rule:nurses"}]
+
+
+def test_denied_login_writes_only_its_audit_event(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(email_verified=False))
+    assert refused.value.code == "denied_by_rule"
+    assert refused.value.reason == "email not verified"
+    assert admin.list_accounts(ctx, "hospital") == []
+    assert outbox_types(ctx) == []
+    event = list(audit_export.iter_events(ctx, "hospital"))[-1]
+    assert (event.type, event.data["rule"]) == ("login.denied", "unverified")
+
+
+def test_approval_role_is_pending_not_granted(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    result = provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
+    me = current_session(ctx, result.session_token)
+    assert me is not None
+    assert me.as_me()["roles"] == ["nurse", "staff"]
+    assert me.as_me()["pending_roles"] == [{"role": "charge-nurse",
+                                           "source": "rule:charge-nurses"}]
+
+
+def test_second_identity_with_known_email_is_denied_by_default(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse(subject="u-1"))
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(subject="u-2", email="ANA@hospital.example"))
+    assert refused.value.code == "email_in_use"
+    assert len(admin.list_accounts(ctx, "hospital")) == 1
+
+
+def test_verified_email_links_second_identity_to_same_account(ctx: ServiceContext) -> None:
+    setup_connection(ctx, linking="verified_email")
+    first = provision_on_login(ctx, "idp", nurse(subject="u-1"))
+    second = provision_on_login(ctx, "idp", nurse(subject="u-2"))
+    assert isinstance(second.decision, Link)
+    assert second.account_id == first.account_id
+    [view] = admin.list_accounts(ctx, "hospital")
+    assert [i.subject for i in view.identities] == ["u-1", "u-2"]
+
+
+def test_pending_linking_refuses_login_and_queues_the_link(ctx: ServiceContext) -> None:
+    setup_connection(ctx, linking="pending")
+    provision_on_login(ctx, "idp", nurse(subject="u-1"))
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(subject="u-2"))
+    assert refused.value.code == "pending_link"
+    assert audit_types(ctx)[-1] == "login.pending"
+
+
+def test_deactivated_account_is_refused_and_not_resurrected(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    result = provision_on_login(ctx, "idp", nurse())
+    with ctx.db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE account SET status = 'deactivated'")
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Admins"]))
+    assert refused.value.code == "account_inactive"
+    [view] = admin.list_accounts(ctx, "hospital")
+    assert view.account.status == "deactivated"
+    assert current_session(ctx, result.session_token) is None
+
+
+def test_login_rotates_the_previous_session(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    first = provision_on_login(ctx, "idp", nurse())
+    second = provision_on_login(ctx, "idp", nurse(), previous_session=first.session_token)
+    assert current_session(ctx, first.session_token) is None
+    assert current_session(ctx, second.session_token) is not None
+
+
+def test_logout_revokes_the_session(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    result = provision_on_login(ctx, "idp", nurse())
+    assert end_session(ctx, result.session_token) is True
+    assert current_session(ctx, result.session_token) is None
+
+
+def test_session_expires_after_its_ttl(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    result = provision_on_login(ctx, "idp", nurse())
+    clock.advance(hours=12, seconds=1)
+    assert current_session(ctx, result.session_token) is None
+
+
+def test_changed_mapping_applies_at_next_login_without_restart(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    admin.set_mapping(ctx, "idp", HOSPITAL.format(linking="never").replace(
+        "default: [staff]", "default: [staff, badge-holder]"), "hospital-v2.yaml")
+    result = provision_on_login(ctx, "idp", nurse())
+    assert isinstance(result.decision, Update)
+    [view] = admin.list_accounts(ctx, "hospital")
+    assert "badge-holder" in view.account.roles
+
+
+def test_dry_run_reports_decision_and_writes_nothing(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    before = audit_types(ctx)
+    result = dry_run_login(ctx, "idp", nurse(groups=["Nurses"]))
+    assert result.as_dict()["decision"] == "create"
+    assert any(e["rule"] == "nurses" for e in result.as_dict()["trace"])  # type: ignore[attr-defined]
+    assert admin.list_accounts(ctx, "hospital") == []
+    assert audit_types(ctx) == before
+
+
+def test_audit_chain_of_a_login_history_verifies(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    for groups in (["Nurses"], ["Porters"], ["Nurses"]):
+        provision_on_login(ctx, "idp", nurse(groups=groups))
+    [report] = audit_export.verify(ctx, "hospital")
+    assert (report.intact, report.events) == (True, 5)

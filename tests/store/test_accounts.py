@@ -1,0 +1,290 @@
+"""AccountRepository: accounts with their profile, groups, grants (with sources), pending grants
+and identities, written from a ``Changes`` and read back as equal core values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from jitprov.core.errors import NotFound
+from jitprov.core.identity import Account, PendingGrant, RoleGrant
+from jitprov.core.provisioning import Changes, apply_changes
+from jitprov.store.database import Database
+from jitprov.store.records import ConnectionRecord, IdentityLink, TenantRecord
+from jitprov.store.repositories import RaceLost
+from jitprov.store.unit_of_work import UnitOfWork
+
+from .seed import ISSUER, Clock, first_login_changes, seed_account, seed_connection
+
+
+def test_create_then_find_by_identity_returns_an_equal_account(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    changes = first_login_changes(clock)
+    with UnitOfWork(db) as uow:
+        account_id = uow.accounts.create(tenant_id=tenant.id, changes=changes,
+                                         provisioned_by="jit", now=clock())
+        uow.accounts.add_identity(account_id=account_id, connection_id=connection.id,
+                                  subject="sub-ada", issuer=ISSUER, now=clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        found = uow.accounts.find_by_identity(connection.id, "sub-ada")
+
+    expected = Account(
+        id=account_id, tenant="acme", status="active", kind="user",
+        profile={"email": "Ada@Example.COM", "name": "Ada Lovelace"},
+        profile_sources={"email": "rule:profile.email", "name": "rule:profile.name"},
+        groups=frozenset({"engineering", "oncall"}),
+        grants=frozenset({
+            RoleGrant("editor", "rule:engineers"),
+            RoleGrant("viewer", "rule:everyone", expires_at=clock.now + timedelta(days=30)),
+        }),
+        pending=frozenset({PendingGrant("admin", "rule:admins")}),
+        provisioned_by="jit", external_id=None)
+    assert expected == found
+
+
+def test_find_by_identity_of_an_unbound_subject_returns_none(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    seed_account(db, clock, tenant, identity=(connection, "sub-ada"))
+
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.accounts.find_by_identity(connection.id, "sub-bob") is None
+
+
+def test_create_stores_kind_provisioned_by_and_external_id(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    with UnitOfWork(db) as uow:
+        account_id = uow.accounts.create(
+            tenant_id=tenant.id, changes=Changes(profile={"email": (None, "ops@acme.test")}),
+            provisioned_by="scim", now=clock(), kind="service", external_id="ext-42")
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        account = uow.accounts.get(account_id)
+    assert ("service", "scim", "ext-42") == (account.kind, account.provisioned_by,
+                                             account.external_id)
+
+
+def test_apply_writes_profile_groups_grants_revocations_and_withdrawals(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    account_id = seed_account(db, clock, tenant, changes=Changes(
+        profile={"email": (None, "ada@old.example"), "name": (None, "Ada")},
+        groups_added=frozenset({"engineering", "oncall"}),
+        grants_added=frozenset({RoleGrant("editor", "rule:engineers"),
+                                RoleGrant("viewer", "scim")}),
+        pending_added=frozenset({PendingGrant("admin", "rule:admins"),
+                                 PendingGrant("auditor", "rule:audit")})))
+    changes = Changes(
+        profile={"email": ("ada@old.example", "Ada@New.Example")},
+        groups_added=frozenset({"research"}), groups_removed=frozenset({"oncall"}),
+        grants_added=frozenset({RoleGrant("researcher", "rule:research")}),
+        grants_revoked=frozenset({RoleGrant("editor", "rule:engineers")}),
+        pending_withdrawn=frozenset({PendingGrant("admin", "rule:admins")}))
+    clock.advance(hours=1)
+
+    with UnitOfWork(db) as uow:
+        before = uow.accounts.get(account_id)
+        uow.accounts.apply(before, changes, clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        after = uow.accounts.view(account_id)
+        by_new_email = uow.accounts.find_link_candidates(tenant.id, email="ada@new.example",
+                                                         external_id="none")
+        by_old_email = uow.accounts.find_link_candidates(tenant.id, email="ada@old.example",
+                                                         external_id="none")
+    assert apply_changes(before, changes) == after.account
+    assert frozenset({RoleGrant("viewer", "scim"), RoleGrant("researcher", "rule:research")}) \
+        == after.account.grants
+    assert frozenset({PendingGrant("auditor", "rule:audit")}) == after.account.pending
+    assert frozenset({"engineering", "research"}) == after.account.groups
+    assert clock.now == after.updated_at
+    assert [account_id] == [a.id for a, _ in by_new_email]
+    assert [] == by_old_email
+
+
+def test_apply_of_empty_changes_leaves_the_account_untouched(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    account_id = seed_account(db, clock, tenant)
+    created_at = clock.now
+    clock.advance(hours=1)
+
+    with UnitOfWork(db) as uow:
+        before = uow.accounts.get(account_id)
+        uow.accounts.apply(before, Changes(), clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        after = uow.accounts.view(account_id)
+    assert (before, created_at) == (after.account, after.updated_at)
+
+
+def test_find_link_candidates_matches_email_case_insensitively(
+        db: Database, clock: Clock, tenant: TenantRecord, other_tenant: TenantRecord) -> None:
+    ada = seed_account(db, clock, tenant)  # email Ada@Example.COM
+    seed_account(db, clock, other_tenant)  # same email, other tenant
+
+    with UnitOfWork(db, readonly=True) as uow:
+        lower = uow.accounts.find_link_candidates(tenant.id, email="ada@example.com",
+                                                  external_id="sub-x")
+        upper = uow.accounts.find_link_candidates(tenant.id, email="ADA@EXAMPLE.COM",
+                                                  external_id="sub-x")
+        other = uow.accounts.find_link_candidates(tenant.id, email="bob@example.com",
+                                                  external_id="sub-x")
+    assert [(ada, "email")] == [(a.id, how) for a, how in lower]
+    assert [(ada, "email")] == [(a.id, how) for a, how in upper]
+    assert [] == other
+
+
+def test_find_link_candidates_matches_external_id_only_of_scim_accounts(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    scim = seed_account(db, clock, tenant, provisioned_by="scim", external_id="sub-1",
+                        changes=Changes(profile={"email": (None, "scim@acme.test")}))
+    seed_account(db, clock, tenant, provisioned_by="jit", external_id="sub-2",
+                 changes=Changes(profile={"email": (None, "jit@acme.test")}))
+
+    with UnitOfWork(db, readonly=True) as uow:
+        by_scim_id = uow.accounts.find_link_candidates(tenant.id, email=None,
+                                                       external_id="sub-1")
+        by_jit_id = uow.accounts.find_link_candidates(tenant.id, email=None,
+                                                      external_id="sub-2")
+        by_both = uow.accounts.find_link_candidates(tenant.id, email="SCIM@acme.test",
+                                                    external_id="sub-1")
+    assert [(scim, "external_id")] == [(a.id, how) for a, how in by_scim_id]
+    assert [] == by_jit_id
+    assert [(scim, "external_id")] == [(a.id, how) for a, how in by_both]
+
+
+def test_email_is_stored_lowercase_for_lookup_and_as_given_in_the_profile(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    account_id = seed_account(db, clock, tenant)
+
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT email, email_lower FROM account WHERE id = :id"),
+                              {"id": account_id}).one()
+    assert ("Ada@Example.COM", "ada@example.com") == tuple(stored)
+
+
+def test_add_identity_twice_for_the_same_subject_raises_race_lost(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    first = seed_account(db, clock, tenant, identity=(connection, "sub-ada"))
+    second = seed_account(db, clock, tenant)
+
+    with UnitOfWork(db) as uow:
+        with pytest.raises(RaceLost):
+            uow.accounts.add_identity(account_id=second, connection_id=connection.id,
+                                      subject="sub-ada", issuer=ISSUER, now=clock())
+        # the failed insert is undone alone: the unit of work goes on
+        still_bound = uow.accounts.find_by_identity(connection.id, "sub-ada")
+        uow.accounts.record_login(account_id=first, connection_id=connection.id,
+                                  subject="sub-ada", now=clock())
+        uow.commit()
+
+    assert still_bound is not None
+    assert first == still_bound.id
+
+
+def test_the_same_subject_may_be_bound_once_per_connection(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    entra = seed_connection(db, clock, tenant, "entra")
+    ada = seed_account(db, clock, tenant, identity=(connection, "sub-1"))
+    bob = seed_account(db, clock, tenant, identity=(entra, "sub-1"))
+
+    with UnitOfWork(db, readonly=True) as uow:
+        found = (uow.accounts.find_by_identity(connection.id, "sub-1"),
+                 uow.accounts.find_by_identity(entra.id, "sub-1"))
+    assert (ada, bob) == tuple(a.id if a else None for a in found)
+
+
+def test_list_and_view_include_identities(
+        db: Database, clock: Clock, tenant: TenantRecord, other_tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    entra = seed_connection(db, clock, tenant, "entra")
+    ada = seed_account(db, clock, tenant, identity=(connection, "sub-ada"))
+    clock.advance(seconds=1)
+    bob = seed_account(db, clock, tenant, identity=(entra, "sub-bob"))
+    with UnitOfWork(db) as uow:
+        uow.accounts.add_identity(account_id=ada, connection_id=entra.id, subject="ada-2",
+                                  issuer="https://entra.example", now=clock())
+        uow.commit()
+    seed_account(db, clock, other_tenant)
+
+    with UnitOfWork(db, readonly=True) as uow:
+        listed = uow.accounts.list(tenant.id)
+        viewed = uow.accounts.view(ada)
+
+    assert [(ada, "acme"), (bob, "acme")] == [(v.account.id, v.tenant_slug) for v in listed]
+    assert (IdentityLink("okta", "sub-ada", ISSUER),
+            IdentityLink("entra", "ada-2", "https://entra.example")) == viewed.identities
+    assert viewed == listed[0]
+    assert (IdentityLink("entra", "sub-bob", ISSUER),) == listed[1].identities
+
+
+def test_list_pages_oldest_first(db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(seed_account(db, clock, tenant))
+        clock.advance(seconds=1)
+
+    with UnitOfWork(db, readonly=True) as uow:
+        pages = [[v.account.id for v in uow.accounts.list(tenant.id, limit=2, offset=o)]
+                 for o in (0, 2)]
+    assert [ids[:2], ids[2:]] == pages
+
+
+def test_record_login_sets_last_login_at(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    account_id = seed_account(db, clock, tenant, identity=(connection, "sub-ada"))
+    with UnitOfWork(db, readonly=True) as uow:
+        never = uow.accounts.view(account_id).last_login_at
+    clock.advance(days=2, microseconds=250)
+
+    with UnitOfWork(db) as uow:
+        uow.accounts.record_login(account_id=account_id, connection_id=connection.id,
+                                  subject="sub-ada", now=clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        assert (None, clock.now) == (never, uow.accounts.view(account_id).last_login_at)
+
+
+def test_queue_link_returns_false_for_a_second_open_link(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    account_id = seed_account(db, clock, tenant)
+
+    def queue(uow: UnitOfWork) -> bool:
+        return uow.accounts.queue_link(
+            tenant_id=tenant.id, connection_id=connection.id, subject="sub-new",
+            issuer=ISSUER, account_id=account_id, claims={"email": "ada@example.com"},
+            now=clock())
+
+    with UnitOfWork(db) as uow:
+        first = queue(uow)
+        uow.commit()
+    with UnitOfWork(db) as uow:
+        second = queue(uow)
+        uow.commit()
+
+    with db.engine.connect() as conn:
+        open_links = conn.execute(sa.text(
+            "SELECT subject, status FROM pending_link WHERE connection_id = :c"),
+            {"c": connection.id}).all()
+    assert (True, False) == (first, second)
+    assert [("sub-new", "pending")] == [tuple(r) for r in open_links]
+
+
+def test_get_and_view_of_an_unknown_account_raise_not_found(db: Database) -> None:
+    with UnitOfWork(db, readonly=True) as uow:
+        with pytest.raises(NotFound):
+            uow.accounts.get("00000000-0000-0000-0000-000000000000")
+        with pytest.raises(NotFound):
+            uow.accounts.view("00000000-0000-0000-0000-000000000000")

@@ -1,0 +1,96 @@
+"""The admin API: bearer tokens fail closed; endpoints mirror the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from jitprov.services import admin
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import provision_on_login
+from tests.conftest import Clock
+from tests.services.helpers import nurse, setup_connection
+from tests.web.test_login_flow import make_client
+
+
+@pytest.fixture
+def api(ctx: ServiceContext) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    setup_connection(ctx)
+    _, token = admin.create_admin_token(ctx, "ops")
+    with make_client(ctx, dev_mode=False) as client:
+        yield client, {"Authorization": f"Bearer {token}"}
+
+
+def test_api_without_token_is_401(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api
+    assert client.get("/api/tenants").status_code == 401
+    assert client.get("/api/tenants", headers={"Authorization": "Bearer jpa_wrong"}
+                      ).status_code == 401
+
+
+def test_revoked_and_expired_tokens_are_refused(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    revoked_id, revoked = admin.create_admin_token(ctx, "old")
+    admin.revoke_admin_token(ctx, revoked_id)
+    _, short = admin.create_admin_token(ctx, "short", expires_in=timedelta(hours=1))
+    clock.advance(hours=2)
+    with make_client(ctx) as client:
+        for token in (revoked, short):
+            r = client.get("/api/tenants", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401
+
+
+def test_create_and_list_tenants(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, auth = api
+    assert client.post("/api/tenants", json={"slug": "clinic"}, headers=auth).status_code == 201
+    slugs = [t["slug"] for t in client.get("/api/tenants", headers=auth).json()]
+    assert slugs == ["clinic", "hospital"]
+    assert client.post("/api/tenants", json={"slug": "clinic"}, headers=auth).status_code == 409
+
+
+def test_users_list_shows_role_provenance(api: tuple[TestClient, dict[str, str]],
+                                          ctx: ServiceContext) -> None:
+    client, auth = api
+    provision_on_login(ctx, "idp", nurse())
+    [user] = client.get("/api/tenants/hospital/users", headers=auth).json()
+    assert user["grants"] == [{"role": "nurse", "source": "rule:nurses"},
+                              {"role": "staff", "source": "rule:default"}]
+
+
+def test_mapping_check_names_the_line_of_a_bad_rule(
+        api: tuple[TestClient, dict[str, str]]) -> None:
+    client, auth = api
+    bad = "roles:\n  rules:\n    - grant: [x]\n      when: contains(groups,\n"
+    r = client.post("/api/mapping/check", json={"mapping": bad, "source": "m.yaml"},
+                    headers=auth)
+    assert r.status_code == 422
+    assert "m.yaml:4" in r.json()["message"]
+
+
+def test_mapping_dry_run_writes_nothing(api: tuple[TestClient, dict[str, str]],
+                                        ctx: ServiceContext) -> None:
+    client, auth = api
+    r = client.post("/api/connections/idp/mapping/test", headers=auth,
+                    json={"subject": "u-9", "claims": {"email": "x@y.z", "email_verified": True,
+                                                       "groups": ["Nurses"]}})
+    assert r.json()["decision"] == "create"
+    assert admin.list_accounts(ctx, "hospital") == []
+
+
+def test_audit_verify_and_export(api: tuple[TestClient, dict[str, str]],
+                                 ctx: ServiceContext) -> None:
+    client, auth = api
+    provision_on_login(ctx, "idp", nurse())
+    assert client.get("/api/audit/verify", headers=auth).json()["intact"] is True
+    lines = client.get("/api/audit/export", headers=auth).text.splitlines()
+    assert len(lines) == 3  # tenant.created, connection.created, account.created
+
+
+def test_openapi_document_lists_the_admin_api(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/tenants" in paths
+    assert "/sso/{connection}/login" not in paths

@@ -1,0 +1,160 @@
+"""The whole login over HTTP (ASGI in-process): demo IdP -> callback -> session -> /me."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from jitprov.services import admin
+from jitprov.services.context import ServiceContext
+from jitprov.settings import Settings
+from jitprov.web.app import create_app
+from tests.conftest import TEST_SECRET_KEY
+from tests.services.helpers import setup_connection
+
+ME_KEYS = {"id", "tenant", "connection", "external_id", "email", "name", "roles", "groups",
+           "attributes", "provisioned_by", "created_at", "updated_at"}
+
+
+def make_client(ctx: ServiceContext, *, dev_mode: bool = True) -> TestClient:
+    settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY,
+                        dev_mode=dev_mode)
+    return TestClient(create_app(settings, ctx=ctx), base_url="http://testserver",
+                      raise_server_exceptions=False, follow_redirects=False)
+
+
+@pytest.fixture
+def client(ctx: ServiceContext) -> Iterator[TestClient]:
+    setup_connection(ctx)
+    with make_client(ctx) as c:
+        yield c
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+
+
+def start(client: TestClient, return_to: str = "/me") -> str:
+    r = client.get("/sso/idp/login", params={"return_to": return_to})
+    assert r.status_code == 303
+    location = r.headers["location"]
+    assert location.startswith("/dev/idp/idp?state=")
+    return location.split("state=", 1)[1]
+
+
+def idp_response(client: TestClient, state: str, **fields: str) -> dict[str, str]:
+    form = {"state": state, "email": "ana@hospital.example", "email_verified": "on",
+            "name": "Ana Lima", "department": "Ward 3", "groups": "Nurses"}
+    form.update(fields)
+    r = client.post("/dev/idp/idp/authorize", data=form)
+    assert r.status_code == 200
+    return hidden_fields(r.text)
+
+
+def sign_in(client: TestClient, return_to: str = "/me", **fields: str) -> TestClient:
+    state = start(client, return_to)
+    r = client.post("/sso/idp/mock/callback", data=idp_response(client, state, **fields))
+    assert r.status_code == 303, r.text
+    return client
+
+
+def test_first_login_provisions_and_me_returns_the_contract(client: TestClient) -> None:
+    sign_in(client)
+    r = client.get("/me")
+    assert r.status_code == 200
+    body = r.json()
+    assert ME_KEYS <= set(body)
+    assert (body["email"], body["roles"], body["groups"], body["provisioned_by"]) == (
+        "ana@hospital.example", ["nurse", "staff"], ["Nurses"], "jit")
+    assert (body["connection"], body["external_id"]) == ("idp", "ana@hospital.example")
+
+
+def test_callback_redirects_to_return_to_with_a_hardened_cookie(client: TestClient) -> None:
+    state = start(client, "/me?x=1")
+    r = client.post("/sso/idp/mock/callback", data=idp_response(client, state))
+    assert r.headers["location"] == "/me?x=1"
+    cookie = r.headers["set-cookie"].lower()
+    assert "jitprov_session=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x",
+                                    "/\\evil.example", "javascript:alert(1)"])
+def test_return_to_outside_this_site_becomes_root(client: TestClient, target: str) -> None:
+    state = start(client, target)
+    r = client.post("/sso/idp/mock/callback", data=idp_response(client, state))
+    assert r.headers["location"] == "/"
+
+
+def test_me_without_session_is_401_json(client: TestClient) -> None:
+    r = client.get("/me")
+    assert r.status_code == 401
+    assert r.json()["error"] == "unauthenticated"
+
+
+def test_replayed_callback_is_refused_with_a_readable_page(client: TestClient) -> None:
+    state = start(client)
+    fields = idp_response(client, state)
+    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 303
+    client.cookies.clear()
+    r = client.post("/sso/idp/mock/callback", data=fields)
+    assert r.status_code == 400
+    assert "expired or was already used" in r.text
+    assert "Traceback" not in r.text
+    assert client.get("/me").status_code == 401
+
+
+def test_tampered_assertion_is_refused_and_creates_nothing(client: TestClient,
+                                                           ctx: ServiceContext) -> None:
+    state = start(client)
+    fields = idp_response(client, state)
+    header, payload, signature = fields["assertion"].split(".")
+    fields["assertion"] = f"{header}.{payload}.{signature[:-4]}AAAA"
+    r = client.post("/sso/idp/mock/callback", data=fields)
+    assert r.status_code == 400
+    assert admin.list_accounts(ctx, "hospital") == []
+
+
+def test_denied_user_sees_the_reason_and_a_request_id(client: TestClient,
+                                                      ctx: ServiceContext) -> None:
+    state = start(client)
+    fields = idp_response(client, state, email_verified="")
+    r = client.post("/sso/idp/mock/callback", data=fields)
+    assert r.status_code == 403
+    assert "email not verified" in r.text
+    assert r.headers["x-request-id"] in r.text
+    assert admin.list_accounts(ctx, "hospital") == []
+
+
+def test_logout_ends_the_session(client: TestClient) -> None:
+    sign_in(client)
+    cookie = client.cookies.get("jitprov_session")
+    assert client.post("/logout").status_code == 303
+    client.cookies.set("jitprov_session", cookie or "")
+    assert client.get("/me").status_code == 401
+
+
+def test_unknown_connection_is_404_page(client: TestClient) -> None:
+    r = client.get("/sso/nope/login")
+    assert r.status_code == 404
+    assert "no connection" in r.text
+
+
+def test_landing_page_shows_roles_with_their_rule(client: TestClient) -> None:
+    sign_in(client, return_to="/")
+    page = client.get("/").text
+    assert "rule:nurses" in page
+    assert "rule:default" in page
+
+
+def test_server_outside_dev_mode_refuses_the_demo_idp(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with make_client(ctx, dev_mode=False) as prod:
+        assert prod.get("/dev/idp/idp").status_code == 404
+        r = prod.get("/sso/idp/login")
+        assert r.status_code == 400
+        assert "dev-only" in r.text
