@@ -259,12 +259,12 @@ class AccountRepository:
 
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
                      now: datetime) -> None:
-        """Bind (connection, subject) to the account. Raises RaceLost if it is already bound."""
+        """Bind (connection, subject) to the account. Raises RaceLost if it is already bound;
+        the transaction is then unusable and the unit of work must be run again."""
         try:
-            with self._c.begin_nested():
-                self._c.execute(t.identity.insert().values(
-                    connection_id=connection_id, subject=subject, issuer=issuer,
-                    account_id=account_id, created_at=now, last_login_at=now))
+            self._c.execute(t.identity.insert().values(
+                connection_id=connection_id, subject=subject, issuer=issuer,
+                account_id=account_id, created_at=now, last_login_at=now))
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
@@ -372,7 +372,7 @@ class SessionRepository:
         return bool(result.rowcount)
 
     def revoke_all(self, account_id: str, now: datetime) -> int:
-        """Revoke every active session of an account; returns how many."""
+        """Revoke every unrevoked session of an account (expired ones too); returns how many."""
         result = self._c.execute(t.session.update().where(
             t.session.c.account_id == account_id, t.session.c.revoked_at.is_(None))
             .values(revoked_at=now))
@@ -426,7 +426,8 @@ class AuditLog:
     def append(self, tenant_id: int, tenant_slug: str, event: AuditEvent,
                now: datetime) -> ChainedEvent:
         """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
-        one tenant are numbered without gaps even across nodes."""
+        one tenant are numbered without gaps even across nodes. Raises RaceLost when the
+        tenant's first event is written concurrently (run the unit of work again)."""
         head = self._c.execute(
             sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
             .where(t.audit_head.c.tenant_id == tenant_id).with_for_update()).first()
@@ -438,9 +439,8 @@ class AuditLog:
             data=chained.data, prev_hash=chained.prev_hash, hash=chained.hash))
         if head is None:
             try:
-                with self._c.begin_nested():
-                    self._c.execute(t.audit_head.insert().values(
-                        tenant_id=tenant_id, seq=chained.seq, hash=chained.hash))
+                self._c.execute(t.audit_head.insert().values(
+                    tenant_id=tenant_id, seq=chained.seq, hash=chained.hash))
             except sa.exc.IntegrityError as exc:
                 raise RaceLost("audit chain head created concurrently") from exc
         else:

@@ -20,7 +20,7 @@ layer to decide what it means (a grant rule does not match; a deny rule denies).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,15 +68,32 @@ def _size(value: object) -> int:
     return len(value) if isinstance(value, list | str | dict) else 0
 
 
-def _json_equal(left: object, right: object) -> bool:
-    # JMESPath equality: Python says True == 1, JSON does not.
-    if isinstance(left, bool) or isinstance(right, bool):
-        return type(left) is type(right) and left == right
-    return left == right
+def _json_equal(left: object, right: object, budget: _Budget) -> bool:
+    """JSON equality, paid for node by node: ``true`` is not ``1`` (as Python has it), ``1`` is
+    ``1.0``, and comparing nested shared references cannot run away."""
+    stack = [(left, right)]
+    while stack:
+        a, b = stack.pop()
+        budget.spend(1)
+        if a is b:
+            continue
+        if isinstance(a, bool) or isinstance(b, bool):
+            return False  # True and False are singletons: ``a is b`` decided equal booleans
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return False
+            stack.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                return False
+            stack.extend((a[key], b[key]) for key in a)
+        elif isinstance(a, list | dict) or isinstance(b, list | dict) or a != b:
+            return False
+    return True
 
 
 class ClaimFunctions(Functions):
-    """The JMESPath built-in functions, with a null-safe ``contains`` and a bounded ``to_string``."""
+    """The JMESPath built-ins, with a null-safe ``contains`` and a bounded ``to_string``."""
 
     def __init__(self, budget: _Budget | None = None) -> None:
         self._budget = budget if budget is not None else _Budget(MAX_EVALUATION_STEPS)
@@ -91,27 +108,23 @@ class ClaimFunctions(Functions):
         if not isinstance(subject, list):  # the signature admits array, string or null only
             return False
         self._budget.spend(len(subject))
-        return any(_json_equal(item, search) for item in subject)
+        return any(_json_equal(item, search, self._budget) for item in subject)
 
     @signature({"types": []})
     def _func_to_string(self, arg: object) -> str:
         if isinstance(arg, str):
             return arg
-        # Charge the walk before serialising: multi-select can nest shared references, whose
-        # JSON text grows exponentially with the expression length.
-        self._budget.spend(sum(1 for _ in _walk(arg)))
+        # Walk (and pay for) the value before serialising it: multi-select can nest shared
+        # references, whose JSON text grows exponentially with the expression length.
+        stack = [arg]
+        while stack:
+            current = stack.pop()
+            self._budget.spend(1)
+            if isinstance(current, list):
+                stack.extend(current)
+            elif isinstance(current, dict):
+                stack.extend(current.values())
         return json.dumps(arg, separators=(",", ":"))
-
-
-def _walk(value: object) -> Iterator[object]:
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        yield current
-        if isinstance(current, list):
-            stack.extend(current)
-        elif isinstance(current, dict):
-            stack.extend(current.values())
 
 
 class _BoundedInterpreter(TreeInterpreter):
@@ -124,6 +137,24 @@ class _BoundedInterpreter(TreeInterpreter):
         result = super().visit(node, *args, **kwargs)
         self._budget.spend(_size(result))
         return result
+
+    def visit_comparator(self, node: Any, value: Any) -> Any:
+        # ``==`` and ``!=`` go through the budgeted equality. Ordering is defined for two numbers
+        # or two strings and is null otherwise (jmespath 1.1 raises TypeError on "1" < 2).
+        left = self.visit(node["children"][0], value)
+        right = self.visit(node["children"][1], value)
+        operator = node["value"]
+        if operator in ("eq", "ne"):
+            return _json_equal(left, right, self._budget) == (operator == "eq")
+        both_numbers = _is_number(left) and _is_number(right)
+        both_strings = isinstance(left, str) and isinstance(right, str)
+        if not (both_numbers or both_strings):
+            return None
+        return self.COMPARATOR_FUNC[operator](left, right)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_functions(parsed: Any) -> None:
@@ -177,16 +208,22 @@ def compile_expression(text: str) -> Expression:
     try:
         parsed = jmespath.compile(text)
     except jmespath_errors.JMESPathError as err:
-        raise ExpressionSyntaxError(_one_line(str(err))) from None
+        raise ExpressionSyntaxError(_describe_syntax_error(err)) from None
     except RecursionError:
         raise ExpressionSyntaxError("expression is nested too deeply") from None
     _check_functions(parsed.parsed)
     return Expression(text, parsed)
 
 
-def _one_line(message: str) -> str:
-    # jmespath draws a caret under the expression on extra lines; keep the first for an error line.
-    return " ".join(message.split("\n", 1)[0].split())
+def _describe_syntax_error(err: jmespath_errors.JMESPathError) -> str:
+    # jmespath draws a caret under the expression on extra lines; an error line wants one line.
+    if isinstance(err, jmespath_errors.IncompleteExpressionError):
+        return "incomplete expression"
+    if isinstance(err, jmespath_errors.LexerError):
+        return f"{err.message} at column {err.lexer_position + 1}"
+    if isinstance(err, jmespath_errors.ParseError):
+        return f"unexpected {err.token_value!r} at column {err.lex_position + 1}"
+    return " ".join(str(err).split("\n", 1)[0].split())
 
 
 def prepare_claims(claims: Mapping[str, object]) -> dict[str, object] | EvaluationError:

@@ -1,0 +1,207 @@
+"""AuditLog: one hash chain per tenant, numbered 1..n without gaps, that survives the database
+round trip (JSON columns included) and that ``verify_chain`` (``jitprov audit verify``) finds
+broken when the stored rows are edited, deleted or reordered."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, verify_chain
+from jitprov.store.database import Database
+from jitprov.store.records import TenantRecord
+from jitprov.store.unit_of_work import UnitOfWork
+
+from .seed import Clock, execute_raw
+
+#: Data that exercises the JSON round trip: nesting, unicode, numbers, booleans, null.
+DATA = {"roles": ["editor", "viewer"], "profile": {"name": "Zoë Ōtsuka", "email": None},
+        "attempt": 3, "ratio": 0.125, "verified": True, "trace": [{"rule": "r1", "ok": False}]}
+WRITERS = 8
+
+
+def append(db: Database, clock: Clock, tenant: TenantRecord, n: int) -> list[ChainedEvent]:
+    """``n`` events, each in its own committed unit of work, 1.000001 s apart."""
+    out = []
+    for i in range(n):
+        clock.advance(seconds=1, microseconds=1)
+        with UnitOfWork(db) as uow:
+            out.append(uow.audit.append(
+                tenant.id, tenant.slug,
+                AuditEvent("account.updated", "login:okta", {**DATA, "i": i},
+                           account_id="7d3c1f9e-0000-4000-8000-000000000001",
+                           request_id=f"req-{i}"),
+                clock()))
+            uow.commit()
+    return out
+
+
+def stored(db: Database, tenant: TenantRecord) -> tuple[list[ChainedEvent],
+                                                        tuple[int, str] | None]:
+    with UnitOfWork(db, readonly=True) as uow:
+        return list(uow.audit.events(tenant.id)), uow.audit.head(tenant.id)
+
+
+def problems(db: Database, tenant: TenantRecord) -> list[tuple[int, str]]:
+    events, head = stored(db, tenant)
+    return [(p.seq, p.problem) for p in verify_chain(tenant.slug, events, head)]
+
+
+def set_data(db: Database, tenant: TenantRecord, seq: int, raw_json: str) -> None:
+    cast = "CAST(:data AS JSON)" if db.dialect == "postgresql" else ":data"
+    execute_raw(db, f"UPDATE audit_event SET data = {cast} "
+                "WHERE tenant_id = :tenant_id AND seq = :seq",
+                data=raw_json, tenant_id=tenant.id, seq=seq)
+
+
+def test_append_numbers_events_from_one_and_links_each_to_the_previous_hash(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    appended = append(db, clock, tenant, 4)
+
+    assert [1, 2, 3, 4] == [e.seq for e in appended]
+    assert [GENESIS_HASH] + [e.hash for e in appended[:-1]] == [e.prev_hash for e in appended]
+    with UnitOfWork(db, readonly=True) as uow:
+        assert (4, appended[-1].hash) == uow.audit.head(tenant.id)
+
+
+def test_events_read_back_equal_to_what_append_returned_and_verify_intact(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    appended = append(db, clock, tenant, 5)
+
+    events, head = stored(db, tenant)
+
+    assert appended == events
+    assert [] == verify_chain(tenant.slug, events, head)
+
+
+def test_events_pages_in_batches_and_resumes_after_a_sequence_number(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    appended = append(db, clock, tenant, 5)
+
+    with UnitOfWork(db, readonly=True) as uow:
+        in_pairs = list(uow.audit.events(tenant.id, batch=2))
+        after_three = list(uow.audit.events(tenant.id, after_seq=3, batch=1))
+    assert (appended, appended[3:]) == (in_pairs, after_three)
+
+
+def test_two_tenants_have_independent_chains(
+        db: Database, clock: Clock, tenant: TenantRecord, other_tenant: TenantRecord) -> None:
+    acme_1 = append(db, clock, tenant, 1)
+    globex = append(db, clock, other_tenant, 2)
+    acme_2 = append(db, clock, tenant, 1)
+
+    assert [(1, GENESIS_HASH), (2, acme_1[0].hash)] == [
+        (e.seq, e.prev_hash) for e in acme_1 + acme_2]
+    assert [(1, GENESIS_HASH), (2, globex[0].hash)] == [(e.seq, e.prev_hash) for e in globex]
+    assert ([], []) == (problems(db, tenant), problems(db, other_tenant))
+    assert ["acme", "acme"] == [e.tenant for e in stored(db, tenant)[0]]
+
+
+def test_a_tenant_without_events_has_no_head_and_an_empty_intact_chain(
+        db: Database, tenant: TenantRecord) -> None:
+    assert ([], None) == stored(db, tenant)
+    assert [] == problems(db, tenant)
+
+
+def test_concurrent_appends_are_numbered_without_gaps(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    append(db, clock, tenant, 1)  # the chain head exists: writers queue on it
+    start = threading.Barrier(WRITERS)
+
+    def writer(i: int) -> int:
+        start.wait(timeout=30)
+        with UnitOfWork(db) as uow:
+            event = uow.audit.append(tenant.id, tenant.slug,
+                                     AuditEvent("session.created", f"writer-{i}"), clock())
+            uow.commit()
+        return event.seq
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        seqs = sorted(pool.map(writer, range(WRITERS), timeout=60))
+
+    assert list(range(2, WRITERS + 2)) == seqs
+    assert [] == problems(db, tenant)
+
+
+def test_reformatted_json_in_a_stored_event_keeps_the_chain_intact(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    appended = append(db, clock, tenant, 3)
+    same_value = dict(reversed(list(appended[1].data.items())))
+
+    set_data(db, tenant, 2, json.dumps(same_value, indent=2, ensure_ascii=True))
+
+    assert [] == problems(db, tenant)
+
+
+def test_verify_finds_an_edited_event_data(db: Database, clock: Clock,
+                                           tenant: TenantRecord) -> None:
+    appended = append(db, clock, tenant, 5)
+    escalated = {**appended[2].data, "roles": ["editor", "viewer", "admin"]}
+
+    set_data(db, tenant, 3, json.dumps(escalated))
+
+    found = problems(db, tenant)
+    assert [3] == [seq for seq, _ in found]
+    assert "edited" in found[0][1]
+
+
+def test_verify_finds_an_edited_actor(db: Database, clock: Clock,
+                                      tenant: TenantRecord) -> None:
+    append(db, clock, tenant, 3)
+
+    execute_raw(db, "UPDATE audit_event SET actor = 'someone-else' "
+                "WHERE tenant_id = :t AND seq = 2", t=tenant.id)
+
+    assert [2] == [seq for seq, _ in problems(db, tenant)]
+
+
+def test_verify_finds_a_deleted_event(db: Database, clock: Clock,
+                                      tenant: TenantRecord) -> None:
+    append(db, clock, tenant, 5)
+
+    execute_raw(db, "DELETE FROM audit_event WHERE tenant_id = :t AND seq = 2", t=tenant.id)
+
+    found = problems(db, tenant)
+    assert 3 == found[0][0]
+    assert "deleted or reordered" in found[0][1]
+
+
+def test_verify_finds_a_deleted_tail_through_the_head(db: Database, clock: Clock,
+                                                      tenant: TenantRecord) -> None:
+    append(db, clock, tenant, 5)
+
+    execute_raw(db, "DELETE FROM audit_event WHERE tenant_id = :t AND seq >= 4", t=tenant.id)
+
+    found = problems(db, tenant)
+    assert [5] == [seq for seq, _ in found]
+    assert "ends at 3" in found[0][1]
+
+
+def test_verify_finds_two_events_with_swapped_sequence_numbers(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    append(db, clock, tenant, 5)
+
+    with db.engine.begin() as conn:  # via a free number: (tenant_id, seq) is unique
+        for old, new in ((2, -1), (3, 2), (-1, 3)):
+            conn.execute(sa.text("UPDATE audit_event SET seq = :new "
+                                 "WHERE tenant_id = :t AND seq = :old"),
+                         {"new": new, "t": tenant.id, "old": old})
+
+    found = problems(db, tenant)
+    assert 2 == found[0][0]
+    assert "does not follow the previous event" in found[0][1]
+
+
+@pytest.mark.parametrize("column", ["prev_hash", "hash"])
+def test_verify_finds_a_rewritten_hash(db: Database, clock: Clock, tenant: TenantRecord,
+                                       column: str) -> None:
+    append(db, clock, tenant, 3)
+
+    execute_raw(db, f"UPDATE audit_event SET {column} = :h WHERE tenant_id = :t AND seq = 2",
+                h="f" * 64, t=tenant.id)
+
+    assert [2] == [seq for seq, _ in problems(db, tenant)][:1]
