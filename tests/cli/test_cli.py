@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from jitprov.cli.main import main
-from tests.services.helpers import HOSPITAL
+from jitprov.services import admin
+from jitprov.services.context import ServiceContext, build_context
+from jitprov.settings import load_settings
+from jitprov.store.database import Database, normalise_url
+from tests.services.helpers import HOSPITAL, setup_connection
 
 GOOD = HOSPITAL.format(linking="never")
 
@@ -21,6 +26,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     out, err = capsys.readouterr()
     code = exited.value.code
     return (code if isinstance(code, int) else 0), out, err
+
+
+def cli_context() -> ServiceContext:
+    """A context on the database the CLI under test uses (from the environment)."""
+    settings = load_settings()
+    return build_context(settings, Database.connect(settings.database_url, pool_size=1))
 
 
 @pytest.fixture
@@ -78,16 +89,7 @@ def test_tenant_create_twice_is_a_conflict(capsys: pytest.CaptureFixture[str],
 
 def test_mapping_test_prints_decision_and_trace_and_writes_nothing(
         capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    from jitprov.services import admin
-    from tests.services.helpers import setup_connection
-    from tests.web.test_login_flow import make_client  # noqa: F401 - keeps one app builder
-
-    from jitprov.settings import load_settings
-    from jitprov.web.app import build_context
-    from jitprov.store.database import Database
-
-    settings = load_settings()
-    ctx = build_context(settings, Database.connect(settings.database_url, pool_size=1))
+    ctx = cli_context()
     setup_connection(ctx)
     (workdir / "claims.json").write_text(json.dumps(
         {"sub": "u-7", "email": "a@b.c", "email_verified": True, "groups": ["Nurses"]}))
@@ -113,10 +115,6 @@ def test_mapping_test_reports_bad_json_with_its_line(capsys: pytest.CaptureFixtu
 def test_audit_verify_exits_1_when_an_event_was_edited(capsys: pytest.CaptureFixture[str],
                                                        workdir: Path,
                                                        database_url: str) -> None:
-    import sqlalchemy as sa
-
-    from jitprov.store.database import normalise_url
-
     run(capsys, "tenant", "create", "clinic")
     code, out, _ = run(capsys, "audit", "verify")
     assert (code, out) == (0, "tenant clinic: 1 events, chain intact\n")
@@ -141,13 +139,7 @@ def test_audit_export_csv_has_a_header_and_one_row_per_event(
 
 def test_serve_refuses_the_dev_only_demo_idp(capsys: pytest.CaptureFixture[str],
                                              workdir: Path) -> None:
-    from jitprov.settings import load_settings
-    from jitprov.store.database import Database
-    from jitprov.web.app import build_context
-    from tests.services.helpers import setup_connection
-
-    settings = load_settings()
-    ctx = build_context(settings, Database.connect(settings.database_url, pool_size=1))
+    ctx = cli_context()
     setup_connection(ctx)
     ctx.db.dispose()
     code, _, err = run(capsys, "serve", "--port", "1")

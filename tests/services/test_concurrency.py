@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext

@@ -21,7 +21,7 @@ from jitprov.core.provisioning import (
     decide,
 )
 
-SYNC = PolicySettings()
+SYNC = PolicySettings(mirrors_groups=True)
 
 
 def mapped(*, email: str | None = "ana@example.org", groups: frozenset[str] | None = None,
@@ -106,10 +106,19 @@ def test_absent_groups_claim_revokes_when_policy_says_so() -> None:
     acc = account(grants=frozenset({RoleGrant("staff", "rule:default"),
                                     RoleGrant("nurse", "rule:nurses")}),
                   groups=frozenset({"Nurses"}))
-    decision = decide(acc, mapped(groups=None), PolicySettings(groups_missing="revoke"))
+    decision = decide(acc, mapped(groups=None),
+                      PolicySettings(groups_missing="revoke", mirrors_groups=True))
     assert isinstance(decision, Update)
     assert decision.changes.grants_revoked == frozenset({RoleGrant("nurse", "rule:nurses")})
     assert decision.changes.groups_removed == frozenset({"Nurses"})
+
+
+def test_policy_without_groups_expression_revokes_stale_rule_grants() -> None:
+    acc = account(grants=frozenset({RoleGrant("staff", "rule:default"),
+                                    RoleGrant("icu", "rule:icu")}))
+    decision = decide(acc, mapped(groups=None), PolicySettings(mirrors_groups=False))
+    assert isinstance(decision, Update)
+    assert decision.changes.grants_revoked == frozenset({RoleGrant("icu", "rule:icu")})
 
 
 def test_approval_roles_become_pending_not_grants() -> None:

@@ -18,7 +18,7 @@ from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
 from jitprov.services import admin, audit_export
-from jitprov.services.context import ServiceContext
+from jitprov.services.context import ServiceContext, build_context
 from jitprov.services.login import dry_run_login
 from jitprov.settings import Settings, SettingsError, load_settings
 from jitprov.store.database import Database
@@ -51,10 +51,17 @@ def _settings(database_url: str | None, *, dev_mode: bool = False) -> Settings:
     return settings.with_overrides(database_url=database_url) if database_url else settings
 
 
-def _context(settings: Settings, *, migrated: bool = True) -> ServiceContext:
-    from jitprov.web.app import build_context
+_OPENED: list[Database] = []  # disposed when the command ends (see main)
 
-    db = Database.connect(settings.database_url, pool_size=2)
+
+def _database(url: str) -> Database:
+    db = Database.connect(url, pool_size=2)
+    _OPENED.append(db)
+    return db
+
+
+def _context(settings: Settings, *, migrated: bool = True) -> ServiceContext:
+    db = _database(settings.database_url)
     if migrated:
         db.require_current()
     return build_context(settings, db)
@@ -72,8 +79,7 @@ def _read(path: Path) -> str:
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Create or migrate the schema to the newest version."""
-    settings = _settings(database_url)
-    db = Database.connect(settings.database_url, pool_size=1)
+    db = _database(_settings(database_url).database_url)
     before, after = db.upgrade()
     typer.echo(f"database {db.safe_url}: schema {before or 'empty'} -> {after}")
 
@@ -312,3 +318,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        while _OPENED:
+            _OPENED.pop().dispose()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import threading
+from datetime import timedelta
 from importlib import resources
 
 import typer
 import uvicorn
 
 from jitprov.core.errors import InvalidInput, NotFound
+from jitprov.jobs import purge
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services import admin
+from jitprov.services.context import build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
-from jitprov.web.app import build_context, create_app
+from jitprov.web.app import create_app
 
 DEMO_TENANT = "demo"
 DEMO_CONNECTION = "demo"
@@ -33,6 +37,13 @@ def _base_url(settings: Settings, host: str, port: int) -> Settings:
 def run_serve(settings: Settings, *, host: str, port: int) -> None:
     settings = _base_url(settings, host, port)
     db = Database.connect(settings.database_url)
+    try:
+        _serve(settings, db, host=host, port=port)
+    finally:
+        db.dispose()
+
+
+def _serve(settings: Settings, db: Database, *, host: str, port: int) -> None:
     db.require_current()
     ctx = build_context(settings, db)
     dev_only = [c.slug for c in admin.list_connections(ctx)
@@ -44,13 +55,25 @@ def run_serve(settings: Settings, *, host: str, port: int) -> None:
             "signs in anyone as anyone); `jitprov connection disable SLUG` them, or run "
             "`jitprov dev`")
     typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url})")
-    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",
-                proxy_headers=True)
+    stop = threading.Event()
+    purge.run_periodically(ctx, timedelta(minutes=15), stop)
+    try:
+        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",
+                    proxy_headers=True)
+    finally:
+        stop.set()
 
 
 def run_dev(settings: Settings, *, host: str, port: int) -> None:
     settings = _base_url(settings, host, port)
     db = Database.connect(settings.database_url)
+    try:
+        _dev(settings, db, host=host, port=port)
+    finally:
+        db.dispose()
+
+
+def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     db.upgrade()
     ctx = build_context(settings, db)
     try:

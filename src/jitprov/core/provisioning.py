@@ -9,8 +9,9 @@ Semantics (the contract of the spine issue):
 - A matching deny rule always wins.
 - Rule-granted roles (source ``rule:<id>``) follow the rules at every login when the policy
   says ``on_login: sync``; grants from ``scim``, ``manual`` and ``approval`` are never touched.
-- An absent or empty groups claim revokes no rule grant and clears no mirrored group unless the
-  policy says ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
+- When the policy mirrors groups (it has a ``groups:`` expression), an absent or empty groups
+  claim revokes no rule grant and clears no mirrored group unless the policy says
+  ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
 - ``approval: required`` roles become pending grants; a pending grant whose rule stops matching
   is withdrawn.
 - A profile field set by ``scim`` or ``manual`` is not overwritten by a login; an absent claim
@@ -229,8 +230,8 @@ def _sync(account: Account, mapped: MappedIdentity,
             continue
         profile[name] = (before, value)
 
-    groups_present = mapped.groups is not None
-    revoke_allowed = groups_present or policy.groups_missing == "revoke"
+    groups_missing = policy.mirrors_groups and mapped.groups is None
+    revoke_allowed = not groups_missing or policy.groups_missing == "revoke"
     new_groups = mapped.groups or frozenset()
     groups_added = new_groups - account.groups
     groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from jitprov.core.mapping import Policy, load_policy
 from jitprov.services.secretbox import SecretBox
+from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.store.records import ConnectionRecord
 
@@ -47,3 +48,10 @@ class ServiceContext:
     session_ttl: timedelta = timedelta(hours=12)
     login_request_ttl: timedelta = timedelta(minutes=10)
     policies: PolicyCache = field(default_factory=PolicyCache)
+
+
+def build_context(settings: Settings, db: Database) -> ServiceContext:
+    """The context of a process, from its settings."""
+    return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
+                          session_ttl=settings.session_ttl,
+                          login_request_ttl=settings.login_request_ttl)

@@ -55,6 +55,9 @@ class LoginRefused(JitprovError):
         self.reason = reason
         self.request_id = request_id
 
+    def __reduce__(self) -> tuple[type[LoginRefused], tuple[str, str, str | None]]:
+        return (LoginRefused, (self.code, self.reason, self.request_id))  # picklable
+
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
@@ -209,6 +212,8 @@ def _decide(ctx: ServiceContext, uow: UnitOfWork, conn: ConnectionRecord,
             identity: ExternalIdentity) -> tuple[Policy, MappedIdentity, Account | None, Decision]:
     policy = ctx.policies.get(conn)
     mapped = policy.map(identity.claims)
+    uow.accounts.lock_for_login(conn.tenant_id, conn.id, identity.subject,
+                                mapped.profile.get("email"))
     existing = uow.accounts.find_by_identity(conn.id, identity.subject)
     candidates: list[LinkCandidate] = []
     if existing is None:

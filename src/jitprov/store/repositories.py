@@ -8,6 +8,7 @@ unique-key race surfaces as :class:`RaceLost` for the service to retry.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,11 @@ class RaceLost(JitprovError):
     """Another transaction wrote the same unique key first; retry the whole unit of work."""
 
     code = "race_lost"
+
+
+def _lock_key(text: str) -> int:
+    """A signed 64-bit advisory-lock key for ``text`` (a collision only serializes more)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
 def utc(value: datetime) -> datetime:
@@ -150,6 +156,21 @@ class AccountRepository:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
+
+    def lock_for_login(self, tenant_id: int, connection_id: int, subject: str,
+                       email: str | None) -> None:
+        """Serialize, until commit, the logins of one (connection, subject) and of one email in
+        a tenant, across all nodes: the reads that follow see what a concurrent first login of
+        the same person committed. PostgreSQL: transaction-scoped advisory locks, taken in a
+        fixed order (subject, then email) so they cannot deadlock. SQLite: a no-op, as write
+        transactions already run one at a time (BEGIN IMMEDIATE)."""
+        if self._c.dialect.name != "postgresql":
+            return
+        keys = [_lock_key(f"identity\0{connection_id}\0{subject}")]
+        if email:
+            keys.append(_lock_key(f"email\0{tenant_id}\0{email.lower()}"))
+        for key in keys:
+            self._c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
         """The account this (connection, subject) signs in to, or None."""

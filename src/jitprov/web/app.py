@@ -12,8 +12,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitprov import __version__
-from jitprov.services.context import ServiceContext
-from jitprov.services.secretbox import SecretBox
+from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web import errors
@@ -40,12 +39,6 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-def build_context(settings: Settings, db: Database) -> ServiceContext:
-    return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
-                          session_ttl=settings.session_ttl,
-                          login_request_ttl=settings.login_request_ttl)
 
 
 def create_app(settings: Settings, db: Database | None = None,

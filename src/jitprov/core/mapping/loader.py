@@ -12,6 +12,7 @@ No I/O: the caller reads the file and passes its text.
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from collections.abc import Mapping, Sequence
 
 import yaml
@@ -39,6 +40,17 @@ MAX_MAPPING_CHARS = 2_000_000  # 2 x 500 rules of 1000-character expressions, wi
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
+
+def _short_repr() -> reprlib.Repr:
+    # Bounded: YAML aliases can nest shared lists whose full repr is exponentially long.
+    short = reprlib.Repr()  # Python 3.11 takes no keyword arguments here
+    short.maxlevel, short.maxlist, short.maxdict = 2, 4, 4
+    short.maxstring = short.maxother = 60
+    return short
+
+
+_SHORT_REPR = _short_repr()
+
 Path = tuple[str | int, ...]
 Lines = dict[Path, int]
 
@@ -62,8 +74,9 @@ def load_policy(text: str, source: str = "<mapping>") -> Policy:
 
 
 def _parse_yaml(text: str, source: str) -> tuple[object, Lines]:
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters already
         node = loader.get_single_node()
         if node is None:  # an empty file, or only comments
             return None, {}
@@ -74,7 +87,10 @@ def _parse_yaml(text: str, source: str) -> tuple[object, Lines]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = None if mark is None else mark.line + 1
-        problem = err.problem or err.context or "cannot be parsed"
+        context = err.context
+        if context and err.context_mark is not None and err.context_mark is not mark:
+            context = f"{context} at line {err.context_mark.line + 1}"
+        problem = _yaml_problem(context, err.problem)
         raise MappingError(f"invalid YAML: {problem}", source=source, line=line) from None
     except yaml.YAMLError as err:
         # yaml.reader.ReaderError (a control character...) has a position, not a mark.
@@ -85,7 +101,18 @@ def _parse_yaml(text: str, source: str) -> tuple[object, Lines]:
     except RecursionError:
         raise MappingError("invalid YAML: nested too deeply", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_problem(context: str | None, problem: str | None) -> str:
+    # PyYAML splits its sentences: ("expected a single document", "but found another document"),
+    # or ("while parsing a flow sequence", "expected ',' or ']', but got ':'").
+    if context and problem and problem.startswith("but "):
+        return f"{context}, {problem}"
+    if context and problem:
+        return f"{problem} ({context})"
+    return problem or context or "cannot be parsed"
 
 
 def _index_lines(root: Node, source: str) -> Lines:
@@ -148,9 +175,10 @@ def _describe(error: ErrorDetails, data: object) -> tuple[str | None, str]:
     if not path and error["type"] in ("model_type", "dict_type"):
         sections = ", ".join(MappingModel.model_fields)
         return None, f"a mapping file is a YAML mapping of sections ({sections})"
-    got = repr(error.get("input"))
-    got = got if len(got) <= 60 else got[:57] + "..."
-    message = f"{error['msg']} (got {got})"
+    got = _SHORT_REPR.repr(error.get("input"))
+    # pydantic names our model classes ("instance of RolesModel"): say what the YAML needs.
+    what = "Input should be a mapping" if error["type"] == "model_type" else error["msg"]
+    message = f"{what} (got {got})"
     return rule, f"{_label(inner)}: {message}" if inner else message
 
 
@@ -269,6 +297,7 @@ def _compile(model: MappingModel, lines: Lines, source: str, fingerprint: str) -
         on_login=model.on_login,
         link_by_email=model.linking.by_email,
         groups_missing=model.groups_missing,
+        mirrors_groups=model.groups is not None,
     )
     return Policy(
         settings=settings,

@@ -51,6 +51,14 @@ class GrantRuleModel(_Section):
     when: ExpressionText | None = None
     approval: Literal["required", "none"] = "none"
 
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_is_not_null(cls, value: object) -> object:
+        # An empty `when:` is null in YAML: refuse it rather than read it as "always matches".
+        if value is None:
+            raise ValueError("an empty `when` matches nobody; leave it out to match everyone")
+        return value
+
 
 class RolesModel(_Section):
     """``roles``: ``default`` roles for every identity not denied, and the ``rules``."""

@@ -61,6 +61,8 @@ class PolicySettings:
     on_login: OnLogin = "sync"
     link_by_email: LinkByEmail = "never"
     groups_missing: GroupsMissing = "keep"
+    #: the file has a ``groups:`` expression; only then can the groups claim be "missing"
+    mirrors_groups: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Background work: purges now; metadata refresh, dormant sweep, webhook delivery later."""

@@ -1,0 +1,43 @@
+"""Delete expired sessions and login requests. Idempotent: safe to run on every node."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from jitprov.services.context import ServiceContext
+from jitprov.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger("jitprov.jobs")
+
+#: expired sessions are kept this long (audit questions about "was X signed in yesterday")
+SESSION_RETENTION = timedelta(days=7)
+
+
+def purge_expired(ctx: ServiceContext) -> tuple[int, int]:
+    """Remove sessions expired more than SESSION_RETENTION ago and login requests already
+    expired; returns (sessions, login requests) removed."""
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        sessions = uow.sessions.purge_expired(now - SESSION_RETENTION)
+        requests = uow.login_requests.purge_expired(now)
+        uow.commit()
+    return sessions, requests
+
+
+def run_periodically(ctx: ServiceContext, every: timedelta,
+                     stop: threading.Event) -> threading.Thread:
+    """Run :func:`purge_expired` every ``every`` in a daemon thread until ``stop`` is set."""
+
+    def loop() -> None:
+        while not stop.wait(every.total_seconds()):
+            try:
+                sessions, requests = purge_expired(ctx)
+                log.info("purged %d sessions, %d login requests", sessions, requests)
+            except Exception:
+                log.exception("purge failed; retrying at the next period")
+
+    thread = threading.Thread(target=loop, name="jitprov-purge", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,23 @@
+"""The purge job removes only what has expired."""
+
+from __future__ import annotations
+
+from jitprov.jobs.purge import purge_expired
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import provision_on_login
+from jitprov.services.sessions import begin_login, current_session
+from tests.conftest import Clock
+from tests.services.helpers import nurse, setup_connection
+
+
+def test_purge_removes_long_expired_sessions_and_stale_login_requests(
+        ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    old = provision_on_login(ctx, "idp", nurse(subject="old"))
+    begin_login(ctx, "idp", "/", dev_mode=True)
+    clock.advance(days=8)
+    fresh = provision_on_login(ctx, "idp", nurse(subject="new", email="new@h.example"))
+    assert purge_expired(ctx) == (1, 1)
+    assert current_session(ctx, fresh.session_token) is not None
+    assert current_session(ctx, old.session_token) is None
+    assert purge_expired(ctx) == (0, 0)

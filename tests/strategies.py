@@ -1,0 +1,66 @@
+"""Hypothesis strategies shared by the suite (one module, as attrs keeps them).
+
+Add strategies here rather than in test modules, so properties of different layers draw from
+the same shapes of data.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+#: Any JSON value: what an IdP may put in a claim, bounded so examples stay small.
+json_values: st.SearchStrategy[object] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5)
+    | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20,
+)
+
+#: Any JSON object of claims, with arbitrary keys.
+arbitrary_claims: st.SearchStrategy[dict[str, object]] = st.dictionaries(
+    st.text(max_size=15), json_values, max_size=8
+)
+
+_group_names = st.sampled_from(["Nurses", "Charge Nurses", "Doctors", "admin", "", "nurses"])
+
+#: Claims shaped like an OIDC login, each claim present or not, of the right type or not, so
+#: that rules on ``groups`` and ``email_verified`` match, miss and fail in every combination.
+login_claims: st.SearchStrategy[dict[str, object]] = st.fixed_dictionaries(
+    {},
+    optional={
+        "sub": st.text(min_size=1, max_size=10),
+        "email": st.emails() | json_values,
+        "email_verified": st.booleans() | st.sampled_from(["true", "false", "True"]) | json_values,
+        "name": st.text(max_size=20) | json_values,
+        "given_name": st.text(max_size=10),
+        "family_name": st.text(max_size=10) | st.none(),
+        "department": st.text(max_size=10) | st.lists(st.text(max_size=5), max_size=3),
+        "groups": st.lists(_group_names | json_values, max_size=5) | _group_names | json_values,
+    },
+)
+
+#: Either of the two above.
+claims: st.SearchStrategy[dict[str, object]] = login_claims | arbitrary_claims
+
+_mapping_keys = st.sampled_from(
+    ["profile", "groups", "roles", "default", "rules", "id", "grant", "when", "approval", "deny",
+     "reason", "linking", "by_email", "email_verified", "on_login", "groups_missing", "email",
+     "name", "Name", "whne"]
+)
+_mapping_scalars = st.sampled_from(
+    ["email", "staff", "b c", "required", "none", "never", "verified_only", "pending", "sync",
+     "revoke", "r1", "default", "contains(groups, 'A')", "groups[", "&&", "foo(a)", ""]
+) | st.none() | st.booleans() | st.integers(-2, 2)
+
+#: Documents shaped like a mapping file (right and wrong keys, values and nesting), to be dumped
+#: as YAML: they reach validation and compilation, where random text stops at the YAML parser.
+mapping_documents: st.SearchStrategy[object] = st.recursive(
+    _mapping_scalars,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(_mapping_keys, children, max_size=4),
+    max_leaves=15,
+)
