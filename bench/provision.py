@@ -38,7 +38,7 @@ roles:
     - {id: charge, grant: [charge-nurse], when: "contains(groups, 'Charge Nurses')"}
     - {id: pharmacy, grant: [pharmacist], when: "contains(groups, 'Pharmacists')"}
 deny:
-  - {id: unverified, when: "!email_verified", reason: email not verified}
+  - {id: unverified, when: "email_verified != `true`", reason: email not verified}
 """
 
 GROUPS = ["Nurses", "Ward 3", "All Staff"] + [f"Group {i}" for i in range(17)]  # 20 groups

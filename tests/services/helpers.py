@@ -24,7 +24,7 @@ roles:
       approval: required
 deny:
   - id: unverified
-    when: "!email_verified"
+    when: "email_verified != `true`"
     reason: email not verified
 linking:
   by_email: {linking}

@@ -182,3 +182,11 @@ def test_audit_chain_of_a_login_history_verifies(ctx: ServiceContext) -> None:
         provision_on_login(ctx, "idp", nurse(groups=groups))
     [report] = audit_export.verify(ctx, "hospital")
     assert (report.intact, report.events) == (True, 5)
+
+
+def test_string_false_email_verified_is_denied(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(email_verified="false"))
+    assert refused.value.code == "denied_by_rule"
+    assert admin.list_accounts(ctx, "hospital") == []

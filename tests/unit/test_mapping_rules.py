@@ -308,3 +308,17 @@ def test_map_does_not_change_the_claims() -> None:
     claims: dict[str, object] = {"groups": ["Nurses"], "email_verified": True}
     policy(HOSPITAL).map(claims)
     assert {"groups": ["Nurses"], "email_verified": True} == claims
+
+
+def test_join_skips_absent_name_parts() -> None:
+    policy = load_policy("profile:\n  name: name || join(' ', [given_name, family_name])\n")
+    assert {"name": "Ana Lima"} == policy.map({"given_name": "Ana", "family_name": "Lima"}
+                                              ).profile
+    assert {"name": "Lima"} == policy.map({"family_name": "Lima"}).profile
+    assert {} == policy.map({}).profile
+
+
+def test_join_of_a_non_string_part_is_a_field_error() -> None:
+    mapped = load_policy("profile:\n  name: join(' ', [given_name])\n").map({"given_name": 3})
+    assert {} == mapped.profile
+    assert ["error"] == [e.outcome for e in mapped.trace if e.rule == "profile.name"]

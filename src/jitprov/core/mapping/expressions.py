@@ -9,8 +9,9 @@ language: no loops, no recursion, no assignment. Evaluation is bounded further h
 * one evaluation spends at most :data:`MAX_EVALUATION_STEPS` steps, where a step is one node of
   the expression visited plus one per item of every list, string or object it produces.
 
-Our one extension to the built-in functions: ``contains(null, x)`` is ``false`` instead of a type
-error, so ``contains(groups, 'Nurses')`` works for an identity that has no ``groups`` claim.
+Our extensions to the built-in functions: ``contains(null, x)`` is ``false`` instead of a type
+error, so ``contains(groups, 'Nurses')`` works for an identity that has no ``groups`` claim; and
+``join`` skips null items, so ``join(' ', [given_name, family_name])`` works when one is absent.
 ``contains`` on an array also compares the JMESPath way (``true`` is not ``1``).
 
 Evaluation never raises: an error comes back as an :class:`EvaluationError` value, for the rule
@@ -109,6 +110,17 @@ class ClaimFunctions(Functions):
             return False
         self._budget.spend(len(subject))
         return any(_json_equal(item, search, self._budget) for item in subject)
+
+    @signature({"types": ["string"]}, {"types": ["array"]})
+    def _func_join(self, glue: str, items: list[object]) -> str:
+        # Our extension: null items are skipped, so join(' ', [given_name, family_name]) works
+        # when the IdP sends only one of them. Any other non-string item is a type error.
+        self._budget.spend(len(items))
+        present = [item for item in items if item is not None]
+        if not all(isinstance(item, str) for item in present):
+            raise jmespath_errors.JMESPathTypeError(
+                "join", items, type(items).__name__, ["array-string"])
+        return glue.join(str(item) for item in present)
 
     @signature({"types": []})
     def _func_to_string(self, arg: object) -> str:
