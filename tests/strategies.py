@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from jitprov.core.identity import Account, PendingGrant, RoleGrant
+from jitprov.core.mapping.result import Denial, MappedIdentity, PolicySettings, RuleGrantIntent
+
 #: Any JSON value: what an IdP may put in a claim, bounded so examples stay small.
 json_values: st.SearchStrategy[object] = st.recursive(
     st.none()
@@ -63,4 +66,58 @@ mapping_documents: st.SearchStrategy[object] = st.recursive(
     lambda children: st.lists(children, max_size=3)
     | st.dictionaries(_mapping_keys, children, max_size=4),
     max_leaves=15,
+)
+
+
+# -- accounts and mapped identities, for properties of decide() --------------------------------
+
+
+_roles = st.sampled_from(["staff", "nurse", "charge-nurse", "admin", "pharmacist"])
+_rule_sources = st.sampled_from(["rule:default", "rule:nurses", "rule:r2", "rule:charge"])
+_any_sources = _rule_sources | st.sampled_from(["scim", "manual", "approval"])
+_fields = st.sampled_from(["email", "name", "department"])
+_values = st.sampled_from(["a@x.org", "Ana", "Ward 3", "ICU", "b@x.org"])
+_groups = st.frozensets(st.sampled_from(["Nurses", "Porters", "Charge Nurses"]), max_size=3)
+
+policy_settings: st.SearchStrategy[PolicySettings] = st.builds(
+    PolicySettings,
+    on_login=st.sampled_from(["sync", "create_only"]),
+    link_by_email=st.sampled_from(["never", "verified_email", "pending"]),
+    groups_missing=st.sampled_from(["keep", "revoke"]),
+    mirrors_groups=st.booleans(),
+)
+
+mapped_identities: st.SearchStrategy[MappedIdentity] = st.builds(
+    MappedIdentity,
+    profile=st.dictionaries(_fields, _values, max_size=3),
+    groups=st.none() | _groups.filter(bool),
+    grants=st.frozensets(st.builds(RuleGrantIntent, _roles, _rule_sources), max_size=4),
+    pending=st.frozensets(st.builds(RuleGrantIntent, _roles, _rule_sources), max_size=2),
+    denials=st.just(()),
+    email_verified=st.booleans(),
+)
+
+denials: st.SearchStrategy[tuple[Denial, ...]] = st.lists(
+    st.builds(Denial, st.sampled_from(["d1", "unverified"]), st.just("no")),
+    min_size=1, max_size=2).map(tuple)
+
+
+def _account(status: str, kind: str, profile: dict[str, str], sources: dict[str, str],
+             groups: frozenset[str], grants: frozenset[RoleGrant],
+             pending: frozenset[PendingGrant]) -> Account:
+    return Account(id="acc", tenant="t", status=status, kind=kind,  # type: ignore[arg-type]
+                   profile=profile,
+                   profile_sources={k: sources.get(k, f"rule:profile.{k}") for k in profile},
+                   groups=groups, grants=grants, pending=pending)
+
+
+accounts: st.SearchStrategy[Account] = st.builds(
+    _account,
+    status=st.sampled_from(["active", "active", "suspended", "deactivated"]),
+    kind=st.sampled_from(["user", "user", "admin", "break_glass"]),
+    profile=st.dictionaries(_fields, _values, max_size=3),
+    sources=st.dictionaries(_fields, st.sampled_from(["scim", "manual"]), max_size=1),
+    groups=_groups,
+    grants=st.frozensets(st.builds(RoleGrant, _roles, _any_sources), max_size=5),
+    pending=st.frozensets(st.builds(PendingGrant, _roles, _rule_sources), max_size=2),
 )
