@@ -24,7 +24,9 @@ from tests.services.helpers import HOSPITAL
 from tests.strategies import accounts, denials, login_claims, mapped_identities, policy_settings
 
 candidates = st.lists(st.builds(LinkCandidate, accounts,
-                                st.sampled_from(["email", "external_id"])), max_size=2)
+                                st.sampled_from(["email", "external_id"])), max_size=2).map(
+    lambda found: [LinkCandidate(dataclasses.replace(c.account, id=f"acc-{i}"), c.matched_by)
+                   for i, c in enumerate(found)])
 existing_or_none = st.none() | accounts
 
 

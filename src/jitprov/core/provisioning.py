@@ -234,7 +234,8 @@ def _sync(account: Account, mapped: MappedIdentity,
     revoke_allowed = not groups_missing or policy.groups_missing == "revoke"
     new_groups = mapped.groups or frozenset()
     groups_added = new_groups - account.groups
-    groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()
+    mirror = policy.mirrors_groups and revoke_allowed  # no groups: section, no group changes
+    groups_removed = (account.groups - new_groups) if mirror else frozenset()
 
     wanted = {RoleGrant(g.role, g.source) for g in mapped.grants}
     held_by_rule = {g for g in account.grants if g.by_rule}
@@ -251,7 +252,9 @@ def _sync(account: Account, mapped: MappedIdentity,
         notes.append(TraceEntry("grant", g.source.removeprefix("rule:"), "revoked",
                                 "rule no longer matches", roles=(g.role,)))
 
-    held_roles = account.roles
+    revoked_keys = {(g.role, g.source) for g in grants_revoked}
+    held_roles = {g.role for g in account.grants if (g.role, g.source) not in revoked_keys} | {
+        g.role for g in grants_added}
     wanted_pending = {PendingGrant(p.role, p.source) for p in mapped.pending}
     pending_added = frozenset(p for p in wanted_pending
                               if p not in account.pending and p.role not in held_roles)
