@@ -152,3 +152,13 @@ def test_console_script_is_installed() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0
     assert "mapping" in result.stdout
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://root@127.0.0.1/test"])
+def test_unusable_database_url_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "users", "list", "--tenant", "x", "--database-url", url)
+    assert code == 2
+    assert err.startswith("error: cannot use the database URL")
+    assert len(err.strip().splitlines()) == 1

@@ -190,3 +190,99 @@ def test_string_false_email_verified_is_denied(ctx: ServiceContext) -> None:
         provision_on_login(ctx, "idp", nurse(email_verified="false"))
     assert refused.value.code == "denied_by_rule"
     assert admin.list_accounts(ctx, "hospital") == []
+
+
+def test_later_login_cannot_take_another_accounts_email(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse(subject="ana", email="ana@hospital.example"))
+    provision_on_login(ctx, "idp", nurse(subject="mallory", email="mallory@hospital.example"))
+    result = provision_on_login(ctx, "idp", nurse(subject="mallory",
+                                                  email="ANA@hospital.example"))
+    assert isinstance(result.decision, NoChange)
+    emails = sorted(v.account.email or "" for v in admin.list_accounts(ctx, "hospital"))
+    assert emails == ["ana@hospital.example", "mallory@hospital.example"]
+    assert any(e.rule == "profile.email" and e.outcome == "kept" for e in result.decision.trace)
+
+
+def seed_scim_account(ctx: ServiceContext, *, external_id: str, connection: str | None,
+                      kind: str = "user") -> str:
+    from jitprov.core.provisioning import Changes
+
+    with UnitOfWork(ctx.db) as uow:
+        tenant = uow.tenants.get("hospital")
+        conn_id = uow.connections.get(connection).id if connection else None
+        account_id = uow.accounts.create(
+            tenant_id=tenant.id, provisioned_by="scim", now=ctx.clock(), kind=kind,  # type: ignore[arg-type]
+            external_id=external_id, external_id_connection_id=conn_id,
+            changes=Changes(profile={"email": (None, "pre@hospital.example")}))
+        uow.commit()
+    return account_id
+
+
+def test_first_login_links_the_account_provisioned_for_this_connection(
+        ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    pre = seed_scim_account(ctx, external_id="00u-ana", connection="idp")
+    result = provision_on_login(ctx, "idp", nurse(subject="00u-ana",
+                                                  email="pre@hospital.example"))
+    assert isinstance(result.decision, Link)
+    assert result.account_id == pre
+    assert len(admin.list_accounts(ctx, "hospital")) == 1
+
+
+def test_another_connection_cannot_claim_an_external_id(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    admin.add_mock_connection(ctx, tenant="hospital", slug="other",
+                              mapping=HOSPITAL.format(linking="never"), mapping_source="m")
+    seed_scim_account(ctx, external_id="00u-ana", connection="idp")
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "other", nurse(subject="00u-ana", email="pre@hospital.example"))
+    assert refused.value.code == "email_in_use"
+    result = provision_on_login(ctx, "other", nurse(subject="00u-ana",
+                                                    email="someone@hospital.example"))
+    assert isinstance(result.decision, Create)
+
+
+def test_break_glass_account_is_never_linked_by_external_id(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    seed_scim_account(ctx, external_id="00u-bg", connection="idp", kind="break_glass")
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(subject="00u-bg", email="x@hospital.example"))
+    assert refused.value.code == "link_refused"
+
+
+def test_pending_link_to_a_break_glass_account_is_refused(ctx: ServiceContext) -> None:
+    setup_connection(ctx, linking="pending")
+    seed_scim_account(ctx, external_id="bg", connection=None, kind="break_glass")
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(subject="u-9", email="pre@hospital.example"))
+    assert refused.value.code == "link_refused"
+
+
+def test_lost_unique_race_is_retried_not_surfaced(ctx: ServiceContext,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitprov.store.repositories import AccountRepository, RaceLost
+
+    setup_connection(ctx)
+    real = AccountRepository.add_identity
+    calls = {"n": 0}
+
+    def flaky(self: AccountRepository, **kw: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RaceLost("injected")
+        real(self, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AccountRepository, "add_identity", flaky)
+    result = provision_on_login(ctx, "idp", nurse())
+    assert isinstance(result.decision, Create)
+    assert calls["n"] == 2
+    assert len(admin.list_accounts(ctx, "hospital")) == 1
+    assert audit_types(ctx).count("account.created") == 1
+
+
+def test_overlong_subject_is_a_clear_refusal(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(subject="s" * 256))
+    assert refused.value.code == "invalid_identity"

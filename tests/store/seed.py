@@ -61,12 +61,14 @@ def seed_account(db: Database, clock: Clock, tenant: TenantRecord, *,
                  changes: Changes | None = None,
                  identity: tuple[ConnectionRecord, str] | None = None,
                  provisioned_by: ProvisionedBy = "jit",
-                 external_id: str | None = None) -> str:
+                 external_id: str | None = None,
+                 external_id_connection_id: int | None = None) -> str:
     """An account (optionally bound to ``identity`` = (connection, subject)); returns its id."""
     with UnitOfWork(db) as uow:
         account_id = uow.accounts.create(
             tenant_id=tenant.id, changes=changes or first_login_changes(clock),
-            provisioned_by=provisioned_by, now=clock(), external_id=external_id)
+            provisioned_by=provisioned_by, now=clock(), external_id=external_id,
+            external_id_connection_id=external_id_connection_id)
         if identity is not None:
             connection, subject = identity
             uow.accounts.add_identity(account_id=account_id, connection_id=connection.id,

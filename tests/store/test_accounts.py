@@ -94,9 +94,9 @@ def test_apply_writes_profile_groups_grants_revocations_and_withdrawals(
 
     with UnitOfWork(db, readonly=True) as uow:
         after = uow.accounts.view(account_id)
-        by_new_email = uow.accounts.find_link_candidates(tenant.id, email="ada@new.example",
+        by_new_email = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@new.example",
                                                          external_id="none")
-        by_old_email = uow.accounts.find_link_candidates(tenant.id, email="ada@old.example",
+        by_old_email = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@old.example",
                                                          external_id="none")
     assert apply_changes(before, changes) == after.account
     assert frozenset({RoleGrant("viewer", "scim"), RoleGrant("researcher", "rule:research")}) \
@@ -130,33 +130,38 @@ def test_find_link_candidates_matches_email_case_insensitively(
     seed_account(db, clock, other_tenant)  # same email, other tenant
 
     with UnitOfWork(db, readonly=True) as uow:
-        lower = uow.accounts.find_link_candidates(tenant.id, email="ada@example.com",
+        lower = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@example.com",
                                                   external_id="sub-x")
-        upper = uow.accounts.find_link_candidates(tenant.id, email="ADA@EXAMPLE.COM",
+        upper = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ADA@EXAMPLE.COM",
                                                   external_id="sub-x")
-        other = uow.accounts.find_link_candidates(tenant.id, email="bob@example.com",
+        other = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="bob@example.com",
                                                   external_id="sub-x")
     assert [(ada, "email")] == [(a.id, how) for a, how in lower]
     assert [(ada, "email")] == [(a.id, how) for a, how in upper]
     assert [] == other
 
 
-def test_find_link_candidates_matches_external_id_only_of_scim_accounts(
-        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+def test_find_link_candidates_matches_external_id_only_for_its_connection(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
     scim = seed_account(db, clock, tenant, provisioned_by="scim", external_id="sub-1",
+                        external_id_connection_id=connection.id,
                         changes=Changes(profile={"email": (None, "scim@acme.test")}))
-    seed_account(db, clock, tenant, provisioned_by="jit", external_id="sub-2",
-                 changes=Changes(profile={"email": (None, "jit@acme.test")}))
+    seed_account(db, clock, tenant, provisioned_by="scim", external_id="sub-2",
+                 changes=Changes(profile={"email": (None, "unbound@acme.test")}))
 
     with UnitOfWork(db, readonly=True) as uow:
-        by_scim_id = uow.accounts.find_link_candidates(tenant.id, email=None,
-                                                       external_id="sub-1")
-        by_jit_id = uow.accounts.find_link_candidates(tenant.id, email=None,
-                                                      external_id="sub-2")
-        by_both = uow.accounts.find_link_candidates(tenant.id, email="SCIM@acme.test",
-                                                    external_id="sub-1")
+        by_scim_id = uow.accounts.find_link_candidates(
+            tenant.id, connection_id=connection.id, email=None, external_id="sub-1")
+        from_other_connection = uow.accounts.find_link_candidates(
+            tenant.id, connection_id=connection.id + 1, email=None, external_id="sub-1")
+        unbound = uow.accounts.find_link_candidates(
+            tenant.id, connection_id=connection.id, email=None, external_id="sub-2")
+        by_both = uow.accounts.find_link_candidates(
+            tenant.id, connection_id=connection.id, email="SCIM@acme.test", external_id="sub-1")
     assert [(scim, "external_id")] == [(a.id, how) for a, how in by_scim_id]
-    assert [] == by_jit_id
+    assert [] == from_other_connection
+    assert [] == unbound
     assert [(scim, "external_id")] == [(a.id, how) for a, how in by_both]
 
 
@@ -236,12 +241,13 @@ def test_list_pages_oldest_first(db: Database, clock: Clock, tenant: TenantRecor
     assert [ids[:2], ids[2:]] == pages
 
 
-def test_record_login_sets_last_login_at(
+def test_jit_account_is_created_logged_in_and_record_login_moves_last_login_at(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:
+    created_at = clock.now
     account_id = seed_account(db, clock, tenant, identity=(connection, "sub-ada"))
     with UnitOfWork(db, readonly=True) as uow:
-        never = uow.accounts.view(account_id).last_login_at
+        at_creation = uow.accounts.view(account_id).last_login_at
     clock.advance(days=2, microseconds=250)
 
     with UnitOfWork(db) as uow:
@@ -250,7 +256,8 @@ def test_record_login_sets_last_login_at(
         uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:
-        assert (None, clock.now) == (never, uow.accounts.view(account_id).last_login_at)
+        assert (created_at, clock.now) == (at_creation,
+                                           uow.accounts.view(account_id).last_login_at)
 
 
 def test_queue_link_returns_false_for_a_second_open_link(

@@ -156,8 +156,11 @@ def test_groups_that_are_an_object_are_an_error_and_none() -> None:
     assert expected == trace_of(mapped, "groups")
 
 
-def test_groups_not_configured_are_none() -> None:
-    assert None is policy("{}").map({"groups": ["Nurses"]}).groups
+def test_groups_claim_is_read_but_not_mirrored_without_a_groups_line() -> None:
+    compiled = policy("{}")
+    assert frozenset({"Nurses"}) == compiled.map({"groups": ["Nurses"]}).groups
+    assert None is compiled.map({}).groups
+    assert False is compiled.settings.mirrors_groups
 
 
 def test_a_group_named_admin_grants_nothing_without_a_rule() -> None:

@@ -113,12 +113,18 @@ def test_absent_groups_claim_revokes_when_policy_says_so() -> None:
     assert decision.changes.groups_removed == frozenset({"Nurses"})
 
 
-def test_policy_without_groups_expression_revokes_stale_rule_grants() -> None:
+def test_absent_groups_claim_keeps_rule_grants_without_a_groups_line_too() -> None:
     acc = account(grants=frozenset({RoleGrant("staff", "rule:default"),
-                                    RoleGrant("icu", "rule:icu")}))
+                                    RoleGrant("nurse", "rule:nurses")}))
     decision = decide(acc, mapped(groups=None), PolicySettings(mirrors_groups=False))
-    assert isinstance(decision, Update)
-    assert decision.changes.grants_revoked == frozenset({RoleGrant("icu", "rule:icu")})
+    assert isinstance(decision, NoChange)
+
+
+def test_groups_are_not_mirrored_without_a_groups_line() -> None:
+    decision = decide(None, mapped(groups=frozenset({"Nurses"})),
+                      PolicySettings(mirrors_groups=False))
+    assert isinstance(decision, Create)
+    assert decision.changes.groups_added == frozenset()
 
 
 def test_approval_roles_become_pending_not_grants() -> None:

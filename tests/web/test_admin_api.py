@@ -94,3 +94,18 @@ def test_openapi_document_lists_the_admin_api(api: tuple[TestClient, dict[str, s
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/tenants" in paths
     assert "/sso/{connection}/login" not in paths
+
+
+def test_every_admin_route_requires_a_token(api: tuple[TestClient, dict[str, str]]) -> None:
+    from fastapi.routing import APIRoute
+
+    from jitprov.web.routes.admin_api import router
+
+    client, _ = api
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 8
+    for route in routes:
+        path = route.path.replace("{tenant}", "hospital").replace("{connection}", "idp")
+        for method in route.methods:
+            r = client.request(method, path, json={})
+            assert r.status_code == 401, (method, path)

@@ -134,6 +134,7 @@ def test_logout_ends_the_session(client: TestClient) -> None:
     sign_in(client)
     cookie = client.cookies.get("jitprov_session")
     assert client.post("/logout").status_code == 303
+    client.cookies.clear()
     client.cookies.set("jitprov_session", cookie or "")
     assert client.get("/me").status_code == 401
 
@@ -158,3 +159,66 @@ def test_server_outside_dev_mode_refuses_the_demo_idp(ctx: ServiceContext) -> No
         r = prod.get("/sso/idp/login")
         assert r.status_code == 400
         assert "dev-only" in r.text
+
+
+def test_callback_from_another_browser_is_refused(client: TestClient, ctx: ServiceContext) -> None:
+    # Login CSRF: an attacker starts a login, signs in at the IdP as themself, and makes the
+    # victim's browser post the answer. The state is bound to the browser that started it.
+    state = start(client)
+    fields = idp_response(client, state, email="mallory@hospital.example")
+    with make_client(ctx) as victim:
+        r = victim.post("/sso/idp/mock/callback", data=fields)
+        assert r.status_code == 400
+        assert "not started in this browser" in r.text
+        assert victim.get("/me").status_code == 401
+    assert admin.list_accounts(ctx, "hospital") == []
+    # and the state is spent: the attacker cannot use it afterwards either
+    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 400
+
+
+def test_session_cookie_is_secure_when_served_over_https(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with make_client(ctx) as plain:
+        plain.base_url = "https://testserver"  # type: ignore[assignment]
+        state = start(plain)
+        r = plain.post("/sso/idp/mock/callback", data=idp_response(plain, state))
+        assert "secure" in r.headers["set-cookie"].lower()
+
+
+def test_demo_callback_is_refused_outside_dev_mode(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with make_client(ctx) as dev:
+        state = start(dev)
+        fields = idp_response(dev, state)
+    with make_client(ctx, dev_mode=False) as prod:
+        r = prod.post("/sso/idp/mock/callback", data=fields)
+        assert r.status_code == 400
+        assert "dev-only" in r.text
+    assert admin.list_accounts(ctx, "hospital") == []
+
+
+def test_login_rotates_the_session_cookie(client: TestClient, ctx: ServiceContext) -> None:
+    sign_in(client)
+    first = client.cookies.get("jitprov_session")
+    sign_in(client)
+    second = client.cookies.get("jitprov_session")
+    assert first != second
+    client.cookies.clear()
+    client.cookies.set("jitprov_session", first or "")
+    assert client.get("/me").status_code == 401
+
+
+def test_database_errors_do_not_reach_the_client(ctx: ServiceContext) -> None:
+    from jitprov.services.context import ServiceContext as Context
+    from jitprov.services.secretbox import SecretBox
+    from jitprov.store.database import Database
+
+    broken = Context(db=Database.connect("postgresql://nobody@127.0.0.1:1/none", pool_size=1),
+                     secretbox=SecretBox(TEST_SECRET_KEY))
+    with make_client(broken) as c:
+        c.cookies.set("jitprov_session", "x")
+        r = c.get("/me")
+    assert r.status_code == 503
+    assert "127.0.0.1" not in r.text
+    assert "temporarily unavailable" in r.json()["message"]
+    broken.db.dispose()

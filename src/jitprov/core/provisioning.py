@@ -9,9 +9,9 @@ Semantics (the contract of the spine issue):
 - A matching deny rule always wins.
 - Rule-granted roles (source ``rule:<id>``) follow the rules at every login when the policy
   says ``on_login: sync``; grants from ``scim``, ``manual`` and ``approval`` are never touched.
-- When the policy mirrors groups (it has a ``groups:`` expression), an absent or empty groups
-  claim revokes no rule grant and clears no mirrored group unless the policy says
-  ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
+- An absent or empty groups claim revokes no rule grant and clears no mirrored group unless the
+  policy says ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
+  Groups are mirrored on the account only when the policy has a ``groups:`` line.
 - ``approval: required`` roles become pending grants; a pending grant whose rule stops matching
   is withdrawn.
 - A profile field set by ``scim`` or ``manual`` is not overwritten by a login; an absent claim
@@ -19,8 +19,10 @@ Semantics (the contract of the spine issue):
 - A first login whose email belongs to an existing account follows the linking policy:
   ``never`` denies with a clear reason, ``verified_email`` links only when the IdP asserted the
   email verified, exactly one account matches and it is an active ordinary user account,
-  ``pending`` queues the link for an admin. A SCIM-provisioned account whose ``external_id``
-  equals the subject is linked (one account, never two).
+  ``pending`` queues the link for an admin. An account provisioned for this connection (by a
+  SCIM client bound to it) whose ``external_id`` equals the subject is linked (one account,
+  never two). Admin, break-glass and service accounts are never linked.
+- A later login never takes an email that another account of the tenant holds.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class Link:
     account_id: str
     matched_by: Literal["email", "external_id"]
     changes: Changes
+    target: Account
     trace: tuple[TraceEntry, ...] = ()
     kind: Literal["link"] = "link"
 
@@ -157,7 +160,8 @@ def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySetti
             note = TraceEntry("note", "on_login", "create_only",
                               "on_login is create_only: nothing synced")
             return NoChange(existing.id, (*trace, note))
-        changes, notes = _sync(existing, mapped, policy)
+        changes, notes = _sync(existing, mapped, policy, email_taken=any(
+            c.matched_by == "email" and c.account.id != existing.id for c in candidates))
         trace = trace + notes
         if changes.is_empty:
             return NoChange(existing.id, trace)
@@ -171,13 +175,14 @@ def _first_login(mapped: MappedIdentity, policy: PolicySettings,
     by_external_id = [c for c in candidates if c.matched_by == "external_id"]
     if len(by_external_id) == 1:
         target = by_external_id[0].account
-        if target.status != "active":
-            return Deny("account_inactive", f"account is {target.status}",
-                        account_id=target.id, trace=trace)
+        refused = _refuse_link_target(target, trace)
+        if refused is not None:
+            return refused
         changes, notes = _sync(target, mapped, policy)
         note = TraceEntry("linking", "external_id", "linked",
-                          "SCIM-provisioned account with this subject as externalId")
-        return Link(target.id, "external_id", changes, (*trace, note, *notes))
+                          "account provisioned for this connection with this subject as its "
+                          "external id")
+        return Link(target.id, "external_id", changes, target, (*trace, note, *notes))
     by_email = [c for c in candidates if c.matched_by == "email"]
     if by_email:
         return _link_by_email(mapped, policy, [c.account for c in by_email], trace)
@@ -197,31 +202,43 @@ def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list
         return Deny("email_ambiguous", "several accounts have this email; an admin must link "
                     "the identity", trace=trace)
     target = matches[0]
+    refused = _refuse_link_target(target, trace)
+    if refused is not None:
+        return refused
     if mode == "pending":
         return Pending(target.id, "the link to the account with this email awaits an admin",
                        (*trace, TraceEntry("linking", "by_email", "pending")))
     if not mapped.email_verified:
         return Deny("email_unverified", "the identity provider did not assert this email as "
                     "verified, so it cannot be linked to the existing account", trace=trace)
+    changes, notes = _sync(target, mapped, policy)
+    note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
+    return Link(target.id, "email", changes, target, (*trace, note, *notes))
+
+
+def _refuse_link_target(target: Account, trace: tuple[TraceEntry, ...]) -> Deny | None:
+    """Admin, break-glass and service accounts are never linked; inactive ones never revived."""
     if target.kind != "user":
-        return Deny("link_refused", f"an account of kind {target.kind} is never linked by email",
-                    account_id=target.id, trace=trace)
+        return Deny("link_refused", f"an account of kind {target.kind} is never linked to a "
+                    "login identity", account_id=target.id, trace=trace)
     if target.status != "active":
         return Deny("account_inactive", f"account is {target.status}",
                     account_id=target.id, trace=trace)
-    changes, notes = _sync(target, mapped, policy)
-    note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
-    return Link(target.id, "email", changes, (*trace, note, *notes))
+    return None
 
 
-def _sync(account: Account, mapped: MappedIdentity,
-          policy: PolicySettings) -> tuple[Changes, tuple[TraceEntry, ...]]:
+def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings, *,
+          email_taken: bool = False) -> tuple[Changes, tuple[TraceEntry, ...]]:
     notes: list[TraceEntry] = []
     profile: dict[str, tuple[str | None, str]] = {}
     for name, value in mapped.profile.items():
         before = account.profile.get(name)
         source = account.profile_sources.get(name)
         if before == value:
+            continue
+        if name == "email" and email_taken:
+            notes.append(TraceEntry("profile", "profile.email", "kept",
+                                    "the new email belongs to another account of the tenant"))
             continue
         if before is not None and source is not None and not source.startswith(
                 LOGIN_OWNED_PROFILE):
@@ -230,12 +247,10 @@ def _sync(account: Account, mapped: MappedIdentity,
             continue
         profile[name] = (before, value)
 
-    groups_missing = policy.mirrors_groups and mapped.groups is None
-    revoke_allowed = not groups_missing or policy.groups_missing == "revoke"
-    new_groups = mapped.groups or frozenset()
+    revoke_allowed = mapped.groups is not None or policy.groups_missing == "revoke"
+    new_groups = (mapped.groups or frozenset()) if policy.mirrors_groups else account.groups
     groups_added = new_groups - account.groups
-    mirror = policy.mirrors_groups and revoke_allowed  # no groups: section, no group changes
-    groups_removed = (account.groups - new_groups) if mirror else frozenset()
+    groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()
 
     wanted = {RoleGrant(g.role, g.source) for g in mapped.grants}
     held_by_rule = {g for g in account.grants if g.by_rule}

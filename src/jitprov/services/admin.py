@@ -87,6 +87,7 @@ def set_mapping(ctx: ServiceContext, connection: str, mapping: str, mapping_sour
     with UnitOfWork(ctx.db) as uow:
         conn = uow.connections.get(connection)
         version = uow.connections.set_mapping(connection, mapping, mapping_source, now)
+        ctx.connections.forget(connection)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
             "connection.mapping_changed", actor,
             {"connection": connection, "mapping_source": mapping_source,
@@ -102,6 +103,7 @@ def set_connection_enabled(ctx: ServiceContext, slug: str, *, enabled: bool,
     with UnitOfWork(ctx.db) as uow:
         conn = uow.connections.get(slug)
         uow.connections.set_enabled(slug, enabled, now)
+        ctx.connections.forget(slug)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
             "connection.enabled" if enabled else "connection.disabled", actor,
             {"connection": slug}), now)

@@ -4,6 +4,7 @@ root (``web/app.py`` or the CLI) and shared by all requests."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.store.records import ConnectionRecord
+from jitprov.store.unit_of_work import UnitOfWork
 
 
 def utc_now() -> datetime:
@@ -40,6 +42,34 @@ class PolicyCache:
         return policy
 
 
+class ConnectionCache:
+    """Connection records by slug, re-read from the database after ``ttl``.
+
+    The contract lets configuration changes reach running nodes "within seconds"; a short TTL
+    keeps the connection read out of every login's write transaction.
+    """
+
+    def __init__(self, db: Database, ttl: timedelta = timedelta(seconds=2)) -> None:
+        self._db = db
+        self._ttl = ttl.total_seconds()
+        self._entries: dict[str, tuple[float, ConnectionRecord]] = {}
+
+    def get(self, slug: str) -> ConnectionRecord:
+        """Raises NotFound (not cached: a new connection shows at once)."""
+        now = time.monotonic()
+        cached = self._entries.get(slug)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        with UnitOfWork(self._db, readonly=True) as uow:
+            record = uow.connections.get(slug)
+        self._entries[slug] = (now, record)
+        return record
+
+    def forget(self, slug: str) -> None:
+        """Drop a slug this process just changed, so its own next read is fresh."""
+        self._entries.pop(slug, None)
+
+
 @dataclass
 class ServiceContext:
     db: Database
@@ -48,6 +78,10 @@ class ServiceContext:
     session_ttl: timedelta = timedelta(hours=12)
     login_request_ttl: timedelta = timedelta(minutes=10)
     policies: PolicyCache = field(default_factory=PolicyCache)
+    connections: ConnectionCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connections = ConnectionCache(self.db)
 
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:

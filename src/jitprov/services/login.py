@@ -1,16 +1,20 @@
 """provision_on_login: the one function every login protocol ends in.
 
-In ONE transaction: find the account by (connection, subject) -> ``decide`` -> apply the
-decision -> audit event (with the rule trace) -> outbox event -> session. A lost unique-key race
-(two first logins of one new subject at once) rolls back and runs again; the loser then finds
-the winner's account. Nothing is half-written: a denial commits only its audit event.
+Claims are mapped before the transaction opens (pure work holds no lock). Then in ONE
+transaction: consume the login request (single use, bound to the browser that started it) ->
+find the account by (connection, subject) -> ``decide`` -> apply the decision -> outbox event ->
+session -> audit event (last, so the tenant's chain head is locked only until the commit that
+follows). A lost unique-key race rolls back and runs again; the loser then finds the winner's
+account. Nothing is half-written: a denial commits only its audit event (and the spent state).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import JitprovError
@@ -33,6 +37,9 @@ from jitprov.store.repositories import RaceLost
 from jitprov.store.unit_of_work import UnitOfWork
 
 MAX_ATTEMPTS = 8
+MAX_SUBJECT = 255  # characters, as stored
+MAX_ISSUER = 500
+MAX_EMAIL = 320  # RFC 5321 path limit
 
 AUDIT_TYPES = {
     "create": "account.created",
@@ -44,8 +51,13 @@ AUDIT_TYPES = {
 }
 
 
+#: refusals caused by the request itself (HTTP 400) rather than by policy (HTTP 403)
+REQUEST_PROBLEMS = frozenset({"login_expired", "login_foreign", "invalid_identity"})
+
+
 class LoginRefused(JitprovError):
-    """The login ended without a session. ``code`` is stable; ``reason`` is for the user."""
+    """The login ended without a session. ``code`` is stable; ``reason`` is for the user;
+    ``status`` is the HTTP status that fits it."""
 
     code = "login_refused"
 
@@ -54,18 +66,28 @@ class LoginRefused(JitprovError):
         self.code = code
         self.reason = reason
         self.request_id = request_id
+        self.status = 400 if code in REQUEST_PROBLEMS else 403
 
     def __reduce__(self) -> tuple[type[LoginRefused], tuple[str, str, str | None]]:
         return (LoginRefused, (self.code, self.reason, self.request_id))  # picklable
 
 
 @dataclass(frozen=True, slots=True)
+class LoginState:
+    """The ``state`` a callback carries and the browser binding cookie that must go with it."""
+
+    state: str
+    browser: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LoginResult:
-    """A successful login: the decision taken and the new session's cookie value."""
+    """A successful login: the decision, the new session's cookie value, where to go next."""
 
     account_id: str
     decision: Decision
     session_token: str | None
+    return_to: str = "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,23 +114,37 @@ class DryRun:
 
 
 def hash_token(token: str) -> str:
-    """Sessions and login states are stored by SHA-256 of their value, never the value."""
+    """Sessions, states and tokens are stored by SHA-256 of their value, never the value."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: ExternalIdentity, *,
-                       request_id: str | None = None, user_agent: str | None = None,
-                       previous_session: str | None = None,
+                       login: LoginState | None = None, request_id: str | None = None,
+                       user_agent: str | None = None, previous_session: str | None = None,
                        start_session: bool = True) -> LoginResult:
     """Provision (or sync) the account of ``identity`` and open a session.
 
-    Raises :class:`LoginRefused` for a denial or a pending link (the audit event of the refusal
-    is committed first) and ``NotFound`` for an unknown connection.
+    ``login`` is the state of the login request this callback answers: it is consumed in the
+    same transaction, and must come from the browser that started the login. Raises
+    :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
+    audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
+    conn = ctx.connections.get(connection_slug)
+    if not conn.enabled:
+        raise LoginRefused("connection_disabled", f"sign-in through {conn.slug} is disabled",
+                           request_id)
+    _check_sizes(identity, request_id)
+    policy = ctx.policies.get(conn)
+    mapped = policy.map(identity.claims)
+    email = mapped.profile.get("email")
+    if email is not None and len(email) > MAX_EMAIL:
+        raise LoginRefused("invalid_identity", f"the email sent by the identity provider is "
+                           f"longer than {MAX_EMAIL} characters", request_id)
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            return _provision_once(ctx, connection_slug, identity, request_id=request_id,
-                                   user_agent=user_agent, previous_session=previous_session,
+            return _provision_once(ctx, conn, policy, mapped, identity, login=login,
+                                   request_id=request_id, user_agent=user_agent,
+                                   previous_session=previous_session,
                                    start_session=start_session)
         except RaceLost:
             continue
@@ -116,17 +152,25 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                        "updates; try again", request_id)
 
 
-def _provision_once(ctx: ServiceContext, connection_slug: str, identity: ExternalIdentity, *,
-                    request_id: str | None, user_agent: str | None,
+def _check_sizes(identity: ExternalIdentity, request_id: str | None) -> None:
+    if not identity.subject or len(identity.subject) > MAX_SUBJECT:
+        raise LoginRefused("invalid_identity", "the identity provider sent an empty subject or "
+                           f"one longer than {MAX_SUBJECT} characters", request_id)
+    if len(identity.issuer) > MAX_ISSUER:
+        raise LoginRefused("invalid_identity", f"the issuer is longer than {MAX_ISSUER} "
+                           "characters", request_id)
+
+
+def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
+                    mapped: MappedIdentity, identity: ExternalIdentity, *,
+                    login: LoginState | None, request_id: str | None, user_agent: str | None,
                     previous_session: str | None, start_session: bool) -> LoginResult:
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        conn = uow.connections.get(connection_slug)
-        if not conn.enabled:
-            raise LoginRefused("connection_disabled", f"sign-in through {conn.slug} is disabled",
-                               request_id)
-        policy, _, existing, decision = _decide(ctx, uow, conn, identity)
-        actor = f"login:{conn.slug}:{identity.subject}"
+        return_to = "/"
+        if login is not None:
+            return_to = _consume_login(uow, conn, login, request_id, now)
+        existing, decision = _decide(uow, conn, policy, mapped, identity)
 
         account_id: str | None
         match decision:
@@ -136,9 +180,9 @@ def _provision_once(ctx: ServiceContext, connection_slug: str, identity: Externa
                 uow.accounts.add_identity(account_id=account_id, connection_id=conn.id,
                                           subject=identity.subject, issuer=identity.issuer,
                                           now=now)
-            case Link(account_id=target, changes=changes):
+            case Link(account_id=target, changes=changes, target=linked):
                 account_id = target
-                uow.accounts.apply(uow.accounts.get(target), changes, now)
+                uow.accounts.apply(linked, changes, now)
                 uow.accounts.add_identity(account_id=target, connection_id=conn.id,
                                           subject=identity.subject, issuer=identity.issuer,
                                           now=now)
@@ -156,37 +200,21 @@ def _provision_once(ctx: ServiceContext, connection_slug: str, identity: Externa
             case Deny():
                 account_id = None
 
-        data: dict[str, object] = {
-            "connection": conn.slug, "subject": identity.subject, "issuer": identity.issuer,
-            "decision": decision.kind, "policy": policy.fingerprint[:16],
-            "trace": [e.as_dict() for e in decision.trace],
-        }
-        if isinstance(decision, Create | Update | Link):
-            data["changes"] = decision.changes.as_dict()
-        if isinstance(decision, Link):
-            data["matched_by"] = decision.matched_by
-        if isinstance(decision, Deny):
-            data.update(code=decision.code, reason=decision.reason, rule=decision.rule)
-        if isinstance(decision, Pending):
-            data.update(reason=decision.reason, link_to=decision.account_id)
-        audit_account = account_id or getattr(decision, "account_id", None)
-        uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
-            type=AUDIT_TYPES[decision.kind], actor=actor, data=data,
-            account_id=audit_account, request_id=request_id), now)
-
+        event = _audit_event(conn, identity, policy, decision, account_id, request_id)
         if isinstance(decision, Deny | Pending):
+            uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
             uow.commit()
-            reason = decision.reason
             code = decision.code if isinstance(decision, Deny) else "pending_link"
-            raise LoginRefused(code, reason, request_id)
+            raise LoginRefused(code, decision.reason, request_id)
         assert account_id is not None  # noqa: S101
 
         if isinstance(decision, Create | Update | Link):
             uow.outbox.add(conn.tenant_id, AUDIT_TYPES[decision.kind], {
                 "account_id": account_id, "tenant": conn.tenant_slug,
                 "connection": conn.slug, "changes": decision.changes.as_dict()}, now)
-        uow.accounts.record_login(account_id=account_id, connection_id=conn.id,
-                                  subject=identity.subject, now=now)
+        if not isinstance(decision, Create):  # a new account is born logged in
+            uow.accounts.record_login(account_id=account_id, connection_id=conn.id,
+                                      subject=identity.subject, now=now)
         token: str | None = None
         if start_session:
             if previous_session:
@@ -195,30 +223,75 @@ def _provision_once(ctx: ServiceContext, connection_slug: str, identity: Externa
             uow.sessions.create(session_id=hash_token(token), account_id=account_id,
                                 connection_id=conn.id, subject=identity.subject, now=now,
                                 expires_at=now + ctx.session_ttl, user_agent=user_agent)
+        uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
         uow.commit()
-        return LoginResult(account_id=account_id, decision=decision, session_token=token)
+        return LoginResult(account_id=account_id, decision=decision, session_token=token,
+                           return_to=return_to)
+
+
+def _consume_login(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
+                   request_id: str | None, now: datetime) -> str:
+    record = uow.login_requests.consume(hash_token(login.state), now)
+    if record is None or record.connection_id != conn.id:
+        raise LoginRefused("login_expired", "this sign-in link has expired or was already "
+                           "used; start again", request_id)
+    expected = str(record.data.get("browser", ""))
+    presented = hash_token(login.browser) if login.browser else ""
+    if not expected or not hmac.compare_digest(expected, presented):
+        uow.commit()  # the state is spent either way: it may be an attacker's
+        raise LoginRefused("login_foreign", "this sign-in was not started in this browser; "
+                           "start again from the application", request_id)
+    return record.return_to
+
+
+def _audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,
+                 decision: Decision, account_id: str | None,
+                 request_id: str | None) -> AuditEvent:
+    data: dict[str, object] = {
+        "connection": conn.slug, "subject": identity.subject, "issuer": identity.issuer,
+        "decision": decision.kind, "policy": policy.fingerprint[:16],
+        "trace": [e.as_dict() for e in decision.trace],
+    }
+    if isinstance(decision, Create | Update | Link):
+        data["changes"] = decision.changes.as_dict()
+    if isinstance(decision, Link):
+        data["matched_by"] = decision.matched_by
+    if isinstance(decision, Deny):
+        data.update(code=decision.code, reason=decision.reason, rule=decision.rule)
+    if isinstance(decision, Pending):
+        data.update(reason=decision.reason, link_to=decision.account_id)
+    subject_account = account_id or getattr(decision, "account_id", None)
+    return AuditEvent(type=AUDIT_TYPES[decision.kind],
+                      actor=f"login:{conn.slug}:{identity.subject}", data=data,
+                      account_id=subject_account, request_id=request_id)
 
 
 def dry_run_login(ctx: ServiceContext, connection_slug: str,
                   identity: ExternalIdentity) -> DryRun:
     """What ``provision_on_login`` would decide for these claims; writes nothing."""
-    with UnitOfWork(ctx.db, readonly=True) as uow:
-        _, mapped, existing, decision = _decide(ctx, uow, uow.connections.get(connection_slug),
-                                                identity)
-        return DryRun(decision, mapped, existing)
-
-
-def _decide(ctx: ServiceContext, uow: UnitOfWork, conn: ConnectionRecord,
-            identity: ExternalIdentity) -> tuple[Policy, MappedIdentity, Account | None, Decision]:
+    conn = ctx.connections.get(connection_slug)
     policy = ctx.policies.get(conn)
     mapped = policy.map(identity.claims)
-    uow.accounts.lock_for_login(conn.tenant_id, conn.id, identity.subject,
-                                mapped.profile.get("email"))
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        existing, decision = _decide(uow, conn, policy, mapped, identity)
+    return DryRun(decision, mapped, existing)
+
+
+def _decide(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy, mapped: MappedIdentity,
+            identity: ExternalIdentity) -> tuple[Account | None, Decision]:
+    uow.accounts.lock_identity(conn.id, identity.subject)
     existing = uow.accounts.find_by_identity(conn.id, identity.subject)
+    email = mapped.profile.get("email")
+    # Other accounts matter at a first login (linking), or when this login changes the email.
+    look_up = existing is None or (
+        email is not None and email.lower() != (existing.email or "").lower())
     candidates: list[LinkCandidate] = []
-    if existing is None:
-        candidates = [LinkCandidate(acc, "external_id" if how == "external_id" else "email")
-                      for acc, how in uow.accounts.find_link_candidates(
-                          conn.tenant_id, email=mapped.profile.get("email"),
-                          external_id=identity.subject)]
-    return policy, mapped, existing, decide(existing, mapped, policy.settings, candidates)
+    if look_up:
+        if email:
+            uow.accounts.lock_email(conn.tenant_id, email)
+        found = uow.accounts.find_link_candidates(
+            conn.tenant_id, connection_id=conn.id, email=email,
+            external_id=identity.subject if existing is None else None)
+        candidates = [LinkCandidate(acc, how) for acc, how in found
+                      if existing is None or acc.id != existing.id]
+    return existing, decide(existing, mapped, policy.settings, candidates)

@@ -11,7 +11,7 @@ from jitprov.core.errors import InvalidInput
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import hash_token
-from jitprov.store.records import AccountView, ConnectionRecord, LoginRequestRecord
+from jitprov.store.records import AccountView, ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
 
@@ -100,19 +100,3 @@ def begin_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
                                   now=now, expires_at=now + ctx.login_request_ttl)
         uow.commit()
     return state, conn
-
-
-def finish_login_request(ctx: ServiceContext, connection_slug: str, state: str | None, *,
-                         dev_mode: bool = False) -> tuple[ConnectionRecord, LoginRequestRecord]:
-    """Consume the login request of ``state`` (single use); returns it with its connection.
-    Raises InvalidInput if it is unknown, used, expired or belongs to another connection."""
-    if not state:
-        raise InvalidInput("the response carries no state")
-    with UnitOfWork(ctx.db) as uow:
-        connection = uow.connections.get(connection_slug)
-        check_usable(connection, dev_mode=dev_mode)
-        record = uow.login_requests.consume(hash_token(state), ctx.clock())
-        uow.commit()
-    if record is None or record.connection_id != connection.id:
-        raise InvalidInput("this sign-in link has expired or was already used; start again")
-    return connection, record

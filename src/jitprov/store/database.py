@@ -8,6 +8,7 @@ PostgreSQL runs with its defaults (``synchronous_commit`` on).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,20 +60,36 @@ class Database:
     url: str
     engine: sa.Engine
 
+    #: SQLite takes one writer at a time; writers of this process queue here, in order,
+    #: rather than in SQLite's busy handler (which sleeps and backs off: seconds of p99).
+    write_lock: threading.RLock | None = None
+
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 20) -> Database:
+        """Build the engine. Raises DatabaseNotReady for a URL it cannot use."""
         url = normalise_url(url)
+        if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise DatabaseNotReady("cannot use the database URL: jitprov stores its data in "
+                                   "SQLite (sqlite:///path) or PostgreSQL (postgresql://...)")
+        try:
+            return cls._connect(url, pool_size)
+        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            raise DatabaseNotReady(f"cannot use the database URL: {exc}") from exc
+
+    @classmethod
+    def _connect(cls, url: str, pool_size: int) -> Database:
         if url.startswith("sqlite"):
             path = sa.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                      hide_parameters=True,  # no claims or emails in logs
                                       connect_args={"check_same_thread": False, "timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_on_connect)
             sa.event.listen(engine, "begin", _sqlite_on_begin)
-        else:
-            engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                      pool_pre_ping=True)
+            return cls(url=url, engine=engine, write_lock=threading.RLock())
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                  pool_pre_ping=True, hide_parameters=True)
         return cls(url=url, engine=engine)
 
     @property

@@ -13,7 +13,7 @@ import hmac
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
@@ -37,6 +37,8 @@ from jitprov.store.records import (
     SessionRecord,
     TenantRecord,
 )
+
+MatchedBy = Literal["email", "external_id"]
 
 
 class RaceLost(JitprovError):
@@ -157,20 +159,21 @@ class AccountRepository:
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
 
-    def lock_for_login(self, tenant_id: int, connection_id: int, subject: str,
-                       email: str | None) -> None:
-        """Serialize, until commit, the logins of one (connection, subject) and of one email in
-        a tenant, across all nodes: the reads that follow see what a concurrent first login of
-        the same person committed. PostgreSQL: transaction-scoped advisory locks, taken in a
-        fixed order (subject, then email) so they cannot deadlock. SQLite: a no-op, as write
-        transactions already run one at a time (BEGIN IMMEDIATE)."""
-        if self._c.dialect.name != "postgresql":
-            return
-        keys = [_lock_key(f"identity\0{connection_id}\0{subject}")]
-        if email:
-            keys.append(_lock_key(f"email\0{tenant_id}\0{email.lower()}"))
-        for key in keys:
-            self._c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    def lock_identity(self, connection_id: int, subject: str) -> None:
+        """Serialize, until commit, the logins of one (connection, subject) across all nodes,
+        so the reads that follow see what a concurrent first login committed. Take it before
+        :meth:`lock_email` (a fixed order cannot deadlock). PostgreSQL: a transaction-scoped
+        advisory lock; SQLite: a no-op, as write transactions run one at a time."""
+        self._advisory_lock(f"identity\0{connection_id}\0{subject}")
+
+    def lock_email(self, tenant_id: int, email: str) -> None:
+        """Serialize, until commit, the logins that would create or take ``email`` in a tenant."""
+        self._advisory_lock(f"email\0{tenant_id}\0{email.lower()}")
+
+    def _advisory_lock(self, text: str) -> None:
+        if self._c.dialect.name == "postgresql":
+            self._c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _lock_key(text)})
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
         """The account this (connection, subject) signs in to, or None."""
@@ -192,29 +195,38 @@ class AccountRepository:
             raise NotFound(f"no account {account_id!r}")
         return self._account(row)
 
-    def find_link_candidates(self, tenant_id: int, *, email: str | None,
-                             external_id: str) -> list[tuple[Account, str]]:
-        """Accounts of the tenant a first login might belong to: (account, matched_by).
+    def find_link_candidates(self, tenant_id: int, *, connection_id: int, email: str | None,
+                             external_id: str | None) -> list[tuple[Account, MatchedBy]]:
+        """Accounts of the tenant a login might belong to, or whose email it would take:
+        (account, matched_by), at most 10.
 
-        ``external_id`` matches SCIM-provisioned accounts; ``email`` (case-insensitive) any.
+        ``external_id`` matches only accounts whose external id was issued for this very
+        connection (``external_id_connection_id``: a SCIM client bound to it), so another IdP of
+        the tenant cannot claim them by choosing a subject; ``email`` matches any account,
+        case-insensitively.
         """
-        conds = [sa.and_(t.account.c.external_id == external_id,
-                         t.account.c.provisioned_by == "scim")]
+        conds = []
+        if external_id:
+            conds.append(sa.and_(t.account.c.external_id == external_id,
+                                 t.account.c.external_id_connection_id == connection_id))
         if email:
             conds.append(t.account.c.email_lower == email.lower())
+        if not conds:
+            return []
         rows = self._c.execute(
             sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
             .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-            .where(t.account.c.tenant_id == tenant_id, sa.or_(*conds))).all()
-        out: list[tuple[Account, str]] = []
+            .where(t.account.c.tenant_id == tenant_id, sa.or_(*conds)).limit(10)).all()
+        out: list[tuple[Account, MatchedBy]] = []
         for row in rows:
-            matched = ("external_id" if row.external_id == external_id
-                       and row.provisioned_by == "scim" else "email")
-            out.append((self._account(row), matched))
+            by_id = (external_id is not None and row.external_id == external_id
+                     and row.external_id_connection_id == connection_id)
+            out.append((self._account(row), "external_id" if by_id else "email"))
         return out
 
     def create(self, *, tenant_id: int, changes: Changes, provisioned_by: ProvisionedBy,
                now: datetime, kind: AccountKind = "user", external_id: str | None = None,
+               external_id_connection_id: int | None = None,
                granted_by: str = "login") -> str:
         """Insert an account with the profile, groups, grants and pending grants of
         ``changes``; returns its new id."""
@@ -223,11 +235,13 @@ class AccountRepository:
         email = profile.get("email")
         self._c.execute(t.account.insert().values(
             id=account_id, tenant_id=tenant_id, status="active", kind=kind,
-            provisioned_by=provisioned_by, external_id=external_id, email=email,
+            provisioned_by=provisioned_by, external_id=external_id,
+            external_id_connection_id=external_id_connection_id, email=email,
             email_lower=email.lower() if email else None, profile=profile,
             profile_sources={k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
             idp_groups=sorted(changes.groups_added), created_at=now, updated_at=now,
-            last_login_at=None, deactivated_at=None, version=1))
+            last_login_at=now if provisioned_by == "jit" else None, deactivated_at=None,
+            version=1))
         self._write_grants(account_id, changes, now, granted_by)
         return account_id
 
@@ -341,21 +355,32 @@ class AccountRepository:
             identities=tuple(IdentityLink(i.slug, i.subject, i.issuer) for i in idents))
 
     def _account(self, row: sa.Row[Any]) -> Account:
-        grants = frozenset(
-            RoleGrant(g.role, g.source, _opt_utc(g.expires_at)) for g in self._c.execute(
-                sa.select(t.role_grant.c.role, t.role_grant.c.source, t.role_grant.c.expires_at)
-                .where(t.role_grant.c.account_id == row.id)))
-        pending = frozenset(
-            PendingGrant(p.role, p.source) for p in self._c.execute(
-                sa.select(t.pending_grant.c.role, t.pending_grant.c.source)
-                .where(t.pending_grant.c.account_id == row.id,
-                       t.pending_grant.c.status == "pending")))
+        grants: set[RoleGrant] = set()
+        pending: set[PendingGrant] = set()
+        for kind, role, source, expires_at in self._c.execute(_GRANTS_AND_PENDING,
+                                                               {"account_id": row.id}):
+            if kind == "g":
+                grants.add(RoleGrant(role, source, _opt_utc(expires_at)))
+            else:
+                pending.add(PendingGrant(role, source))
         return Account(
             id=row.id, tenant=row.tenant_slug, status=cast(AccountStatus, row.status),
             kind=cast(AccountKind, row.kind), profile=dict(row.profile),
             profile_sources=dict(row.profile_sources), groups=frozenset(row.idp_groups),
-            grants=grants, pending=pending,
+            grants=frozenset(grants), pending=frozenset(pending),
             provisioned_by=cast(ProvisionedBy, row.provisioned_by), external_id=row.external_id)
+
+
+# One round trip for an account's grants and open pending grants.
+_GRANTS_AND_PENDING = sa.union_all(
+    sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
+              t.role_grant.c.expires_at)
+    .where(t.role_grant.c.account_id == sa.bindparam("account_id")),
+    sa.select(sa.literal("p").label("kind"), t.pending_grant.c.role, t.pending_grant.c.source,
+              sa.null().label("expires_at"))
+    .where(t.pending_grant.c.account_id == sa.bindparam("account_id"),
+           t.pending_grant.c.status == "pending"),
+)
 
 
 class SessionRepository:

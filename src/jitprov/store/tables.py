@@ -48,6 +48,10 @@ account = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("provisioned_by", sa.String(16), nullable=False),
     sa.Column("external_id", sa.String(255), nullable=True),
+    # the connection whose subjects external_id names (a SCIM client bound to it): a first
+    # login through that connection with that subject is linked to this account
+    sa.Column("external_id_connection_id", sa.ForeignKey("connection.id", ondelete="SET NULL"),
+              nullable=True),
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("email_lower", sa.String(320), nullable=True),
     sa.Column("profile", sa.JSON, nullable=False),

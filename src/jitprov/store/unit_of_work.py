@@ -6,10 +6,12 @@ rolls back. Read-only units (``readonly=True``) take no write lock on SQLite.
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 
 import sqlalchemy as sa
 
+from jitprov.core.errors import InvalidInput
 from jitprov.store.database import Database, DatabaseNotReady
 from jitprov.store.repositories import (
     AccountRepository,
@@ -39,12 +41,28 @@ class UnitOfWork:
         self._readonly = readonly
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
+        self._lock: threading.RLock | None = None
 
     def __enter__(self) -> UnitOfWork:
+        self._lock = None if self._readonly else self._db.write_lock
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            return self._begin()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _begin(self) -> UnitOfWork:
         try:
             conn = self._db.engine.connect()
         except sa.exc.OperationalError as exc:
-            raise DatabaseNotReady(f"cannot reach the database: {exc.orig}") from exc
+            raise DatabaseNotReady(f"cannot reach the database: {_first_line(exc)}") from exc
         if self._readonly:
             conn = conn.execution_options(readonly=True)
         self._conn = conn
@@ -78,14 +96,21 @@ class UnitOfWork:
                 self._tx.rollback()
         finally:
             self._conn.close()
+            self._release()
         if isinstance(exc, sa.exc.IntegrityError):
             raise RaceLost("a unique key was written concurrently") from exc
+        if isinstance(exc, sa.exc.DataError):
+            raise InvalidInput(f"a value does not fit the database: {_first_line(exc)}") from exc
         if isinstance(exc, sa.exc.OperationalError | sa.exc.ProgrammingError):
             raise _translate(exc) from exc
 
 
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+
+
 def _translate(exc: sa.exc.DBAPIError) -> Exception:
-    message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    message = _first_line(exc)
     if "no such table" in message or "does not exist" in message:
         return DatabaseNotReady(f"the database is not migrated ({message}); "
                                 "run `jitprov db upgrade`")

@@ -20,7 +20,6 @@ from jitprov.store.database import DatabaseNotReady
 log = logging.getLogger("jitprov.web")
 
 STATUS: list[tuple[type[JitprovError], int]] = [
-    (LoginRefused, 403),
     (MappingError, 422),
     (InvalidInput, 400),
     (NotFound, 404),
@@ -62,6 +61,11 @@ def install(app: object, templates: Jinja2Templates) -> None:
         assert isinstance(exc, JitprovError)  # noqa: S101
         status = next((s for cls, s in STATUS if isinstance(exc, cls)), 400)
         message = exc.reason if isinstance(exc, LoginRefused) else str(exc)
+        if isinstance(exc, LoginRefused):
+            status = exc.status
+        if isinstance(exc, DatabaseNotReady):  # the detail is for the server log only
+            log.error("database not ready: %s", exc)
+            message = "the service is temporarily unavailable; try again in a moment"
         return render_error(request, templates, status, exc.code, message)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

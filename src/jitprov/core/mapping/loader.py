@@ -242,11 +242,12 @@ def _compile(model: MappingModel, lines: Lines, source: str, fingerprint: str) -
                       lines.get(("profile", name)))
         for name, text in model.profile.items()
     )
-    groups = None
-    if model.groups is not None:
-        groups = CompiledField(
-            "groups", compile_at(model.groups, ("groups",), "groups"), lines.get(("groups",))
-        )
+    # Without a groups: line the `groups` claim is still read, not mirrored: the issue's
+    # protection (an absent groups claim revokes nothing) must not depend on that line.
+    groups = CompiledField(
+        "groups", compile_at(model.groups or "groups", ("groups",), "groups"),
+        lines.get(("groups",)),
+    )
     verified_path: Path = ("linking", "email_verified")
     email_verified = CompiledField(
         "email_verified",

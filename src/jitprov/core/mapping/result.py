@@ -61,7 +61,8 @@ class PolicySettings:
     on_login: OnLogin = "sync"
     link_by_email: LinkByEmail = "never"
     groups_missing: GroupsMissing = "keep"
-    #: the file has a ``groups:`` expression; only then can the groups claim be "missing"
+    #: the file has a ``groups:`` line: the IdP groups are mirrored on the account (without it
+    #: the ``groups`` claim is still read, to tell a login whose groups claim is missing)
     mirrors_groups: bool = False
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
@@ -27,12 +29,39 @@ def templates_of(request: Request) -> Jinja2Templates:
     return templates
 
 
+LOGIN_COOKIE_PREFIX = "jitprov_login_"
+
+
+def secure_cookies(request: Request) -> bool:
+    """Secure cookies when the public URL is https, or the request came over https (directly
+    or through a trusted proxy's X-Forwarded-Proto, which uvicorn applies)."""
+    return settings_of(request).cookie_secure or request.url.scheme == "https"
+
+
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
     settings = settings_of(request)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.session_ttl.total_seconds()),
-                        httponly=True, samesite="lax", secure=settings.cookie_secure, path="/")
+                        httponly=True, samesite="lax", secure=secure_cookies(request), path="/")
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
-                           secure=settings_of(request).cookie_secure, path="/")
+                           secure=secure_cookies(request), path="/")
+
+
+def login_cookie_name(state: str) -> str:
+    """One binding cookie per login in flight, so two tabs do not undo each other."""
+    return LOGIN_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def set_login_cookie(request: Request, response: Response, state: str, nonce: str) -> None:
+    """Bind a login to this browser. SameSite=Lax reaches top-level GET redirects and
+    same-site POSTs (OIDC, the demo IdP); a cross-site POST binding (SAML) needs None."""
+    seconds = int(ctx_of(request).login_request_ttl.total_seconds())
+    response.set_cookie(login_cookie_name(state), nonce, max_age=seconds, httponly=True,
+                        samesite="lax", secure=secure_cookies(request), path="/sso/")
+
+
+def clear_login_cookie(request: Request, response: Response, state: str) -> None:
+    response.delete_cookie(login_cookie_name(state), httponly=True, samesite="lax",
+                           secure=secure_cookies(request), path="/sso/")

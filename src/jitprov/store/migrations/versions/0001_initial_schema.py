@@ -41,38 +41,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("slug", name=op.f("uq_tenant_slug")),
     )
     op.create_table(
-        "account",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("tenant_id", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("provisioned_by", sa.String(length=16), nullable=False),
-        sa.Column("external_id", sa.String(length=255), nullable=True),
-        sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("email_lower", sa.String(length=320), nullable=True),
-        sa.Column("profile", sa.JSON(), nullable=False),
-        sa.Column("profile_sources", sa.JSON(), nullable=False),
-        sa.Column("idp_groups", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"],
-            ["tenant.id"],
-            name=op.f("fk_account_tenant_id_tenant"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_account")),
-    )
-    with op.batch_alter_table("account", schema=None) as batch_op:
-        batch_op.create_index("ix_account_tenant_email", ["tenant_id", "email_lower"], unique=False)
-        batch_op.create_index(
-            "ix_account_tenant_external_id", ["tenant_id", "external_id"], unique=False
-        )
-
-    op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
@@ -157,6 +125,67 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_event_undelivered", ["delivered_at", "id"], unique=False)
 
     op.create_table(
+        "account",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("provisioned_by", sa.String(length=16), nullable=False),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
+        sa.Column("external_id_connection_id", sa.Integer(), nullable=True),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("email_lower", sa.String(length=320), nullable=True),
+        sa.Column("profile", sa.JSON(), nullable=False),
+        sa.Column("profile_sources", sa.JSON(), nullable=False),
+        sa.Column("idp_groups", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["external_id_connection_id"],
+            ["connection.id"],
+            name=op.f("fk_account_external_id_connection_id_connection"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenant.id"],
+            name=op.f("fk_account_tenant_id_tenant"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_account")),
+    )
+    with op.batch_alter_table("account", schema=None) as batch_op:
+        batch_op.create_index("ix_account_tenant_email", ["tenant_id", "email_lower"], unique=False)
+        batch_op.create_index(
+            "ix_account_tenant_external_id", ["tenant_id", "external_id"], unique=False
+        )
+
+    op.create_table(
+        "login_request",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("connection_id", sa.Integer(), nullable=False),
+        sa.Column("return_to", sa.String(length=2000), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["connection_id"],
+            ["connection.id"],
+            name=op.f("fk_login_request_connection_id_connection"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_request")),
+    )
+    with op.batch_alter_table("login_request", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_login_request_expires_at"), ["expires_at"], unique=False
+        )
+
+    op.create_table(
         "identity",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("connection_id", sa.Integer(), nullable=False),
@@ -184,28 +213,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("identity", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_identity_account_id"), ["account_id"], unique=False)
-
-    op.create_table(
-        "login_request",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("connection_id", sa.Integer(), nullable=False),
-        sa.Column("return_to", sa.String(length=2000), nullable=False),
-        sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["connection_id"],
-            ["connection.id"],
-            name=op.f("fk_login_request_connection_id_connection"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_request")),
-    )
-    with op.batch_alter_table("login_request", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_login_request_expires_at"), ["expires_at"], unique=False
-        )
 
     op.create_table(
         "pending_grant",
@@ -332,14 +339,19 @@ def downgrade() -> None:
         batch_op.drop_index("ix_pending_grant_account_status")
 
     op.drop_table("pending_grant")
-    with op.batch_alter_table("login_request", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_login_request_expires_at"))
-
-    op.drop_table("login_request")
     with op.batch_alter_table("identity", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_identity_account_id"))
 
     op.drop_table("identity")
+    with op.batch_alter_table("login_request", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_login_request_expires_at"))
+
+    op.drop_table("login_request")
+    with op.batch_alter_table("account", schema=None) as batch_op:
+        batch_op.drop_index("ix_account_tenant_external_id")
+        batch_op.drop_index("ix_account_tenant_email")
+
+    op.drop_table("account")
     with op.batch_alter_table("outbox_event", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_event_undelivered")
 
@@ -353,11 +365,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_event_account_id"))
 
     op.drop_table("audit_event")
-    with op.batch_alter_table("account", schema=None) as batch_op:
-        batch_op.drop_index("ix_account_tenant_external_id")
-        batch_op.drop_index("ix_account_tenant_email")
-
-    op.drop_table("account")
     op.drop_table("tenant")
     op.drop_table("admin_token")
     
