@@ -19,6 +19,12 @@ from jitprov.store.unit_of_work import UnitOfWork
 from .seed import ISSUER, Clock, first_login_changes, seed_account, seed_connection
 
 
+def by_email(uow: UnitOfWork, tenant: TenantRecord, *, email: str,
+             external_id: str) -> list[tuple[Account, str]]:
+    """Candidates found from no connection (id 0): by email only."""
+    return list(uow.accounts.find_link_candidates(tenant.id, connection_id=0, email=email,
+                                                  external_id=external_id))
+
 def test_create_then_find_by_identity_returns_an_equal_account(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:
@@ -94,10 +100,8 @@ def test_apply_writes_profile_groups_grants_revocations_and_withdrawals(
 
     with UnitOfWork(db, readonly=True) as uow:
         after = uow.accounts.view(account_id)
-        by_new_email = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@new.example",
-                                                         external_id="none")
-        by_old_email = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@old.example",
-                                                         external_id="none")
+        by_new_email = by_email(uow, tenant, email="ada@new.example", external_id="none")
+        by_old_email = by_email(uow, tenant, email="ada@old.example", external_id="none")
     assert apply_changes(before, changes) == after.account
     assert frozenset({RoleGrant("viewer", "scim"), RoleGrant("researcher", "rule:research")}) \
         == after.account.grants
@@ -130,12 +134,9 @@ def test_find_link_candidates_matches_email_case_insensitively(
     seed_account(db, clock, other_tenant)  # same email, other tenant
 
     with UnitOfWork(db, readonly=True) as uow:
-        lower = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ada@example.com",
-                                                  external_id="sub-x")
-        upper = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="ADA@EXAMPLE.COM",
-                                                  external_id="sub-x")
-        other = uow.accounts.find_link_candidates(tenant.id, connection_id=0, email="bob@example.com",
-                                                  external_id="sub-x")
+        lower = by_email(uow, tenant, email="ada@example.com", external_id="sub-x")
+        upper = by_email(uow, tenant, email="ADA@EXAMPLE.COM", external_id="sub-x")
+        other = by_email(uow, tenant, email="bob@example.com", external_id="sub-x")
     assert [(ada, "email")] == [(a.id, how) for a, how in lower]
     assert [(ada, "email")] == [(a.id, how) for a, how in upper]
     assert [] == other
