@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
@@ -28,6 +29,12 @@ PG_URL = os.environ.get("JITPROV_TEST_DATABASE_URL",
                         "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("JITPROV_REQUIRE_POSTGRES") == "1"
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+# No per-example deadline: this is a shared 2-core machine, and speed is measured in bench/.
+# CI replays a fixed seed so a red run can be reproduced; locally examples vary each run.
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 class Clock:

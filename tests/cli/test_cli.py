@@ -98,7 +98,7 @@ def test_mapping_test_prints_decision_and_trace_and_writes_nothing(
     assert code == 0
     result = json.loads(out)
     assert result["decision"] == "create"
-    assert {"role": "nurse", "source": "rule:nurses"} in result["changes"]["grants_added"]
+    assert {"role": "nurse", "source": "rule:idp/nurses"} in result["changes"]["grants_added"]
     assert admin.list_accounts(ctx, "hospital") == []
     ctx.db.dispose()
 

@@ -91,7 +91,7 @@ def test_demo_user_is_provisioned_at_first_login_with_rule_roles(
     assert page.locator("h1").inner_text() == "Signed in as Ana Lima"
     roles = dict(zip(page.locator("#roles tr.role th").all_inner_texts(),
                      page.locator("#roles tr.role td").all_inner_texts(), strict=True))
-    assert roles == {"nurse": "rule:nurses", "staff": "rule:default"}
+    assert roles == {"nurse": "rule:demo/nurses", "staff": "rule:demo/default"}
     page.screenshot(path=str(tmp_path / "signed-in.png"), full_page=True)
     me = page.request.get(dev_server + "/me").json()
     assert (me["email"], me["roles"], me["provisioned_by"]) == (

@@ -34,8 +34,8 @@ def test_first_login_creates_account_with_rule_roles_audit_and_outbox(
     assert (body["email"], body["name"], body["roles"]) == (
         "ana@hospital.example", "Ana Lima", ["nurse", "staff"])
     assert body["attributes"] == {"department": "Ward 3"}
-    assert body["grants"] == [{"role": "nurse", "source": "rule:nurses", "expires_at": None},
-                              {"role": "staff", "source": "rule:default", "expires_at": None}]
+    assert body["grants"] == [{"role": "nurse", "source": "rule:idp/nurses", "expires_at": None},
+                              {"role": "staff", "source": "rule:idp/default", "expires_at": None}]
     assert (body["connection"], body["external_id"], body["provisioned_by"]) == (
         "idp", "u-1", "jit")
     assert audit_types(ctx)[-1] == "account.created"
@@ -67,7 +67,7 @@ def test_changed_claims_update_profile_and_revoke_rule_role(ctx: ServiceContext,
     event = list(audit_export.iter_events(ctx, "hospital"))[-1]
     assert event.type == "account.updated"
     assert event.data["changes"]["grants_revoked"] == [  # type: ignore[index]
-        {"role": "nurse", "source": "rule:nurses"}]
+        {"role": "nurse", "source": "rule:idp/nurses"}]
 
 
 def test_denied_login_writes_only_its_audit_event(ctx: ServiceContext) -> None:
@@ -89,7 +89,7 @@ def test_approval_role_is_pending_not_granted(ctx: ServiceContext) -> None:
     assert me is not None
     assert me.as_me()["roles"] == ["nurse", "staff"]
     assert me.as_me()["pending_roles"] == [{"role": "charge-nurse",
-                                           "source": "rule:charge-nurses"}]
+                                           "source": "rule:idp/charge-nurses"}]
 
 
 def test_second_identity_with_known_email_is_denied_by_default(ctx: ServiceContext) -> None:
@@ -286,3 +286,20 @@ def test_overlong_subject_is_a_clear_refusal(ctx: ServiceContext) -> None:
     with pytest.raises(LoginRefused) as refused:
         provision_on_login(ctx, "idp", nurse(subject="s" * 256))
     assert refused.value.code == "invalid_identity"
+
+
+def test_two_linked_connections_keep_their_rule_grants_apart(ctx: ServiceContext) -> None:
+    setup_connection(ctx, linking="verified_email")
+    contractors = HOSPITAL.format(linking="verified_email").replace(
+        "grant: [nurse]", "grant: [contractor]")
+    admin.add_mock_connection(ctx, tenant="hospital", slug="agency", mapping=contractors,
+                              mapping_source="agency.yaml")
+    provision_on_login(ctx, "idp", nurse(subject="ana-at-idp"))
+    linked = provision_on_login(ctx, "agency", nurse(subject="ana-at-agency"))
+    assert isinstance(linked.decision, Link)
+    again = provision_on_login(ctx, "idp", nurse(subject="ana-at-idp"))
+    assert isinstance(again.decision, NoChange)
+    [view] = admin.list_accounts(ctx, "hospital")
+    assert sorted((g.role, g.source) for g in view.account.grants) == [
+        ("contractor", "rule:agency/nurses"), ("nurse", "rule:idp/nurses"),
+        ("staff", "rule:agency/default"), ("staff", "rule:idp/default")]

@@ -245,3 +245,18 @@ def test_provisioning_the_same_identity_twice_changes_nothing_the_second_time() 
     assert isinstance(first, Create)
     created = apply_changes(Account(id="new", tenant="t"), first.changes)
     assert isinstance(decide(created, m, SYNC), NoChange)
+
+
+def test_a_connection_manages_only_its_own_rule_grants() -> None:
+    acc = account(grants=frozenset({RoleGrant("staff", "rule:okta/default"),
+                                    RoleGrant("contractor", "rule:agency/contractors")}),
+                  pending=frozenset({PendingGrant("lead", "rule:agency/leads")}),
+                  groups=frozenset({"x"}))
+    m = mapped(grants=(("staff", "rule:okta/default"),), groups=frozenset({"x"}))
+    assert isinstance(decide(acc, m, SYNC, owner="okta"), NoChange)
+    decision = decide(acc, m, SYNC, owner="agency")
+    assert isinstance(decision, Update)
+    assert decision.changes.grants_revoked == frozenset({RoleGrant("contractor",
+                                                                   "rule:agency/contractors")})
+    assert decision.changes.pending_withdrawn == frozenset({PendingGrant("lead",
+                                                                         "rule:agency/leads")})

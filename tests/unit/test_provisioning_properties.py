@@ -77,7 +77,7 @@ def test_provisioning_twice_changes_nothing_the_second_time(
         after = apply_changes(base, first.changes)
     else:
         return
-    assert isinstance(decide(after, mapped, policy), NoChange)
+    assert isinstance(decide(after, mapped, policy, cands), NoChange)
 
 
 @given(login_claims)

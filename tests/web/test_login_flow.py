@@ -148,8 +148,8 @@ def test_unknown_connection_is_404_page(client: TestClient) -> None:
 def test_landing_page_shows_roles_with_their_rule(client: TestClient) -> None:
     sign_in(client, return_to="/")
     page = client.get("/").text
-    assert "rule:nurses" in page
-    assert "rule:default" in page
+    assert "rule:idp/nurses" in page
+    assert "rule:idp/default" in page
 
 
 def test_server_outside_dev_mode_refuses_the_demo_idp(ctx: ServiceContext) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from jitprov.core.identity import Account, PendingGrant, RoleGrant
+from jitprov.core.identity import RULE_SOURCE_PREFIX, Account, PendingGrant, RoleGrant
 from jitprov.core.mapping.result import MappedIdentity, PolicySettings, TraceEntry
 
 PROFILE_SOURCE_PREFIX = "rule:profile."
@@ -145,8 +145,14 @@ class LinkCandidate:
 
 
 def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySettings,
-           candidates: Sequence[LinkCandidate] = ()) -> Decision:
-    """Decide what this login does. ``candidates`` matter only when ``existing`` is None."""
+           candidates: Sequence[LinkCandidate] = (), *, owner: str | None = None) -> Decision:
+    """Decide what this login does.
+
+    ``candidates`` are other accounts of the tenant found by the identity's email or external
+    id (linking at a first login; an email a later login must not take). ``owner`` names the
+    connection whose rule grants this login manages (``rule:<owner>/...``); without it every
+    rule grant is managed.
+    """
     trace = mapped.trace
     if existing is not None and existing.status != "active":
         return Deny("account_inactive", f"account is {existing.status}",
@@ -160,39 +166,39 @@ def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySetti
             note = TraceEntry("note", "on_login", "create_only",
                               "on_login is create_only: nothing synced")
             return NoChange(existing.id, (*trace, note))
-        changes, notes = _sync(existing, mapped, policy, email_taken=any(
+        changes, notes = _sync(existing, mapped, policy, owner, email_taken=any(
             c.matched_by == "email" and c.account.id != existing.id for c in candidates))
         trace = trace + notes
         if changes.is_empty:
             return NoChange(existing.id, trace)
         return Update(existing.id, changes, trace)
-    return _first_login(mapped, policy, candidates, trace)
+    return _first_login(mapped, policy, candidates, trace, owner)
 
 
 def _first_login(mapped: MappedIdentity, policy: PolicySettings,
-                 candidates: Sequence[LinkCandidate],
-                 trace: tuple[TraceEntry, ...]) -> Decision:
+                 candidates: Sequence[LinkCandidate], trace: tuple[TraceEntry, ...],
+                 owner: str | None) -> Decision:
     by_external_id = [c for c in candidates if c.matched_by == "external_id"]
     if len(by_external_id) == 1:
         target = by_external_id[0].account
         refused = _refuse_link_target(target, trace)
         if refused is not None:
             return refused
-        changes, notes = _sync(target, mapped, policy)
+        changes, notes = _sync(target, mapped, policy, owner)
         note = TraceEntry("linking", "external_id", "linked",
                           "account provisioned for this connection with this subject as its "
                           "external id")
         return Link(target.id, "external_id", changes, target, (*trace, note, *notes))
     by_email = [c for c in candidates if c.matched_by == "email"]
     if by_email:
-        return _link_by_email(mapped, policy, [c.account for c in by_email], trace)
+        return _link_by_email(mapped, policy, [c.account for c in by_email], trace, owner)
     empty = Account(id="", tenant="")
-    changes, _ = _sync(empty, mapped, policy)
+    changes, _ = _sync(empty, mapped, policy, owner)
     return Create(changes, trace)
 
 
 def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list[Account],
-                   trace: tuple[TraceEntry, ...]) -> Decision:
+                   trace: tuple[TraceEntry, ...], owner: str | None) -> Decision:
     mode = policy.link_by_email
     if mode == "never":
         return Deny("email_in_use", "an account with this email already exists and the "
@@ -211,7 +217,7 @@ def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list
     if not mapped.email_verified:
         return Deny("email_unverified", "the identity provider did not assert this email as "
                     "verified, so it cannot be linked to the existing account", trace=trace)
-    changes, notes = _sync(target, mapped, policy)
+    changes, notes = _sync(target, mapped, policy, owner)
     note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
     return Link(target.id, "email", changes, target, (*trace, note, *notes))
 
@@ -227,8 +233,10 @@ def _refuse_link_target(target: Account, trace: tuple[TraceEntry, ...]) -> Deny 
     return None
 
 
-def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings, *,
-          email_taken: bool = False) -> tuple[Changes, tuple[TraceEntry, ...]]:
+def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings,
+          owner: str | None, *, email_taken: bool = False
+          ) -> tuple[Changes, tuple[TraceEntry, ...]]:
+    owned = RULE_SOURCE_PREFIX if owner is None else f"{RULE_SOURCE_PREFIX}{owner}/"
     notes: list[TraceEntry] = []
     profile: dict[str, tuple[str | None, str]] = {}
     for name, value in mapped.profile.items():
@@ -253,7 +261,7 @@ def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings, *,
     groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()
 
     wanted = {RoleGrant(g.role, g.source) for g in mapped.grants}
-    held_by_rule = {g for g in account.grants if g.by_rule}
+    held_by_rule = {g for g in account.grants if g.source.startswith(owned)}
     held_keys = {(g.role, g.source) for g in account.grants}
     grants_added = frozenset(g for g in wanted if (g.role, g.source) not in held_keys)
     wanted_keys = {(g.role, g.source) for g in wanted}
@@ -273,7 +281,8 @@ def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings, *,
     wanted_pending = {PendingGrant(p.role, p.source) for p in mapped.pending}
     pending_added = frozenset(p for p in wanted_pending
                               if p not in account.pending and p.role not in held_roles)
-    stale_pending = frozenset(p for p in account.pending if p not in wanted_pending)
+    stale_pending = frozenset(p for p in account.pending
+                              if p.source.startswith(owned) and p not in wanted_pending)
     pending_withdrawn = stale_pending if revoke_allowed else frozenset()
 
     changes = Changes(profile=profile, groups_added=frozenset(groups_added),

@@ -135,7 +135,7 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                            request_id)
     _check_sizes(identity, request_id)
     policy = ctx.policies.get(conn)
-    mapped = policy.map(identity.claims)
+    mapped = policy.map(identity.claims).scoped(conn.slug)
     email = mapped.profile.get("email")
     if email is not None and len(email) > MAX_EMAIL:
         raise LoginRefused("invalid_identity", f"the email sent by the identity provider is "
@@ -271,7 +271,7 @@ def dry_run_login(ctx: ServiceContext, connection_slug: str,
     """What ``provision_on_login`` would decide for these claims; writes nothing."""
     conn = ctx.connections.get(connection_slug)
     policy = ctx.policies.get(conn)
-    mapped = policy.map(identity.claims)
+    mapped = policy.map(identity.claims).scoped(conn.slug)
     with UnitOfWork(ctx.db, readonly=True) as uow:
         existing, decision = _decide(uow, conn, policy, mapped, identity)
     return DryRun(decision, mapped, existing)
@@ -294,4 +294,4 @@ def _decide(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy, mapped: Map
             external_id=identity.subject if existing is None else None)
         candidates = [LinkCandidate(acc, how) for acc, how in found
                       if existing is None or acc.id != existing.id]
-    return existing, decide(existing, mapped, policy.settings, candidates)
+    return existing, decide(existing, mapped, policy.settings, candidates, owner=conn.slug)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 OnLogin = Literal["sync", "create_only"]
@@ -83,3 +83,19 @@ class MappedIdentity:
     denials: tuple[Denial, ...] = ()
     email_verified: bool = False
     trace: tuple[TraceEntry, ...] = ()
+
+    def scoped(self, owner: str) -> MappedIdentity:
+        """A copy whose rule sources name their connection: ``rule:<owner>/<id>``. An account
+        linked to two connections then keeps each connection's rule grants apart."""
+
+        def scope(intents: frozenset[RuleGrantIntent]) -> frozenset[RuleGrantIntent]:
+            return frozenset(RuleGrantIntent(i.role, scoped_source(i.source, owner))
+                             for i in intents)
+
+        return replace(self, grants=scope(self.grants), pending=scope(self.pending))
+
+
+def scoped_source(source: str, owner: str) -> str:
+    """``rule:<id>`` -> ``rule:<owner>/<id>``; other sources unchanged."""
+    prefix = "rule:"
+    return f"{prefix}{owner}/{source[len(prefix):]}" if source.startswith(prefix) else source
