@@ -61,6 +61,53 @@ def _opt_utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
+# Statements of the login hot path, built once: SQLAlchemy then reuses their compiled form and
+# skips building and cache-keying a new statement per call (most of a login's CPU otherwise).
+_B = sa.bindparam
+_ACCOUNT_COLUMNS = (t.account, t.tenant.c.slug.label("tenant_slug"))
+_FIND_BY_IDENTITY = (
+    sa.select(*_ACCOUNT_COLUMNS)
+    .join(t.identity, t.identity.c.account_id == t.account.c.id)
+    .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+    .where(t.identity.c.connection_id == _B("connection_id"),
+           t.identity.c.subject == _B("subject")))
+_GET_ACCOUNT = (sa.select(*_ACCOUNT_COLUMNS)
+                .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+                .where(t.account.c.id == _B("account_id")))
+_BY_EXTERNAL_ID = sa.and_(t.account.c.external_id == _B("external_id"),
+                          t.account.c.external_id_connection_id == _B("connection_id"))
+_BY_EMAIL = t.account.c.email_lower == _B("email_lower")
+_CANDIDATES = {
+    (by_id, by_email): (
+        sa.select(*_ACCOUNT_COLUMNS)
+        .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+        .where(t.account.c.tenant_id == _B("tenant_id"),
+               sa.or_(*[c for c, on in ((_BY_EXTERNAL_ID, by_id), (_BY_EMAIL, by_email)) if on]))
+        .limit(10))
+    for by_id in (True, False) for by_email in (True, False) if by_id or by_email
+}
+_TOUCH_ACCOUNT = (t.account.update().where(t.account.c.id == _B("b_account_id"))
+                  .values(last_login_at=_B("b_now")))
+_TOUCH_IDENTITY = (t.identity.update()
+                   .where(t.identity.c.connection_id == _B("b_connection_id"),
+                          t.identity.c.subject == _B("b_subject"))
+                   .values(last_login_at=_B("b_now")))
+_AUDIT_HEAD = (sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+               .where(t.audit_head.c.tenant_id == _B("tenant_id")).with_for_update())
+_MOVE_AUDIT_HEAD = (t.audit_head.update().where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
+                    .values(seq=_B("b_seq"), hash=_B("b_hash")))
+_CONSUME_LOGIN = (
+    t.login_request.update()
+    .where(t.login_request.c.id == _B("b_id"), t.login_request.c.consumed_at.is_(None),
+           t.login_request.c.expires_at > _B("b_now"))
+    .values(consumed_at=_B("b_now"))
+    .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
+               t.login_request.c.data, t.login_request.c.expires_at))
+_REVOKE_SESSION = (t.session.update()
+                   .where(t.session.c.id == _B("b_id"), t.session.c.revoked_at.is_(None))
+                   .values(revoked_at=_B("b_now")))
+
+
 class TenantRepository:
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
@@ -177,20 +224,13 @@ class AccountRepository:
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
         """The account this (connection, subject) signs in to, or None."""
-        row = self._c.execute(
-            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
-            .join(t.identity, t.identity.c.account_id == t.account.c.id)
-            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-            .where(t.identity.c.connection_id == connection_id,
-                   t.identity.c.subject == subject)).first()
+        row = self._c.execute(_FIND_BY_IDENTITY, {"connection_id": connection_id,
+                                                  "subject": subject}).first()
         return None if row is None else self._account(row)
 
     def get(self, account_id: str) -> Account:
         """Raises NotFound."""
-        row = self._c.execute(
-            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
-            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-            .where(t.account.c.id == account_id)).first()
+        row = self._c.execute(_GET_ACCOUNT, {"account_id": account_id}).first()
         if row is None:
             raise NotFound(f"no account {account_id!r}")
         return self._account(row)
@@ -205,18 +245,14 @@ class AccountRepository:
         the tenant cannot claim them by choosing a subject; ``email`` matches any account,
         case-insensitively.
         """
-        conds = []
-        if external_id:
-            conds.append(sa.and_(t.account.c.external_id == external_id,
-                                 t.account.c.external_id_connection_id == connection_id))
-        if email:
-            conds.append(t.account.c.email_lower == email.lower())
-        if not conds:
+        if not external_id and not email:
             return []
-        rows = self._c.execute(
-            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
-            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-            .where(t.account.c.tenant_id == tenant_id, sa.or_(*conds)).limit(10)).all()
+        params: dict[str, object] = {"tenant_id": tenant_id}
+        if external_id:
+            params.update(external_id=external_id, connection_id=connection_id)
+        if email:
+            params["email_lower"] = email.lower()
+        rows = self._c.execute(_CANDIDATES[bool(external_id), bool(email)], params).all()
         out: list[tuple[Account, MatchedBy]] = []
         for row in rows:
             by_id = (external_id is not None and row.external_id == external_id
@@ -233,15 +269,15 @@ class AccountRepository:
         account_id = str(uuid.uuid4())
         profile = {k: after for k, (_, after) in changes.profile.items()}
         email = profile.get("email")
-        self._c.execute(t.account.insert().values(
-            id=account_id, tenant_id=tenant_id, status="active", kind=kind,
-            provisioned_by=provisioned_by, external_id=external_id,
-            external_id_connection_id=external_id_connection_id, email=email,
-            email_lower=email.lower() if email else None, profile=profile,
-            profile_sources={k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
-            idp_groups=sorted(changes.groups_added), created_at=now, updated_at=now,
-            last_login_at=now if provisioned_by == "jit" else None, deactivated_at=None,
-            version=1))
+        self._c.execute(t.account.insert(), {
+            "id": account_id, "tenant_id": tenant_id, "status": "active", "kind": kind,
+            "provisioned_by": provisioned_by, "external_id": external_id,
+            "external_id_connection_id": external_id_connection_id, "email": email,
+            "email_lower": email.lower() if email else None, "profile": profile,
+            "profile_sources": {k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
+            "idp_groups": sorted(changes.groups_added), "created_at": now, "updated_at": now,
+            "last_login_at": now if provisioned_by == "jit" else None, "deactivated_at": None,
+            "version": 1})
         self._write_grants(account_id, changes, now, granted_by)
         return account_id
 
@@ -297,19 +333,17 @@ class AccountRepository:
         """Bind (connection, subject) to the account. Raises RaceLost if it is already bound;
         the transaction is then unusable and the unit of work must be run again."""
         try:
-            self._c.execute(t.identity.insert().values(
-                connection_id=connection_id, subject=subject, issuer=issuer,
-                account_id=account_id, created_at=now, last_login_at=now))
+            self._c.execute(t.identity.insert(), {
+                "connection_id": connection_id, "subject": subject, "issuer": issuer,
+                "account_id": account_id, "created_at": now, "last_login_at": now})
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
     def record_login(self, *, account_id: str, connection_id: int, subject: str,
                      now: datetime) -> None:
-        self._c.execute(t.account.update().where(t.account.c.id == account_id)
-                        .values(last_login_at=now))
-        self._c.execute(t.identity.update().where(t.identity.c.connection_id == connection_id,
-                                                  t.identity.c.subject == subject)
-                        .values(last_login_at=now))
+        self._c.execute(_TOUCH_ACCOUNT, {"b_account_id": account_id, "b_now": now})
+        self._c.execute(_TOUCH_IDENTITY, {"b_connection_id": connection_id,
+                                          "b_subject": subject, "b_now": now})
 
     def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
                    account_id: str, claims: Mapping[str, object], now: datetime) -> bool:
@@ -391,10 +425,10 @@ class SessionRepository:
                subject: str | None, now: datetime, expires_at: datetime,
                user_agent: str | None) -> None:
         """``session_id`` is the SHA-256 of the cookie value, never the value itself."""
-        self._c.execute(t.session.insert().values(
-            id=session_id, account_id=account_id, connection_id=connection_id, subject=subject,
-            created_at=now, expires_at=expires_at, revoked_at=None,
-            user_agent=(user_agent or "")[:300] or None))
+        self._c.execute(t.session.insert(), {
+            "id": session_id, "account_id": account_id, "connection_id": connection_id,
+            "subject": subject, "created_at": now, "expires_at": expires_at, "revoked_at": None,
+            "user_agent": (user_agent or "")[:300] or None})
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""
@@ -412,9 +446,7 @@ class SessionRepository:
 
     def revoke(self, session_id: str, now: datetime) -> bool:
         """Revoke one session; True if it was active."""
-        result = self._c.execute(t.session.update().where(
-            t.session.c.id == session_id, t.session.c.revoked_at.is_(None))
-            .values(revoked_at=now))
+        result = self._c.execute(_REVOKE_SESSION, {"b_id": session_id, "b_now": now})
         return bool(result.rowcount)
 
     def revoke_all(self, account_id: str, now: datetime) -> int:
@@ -445,13 +477,7 @@ class LoginRequestRepository:
         """Mark the request used and return it; None if unknown, expired or already used.
 
         Exactly one of any number of concurrent callers gets the record."""
-        row = self._c.execute(
-            t.login_request.update().where(
-                t.login_request.c.id == state_id, t.login_request.c.consumed_at.is_(None),
-                t.login_request.c.expires_at > now)
-            .values(consumed_at=now)
-            .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
-                       t.login_request.c.data, t.login_request.c.expires_at)).first()
+        row = self._c.execute(_CONSUME_LOGIN, {"b_id": state_id, "b_now": now}).first()
         if row is None:
             return None
         return LoginRequestRecord(connection_id=row.connection_id, return_to=row.return_to,
@@ -474,24 +500,23 @@ class AuditLog:
         """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
         one tenant are numbered without gaps even across nodes. Raises RaceLost when the
         tenant's first event is written concurrently (run the unit of work again)."""
-        head = self._c.execute(
-            sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
-            .where(t.audit_head.c.tenant_id == tenant_id).with_for_update()).first()
+        head = self._c.execute(_AUDIT_HEAD, {"tenant_id": tenant_id}).first()
         seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         chained = chain(event, tenant=tenant_slug, seq=seq + 1, prev_hash=prev, occurred_at=now)
-        self._c.execute(t.audit_event.insert().values(
-            tenant_id=tenant_id, seq=chained.seq, occurred_at=now, type=chained.type,
-            actor=chained.actor, account_id=chained.account_id, request_id=chained.request_id,
-            data=chained.data, prev_hash=chained.prev_hash, hash=chained.hash))
+        self._c.execute(t.audit_event.insert(), {
+            "tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now, "type": chained.type,
+            "actor": chained.actor, "account_id": chained.account_id,
+            "request_id": chained.request_id, "data": chained.data,
+            "prev_hash": chained.prev_hash, "hash": chained.hash})
         if head is None:
             try:
-                self._c.execute(t.audit_head.insert().values(
-                    tenant_id=tenant_id, seq=chained.seq, hash=chained.hash))
+                self._c.execute(t.audit_head.insert(), {
+                    "tenant_id": tenant_id, "seq": chained.seq, "hash": chained.hash})
             except sa.exc.IntegrityError as exc:
                 raise RaceLost("audit chain head created concurrently") from exc
         else:
-            self._c.execute(t.audit_head.update().where(t.audit_head.c.tenant_id == tenant_id)
-                            .values(seq=chained.seq, hash=chained.hash))
+            self._c.execute(_MOVE_AUDIT_HEAD, {"b_tenant_id": tenant_id, "b_seq": chained.seq,
+                                               "b_hash": chained.hash})
         return chained
 
     def events(self, tenant_id: int, *, after_seq: int = 0,
@@ -526,9 +551,9 @@ class Outbox:
 
     def add(self, tenant_id: int, type: str, payload: Mapping[str, object],
             now: datetime) -> None:
-        self._c.execute(t.outbox_event.insert().values(
-            tenant_id=tenant_id, type=type, payload=dict(payload), created_at=now,
-            delivered_at=None, attempts=0))
+        self._c.execute(t.outbox_event.insert(), {
+            "tenant_id": tenant_id, "type": type, "payload": dict(payload), "created_at": now,
+            "delivered_at": None, "attempts": 0})
 
     def pending(self, limit: int = 100) -> Sequence[tuple[int, str, Mapping[str, object]]]:
         """Undelivered events, oldest first: (id, type, payload)."""
