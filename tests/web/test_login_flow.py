@@ -222,3 +222,23 @@ def test_database_errors_do_not_reach_the_client(ctx: ServiceContext) -> None:
     assert "127.0.0.1" not in r.text
     assert "temporarily unavailable" in r.json()["message"]
     broken.db.dispose()
+
+
+def test_every_failed_login_is_audited_as_login_failed(client: TestClient,
+                                                       ctx: ServiceContext) -> None:
+    from jitprov.services import audit_export
+
+    state = start(client)
+    fields = idp_response(client, state)
+    tampered = {**fields, "assertion": fields["assertion"][:-4] + "AAAA"}
+    assert client.post("/sso/idp/mock/callback", data=tampered).status_code == 400
+    state = start(client)
+    fields = idp_response(client, state)
+    with make_client(ctx) as other_browser:
+        assert other_browser.post("/sso/idp/mock/callback", data=fields).status_code == 400
+    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 400  # spent
+    failed = [e for e in audit_export.iter_events(ctx, "hospital") if e.type == "login.failed"]
+    assert [e.data["code"] for e in failed] == ["invalid_response", "login_foreign",
+                                                "login_expired"]
+    assert all(e.request_id for e in failed)
+    assert admin.list_accounts(ctx, "hospital") == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,8 @@ from jitprov.services.context import ServiceContext
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.repositories import RaceLost
 from jitprov.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger("jitprov.login")
 
 MAX_ATTEMPTS = 8
 MAX_SUBJECT = 255  # characters, as stored
@@ -133,7 +136,12 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     if not conn.enabled:
         raise LoginRefused("connection_disabled", f"sign-in through {conn.slug} is disabled",
                            request_id)
-    _check_sizes(identity, request_id)
+    try:
+        _check_sizes(identity, request_id)
+    except LoginRefused as refused:
+        record_login_failure(ctx, conn.slug, refused.code, refused.reason,
+                             request_id=request_id)
+        raise
     policy = ctx.policies.get(conn)
     mapped = policy.map(identity.claims).scoped(conn.slug)
     email = mapped.profile.get("email")
@@ -148,8 +156,34 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                                    start_session=start_session)
         except RaceLost:
             continue
+        except LoginRefused as refused:
+            if refused.code in REQUEST_PROBLEMS:  # policy refusals are audited in the unit
+                record_login_failure(ctx, conn.slug, refused.code, refused.reason,
+                                     request_id=request_id, subject=identity.subject)
+            raise
     raise LoginRefused("busy", "the login could not be completed because of concurrent "
                        "updates; try again", request_id)
+
+
+def record_login_failure(ctx: ServiceContext, connection_slug: str, code: str, reason: str, *,
+                         request_id: str | None, subject: str | None = None) -> None:
+    """Audit a login that failed before any decision (bad or spent state, a response that does
+    not verify, an IdP error): ``login.failed`` with the reason, in the connection's tenant.
+    Never raises: the user's error page matters more than this event, and the server log
+    keeps the failure if the database cannot."""
+    try:
+        conn = ctx.connections.get(connection_slug)
+        now = ctx.clock()
+        with UnitOfWork(ctx.db) as uow:
+            uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
+                type="login.failed", actor=f"login:{conn.slug}:{subject or '-'}",
+                data={"connection": conn.slug, "code": code, "reason": reason,
+                      "subject": subject},
+                request_id=request_id), now)
+            uow.commit()
+    except JitprovError:
+        log.warning("login.failed not audited (connection %s, code %s, request %s)",
+                    connection_slug, code, request_id, exc_info=True)
 
 
 def _check_sizes(identity: ExternalIdentity, request_id: str | None) -> None:

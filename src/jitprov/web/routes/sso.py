@@ -11,7 +11,12 @@ from starlette.responses import RedirectResponse, Response
 
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols import mock
-from jitprov.services.login import LoginState, hash_token, provision_on_login
+from jitprov.services.login import (
+    LoginState,
+    hash_token,
+    provision_on_login,
+    record_login_failure,
+)
 from jitprov.services.sessions import begin_login, check_usable
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -48,18 +53,24 @@ async def mock_callback(request: Request) -> Response:
     state = str(form.get("state", ""))
     assertion = str(form.get("assertion", ""))
     settings = settings_of(request)
+    request_id = getattr(request.state, "request_id", None)
 
     def finish() -> tuple[str, str | None]:
         conn = ctx.connections.get(slug)
         check_usable(conn, dev_mode=settings.dev_mode)
         key = ctx.secretbox.open(conn.secrets).get("signing_key", "")
-        identity = mock.verify_assertion(
-            assertion, key=key, issuer=mock.issuer_for(settings.base_url, slug),
-            audience=slug, state=state)
+        try:
+            identity = mock.verify_assertion(
+                assertion, key=key, issuer=mock.issuer_for(settings.base_url, slug),
+                audience=slug, state=state)
+        except InvalidInput as exc:
+            record_login_failure(ctx, slug, "invalid_response", str(exc),
+                                 request_id=request_id)
+            raise
         result = provision_on_login(
             ctx, slug, identity,
             login=LoginState(state, request.cookies.get(login_cookie_name(state))),
-            request_id=getattr(request.state, "request_id", None),
+            request_id=request_id,
             user_agent=request.headers.get("user-agent"),
             previous_session=request.cookies.get(SESSION_COOKIE))
         return result.return_to, result.session_token
