@@ -112,6 +112,54 @@ def connection_list(tenant: Annotated[str | None, typer.Option()] = None,
                    f"({c.mapping_source})")
 
 
+@connection_app.command("add-oidc")
+def connection_add_oidc(
+        tenant: Annotated[str, typer.Option("--tenant")],
+        slug: Annotated[str, typer.Option("--slug")],
+        issuer: Annotated[str, typer.Option("--issuer", help="the provider's issuer URL")],
+        client_id: Annotated[str, typer.Option("--client-id")],
+        client_secret: Annotated[str | None, typer.Option(
+            "--client-secret", envvar="JITPROV_OIDC_CLIENT_SECRET",
+            help="or set JITPROV_OIDC_CLIENT_SECRET, to keep it out of shell history")] = None,
+        mapping: Annotated[Path | None, typer.Option("--mapping", help="mapping YAML")] = None,
+        scopes: Annotated[str, typer.Option(
+            "--scopes", help="space-separated")] = "openid email profile",
+        auth_method: Annotated[str, typer.Option(
+            "--auth-method",
+            help="client_secret_basic | client_secret_post | private_key_jwt")
+        ] = "client_secret_basic",
+        userinfo: Annotated[bool, typer.Option(
+            "--userinfo", help="merge the userinfo endpoint's claims")] = False,
+        entra_multi_tenant: Annotated[bool, typer.Option(
+            "--entra-multi-tenant",
+            help="issuer is https://login.microsoftonline.com/{tenantid}/v2.0")] = False,
+        entra_tenant: Annotated[list[str] | None, typer.Option(
+            "--entra-tenant", help="allowed Entra tenant id (repeat)")] = None,
+        google_hd: Annotated[list[str] | None, typer.Option(
+            "--google-hd", help="allowed Google Workspace domain (repeat)")] = None,
+        check: Annotated[bool, typer.Option(
+            "--check/--no-check", help="fetch the discovery document now")] = True,
+        database_url: DatabaseUrl = None) -> None:
+    """Register an OpenID Connect provider (Okta, Entra ID, Google, Keycloak, Auth0...)."""
+    settings = _settings(database_url)
+    config: dict[str, object] = {
+        "issuer": issuer, "client_id": client_id, "scopes": scopes.split(),
+        "token_auth_method": auth_method, "userinfo": userinfo,
+        "entra_multi_tenant": entra_multi_tenant,
+        "entra_allowed_tenants": entra_tenant or [], "google_hosted_domains": google_hd or []}
+    record = admin.add_oidc_connection(
+        _context(settings), tenant=tenant, slug=slug, config=config,
+        client_secret=client_secret, mapping=_read(mapping) if mapping else None,
+        mapping_source=str(mapping) if mapping else None, check_provider=check)
+    typer.echo(f"connection {record.slug} (oidc) added to tenant {record.tenant_slug}")
+    typer.echo(f"  redirect URI to register at the provider: "
+               f"{settings.base_url}/sso/{record.slug}/oidc/callback")
+    if auth_method == "private_key_jwt":
+        typer.echo(f"  client JWKS URL for the provider: "
+                   f"{settings.base_url}/sso/{record.slug}/oidc/jwks.json")
+    typer.echo(f"  sign in at: {settings.base_url}/sso/{record.slug}/login")
+
+
 @connection_app.command("set-mapping")
 def connection_set_mapping(
         mapping: Annotated[Path, typer.Argument(help="the mapping YAML file")],

@@ -31,6 +31,8 @@ class ExternalIdentity:
     issuer: str
     subject: str
     claims: Mapping[str, object] = field(default_factory=dict)
+    #: what the adapter noticed and the audit log should say (an IdP quirk, a dropped claim)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from jitprov.protocols.mock import MockKind
+from jitprov.protocols.oidc import OidcKind
 
 
 class ConnectionKind(Protocol):
@@ -22,4 +23,5 @@ class ConnectionKind(Protocol):
 
 CONNECTION_KINDS: dict[str, ConnectionKind] = {
     "mock": MockKind(),
+    "oidc": OidcKind(),
 }

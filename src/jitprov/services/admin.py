@@ -173,3 +173,40 @@ def revoke_admin_token(ctx: ServiceContext, token_id: int) -> None:
     with UnitOfWork(ctx.db) as uow:
         uow.admin_tokens.revoke(token_id, ctx.clock())
         uow.commit()
+
+
+DEFAULT_OIDC_MAPPING = """\
+# Default mapping of `connection add-oidc` (no --mapping given): profile and groups only;
+# add roles rules, then `jitprov connection set-mapping`.
+profile:
+  email: email
+  name: name || join(' ', [given_name, family_name])
+groups: groups
+"""
+
+
+def add_oidc_connection(ctx: ServiceContext, *, tenant: str, slug: str,
+                        config: Mapping[str, object], client_secret: str | None,
+                        mapping: str | None, mapping_source: str | None,
+                        check_provider: bool = True, actor: str = "cli") -> ConnectionRecord:
+    """Register an OIDC provider. The client secret (or, for private_key_jwt, a new P-256 key)
+    is sealed at rest; with ``check_provider`` the discovery document is fetched first, so a
+    wrong issuer fails here rather than at the first login. Raises InvalidInput, OidcError,
+    MappingError, Conflict, NotFound."""
+    from jitprov.protocols.oidc import OidcConfig
+    from jitprov.services.oidc_login import new_client_key, provider_metadata
+
+    parsed = OidcConfig.parse(config)
+    secrets_: dict[str, str] = {}
+    if parsed.token_auth_method == "private_key_jwt":  # noqa: S105 - a method name
+        secrets_["private_jwk"], public = new_client_key(slug)
+        config = {**config, "client_public_jwk": public}
+    elif not client_secret:
+        raise InvalidInput(f"{parsed.token_auth_method} needs --client-secret")
+    else:
+        secrets_["client_secret"] = client_secret
+    if check_provider:
+        provider_metadata(ctx, parsed)
+    return add_connection(ctx, tenant=tenant, slug=slug, kind="oidc", config=config,
+                          secrets_=secrets_, mapping=mapping or DEFAULT_OIDC_MAPPING,
+                          mapping_source=mapping_source or "default OIDC mapping", actor=actor)

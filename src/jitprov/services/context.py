@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from jitprov.core.mapping import Policy, load_policy
+from jitprov.protocols.oidc.provider import Providers
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -78,10 +81,15 @@ class ServiceContext:
     session_ttl: timedelta = timedelta(hours=12)
     login_request_ttl: timedelta = timedelta(minutes=10)
     policies: PolicyCache = field(default_factory=PolicyCache)
+    #: outbound HTTP (OIDC discovery, JWKS, token and userinfo endpoints); tests inject one
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(
+        timeout=httpx.Timeout(10.0), follow_redirects=False))
     connections: ConnectionCache = field(init=False)
+    oidc: Providers = field(init=False)
 
     def __post_init__(self) -> None:
         self.connections = ConnectionCache(self.db)
+        self.oidc = Providers(self.http)
 
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:

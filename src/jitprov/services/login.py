@@ -33,7 +33,7 @@ from jitprov.core.provisioning import (
     decide,
 )
 from jitprov.services.context import ServiceContext
-from jitprov.store.records import ConnectionRecord
+from jitprov.store.records import ConnectionRecord, LoginRequestRecord
 from jitprov.store.repositories import RaceLost
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -263,8 +263,30 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                            return_to=return_to)
 
 
+def consume_login_request(ctx: ServiceContext, connection_slug: str, login: LoginState, *,
+                          request_id: str | None) -> LoginRequestRecord:
+    """Spend the login request a callback answers, before talking to the IdP (OIDC needs its
+    nonce and PKCE verifier for the code exchange). Raises LoginRefused (audited) when the
+    state is unknown, spent, expired, of another connection or from another browser."""
+    conn = ctx.connections.get(connection_slug)
+    try:
+        with UnitOfWork(ctx.db) as uow:
+            record = _consume_record(uow, conn, login, request_id, ctx.clock())
+            uow.commit()
+            return record
+    except LoginRefused as refused:
+        record_login_failure(ctx, conn.slug, refused.code, refused.reason,
+                             request_id=request_id)
+        raise
+
+
 def _consume_login(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
                    request_id: str | None, now: datetime) -> str:
+    return _consume_record(uow, conn, login, request_id, now).return_to
+
+
+def _consume_record(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
+                    request_id: str | None, now: datetime) -> LoginRequestRecord:
     record = uow.login_requests.consume(hash_token(login.state), now)
     if record is None or record.connection_id != conn.id:
         raise LoginRefused("login_expired", "this sign-in link has expired or was already "
@@ -275,7 +297,7 @@ def _consume_login(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
         uow.commit()  # the state is spent either way: it may be an attacker's
         raise LoginRefused("login_foreign", "this sign-in was not started in this browser; "
                            "start again from the application", request_id)
-    return record.return_to
+    return record
 
 
 def _audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,
@@ -288,6 +310,8 @@ def _audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Pol
     }
     if isinstance(decision, Create | Update | Link):
         data["changes"] = decision.changes.as_dict()
+    if identity.notes:
+        data["notes"] = list(identity.notes)
     if isinstance(decision, Link):
         data["matched_by"] = decision.matched_by
     if isinstance(decision, Deny):

@@ -86,11 +86,12 @@ def check_usable(conn: ConnectionRecord, *, dev_mode: bool) -> None:
 
 
 def begin_login(ctx: ServiceContext, connection_slug: str, return_to: str | None,
-                data: Mapping[str, object] | None = None, *,
-                dev_mode: bool = False) -> tuple[str, ConnectionRecord]:
-    """Store a login request; returns the ``state`` value to send to the IdP, and the
-    connection. Raises NotFound for an unknown connection, InvalidInput if it is unusable."""
-    state = secrets.token_urlsafe(32)
+                data: Mapping[str, object] | None = None, *, dev_mode: bool = False,
+                state: str | None = None) -> tuple[str, ConnectionRecord]:
+    """Store a login request; returns the ``state`` value to send to the IdP (``state`` if
+    given, else a new random one), and the connection. Raises NotFound for an unknown
+    connection, InvalidInput if it is unusable."""
+    state = state or secrets.token_urlsafe(32)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         conn = uow.connections.get(connection_slug)

@@ -97,6 +97,29 @@ def list_connections(request: Request, _: Admin,
             for c in admin.list_connections(ctx_of(request), tenant)]
 
 
+class OidcConnectionIn(BaseModel):
+    tenant: str
+    slug: str
+    config: dict[str, Any] = Field(description="issuer, client_id, scopes, token_auth_method, "
+                                   "userinfo, entra_multi_tenant, google_hosted_domains...")
+    client_secret: str | None = None
+    mapping: str | None = None
+    mapping_source: str | None = None
+    check_provider: bool = True
+
+
+@router.post("/connections/oidc", status_code=201)
+def add_oidc_connection(request: Request, body: OidcConnectionIn,
+                        who: Admin) -> dict[str, object]:
+    c = admin.add_oidc_connection(
+        ctx_of(request), tenant=body.tenant, slug=body.slug, config=body.config,
+        client_secret=body.client_secret, mapping=body.mapping,
+        mapping_source=body.mapping_source, check_provider=body.check_provider,
+        actor=who.actor)
+    return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
+            "redirect_uri": f"{request.app.state.settings.base_url}/sso/{c.slug}/oidc/callback"}
+
+
 @router.put("/connections/{connection}/mapping")
 def set_mapping(request: Request, connection: str, body: MappingIn,
                 who: Admin) -> dict[str, object]:

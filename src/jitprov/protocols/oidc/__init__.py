@@ -1,0 +1,41 @@
+"""OpenID Connect relying party (connection kind ``oidc``).
+
+Specifications implemented:
+- OpenID Connect Core 1.0 (https://openid.net/specs/openid-connect-core-1_0.html): the
+  authorization code flow (section 3.1), ID token validation (3.1.3.7), nonce (3.1.2.1,
+  15.5.2), UserInfo (5.3; its ``sub`` must equal the ID token's, 5.3.2), client authentication
+  (9: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``).
+- OpenID Connect Discovery 1.0 (section 4): provider metadata, cached with a TTL; the JWKS is
+  cached and re-fetched on an unknown ``kid`` at most once per interval.
+- RFC 7636 (PKCE), ``S256`` only.
+
+JOSE is joserfc's: keys come only from the provider's JWKS (``jku``, ``x5u`` and ``jwk``
+headers are never followed), algorithms from an allowlist of asymmetric ones (never ``none``,
+never HMAC). Outbound HTTP goes through an injected ``httpx.Client``.
+"""
+
+from jitprov.protocols.oidc.config import OidcConfig, OidcKind
+from jitprov.protocols.oidc.errors import OidcError
+from jitprov.protocols.oidc.flow import (
+    AuthorizationRequest,
+    build_authorization_request,
+    exchange_code,
+    fetch_userinfo,
+    identity_from_claims,
+    validate_id_token,
+)
+from jitprov.protocols.oidc.provider import ProviderMetadata, Providers
+
+__all__ = [
+    "AuthorizationRequest",
+    "OidcConfig",
+    "OidcError",
+    "OidcKind",
+    "ProviderMetadata",
+    "Providers",
+    "build_authorization_request",
+    "exchange_code",
+    "fetch_userinfo",
+    "identity_from_claims",
+    "validate_id_token",
+]
