@@ -1,0 +1,203 @@
+"""OIDC sign-in over HTTP (in-process ASGI), against a small fake provider served through
+httpx.MockTransport: the browser leg, PKCE, the code exchange, ID token validation, then the
+same provisioning path as every protocol. The real-provider interop test is in tests/interop."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Iterator
+from urllib.parse import parse_qs, quote_plus, urlsplit
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+from starlette.testclient import TestClient
+
+from jitprov.services import admin, audit_export
+from jitprov.services.context import ServiceContext
+from jitprov.services.secretbox import SecretBox
+from jitprov.settings import Settings
+from jitprov.store.database import Database
+from jitprov.web.app import create_app
+from tests.conftest import TEST_SECRET_KEY, Clock
+from tests.services.helpers import HOSPITAL
+
+ISSUER = "https://idp.example"
+CLIENT_ID = "jitprov-test"
+CLIENT_SECRET = "s3cret:with+odd=chars"
+
+
+class FakeProvider:
+    """Just enough of an OpenID Provider: discovery, JWKS, token endpoint with PKCE."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+        self.users: dict[str, dict[str, object]] = {}
+        self.codes: dict[str, tuple[str, str, str]] = {}  # code -> (sub, nonce, challenge)
+
+    def authorize(self, url: str, sub: str) -> str:
+        """What the user's login at the provider ends in: the redirect back, with a code."""
+        q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        assert q["code_challenge_method"] == "S256"
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = (sub, q["nonce"], q["code_challenge"])
+        return f"{q['redirect_uri']}?code={code}&state={q['state']}"
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={
+                "issuer": ISSUER, "authorization_endpoint": f"{ISSUER}/authorize",
+                "token_endpoint": f"{ISSUER}/token", "jwks_uri": f"{ISSUER}/jwks",
+                "code_challenge_methods_supported": ["S256"]})
+        if path == "/jwks":
+            return httpx.Response(200, json=KeySet([self.key]).as_dict(private=False))
+        if path == "/token":
+            return self.token(request)
+        return httpx.Response(404)
+
+    def token(self, request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        # RFC 6749 section 2.3.1: Basic over the form-urlencoded id and secret
+        want = "Basic " + base64.b64encode(
+            f"{quote_plus(CLIENT_ID)}:{quote_plus(CLIENT_SECRET)}".encode()).decode()
+        if request.headers.get("authorization") != want:
+            return httpx.Response(401, json={"error": "invalid_client"})
+        found = self.codes.pop(form.get("code", ""), None)
+        if found is None:
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        sub, nonce, challenge = found
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if digest.rstrip(b"=").decode() != challenge:
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        now = int(self.clock().timestamp())
+        claims = {"iss": ISSUER, "aud": CLIENT_ID, "sub": sub, "nonce": nonce, "iat": now,
+                  "exp": now + 300, **self.users[sub]}
+        token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+        return httpx.Response(200, json={"id_token": token, "access_token": "at",
+                                         "token_type": "Bearer"})
+
+
+@pytest.fixture
+def provider(clock: Clock) -> FakeProvider:
+    return FakeProvider(clock)
+
+
+@pytest.fixture
+def oidc_ctx(database_url: str, clock: Clock,
+             provider: FakeProvider) -> Iterator[ServiceContext]:
+    http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+    ctx = ServiceContext(db=Database.connect(database_url, pool_size=4),
+                         secretbox=SecretBox(TEST_SECRET_KEY), clock=clock, http=http)
+    admin.create_tenant(ctx, "hospital")
+    admin.add_oidc_connection(
+        ctx, tenant="hospital", slug="okta",
+        config={"issuer": ISSUER, "client_id": CLIENT_ID,
+                "scopes": ["openid", "email", "profile", "groups"]},
+        client_secret=CLIENT_SECRET, mapping=HOSPITAL.format(linking="never"),
+        mapping_source="hospital.yaml")
+    yield ctx
+    http.close()
+    ctx.db.dispose()
+
+
+@pytest.fixture
+def browser(oidc_ctx: ServiceContext) -> Iterator[TestClient]:
+    settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY)
+    with TestClient(create_app(settings, ctx=oidc_ctx), base_url="http://testserver",
+                    raise_server_exceptions=False, follow_redirects=False) as client:
+        yield client
+
+
+NURSE = {"email": "ana@hospital.example", "email_verified": True, "name": "Ana Lima",
+         "department": "Ward 3", "groups": ["Nurses"]}
+
+
+def sign_in(browser: TestClient, provider: FakeProvider, sub: str) -> httpx.Response:
+    r = browser.get("/sso/okta/login", params={"return_to": "/me"})
+    assert r.status_code == 303
+    assert r.headers["location"].startswith(f"{ISSUER}/authorize?")
+    back = provider.authorize(r.headers["location"], sub)
+    return browser.get(back.replace("http://testserver", ""))
+
+
+def test_first_oidc_login_provisions_with_mapped_roles(browser: TestClient,
+                                                       provider: FakeProvider) -> None:
+    provider.users["00u1"] = dict(NURSE)
+    r = sign_in(browser, provider, "00u1")
+    assert (r.status_code, r.headers["location"]) == (303, "/me")
+    me = browser.get("/me").json()
+    assert (me["email"], me["roles"], me["connection"], me["external_id"]) == (
+        "ana@hospital.example", ["nurse", "staff"], "okta", "00u1")
+
+
+def test_changed_groups_at_the_provider_revoke_the_rule_role(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext) -> None:
+    provider.users["00u1"] = dict(NURSE)
+    sign_in(browser, provider, "00u1")
+    provider.users["00u1"] = {**NURSE, "groups": ["Porters"], "department": "Transport"}
+    sign_in(browser, provider, "00u1")
+    [view] = admin.list_accounts(oidc_ctx, "hospital")
+    assert (sorted(view.account.roles), view.account.profile["department"]) == (
+        ["staff"], "Transport")
+
+
+def test_idp_error_response_is_a_readable_page_and_audited(
+        browser: TestClient, oidc_ctx: ServiceContext) -> None:
+    r = browser.get("/sso/okta/login")
+    state = parse_qs(urlsplit(r.headers["location"]).query)["state"][0]
+    r = browser.get("/sso/okta/oidc/callback", params={
+        "error": "access_denied", "error_description": "user cancelled", "state": state})
+    assert r.status_code == 400
+    assert "access_denied" in r.text
+    assert "request id" in r.text
+    failed = [e for e in audit_export.iter_events(oidc_ctx, "hospital")
+              if e.type == "login.failed"]
+    assert [e.data["code"] for e in failed] == ["idp_error"]
+    assert admin.list_accounts(oidc_ctx, "hospital") == []
+
+
+def test_wrong_client_secret_is_a_clear_error_and_creates_nothing(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext) -> None:
+    provider.users["00u1"] = dict(NURSE)
+    admin_db = oidc_ctx.db.engine
+    sealed = oidc_ctx.secretbox.seal({"client_secret": "wrong"})
+    with admin_db.begin() as conn:
+        conn.exec_driver_sql("UPDATE connection SET secrets = '" + sealed + "', "
+                             "version = version + 1")
+    oidc_ctx.connections.forget("okta")
+    r = sign_in(browser, provider, "00u1")
+    assert r.status_code == 400
+    assert "invalid_client" in r.text
+    assert CLIENT_SECRET not in r.text
+    assert admin.list_accounts(oidc_ctx, "hospital") == []
+
+
+def test_callback_replayed_or_from_another_browser_is_refused(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext) -> None:
+    provider.users["00u1"] = dict(NURSE)
+    r = browser.get("/sso/okta/login")
+    back = provider.authorize(r.headers["location"], "00u1").replace("http://testserver", "")
+    settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY)
+    with TestClient(create_app(settings, ctx=oidc_ctx), base_url="http://testserver",
+                    raise_server_exceptions=False, follow_redirects=False) as other:
+        assert other.get(back).status_code == 400
+    assert browser.get(back).status_code == 400  # the state is spent
+    assert admin.list_accounts(oidc_ctx, "hospital") == []
+
+
+def test_expired_id_token_is_refused(browser: TestClient, provider: FakeProvider,
+                                     oidc_ctx: ServiceContext, clock: Clock) -> None:
+    provider.users["00u1"] = dict(NURSE)
+    real = provider.clock
+    provider.clock = Clock(real().replace(year=2025))  # the provider's clock is a year behind
+    r = sign_in(browser, provider, "00u1")
+    assert r.status_code == 400
+    assert "expired" in r.text
+    assert admin.list_accounts(oidc_ctx, "hospital") == []
+
