@@ -39,7 +39,7 @@ from jitprov.services.sessions import begin_login
 from jitprov.store.records import ConnectionRecord
 
 _KEYS_LOCK = threading.Lock()
-_PRIVATE_KEYS: dict[tuple[int, int], ECKey] = {}
+_PRIVATE_KEYS: dict[str, ECKey] = {}
 
 
 def redirect_uri(base_url: str, connection: str) -> str:
@@ -104,7 +104,7 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
             code_verifier=str(record.data.get("code_verifier", "")),
             redirect_uri=redirect_uri(base_url, conn.slug),
             client_secret=sealed.get("client_secret"),
-            private_key=_private_key(conn, sealed))
+            private_key=_private_key(sealed))
         claims = validate_id_token(tokens.id_token, ctx.oidc, metadata, config,
                                    nonce=str(record.data.get("nonce", "")),
                                    now=ctx.clock().timestamp())
@@ -119,16 +119,17 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
     return dataclasses.replace(result, return_to=record.return_to)
 
 
-def _private_key(conn: ConnectionRecord, sealed: Mapping[str, str]) -> ECKey | None:
-    """The connection's private_key_jwt key, parsed once per connection version."""
+def _private_key(sealed: Mapping[str, str]) -> ECKey | None:
+    """The connection's private_key_jwt key, parsed once per process."""
     text = sealed.get("private_jwk")
     if not text:
         return None
-    cached = _PRIVATE_KEYS.get((conn.id, conn.version))
+    digest = hash_token(text)  # keyed by content: ids and versions repeat across databases
+    cached = _PRIVATE_KEYS.get(digest)
     if cached is None:
         cached = ECKey.import_key(json.loads(text))
         with _KEYS_LOCK:
-            _PRIVATE_KEYS[(conn.id, conn.version)] = cached
+            _PRIVATE_KEYS[digest] = cached
     return cached
 
 
