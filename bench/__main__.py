@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import provision
+from bench import oidc, provision
 
 RESULTS = Path(__file__).with_name("results")
-BENCHMARKS = {"provision": provision.run}
+BENCHMARKS = {"provision": provision.run, "oidc": oidc.run}
 
 
 def machine() -> dict[str, object]:
