@@ -162,3 +162,20 @@ def test_unusable_database_url_is_one_line(capsys: pytest.CaptureFixture[str], t
     assert code == 2
     assert err.startswith("error: cannot use the database URL")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_users_deactivate_and_reactivate(capsys: pytest.CaptureFixture[str],
+                                         workdir: Path) -> None:
+    from jitprov.services.login import provision_on_login
+    from tests.services.helpers import nurse
+
+    ctx = cli_context()
+    setup_connection(ctx)
+    account_id = provision_on_login(ctx, "idp", nurse()).account_id
+    code, out, _ = run(capsys, "users", "deactivate", account_id, "--reason", "left")
+    assert (code, out) == (0, f"account {account_id} deactivated; 1 session(s) revoked\n")
+    code, _, err = run(capsys, "users", "deactivate", account_id, "--reason", "again")
+    assert (code, err) == (2, f"error: account {account_id} is already deactivated\n")
+    assert run(capsys, "users", "reactivate", account_id, "--reason", "back")[0] == 0
+    assert [v.account.status for v in admin.list_accounts(ctx, "hospital")] == ["active"]
+    ctx.db.dispose()

@@ -71,8 +71,9 @@ class FakeProvider:
 
     ``issuer`` is what the documents and tokens name; ``base`` is where the endpoints live
     (they differ for Entra's templated ``{tenantid}`` issuer, discovered at ``common``).
-    Tests change ``discovery``, ``published_keys``, ``token_response`` or ``userinfo`` to
-    make the provider misbehave, or set ``unreachable`` to refuse every connection.
+    Tests change ``discovery``, ``published_keys``, ``token_response``, ``userinfo`` or
+    ``failing`` to make the provider misbehave, or set ``unreachable`` to refuse every
+    connection.
     """
 
     def __init__(self, issuer: str = ISSUER, *, base: str | None = None) -> None:
@@ -95,8 +96,8 @@ class FakeProvider:
                   "token_type": "Bearer", "expires_in": 3600})
         self.userinfo: dict[str, object] = {"sub": "248289761001", "name": "Jane Doe"}
         self.unreachable = False
-        #: the JWKS endpoint's status (set to 500 for a provider whose key endpoint is failing)
-        self.jwks_status = 200
+        #: an error status an endpoint answers instead (``{"jwks": 500}``: a failing key endpoint)
+        self.failing: dict[str, int] = {}
         self.requests: list[httpx.Request] = []
         self.counts: Counter[str] = Counter()
 
@@ -126,11 +127,14 @@ class FakeProvider:
         if request.url.host != httpx.URL(self.base).host:
             return httpx.Response(404, json={"error": "not_found"})
         path = request.url.path
+        for endpoint, status in self.failing.items():
+            if path == self._path(endpoint):
+                return httpx.Response(status, json={"error": "server_error"})
         if path == self._path("discovery") and request.method == "GET":
             return httpx.Response(200, json=self.discovery)
         if path == self._path("jwks") and request.method == "GET":
             keys = [key.as_dict(private=False) for key in self.published_keys]
-            return httpx.Response(self.jwks_status, json={"keys": keys})
+            return httpx.Response(200, json={"keys": keys})
         if path == self._path("token") and request.method == "POST":
             status, body = self.token_response
             return httpx.Response(status, json=body)

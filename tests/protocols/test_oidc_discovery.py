@@ -66,8 +66,7 @@ def test_reports_an_unreachable_provider(providers, idp):
 
 
 def test_reports_a_provider_answering_an_error_status(providers, idp):
-    idp.discovery = {}
-    idp.base = "https://idp.example/elsewhere"  # discovery path now answers 404
+    idp.failing["discovery"] = 503
 
     with pytest.raises(OidcError) as caught:
         providers.metadata(ISSUER)

@@ -17,7 +17,6 @@ from tests.protocols.oidc_fakes import (
     CLIENT_ID,
     EC_KEY,
     ISSUER,
-    NONCE,
     NOW,
     ROTATED_RSA_KEY,
     RSA_KEY,
@@ -257,7 +256,7 @@ def test_a_flood_of_unknown_kids_fetches_the_jwks_once_per_interval(
 def test_a_failing_jwks_refetch_still_counts_against_the_rate_limit(
         providers, config, idp, clock):
     validate(sign_id_token(id_token_claims()), providers, config)
-    idp.jwks_status = 500
+    idp.failing["jwks"] = 500
     clock.advance(config.jwks_refresh_interval_seconds)
 
     for _ in range(10):

@@ -109,3 +109,16 @@ def test_every_admin_route_requires_a_token(api: tuple[TestClient, dict[str, str
         for method in route.methods:
             r = client.request(method, path, json={})
             assert r.status_code == 401, (method, path)
+
+
+def test_deactivation_through_the_api_ends_the_users_session(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext) -> None:
+    from jitprov.services.sessions import current_session
+
+    client, auth = api
+    login = provision_on_login(ctx, "idp", nurse())
+    r = client.post(f"/api/accounts/{login.account_id}/status", headers=auth,
+                    json={"status": "deactivated", "reason": "badge lost"})
+    assert r.json() == {"account_id": login.account_id, "before": "active",
+                        "after": "deactivated", "sessions_revoked": 1}
+    assert current_session(ctx, login.session_token) is None

@@ -263,6 +263,25 @@ def users_list(tenant: Annotated[str, typer.Option("--tenant")],
                    f"{v.account.provisioned_by}\tlast login {last}")
 
 
+@users_app.command("deactivate")
+def users_deactivate(account_id: str, reason: Annotated[str, typer.Option("--reason")],
+                     database_url: DatabaseUrl = None) -> None:
+    """Deactivate an account: its sessions end now, and logins are refused until reactivated."""
+    change = admin.set_account_status(_context(_settings(database_url)), account_id,
+                                      "deactivated", reason=reason)
+    typer.echo(f"account {account_id} deactivated; {change.sessions_revoked} session(s) "
+               "revoked")
+
+
+@users_app.command("reactivate")
+def users_reactivate(account_id: str, reason: Annotated[str, typer.Option("--reason")],
+                     database_url: DatabaseUrl = None) -> None:
+    """Reactivate a deactivated or suspended account (explicit and audited)."""
+    admin.set_account_status(_context(_settings(database_url)), account_id, "active",
+                             reason=reason)
+    typer.echo(f"account {account_id} reactivated")
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 @audit_app.command("export")

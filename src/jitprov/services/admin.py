@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
+from jitprov.core.identity import AccountStatus
 from jitprov.core.mapping import load_policy
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services.context import ServiceContext
@@ -210,3 +211,41 @@ def add_oidc_connection(ctx: ServiceContext, *, tenant: str, slug: str,
     return add_connection(ctx, tenant=tenant, slug=slug, kind="oidc", config=config,
                           secrets_=secrets_, mapping=mapping or DEFAULT_OIDC_MAPPING,
                           mapping_source=mapping_source or "default OIDC mapping", actor=actor)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    account_id: str
+    before: str
+    after: str
+    sessions_revoked: int
+
+
+def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStatus, *,
+                       reason: str, actor: str = "cli") -> StatusChange:
+    """Deactivate, suspend or reactivate an account, with a mandatory reason. Anything but
+    active revokes every session of the account in the same transaction (the next request
+    with an old cookie is 401), and logins are refused until an admin reactivates it: JIT
+    never resurrects it. Audited (``account.deactivated`` / ``suspended`` / ``reactivated``)
+    and announced to webhooks through the outbox. Raises NotFound, InvalidInput."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required")
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        view = uow.accounts.view(account_id)
+        before = view.account.status
+        if before == status:
+            raise InvalidInput(f"account {account_id} is already {status}")
+        uow.accounts.set_status(account_id, status, now)
+        revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
+        event = {"active": "account.reactivated", "suspended": "account.suspended",
+                 "deactivated": "account.deactivated"}[status]
+        tenant = uow.tenants.get(view.tenant_slug)
+        data = {"before": before, "after": status, "reason": reason,
+                "sessions_revoked": revoked}
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent(event, actor, data,
+                                                            account_id=account_id), now)
+        uow.outbox.add(tenant.id, event, {"account_id": account_id, "tenant": tenant.slug,
+                                          "status": status}, now)
+        uow.commit()
+    return StatusChange(account_id, before, status, revoked)

@@ -328,6 +328,15 @@ class AccountRepository:
                  "status": "pending", "requested_at": now}
                 for p in sorted(changes.pending_added)])
 
+    def set_status(self, account_id: str, status: AccountStatus, now: datetime) -> None:
+        """Set active, suspended or deactivated (``deactivated_at`` follows). NotFound."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id)
+            .values(status=status, updated_at=now, version=t.account.c.version + 1,
+                    deactivated_at=now if status == "deactivated" else None))
+        if not result.rowcount:
+            raise NotFound(f"no account {account_id!r}")
+
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
                      now: datetime) -> None:
         """Bind (connection, subject) to the account. Raises RaceLost if it is already bound;

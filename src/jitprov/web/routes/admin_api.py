@@ -5,7 +5,7 @@ FastAPI serves it for request validation and the OpenAPI document at ``/openapi.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -87,6 +87,21 @@ def list_users(request: Request, tenant: str, _: Admin,
                offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, object]]:
     return [_account_json(v) for v in
             admin.list_accounts(ctx_of(request), tenant, limit=limit, offset=offset)]
+
+
+class StatusIn(BaseModel):
+    status: Literal["active", "suspended", "deactivated"]
+    reason: str = Field(min_length=1)
+
+
+@router.post("/accounts/{account_id}/status")
+def set_account_status(request: Request, account_id: str, body: StatusIn,
+                       who: Admin) -> dict[str, object]:
+    """Deactivate, suspend or reactivate; sessions are revoked in the same transaction."""
+    change = admin.set_account_status(ctx_of(request), account_id, body.status,
+                                      reason=body.reason, actor=who.actor)
+    return {"account_id": account_id, "before": change.before, "after": change.after,
+            "sessions_revoked": change.sessions_revoked}
 
 
 @router.get("/connections")
