@@ -16,7 +16,7 @@ def parse_error(**fields: object) -> str:
 
 
 def test_parses_a_minimal_configuration_with_safe_defaults():
-    config = OidcConfig.parse({"issuer": "https://idp.example/", "client_id": CLIENT_ID})
+    config = OidcConfig.parse({"issuer": "https://idp.example", "client_id": CLIENT_ID})
 
     assert ("https://idp.example", ("openid", "email", "profile"), ("RS256", "PS256", "ES256"),
             "client_secret_basic") == (config.issuer, config.scopes, config.id_token_algs,

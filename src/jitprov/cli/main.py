@@ -137,6 +137,11 @@ def connection_add_oidc(
             "--entra-tenant", help="allowed Entra tenant id (repeat)")] = None,
         google_hd: Annotated[list[str] | None, typer.Option(
             "--google-hd", help="allowed Google Workspace domain (repeat)")] = None,
+        clock_skew: Annotated[int, typer.Option(
+            "--clock-skew", help="seconds of clock skew allowed on exp/iat/nbf")] = 60,
+        entra_any_tenant: Annotated[bool, typer.Option(
+            "--entra-any-tenant",
+            help="with --entra-multi-tenant: accept every Entra tenant")] = False,
         check: Annotated[bool, typer.Option(
             "--check/--no-check", help="fetch the discovery document now")] = True,
         database_url: DatabaseUrl = None) -> None:
@@ -146,7 +151,8 @@ def connection_add_oidc(
         "issuer": issuer, "client_id": client_id, "scopes": scopes.split(),
         "token_auth_method": auth_method, "userinfo": userinfo,
         "entra_multi_tenant": entra_multi_tenant,
-        "entra_allowed_tenants": entra_tenant or [], "google_hosted_domains": google_hd or []}
+        "entra_allowed_tenants": entra_tenant or [], "entra_any_tenant": entra_any_tenant,
+        "google_hosted_domains": google_hd or [], "clock_skew_seconds": clock_skew}
     record = admin.add_oidc_connection(
         _context(settings), tenant=tenant, slug=slug, config=config,
         client_secret=client_secret, mapping=_read(mapping) if mapping else None,

@@ -58,8 +58,9 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int) -> None:
     stop = threading.Event()
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     try:
+        # no access log: callback URLs carry codes and states, which never go to logs
         uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",
-                    proxy_headers=True)
+                    proxy_headers=True, access_log=False)
     finally:
         stop.set()
 
@@ -92,4 +93,5 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")
-    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning",
+                access_log=False)

@@ -207,7 +207,11 @@ def add_oidc_connection(ctx: ServiceContext, *, tenant: str, slug: str,
     else:
         secrets_["client_secret"] = client_secret
     if check_provider:
-        provider_metadata(ctx, parsed)
+        metadata = provider_metadata(ctx, parsed)
+        supported = metadata.token_endpoint_auth_methods
+        if parsed.token_auth_method not in supported:
+            raise InvalidInput(f"the provider does not accept {parsed.token_auth_method} at its "
+                               f"token endpoint (it accepts {', '.join(supported)})")
     return add_connection(ctx, tenant=tenant, slug=slug, kind="oidc", config=config,
                           secrets_=secrets_, mapping=mapping or DEFAULT_OIDC_MAPPING,
                           mapping_source=mapping_source or "default OIDC mapping", actor=actor)

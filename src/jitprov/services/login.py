@@ -133,10 +133,10 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
     conn = ctx.connections.get(connection_slug)
-    if not conn.enabled:
-        raise LoginRefused("connection_disabled", f"sign-in through {conn.slug} is disabled",
-                           request_id)
     try:
+        if not conn.enabled:
+            raise LoginRefused("connection_disabled",
+                               f"sign-in through {conn.slug} is disabled", request_id)
         _check_sizes(identity, request_id)
     except LoginRefused as refused:
         record_login_failure(ctx, conn.slug, refused.code, refused.reason,

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 
 from joserfc.jwk import ECKey
 
-from jitprov.core.errors import InvalidInput
+from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.protocols.oidc import (
     OidcConfig,
     OidcError,
     ProviderMetadata,
     build_authorization_request,
+    check_response_issuer,
     exchange_code,
     fetch_userinfo,
     identity_from_claims,
@@ -62,14 +63,14 @@ def start_oidc_login(ctx: ServiceContext, connection_slug: str, return_to: str |
     """Store the login request and return (state, the IdP authorization URL)."""
     conn = ctx.connections.get(connection_slug)
     config = connection_config(conn)
+    state = secrets.token_urlsafe(32)
     try:
         metadata = provider_metadata(ctx, config)
+        request = build_authorization_request(metadata, config, state=state,
+                                              redirect_uri=redirect_uri(base_url, conn.slug))
     except OidcError as exc:
         record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=None)
         raise
-    state = secrets.token_urlsafe(32)
-    request = build_authorization_request(metadata, config, state=state,
-                                          redirect_uri=redirect_uri(base_url, conn.slug))
     begin_login(ctx, conn.slug, return_to, {"browser": hash_token(browser_nonce),
                                             "nonce": request.nonce,
                                             "code_verifier": request.code_verifier},
@@ -88,6 +89,9 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
                                    request_id=request_id)
     conn = ctx.connections.get(connection_slug)
     try:
+        config = connection_config(conn)
+        metadata = provider_metadata(ctx, config)
+        check_response_issuer(metadata, params.get("iss"))
         if "error" in params:
             error = params["error"][:100]
             described = params.get("error_description", "")[:200]
@@ -96,8 +100,6 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         code = params.get("code")
         if not code:
             raise OidcError("invalid_response", "the identity provider sent no code")
-        config = connection_config(conn)
-        metadata = provider_metadata(ctx, config)
         sealed = ctx.secretbox.open(conn.secrets)
         tokens = exchange_code(
             ctx.http, metadata, config, code=code,
@@ -111,9 +113,14 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         userinfo = (fetch_userinfo(ctx.http, metadata, tokens.access_token,
                                    subject=str(claims["sub"])) if config.userinfo else None)
         identity = identity_from_claims(claims, userinfo)
-    except OidcError as exc:
+    except JitprovError as exc:  # anything before the decision: audited, then shown
         record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)
         raise
+    except (ValueError, TypeError) as exc:  # an unreadable sealed key, say: never a 500
+        record_login_failure(ctx, conn.slug, "misconfigured", type(exc).__name__,
+                             request_id=request_id)
+        raise InvalidInput("this sign-in connection is misconfigured; tell the "
+                           "administrator") from exc
     result = provision_on_login(ctx, conn.slug, identity, request_id=request_id,
                                 user_agent=user_agent, previous_session=previous_session)
     return dataclasses.replace(result, return_to=record.return_to)

@@ -7,7 +7,7 @@ Specifications implemented:
   (9: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt``).
 - OpenID Connect Discovery 1.0 (section 4): provider metadata, cached with a TTL; the JWKS is
   cached and re-fetched on an unknown ``kid`` at most once per interval.
-- RFC 7636 (PKCE), ``S256`` only.
+- RFC 7636 (PKCE), ``S256`` only; RFC 9207 (``iss`` in the authorization response).
 
 JOSE is joserfc's: keys come only from the provider's JWKS (``jku``, ``x5u`` and ``jwk``
 headers are never followed), algorithms from an allowlist of asymmetric ones (never ``none``,
@@ -19,6 +19,7 @@ from jitprov.protocols.oidc.errors import OidcError
 from jitprov.protocols.oidc.flow import (
     AuthorizationRequest,
     build_authorization_request,
+    check_response_issuer,
     exchange_code,
     fetch_userinfo,
     identity_from_claims,
@@ -34,6 +35,7 @@ __all__ = [
     "ProviderMetadata",
     "Providers",
     "build_authorization_request",
+    "check_response_issuer",
     "exchange_code",
     "fetch_userinfo",
     "identity_from_claims",

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jitprov.core.errors import InvalidInput
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                       r"[0-9a-fA-F]{12}$")
 
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
@@ -37,18 +50,34 @@ class OidcConfig(BaseModel):
     #: Entra ID "common"/"organizations" endpoints: the issuer is a template
     #: ``https://login.microsoftonline.com/{tenantid}/v2.0`` checked against the ``tid`` claim.
     entra_multi_tenant: bool = False
-    #: with ``entra_multi_tenant``: the Entra tenant ids allowed to sign in (empty: any).
+    #: with ``entra_multi_tenant``: the Entra tenant ids allowed to sign in. Required, unless
+    #: ``entra_any_tenant`` says that every Entra tenant and personal Microsoft account may
+    #: sign in (their admins, not yours, vouch for the emails they assert).
     entra_allowed_tenants: tuple[str, ...] = ()
+    entra_any_tenant: bool = False
     #: Google Workspace: only these hosted domains (the ``hd`` claim) may sign in.
     google_hosted_domains: tuple[str, ...] = ()
 
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https_or_loopback(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://127.0.0.1", "http://localhost",
-                                 "http://[::1]")):
+        # Kept exactly as given: Auth0's issuer ends in "/", and iss must match it exactly.
+        if not is_secure_url(value):
             raise ValueError("the issuer must be an https URL (http only on loopback)")
-        return value.rstrip("/")
+        return value
+
+    @model_validator(mode="after")
+    def _entra_tenants_are_chosen(self) -> OidcConfig:
+        if self.entra_multi_tenant:
+            if "{tenantid}" not in self.issuer:
+                raise ValueError("entra_multi_tenant needs an issuer with {tenantid}")
+            if not self.entra_allowed_tenants and not self.entra_any_tenant:
+                raise ValueError("entra_multi_tenant needs entra_allowed_tenants (or "
+                                 "entra_any_tenant to accept every Entra tenant)")
+            bad = [t for t in self.entra_allowed_tenants if not TENANT_ID.match(t)]
+            if bad:
+                raise ValueError(f"not Entra tenant ids (GUIDs): {', '.join(bad)}")
+        return self
 
     @field_validator("scopes")
     @classmethod
@@ -79,6 +108,19 @@ class OidcConfig(BaseModel):
     def discovery_issuer(self) -> str:
         """The issuer whose discovery document to fetch (the template's ``common`` form)."""
         return self.issuer.replace("{tenantid}", "common")
+
+
+def is_secure_url(url: str) -> bool:
+    """https, or http to a loopback host (tests, local IdPs); checked on the parsed host so
+    ``http://localhost.attacker.example`` or ``http://localhost@evil`` do not pass."""
+    try:
+        parsed = urlsplit(url)
+        host = parsed.hostname
+    except ValueError:
+        return False
+    if parsed.scheme == "https" and host:
+        return True
+    return parsed.scheme == "http" and parsed.username is None and host in LOOPBACK_HOSTS
 
 
 class OidcKind:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -18,13 +19,14 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import ECKey
 
 from jitprov.core.identity import ExternalIdentity
-from jitprov.protocols.oidc.config import OidcConfig
+from jitprov.protocols.oidc.config import TENANT_ID, OidcConfig
 from jitprov.protocols.oidc.errors import OidcError
 from jitprov.protocols.oidc.provider import (
-    MAX_DOCUMENT_BYTES,
     ProviderMetadata,
     Providers,
     get_json,
+    parse_json,
+    send,
 )
 
 #: Claims that describe the token, not the person: kept out of the mapping's claims.
@@ -40,6 +42,9 @@ class AuthorizationRequest:
     url: str
     nonce: str
     code_verifier: str
+
+    def __repr__(self) -> str:  # the nonce and verifier never reach a log
+        return "AuthorizationRequest(<hidden>)"
 
 
 def code_challenge(verifier: str) -> str:
@@ -96,16 +101,17 @@ def exchange_code(http: httpx.Client, metadata: ProviderMetadata, config: OidcCo
                                           "jwt-bearer",
                     client_assertion=client_assertion(config.client_id, metadata,
                                                       private_key, now=now))
-    try:
-        response = http.post(metadata.token_endpoint, data=form,
-                             auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
-                             headers={"Accept": "application/json"})
-    except httpx.HTTPError as exc:
-        raise OidcError("idp_unreachable", f"cannot reach the token endpoint: "
-                        f"{type(exc).__name__}") from exc
-    body = _json_object(response)
-    if response.status_code != 200:
-        error = str(body.get("error", f"HTTP {response.status_code}"))[:100]
+    request = http.build_request("POST", metadata.token_endpoint, data=form,
+                                 headers={"Accept": "application/json"})
+    if auth is not None:
+        request = next(auth.auth_flow(request))
+    status, raw = send(http, request, what="token endpoint")
+    body = parse_json(raw, what="token response")
+    if not isinstance(body, dict):
+        raise OidcError("idp_bad_response", f"the token endpoint answered HTTP {status} "
+                        "without a JSON object")
+    if status != 200:
+        error = str(body.get("error", f"HTTP {status}"))[:100]
         detail = " (the client id or secret is wrong)" if error == "invalid_client" else ""
         raise OidcError("token_error", f"the provider refused the code exchange: {error}"
                         f"{detail}")
@@ -118,19 +124,6 @@ def exchange_code(http: httpx.Client, metadata: ProviderMetadata, config: OidcCo
 
 def _form_encode(value: str) -> str:
     return quote_plus(value)
-
-
-def _json_object(response: httpx.Response) -> dict[str, object]:
-    if len(response.content) > MAX_DOCUMENT_BYTES:
-        raise OidcError("idp_bad_response", "the token response is too large")
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise OidcError("idp_bad_response", f"the token endpoint answered HTTP "
-                        f"{response.status_code} without a JSON object")
-    return body
 
 
 def client_assertion(client_id: str, metadata: ProviderMetadata, key: ECKey, *,
@@ -176,8 +169,8 @@ def _check_claims(claims: dict[str, object], config: OidcConfig, *, nonce: str,
     expected_issuer = config.issuer
     if config.entra_multi_tenant:
         tid = claims.get("tid")
-        if not isinstance(tid, str) or not tid:
-            raise OidcError("id_token_invalid", "the ID token has no tid claim (Entra)")
+        if not isinstance(tid, str) or not TENANT_ID.match(tid):
+            raise OidcError("id_token_invalid", "the ID token has no valid tid claim (Entra)")
         if config.entra_allowed_tenants and tid not in config.entra_allowed_tenants:
             raise OidcError("tenant_not_allowed", "your Entra ID tenant is not allowed to "
                             "sign in here")
@@ -199,7 +192,8 @@ def _check_claims(claims: dict[str, object], config: OidcConfig, *, nonce: str,
     if nbf is not None and (not _number(nbf) or float(nbf) > now + skew):  # type: ignore[arg-type]
         raise OidcError("id_token_invalid", "the ID token is not valid yet")
     token_nonce = claims.get("nonce")
-    if not isinstance(token_nonce, str) or not hmac.compare_digest(token_nonce, nonce):
+    if not isinstance(token_nonce, str) or not hmac.compare_digest(
+            token_nonce.encode("utf-8", "surrogatepass"), nonce.encode()):
         raise OidcError("nonce_mismatch", "the ID token does not answer this login (nonce)")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
@@ -210,7 +204,8 @@ def _check_claims(claims: dict[str, object], config: OidcConfig, *, nonce: str,
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def fetch_userinfo(http: httpx.Client, metadata: ProviderMetadata, access_token: str | None,
@@ -251,3 +246,14 @@ def identity_from_claims(claims: Mapping[str, object],
     subject = str(claims["sub"])
     kept = {k: v for k, v in merged.items() if k not in TOKEN_CLAIMS}
     return ExternalIdentity(issuer=issuer, subject=subject, claims=kept, notes=tuple(notes))
+
+
+def check_response_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
+    """RFC 9207 section 2.4: an ``iss`` in the authorization response must be the provider's;
+    when the provider advertises the parameter, it must be there (defeats IdP mix-up)."""
+    if iss is None:
+        if metadata.iss_parameter:
+            raise OidcError("invalid_response", "the provider's response carries no issuer")
+        return
+    if iss != metadata.issuer:
+        raise OidcError("invalid_response", "the response comes from another issuer")

@@ -8,6 +8,7 @@ of tokens with made-up ``kid`` values cannot make us hammer the provider.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +18,11 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from jitprov.protocols.oidc.config import is_secure_url
 from jitprov.protocols.oidc.errors import OidcError
 
 MAX_DOCUMENT_BYTES = 512 * 1024
+JWKS_TTL = 24 * 3600.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class ProviderMetadata:
     userinfo_endpoint: str | None
     token_endpoint_auth_methods: tuple[str, ...]
     code_challenge_methods: tuple[str, ...]
+    #: RFC 9207: the provider puts ``iss`` in its authorization responses
+    iss_parameter: bool = False
 
     @classmethod
     def parse(cls, document: object, expected_issuer: str) -> ProviderMetadata:
@@ -42,17 +47,24 @@ class ProviderMetadata:
         issuer = document.get("issuer")
         # Discovery 1.0 section 4.3: the issuer must be exactly the one configured.
         if issuer != expected_issuer:
+            shown = str(issuer)[:200]
             raise OidcError("discovery_invalid", f"the discovery document names issuer "
-                            f"{issuer!r}, not {expected_issuer!r}")
+                            f"{shown!r}, not {expected_issuer!r}")
         fields: dict[str, str] = {}
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             value = document.get(name)
-            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-                raise OidcError("discovery_invalid", f"the discovery document has no {name}")
+            # secrets and codes go to these: https only (http only on loopback)
+            if not isinstance(value, str) or not is_secure_url(value):
+                raise OidcError("discovery_invalid", f"the discovery document has no usable "
+                                f"{name} (https required)")
             fields[name] = value
         userinfo = document.get("userinfo_endpoint")
+        if isinstance(userinfo, str) and not is_secure_url(userinfo):
+            userinfo = None
         return cls(issuer=issuer, userinfo_endpoint=userinfo if isinstance(userinfo, str)
                    else None,
+                   iss_parameter=document.get(
+                       "authorization_response_iss_parameter_supported") is True,
                    token_endpoint_auth_methods=_strings(
                        document.get("token_endpoint_auth_methods_supported"),
                        default=("client_secret_basic",)),
@@ -67,23 +79,47 @@ def _strings(value: object, *, default: tuple[str, ...]) -> tuple[str, ...]:
     return default
 
 
+def send(http: httpx.Client, request: httpx.Request, *, what: str) -> tuple[int, bytes]:
+    """Send a request; read at most MAX_DOCUMENT_BYTES of the answer. Raises OidcError."""
+    try:
+        response = http.send(request, stream=True)
+        try:
+            declared = int(response.headers.get("content-length") or 0)
+            if declared > MAX_DOCUMENT_BYTES:
+                raise OidcError("idp_bad_response", f"the {what} is too large")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise OidcError("idp_bad_response", f"the {what} is too large")
+            return response.status_code, bytes(body)
+        finally:
+            response.close()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise OidcError("idp_unreachable", f"cannot reach the {what}: {type(exc).__name__}"
+                        ) from exc
+
+
+def parse_json(body: bytes, *, what: str) -> object:
+    """Decode a JSON answer. Raises OidcError for anything else, however nested."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise OidcError("idp_bad_response", f"the {what} is not usable JSON") from exc
+
+
 def get_json(http: httpx.Client, url: str, *, what: str,
              headers: dict[str, str] | None = None) -> object:
     """GET a JSON document. Raises OidcError (``idp_unreachable`` / ``idp_bad_response``)."""
     try:
-        response = http.get(url, headers={"Accept": "application/json", **(headers or {})})
-    except httpx.HTTPError as exc:
-        raise OidcError("idp_unreachable", f"cannot fetch the {what}: {type(exc).__name__}"
-                        ) from exc
-    if response.status_code != 200:
-        raise OidcError("idp_bad_response", f"the {what} answered HTTP {response.status_code}")
-    if len(response.content) > MAX_DOCUMENT_BYTES:
-        raise OidcError("idp_bad_response", f"the {what} is larger than {MAX_DOCUMENT_BYTES} "
-                        "bytes")
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise OidcError("idp_bad_response", f"the {what} is not JSON") from exc
+        request = http.build_request("GET", url, headers={"Accept": "application/json",
+                                                          **(headers or {})})
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise OidcError("idp_bad_response", f"the {what} URL is not valid") from exc
+    status, body = send(http, request, what=what)
+    if status != 200:
+        raise OidcError("idp_bad_response", f"the {what} answered HTTP {status}")
+    return parse_json(body, what=what)
 
 
 class Providers:
@@ -95,6 +131,7 @@ class Providers:
         self._lock = threading.Lock()
         self._metadata: dict[str, tuple[float, ProviderMetadata]] = {}
         self._keys: dict[str, tuple[float, KeySet]] = {}
+        self._attempts: dict[str, float] = {}  # last JWKS fetch attempt, failed ones included
 
     def metadata(self, issuer: str, *, discovery_issuer: str | None = None,
                  ttl: float = 3600) -> ProviderMetadata:
@@ -103,7 +140,7 @@ class Providers:
         cached = self._metadata.get(issuer)
         if cached is not None and now - cached[0] < ttl:
             return cached[1]
-        base = discovery_issuer or issuer
+        base = (discovery_issuer or issuer).rstrip("/")
         document = get_json(self.http, f"{base}/.well-known/openid-configuration",
                             what="discovery document")
         metadata = ProviderMetadata.parse(document, issuer)
@@ -111,19 +148,23 @@ class Providers:
             self._metadata[issuer] = (now, metadata)
         return metadata
 
-    def keys(self, jwks_uri: str) -> KeySet:
-        """The cached key set, fetched on first use."""
+    def keys(self, jwks_uri: str, *, ttl: float = JWKS_TTL) -> KeySet:
+        """The cached key set, fetched on first use and again after ``ttl`` seconds, so a key
+        the provider withdrew stops verifying within a day even without a new ``kid``."""
         cached = self._keys.get(jwks_uri)
-        if cached is not None:
+        if cached is not None and self._clock() - cached[0] < ttl:
             return cached[1]
         return self._fetch_keys(jwks_uri)
 
     def refresh_keys(self, jwks_uri: str, *, interval: float) -> KeySet | None:
         """Re-fetch the key set after an unknown ``kid``; None if it was fetched less than
         ``interval`` seconds ago (the rate limit)."""
-        cached = self._keys.get(jwks_uri)
-        if cached is not None and self._clock() - cached[0] < interval:
+        now = self._clock()
+        last = self._attempts.get(jwks_uri)
+        if last is not None and now - last < interval:
             return None
+        with self._lock:
+            self._attempts[jwks_uri] = now  # a failed fetch counts too: no retry storm
         return self._fetch_keys(jwks_uri)
 
     def _fetch_keys(self, jwks_uri: str) -> KeySet:
@@ -137,5 +178,7 @@ class Providers:
         except (JoseError, ValueError, TypeError) as exc:
             raise OidcError("idp_bad_response", f"the JWKS cannot be read: {exc}") from exc
         with self._lock:
-            self._keys[jwks_uri] = (self._clock(), keys)
+            now = self._clock()
+            self._keys[jwks_uri] = (now, keys)
+            self._attempts[jwks_uri] = now
         return keys

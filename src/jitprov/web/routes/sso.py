@@ -75,7 +75,7 @@ async def oidc_callback(request: Request) -> Response:
     slug = request.path_params["connection"]
     ctx = ctx_of(request)
     params = {k: v for k, v in request.query_params.items()
-              if k in ("code", "state", "error", "error_description")}
+              if k in ("code", "state", "iss", "error", "error_description")}
     state = params.get("state", "")
     result = await run_in_threadpool(
         lambda: complete_oidc_login(
