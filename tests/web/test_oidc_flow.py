@@ -201,3 +201,51 @@ def test_expired_id_token_is_refused(browser: TestClient, provider: FakeProvider
     assert "expired" in r.text
     assert admin.list_accounts(oidc_ctx, "hospital") == []
 
+
+
+def test_private_key_jwt_connection_publishes_only_its_public_key(
+        oidc_ctx: ServiceContext, browser: TestClient) -> None:
+    admin.add_oidc_connection(
+        oidc_ctx, tenant="hospital", slug="pkjwt",
+        config={"issuer": ISSUER, "client_id": "c2", "token_auth_method": "private_key_jwt"},
+        client_secret=None, mapping=None, mapping_source=None, check_provider=False)
+    [key] = browser.get("/sso/pkjwt/oidc/jwks.json").json()["keys"]
+    assert (key["kty"], key["crv"], key["alg"]) == ("EC", "P-256", "ES256")
+    assert "d" not in key
+    created = [e for e in audit_export.iter_events(oidc_ctx, "hospital")
+               if e.type == "connection.created" and e.data["connection"] == "pkjwt"]
+    assert '"d"' not in str(created[0].data)
+
+
+def test_add_oidc_from_the_cli_keeps_the_secret_out_of_output_and_audit(
+        capsys: pytest.CaptureFixture[str], tmp_path: object, database_url: str,
+        monkeypatch: pytest.MonkeyPatch, oidc_ctx: ServiceContext,
+        provider: FakeProvider) -> None:
+    from jitprov.cli import main as cli
+    from jitprov.services import context as context_module
+
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
+    monkeypatch.setenv("JITPROV_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+    real_context = context_module.ServiceContext
+
+    def with_fake_provider(**kw: object) -> ServiceContext:
+        http = httpx.Client(transport=httpx.MockTransport(provider.handler))
+        return real_context(http=http, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(context_module, "ServiceContext", with_fake_provider)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["connection", "add-oidc", "--tenant", "hospital", "--slug", "okta2",
+                  "--issuer", ISSUER, "--client-id", CLIENT_ID,
+                  "--database-url", database_url])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 0, err
+    assert "/sso/okta2/oidc/callback" in out
+    assert CLIENT_SECRET not in out + err
+    events = list(audit_export.iter_events(oidc_ctx, "hospital"))
+    assert CLIENT_SECRET not in str([e.data for e in events])
+    with oidc_ctx.db.engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT secrets FROM connection WHERE slug = 'okta2'").scalar_one()
+    assert CLIENT_SECRET not in stored
+    assert oidc_ctx.secretbox.open(stored) == {"client_secret": CLIENT_SECRET}
