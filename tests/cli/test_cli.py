@@ -179,3 +179,20 @@ def test_users_deactivate_and_reactivate(capsys: pytest.CaptureFixture[str],
     assert run(capsys, "users", "reactivate", account_id, "--reason", "back")[0] == 0
     assert [v.account.status for v in admin.list_accounts(ctx, "hospital")] == ["active"]
     ctx.db.dispose()
+
+
+def test_approvals_list_and_approve(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    from jitprov.services.login import provision_on_login
+    from tests.services.helpers import nurse
+
+    ctx = cli_context()
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
+    code, out, _ = run(capsys, "approvals", "list", "--tenant", "hospital")
+    request_id = out.split("\t")[0]
+    assert (code, out.split("\t")[1]) == (0, "charge-nurse")
+    code, out, _ = run(capsys, "approvals", "approve", request_id, "--reason", "lead",
+                       "--approver", "matron")
+    assert (code, out) == (0, f"request {request_id}: charge-nurse granted to "
+                              "ana@hospital.example\n")
+    ctx.db.dispose()

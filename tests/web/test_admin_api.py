@@ -122,3 +122,15 @@ def test_deactivation_through_the_api_ends_the_users_session(
     assert r.json() == {"account_id": login.account_id, "before": "active",
                         "after": "deactivated", "sessions_revoked": 1}
     assert current_session(ctx, login.session_token) is None
+
+
+def test_approvals_through_the_api(api: tuple[TestClient, dict[str, str]],
+                                   ctx: ServiceContext) -> None:
+    client, auth = api
+    provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
+    [request] = client.get("/api/tenants/hospital/approvals", headers=auth).json()
+    r = client.post(f"/api/approvals/{request['id']}", headers=auth,
+                    json={"approve": True, "reason": "night lead", "valid_days": 7})
+    assert (r.json()["role"], r.json()["approved"]) == ("charge-nurse", True)
+    assert client.post(f"/api/approvals/{request['id']}", headers=auth,
+                       json={"approve": False, "reason": "late"}).status_code == 409

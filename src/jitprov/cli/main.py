@@ -17,7 +17,7 @@ import typer
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, audit_export
+from jitprov.services import admin, approvals, audit_export
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.services.login import dry_run_login
 from jitprov.settings import Settings, SettingsError, load_settings
@@ -32,9 +32,10 @@ mapping_app = typer.Typer(no_args_is_help=True, help="Mapping files.")
 users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
-for sub, name in ((token_app, "admin-token"), (db_app, "db"), (tenant_app, "tenant"),
-                  (connection_app, "connection"), (mapping_app, "mapping"), (users_app, "users"),
-                  (audit_app, "audit")):
+approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approval.")
+for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_app, "db"),
+                  (tenant_app, "tenant"), (connection_app, "connection"),
+                  (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -286,6 +287,50 @@ def users_reactivate(account_id: str, reason: Annotated[str, typer.Option("--rea
     admin.set_account_status(_context(_settings(database_url)), account_id, "active",
                              reason=reason)
     typer.echo(f"account {account_id} reactivated")
+
+
+# -- approvals --------------------------------------------------------------------------------
+
+@approvals_app.command("list")
+def approvals_list(tenant: Annotated[str, typer.Option("--tenant")],
+                   database_url: DatabaseUrl = None) -> None:
+    """Roles waiting for an approver, oldest first."""
+    requests = approvals.list_requests(_context(_settings(database_url)), tenant)
+    if not requests:
+        typer.echo(f"tenant {tenant}: nothing waits for approval")
+    for r in requests:
+        typer.echo(f"{r.id}\t{r.role}\t{r.email or r.account_id}\trequested by {r.source}\t"
+                   f"{r.requested_at.isoformat(timespec='seconds')}")
+
+
+@approvals_app.command("approve")
+def approvals_approve(request_id: int, reason: Annotated[str, typer.Option("--reason")],
+                      approver: Annotated[str, typer.Option(
+                          "--approver", help="who approves (recorded in the audit log)")],
+                      valid_days: Annotated[int | None, typer.Option(
+                          min=1, help="time-bound access: the grant expires after")] = None,
+                      database_url: DatabaseUrl = None) -> None:
+    """Grant a requested role (source: approval; rules never revoke it)."""
+    from datetime import timedelta
+
+    decision = approvals.decide_request(
+        _context(_settings(database_url)), request_id, approve=True, reason=reason,
+        approver=f"cli:{approver}",
+        valid_for=timedelta(days=valid_days) if valid_days else None)
+    until = f" until {decision.expires_at.isoformat(timespec='seconds')}" \
+        if decision.expires_at else ""
+    typer.echo(f"request {request_id}: {decision.request.role} granted to "
+               f"{decision.request.email or decision.request.account_id}{until}")
+
+
+@approvals_app.command("deny")
+def approvals_deny(request_id: int, reason: Annotated[str, typer.Option("--reason")],
+                   approver: Annotated[str, typer.Option("--approver")],
+                   database_url: DatabaseUrl = None) -> None:
+    decision = approvals.decide_request(_context(_settings(database_url)), request_id,
+                                        approve=False, reason=reason,
+                                        approver=f"cli:{approver}")
+    typer.echo(f"request {request_id}: {decision.request.role} denied")
 
 
 # -- audit ------------------------------------------------------------------------------------

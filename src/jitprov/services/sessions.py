@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from jitprov.core.errors import InvalidInput
@@ -22,14 +23,16 @@ class SignedIn:
     view: AccountView
     connection: str | None
     subject: str | None
+    at: datetime  # when the session was read: time-bound grants past it are left out
 
     def as_me(self) -> dict[str, object]:
         acc = self.view.account
+        grants = sorted(g for g in acc.grants if g.expires_at is None or g.expires_at > self.at)
         attributes = {k: v for k, v in sorted(acc.profile.items()) if k not in ("email", "name")}
         return {
             "id": acc.id, "tenant": self.view.tenant_slug, "connection": self.connection,
             "external_id": self.subject, "email": acc.profile.get("email"),
-            "name": acc.profile.get("name"), "roles": sorted(acc.roles),
+            "name": acc.profile.get("name"), "roles": sorted({g.role for g in grants}),
             "groups": sorted(acc.groups), "attributes": attributes,
             "provisioned_by": acc.provisioned_by,
             "created_at": self.view.created_at.isoformat(),
@@ -37,7 +40,7 @@ class SignedIn:
             # additive to the contract: where each role came from
             "grants": [{"role": g.role, "source": g.source,
                         "expires_at": g.expires_at.isoformat() if g.expires_at else None}
-                       for g in sorted(acc.grants)],
+                       for g in grants],
             "pending_roles": [{"role": p.role, "source": p.source} for p in sorted(acc.pending)],
             "status": acc.status,
         }
@@ -57,12 +60,13 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive)."""
     if not token:
         return None
+    now = ctx.clock()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        record = uow.sessions.get_active(hash_token(token), ctx.clock())
+        record = uow.sessions.get_active(hash_token(token), now)
         if record is None:
             return None
         return SignedIn(uow.accounts.view(record.account_id), record.connection_slug,
-                        record.subject)
+                        record.subject, now)
 
 
 def end_session(ctx: ServiceContext, token: str | None) -> bool:

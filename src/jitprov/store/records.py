@@ -70,3 +70,16 @@ class LoginRequestRecord:
     return_to: str
     data: Mapping[str, object]
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingGrantRecord:
+    """A role waiting for an approver (``approval: required``)."""
+
+    id: int
+    account_id: str
+    email: str | None
+    role: str
+    source: str
+    status: str
+    requested_at: datetime

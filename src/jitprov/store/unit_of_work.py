@@ -20,6 +20,7 @@ from jitprov.store.repositories import (
     ConnectionRepository,
     LoginRequestRepository,
     Outbox,
+    PendingGrantRepository,
     RaceLost,
     SessionRepository,
     TenantRepository,
@@ -35,6 +36,7 @@ class UnitOfWork:
     audit: AuditLog
     outbox: Outbox
     admin_tokens: AdminTokenRepository
+    pending_grants: PendingGrantRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -79,6 +81,7 @@ class UnitOfWork:
         self.audit = AuditLog(conn)
         self.outbox = Outbox(conn)
         self.admin_tokens = AdminTokenRepository(conn)
+        self.pending_grants = PendingGrantRepository(conn)
         return self
 
     def commit(self) -> None:

@@ -5,6 +5,7 @@ FastAPI serves it for request validation and the OpenAPI document at ``/openapi.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, audit_export
+from jitprov.services import admin, approvals, audit_export
 from jitprov.services.admin import AdminPrincipal
 from jitprov.services.login import dry_run_login
 from jitprov.store.records import AccountView
@@ -102,6 +103,30 @@ def set_account_status(request: Request, account_id: str, body: StatusIn,
                                       reason=body.reason, actor=who.actor)
     return {"account_id": account_id, "before": change.before, "after": change.after,
             "sessions_revoked": change.sessions_revoked}
+
+
+class ApprovalIn(BaseModel):
+    approve: bool
+    reason: str = Field(min_length=1)
+    valid_days: int | None = Field(None, ge=1)
+
+
+@router.get("/tenants/{tenant}/approvals")
+def list_approvals(request: Request, tenant: str, _: Admin) -> list[dict[str, object]]:
+    return [{"id": r.id, "account_id": r.account_id, "email": r.email, "role": r.role,
+             "requested_by": r.source, "requested_at": r.requested_at.isoformat()}
+            for r in approvals.list_requests(ctx_of(request), tenant)]
+
+
+@router.post("/approvals/{request_id}")
+def decide_approval(request: Request, request_id: int, body: ApprovalIn,
+                    who: Admin) -> dict[str, object]:
+    decision = approvals.decide_request(
+        ctx_of(request), request_id, approve=body.approve, reason=body.reason,
+        approver=who.actor,
+        valid_for=timedelta(days=body.valid_days) if body.valid_days else None)
+    return {"id": request_id, "role": decision.request.role, "approved": decision.approved,
+            "expires_at": decision.expires_at.isoformat() if decision.expires_at else None}
 
 
 @router.get("/connections")
