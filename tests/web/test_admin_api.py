@@ -13,7 +13,7 @@ from jitprov.services.context import ServiceContext
 from jitprov.services.login import provision_on_login
 from tests.conftest import Clock
 from tests.services.helpers import nurse, setup_connection
-from tests.web.test_login_flow import make_client
+from tests.web.helpers import make_client
 
 
 @pytest.fixture

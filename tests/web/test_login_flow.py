@@ -2,63 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import pytest
 from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.settings import Settings
-from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY
 from tests.services.helpers import setup_connection
-
-ME_KEYS = {"id", "tenant", "connection", "external_id", "email", "name", "roles", "groups",
-           "attributes", "provisioned_by", "created_at", "updated_at"}
-
-
-def make_client(ctx: ServiceContext, *, dev_mode: bool = True) -> TestClient:
-    settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY,
-                        dev_mode=dev_mode)
-    return TestClient(create_app(settings, ctx=ctx), base_url="http://testserver",
-                      raise_server_exceptions=False, follow_redirects=False)
-
-
-@pytest.fixture
-def client(ctx: ServiceContext) -> Iterator[TestClient]:
-    setup_connection(ctx)
-    with make_client(ctx) as c:
-        yield c
-
-
-def hidden_fields(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
-
-
-def start(client: TestClient, return_to: str = "/me") -> str:
-    r = client.get("/sso/idp/login", params={"return_to": return_to})
-    assert r.status_code == 303
-    location = r.headers["location"]
-    assert location.startswith("/dev/idp/idp?state=")
-    return location.split("state=", 1)[1]
-
-
-def idp_response(client: TestClient, state: str, **fields: str) -> dict[str, str]:
-    form = {"state": state, "email": "ana@hospital.example", "email_verified": "on",
-            "name": "Ana Lima", "department": "Ward 3", "groups": "Nurses"}
-    form.update(fields)
-    r = client.post("/dev/idp/idp/authorize", data=form)
-    assert r.status_code == 200
-    return hidden_fields(r.text)
-
-
-def sign_in(client: TestClient, return_to: str = "/me", **fields: str) -> TestClient:
-    state = start(client, return_to)
-    r = client.post("/sso/idp/mock/callback", data=idp_response(client, state, **fields))
-    assert r.status_code == 303, r.text
-    return client
+from tests.web.helpers import ME_KEYS, idp_response, make_client, sign_in, start
 
 
 def test_first_login_provisions_and_me_returns_the_contract(client: TestClient) -> None:

@@ -1,0 +1,57 @@
+"""GET /auth/verify in-process: the contract reverse proxies rely on."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from jitprov.services import admin
+from jitprov.services.context import ServiceContext
+from jitprov.web.routes.forward_auth import header_value
+from tests.web.helpers import sign_in
+
+
+def test_no_session_is_401(client: TestClient) -> None:
+    r = client.get("/auth/verify")
+    assert (r.status_code, r.headers["cache-control"]) == (401, "no-store")
+
+
+def test_signed_in_user_gets_identity_headers(client: TestClient) -> None:
+    sign_in(client)
+    r = client.get("/auth/verify")
+    assert r.status_code == 200
+    me = client.get("/me").json()
+    assert {k: v for k, v in r.headers.items() if k.startswith("x-jitprov-")} == {
+        "x-jitprov-user": me["id"], "x-jitprov-email": "ana@hospital.example",
+        "x-jitprov-name": "Ana Lima", "x-jitprov-roles": "nurse,staff",
+        "x-jitprov-groups": "Nurses", "x-jitprov-tenant": "hospital"}
+
+
+def test_required_role_is_enforced(client: TestClient) -> None:
+    sign_in(client)
+    assert client.get("/auth/verify", params={"role": "pharmacist"}).status_code == 403
+    assert client.get("/auth/verify", params=[("role", "pharmacist"), ("role", "nurse")]
+                      ).status_code == 200
+
+
+def test_deactivated_account_is_refused_on_the_next_request(
+        client: TestClient, ctx: ServiceContext) -> None:
+    sign_in(client)
+    account_id = client.get("/me").json()["id"]
+    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    assert client.get("/auth/verify").status_code == 401
+
+
+def test_redirect_mode_sends_to_the_login_with_the_original_path(
+        client: TestClient) -> None:
+    r = client.get("/auth/verify", params={"mode": "redirect", "login": "idp"},
+                   headers={"X-Forwarded-Uri": "/ward/rota?day=mon"})
+    assert r.status_code == 302
+    assert r.headers["location"] == "/sso/idp/login?return_to=%2Fward%2Frota%3Fday%3Dmon"
+    r = client.get("/auth/verify", params={"mode": "redirect", "login": "idp"},
+                   headers={"X-Forwarded-Uri": "https://evil.example/"})
+    assert r.headers["location"] == "/sso/idp/login?return_to=%2F"
+
+
+def test_header_values_cannot_split_headers() -> None:
+    assert header_value("José Ña") == "Jos%C3%A9 %C3%91a"
+    assert header_value("x\r\nX-Jitprov-Roles: admin") == "x%0D%0AX-Jitprov-Roles: admin"
