@@ -33,9 +33,11 @@ users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approval.")
+keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity tokens for apps.")
 for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_app, "db"),
                   (tenant_app, "tenant"), (connection_app, "connection"),
-                  (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit")):
+                  (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit"),
+                  (keys_app, "keys")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -331,6 +333,22 @@ def approvals_deny(request_id: int, reason: Annotated[str, typer.Option("--reaso
                                         approve=False, reason=reason,
                                         approver=f"cli:{approver}")
     typer.echo(f"request {request_id}: {decision.request.role} denied")
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+@keys_app.command("rotate")
+def keys_rotate(overlap_hours: Annotated[int, typer.Option(
+                    min=0, help="how long the previous key stays published")] = 24,
+                database_url: DatabaseUrl = None) -> None:
+    """Make a new signing key; tokens signed by the previous one verify during the overlap."""
+    from datetime import timedelta
+
+    from jitprov.services.identity_tokens import rotate_keys
+
+    kid = rotate_keys(_context(_settings(database_url)),
+                      overlap=timedelta(hours=overlap_hours))
+    typer.echo(f"signing key {kid} active; previous keys published for {overlap_hours} h")
 
 
 # -- audit ------------------------------------------------------------------------------------

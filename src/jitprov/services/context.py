@@ -86,6 +86,8 @@ class ServiceContext:
         timeout=httpx.Timeout(10.0), follow_redirects=False))
     connections: ConnectionCache = field(init=False)
     oidc: Providers = field(init=False)
+    #: per-process caches of other services, keyed by their name (e.g. the signing key)
+    caches: dict[str, object] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.connections = ConnectionCache(self.db)

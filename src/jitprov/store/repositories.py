@@ -666,3 +666,43 @@ class AdminTokenRepository:
             .values(revoked_at=now))
         if not result.rowcount:
             raise NotFound(f"no active admin token {token_id}")
+
+
+class SigningKeyRepository:
+    """Keys that sign identity tokens for applications; only the active one signs, every
+    unretired one is published in the JWKS (rotation with overlap)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add(self, *, kid: str, sealed_private: str, public_jwk: Mapping[str, object],
+            now: datetime) -> None:
+        """Add a key and make it the active one; the previous active key stays published."""
+        self._c.execute(t.signing_key.update().where(t.signing_key.c.active.is_(True))
+                        .values(active=False))
+        self._c.execute(t.signing_key.insert(), {
+            "kid": kid, "private_jwk": sealed_private, "public_jwk": dict(public_jwk),
+            "created_at": now, "active": True, "retire_after": None})
+
+    def active(self) -> tuple[str, str] | None:
+        """(kid, sealed private JWK) of the key that signs, or None before the first."""
+        row = self._c.execute(sa.select(t.signing_key.c.kid, t.signing_key.c.private_jwk)
+                              .where(t.signing_key.c.active.is_(True))).first()
+        return None if row is None else (row.kid, row.private_jwk)
+
+    def retire_inactive(self, after: datetime) -> int:
+        """Schedule the unpublishing of every inactive key not yet scheduled."""
+        result = self._c.execute(
+            t.signing_key.update().where(t.signing_key.c.active.is_(False),
+                                         t.signing_key.c.retire_after.is_(None))
+            .values(retire_after=after))
+        return int(result.rowcount)
+
+    def published(self, now: datetime) -> list[dict[str, object]]:
+        """Public JWKs of the active key and of the keys not yet retired, newest first."""
+        rows = self._c.execute(
+            sa.select(t.signing_key.c.public_jwk)
+            .where(sa.or_(t.signing_key.c.retire_after.is_(None),
+                          t.signing_key.c.retire_after > now))
+            .order_by(t.signing_key.c.created_at.desc()))
+        return [dict(r.public_jwk) for r in rows]

@@ -194,3 +194,13 @@ admin_token = sa.Table(
     sa.Column("revoked_at", TS, nullable=True),
     sa.Column("last_used_at", TS, nullable=True),
 )
+
+signing_key = sa.Table(
+    "signing_key", metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("private_jwk", sa.Text, nullable=False),  # Fernet token (SecretBox)
+    sa.Column("public_jwk", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),  # the one that signs new tokens
+    sa.Column("retire_after", TS, nullable=True),  # still published (verifiable) until then
+)

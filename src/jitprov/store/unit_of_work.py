@@ -23,6 +23,7 @@ from jitprov.store.repositories import (
     PendingGrantRepository,
     RaceLost,
     SessionRepository,
+    SigningKeyRepository,
     TenantRepository,
 )
 
@@ -37,6 +38,7 @@ class UnitOfWork:
     outbox: Outbox
     admin_tokens: AdminTokenRepository
     pending_grants: PendingGrantRepository
+    signing_keys: SigningKeyRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -82,6 +84,7 @@ class UnitOfWork:
         self.outbox = Outbox(conn)
         self.admin_tokens = AdminTokenRepository(conn)
         self.pending_grants = PendingGrantRepository(conn)
+        self.signing_keys = SigningKeyRepository(conn)
         return self
 
     def commit(self) -> None:

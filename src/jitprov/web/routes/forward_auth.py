@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from jitprov.services.identity_tokens import issue_token
 from jitprov.services.sessions import current_session, safe_return_to
-from jitprov.web.routes.common import SESSION_COOKIE, ctx_of
+from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
 
 HEADER_PREFIX = "X-Jitprov-"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -49,6 +50,10 @@ async def verify(request: Request) -> Response:
         f"{HEADER_PREFIX}Roles": header_value(",".join(roles)),
         f"{HEADER_PREFIX}Groups": header_value(",".join(groups)),
         f"{HEADER_PREFIX}Tenant": str(me["tenant"]),
+        # the same identity, signed: apps that verify it need not trust the proxy hop
+        f"{HEADER_PREFIX}Token": (await run_in_threadpool(
+            issue_token, ctx_of(request), signed_in,
+            issuer=settings_of(request).base_url)).token,
         **NO_STORE,
     }
     return Response(status_code=200, headers=headers)

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from jitprov.services import admin
+from jitprov.services.identity_tokens import issue_token, published_keys
 from jitprov.services.sessions import current_session, end_session
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -37,6 +38,26 @@ async def me(request: Request) -> Response:
     return JSONResponse(signed_in.as_me(), headers={"Cache-Control": "no-store"})
 
 
+async def me_token(request: Request) -> Response:
+    """A short-lived signed identity token (ES256 JWT) for the signed-in account."""
+    ctx = ctx_of(request)
+    signed_in = await run_in_threadpool(current_session, ctx,
+                                        request.cookies.get(SESSION_COOKIE))
+    if signed_in is None:
+        return JSONResponse({"error": "unauthenticated", "message": "no valid session"},
+                            status_code=401, headers={"Cache-Control": "no-store"})
+    issued = await run_in_threadpool(issue_token, ctx, signed_in,
+                                     issuer=settings_of(request).base_url)
+    return JSONResponse({"token": issued.token, "token_type": "JWT",
+                         "expires_in": issued.expires_in},
+                        headers={"Cache-Control": "no-store"})
+
+
+async def jwks(request: Request) -> Response:
+    keys = await run_in_threadpool(published_keys, ctx_of(request))
+    return JSONResponse(keys, headers={"Cache-Control": "max-age=60"})
+
+
 async def logout(request: Request) -> Response:
     await run_in_threadpool(end_session, ctx_of(request), request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/", status_code=303)
@@ -51,6 +72,8 @@ async def healthz(_request: Request) -> Response:
 ROUTES = [
     ("/", home, ["GET"]),
     ("/me", me, ["GET"]),
+    ("/me/token", me_token, ["GET"]),
+    ("/.well-known/jwks.json", jwks, ["GET"]),
     ("/logout", logout, ["POST"]),
     ("/healthz", healthz, ["GET"]),
 ]

@@ -1,0 +1,22 @@
+"""For applications behind jitprov: verify the signed identity token and read who is there.
+
+The token is an ES256 JWT jitprov passes upstream on forward-auth (``X-Jitprov-Token``) and
+serves at ``/me/token``; its keys are at ``{issuer}/.well-known/jwks.json``. This package only
+needs joserfc and httpx, and never trusts plain ``X-Jitprov-*`` headers.
+
+    verifier = IdentityVerifier(issuer="https://sso.hospital.example")
+    app = JitprovMiddleware(app, verifier)          # any ASGI app
+    @app.get("/rota")                                # FastAPI
+    def rota(who: Identity = Depends(requires_role("nurse", verifier=verifier))): ...
+"""
+
+from jitprov.client.verify import (
+    Identity,
+    IdentityVerifier,
+    InvalidIdentity,
+    JitprovMiddleware,
+    requires_role,
+)
+
+__all__ = ["Identity", "IdentityVerifier", "InvalidIdentity", "JitprovMiddleware",
+           "requires_role"]

@@ -1,0 +1,127 @@
+"""Signed identity for apps: /me/token, the JWKS, key rotation, and jitprov.client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from jitprov.client import Identity, IdentityVerifier, InvalidIdentity, JitprovMiddleware
+from jitprov.client import requires_role as client_requires_role
+from jitprov.services.context import ServiceContext
+from jitprov.services.identity_tokens import rotate_keys
+from tests.conftest import Clock
+from tests.web.helpers import make_client, sign_in
+
+
+def verifier_for(client: TestClient) -> IdentityVerifier:
+    return IdentityVerifier("http://testserver", http=client)
+
+
+def token_of(client: TestClient) -> str:
+    r = client.get("/me/token")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    token: str = r.json()["token"]
+    return token
+
+
+def test_me_token_verifies_and_describes_the_account(client: TestClient,
+                                                     clock: Clock) -> None:
+    sign_in(client)
+    identity = verifier_for(client).verify(token_of(client),
+                                           now=int(clock.now.timestamp()))
+    me = client.get("/me").json()
+    assert identity == Identity(sub=me["id"], tenant="hospital", email="ana@hospital.example",
+                                name="Ana Lima", roles=frozenset({"nurse", "staff"}),
+                                groups=frozenset({"Nurses"}))
+
+
+def test_me_token_needs_a_session(client: TestClient) -> None:
+    assert client.get("/me/token").status_code == 401
+
+
+def test_expired_tampered_or_foreign_tokens_are_refused(client: TestClient,
+                                                        clock: Clock) -> None:
+    sign_in(client)
+    token = token_of(client)
+    verifier = verifier_for(client)
+    now = int(clock.now.timestamp())
+    with pytest.raises(InvalidIdentity):
+        verifier.verify(token, now=now + 600)  # 5 minutes of life, 30 s of leeway
+    head, body, sig = token.split(".")
+    with pytest.raises(InvalidIdentity):
+        verifier.verify(f"{head}.{body}.{sig[::-1]}", now=now)
+    with pytest.raises(InvalidIdentity):
+        IdentityVerifier("http://other-issuer", http=client).verify(token, now=now)
+
+
+def test_rotation_keeps_old_tokens_valid_during_the_overlap_only(
+        client: TestClient, ctx: ServiceContext, clock: Clock) -> None:
+    sign_in(client)
+    old = token_of(client)
+    rotate_keys(ctx, overlap=timedelta(hours=1))
+    new = token_of(client)
+    assert old.split(".")[0] != new.split(".")[0]  # another kid in the header
+    now = int(clock.now.timestamp())
+    verifier = verifier_for(client)
+    assert verifier.verify(old, now=now).sub == verifier.verify(new, now=now).sub
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 2
+    clock.advance(hours=2)
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 1
+    with pytest.raises(InvalidIdentity):  # a fresh app no longer finds the old key
+        verifier_for(client).verify(old, now=now)
+
+
+def test_forward_auth_passes_a_token_the_app_can_verify(client: TestClient,
+                                                        clock: Clock) -> None:
+    sign_in(client)
+    token = client.get("/auth/verify").headers["x-jitprov-token"]
+    identity = verifier_for(client).verify(token, now=int(clock.now.timestamp()))
+    assert identity.roles == frozenset({"nurse", "staff"})
+
+
+def test_middleware_and_dependency_protect_an_app(ctx: ServiceContext, clock: Clock) -> None:
+    from tests.services.helpers import setup_connection
+
+    clock.now = datetime.now(UTC)  # the app verifies against the real clock
+    setup_connection(ctx)
+    with make_client(ctx) as idp:
+        sign_in(idp)
+        token = idp.get("/me/token").json()["token"]
+        verifier = IdentityVerifier("http://testserver", http=idp)
+
+        async def whoami(request: Request) -> JSONResponse:
+            who = request.state.jitprov_identity
+            return JSONResponse({"email": who.email if who else None})
+
+        plain = JitprovMiddleware(Starlette(routes=[Route("/", whoami)]), verifier,
+                                  required=True)
+        with TestClient(plain) as app:
+            assert app.get("/").status_code == 401
+            assert app.get("/", headers={"X-Jitprov-Roles": "admin"}).status_code == 401
+            assert app.get("/", headers={"X-Jitprov-Token": token}).json() == {
+                "email": "ana@hospital.example"}
+
+        api = FastAPI()
+
+        @api.get("/pharmacy")
+        def pharmacy(who: Identity = Depends(client_requires_role(
+                "pharmacist", verifier=verifier))) -> dict[str, str]:
+            return {"sub": who.sub}
+
+        @api.get("/ward")
+        def ward(who: Identity = Depends(client_requires_role(
+                "nurse", verifier=verifier))) -> dict[str, str]:
+            return {"sub": who.sub}
+
+        with TestClient(api) as app:
+            assert app.get("/ward").status_code == 401
+            assert app.get("/pharmacy", headers={"X-Jitprov-Token": token}).status_code == 403
+            assert app.get("/ward", headers={"X-Jitprov-Token": token}).status_code == 200
