@@ -256,3 +256,47 @@ def test_measure_latency_through_nginx_against_direct(
     (tmp_path / "latency.txt").write_text("\n".join(lines) + "\n", "utf-8")
     with capsys.disabled():
         print("\nforward-auth latency: " + "; ".join(lines))
+
+
+def test_a_role_waiting_for_approval_is_not_passed_on(stack: Stack, client: httpx.Client) -> None:
+    sign_in(client, "/app/ward", email="ben.okafor@demo.hospital", name="Ben Okafor",
+            groups="Nurses,Charge Nurses")
+    assert client.get("/app/ward").status_code == 200
+    assert only_value(last_request(stack.app, "/app/ward"), "X-Jitprov-Roles") == "nurse,staff"
+
+
+def test_redirect_mode_as_traefik_and_caddy_call_it(stack: Stack) -> None:
+    """docs/forward-auth/traefik.yml and Caddyfile are not run here; what they rely on is: the
+    302 of ``mode=redirect&login=demo`` to the login, with X-Forwarded-Uri as return_to."""
+    verify = stack.jitprov.url + "/auth/verify"
+    original = "/app/search?q=ward&page=2"
+    with httpx.Client(follow_redirects=False, timeout=10.0) as proxy:
+        answer = proxy.get(verify, params={"mode": "redirect", "login": "demo"},
+                           headers={"X-Forwarded-Uri": original})
+        assert answer.status_code == 302
+        target = urlsplit(answer.headers["location"])
+        assert (target.scheme, target.netloc, target.path) == ("", "", "/sso/demo/login")
+        assert parse_qs(target.query) == {"return_to": [original]}
+        # an absolute URL is not a local path: the login comes back to /
+        answer = proxy.get(verify, params={"mode": "redirect", "login": "demo"},
+                           headers={"X-Forwarded-Uri": "//evil.example/x"})
+        assert parse_qs(urlsplit(answer.headers["location"]).query) == {"return_to": ["/"]}
+        # default mode: 401, never a redirect (nginx's auth_request only knows 2xx/401/403)
+        assert proxy.get(verify, headers={"X-Original-URI": original}).status_code == 401
+
+
+def test_one_of_several_required_roles_is_enough(stack: Stack, client: httpx.Client) -> None:
+    """What a proxy sends for ``?role=a&role=b``, straight to jitprov with the session cookie."""
+    sign_in(client, "/app/page", email="ana.lima@demo.hospital", name="Ana Lima",
+            groups="Nurses")
+    cookie = {"Cookie": f"jitprov_session={client.cookies['jitprov_session']}"}
+    verify = stack.jitprov.url + "/auth/verify"
+    with httpx.Client(follow_redirects=False, timeout=10.0) as proxy:
+        either = proxy.get(verify, params=[("role", "pharmacist"), ("role", "nurse")],
+                           headers=cookie)
+        assert either.status_code == 200
+        assert either.headers["X-Jitprov-Roles"] == "nurse,staff"
+        neither = proxy.get(verify, params=[("role", "pharmacist"), ("role", "admin")],
+                            headers=cookie)
+        assert neither.status_code == 403
+        assert not [h for h in neither.headers if h.lower().startswith("x-jitprov-")]
