@@ -28,7 +28,7 @@ test: $(VENV)/.installed-dev check
 check: lint typecheck imports
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

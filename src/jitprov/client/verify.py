@@ -52,7 +52,7 @@ class IdentityVerifier:
                  refresh_interval: float = 30.0) -> None:
         self.issuer = issuer.rstrip("/")
         self.audience = audience
-        self._http = http or httpx.Client(timeout=5.0)
+        self.http = http or httpx.Client(timeout=5.0)
         self._leeway = leeway
         self._interval = refresh_interval
         self._lock = threading.Lock()
@@ -61,7 +61,7 @@ class IdentityVerifier:
 
     def _fetch(self) -> KeySet:
         try:
-            response = self._http.get(f"{self.issuer}/.well-known/jwks.json")
+            response = self.http.get(f"{self.issuer}/.well-known/jwks.json")
             response.raise_for_status()
             keys = KeySet.import_key_set(response.json())
         except (httpx.HTTPError, ValueError, JoseError) as exc:
