@@ -135,6 +135,8 @@ def test_login_through_nginx_provisions_and_passes_identity(
         "X-Jitprov-Groups": "Nurses",
         "X-Jitprov-Tenant": "demo",
     }
+    token = only_value(seen, "X-Jitprov-Token")
+    assert token.count(".") == 2  # the signed copy reaches the app too
 
 
 def test_a_query_string_survives_the_login(stack: Stack, client: httpx.Client) -> None:

@@ -6,7 +6,7 @@ from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.web.routes.forward_auth import header_value
+from jitprov.web.routes.forward_auth import header_list, header_value
 from tests.web.helpers import sign_in
 
 
@@ -57,3 +57,7 @@ def test_redirect_mode_sends_to_the_login_with_the_original_path(
 def test_header_values_cannot_split_headers() -> None:
     assert header_value("José Ña") == "Jos%C3%A9 %C3%91a"
     assert header_value("x\r\nX-Jitprov-Roles: admin") == "x%0D%0AX-Jitprov-Roles: admin"
+
+
+def test_list_items_keep_their_own_commas() -> None:
+    assert header_list(["Ward 3, Nights", "Nurses"]) == "Ward 3%2C Nights,Nurses"

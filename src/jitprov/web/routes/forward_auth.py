@@ -31,6 +31,11 @@ def header_value(value: str) -> str:
     return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
+def header_list(items: list[str]) -> str:
+    """Comma-separated, each item's own commas percent-encoded: "Ward 3, Nights" stays one."""
+    return ",".join(header_value(item).replace(",", "%2C") for item in items)
+
+
 async def verify(request: Request) -> Response:
     signed_in = await run_in_threadpool(current_session, ctx_of(request),
                                         request.cookies.get(SESSION_COOKIE))
@@ -47,8 +52,8 @@ async def verify(request: Request) -> Response:
         f"{HEADER_PREFIX}User": str(me["id"]),
         f"{HEADER_PREFIX}Email": header_value(str(me["email"] or "")),
         f"{HEADER_PREFIX}Name": header_value(str(me["name"] or "")),
-        f"{HEADER_PREFIX}Roles": header_value(",".join(roles)),
-        f"{HEADER_PREFIX}Groups": header_value(",".join(groups)),
+        f"{HEADER_PREFIX}Roles": header_list(roles),
+        f"{HEADER_PREFIX}Groups": header_list(groups),
         f"{HEADER_PREFIX}Tenant": str(me["tenant"]),
         # the same identity, signed: apps that verify it need not trust the proxy hop
         f"{HEADER_PREFIX}Token": (await run_in_threadpool(
