@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import oidc, provision
+from bench import forward_auth, oidc, provision
 
 RESULTS = Path(__file__).with_name("results")
-BENCHMARKS = {"provision": provision.run, "oidc": oidc.run}
+BENCHMARKS = {"provision": provision.run, "oidc": oidc.run,
+              "forward_auth": forward_auth.run}
 
 
 def machine() -> dict[str, object]:
