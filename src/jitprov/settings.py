@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -26,6 +27,8 @@ class Settings:
     session_ttl: timedelta = timedelta(hours=12)  # one long shift
     login_request_ttl: timedelta = timedelta(minutes=10)
     dev_mode: bool = False
+    #: prefix of the forward-auth identity headers (``X-Jitprov-User``...)
+    forward_auth_header_prefix: str = "X-Jitprov-"
 
     @property
     def cookie_secure(self) -> bool:
@@ -53,9 +56,14 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     base_url = env.get("JITPROV_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise SettingsError(f"JITPROV_BASE_URL must start with http:// or https://: {base_url!r}")
+    prefix = env.get("JITPROV_FORWARD_AUTH_HEADER_PREFIX", "X-Jitprov-")
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,40}", prefix):
+        raise SettingsError("JITPROV_FORWARD_AUTH_HEADER_PREFIX must be letters, digits and "
+                            f"hyphens (like X-Auth-), not {prefix!r}")
     key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
     return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
-                    base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode)
+                    base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode,
+                    forward_auth_header_prefix=prefix)
 
 
 def _key_from_file(path: Path) -> str:

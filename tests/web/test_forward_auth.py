@@ -61,3 +61,32 @@ def test_header_values_cannot_split_headers() -> None:
 
 def test_list_items_keep_their_own_commas() -> None:
     assert header_list(["Ward 3, Nights", "Nurses"]) == "Ward 3%2C Nights,Nurses"
+
+
+def test_header_names_follow_the_configured_prefix(ctx: ServiceContext) -> None:
+    from starlette.testclient import TestClient as Client
+
+    from jitprov.settings import Settings
+    from jitprov.web.app import create_app
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.services.helpers import setup_connection
+
+    setup_connection(ctx)
+    settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY,
+                        dev_mode=True, forward_auth_header_prefix="X-Auth-")
+    with Client(create_app(settings, ctx=ctx), base_url="http://testserver",
+                follow_redirects=False) as c:
+        sign_in(c)
+        r = c.get("/auth/verify")
+    assert r.headers["x-auth-roles"] == "nurse,staff"
+    assert "x-jitprov-roles" not in r.headers
+
+
+def test_a_malformed_header_prefix_is_refused_at_start() -> None:
+    import pytest
+
+    from jitprov.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError):
+        load_settings({"JITPROV_SECRET_KEY": "k",
+                       "JITPROV_FORWARD_AUTH_HEADER_PREFIX": "X-Bad:\r\n"})

@@ -6,6 +6,7 @@ needs joserfc and httpx, and never trusts plain ``X-Jitprov-*`` headers.
 
     verifier = IdentityVerifier(issuer="https://sso.hospital.example")
     app = JitprovMiddleware(app, verifier)          # any ASGI app
+    app.wsgi_app = JitprovWsgiMiddleware(app.wsgi_app, verifier)   # Flask (WSGI)
     @app.get("/rota")                                # FastAPI
     def rota(who: Identity = Depends(requires_role("nurse", verifier=verifier))): ...
 """
@@ -15,8 +16,9 @@ from jitprov.client.verify import (
     IdentityVerifier,
     InvalidIdentity,
     JitprovMiddleware,
+    JitprovWsgiMiddleware,
     requires_role,
 )
 
 __all__ = ["Identity", "IdentityVerifier", "InvalidIdentity", "JitprovMiddleware",
-           "requires_role"]
+           "JitprovWsgiMiddleware", "requires_role"]

@@ -126,6 +126,30 @@ class JitprovMiddleware:
         await self.app(scope, receive, send)
 
 
+class JitprovWsgiMiddleware:
+    """WSGI middleware (Flask, Django): verifies ``X-Jitprov-Token`` and puts the Identity (or
+    None) in ``environ["jitprov.identity"]``; with ``required=True`` answers 401 without one."""
+
+    def __init__(self, app: Callable[..., Any], verifier: IdentityVerifier, *,
+                 required: bool = False, header: str = HEADER) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.required = required
+        self.environ_key = "HTTP_" + header.upper().replace("-", "_")
+
+    def __call__(self, environ: MutableMapping[str, Any],
+                 start_response: Callable[..., Any]) -> Any:
+        try:
+            identity: Identity | None = self.verifier.verify(environ.get(self.environ_key))
+        except InvalidIdentity:
+            identity = None
+        if identity is None and self.required:
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"unauthenticated"]
+        environ["jitprov.identity"] = identity
+        return self.app(environ, start_response)
+
+
 def requires_role(*roles: str, verifier: IdentityVerifier,
                   header: str = HEADER) -> Callable[[Request], Identity]:
     """A FastAPI dependency: the request's Identity, if it holds one of ``roles`` (any role

@@ -21,7 +21,6 @@ from jitprov.services.identity_tokens import issue_token
 from jitprov.services.sessions import current_session, safe_return_to
 from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
 
-HEADER_PREFIX = "X-Jitprov-"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -48,15 +47,16 @@ async def verify(request: Request) -> Response:
         return Response("forbidden: a required role is missing", status_code=403,
                         headers=NO_STORE)
     groups = [str(g) for g in me["groups"]]  # type: ignore[attr-defined]
+    prefix = settings_of(request).forward_auth_header_prefix
     headers = {
-        f"{HEADER_PREFIX}User": str(me["id"]),
-        f"{HEADER_PREFIX}Email": header_value(str(me["email"] or "")),
-        f"{HEADER_PREFIX}Name": header_value(str(me["name"] or "")),
-        f"{HEADER_PREFIX}Roles": header_list(roles),
-        f"{HEADER_PREFIX}Groups": header_list(groups),
-        f"{HEADER_PREFIX}Tenant": str(me["tenant"]),
+        f"{prefix}User": str(me["id"]),
+        f"{prefix}Email": header_value(str(me["email"] or "")),
+        f"{prefix}Name": header_value(str(me["name"] or "")),
+        f"{prefix}Roles": header_list(roles),
+        f"{prefix}Groups": header_list(groups),
+        f"{prefix}Tenant": str(me["tenant"]),
         # the same identity, signed: apps that verify it need not trust the proxy hop
-        f"{HEADER_PREFIX}Token": (await run_in_threadpool(
+        f"{prefix}Token": (await run_in_threadpool(
             issue_token, ctx_of(request), signed_in,
             issuer=settings_of(request).base_url)).token,
         **NO_STORE,
