@@ -104,6 +104,16 @@ _CONSUME_LOGIN = (
     .values(consumed_at=_B("b_now"))
     .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
                t.login_request.c.data, t.login_request.c.expires_at))
+_ACTIVE_SESSION = (
+    sa.select(t.session, t.connection.c.slug.label("connection_slug"))
+    .join(t.account, t.account.c.id == t.session.c.account_id)
+    .outerjoin(t.connection, t.connection.c.id == t.session.c.connection_id)
+    .where(t.session.c.id == _B("session_id"), t.session.c.revoked_at.is_(None),
+           t.session.c.expires_at > _B("now"), t.account.c.status == "active"))
+_IDENTITIES = (
+    sa.select(t.connection.c.slug, t.identity.c.subject, t.identity.c.issuer)
+    .join(t.connection, t.connection.c.id == t.identity.c.connection_id)
+    .where(t.identity.c.account_id == _B("account_id")).order_by(t.identity.c.id))
 _REVOKE_SESSION = (t.session.update()
                    .where(t.session.c.id == _B("b_id"), t.session.c.revoked_at.is_(None))
                    .values(revoked_at=_B("b_now")))
@@ -388,19 +398,13 @@ class AccountRepository:
 
     def view(self, account_id: str) -> AccountView:
         """One account with identities. Raises NotFound."""
-        row = self._c.execute(
-            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
-            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-            .where(t.account.c.id == account_id)).first()
+        row = self._c.execute(_GET_ACCOUNT, {"account_id": account_id}).first()
         if row is None:
             raise NotFound(f"no account {account_id!r}")
         return self._view(row)
 
     def _view(self, row: sa.Row[Any]) -> AccountView:
-        idents = self._c.execute(
-            sa.select(t.connection.c.slug, t.identity.c.subject, t.identity.c.issuer)
-            .join(t.connection, t.connection.c.id == t.identity.c.connection_id)
-            .where(t.identity.c.account_id == row.id).order_by(t.identity.c.id)).all()
+        idents = self._c.execute(_IDENTITIES, {"account_id": row.id}).all()
         return AccountView(
             account=self._account(row), tenant_slug=row.tenant_slug,
             created_at=utc(row.created_at), updated_at=utc(row.updated_at),
@@ -495,12 +499,7 @@ class SessionRepository:
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""
-        row = self._c.execute(
-            sa.select(t.session, t.connection.c.slug.label("connection_slug"))
-            .join(t.account, t.account.c.id == t.session.c.account_id)
-            .outerjoin(t.connection, t.connection.c.id == t.session.c.connection_id)
-            .where(t.session.c.id == session_id, t.session.c.revoked_at.is_(None),
-                   t.session.c.expires_at > now, t.account.c.status == "active")).first()
+        row = self._c.execute(_ACTIVE_SESSION, {"session_id": session_id, "now": now}).first()
         if row is None:
             return None
         return SessionRecord(id=row.id, account_id=row.account_id,
