@@ -84,5 +84,5 @@ def test_exactly_one_of_concurrent_consumers_gets_the_request(
         results = [f.result(timeout=60) for f in futures]
 
     winners = [r for r in results if r is not None]
-    assert 1 == len(winners)
+    assert len(winners) == 1
     assert DATA == winners[0].data

@@ -51,8 +51,8 @@ def test_leaving_without_commit_writes_nothing_in_any_repository(
                          clock())
         uow.outbox.add(tenant.id, "account.created", {"id": account_id}, clock())
         uow.admin_tokens.create("ci", "h" * 64, clock(), None)
-        assert 1 == len(list(uow.audit.events(tenant.id)))  # written, then dropped
-        assert 1 == len(uow.outbox.pending())
+        assert len(list(uow.audit.events(tenant.id))) == 1  # written, then dropped
+        assert len(uow.outbox.pending()) == 1
         # leave without commit
 
     assert before == row_counts(db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
 from jitprov.services import admin, approvals, audit_export
 from jitprov.services.context import ServiceContext, build_context
+from jitprov.services.identity_tokens import rotate_keys
 from jitprov.services.login import dry_run_login
 from jitprov.settings import Settings, SettingsError, load_settings
 from jitprov.store.database import Database
@@ -313,8 +315,6 @@ def approvals_approve(request_id: int, reason: Annotated[str, typer.Option("--re
                           min=1, help="time-bound access: the grant expires after")] = None,
                       database_url: DatabaseUrl = None) -> None:
     """Grant a requested role (source: approval; rules never revoke it)."""
-    from datetime import timedelta
-
     decision = approvals.decide_request(
         _context(_settings(database_url)), request_id, approve=True, reason=reason,
         approver=f"cli:{approver}",
@@ -342,10 +342,6 @@ def keys_rotate(overlap_hours: Annotated[int, typer.Option(
                     min=0, help="how long the previous key stays published")] = 24,
                 database_url: DatabaseUrl = None) -> None:
     """Make a new signing key; tokens signed by the previous one verify during the overlap."""
-    from datetime import timedelta
-
-    from jitprov.services.identity_tokens import rotate_keys
-
     kid = rotate_keys(_context(_settings(database_url)),
                       overlap=timedelta(hours=overlap_hours))
     typer.echo(f"signing key {kid} active; previous keys published for {overlap_hours} h")
@@ -398,8 +394,6 @@ def admin_token_create(name: Annotated[str, typer.Option("--name")],
                        expires_days: Annotated[int | None, typer.Option(min=1)] = None,
                        database_url: DatabaseUrl = None) -> None:
     """Issue an admin API token. It is shown once; only its hash is stored."""
-    from datetime import timedelta
-
     token_id, token = admin.create_admin_token(
         _context(_settings(database_url)), name,
         expires_in=timedelta(days=expires_days) if expires_days else None)

@@ -13,8 +13,10 @@ from jitprov.core.errors import InvalidInput
 from jitprov.core.identity import AccountStatus
 from jitprov.core.mapping import load_policy
 from jitprov.protocols.connections import CONNECTION_KINDS
+from jitprov.protocols.oidc import OidcConfig
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import hash_token
+from jitprov.services.oidc_login import new_client_key, provider_metadata
 from jitprov.store.records import AccountView, ConnectionRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -194,9 +196,6 @@ def add_oidc_connection(ctx: ServiceContext, *, tenant: str, slug: str,
     is sealed at rest; with ``check_provider`` the discovery document is fetched first, so a
     wrong issuer fails here rather than at the first login. Raises InvalidInput, OidcError,
     MappingError, Conflict, NotFound."""
-    from jitprov.protocols.oidc import OidcConfig
-    from jitprov.services.oidc_login import new_client_key, provider_metadata
-
     parsed = OidcConfig.parse(config)
     secrets_: dict[str, str] = {}
     if parsed.token_auth_method == "private_key_jwt":  # noqa: S105 - a method name
