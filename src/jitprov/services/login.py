@@ -133,21 +133,17 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
     conn = ctx.connections.get(connection_slug)
+    policy = ctx.policies.get(conn)
+    mapped = policy.map(identity.claims).scoped(conn.slug)
     try:
         if not conn.enabled:
             raise LoginRefused("connection_disabled",
                                f"sign-in through {conn.slug} is disabled", request_id)
-        _check_sizes(identity, request_id)
+        _check_sizes(identity, mapped.profile.get("email"), request_id)
     except LoginRefused as refused:
         record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                              request_id=request_id)
         raise
-    policy = ctx.policies.get(conn)
-    mapped = policy.map(identity.claims).scoped(conn.slug)
-    email = mapped.profile.get("email")
-    if email is not None and len(email) > MAX_EMAIL:
-        raise LoginRefused("invalid_identity", f"the email sent by the identity provider is "
-                           f"longer than {MAX_EMAIL} characters", request_id)
     for _attempt in range(MAX_ATTEMPTS):
         try:
             return _provision_once(ctx, conn, policy, mapped, identity, login=login,
@@ -186,7 +182,11 @@ def record_login_failure(ctx: ServiceContext, connection_slug: str, code: str, r
                     connection_slug, code, request_id, exc_info=True)
 
 
-def _check_sizes(identity: ExternalIdentity, request_id: str | None) -> None:
+def _check_sizes(identity: ExternalIdentity, email: str | None,
+                 request_id: str | None) -> None:
+    if email is not None and len(email) > MAX_EMAIL:
+        raise LoginRefused("invalid_identity", f"the email sent by the identity provider is "
+                           f"longer than {MAX_EMAIL} characters", request_id)
     if not identity.subject or len(identity.subject) > MAX_SUBJECT:
         raise LoginRefused("invalid_identity", "the identity provider sent an empty subject or "
                            f"one longer than {MAX_SUBJECT} characters", request_id)
