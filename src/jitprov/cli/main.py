@@ -18,7 +18,7 @@ import typer
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export
+from jitprov.services import admin, approvals, audit_export, webhooks
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.services.identity_tokens import rotate_keys
 from jitprov.services.login import dry_run_login
@@ -36,10 +36,11 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approval.")
 keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity tokens for apps.")
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook endpoints and deliveries.")
 for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_app, "db"),
                   (tenant_app, "tenant"), (connection_app, "connection"),
                   (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit"),
-                  (keys_app, "keys")):
+                  (keys_app, "keys"), (webhooks_app, "webhooks")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -345,6 +346,56 @@ def keys_rotate(overlap_hours: Annotated[int, typer.Option(
     kid = rotate_keys(_context(_settings(database_url)),
                       overlap=timedelta(hours=overlap_hours))
     typer.echo(f"signing key {kid} active; previous keys published for {overlap_hours} h")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+@webhooks_app.command("add")
+def webhooks_add(tenant: Annotated[str, typer.Option("--tenant")],
+                 url: Annotated[str, typer.Option("--url")],
+                 events: Annotated[str, typer.Option(
+                     "--events", help="comma-separated event types, or *")] = "*",
+                 database_url: DatabaseUrl = None) -> None:
+    """Subscribe an endpoint; prints its signing secret once (Standard Webhooks)."""
+    created = webhooks.add_endpoint(_context(_settings(database_url)), tenant, url,
+                                    events.split(","))
+    typer.echo(f"webhook endpoint {created.id} added; signing secret (shown once):")
+    typer.echo(created.secret)
+
+
+@webhooks_app.command("list")
+def webhooks_list(tenant: Annotated[str, typer.Option("--tenant")],
+                  database_url: DatabaseUrl = None) -> None:
+    for e in webhooks.list_endpoints(_context(_settings(database_url)), tenant):
+        state = "enabled" if e.enabled else "disabled"
+        typer.echo(f"{e.id}\t{e.url}\t{','.join(e.event_types)}\t{state}")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(tenant: Annotated[str, typer.Option("--tenant")],
+                        status: Annotated[str | None, typer.Option(
+                            help="pending | delivered | dead")] = None,
+                        database_url: DatabaseUrl = None) -> None:
+    """The delivery log, newest first."""
+    for d in webhooks.list_deliveries(_context(_settings(database_url)), tenant,
+                                      status=status):
+        detail = d.last_error or (f"HTTP {d.last_status}" if d.last_status else "")
+        typer.echo(f"{d.id}\t{d.event_type}\t{d.status}\tattempts {d.attempts}\t{detail}")
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(delivery_id: int, database_url: DatabaseUrl = None) -> None:
+    """Send a (dead-lettered) delivery again."""
+    webhooks.replay(_context(_settings(database_url)), delivery_id)
+    typer.echo(f"delivery {delivery_id} queued again")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(database_url: DatabaseUrl = None) -> None:
+    """Run one worker pass now (serve does this every second)."""
+    report = webhooks.deliver_due(_context(_settings(database_url)))
+    typer.echo(f"{report.dispatched} event(s) dispatched, {report.delivered} delivered, "
+               f"{report.failed} failed")
 
 
 # -- audit ------------------------------------------------------------------------------------

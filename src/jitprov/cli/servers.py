@@ -11,7 +11,7 @@ import typer
 import uvicorn
 
 from jitprov.core.errors import InvalidInput, NotFound
-from jitprov.jobs import purge
+from jitprov.jobs import purge, webhooks
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services import admin
 from jitprov.services.context import build_context
@@ -57,6 +57,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int) -> None:
     typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url})")
     stop = threading.Event()
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
+    webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     try:
         # no access log: callback URLs carry codes and states, which never go to logs
         uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",

@@ -83,3 +83,41 @@ class PendingGrantRecord:
     source: str
     status: str
     requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRecord:
+    id: int
+    tenant_id: int
+    url: str
+    event_types: tuple[str, ...]
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery claimed for one attempt, with what sending it needs."""
+
+    id: int
+    outbox_id: int
+    url: str
+    sealed_secret: str
+    event_type: str
+    payload: Mapping[str, object]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    id: int
+    outbox_id: int
+    endpoint_id: int
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
@@ -32,11 +32,14 @@ from jitprov.store import tables as t
 from jitprov.store.records import (
     AccountView,
     ConnectionRecord,
+    DeliveryRecord,
+    DueDelivery,
     IdentityLink,
     LoginRequestRecord,
     PendingGrantRecord,
     SessionRecord,
     TenantRecord,
+    WebhookEndpointRecord,
 )
 
 MatchedBy = Literal["email", "external_id"]
@@ -705,3 +708,130 @@ class SigningKeyRepository:
                           t.signing_key.c.retire_after > now))
             .order_by(t.signing_key.c.created_at.desc()))
         return [dict(r.public_jwk) for r in rows]
+
+
+class WebhookRepository:
+    """Webhook endpoints, and deliveries fanned out from the outbox.
+
+    Several nodes may run the worker at once: the outbox fan-out and the claim of due
+    deliveries take their rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite runs one
+    writer at a time), and a claim leases the row by moving ``next_attempt_at``, so the HTTP
+    call happens outside any transaction and no other worker takes it meanwhile.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add_endpoint(self, *, tenant_id: int, url: str, sealed_secret: str,
+                     event_types: Sequence[str], now: datetime) -> int:
+        new_id = self._c.execute(t.webhook_endpoint.insert().values(
+            tenant_id=tenant_id, url=url, secret=sealed_secret, event_types=list(event_types),
+            enabled=True, created_at=now)).inserted_primary_key
+        assert new_id is not None  # noqa: S101
+        return int(new_id[0])
+
+    def endpoints(self, tenant_id: int) -> list[WebhookEndpointRecord]:
+        rows = self._c.execute(sa.select(t.webhook_endpoint)
+                               .where(t.webhook_endpoint.c.tenant_id == tenant_id)
+                               .order_by(t.webhook_endpoint.c.id))
+        return [WebhookEndpointRecord(r.id, r.tenant_id, r.url, tuple(r.event_types), r.enabled,
+                                      utc(r.created_at)) for r in rows]
+
+    def fan_out(self, now: datetime, *, limit: int = 500) -> int:
+        """Turn undispatched outbox events into one delivery per subscribed endpoint; returns
+        how many events were dispatched."""
+        events = self._c.execute(
+            sa.select(t.outbox_event.c.id, t.outbox_event.c.tenant_id, t.outbox_event.c.type)
+            .where(t.outbox_event.c.delivered_at.is_(None))
+            .order_by(t.outbox_event.c.id).limit(limit)
+            .with_for_update(skip_locked=True)).all()
+        if not events:
+            return 0
+        tenants = {e.tenant_id for e in events}
+        subscribed: dict[int, list[tuple[int, tuple[str, ...]]]] = {}
+        for row in self._c.execute(
+                sa.select(t.webhook_endpoint.c.id, t.webhook_endpoint.c.tenant_id,
+                          t.webhook_endpoint.c.event_types)
+                .where(t.webhook_endpoint.c.enabled.is_(True),
+                       t.webhook_endpoint.c.tenant_id.in_(tenants))):
+            subscribed.setdefault(row.tenant_id, []).append((row.id, tuple(row.event_types)))
+        deliveries = [
+            {"outbox_id": e.id, "endpoint_id": endpoint_id, "event_type": e.type,
+             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+            for e in events for endpoint_id, types in subscribed.get(e.tenant_id, [])
+            if "*" in types or e.type in types]
+        if deliveries:
+            self._c.execute(t.webhook_delivery.insert(), deliveries)
+        self._c.execute(t.outbox_event.update()
+                        .where(t.outbox_event.c.id.in_([e.id for e in events]))
+                        .values(delivered_at=now))
+        return len(events)
+
+    def claim_due(self, now: datetime, *, lease: timedelta,
+                  limit: int = 50) -> list[DueDelivery]:
+        """Due pending deliveries, leased to this worker until ``now + lease``."""
+        ids = [r.id for r in self._c.execute(
+            sa.select(t.webhook_delivery.c.id)
+            .where(t.webhook_delivery.c.status == "pending",
+                   t.webhook_delivery.c.next_attempt_at <= now)
+            .order_by(t.webhook_delivery.c.next_attempt_at, t.webhook_delivery.c.id)
+            .limit(limit).with_for_update(skip_locked=True))]
+        if not ids:
+            return []
+        self._c.execute(t.webhook_delivery.update().where(t.webhook_delivery.c.id.in_(ids))
+                        .values(next_attempt_at=now + lease))
+        rows = self._c.execute(
+            sa.select(t.webhook_delivery.c.id, t.webhook_delivery.c.outbox_id,
+                      t.webhook_delivery.c.event_type, t.webhook_delivery.c.attempts,
+                      t.webhook_endpoint.c.url, t.webhook_endpoint.c.secret,
+                      t.outbox_event.c.payload, t.outbox_event.c.created_at)
+            .join(t.webhook_endpoint,
+                  t.webhook_endpoint.c.id == t.webhook_delivery.c.endpoint_id)
+            .join(t.outbox_event, t.outbox_event.c.id == t.webhook_delivery.c.outbox_id)
+            .where(t.webhook_delivery.c.id.in_(ids)).order_by(t.webhook_delivery.c.id))
+        return [DueDelivery(id=r.id, outbox_id=r.outbox_id, url=r.url, sealed_secret=r.secret,
+                            event_type=r.event_type, payload=r.payload, attempts=r.attempts,
+                            created_at=utc(r.created_at)) for r in rows]
+
+    def record_attempt(self, delivery_id: int, *, delivered: bool, status_code: int | None,
+                       error: str | None, now: datetime,
+                       next_attempt_at: datetime | None) -> None:
+        """After one attempt: delivered, retry at ``next_attempt_at``, or dead (None)."""
+        status = "delivered" if delivered else "pending" if next_attempt_at else "dead"
+        self._c.execute(t.webhook_delivery.update()
+                        .where(t.webhook_delivery.c.id == delivery_id)
+                        .values(status=status, attempts=t.webhook_delivery.c.attempts + 1,
+                                last_status=status_code,
+                                last_error=(error or "")[:500] or None,
+                                next_attempt_at=next_attempt_at or now,
+                                delivered_at=now if delivered else None))
+
+    def deliveries(self, tenant_id: int, *, status: str | None = None,
+                   limit: int = 100) -> list[DeliveryRecord]:
+        """Newest first."""
+        query = (sa.select(t.webhook_delivery)
+                 .join(t.webhook_endpoint,
+                       t.webhook_endpoint.c.id == t.webhook_delivery.c.endpoint_id)
+                 .where(t.webhook_endpoint.c.tenant_id == tenant_id)
+                 .order_by(t.webhook_delivery.c.id.desc()).limit(limit))
+        if status:
+            query = query.where(t.webhook_delivery.c.status == status)
+        return [DeliveryRecord(r.id, r.outbox_id, r.endpoint_id, r.event_type, r.status,
+                               r.attempts, utc(r.next_attempt_at), r.last_status, r.last_error,
+                               _opt_utc(r.delivered_at)) for r in self._c.execute(query)]
+
+    def replay(self, delivery_id: int, now: datetime) -> int:
+        """Send a dead (or delivered) delivery again, from a fresh retry budget; returns its
+        tenant id. Raises NotFound."""
+        row = self._c.execute(
+            sa.select(t.webhook_endpoint.c.tenant_id)
+            .join(t.webhook_delivery,
+                  t.webhook_delivery.c.endpoint_id == t.webhook_endpoint.c.id)
+            .where(t.webhook_delivery.c.id == delivery_id)).first()
+        if row is None:
+            raise NotFound(f"no webhook delivery {delivery_id}")
+        self._c.execute(t.webhook_delivery.update()
+                        .where(t.webhook_delivery.c.id == delivery_id)
+                        .values(status="pending", attempts=0, next_attempt_at=now,
+                                delivered_at=None))
+        return int(row.tenant_id)

@@ -204,3 +204,34 @@ signing_key = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),  # the one that signs new tokens
     sa.Column("retire_after", TS, nullable=True),  # still published (verifiable) until then
 )
+
+webhook_endpoint = sa.Table(
+    "webhook_endpoint", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # Fernet token of the whsec_ secret
+    sa.Column("event_types", sa.JSON, nullable=False),  # ["*"] or a list of types
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+webhook_delivery = sa.Table(
+    "webhook_delivery", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("outbox_id", sa.ForeignKey("outbox_event.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("endpoint_id", sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.UniqueConstraint("outbox_id", "endpoint_id"),
+    sa.Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+)

@@ -25,6 +25,7 @@ from jitprov.store.repositories import (
     SessionRepository,
     SigningKeyRepository,
     TenantRepository,
+    WebhookRepository,
 )
 
 
@@ -39,6 +40,7 @@ class UnitOfWork:
     admin_tokens: AdminTokenRepository
     pending_grants: PendingGrantRepository
     signing_keys: SigningKeyRepository
+    webhooks: WebhookRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -85,6 +87,7 @@ class UnitOfWork:
         self.admin_tokens = AdminTokenRepository(conn)
         self.pending_grants = PendingGrantRepository(conn)
         self.signing_keys = SigningKeyRepository(conn)
+        self.webhooks = WebhookRepository(conn)
         return self
 
     def commit(self) -> None:

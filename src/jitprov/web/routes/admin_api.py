@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export
+from jitprov.services import admin, approvals, audit_export, webhooks
 from jitprov.services.admin import AdminPrincipal
 from jitprov.services.login import dry_run_login
 from jitprov.store.records import AccountView
@@ -127,6 +127,42 @@ def decide_approval(request: Request, request_id: int, body: ApprovalIn,
         valid_for=timedelta(days=body.valid_days) if body.valid_days else None)
     return {"id": request_id, "role": decision.request.role, "approved": decision.approved,
             "expires_at": decision.expires_at.isoformat() if decision.expires_at else None}
+
+
+class WebhookIn(BaseModel):
+    url: str
+    event_types: list[str] = Field(default_factory=lambda: ["*"])
+
+
+@router.post("/tenants/{tenant}/webhooks", status_code=201)
+def add_webhook(request: Request, tenant: str, body: WebhookIn,
+                who: Admin) -> dict[str, object]:
+    """The signing secret is in this answer only."""
+    created = webhooks.add_endpoint(ctx_of(request), tenant, body.url, body.event_types,
+                                    actor=who.actor)
+    return {"id": created.id, "secret": created.secret}
+
+
+@router.get("/tenants/{tenant}/webhooks")
+def list_webhooks(request: Request, tenant: str, _: Admin) -> list[dict[str, object]]:
+    return [{"id": e.id, "url": e.url, "event_types": list(e.event_types),
+             "enabled": e.enabled} for e in webhooks.list_endpoints(ctx_of(request), tenant)]
+
+
+@router.get("/tenants/{tenant}/webhook-deliveries")
+def list_webhook_deliveries(request: Request, tenant: str, _: Admin,
+                            status: str | None = None) -> list[dict[str, object]]:
+    return [{"id": d.id, "event_type": d.event_type, "status": d.status,
+             "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
+             "next_attempt_at": d.next_attempt_at.isoformat(),
+             "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
+            for d in webhooks.list_deliveries(ctx_of(request), tenant, status=status)]
+
+
+@router.post("/webhook-deliveries/{delivery_id}/replay")
+def replay_webhook(request: Request, delivery_id: int, who: Admin) -> dict[str, object]:
+    webhooks.replay(ctx_of(request), delivery_id, actor=who.actor)
+    return {"id": delivery_id, "status": "pending"}
 
 
 @router.get("/connections")
