@@ -398,6 +398,16 @@ def webhooks_deliver(database_url: DatabaseUrl = None) -> None:
                f"{report.failed} failed")
 
 
+@app.command("access-review")
+def access_review_cmd(tenant: Annotated[str, typer.Option("--tenant")],
+                      fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+                      database_url: DatabaseUrl = None) -> None:
+    """Who holds which role, its provenance, when granted, last sign-in (for auditors)."""
+    if fmt not in ("csv", "json"):
+        raise CliError(f"--format must be csv or json, not {fmt!r}")
+    sys.stdout.write(audit_export.access_review(_context(_settings(database_url)), tenant, fmt))
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 @audit_app.command("export")

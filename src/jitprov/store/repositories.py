@@ -65,6 +65,10 @@ def _opt_utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else utc(value).isoformat()
+
+
 # Statements of the login hot path, built once: SQLAlchemy then reuses their compiled form and
 # skips building and cache-keying a new statement per call (most of a login's CPU otherwise).
 _B = sa.bindparam
@@ -405,6 +409,26 @@ class AccountRepository:
         if row is None:
             raise NotFound(f"no account {account_id!r}")
         return self._view(row)
+
+    def access_review(self, tenant_id: int) -> Sequence[dict[str, object]]:
+        """Who holds which role, from where, since when, and when they last signed in: one
+        row per grant, plus one row with no role for each account holding none."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.profile,
+                      t.account.c.status, t.account.c.kind, t.account.c.provisioned_by,
+                      t.account.c.last_login_at, t.role_grant.c.role, t.role_grant.c.source,
+                      t.role_grant.c.granted_at, t.role_grant.c.granted_by,
+                      t.role_grant.c.expires_at)
+            .outerjoin(t.role_grant, t.role_grant.c.account_id == t.account.c.id)
+            .where(t.account.c.tenant_id == tenant_id)
+            .order_by(t.account.c.email, t.account.c.id, t.role_grant.c.role,
+                      t.role_grant.c.source))
+        return [{"account_id": r.id, "email": r.email, "name": r.profile.get("name"),
+                 "status": r.status, "kind": r.kind, "provisioned_by": r.provisioned_by,
+                 "role": r.role, "source": r.source,
+                 "granted_at": _iso(r.granted_at), "granted_by": r.granted_by,
+                 "expires_at": _iso(r.expires_at), "last_login_at": _iso(r.last_login_at)}
+                for r in rows]
 
     def _view(self, row: sa.Row[Any]) -> AccountView:
         idents = self._c.execute(_IDENTITIES, {"account_id": row.id}).all()

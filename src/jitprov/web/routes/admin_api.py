@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -217,6 +217,14 @@ def test_mapping(request: Request, connection: str, body: DryRunIn,
     """Dry run of a login with these claims: decision and rule trace; nothing written."""
     return dry_run_login(ctx_of(request), connection, ExternalIdentity(
         issuer="dry-run", subject=body.subject, claims=body.claims)).as_dict()
+
+
+@router.get("/tenants/{tenant}/access-review")
+def access_review(request: Request, tenant: str, _: Admin,
+                  format: Annotated[str, Query(pattern="^(csv|json)$")] = "csv") -> Response:
+    body = audit_export.access_review(ctx_of(request), tenant, format)
+    media = "application/json" if format == "json" else "text/csv"
+    return Response(body, media_type=media)
 
 
 @router.get("/audit/verify")
