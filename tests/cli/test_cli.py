@@ -196,3 +196,20 @@ def test_approvals_list_and_approve(capsys: pytest.CaptureFixture[str], workdir:
     assert (code, out) == (0, f"request {request_id}: charge-nurse granted to "
                               "ana@hospital.example\n")
     ctx.db.dispose()
+
+
+def test_lifecycle_sweep_dry_run_prints_what_would_change(
+        capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    from jitprov.services.login import provision_on_login
+    from tests.services.helpers import nurse
+
+    ctx = cli_context()
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    ctx.db.dispose()
+    assert run(capsys, "tenant", "set-policy", "hospital", "--dormant-deactivate-days",
+               "1")[0] == 0
+    code, out, _ = run(capsys, "lifecycle", "sweep", "--dry-run")
+    assert code == 0
+    # the login above happened at the real clock's "now": nothing is a day old yet
+    assert out.startswith("tenant hospital: would deactivate 0, warn 0")

@@ -18,7 +18,7 @@ import typer
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export, webhooks
+from jitprov.services import admin, approvals, audit_export, lifecycle, webhooks
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.services.identity_tokens import rotate_keys
 from jitprov.services.login import dry_run_login
@@ -37,10 +37,12 @@ token_app = typer.Typer(no_args_is_help=True, help="Admin API bearer tokens.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approval.")
 keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity tokens for apps.")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook endpoints and deliveries.")
+lifecycle_app = typer.Typer(no_args_is_help=True, help="Dormant accounts.")
 for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_app, "db"),
                   (tenant_app, "tenant"), (connection_app, "connection"),
                   (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit"),
-                  (keys_app, "keys"), (webhooks_app, "webhooks")):
+                  (keys_app, "keys"), (webhooks_app, "webhooks"),
+                  (lifecycle_app, "lifecycle")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -98,6 +100,21 @@ def tenant_create(slug: str, name: Annotated[str | None, typer.Option()] = None,
     """Create a tenant."""
     tenant = admin.create_tenant(_context(_settings(database_url)), slug, name)
     typer.echo(f"tenant {tenant.slug} created")
+
+
+@tenant_app.command("set-policy")
+def tenant_set_policy(slug: str,
+                      dormant_warn_days: Annotated[int | None, typer.Option(
+                          help="warn after this many days without a sign-in")] = None,
+                      dormant_deactivate_days: Annotated[int | None, typer.Option(
+                          help="deactivate after this many days without a sign-in")] = None,
+                      database_url: DatabaseUrl = None) -> None:
+    """Set the dormant-account policy (both unset: off)."""
+    lifecycle.set_dormant_policy(_context(_settings(database_url)), slug,
+                                 warn_days=dormant_warn_days,
+                                 deactivate_days=dormant_deactivate_days)
+    typer.echo(f"tenant {slug}: dormant accounts warned after {dormant_warn_days or '-'} "
+               f"days, deactivated after {dormant_deactivate_days or '-'} days")
 
 
 @tenant_app.command("list")
@@ -406,6 +423,27 @@ def access_review_cmd(tenant: Annotated[str, typer.Option("--tenant")],
     if fmt not in ("csv", "json"):
         raise CliError(f"--format must be csv or json, not {fmt!r}")
     sys.stdout.write(audit_export.access_review(_context(_settings(database_url)), tenant, fmt))
+
+
+@lifecycle_app.command("sweep")
+def lifecycle_sweep(tenant: Annotated[str | None, typer.Option()] = None,
+                    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                    database_url: DatabaseUrl = None) -> None:
+    """Warn and deactivate dormant accounts per tenant policy (--dry-run: only print)."""
+    verb = "would" if dry_run else "did"
+    for r in lifecycle.sweep(_context(_settings(database_url)), tenant, dry_run=dry_run):
+        if not r.policy.enabled:
+            typer.echo(f"tenant {r.tenant}: no dormant-account policy")
+            continue
+        if r.skipped:
+            typer.echo(f"tenant {r.tenant}: another node is sweeping it")
+            continue
+        typer.echo(f"tenant {r.tenant}: {verb} deactivate {len(r.deactivated)}, warn "
+                   f"{len(r.warned)}; {len(r.never_signed_in)} never signed in (not touched)")
+        for label, items in (("deactivate", r.deactivated), ("warn", r.warned),
+                             ("never signed in", r.never_signed_in)):
+            for item in items:
+                typer.echo(f"  {label}: {item}")
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Delete expired sessions and login requests. Idempotent: safe to run on every node."""
+"""Housekeeping: delete expired sessions and login requests, sweep dormant accounts.
+Idempotent: safe to run on every node."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from jitprov.services import lifecycle
 from jitprov.services.context import ServiceContext
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -28,15 +30,20 @@ def purge_expired(ctx: ServiceContext) -> tuple[int, int]:
 
 def run_periodically(ctx: ServiceContext, every: timedelta,
                      stop: threading.Event) -> threading.Thread:
-    """Run :func:`purge_expired` every ``every`` in a daemon thread until ``stop`` is set."""
+    """Every ``every``, in a daemon thread until ``stop`` is set: purge what expired, and
+    sweep dormant accounts (per tenant policy; one node at a time per tenant)."""
 
     def loop() -> None:
         while not stop.wait(every.total_seconds()):
             try:
                 sessions, requests = purge_expired(ctx)
                 log.info("purged %d sessions, %d login requests", sessions, requests)
+                for report in lifecycle.sweep(ctx):
+                    if report.deactivated or report.warned:
+                        log.info("tenant %s: %d dormant accounts deactivated, %d warned",
+                                 report.tenant, len(report.deactivated), len(report.warned))
             except Exception:
-                log.exception("purge failed; retrying at the next period")
+                log.exception("housekeeping failed; retrying at the next period")
 
     thread = threading.Thread(target=loop, name="jitprov-purge", daemon=True)
     thread.start()

@@ -224,6 +224,22 @@ class StatusChange:
     sessions_revoked: int
 
 
+def change_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
+                  status: AccountStatus, *, reason: str, actor: str, now: datetime) -> int:
+    """Within ``uow``: set the status, revoke every session unless active, audit, announce.
+    Returns the number of sessions revoked. Shared by admins and the dormant sweep."""
+    uow.accounts.set_status(account_id, status, now)
+    revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
+    event = {"active": "account.reactivated", "suspended": "account.suspended",
+             "deactivated": "account.deactivated"}[status]
+    data = {"before": before, "after": status, "reason": reason, "sessions_revoked": revoked}
+    uow.audit.append(tenant.id, tenant.slug, AuditEvent(event, actor, data,
+                                                        account_id=account_id), now)
+    uow.outbox.add(tenant.id, event, {"account_id": account_id, "tenant": tenant.slug,
+                                      "status": status}, now)
+    return revoked
+
+
 def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStatus, *,
                        reason: str, actor: str = "cli") -> StatusChange:
     """Deactivate, suspend or reactivate an account, with a mandatory reason. Anything but
@@ -239,16 +255,7 @@ def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStat
         before = view.account.status
         if before == status:
             raise InvalidInput(f"account {account_id} is already {status}")
-        uow.accounts.set_status(account_id, status, now)
-        revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
-        event = {"active": "account.reactivated", "suspended": "account.suspended",
-                 "deactivated": "account.deactivated"}[status]
-        tenant = uow.tenants.get(view.tenant_slug)
-        data = {"before": before, "after": status, "reason": reason,
-                "sessions_revoked": revoked}
-        uow.audit.append(tenant.id, tenant.slug, AuditEvent(event, actor, data,
-                                                            account_id=account_id), now)
-        uow.outbox.add(tenant.id, event, {"account_id": account_id, "tenant": tenant.slug,
-                                          "status": status}, now)
+        revoked = change_status(uow, uow.tenants.get(view.tenant_slug), account_id, before,
+                                status, reason=reason, actor=actor, now=now)
         uow.commit()
     return StatusChange(account_id, before, status, revoked)

@@ -95,7 +95,7 @@ _CANDIDATES = {
     for by_id in (True, False) for by_email in (True, False) if by_id or by_email
 }
 _TOUCH_ACCOUNT = (t.account.update().where(t.account.c.id == _B("b_account_id"))
-                  .values(last_login_at=_B("b_now")))
+                  .values(last_login_at=_B("b_now"), dormant_warned_at=None))
 _TOUCH_IDENTITY = (t.identity.update()
                    .where(t.identity.c.connection_id == _B("b_connection_id"),
                           t.identity.c.subject == _B("b_subject"))
@@ -146,6 +146,16 @@ class TenantRepository:
             raise NotFound(f"no tenant {slug!r}")
         return TenantRecord(id=row.id, slug=row.slug, name=row.name,
                             created_at=utc(row.created_at))
+
+    def settings(self, tenant_id: int) -> dict[str, object]:
+        """The tenant's policy settings (a copy)."""
+        value = self._c.execute(sa.select(t.tenant.c.settings)
+                                .where(t.tenant.c.id == tenant_id)).scalar_one()
+        return dict(value)
+
+    def set_settings(self, tenant_id: int, settings: Mapping[str, object]) -> None:
+        self._c.execute(t.tenant.update().where(t.tenant.c.id == tenant_id)
+                        .values(settings=dict(settings)))
 
     def list(self) -> list[TenantRecord]:
         rows = self._c.execute(sa.select(t.tenant).order_by(t.tenant.c.slug))
@@ -409,6 +419,46 @@ class AccountRepository:
         if row is None:
             raise NotFound(f"no account {account_id!r}")
         return self._view(row)
+
+    def inactive_since(self, tenant_id: int, before: datetime,
+                       ) -> Sequence[tuple[str, str | None, datetime, datetime | None]]:
+        """Active ordinary user accounts whose last sign-in is before ``before``: (id, email,
+        last_login_at, dormant_warned_at). Break-glass, admin and service accounts, and
+        accounts that never signed in, are not in it."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.last_login_at,
+                      t.account.c.dormant_warned_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "active",
+                   t.account.c.kind == "user", t.account.c.last_login_at < before)
+            .order_by(t.account.c.last_login_at))
+        return [(r.id, r.email, utc(r.last_login_at), _opt_utc(r.dormant_warned_at))
+                for r in rows]
+
+    def never_signed_in(self, tenant_id: int, created_before: datetime,
+                        ) -> Sequence[tuple[str, str | None, str, datetime]]:
+        """Active user accounts created before ``created_before`` that never signed in
+        (typically pre-provisioned by SCIM): (id, email, provisioned_by, created_at)."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.provisioned_by,
+                      t.account.c.created_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "active",
+                   t.account.c.kind == "user", t.account.c.last_login_at.is_(None),
+                   t.account.c.created_at < created_before)
+            .order_by(t.account.c.created_at))
+        return [(r.id, r.email, r.provisioned_by, utc(r.created_at)) for r in rows]
+
+    def mark_dormant_warned(self, account_ids: Sequence[str], now: datetime) -> None:
+        if account_ids:
+            self._c.execute(t.account.update().where(t.account.c.id.in_(list(account_ids)))
+                            .values(dormant_warned_at=now))
+
+    def try_lock_job(self, name: str) -> bool:
+        """Take a job's lock until commit, if no other node holds it (PostgreSQL: advisory
+        try-lock; SQLite: always, as writers run one at a time)."""
+        if self._c.dialect.name != "postgresql":
+            return True
+        return bool(self._c.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                    {"key": _lock_key(f"job\0{name}")}).scalar_one())
 
     def access_review(self, tenant_id: int) -> Sequence[dict[str, object]]:
         """Who holds which role, from where, since when, and when they last signed in: one

@@ -61,8 +61,10 @@ account = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("last_login_at", TS, nullable=True),
     sa.Column("deactivated_at", TS, nullable=True),
+    sa.Column("dormant_warned_at", TS, nullable=True),  # cleared by the next sign-in
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ix_account_tenant_email", "tenant_id", "email_lower"),
+    sa.Index("ix_account_tenant_status_login", "tenant_id", "status", "last_login_at"),
     sa.Index("ix_account_tenant_external_id", "tenant_id", "external_id"),
 )
 

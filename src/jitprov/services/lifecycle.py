@@ -1,0 +1,123 @@
+"""Dormant accounts: JIT creates accounts; this makes sure they also end.
+
+A tenant policy (``set_dormant_policy``) warns after ``warn_days`` and deactivates after
+``deactivate_days`` without a successful sign-in. Off until a tenant sets it. Only ordinary
+user accounts are swept: break-glass, admin and service accounts are excluded, and accounts that
+never signed in (pre-provisioned by SCIM, typically) are reported separately, never
+deactivated by the sweep. Deactivation is the admin path's: sessions revoked in the same
+transaction, audited (actor ``lifecycle:dormant``), announced. A warning is audited and
+announced once (``account.dormant``) until the next sign-in clears it. Each tenant is swept in
+one transaction under a job lock, so several nodes can run the schedule safely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from jitprov.core.audit import AuditEvent
+from jitprov.core.errors import InvalidInput
+from jitprov.services.admin import change_status
+from jitprov.services.context import ServiceContext
+from jitprov.store.unit_of_work import UnitOfWork
+
+ACTOR = "lifecycle:dormant"
+
+
+@dataclass(frozen=True, slots=True)
+class DormantPolicy:
+    warn_days: int | None = None
+    deactivate_days: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.warn_days is not None or self.deactivate_days is not None
+
+
+@dataclass(slots=True)
+class SweepReport:
+    tenant: str
+    policy: DormantPolicy
+    dry_run: bool
+    warned: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+    never_signed_in: list[str] = field(default_factory=list)
+    skipped: bool = False  # another node holds this tenant's sweep
+
+
+def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | None,
+                       deactivate_days: int | None, actor: str = "cli") -> DormantPolicy:
+    """Set (or, with both None, turn off) the tenant's dormant-account policy."""
+    for name, days in (("warn", warn_days), ("deactivate", deactivate_days)):
+        if days is not None and days < 1:
+            raise InvalidInput(f"{name} days must be at least 1")
+    if warn_days is not None and deactivate_days is not None and warn_days >= deactivate_days:
+        raise InvalidInput("the warning must come before the deactivation")
+    policy = DormantPolicy(warn_days, deactivate_days)
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        ten = uow.tenants.get(tenant)
+        settings = uow.tenants.settings(ten.id)
+        settings["dormant"] = {"warn_days": warn_days, "deactivate_days": deactivate_days}
+        uow.tenants.set_settings(ten.id, settings)
+        uow.audit.append(ten.id, ten.slug, AuditEvent(
+            "tenant.policy_changed", actor, {"dormant": settings["dormant"]}), now)
+        uow.commit()
+    return policy
+
+
+def _policy(settings: dict[str, object]) -> DormantPolicy:
+    raw = settings.get("dormant")
+    if not isinstance(raw, dict):
+        return DormantPolicy()
+    return DormantPolicy(raw.get("warn_days"), raw.get("deactivate_days"))
+
+
+def sweep(ctx: ServiceContext, tenant: str | None = None, *,
+          dry_run: bool = False) -> list[SweepReport]:
+    """Apply each tenant's policy (or only report, with ``dry_run``)."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
+    reports = []
+    for ten in tenants:
+        now = ctx.clock()
+        with UnitOfWork(ctx.db, readonly=dry_run) as uow:
+            policy = _policy(uow.tenants.settings(ten.id))
+            report = SweepReport(ten.slug, policy, dry_run)
+            reports.append(report)
+            if not policy.enabled:
+                continue
+            if not dry_run and not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):
+                report.skipped = True
+                continue
+            horizon = min(d for d in (policy.warn_days, policy.deactivate_days) if d)
+            to_warn: list[str] = []
+            for account_id, email, last_login, warned in uow.accounts.inactive_since(
+                    ten.id, now - timedelta(days=horizon)):
+                idle = now - last_login
+                label = f"{email or account_id} (last sign-in {idle.days} days ago)"
+                if policy.deactivate_days and idle >= timedelta(days=policy.deactivate_days):
+                    report.deactivated.append(label)
+                    if not dry_run:
+                        change_status(uow, ten, account_id, "active", "deactivated",
+                                      reason=f"no sign-in for {idle.days} days (policy: "
+                                             f"{policy.deactivate_days})", actor=ACTOR, now=now)
+                elif policy.warn_days and warned is None:
+                    report.warned.append(label)
+                    to_warn.append(account_id)
+                    if not dry_run:
+                        data = {"last_login_at": last_login.isoformat(),
+                                "deactivate_days": policy.deactivate_days}
+                        uow.audit.append(ten.id, ten.slug, AuditEvent(
+                            "account.dormant", ACTOR, data, account_id=account_id), now)
+                        uow.outbox.add(ten.id, "account.dormant",
+                                       {"account_id": account_id, "tenant": ten.slug,
+                                        **data}, now)
+            report.never_signed_in = [
+                f"{email or account_id} ({how}, created {created.date().isoformat()})"
+                for account_id, email, how, created in uow.accounts.never_signed_in(
+                    ten.id, now - timedelta(days=horizon))]
+            if not dry_run:
+                uow.accounts.mark_dormant_warned(to_warn, now)
+                uow.commit()
+    return reports

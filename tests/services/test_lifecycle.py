@@ -1,0 +1,93 @@
+"""Dormant accounts are warned, then deactivated; special accounts are left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from jitprov.core.errors import InvalidInput
+from jitprov.core.provisioning import Changes
+from jitprov.services import admin, audit_export, lifecycle
+from jitprov.services.context import ServiceContext
+from jitprov.services.login import LoginRefused, provision_on_login
+from jitprov.services.sessions import current_session
+from jitprov.store.unit_of_work import UnitOfWork
+from tests.conftest import Clock
+from tests.services.helpers import nurse, setup_connection
+
+
+def seed(ctx: ServiceContext, *, kind: str = "user", provisioned_by: str = "scim") -> None:
+    with UnitOfWork(ctx.db) as uow:
+        uow.accounts.create(tenant_id=uow.tenants.get("hospital").id, kind=kind,  # type: ignore[arg-type]
+                            provisioned_by=provisioned_by,  # type: ignore[arg-type]
+                            changes=Changes(profile={"email": (None, f"{kind}@h.example")}),
+                            now=ctx.clock())
+        uow.commit()
+
+
+def test_dormant_account_is_warned_then_deactivated(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=80, deactivate_days=90)
+    login = provision_on_login(ctx, "idp", nurse())
+    clock.advance(days=81)
+    [report] = lifecycle.sweep(ctx)
+    assert (len(report.warned), report.deactivated) == (1, [])
+    [again] = lifecycle.sweep(ctx)
+    assert again.warned == []  # warned once, not at every sweep
+    clock.advance(days=10)
+    [report] = lifecycle.sweep(ctx)
+    assert len(report.deactivated) == 1
+    assert current_session(ctx, login.session_token) is None
+    with pytest.raises(LoginRefused):
+        provision_on_login(ctx, "idp", nurse())
+    types = [e.type for e in audit_export.iter_events(ctx, "hospital")]
+    assert types.count("account.dormant") == 1
+    assert "account.deactivated" in types
+
+
+def test_a_sign_in_clears_the_warning(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=30, deactivate_days=60)
+    provision_on_login(ctx, "idp", nurse())
+    clock.advance(days=31)
+    assert len(lifecycle.sweep(ctx)[0].warned) == 1
+    provision_on_login(ctx, "idp", nurse())
+    clock.advance(days=31)
+    assert len(lifecycle.sweep(ctx)[0].warned) == 1  # warned again after the new idle spell
+
+
+def test_dry_run_changes_nothing(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=30)
+    provision_on_login(ctx, "idp", nurse())
+    clock.advance(days=31)
+    [report] = lifecycle.sweep(ctx, dry_run=True)
+    assert len(report.deactivated) == 1
+    assert [v.account.status for v in admin.list_accounts(ctx, "hospital")] == ["active"]
+
+
+def test_special_and_never_signed_in_accounts_are_not_deactivated(
+        ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=30)
+    seed(ctx, kind="break_glass")
+    seed(ctx, kind="service")
+    seed(ctx, kind="user", provisioned_by="scim")  # pre-provisioned, never signed in
+    clock.advance(days=100)
+    [report] = lifecycle.sweep(ctx)
+    assert report.deactivated == []
+    assert report.never_signed_in == ["user@h.example (scim, created 2026-11-28)"]
+    assert {v.account.status for v in admin.list_accounts(ctx, "hospital")} == {"active"}
+
+
+def test_no_policy_means_no_sweep(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    clock.advance(days=1000)
+    [report] = lifecycle.sweep(ctx)
+    assert (report.policy.enabled, report.deactivated) == (False, [])
+
+
+def test_policy_must_warn_before_it_deactivates(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with pytest.raises(InvalidInput):
+        lifecycle.set_dormant_policy(ctx, "hospital", warn_days=90, deactivate_days=30)
