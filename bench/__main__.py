@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import forward_auth, oidc, provision
+from bench import forward_auth, lifecycle, oidc, provision
 
 RESULTS = Path(__file__).with_name("results")
 BENCHMARKS = {"provision": provision.run, "oidc": oidc.run,
-              "forward_auth": forward_auth.run}
+              "forward_auth": forward_auth.run, "lifecycle": lifecycle.run}
 
 
 def machine() -> dict[str, object]:
