@@ -134,3 +134,21 @@ def test_approvals_through_the_api(api: tuple[TestClient, dict[str, str]],
     assert (r.json()["role"], r.json()["approved"]) == ("charge-nurse", True)
     assert client.post(f"/api/approvals/{request['id']}", headers=auth,
                        json={"approve": False, "reason": "late"}).status_code == 409
+
+
+def test_break_glass_through_the_api_needs_two_admins_and_signs_in_once(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext) -> None:
+    client, alice = api
+    _, other = admin.create_admin_token(ctx, "bob")
+    bob = {"Authorization": f"Bearer {other}"}
+    request_id = client.post("/api/tenants/hospital/break-glass", headers=alice, json={
+        "roles": ["nurse"], "reason": "IdP outage"}).json()["id"]
+    assert client.post(f"/api/break-glass/{request_id}/approve",
+                       headers=alice).status_code == 400
+    code = client.post(f"/api/break-glass/{request_id}/approve", headers=bob).json()["code"]
+    assert client.get("/break-glass").status_code == 200
+    r = client.post("/break-glass", data={"code": code})
+    assert r.status_code == 303
+    assert client.get("/me").json()["roles"] == ["nurse"]
+    client.cookies.clear()
+    assert client.post("/break-glass", data={"code": code}).status_code == 400

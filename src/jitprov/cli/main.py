@@ -18,7 +18,14 @@ import typer
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export, lifecycle, webhooks
+from jitprov.services import (
+    admin,
+    approvals,
+    audit_export,
+    break_glass,
+    lifecycle,
+    webhooks,
+)
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.services.identity_tokens import rotate_keys
 from jitprov.services.login import dry_run_login
@@ -38,11 +45,13 @@ approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approv
 keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity tokens for apps.")
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook endpoints and deliveries.")
 lifecycle_app = typer.Typer(no_args_is_help=True, help="Dormant accounts.")
+break_glass_app = typer.Typer(no_args_is_help=True,
+                              help="Emergency access (two admins, one use).")
 for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_app, "db"),
                   (tenant_app, "tenant"), (connection_app, "connection"),
                   (mapping_app, "mapping"), (users_app, "users"), (audit_app, "audit"),
                   (keys_app, "keys"), (webhooks_app, "webhooks"),
-                  (lifecycle_app, "lifecycle")):
+                  (lifecycle_app, "lifecycle"), (break_glass_app, "break-glass")):
     app.add_typer(sub, name=name)
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -444,6 +453,34 @@ def lifecycle_sweep(tenant: Annotated[str | None, typer.Option()] = None,
                              ("never signed in", r.never_signed_in)):
             for item in items:
                 typer.echo(f"  {label}: {item}")
+
+
+@break_glass_app.command("request")
+def break_glass_request(tenant: Annotated[str, typer.Option("--tenant")],
+                        roles: Annotated[str, typer.Option("--roles",
+                                                           help="comma-separated")],
+                        reason: Annotated[str, typer.Option("--reason")],
+                        requested_by: Annotated[str, typer.Option("--requested-by")],
+                        valid_minutes: Annotated[int, typer.Option()] = 60,
+                        database_url: DatabaseUrl = None) -> None:
+    """First admin: ask for emergency access (a second admin must approve)."""
+    request_id = break_glass.request_access(
+        _context(_settings(database_url)), tenant, roles=roles.split(","), reason=reason,
+        requested_by=f"cli:{requested_by}", valid_minutes=valid_minutes)
+    typer.echo(f"break-glass request {request_id} waits for a second admin: "
+               f"jitprov break-glass approve {request_id} --approved-by NAME")
+
+
+@break_glass_app.command("approve")
+def break_glass_approve(request_id: int,
+                        approved_by: Annotated[str, typer.Option("--approved-by")],
+                        database_url: DatabaseUrl = None) -> None:
+    """Second admin: issue the single-use code (shown once)."""
+    issued = break_glass.approve_access(_context(_settings(database_url)), request_id,
+                                        approved_by=f"cli:{approved_by}")
+    typer.echo(f"emergency code (single use, until "
+               f"{issued.expires_at.isoformat(timespec='minutes')}); enter it at /break-glass:")
+    typer.echo(issued.code)
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ AUDIT_TYPES = {
 
 
 #: refusals caused by the request itself (HTTP 400) rather than by policy (HTTP 403)
-REQUEST_PROBLEMS = frozenset({"login_expired", "login_foreign", "invalid_identity"})
+REQUEST_PROBLEMS = frozenset({"login_expired", "login_foreign", "invalid_identity",
+                              "break_glass_refused"})
 
 
 class LoginRefused(JitprovError):

@@ -121,3 +121,19 @@ class DeliveryRecord:
     last_status: int | None
     last_error: str | None
     delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakGlassRecord:
+    id: int
+    tenant_id: int
+    roles: tuple[str, ...]
+    reason: str
+    valid_minutes: int
+    requested_by: str
+    requested_at: datetime
+    approved_by: str | None
+    expires_at: datetime | None
+    used_at: datetime | None
+    account_id: str | None
+    status: str

@@ -237,3 +237,21 @@ webhook_delivery = sa.Table(
     sa.UniqueConstraint("outbox_id", "endpoint_id"),
     sa.Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
 )
+
+break_glass = sa.Table(
+    "break_glass", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("valid_minutes", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("requested_at", TS, nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=True),
+    sa.Column("approved_at", TS, nullable=True),
+    sa.Column("code_hash", sa.String(64), nullable=True, unique=True),  # SHA-256, never the code
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("used_at", TS, nullable=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # requested|issued|used|expired
+)

@@ -17,6 +17,7 @@ from jitprov.store.repositories import (
     AccountRepository,
     AdminTokenRepository,
     AuditLog,
+    BreakGlassRepository,
     ConnectionRepository,
     LoginRequestRepository,
     Outbox,
@@ -41,6 +42,7 @@ class UnitOfWork:
     pending_grants: PendingGrantRepository
     signing_keys: SigningKeyRepository
     webhooks: WebhookRepository
+    break_glass: BreakGlassRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -88,6 +90,7 @@ class UnitOfWork:
         self.pending_grants = PendingGrantRepository(conn)
         self.signing_keys = SigningKeyRepository(conn)
         self.webhooks = WebhookRepository(conn)
+        self.break_glass = BreakGlassRepository(conn)
         return self
 
     def commit(self) -> None:

@@ -16,7 +16,7 @@ from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web import errors
-from jitprov.web.routes import admin_api, dev_idp, forward_auth, pages, sso
+from jitprov.web.routes import admin_api, break_glass, dev_idp, forward_auth, pages, sso
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -54,7 +54,7 @@ def create_app(settings: Settings, db: Database | None = None,
     app.state.settings = settings
     app.state.templates = templates
     errors.install(app, templates)
-    for module in (pages, sso, forward_auth, dev_idp):
+    for module in (pages, sso, forward_auth, break_glass, dev_idp):
         for path, endpoint, methods in module.ROUTES:
             if module is dev_idp and not settings.dev_mode:
                 continue

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export, webhooks
+from jitprov.services import admin, approvals, audit_export, break_glass, webhooks
 from jitprov.services.admin import AdminPrincipal
 from jitprov.services.login import dry_run_login
 from jitprov.store.records import AccountView
@@ -163,6 +163,29 @@ def list_webhook_deliveries(request: Request, tenant: str, _: Admin,
 def replay_webhook(request: Request, delivery_id: int, who: Admin) -> dict[str, object]:
     webhooks.replay(ctx_of(request), delivery_id, actor=who.actor)
     return {"id": delivery_id, "status": "pending"}
+
+
+class BreakGlassIn(BaseModel):
+    roles: list[str] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    valid_minutes: int = Field(60, ge=1, le=240)
+
+
+@router.post("/tenants/{tenant}/break-glass", status_code=201)
+def request_break_glass(request: Request, tenant: str, body: BreakGlassIn,
+                        who: Admin) -> dict[str, object]:
+    request_id = break_glass.request_access(ctx_of(request), tenant, roles=body.roles,
+                                            reason=body.reason, requested_by=who.actor,
+                                            valid_minutes=body.valid_minutes)
+    return {"id": request_id, "status": "requested"}
+
+
+@router.post("/break-glass/{request_id}/approve")
+def approve_break_glass(request: Request, request_id: int, who: Admin) -> dict[str, object]:
+    """Another admin token than the requester's (dual control); the code is in this answer
+    only."""
+    issued = break_glass.approve_access(ctx_of(request), request_id, approved_by=who.actor)
+    return {"id": request_id, "code": issued.code, "expires_at": issued.expires_at.isoformat()}
 
 
 @router.get("/connections")
