@@ -152,3 +152,22 @@ def test_break_glass_through_the_api_needs_two_admins_and_signs_in_once(
     assert client.get("/me").json()["roles"] == ["nurse"]
     client.cookies.clear()
     assert client.post("/break-glass", data={"code": code}).status_code == 400
+
+
+def test_metrics_count_logins_and_need_a_token(api: tuple[TestClient, dict[str, str]],
+                                               ctx: ServiceContext) -> None:
+    client, auth = api
+
+    def logins(outcome: str) -> float:
+        text = client.get("/metrics", headers=auth).text
+        for line in text.splitlines():
+            if line.startswith(f'jitprov_logins_total{{outcome="{outcome}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    assert client.get("/metrics").status_code == 401
+    before = logins("create"), logins("no_change")
+    provision_on_login(ctx, "idp", nurse())
+    provision_on_login(ctx, "idp", nurse())
+    assert (logins("create"), logins("no_change")) == (before[0] + 1, before[1] + 1)
+    assert "jitprov_login_decision_seconds_bucket" in client.get("/metrics", headers=auth).text

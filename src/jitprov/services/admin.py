@@ -14,6 +14,7 @@ from jitprov.core.identity import AccountStatus
 from jitprov.core.mapping import load_policy
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.protocols.oidc import OidcConfig
+from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import hash_token
 from jitprov.services.oidc_login import new_client_key, provider_metadata
@@ -230,6 +231,7 @@ def change_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before
     Returns the number of sessions revoked. Shared by admins and the dormant sweep."""
     uow.accounts.set_status(account_id, status, now)
     revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
+    metrics.SESSIONS_REVOKED.inc(revoked)
     event = {"active": "account.reactivated", "suspended": "account.suspended",
              "deactivated": "account.deactivated"}[status]
     data = {"before": before, "after": status, "reason": reason, "sessions_revoked": revoked}

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +33,7 @@ from jitprov.core.provisioning import (
     Update,
     decide,
 )
+from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord
 from jitprov.store.repositories import RaceLost
@@ -145,19 +147,24 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
         record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                              request_id=request_id)
         raise
+    started = time.perf_counter()
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            return _provision_once(ctx, conn, policy, mapped, identity, login=login,
-                                   request_id=request_id, user_agent=user_agent,
-                                   previous_session=previous_session,
-                                   start_session=start_session)
+            result = _provision_once(ctx, conn, policy, mapped, identity, login=login,
+                                     request_id=request_id, user_agent=user_agent,
+                                     previous_session=previous_session,
+                                     start_session=start_session)
         except RaceLost:
             continue
         except LoginRefused as refused:
+            metrics.LOGINS.labels(refused.code).inc()
             if refused.code in REQUEST_PROBLEMS:  # policy refusals are audited in the unit
                 record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                                      request_id=request_id, subject=identity.subject)
             raise
+        metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
+        metrics.LOGINS.labels(result.decision.kind).inc()
+        return result
     raise LoginRefused("busy", "the login could not be completed because of concurrent "
                        "updates; try again", request_id)
 

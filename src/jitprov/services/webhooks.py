@@ -25,6 +25,7 @@ from standardwebhooks.webhooks import Webhook
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
+from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -125,6 +126,8 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
             uow.commit()
         delivered += ok
         failed += not ok
+        metrics.WEBHOOK_ATTEMPTS.labels("delivered" if ok else "failed").inc()
+    metrics.WEBHOOK_BACKLOG.set(failed)
     return RunReport(dispatched, delivered, failed)
 
 

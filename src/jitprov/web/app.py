@@ -60,5 +60,6 @@ def create_app(settings: Settings, db: Database | None = None,
                 continue
             app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
     app.include_router(admin_api.router)
+    app.include_router(admin_api.metrics_router)
     app.add_middleware(RequestId)
     return app

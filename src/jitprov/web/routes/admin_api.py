@@ -16,7 +16,14 @@ from starlette.concurrency import run_in_threadpool
 
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
-from jitprov.services import admin, approvals, audit_export, break_glass, webhooks
+from jitprov.services import (
+    admin,
+    approvals,
+    audit_export,
+    break_glass,
+    metrics,
+    webhooks,
+)
 from jitprov.services.admin import AdminPrincipal
 from jitprov.services.login import dry_run_login
 from jitprov.store.records import AccountView
@@ -248,6 +255,15 @@ def access_review(request: Request, tenant: str, _: Admin,
     body = audit_export.access_review(ctx_of(request), tenant, format)
     media = "application/json" if format == "json" else "text/csv"
     return Response(body, media_type=media)
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(_: Admin) -> Response:
+    """Prometheus text format (scrape with the admin token as a bearer credential)."""
+    return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/audit/verify")
