@@ -91,3 +91,24 @@ def test_policy_must_warn_before_it_deactivates(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     with pytest.raises(InvalidInput):
         lifecycle.set_dormant_policy(ctx, "hospital", warn_days=90, deactivate_days=30)
+
+
+def test_deactivated_accounts_are_deleted_after_the_grace_period(
+        ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=None,
+                                 delete_after_days=30)
+    account_id = provision_on_login(ctx, "idp", nurse()).account_id
+    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    clock.advance(days=29)
+    assert lifecycle.sweep(ctx)[0].deleted == []
+    clock.advance(days=2)
+    [report] = lifecycle.sweep(ctx)
+    assert len(report.deleted) == 1
+    assert admin.list_accounts(ctx, "hospital") == []
+    events = [e for e in audit_export.iter_events(ctx, "hospital") if e.type == "account.deleted"]
+    assert [e.account_id for e in events] == [account_id]
+    assert all(r.intact for r in audit_export.verify(ctx, "hospital"))
+    # the identity is free again: the next login is a new account, not a resurrection
+    again = provision_on_login(ctx, "idp", nurse())
+    assert again.account_id != account_id

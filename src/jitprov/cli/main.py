@@ -117,11 +117,14 @@ def tenant_set_policy(slug: str,
                           help="warn after this many days without a sign-in")] = None,
                       dormant_deactivate_days: Annotated[int | None, typer.Option(
                           help="deactivate after this many days without a sign-in")] = None,
+                      delete_after_days: Annotated[int | None, typer.Option(
+                          help="delete accounts deactivated this many days ago")] = None,
                       database_url: DatabaseUrl = None) -> None:
-    """Set the dormant-account policy (both unset: off)."""
+    """Set the account lifecycle policy (all unset: off)."""
     lifecycle.set_dormant_policy(_context(_settings(database_url)), slug,
                                  warn_days=dormant_warn_days,
-                                 deactivate_days=dormant_deactivate_days)
+                                 deactivate_days=dormant_deactivate_days,
+                                 delete_after_days=delete_after_days)
     typer.echo(f"tenant {slug}: dormant accounts warned after {dormant_warn_days or '-'} "
                f"days, deactivated after {dormant_deactivate_days or '-'} days")
 
@@ -448,8 +451,10 @@ def lifecycle_sweep(tenant: Annotated[str | None, typer.Option()] = None,
             typer.echo(f"tenant {r.tenant}: another node is sweeping it")
             continue
         typer.echo(f"tenant {r.tenant}: {verb} deactivate {len(r.deactivated)}, warn "
-                   f"{len(r.warned)}; {len(r.never_signed_in)} never signed in (not touched)")
+                   f"{len(r.warned)}, delete {len(r.deleted)}; {len(r.never_signed_in)} never "
+                   "signed in (not touched)")
         for label, items in (("deactivate", r.deactivated), ("warn", r.warned),
+                             ("delete", r.deleted),
                              ("never signed in", r.never_signed_in)):
             for item in items:
                 typer.echo(f"  {label}: {item}")

@@ -13,12 +13,13 @@ one transaction under a job lock, so several nodes can run the schedule safely.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
 from jitprov.services.admin import change_status
 from jitprov.services.context import ServiceContext
+from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
 ACTOR = "lifecycle:dormant"
@@ -28,10 +29,13 @@ ACTOR = "lifecycle:dormant"
 class DormantPolicy:
     warn_days: int | None = None
     deactivate_days: int | None = None
+    #: grace period: accounts deactivated (by anyone) this long ago are deleted
+    delete_after_days: int | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.warn_days is not None or self.deactivate_days is not None
+        return any(d is not None for d in (self.warn_days, self.deactivate_days,
+                                           self.delete_after_days))
 
 
 @dataclass(slots=True)
@@ -41,24 +45,28 @@ class SweepReport:
     dry_run: bool
     warned: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     never_signed_in: list[str] = field(default_factory=list)
     skipped: bool = False  # another node holds this tenant's sweep
 
 
 def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | None,
-                       deactivate_days: int | None, actor: str = "cli") -> DormantPolicy:
-    """Set (or, with both None, turn off) the tenant's dormant-account policy."""
-    for name, days in (("warn", warn_days), ("deactivate", deactivate_days)):
+                       deactivate_days: int | None, delete_after_days: int | None = None,
+                       actor: str = "cli") -> DormantPolicy:
+    """Set (or, with all None, turn off) the tenant's account lifecycle policy."""
+    for name, days in (("warn", warn_days), ("deactivate", deactivate_days),
+                       ("delete-after", delete_after_days)):
         if days is not None and days < 1:
             raise InvalidInput(f"{name} days must be at least 1")
     if warn_days is not None and deactivate_days is not None and warn_days >= deactivate_days:
         raise InvalidInput("the warning must come before the deactivation")
-    policy = DormantPolicy(warn_days, deactivate_days)
+    policy = DormantPolicy(warn_days, deactivate_days, delete_after_days)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         ten = uow.tenants.get(tenant)
         settings = uow.tenants.settings(ten.id)
-        settings["dormant"] = {"warn_days": warn_days, "deactivate_days": deactivate_days}
+        settings["dormant"] = {"warn_days": warn_days, "deactivate_days": deactivate_days,
+                               "delete_after_days": delete_after_days}
         uow.tenants.set_settings(ten.id, settings)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.policy_changed", actor, {"dormant": settings["dormant"]}), now)
@@ -70,7 +78,8 @@ def _policy(settings: dict[str, object]) -> DormantPolicy:
     raw = settings.get("dormant")
     if not isinstance(raw, dict):
         return DormantPolicy()
-    return DormantPolicy(raw.get("warn_days"), raw.get("deactivate_days"))
+    return DormantPolicy(raw.get("warn_days"), raw.get("deactivate_days"),
+                         raw.get("delete_after_days"))
 
 
 def sweep(ctx: ServiceContext, tenant: str | None = None, *,
@@ -90,10 +99,19 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
             if not dry_run and not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):
                 report.skipped = True
                 continue
-            horizon = min(d for d in (policy.warn_days, policy.deactivate_days) if d)
+            if policy.delete_after_days:
+                for account_id, email, since in uow.accounts.deactivated_before(
+                        ten.id, now - timedelta(days=policy.delete_after_days)):
+                    report.deleted.append(f"{email or account_id} (deactivated "
+                                          f"{(now - since).days} days ago)")
+                    if not dry_run:
+                        _delete(uow, ten, account_id, email, policy, now)
+            days = [d for d in (policy.warn_days, policy.deactivate_days) if d]
+            horizon = min(days) if days else None
             to_warn: list[str] = []
-            for account_id, email, last_login, warned in uow.accounts.inactive_since(
-                    ten.id, now - timedelta(days=horizon)):
+            idle_accounts = (uow.accounts.inactive_since(ten.id, now - timedelta(days=horizon))
+                             if horizon else [])
+            for account_id, email, last_login, warned in idle_accounts:
                 idle = now - last_login
                 label = f"{email or account_id} (last sign-in {idle.days} days ago)"
                 if policy.deactivate_days and idle >= timedelta(days=policy.deactivate_days):
@@ -115,9 +133,20 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
                                         **data}, now)
             report.never_signed_in = [
                 f"{email or account_id} ({how}, created {created.date().isoformat()})"
-                for account_id, email, how, created in uow.accounts.never_signed_in(
-                    ten.id, now - timedelta(days=horizon))]
+                for account_id, email, how, created in (uow.accounts.never_signed_in(
+                    ten.id, now - timedelta(days=horizon)) if horizon else [])]
             if not dry_run:
                 uow.accounts.mark_dormant_warned(to_warn, now)
                 uow.commit()
     return reports
+
+
+def _delete(uow: UnitOfWork, tenant: TenantRecord, account_id: str, email: str | None,
+            policy: DormantPolicy, now: datetime) -> None:
+    uow.accounts.delete(account_id)
+    data = {"email": email, "reason": f"deactivated for {policy.delete_after_days} days "
+                                      "(grace period)"}
+    uow.audit.append(tenant.id, tenant.slug, AuditEvent("account.deleted", ACTOR, data,
+                                                        account_id=account_id), now)
+    uow.outbox.add(tenant.id, "account.deleted", {"account_id": account_id,
+                                                  "tenant": tenant.slug}, now)

@@ -448,6 +448,21 @@ class AccountRepository:
             .order_by(t.account.c.created_at))
         return [(r.id, r.email, r.provisioned_by, utc(r.created_at)) for r in rows]
 
+    def deactivated_before(self, tenant_id: int,
+                           before: datetime) -> Sequence[tuple[str, str | None, datetime]]:
+        """Accounts deactivated before ``before``: (id, email, deactivated_at)."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.deactivated_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "deactivated",
+                   t.account.c.deactivated_at < before)
+            .order_by(t.account.c.deactivated_at))
+        return [(r.id, r.email, utc(r.deactivated_at)) for r in rows]
+
+    def delete(self, account_id: str) -> None:
+        """Delete an account with its identities, grants, pending grants and sessions (the
+        audit log keeps its history)."""
+        self._c.execute(t.account.delete().where(t.account.c.id == account_id))
+
     def mark_dormant_warned(self, account_ids: Sequence[str], now: datetime) -> None:
         if account_ids:
             self._c.execute(t.account.update().where(t.account.c.id.in_(list(account_ids)))
