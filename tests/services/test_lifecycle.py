@@ -112,3 +112,23 @@ def test_deactivated_accounts_are_deleted_after_the_grace_period(
     # the identity is free again: the next login is a new account, not a resurrection
     again = provision_on_login(ctx, "idp", nurse())
     assert again.account_id != account_id
+
+
+def test_audit_retention_prunes_old_events_and_the_chain_still_verifies(
+        ctx: ServiceContext, clock: Clock) -> None:
+    import sqlalchemy as sa
+
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    lifecycle.set_audit_retention(ctx, "hospital", 30)
+    clock.advance(days=31)
+    provision_on_login(ctx, "idp", nurse())
+    [report] = lifecycle.sweep(ctx)
+    assert report.audit_pruned == 4  # tenant, connection, account, policy: older than 30 days
+    [verified] = audit_export.verify(ctx, "hospital")
+    assert (verified.intact, verified.events) == (True, 1)
+    with ctx.db.engine.begin() as conn:  # someone deletes the first kept event
+        conn.execute(sa.text("DELETE FROM audit_event WHERE seq = 5"))
+    provision_on_login(ctx, "idp", nurse())
+    [broken] = audit_export.verify(ctx, "hospital")
+    assert not broken.intact

@@ -119,12 +119,15 @@ def tenant_set_policy(slug: str,
                           help="deactivate after this many days without a sign-in")] = None,
                       delete_after_days: Annotated[int | None, typer.Option(
                           help="delete accounts deactivated this many days ago")] = None,
+                      audit_retention_days: Annotated[int | None, typer.Option(
+                          help="keep audit events this many days (default: forever)")] = None,
                       database_url: DatabaseUrl = None) -> None:
-    """Set the account lifecycle policy (all unset: off)."""
-    lifecycle.set_dormant_policy(_context(_settings(database_url)), slug,
-                                 warn_days=dormant_warn_days,
+    """Set the account lifecycle policy (all unset: off) and the audit retention."""
+    ctx = _context(_settings(database_url))
+    lifecycle.set_dormant_policy(ctx, slug, warn_days=dormant_warn_days,
                                  deactivate_days=dormant_deactivate_days,
                                  delete_after_days=delete_after_days)
+    lifecycle.set_audit_retention(ctx, slug, audit_retention_days)
     typer.echo(f"tenant {slug}: dormant accounts warned after {dormant_warn_days or '-'} "
                f"days, deactivated after {dormant_deactivate_days or '-'} days")
 

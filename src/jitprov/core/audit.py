@@ -94,15 +94,18 @@ class ChainProblem:
 
 
 def verify_chain(tenant: str, events: Iterable[ChainedEvent],
-                 head: tuple[int, str] | None) -> list[ChainProblem]:
+                 head: tuple[int, str] | None,
+                 anchor: tuple[int, str] = (0, GENESIS_HASH)) -> list[ChainProblem]:
     """Check one tenant's events (in ``seq`` order) against each other and the stored head.
 
     Returns the problems found (empty: intact). ``head`` is (last seq, last hash) as recorded
-    when the last event was written; it catches a deleted tail.
+    when the last event was written; it catches a deleted tail. ``anchor`` is the last event
+    the retention policy removed (seq 0 and the genesis hash when none was): the kept events
+    must start right after it, so a deletion at the start is caught too.
     """
     problems: list[ChainProblem] = []
-    expected_seq = 1
-    prev = GENESIS_HASH
+    expected_seq = anchor[0] + 1
+    prev = anchor[1]
     for ev in events:
         if ev.seq != expected_seq:
             problems.append(ChainProblem(tenant, ev.seq,

@@ -60,8 +60,9 @@ def verify(ctx: ServiceContext, tenant: str | None = None) -> list[ChainReport]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
         tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
         for ten in tenants:
-            events = list(uow.audit.events(ten.id))
-            problems = verify_chain(ten.slug, events, uow.audit.head(ten.id))
+            anchor = uow.audit.anchor(ten.id)
+            events = list(uow.audit.events(ten.id, after_seq=anchor[0]))
+            problems = verify_chain(ten.slug, events, uow.audit.head(ten.id), anchor)
             reports.append(ChainReport(ten.slug, len(events), problems))
     return reports
 

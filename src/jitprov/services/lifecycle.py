@@ -48,6 +48,7 @@ class SweepReport:
     deleted: list[str] = field(default_factory=list)
     never_signed_in: list[str] = field(default_factory=list)
     skipped: bool = False  # another node holds this tenant's sweep
+    audit_pruned: int = 0
 
 
 def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | None,
@@ -74,6 +75,23 @@ def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | Non
     return policy
 
 
+def set_audit_retention(ctx: ServiceContext, tenant: str, days: int | None, *,
+                        actor: str = "cli") -> None:
+    """Keep the tenant's audit events this many days (None: forever). Pruning keeps the chain
+    verifiable: the last removed event's hash becomes the anchor the kept chain starts from."""
+    if days is not None and days < 1:
+        raise InvalidInput("audit retention must be at least 1 day")
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        ten = uow.tenants.get(tenant)
+        settings = uow.tenants.settings(ten.id)
+        settings["audit_retention_days"] = days
+        uow.tenants.set_settings(ten.id, settings)
+        uow.audit.append(ten.id, ten.slug, AuditEvent(
+            "tenant.policy_changed", actor, {"audit_retention_days": days}), now)
+        uow.commit()
+
+
 def _policy(settings: dict[str, object]) -> DormantPolicy:
     raw = settings.get("dormant")
     if not isinstance(raw, dict):
@@ -91,9 +109,15 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
     for ten in tenants:
         now = ctx.clock()
         with UnitOfWork(ctx.db, readonly=dry_run) as uow:
-            policy = _policy(uow.tenants.settings(ten.id))
+            settings = uow.tenants.settings(ten.id)
+            policy = _policy(settings)
             report = SweepReport(ten.slug, policy, dry_run)
             reports.append(report)
+            retention = settings.get("audit_retention_days")
+            if isinstance(retention, int) and not dry_run:
+                report.audit_pruned = uow.audit.prune(ten.id, now - timedelta(days=retention))
+                if not policy.enabled:
+                    uow.commit()
             if not policy.enabled:
                 continue
             if not dry_run and not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):

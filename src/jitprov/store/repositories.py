@@ -666,7 +666,8 @@ class AuditLog:
         if head is None:
             try:
                 self._c.execute(t.audit_head.insert(), {
-                    "tenant_id": tenant_id, "seq": chained.seq, "hash": chained.hash})
+                    "tenant_id": tenant_id, "seq": chained.seq, "hash": chained.hash,
+                    "anchor_seq": 0, "anchor_hash": GENESIS_HASH})
             except sa.exc.IntegrityError as exc:
                 raise RaceLost("audit chain head created concurrently") from exc
         else:
@@ -691,6 +692,29 @@ class AuditLog:
             if len(rows) < batch:
                 return
             after_seq = rows[-1].seq
+
+    def anchor(self, tenant_id: int) -> tuple[int, str]:
+        """(seq, hash) of the last event the retention policy removed; (0, genesis) if none."""
+        row = self._c.execute(sa.select(t.audit_head.c.anchor_seq, t.audit_head.c.anchor_hash)
+                              .where(t.audit_head.c.tenant_id == tenant_id)).first()
+        return (0, GENESIS_HASH) if row is None else (row.anchor_seq, row.anchor_hash)
+
+    def prune(self, tenant_id: int, before: datetime) -> int:
+        """Remove the events that occurred before ``before`` (retention), keeping the chain
+        verifiable: the last removed event becomes the anchor. Returns how many went."""
+        self._c.execute(_AUDIT_HEAD, {"tenant_id": tenant_id}).first()  # lock out appends
+        last = self._c.execute(
+            sa.select(t.audit_event.c.seq, t.audit_event.c.hash)
+            .where(t.audit_event.c.tenant_id == tenant_id,
+                   t.audit_event.c.occurred_at < before)
+            .order_by(t.audit_event.c.seq.desc()).limit(1)).first()
+        if last is None:
+            return 0
+        result = self._c.execute(t.audit_event.delete().where(
+            t.audit_event.c.tenant_id == tenant_id, t.audit_event.c.seq <= last.seq))
+        self._c.execute(t.audit_head.update().where(t.audit_head.c.tenant_id == tenant_id)
+                        .values(anchor_seq=last.seq, anchor_hash=last.hash))
+        return int(result.rowcount)
 
     def head(self, tenant_id: int) -> tuple[int, str] | None:
         row = self._c.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)

@@ -172,6 +172,9 @@ audit_head = sa.Table(
     sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="RESTRICT"), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # the last event removed by the retention policy: the kept chain starts right after it
+    sa.Column("anchor_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("anchor_hash", sa.String(64), nullable=False, server_default="0" * 64),
 )
 
 outbox_event = sa.Table(
