@@ -29,6 +29,8 @@ class Settings:
     dev_mode: bool = False
     #: prefix of the forward-auth identity headers (``X-Jitprov-User``...)
     forward_auth_header_prefix: str = "X-Jitprov-"
+    #: webhooks may target private/loopback addresses (always true in dev mode)
+    webhook_allow_private: bool = False
 
     @property
     def cookie_secure(self) -> bool:
@@ -63,7 +65,9 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
     return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
                     base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode,
-                    forward_auth_header_prefix=prefix)
+                    forward_auth_header_prefix=prefix,
+                    webhook_allow_private=dev_mode or env.get(
+                        "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1")
 
 
 def _key_from_file(path: Path) -> str:

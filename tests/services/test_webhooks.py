@@ -63,7 +63,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(ctx: ServiceContext) -> Iterator[Receiver]:
+    ctx.webhook_allow_private = True  # the receiver is on loopback
     r = Receiver()
     yield r
     r.close()
@@ -196,3 +197,85 @@ def test_retry_delay_doubles_with_jitter_and_caps() -> None:
     assert 8.0 <= delays[1] <= 12.0
     assert max(delays) <= 3600 * 1.2
     assert delays[-1] >= 3600 * 0.8
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:5432/", "http://169.254.169.254/latest",
+                                 "http://[::1]:6379/", "http://10.1.2.3/hook",
+                                 "http://localhost/x"])
+def test_private_destinations_are_refused(ctx: ServiceContext, url: str) -> None:
+    from jitprov.services.webhooks import UnsafeDestination
+
+    setup_connection(ctx)
+    with pytest.raises(UnsafeDestination):
+        webhooks.add_endpoint(ctx, "hospital", url, ["*"])
+
+
+@pytest.mark.parametrize("url", ["http://[::1/", "http://h:99999/x", "ftp://h/x",
+                                 "https://user:pw@h.example/x", "https://" + "a" * 2100])
+def test_malformed_urls_are_a_clear_error(ctx: ServiceContext, url: str) -> None:
+    from jitprov.core.errors import InvalidInput
+
+    setup_connection(ctx)
+    with pytest.raises(InvalidInput):
+        webhooks.add_endpoint(ctx, "hospital", url, ["*"])
+
+
+def test_a_late_result_never_undoes_another_workers_delivery(
+        ctx: ServiceContext, receiver: Receiver, clock: Clock) -> None:
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    provision_on_login(ctx, "idp", nurse())
+    from jitprov.store.unit_of_work import UnitOfWork
+
+    with UnitOfWork(ctx.db) as uow:  # worker A claims, then stalls past its lease
+        uow.webhooks.fan_out(clock.now)
+        [stale] = uow.webhooks.claim_due(clock.now, lease=timedelta(seconds=1), claim="A")
+        uow.commit()
+    clock.advance(seconds=5)
+    assert webhooks.deliver_due(ctx).delivered == 1  # worker B takes it over and delivers
+    with UnitOfWork(ctx.db) as uow:  # A's timeout arrives late
+        written = uow.webhooks.record_attempt(stale.id, claim="A", delivered=False,
+                                              status_code=None, error="ReadTimeout",
+                                              now=clock.now,
+                                              next_attempt_at=clock.now + timedelta(minutes=1))
+        uow.commit()
+    assert written is False
+    [delivery] = webhooks.list_deliveries(ctx, "hospital")
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+
+
+def test_an_unexpected_error_is_a_failed_attempt_not_a_stalled_batch(
+        ctx: ServiceContext, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    provision_on_login(ctx, "idp", nurse())
+    provision_on_login(ctx, "idp", nurse(subject="u2", email="u2@h.example"))
+    real = webhooks._send
+    calls = {"n": 0}
+
+    def first_explodes(context: ServiceContext, delivery: object) -> tuple[bool, int | None,
+                                                                           str | None]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise UnicodeError("label too long")
+        return real(context, delivery)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(webhooks, "_send", first_explodes)
+    report = webhooks.deliver_due(ctx)
+    assert (report.delivered, report.failed) == (1, 1)
+    errors = {d.last_error for d in webhooks.list_deliveries(ctx, "hospital")}
+    assert errors == {"UnicodeError", None}
+
+
+def test_only_a_dead_or_delivered_delivery_can_be_replayed(
+        ctx: ServiceContext, receiver: Receiver) -> None:
+    from jitprov.core.errors import Conflict
+
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    receiver.plan = [500]
+    provision_on_login(ctx, "idp", nurse())
+    webhooks.deliver_due(ctx)
+    [pending] = webhooks.list_deliveries(ctx, "hospital")
+    with pytest.raises(Conflict):
+        webhooks.replay(ctx, pending.id)

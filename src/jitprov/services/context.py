@@ -81,6 +81,8 @@ class ServiceContext:
     session_ttl: timedelta = timedelta(hours=12)
     login_request_ttl: timedelta = timedelta(minutes=10)
     policies: PolicyCache = field(default_factory=PolicyCache)
+    #: webhooks may go to private and loopback addresses (dev, tests, on-premises receivers)
+    webhook_allow_private: bool = False
     #: outbound HTTP (OIDC discovery, JWKS, token and userinfo endpoints); tests inject one
     http: httpx.Client = field(default_factory=lambda: httpx.Client(
         timeout=httpx.Timeout(10.0), follow_redirects=False))
@@ -98,4 +100,5 @@ def build_context(settings: Settings, db: Database) -> ServiceContext:
     """The context of a process, from its settings."""
     return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
                           session_ttl=settings.session_ttl,
-                          login_request_ttl=settings.login_request_ttl)
+                          login_request_ttl=settings.login_request_ttl,
+                          webhook_allow_private=settings.webhook_allow_private)

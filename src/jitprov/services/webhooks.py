@@ -12,9 +12,11 @@ the delivery is dead and can be replayed. A receiver down for an hour loses noth
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import random
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,8 +35,9 @@ from jitprov.store.unit_of_work import UnitOfWork
 MAX_ATTEMPTS = 12  # 5 s doubling to the 1 h cap: about 2.4 h of retries
 FIRST_RETRY = 5.0  # seconds
 MAX_RETRY = 3600.0
-LEASE = timedelta(seconds=60)  # a claimed delivery is this worker's for as long
-SEND_TIMEOUT = 10.0
+SEND_TIMEOUT = 10.0  # seconds per network operation; the body of the answer is never read
+BATCH = 20  # deliveries one pass claims; the lease covers them all sent one after another
+MAX_URL = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +56,54 @@ class RunReport:
     failed: int
 
 
+class UnsafeDestination(InvalidInput):
+    code = "unsafe_destination"
+
+
+def check_url(url: str) -> None:
+    """A well-formed http(s) URL without credentials. Raises InvalidInput."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+        if host:
+            host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidInput(f"the webhook URL is not valid: {exc}") from None
+    if (len(url) > MAX_URL or parts.scheme not in ("https", "http") or not host
+            or parts.username or parts.password or (port is not None and not 0 < port < 65536)):
+        raise InvalidInput("the webhook URL must be an http(s) URL without credentials, at "
+                           f"most {MAX_URL} characters")
+
+
+def check_destination(url: str, *, allow_private: bool) -> None:
+    """Refuse a destination that resolves to this machine or a private network (loopback,
+    RFC 1918, link-local and cloud metadata, CGNAT, multicast...): webhooks must not become a
+    way to reach internal services. Checked when the endpoint is added and again before
+    every send (DNS can change). ``allow_private`` lifts it (dev, tests, on-premises
+    receivers: JITPROV_WEBHOOK_ALLOW_PRIVATE=1). Raises UnsafeDestination."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeDestination(f"the webhook host cannot be resolved: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeDestination("the webhook URL points at a private or local address; "
+                                    "set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 to allow it")
+
+
 def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequence[str], *,
                  actor: str = "cli") -> NewEndpoint:
     """Subscribe ``url`` to ``event_types`` (``*`` for all). Returns the signing secret, shown
-    once (stored sealed). Raises InvalidInput, NotFound."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput(f"the webhook URL must be an http(s) URL, not {url!r}")
+    once (stored sealed). Raises InvalidInput (UnsafeDestination), NotFound."""
+    check_url(url)
+    check_destination(url, allow_private=ctx.webhook_allow_private)
     types = [t.strip() for t in event_types if t.strip()] or ["*"]
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     now = ctx.clock()
@@ -68,8 +112,9 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
         endpoint_id = uow.webhooks.add_endpoint(
             tenant_id=ten.id, url=url, sealed_secret=ctx.secretbox.seal({"secret": secret}),
             event_types=types, now=now)
+        shown = urlsplit(url)._replace(query="", fragment="").geturl()  # no tokens in logs
         uow.audit.append(ten.id, ten.slug, AuditEvent(
-            "webhook.created", actor, {"endpoint": endpoint_id, "url": url,
+            "webhook.created", actor, {"endpoint": endpoint_id, "url": shown,
                                        "event_types": types}), now)
         uow.commit()
     return NewEndpoint(endpoint_id, secret)
@@ -109,20 +154,29 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
     """One worker pass: fan out new outbox events, then send what is due. Safe to run on
     several nodes at once."""
     now = ctx.clock()
+    limit = min(limit, BATCH)
+    # every send of the batch may take its connect, write and read timeouts: the lease covers
+    # them all, so no other worker takes a delivery this pass is still sending
+    lease = timedelta(seconds=3 * SEND_TIMEOUT * limit + 30)
+    claim = secrets.token_hex(8)
     with UnitOfWork(ctx.db) as uow:
         dispatched = uow.webhooks.fan_out(now)
-        due = uow.webhooks.claim_due(now, lease=LEASE, limit=limit)
+        due = uow.webhooks.claim_due(now, lease=lease, claim=claim, limit=limit)
         uow.commit()
     delivered = failed = 0
     for delivery in due:  # outside any transaction: an HTTP call holds no lock
-        ok, status, error = _send(ctx, delivery)
+        try:
+            ok, status, error = _send(ctx, delivery)
+        except Exception as exc:  # a bad secret, URL or answer: an attempt that failed
+            ok, status, error = False, None, type(exc).__name__
         done = ctx.clock()
         attempts = delivery.attempts + 1
         retry_at = (None if ok or attempts >= MAX_ATTEMPTS
                     else done + timedelta(seconds=retry_delay(attempts)))
         with UnitOfWork(ctx.db) as uow:
-            uow.webhooks.record_attempt(delivery.id, delivered=ok, status_code=status,
-                                        error=error, now=done, next_attempt_at=retry_at)
+            uow.webhooks.record_attempt(delivery.id, claim=delivery.claim, delivered=ok,
+                                        status_code=status, error=error, now=done,
+                                        next_attempt_at=retry_at)
             uow.commit()
         delivered += ok
         failed += not ok
@@ -146,11 +200,14 @@ def _send(ctx: ServiceContext, delivery: DueDelivery) -> tuple[bool, int | None,
     headers = {"content-type": "application/json", "webhook-id": msg_id,
                "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature,
                "user-agent": "jitprov-webhooks"}
+    check_destination(delivery.url, allow_private=ctx.webhook_allow_private)
     try:
-        response = ctx.http.post(delivery.url, content=body, headers=headers,
-                                 timeout=SEND_TIMEOUT)
+        # the status line is the answer: the body is never read, whatever its size or pace
+        with ctx.http.stream("POST", delivery.url, content=body, headers=headers,
+                             timeout=SEND_TIMEOUT) as response:
+            status = response.status_code
     except httpx.HTTPError as exc:
         return False, None, type(exc).__name__
-    if 200 <= response.status_code < 300:
-        return True, response.status_code, None
-    return False, response.status_code, f"HTTP {response.status_code}"
+    if 200 <= status < 300:
+        return True, status, None
+    return False, status, f"HTTP {status}"

@@ -107,6 +107,7 @@ class DueDelivery:
     payload: Mapping[str, object]
     attempts: int
     created_at: datetime
+    claim: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -881,9 +881,10 @@ class WebhookRepository:
                         .values(delivered_at=now))
         return len(events)
 
-    def claim_due(self, now: datetime, *, lease: timedelta,
+    def claim_due(self, now: datetime, *, lease: timedelta, claim: str,
                   limit: int = 50) -> list[DueDelivery]:
-        """Due pending deliveries, leased to this worker until ``now + lease``."""
+        """Due pending deliveries, leased to this worker pass (``claim``) until
+        ``now + lease``; only the holder of the claim can record their result."""
         ids = [r.id for r in self._c.execute(
             sa.select(t.webhook_delivery.c.id)
             .where(t.webhook_delivery.c.status == "pending",
@@ -893,7 +894,7 @@ class WebhookRepository:
         if not ids:
             return []
         self._c.execute(t.webhook_delivery.update().where(t.webhook_delivery.c.id.in_(ids))
-                        .values(next_attempt_at=now + lease))
+                        .values(next_attempt_at=now + lease, claim=claim))
         rows = self._c.execute(
             sa.select(t.webhook_delivery.c.id, t.webhook_delivery.c.outbox_id,
                       t.webhook_delivery.c.event_type, t.webhook_delivery.c.attempts,
@@ -905,20 +906,26 @@ class WebhookRepository:
             .where(t.webhook_delivery.c.id.in_(ids)).order_by(t.webhook_delivery.c.id))
         return [DueDelivery(id=r.id, outbox_id=r.outbox_id, url=r.url, sealed_secret=r.secret,
                             event_type=r.event_type, payload=r.payload, attempts=r.attempts,
-                            created_at=utc(r.created_at)) for r in rows]
+                            created_at=utc(r.created_at), claim=claim) for r in rows]
 
-    def record_attempt(self, delivery_id: int, *, delivered: bool, status_code: int | None,
-                       error: str | None, now: datetime,
-                       next_attempt_at: datetime | None) -> None:
-        """After one attempt: delivered, retry at ``next_attempt_at``, or dead (None)."""
+    def record_attempt(self, delivery_id: int, *, claim: str, delivered: bool,
+                       status_code: int | None, error: str | None, now: datetime,
+                       next_attempt_at: datetime | None) -> bool:
+        """After one attempt: delivered, retry at ``next_attempt_at``, or dead (None). Only
+        the pass still holding the claim writes (a late result never undoes another
+        worker's delivery); returns whether it did."""
         status = "delivered" if delivered else "pending" if next_attempt_at else "dead"
-        self._c.execute(t.webhook_delivery.update()
-                        .where(t.webhook_delivery.c.id == delivery_id)
-                        .values(status=status, attempts=t.webhook_delivery.c.attempts + 1,
+        result = self._c.execute(
+            t.webhook_delivery.update()
+            .where(t.webhook_delivery.c.id == delivery_id,
+                   t.webhook_delivery.c.claim == claim,
+                   t.webhook_delivery.c.status == "pending")
+            .values(status=status, attempts=t.webhook_delivery.c.attempts + 1, claim=None,
                                 last_status=status_code,
                                 last_error=(error or "")[:500] or None,
                                 next_attempt_at=next_attempt_at or now,
                                 delivered_at=now if delivered else None))
+        return bool(result.rowcount)
 
     def deliveries(self, tenant_id: int, *, status: str | None = None,
                    limit: int = 100) -> list[DeliveryRecord]:
@@ -936,7 +943,7 @@ class WebhookRepository:
 
     def replay(self, delivery_id: int, now: datetime) -> int:
         """Send a dead (or delivered) delivery again, from a fresh retry budget; returns its
-        tenant id. Raises NotFound."""
+        tenant id. Raises NotFound, or Conflict for one still pending."""
         row = self._c.execute(
             sa.select(t.webhook_endpoint.c.tenant_id)
             .join(t.webhook_delivery,
@@ -944,10 +951,14 @@ class WebhookRepository:
             .where(t.webhook_delivery.c.id == delivery_id)).first()
         if row is None:
             raise NotFound(f"no webhook delivery {delivery_id}")
-        self._c.execute(t.webhook_delivery.update()
-                        .where(t.webhook_delivery.c.id == delivery_id)
-                        .values(status="pending", attempts=0, next_attempt_at=now,
-                                delivered_at=None))
+        result = self._c.execute(
+            t.webhook_delivery.update()
+            .where(t.webhook_delivery.c.id == delivery_id,
+                   t.webhook_delivery.c.status.in_(["dead", "delivered"]))
+            .values(status="pending", attempts=0, next_attempt_at=now, delivered_at=None,
+                    claim=None))
+        if not result.rowcount:
+            raise Conflict(f"webhook delivery {delivery_id} is still being delivered")
         return int(row.tenant_id)
 
 

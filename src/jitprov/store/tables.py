@@ -235,6 +235,7 @@ webhook_delivery = sa.Table(
     sa.Column("next_attempt_at", TS, nullable=False),
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("claim", sa.String(32), nullable=True),  # the worker pass holding the lease
     sa.Column("created_at", TS, nullable=False),
     sa.Column("delivered_at", TS, nullable=True),
     sa.UniqueConstraint("outbox_id", "endpoint_id"),
