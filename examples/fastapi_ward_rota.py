@@ -2,7 +2,8 @@
 in through jitprov and passes X-Jitprov-Token; this app verifies it and checks roles.
 
     pip install jitprov fastapi uvicorn
-    JITPROV_ISSUER=https://sso.hospital.example uvicorn examples.fastapi_ward_rota:app
+    JITPROV_ISSUER=https://sso.hospital.example JITPROV_TENANT=st-marys \
+        uvicorn examples.fastapi_ward_rota:app
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from fastapi import Depends, FastAPI
 
 from jitprov.client import Identity, IdentityVerifier, requires_role
 
-verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"))
+verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"),
+                            tenant=os.environ.get("JITPROV_TENANT", "demo"))
 app = FastAPI(title="Ward rota")
 
 

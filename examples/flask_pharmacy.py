@@ -2,7 +2,8 @@
 proxy, docs/forward-auth/) and the views read who is there.
 
     pip install jitprov flask
-    JITPROV_ISSUER=https://sso.hospital.example flask --app examples.flask_pharmacy run
+    JITPROV_ISSUER=https://sso.hospital.example JITPROV_TENANT=st-marys \
+        flask --app examples.flask_pharmacy run
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from flask import Flask, abort, request
 
 from jitprov.client import Identity, IdentityVerifier, JitprovWsgiMiddleware
 
-verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"))
+verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"),
+                            tenant=os.environ.get("JITPROV_TENANT", "demo"))
 app = Flask(__name__)
 app.wsgi_app = JitprovWsgiMiddleware(app.wsgi_app, verifier, required=True)  # type: ignore[method-assign]
 

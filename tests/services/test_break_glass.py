@@ -78,3 +78,20 @@ def test_a_request_needs_roles_and_a_reason(ctx: ServiceContext) -> None:
     with pytest.raises(InvalidInput):
         break_glass.request_access(ctx, "hospital", roles=["nurse"], reason=" ",
                                    requested_by="a")
+
+
+def test_one_person_with_two_tokens_is_still_one_person(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    request_id = break_glass.request_access(ctx, "hospital", roles=["nurse"], reason="x",
+                                            requested_by="admin-token:1:alice")
+    with pytest.raises(InvalidInput, match="dual control"):
+        break_glass.approve_access(ctx, request_id, approved_by="admin-token:2:Alice")
+
+
+def test_an_unapproved_request_expires(ctx: ServiceContext, clock: Clock) -> None:
+    setup_connection(ctx)
+    request_id = break_glass.request_access(ctx, "hospital", roles=["nurse"], reason="x",
+                                            requested_by="alice")
+    clock.advance(hours=2)
+    with pytest.raises(InvalidInput, match="expired"):
+        break_glass.approve_access(ctx, request_id, approved_by="bob")

@@ -22,6 +22,7 @@ def test_ward_rota_example_admits_nurses_and_keeps_editing_for_charge_nurses(
         ctx: ServiceContext, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     clock.now = datetime.now(UTC)
     monkeypatch.setenv("JITPROV_ISSUER", "http://testserver")
+    monkeypatch.setenv("JITPROV_TENANT", "hospital")
     spec = importlib.util.spec_from_file_location("ward_rota", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -43,6 +44,7 @@ def test_flask_example_admits_pharmacists_only(ctx: ServiceContext, clock: Clock
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     clock.now = datetime.now(UTC)
     monkeypatch.setenv("JITPROV_ISSUER", "http://testserver")
+    monkeypatch.setenv("JITPROV_TENANT", "hospital")
     spec = importlib.util.spec_from_file_location(
         "flask_pharmacy", EXAMPLE.with_name("flask_pharmacy.py"))
     assert spec is not None and spec.loader is not None

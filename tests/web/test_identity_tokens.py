@@ -21,7 +21,7 @@ from tests.web.helpers import make_client, sign_in
 
 
 def verifier_for(client: TestClient) -> IdentityVerifier:
-    return IdentityVerifier("http://testserver", http=client)
+    return IdentityVerifier("http://testserver", tenant="hospital", http=client)
 
 
 def token_of(client: TestClient) -> str:
@@ -59,7 +59,8 @@ def test_expired_tampered_or_foreign_tokens_are_refused(client: TestClient,
     with pytest.raises(InvalidIdentity):
         verifier.verify(f"{head}.{body}.{sig[::-1]}", now=now)
     with pytest.raises(InvalidIdentity):
-        IdentityVerifier("http://other-issuer", http=client).verify(token, now=now)
+        IdentityVerifier("http://other-issuer", tenant="hospital", http=client).verify(
+            token, now=now)
 
 
 def test_rotation_keeps_old_tokens_valid_during_the_overlap_only(
@@ -95,7 +96,7 @@ def test_middleware_and_dependency_protect_an_app(ctx: ServiceContext, clock: Cl
     with make_client(ctx) as idp:
         sign_in(idp)
         token = idp.get("/me/token").json()["token"]
-        verifier = IdentityVerifier("http://testserver", http=idp)
+        verifier = IdentityVerifier("http://testserver", tenant="hospital", http=idp)
 
         async def whoami(request: Request) -> JSONResponse:
             who = request.state.jitprov_identity
@@ -125,3 +126,28 @@ def test_middleware_and_dependency_protect_an_app(ctx: ServiceContext, clock: Cl
             assert app.get("/ward").status_code == 401
             assert app.get("/pharmacy", headers={"X-Jitprov-Token": token}).status_code == 403
             assert app.get("/ward", headers={"X-Jitprov-Token": token}).status_code == 200
+
+
+def test_a_token_of_another_tenant_is_refused(client: TestClient, clock: Clock) -> None:
+    sign_in(client)
+    token = token_of(client)
+    with pytest.raises(InvalidIdentity):
+        IdentityVerifier("http://testserver", tenant="clinic", http=client).verify(
+            token, now=int(clock.now.timestamp()))
+
+
+def test_failing_key_fetches_are_rate_limited_too() -> None:
+    import httpx
+
+    calls = {"n": 0}
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        return httpx.Response(503)
+
+    with httpx.Client(transport=httpx.MockTransport(down)) as http:
+        verifier = IdentityVerifier("https://sso.example", tenant="t", http=http)
+        for _ in range(50):
+            with pytest.raises(InvalidIdentity):
+                verifier.verify("x.y.z")
+    assert calls["n"] == 1

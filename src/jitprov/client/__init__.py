@@ -4,7 +4,7 @@ The token is an ES256 JWT jitprov passes upstream on forward-auth (``X-Jitprov-T
 serves at ``/me/token``; its keys are at ``{issuer}/.well-known/jwks.json``. This package only
 needs joserfc and httpx, and never trusts plain ``X-Jitprov-*`` headers.
 
-    verifier = IdentityVerifier(issuer="https://sso.hospital.example")
+    verifier = IdentityVerifier(issuer="https://sso.hospital.example", tenant="st-marys")
     app = JitprovMiddleware(app, verifier)          # any ASGI app
     app.wsgi_app = JitprovWsgiMiddleware(app.wsgi_app, verifier)   # Flask (WSGI)
     @app.get("/rota")                                # FastAPI

@@ -12,6 +12,7 @@ import httpx
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
@@ -44,13 +45,16 @@ class Identity:
 
 
 class IdentityVerifier:
-    """Verifies identity tokens of one jitprov ``issuer`` with its JWKS (cached; re-fetched
-    on an unknown key id at most once per ``refresh_interval`` seconds)."""
+    """Verifies identity tokens of one jitprov ``issuer`` for one ``tenant`` (a token of
+    another tenant of the same jitprov is refused) with its JWKS: cached, and re-fetched on an
+    unknown key id at most once per ``refresh_interval`` seconds, failed fetches included, one
+    fetch at a time."""
 
-    def __init__(self, issuer: str, *, audience: str = AUDIENCE,
+    def __init__(self, issuer: str, *, tenant: str, audience: str = AUDIENCE,
                  http: httpx.Client | None = None, leeway: int = 30,
                  refresh_interval: float = 30.0) -> None:
         self.issuer = issuer.rstrip("/")
+        self.tenant = tenant
         self.audience = audience
         self.http = http or httpx.Client(timeout=5.0)
         self._leeway = leeway
@@ -59,33 +63,40 @@ class IdentityVerifier:
         self._keys: KeySet | None = None
         self._fetched = 0.0
 
-    def _fetch(self) -> KeySet:
-        try:
-            response = self.http.get(f"{self.issuer}/.well-known/jwks.json")
-            response.raise_for_status()
-            keys = KeySet.import_key_set(response.json())
-        except (httpx.HTTPError, ValueError, JoseError) as exc:
-            raise InvalidIdentity(f"cannot read jitprov's keys: {type(exc).__name__}") from exc
-        with self._lock:
-            self._keys, self._fetched = keys, time.monotonic()
-        return keys
+    def _fetch(self, *, unless_fresh: bool = False) -> KeySet:
+        with self._lock:  # one fetch at a time; a failed one counts against the interval
+            if unless_fresh and time.monotonic() - self._fetched < self._interval:
+                if self._keys is None:
+                    raise InvalidIdentity("jitprov's keys are unavailable; retrying later")
+                return self._keys
+            self._fetched = time.monotonic()
+            try:
+                response = self.http.get(f"{self.issuer}/.well-known/jwks.json")
+                response.raise_for_status()
+                self._keys = KeySet.import_key_set(response.json())
+            except (httpx.HTTPError, ValueError, JoseError) as exc:
+                raise InvalidIdentity(f"cannot read jitprov's keys: {type(exc).__name__}"
+                                      ) from exc
+            return self._keys
 
     def verify(self, token: str | None, *, now: int | None = None) -> Identity:
         """Raises InvalidIdentity."""
         if not token:
             raise InvalidIdentity("no identity token")
-        keys = self._keys or self._fetch()
+        keys = self._keys or self._fetch(unless_fresh=True)
         try:
             try:
                 decoded = jwt.decode(token, keys, algorithms=["ES256"])
             except InvalidKeyIdError:
-                if time.monotonic() - self._fetched < self._interval:
+                fresh = self._fetch(unless_fresh=True)
+                if fresh is keys:
                     raise
-                decoded = jwt.decode(token, self._fetch(), algorithms=["ES256"])
+                decoded = jwt.decode(token, fresh, algorithms=["ES256"])
             jwt.JWTClaimsRegistry(
                 now=now, leeway=self._leeway, iss={"essential": True, "value": self.issuer},
                 aud={"essential": True, "value": self.audience}, sub={"essential": True},
-                exp={"essential": True}).validate(decoded.claims)
+                exp={"essential": True},
+                tenant={"essential": True, "value": self.tenant}).validate(decoded.claims)
         except (JoseError, ValueError) as exc:
             raise InvalidIdentity(f"identity token refused: "
                                   f"{getattr(exc, 'error', type(exc).__name__)}") from exc
@@ -113,8 +124,8 @@ class JitprovMiddleware:
             return
         token = next((v.decode("latin-1") for k, v in scope.get("headers", [])
                       if k.lower() == self.header), None)
-        try:
-            identity: Identity | None = self.verifier.verify(token)
+        try:  # verification may fetch keys: keep it off the event loop
+            identity: Identity | None = await run_in_threadpool(self.verifier.verify, token)
         except InvalidIdentity:
             identity = None
         if identity is None and self.required:

@@ -25,7 +25,14 @@ from jitprov.store.unit_of_work import UnitOfWork
 
 MAX_VALID_MINUTES = 240
 MAX_SESSION = timedelta(hours=1)
+REQUEST_LIFETIME = timedelta(hours=1)  # a request not approved by then is void
 SOURCE = "break_glass"
+
+
+def person(actor: str) -> str:
+    """Who is behind an actor string: ``admin-token:<id>:<name>`` and ``cli:<name>`` both
+    name the admin, so one person with two tokens is still one person."""
+    return actor.rsplit(":", 1)[-1].strip().lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +84,12 @@ def approve_access(ctx: ServiceContext, request_id: int, *, approved_by: str) ->
     code = "bg-" + secrets.token_urlsafe(24)
     with UnitOfWork(ctx.db) as uow:
         request = uow.break_glass.get(request_id)
-        if approved_by == request.requested_by:
+        if person(approved_by) == person(request.requested_by):
             raise InvalidInput("dual control: the admin who requested emergency access cannot "
                                "approve it")
+        if now - request.requested_at > REQUEST_LIFETIME:
+            raise InvalidInput(f"break-glass request {request_id} expired unapproved; "
+                               "request again")
         expires_at = now + timedelta(minutes=request.valid_minutes)
         uow.break_glass.issue(request_id, approved_by=approved_by, code_hash=hash_token(code),
                               now=now, expires_at=expires_at)
