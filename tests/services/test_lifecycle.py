@@ -126,9 +126,50 @@ def test_audit_retention_prunes_old_events_and_the_chain_still_verifies(
     [report] = lifecycle.sweep(ctx)
     assert report.audit_pruned == 4  # tenant, connection, account, policy: older than 30 days
     [verified] = audit_export.verify(ctx, "hospital")
-    assert (verified.intact, verified.events) == (True, 1)
+    assert (verified.intact, verified.events) == (True, 2)  # the login and audit.pruned
     with ctx.db.engine.begin() as conn:  # someone deletes the first kept event
         conn.execute(sa.text("DELETE FROM audit_event WHERE seq = 5"))
     provision_on_login(ctx, "idp", nurse())
     [broken] = audit_export.verify(ctx, "hospital")
     assert not broken.intact
+
+
+def test_a_forged_retention_anchor_is_caught(ctx: ServiceContext) -> None:
+    import sqlalchemy as sa
+
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    with ctx.db.engine.begin() as conn:  # delete the start and move the anchor to match
+        row = conn.execute(sa.text("SELECT seq, hash FROM audit_event WHERE seq = 2")).one()
+        conn.execute(sa.text("DELETE FROM audit_event WHERE seq <= 2"))
+        conn.execute(sa.text("UPDATE audit_head SET anchor_seq = :s, anchor_hash = :h"),
+                     {"s": row.seq, "h": row.hash})
+    [report] = audit_export.verify(ctx, "hospital")
+    assert not report.intact
+    assert "no audit.pruned event" in str(report.problems[0])
+
+
+def test_retention_has_a_floor(ctx: ServiceContext) -> None:
+    setup_connection(ctx)
+    with pytest.raises(InvalidInput):
+        lifecycle.set_audit_retention(ctx, "hospital", 1)
+
+
+def test_a_sign_in_that_races_the_sweep_wins(ctx: ServiceContext, clock: Clock,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitprov.store.repositories import AccountRepository
+
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=30)
+    account_id = provision_on_login(ctx, "idp", nurse()).account_id
+    stale_login = clock.now
+    clock.advance(days=40)
+    provision_on_login(ctx, "idp", nurse())  # signs in just before the sweep writes
+
+    def stale(self: AccountRepository, tenant_id: int, before: object) -> list[object]:
+        return [(account_id, "ana@hospital.example", stale_login, None)]
+
+    monkeypatch.setattr(AccountRepository, "inactive_since", stale)
+    [report] = lifecycle.sweep(ctx)
+    assert report.deactivated == []
+    assert [v.account.status for v in admin.list_accounts(ctx, "hospital")] == ["active"]

@@ -345,7 +345,8 @@ def approvals_approve(request_id: int, reason: Annotated[str, typer.Option("--re
                       approver: Annotated[str, typer.Option(
                           "--approver", help="who approves (recorded in the audit log)")],
                       valid_days: Annotated[int | None, typer.Option(
-                          min=1, help="time-bound access: the grant expires after")] = None,
+                          min=1, max=3650,
+                          help="time-bound access: the grant expires after")] = None,
                       database_url: DatabaseUrl = None) -> None:
     """Grant a requested role (source: approval; rules never revoke it)."""
     decision = approvals.decide_request(

@@ -227,9 +227,16 @@ class StatusChange:
 
 def change_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
                   status: AccountStatus, *, reason: str, actor: str, now: datetime) -> int:
-    """Within ``uow``: set the status, revoke every session unless active, audit, announce.
-    Returns the number of sessions revoked. Shared by admins and the dormant sweep."""
+    """Within ``uow``: set the status, then :func:`announce_status`."""
     uow.accounts.set_status(account_id, status, now)
+    return announce_status(uow, tenant, account_id, before, status, reason=reason, actor=actor,
+                           now=now)
+
+
+def announce_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
+                    status: AccountStatus, *, reason: str, actor: str, now: datetime) -> int:
+    """Within ``uow``, after a status change: revoke every session unless active, audit,
+    announce. Returns the number of sessions revoked. Shared by admins and the sweep."""
     revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
     metrics.SESSIONS_REVOKED.inc(revoked)
     event = {"active": "account.reactivated", "suspended": "account.suspended",

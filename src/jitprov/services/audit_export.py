@@ -63,6 +63,8 @@ def verify(ctx: ServiceContext, tenant: str | None = None) -> list[ChainReport]:
             anchor = uow.audit.anchor(ten.id)
             events = list(uow.audit.events(ten.id, after_seq=anchor[0]))
             problems = verify_chain(ten.slug, events, uow.audit.head(ten.id), anchor)
+            if anchor[0] and not problems:
+                problems = _check_anchor(ten.slug, events, anchor)
             reports.append(ChainReport(ten.slug, len(events), problems))
     return reports
 
@@ -85,3 +87,15 @@ def access_review(ctx: ServiceContext, tenant: str, fmt: str = "csv") -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def _check_anchor(tenant: str, events: list[ChainedEvent],
+                  anchor: tuple[int, str]) -> list[ChainProblem]:
+    """A pruned chain must say so itself: the newest ``audit.pruned`` event names the anchor."""
+    pruned = [e for e in events if e.type == "audit.pruned"]
+    if pruned and (pruned[-1].data.get("through_seq"), pruned[-1].data.get("through_hash")) \
+            == anchor:
+        return []
+    return [ChainProblem(tenant, anchor[0], "the chain starts after event "
+                         f"{anchor[0]} but no audit.pruned event records that retention cut: "
+                         "events were deleted")]

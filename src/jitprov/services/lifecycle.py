@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
-from jitprov.services.admin import change_status
+from jitprov.services.admin import announce_status
 from jitprov.services.context import ServiceContext
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
 ACTOR = "lifecycle:dormant"
+MIN_AUDIT_RETENTION_DAYS = 30  # a policy cannot be used to erase recent history
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,8 @@ def set_audit_retention(ctx: ServiceContext, tenant: str, days: int | None, *,
                         actor: str = "cli") -> None:
     """Keep the tenant's audit events this many days (None: forever). Pruning keeps the chain
     verifiable: the last removed event's hash becomes the anchor the kept chain starts from."""
-    if days is not None and days < 1:
-        raise InvalidInput("audit retention must be at least 1 day")
+    if days is not None and days < MIN_AUDIT_RETENTION_DAYS:
+        raise InvalidInput(f"audit retention must be at least {MIN_AUDIT_RETENTION_DAYS} days")
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         ten = uow.tenants.get(tenant)
@@ -116,6 +117,13 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
             retention = settings.get("audit_retention_days")
             if isinstance(retention, int) and not dry_run:
                 report.audit_pruned = uow.audit.prune(ten.id, now - timedelta(days=retention))
+                if report.audit_pruned:
+                    # in the chain itself, so a forged anchor without this event is caught
+                    through = uow.audit.anchor(ten.id)
+                    uow.audit.append(ten.id, ten.slug, AuditEvent(
+                        "audit.pruned", "lifecycle:retention",
+                        {"through_seq": through[0], "through_hash": through[1],
+                         "events": report.audit_pruned, "retention_days": retention}), now)
                 if not policy.enabled:
                     uow.commit()
             if not policy.enabled:
@@ -124,12 +132,15 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
                 report.skipped = True
                 continue
             if policy.delete_after_days:
-                for account_id, email, since in uow.accounts.deactivated_before(
-                        ten.id, now - timedelta(days=policy.delete_after_days)):
-                    report.deleted.append(f"{email or account_id} (deactivated "
-                                          f"{(now - since).days} days ago)")
-                    if not dry_run:
-                        _delete(uow, ten, account_id, email, policy, now)
+                cutoff = now - timedelta(days=policy.delete_after_days)
+                for account_id, email, since in uow.accounts.deactivated_before(ten.id,
+                                                                                 cutoff):
+                    label = f"{email or account_id} (deactivated {(now - since).days} days ago)"
+                    if dry_run:
+                        report.deleted.append(label)
+                    elif uow.accounts.delete_if_deactivated_before(account_id, cutoff):
+                        report.deleted.append(label)
+                        _announce_deletion(uow, ten, account_id, email, policy, now)
             days = [d for d in (policy.warn_days, policy.deactivate_days) if d]
             horizon = min(days) if days else None
             to_warn: list[str] = []
@@ -139,11 +150,15 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
                 idle = now - last_login
                 label = f"{email or account_id} (last sign-in {idle.days} days ago)"
                 if policy.deactivate_days and idle >= timedelta(days=policy.deactivate_days):
-                    report.deactivated.append(label)
-                    if not dry_run:
-                        change_status(uow, ten, account_id, "active", "deactivated",
-                                      reason=f"no sign-in for {idle.days} days (policy: "
-                                             f"{policy.deactivate_days})", actor=ACTOR, now=now)
+                    if dry_run:
+                        report.deactivated.append(label)
+                    elif uow.accounts.deactivate_if_idle(
+                            account_id, now - timedelta(days=policy.deactivate_days), now):
+                        report.deactivated.append(label)
+                        announce_status(uow, ten, account_id, "active", "deactivated",
+                                        reason=f"no sign-in for {idle.days} days (policy: "
+                                               f"{policy.deactivate_days})", actor=ACTOR,
+                                        now=now)
                 elif policy.warn_days and warned is None:
                     report.warned.append(label)
                     to_warn.append(account_id)
@@ -165,9 +180,8 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
     return reports
 
 
-def _delete(uow: UnitOfWork, tenant: TenantRecord, account_id: str, email: str | None,
-            policy: DormantPolicy, now: datetime) -> None:
-    uow.accounts.delete(account_id)
+def _announce_deletion(uow: UnitOfWork, tenant: TenantRecord, account_id: str,
+                       email: str | None, policy: DormantPolicy, now: datetime) -> None:
     data = {"email": email, "reason": f"deactivated for {policy.delete_after_days} days "
                                       "(grace period)"}
     uow.audit.append(tenant.id, tenant.slug, AuditEvent("account.deleted", ACTOR, data,

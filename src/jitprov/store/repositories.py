@@ -458,10 +458,26 @@ class AccountRepository:
             .order_by(t.account.c.deactivated_at))
         return [(r.id, r.email, utc(r.deactivated_at)) for r in rows]
 
-    def delete(self, account_id: str) -> None:
-        """Delete an account with its identities, grants, pending grants and sessions (the
-        audit log keeps its history)."""
-        self._c.execute(t.account.delete().where(t.account.c.id == account_id))
+    def deactivate_if_idle(self, account_id: str, idle_before: datetime,
+                           now: datetime) -> bool:
+        """Deactivate the account only if it is still active and still has not signed in
+        since ``idle_before`` (a sign-in that committed meanwhile wins). True if it did."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id,
+                                     t.account.c.status == "active",
+                                     t.account.c.last_login_at < idle_before)
+            .values(status="deactivated", deactivated_at=now, updated_at=now,
+                    version=t.account.c.version + 1))
+        return bool(result.rowcount)
+
+    def delete_if_deactivated_before(self, account_id: str, before: datetime) -> bool:
+        """Delete the account with its identities, grants, pending grants and sessions, only
+        if it is still deactivated since before ``before`` (a reactivation meanwhile wins).
+        The audit log keeps its history. True if it did."""
+        result = self._c.execute(t.account.delete().where(
+            t.account.c.id == account_id, t.account.c.status == "deactivated",
+            t.account.c.deactivated_at < before))
+        return bool(result.rowcount)
 
     def mark_dormant_warned(self, account_ids: Sequence[str], now: datetime) -> None:
         if account_ids:

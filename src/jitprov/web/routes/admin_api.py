@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -115,7 +115,7 @@ def set_account_status(request: Request, account_id: str, body: StatusIn,
 class ApprovalIn(BaseModel):
     approve: bool
     reason: str = Field(min_length=1)
-    valid_days: int | None = Field(None, ge=1)
+    valid_days: int | None = Field(None, ge=1, le=3650)
 
 
 @router.get("/tenants/{tenant}/approvals")
@@ -126,7 +126,8 @@ def list_approvals(request: Request, tenant: str, _: Admin) -> list[dict[str, ob
 
 
 @router.post("/approvals/{request_id}")
-def decide_approval(request: Request, request_id: int, body: ApprovalIn,
+def decide_approval(request: Request, request_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                    body: ApprovalIn,
                     who: Admin) -> dict[str, object]:
     decision = approvals.decide_request(
         ctx_of(request), request_id, approve=body.approve, reason=body.reason,
@@ -167,7 +168,8 @@ def list_webhook_deliveries(request: Request, tenant: str, _: Admin,
 
 
 @router.post("/webhook-deliveries/{delivery_id}/replay")
-def replay_webhook(request: Request, delivery_id: int, who: Admin) -> dict[str, object]:
+def replay_webhook(request: Request, delivery_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                   who: Admin) -> dict[str, object]:
     webhooks.replay(ctx_of(request), delivery_id, actor=who.actor)
     return {"id": delivery_id, "status": "pending"}
 
@@ -188,7 +190,8 @@ def request_break_glass(request: Request, tenant: str, body: BreakGlassIn,
 
 
 @router.post("/break-glass/{request_id}/approve")
-def approve_break_glass(request: Request, request_id: int, who: Admin) -> dict[str, object]:
+def approve_break_glass(request: Request, request_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                        who: Admin) -> dict[str, object]:
     """Another admin token than the requester's (dual control); the code is in this answer
     only."""
     issued = break_glass.approve_access(ctx_of(request), request_id, approved_by=who.actor)
