@@ -279,3 +279,19 @@ def test_only_a_dead_or_delivered_delivery_can_be_replayed(
     [pending] = webhooks.list_deliveries(ctx, "hospital")
     with pytest.raises(Conflict):
         webhooks.replay(ctx, pending.id)
+
+
+def test_backlog_gauge_counts_what_waits(ctx: ServiceContext, receiver: Receiver,
+                                         clock: Clock) -> None:
+    from jitprov.services import metrics
+
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    receiver.plan = [503, 503]
+    provision_on_login(ctx, "idp", nurse())
+    provision_on_login(ctx, "idp", nurse(subject="u2", email="u2@h.example"))
+    webhooks.deliver_due(ctx)
+    assert metrics.REGISTRY.get_sample_value("jitprov_webhook_backlog") == 2  # retrying
+    clock.advance(hours=1)
+    webhooks.deliver_due(ctx)
+    assert metrics.REGISTRY.get_sample_value("jitprov_webhook_backlog") == 0

@@ -18,8 +18,9 @@ SESSIONS_REVOKED = Counter("jitprov_sessions_revoked", "Sessions revoked by deac
                            "suspension or the dormant sweep", registry=REGISTRY)
 WEBHOOK_ATTEMPTS = Counter("jitprov_webhook_attempts", "Webhook delivery attempts by result",
                            ["result"], registry=REGISTRY)
-WEBHOOK_BACKLOG = Gauge("jitprov_webhook_backlog", "Deliveries claimed in the last worker "
-                        "pass still failing (0 when the receivers keep up)", registry=REGISTRY)
+WEBHOOK_BACKLOG = Gauge("jitprov_webhook_backlog", "Webhook deliveries waiting (pending, "
+                        "retrying) plus events not yet fanned out, after the last worker pass",
+                        registry=REGISTRY)
 
 
 def exposition() -> bytes:

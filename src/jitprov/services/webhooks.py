@@ -181,7 +181,8 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
         delivered += ok
         failed += not ok
         metrics.WEBHOOK_ATTEMPTS.labels("delivered" if ok else "failed").inc()
-    metrics.WEBHOOK_BACKLOG.set(failed)
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        metrics.WEBHOOK_BACKLOG.set(uow.webhooks.backlog())
     return RunReport(dispatched, delivered, failed)
 
 

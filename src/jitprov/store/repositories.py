@@ -943,6 +943,15 @@ class WebhookRepository:
                                 delivered_at=now if delivered else None))
         return bool(result.rowcount)
 
+    def backlog(self) -> int:
+        """Deliveries waiting (pending) plus outbox events not yet fanned out."""
+        pending = self._c.execute(sa.select(sa.func.count()).select_from(t.webhook_delivery)
+                                  .where(t.webhook_delivery.c.status == "pending")).scalar_one()
+        undispatched = self._c.execute(
+            sa.select(sa.func.count()).select_from(t.outbox_event)
+            .where(t.outbox_event.c.delivered_at.is_(None))).scalar_one()
+        return int(pending) + int(undispatched)
+
     def deliveries(self, tenant_id: int, *, status: str | None = None,
                    limit: int = 100) -> list[DeliveryRecord]:
         """Newest first."""
