@@ -213,3 +213,19 @@ def test_lifecycle_sweep_dry_run_prints_what_would_change(
     assert code == 0
     # the login above happened at the real clock's "now": nothing is a day old yet
     assert out.startswith("tenant hospital: would deactivate 0, warn 0")
+
+
+def test_set_policy_changes_only_what_is_given(capsys: pytest.CaptureFixture[str],
+                                               workdir: Path) -> None:
+    from jitprov.store.unit_of_work import UnitOfWork
+
+    run(capsys, "tenant", "create", "clinic")
+    assert run(capsys, "tenant", "set-policy", "clinic", "--dormant-deactivate-days", "90")[0] == 0
+    assert run(capsys, "tenant", "set-policy", "clinic", "--audit-retention-days", "400")[0] == 0
+    ctx = cli_context()
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        settings = uow.tenants.settings(uow.tenants.get("clinic").id)
+    ctx.db.dispose()
+    assert settings["dormant"]["deactivate_days"] == 90  # type: ignore[index]
+    assert settings["audit_retention_days"] == 400
+    assert run(capsys, "tenant", "set-policy", "clinic")[0] == 2

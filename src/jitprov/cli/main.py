@@ -121,13 +121,23 @@ def tenant_set_policy(slug: str,
                           help="delete accounts deactivated this many days ago")] = None,
                       audit_retention_days: Annotated[int | None, typer.Option(
                           help="keep audit events this many days (default: forever)")] = None,
+                      clear: Annotated[bool, typer.Option(
+                          "--clear", help="turn the lifecycle policy and retention off")
+                      ] = False,
                       database_url: DatabaseUrl = None) -> None:
-    """Set the account lifecycle policy (all unset: off) and the audit retention."""
+    """Set the account lifecycle policy (the three account options go together) and/or the
+    audit retention; what is not given stays as it is."""
     ctx = _context(_settings(database_url))
-    lifecycle.set_dormant_policy(ctx, slug, warn_days=dormant_warn_days,
-                                 deactivate_days=dormant_deactivate_days,
-                                 delete_after_days=delete_after_days)
-    lifecycle.set_audit_retention(ctx, slug, audit_retention_days)
+    lifecycle_given = any(v is not None for v in (dormant_warn_days, dormant_deactivate_days,
+                                                  delete_after_days))
+    if clear or lifecycle_given:
+        lifecycle.set_dormant_policy(ctx, slug, warn_days=dormant_warn_days,
+                                     deactivate_days=dormant_deactivate_days,
+                                     delete_after_days=delete_after_days)
+    if clear or audit_retention_days is not None:
+        lifecycle.set_audit_retention(ctx, slug, audit_retention_days)
+    if not (clear or lifecycle_given or audit_retention_days is not None):
+        raise CliError("give a policy option, or --clear")
     typer.echo(f"tenant {slug}: dormant accounts warned after {dormant_warn_days or '-'} "
                f"days, deactivated after {dormant_deactivate_days or '-'} days")
 
