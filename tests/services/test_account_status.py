@@ -48,3 +48,16 @@ def test_status_change_needs_a_reason_and_a_real_change(ctx: ServiceContext) -> 
         admin.set_account_status(ctx, account_id, "deactivated", reason="  ")
     with pytest.raises(InvalidInput):
         admin.set_account_status(ctx, account_id, "active", reason="already")
+
+
+def test_deactivation_records_its_trigger_to_revocation_time(ctx: ServiceContext) -> None:
+    from jitprov.services import metrics
+
+    setup_connection(ctx)
+    account_id = provision_on_login(ctx, "idp", nurse()).account_id
+    before = metrics.REGISTRY.get_sample_value("jitprov_revocation_seconds_count") or 0
+    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    [event] = [e for e in audit_export.iter_events(ctx, "hospital")
+               if e.type == "account.deactivated"]
+    assert 0 < float(event.data["revocation_ms"]) < 1000  # type: ignore[arg-type]
+    assert metrics.REGISTRY.get_sample_value("jitprov_revocation_seconds_count") == before + 1

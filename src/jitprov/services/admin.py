@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -226,22 +227,29 @@ class StatusChange:
 
 
 def change_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
-                  status: AccountStatus, *, reason: str, actor: str, now: datetime) -> int:
+                  status: AccountStatus, *, reason: str, actor: str, now: datetime,
+                  started: float | None = None) -> int:
     """Within ``uow``: set the status, then :func:`announce_status`."""
     uow.accounts.set_status(account_id, status, now)
     return announce_status(uow, tenant, account_id, before, status, reason=reason, actor=actor,
-                           now=now)
+                           now=now, started=started)
 
 
 def announce_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
-                    status: AccountStatus, *, reason: str, actor: str, now: datetime) -> int:
+                    status: AccountStatus, *, reason: str, actor: str, now: datetime,
+                    started: float | None = None) -> int:
     """Within ``uow``, after a status change: revoke every session unless active, audit,
-    announce. Returns the number of sessions revoked. Shared by admins and the sweep."""
+    announce. Returns the number of sessions revoked. Shared by admins and the sweep.
+    ``started`` (``time.perf_counter()`` when the trigger arrived) puts the trigger-to-
+    revocation time in the audit event."""
     revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
     metrics.SESSIONS_REVOKED.inc(revoked)
     event = {"active": "account.reactivated", "suspended": "account.suspended",
              "deactivated": "account.deactivated"}[status]
-    data = {"before": before, "after": status, "reason": reason, "sessions_revoked": revoked}
+    data: dict[str, object] = {"before": before, "after": status, "reason": reason,
+                               "sessions_revoked": revoked}
+    if started is not None and status != "active":
+        data["revocation_ms"] = round((time.perf_counter() - started) * 1000, 3)
     uow.audit.append(tenant.id, tenant.slug, AuditEvent(event, actor, data,
                                                         account_id=account_id), now)
     uow.outbox.add(tenant.id, event, {"account_id": account_id, "tenant": tenant.slug,
@@ -256,6 +264,7 @@ def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStat
     with an old cookie is 401), and logins are refused until an admin reactivates it: JIT
     never resurrects it. Audited (``account.deactivated`` / ``suspended`` / ``reactivated``)
     and announced to webhooks through the outbox. Raises NotFound, InvalidInput."""
+    started = time.perf_counter()
     if not reason.strip():
         raise InvalidInput("a reason is required")
     now = ctx.clock()
@@ -265,6 +274,8 @@ def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStat
         if before == status:
             raise InvalidInput(f"account {account_id} is already {status}")
         revoked = change_status(uow, uow.tenants.get(view.tenant_slug), account_id, before,
-                                status, reason=reason, actor=actor, now=now)
+                                status, reason=reason, actor=actor, now=now, started=started)
         uow.commit()
+    if status != "active":  # committed: the next request with an old cookie is refused
+        metrics.REVOCATION_SECONDS.observe(time.perf_counter() - started)
     return StatusChange(account_id, before, status, revoked)

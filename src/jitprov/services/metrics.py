@@ -14,6 +14,10 @@ LOGINS = Counter("jitprov_logins", "Logins by connection kind and outcome (the d
 DECISION_SECONDS = Histogram(
     "jitprov_login_decision_seconds", "Time of provision_on_login (map, decide, write, commit)",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=REGISTRY)
+REVOCATION_SECONDS = Histogram(
+    "jitprov_revocation_seconds", "From a deactivation or suspension request to its commit "
+    "(every session of the account revoked)",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=REGISTRY)
 SESSIONS_REVOKED = Counter("jitprov_sessions_revoked", "Sessions revoked by deactivation, "
                            "suspension or the dormant sweep", registry=REGISTRY)
 WEBHOOK_ATTEMPTS = Counter("jitprov_webhook_attempts", "Webhook delivery attempts by result",
