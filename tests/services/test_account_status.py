@@ -38,7 +38,8 @@ def test_deactivation_revokes_sessions_and_refuses_logins_until_reactivated(
     assert "account.reactivated" in types
     with UnitOfWork(ctx.db, readonly=True) as uow:
         announced = [kind for _, kind, _ in uow.outbox.pending()]
-    assert announced == ["account.created", "account.deactivated", "account.reactivated"]
+    assert announced == ["account.created", "role.granted", "role.granted",
+                         "account.deactivated", "account.reactivated"]
 
 
 def test_status_change_needs_a_reason_and_a_real_change(ctx: ServiceContext) -> None:

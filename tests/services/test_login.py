@@ -39,7 +39,7 @@ def test_first_login_creates_account_with_rule_roles_audit_and_outbox(
     assert (body["connection"], body["external_id"], body["provisioned_by"]) == (
         "idp", "u-1", "jit")
     assert audit_types(ctx)[-1] == "account.created"
-    assert outbox_types(ctx) == ["account.created"]
+    assert outbox_types(ctx) == ["account.created", "role.granted", "role.granted"]
 
 
 def test_second_login_with_same_claims_changes_nothing(ctx: ServiceContext) -> None:
@@ -50,7 +50,7 @@ def test_second_login_with_same_claims_changes_nothing(ctx: ServiceContext) -> N
     assert second.account_id == first.account_id
     assert len(admin.list_accounts(ctx, "hospital")) == 1
     assert audit_types(ctx)[-2:] == ["account.created", "login.succeeded"]
-    assert outbox_types(ctx) == ["account.created"]
+    assert outbox_types(ctx) == ["account.created", "role.granted", "role.granted"]
 
 
 def test_changed_claims_update_profile_and_revoke_rule_role(ctx: ServiceContext,
@@ -303,3 +303,16 @@ def test_two_linked_connections_keep_their_rule_grants_apart(ctx: ServiceContext
     assert sorted((g.role, g.source) for g in view.account.grants) == [
         ("contractor", "rule:agency/nurses"), ("nurse", "rule:idp/nurses"),
         ("staff", "rule:agency/default"), ("staff", "rule:idp/default")]
+
+
+def test_role_and_approval_events_are_announced_one_by_one(ctx: ServiceContext) -> None:
+    from jitprov.store.unit_of_work import UnitOfWork
+
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
+    provision_on_login(ctx, "idp", nurse(groups=["Porters"]))
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        events = [(kind, payload.get("role")) for _, kind, payload in uow.outbox.pending()]
+    assert events == [("account.created", None), ("role.granted", "nurse"),
+                      ("role.granted", "staff"), ("approval.requested", "charge-nurse"),
+                      ("account.updated", None), ("role.revoked", "nurse")]

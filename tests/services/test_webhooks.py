@@ -20,6 +20,9 @@ from jitprov.services.login import provision_on_login
 from tests.conftest import Clock
 from tests.services.helpers import nurse, setup_connection
 
+#: one event per account change (no role.* or approval.* ones), to count deliveries simply
+ACCOUNT_EVENTS = ["account.created", "account.updated", "account.deactivated"]
+
 
 class Receiver:
     """An HTTP endpoint that records what it gets; ``plan`` scripts its answers."""
@@ -77,7 +80,7 @@ def test_account_change_is_delivered_signed(ctx: ServiceContext, receiver: Recei
     endpoint = webhooks.add_endpoint(ctx, "hospital", receiver.url, ["account.created"])
     account_id = provision_on_login(ctx, "idp", nurse()).account_id
     report = webhooks.deliver_due(ctx)
-    assert (report.dispatched, report.delivered, report.failed) == (1, 1, 0)
+    assert (report.dispatched, report.delivered, report.failed) == (3, 1, 0)  # 2 role events
     [(headers, body)] = receiver.received
     payload = Webhook(endpoint.secret).verify(body, headers)  # Standard Webhooks signature
     assert payload["type"] == "account.created"
@@ -102,7 +105,7 @@ def test_only_subscribed_types_of_the_tenant_are_sent(ctx: ServiceContext,
 def test_failures_are_retried_with_backoff_until_delivered_once(
         ctx: ServiceContext, receiver: Receiver, clock: Clock) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     receiver.plan = [500, 503, 502]
     provision_on_login(ctx, "idp", nurse())
     assert webhooks.deliver_due(ctx).failed == 1
@@ -118,7 +121,7 @@ def test_failures_are_retried_with_backoff_until_delivered_once(
 def test_a_receiver_down_for_an_hour_loses_nothing(ctx: ServiceContext, receiver: Receiver,
                                                    clock: Clock) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     for n in range(3):
         provision_on_login(ctx, "idp", nurse(subject=f"u{n}", email=f"u{n}@h.example"))
     receiver.plan = [503] * 1000
@@ -137,7 +140,7 @@ def test_dead_letter_after_the_last_attempt_then_replay(ctx: ServiceContext,
                                                         receiver: Receiver,
                                                         clock: Clock) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     receiver.plan = [500] * webhooks.MAX_ATTEMPTS
     provision_on_login(ctx, "idp", nurse())
     for _ in range(webhooks.MAX_ATTEMPTS + 2):
@@ -156,7 +159,7 @@ def test_a_receiver_that_times_out_is_retried(ctx: ServiceContext, receiver: Rec
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(webhooks, "SEND_TIMEOUT", 0.2)
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     receiver.plan = [1.0]  # answers after a second: too late
     provision_on_login(ctx, "idp", nurse())
     assert webhooks.deliver_due(ctx).failed == 1
@@ -168,7 +171,7 @@ def test_a_receiver_that_times_out_is_retried(ctx: ServiceContext, receiver: Rec
 
 def test_two_workers_deliver_each_event_once(ctx: ServiceContext, receiver: Receiver) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     for n in range(20):
         provision_on_login(ctx, "idp", nurse(subject=f"u{n}", email=f"u{n}@h.example"))
     barrier = threading.Barrier(2)
@@ -223,7 +226,7 @@ def test_malformed_urls_are_a_clear_error(ctx: ServiceContext, url: str) -> None
 def test_a_late_result_never_undoes_another_workers_delivery(
         ctx: ServiceContext, receiver: Receiver, clock: Clock) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     provision_on_login(ctx, "idp", nurse())
     from jitprov.store.unit_of_work import UnitOfWork
 
@@ -247,7 +250,7 @@ def test_a_late_result_never_undoes_another_workers_delivery(
 def test_an_unexpected_error_is_a_failed_attempt_not_a_stalled_batch(
         ctx: ServiceContext, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     provision_on_login(ctx, "idp", nurse())
     provision_on_login(ctx, "idp", nurse(subject="u2", email="u2@h.example"))
     real = webhooks._send
@@ -272,7 +275,7 @@ def test_only_a_dead_or_delivered_delivery_can_be_replayed(
     from jitprov.core.errors import Conflict
 
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     receiver.plan = [500]
     provision_on_login(ctx, "idp", nurse())
     webhooks.deliver_due(ctx)
@@ -286,7 +289,7 @@ def test_backlog_gauge_counts_what_waits(ctx: ServiceContext, receiver: Receiver
     from jitprov.services import metrics
 
     setup_connection(ctx)
-    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
     receiver.plan = [503, 503]
     provision_on_login(ctx, "idp", nurse())
     provision_on_login(ctx, "idp", nurse(subject="u2", email="u2@h.example"))
@@ -295,3 +298,12 @@ def test_backlog_gauge_counts_what_waits(ctx: ServiceContext, receiver: Receiver
     clock.advance(hours=1)
     webhooks.deliver_due(ctx)
     assert metrics.REGISTRY.get_sample_value("jitprov_webhook_backlog") == 0
+
+
+def test_star_subscribes_to_every_event_type(ctx: ServiceContext, receiver: Receiver) -> None:
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ["*"])
+    provision_on_login(ctx, "idp", nurse())
+    webhooks.deliver_due(ctx)
+    types = sorted(json.loads(body)["type"] for _, body in receiver.received)
+    assert types == ["account.created", "role.granted", "role.granted"]

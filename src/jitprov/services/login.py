@@ -251,9 +251,8 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
         assert account_id is not None  # noqa: S101
 
         if isinstance(decision, Create | Update | Link):
-            uow.outbox.add(conn.tenant_id, AUDIT_TYPES[decision.kind], {
-                "account_id": account_id, "tenant": conn.tenant_slug,
-                "connection": conn.slug, "changes": decision.changes.as_dict()}, now)
+            uow.outbox.add_many(conn.tenant_id, _announcements(
+                decision, account_id, conn), now)
         if not isinstance(decision, Create):  # a new account is born logged in
             uow.accounts.record_login(account_id=account_id, connection_id=conn.id,
                                       subject=identity.subject, now=now)
@@ -306,6 +305,24 @@ def _consume_record(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
         raise LoginRefused("login_foreign", "this sign-in was not started in this browser; "
                            "start again from the application", request_id)
     return record
+
+
+def _announcements(decision: Create | Update | Link, account_id: str,
+                   conn: ConnectionRecord) -> list[tuple[str, dict[str, object]]]:
+    """The outbox events of an account change: the change itself, then one event per role
+    granted or revoked and per approval requested, for receivers that want only those."""
+    base: dict[str, object] = {"account_id": account_id, "tenant": conn.tenant_slug,
+                                "connection": conn.slug}
+    changes = decision.changes
+    events: list[tuple[str, dict[str, object]]] = [
+        (AUDIT_TYPES[decision.kind], {**base, "changes": changes.as_dict()})]
+    events += [("role.granted", {**base, "role": g.role, "source": g.source})
+               for g in sorted(changes.grants_added)]
+    events += [("role.revoked", {**base, "role": g.role, "source": g.source})
+               for g in sorted(changes.grants_revoked)]
+    events += [("approval.requested", {**base, "role": p.role, "source": p.source})
+               for p in sorted(changes.pending_added)]
+    return events
 
 
 def _audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,

@@ -750,6 +750,15 @@ class Outbox:
             "tenant_id": tenant_id, "type": type, "payload": dict(payload), "created_at": now,
             "delivered_at": None, "attempts": 0})
 
+    def add_many(self, tenant_id: int, events: Sequence[tuple[str, Mapping[str, object]]],
+                 now: datetime) -> None:
+        """Several (type, payload) events in one statement."""
+        if events:
+            self._c.execute(t.outbox_event.insert(), [
+                {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),
+                 "created_at": now, "delivered_at": None, "attempts": 0}
+                for kind, payload in events])
+
     def pending(self, limit: int = 100) -> Sequence[tuple[int, str, Mapping[str, object]]]:
         """Undelivered events, oldest first: (id, type, payload)."""
         rows = self._c.execute(sa.select(t.outbox_event.c.id, t.outbox_event.c.type,
