@@ -307,3 +307,31 @@ def test_star_subscribes_to_every_event_type(ctx: ServiceContext, receiver: Rece
     webhooks.deliver_due(ctx)
     types = sorted(json.loads(body)["type"] for _, body in receiver.received)
     assert types == ["account.created", "role.granted", "role.granted"]
+
+
+def _worker_process(url: str, passes: int) -> int:
+    from jitprov.services.secretbox import SecretBox
+    from jitprov.store.database import Database
+    from tests.conftest import TEST_SECRET_KEY
+
+    db = Database.connect(url, pool_size=1)
+    ctx = ServiceContext(db=db, secretbox=SecretBox(TEST_SECRET_KEY),
+                         webhook_allow_private=True)
+    try:
+        return sum(webhooks.deliver_due(ctx, limit=3).delivered for _ in range(passes))
+    finally:
+        db.dispose()
+
+
+def test_two_server_processes_deliver_each_event_once(ctx: ServiceContext, receiver: Receiver,
+                                                      database_url: str) -> None:
+    import multiprocessing
+
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
+    for n in range(24):
+        provision_on_login(ctx, "idp", nurse(subject=f"u{n}", email=f"u{n}@h.example"))
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        delivered = sum(pool.starmap(_worker_process, [(database_url, 10), (database_url, 10)]))
+    assert delivered == 24
+    assert len(receiver.ids()) == len(set(receiver.ids())) == 24
