@@ -48,7 +48,7 @@ def decide_request(ctx: ServiceContext, pending_id: int, *, approve: bool, reaso
         if approve:
             uow.accounts.grant(request.account_id,
                                RoleGrant(request.role, "approval", expires_at), now, approver)
-        tenant = uow.tenants.get(uow.accounts.view(request.account_id).tenant_slug)
+        tenant = uow.tenants.get_by_id(tenant_id)
         event = "grant.approved" if approve else "grant.denied"
         data: dict[str, object] = {"request": pending_id, "role": request.role,
                                    "requested_by": request.source, "reason": reason,

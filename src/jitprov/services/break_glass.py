@@ -93,7 +93,7 @@ def approve_access(ctx: ServiceContext, request_id: int, *, approved_by: str) ->
         expires_at = now + timedelta(minutes=request.valid_minutes)
         uow.break_glass.issue(request_id, approved_by=approved_by, code_hash=hash_token(code),
                               now=now, expires_at=expires_at)
-        ten = next(t for t in uow.tenants.list() if t.id == request.tenant_id)
+        ten = uow.tenants.get_by_id(request.tenant_id)
         data = {"request": request_id, "roles": list(request.roles),
                 "requested_by": request.requested_by, "expires_at": expires_at.isoformat()}
         uow.audit.append(ten.id, ten.slug, AuditEvent("break_glass.issued", approved_by, data),
@@ -114,7 +114,7 @@ def redeem(ctx: ServiceContext, code: str, *, request_id: str | None = None,
             raise LoginRefused("break_glass_refused", "this emergency code is not valid: it "
                                "is unknown, already used or expired", request_id)
         assert grant.expires_at is not None  # noqa: S101 - issued codes expire
-        ten = next(t for t in uow.tenants.list() if t.id == grant.tenant_id)
+        ten = uow.tenants.get_by_id(grant.tenant_id)
         changes = Changes(
             profile={"name": (None, f"Break-glass #{grant.id}")},
             grants_added=frozenset(RoleGrant(role, SOURCE, grant.expires_at)

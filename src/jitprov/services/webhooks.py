@@ -136,7 +136,7 @@ def replay(ctx: ServiceContext, delivery_id: int, *, actor: str = "cli") -> None
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         tenant_id = uow.webhooks.replay(delivery_id, now)
-        tenant = next(t for t in uow.tenants.list() if t.id == tenant_id)
+        tenant = uow.tenants.get_by_id(tenant_id)
         uow.audit.append(tenant_id, tenant.slug, AuditEvent(
             "webhook.replayed", actor, {"delivery": delivery_id}), now)
         uow.commit()

@@ -148,6 +148,14 @@ class TenantRepository:
         return TenantRecord(id=row.id, slug=row.slug, name=row.name,
                             created_at=utc(row.created_at))
 
+    def get_by_id(self, tenant_id: int) -> TenantRecord:
+        """Raises NotFound."""
+        row = self._c.execute(sa.select(t.tenant).where(t.tenant.c.id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        return TenantRecord(id=row.id, slug=row.slug, name=row.name,
+                            created_at=utc(row.created_at))
+
     def settings(self, tenant_id: int) -> dict[str, object]:
         """The tenant's policy settings (a copy)."""
         value = self._c.execute(sa.select(t.tenant.c.settings)
