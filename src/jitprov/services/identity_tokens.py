@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,7 +22,6 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from jitprov.services.context import ServiceContext
-from jitprov.services.sessions import SignedIn
 from jitprov.store.unit_of_work import UnitOfWork
 
 TOKEN_LIFETIME = timedelta(minutes=5)
@@ -84,10 +84,10 @@ def _active_key(ctx: ServiceContext) -> tuple[str, ECKey]:
     return kid, key
 
 
-def issue_token(ctx: ServiceContext, signed_in: SignedIn, *, issuer: str) -> IssuedToken:
-    """An ES256 JWT for applications: who is signed in, with their current roles."""
+def issue_token(ctx: ServiceContext, me: Mapping[str, object], *, issuer: str) -> IssuedToken:
+    """An ES256 JWT for applications: who is signed in (``SignedIn.as_me()``), with their
+    current roles."""
     kid, key = _active_key(ctx)
-    me = signed_in.as_me()
     now = int(ctx.clock().timestamp())
     lifetime = int(TOKEN_LIFETIME.total_seconds())
     claims = {"iss": issuer, "aud": AUDIENCE, "sub": me["id"], "iat": now,

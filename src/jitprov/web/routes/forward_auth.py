@@ -57,7 +57,7 @@ async def verify(request: Request) -> Response:
         f"{prefix}Tenant": str(me["tenant"]),
         # the same identity, signed: apps that verify it need not trust the proxy hop
         f"{prefix}Token": (await run_in_threadpool(
-            issue_token, ctx_of(request), signed_in,
+            issue_token, ctx_of(request), me,
             issuer=settings_of(request).base_url)).token,
         **NO_STORE,
     }

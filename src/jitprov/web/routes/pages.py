@@ -46,7 +46,7 @@ async def me_token(request: Request) -> Response:
     if signed_in is None:
         return JSONResponse({"error": "unauthenticated", "message": "no valid session"},
                             status_code=401, headers={"Cache-Control": "no-store"})
-    issued = await run_in_threadpool(issue_token, ctx, signed_in,
+    issued = await run_in_threadpool(issue_token, ctx, signed_in.as_me(),
                                      issuer=settings_of(request).base_url)
     return JSONResponse({"token": issued.token, "token_type": "JWT",
                          "expires_in": issued.expires_in},
