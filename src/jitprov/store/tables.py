@@ -259,3 +259,13 @@ break_glass = sa.Table(
     sa.Column("account_id", sa.ForeignKey("account.id", ondelete="SET NULL"), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),  # requested|issued|used|expired
 )
+
+saml_replay = sa.Table(
+    # assertion IDs seen by a SAML ACS, kept until the assertion's NotOnOrAfter (replay cache,
+    # shared by every node)
+    "saml_replay", metadata,
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("assertion_id", sa.String(256), primary_key=True),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+)
