@@ -173,3 +173,50 @@ def test_a_sign_in_that_races_the_sweep_wins(ctx: ServiceContext, clock: Clock,
     [report] = lifecycle.sweep(ctx)
     assert report.deactivated == []
     assert [v.account.status for v in admin.list_accounts(ctx, "hospital")] == ["active"]
+
+
+def test_sweep_writes_in_batches_and_each_change_once(ctx: ServiceContext, clock: Clock,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=30, deactivate_days=60)
+    for i in range(5):
+        provision_on_login(ctx, "idp", nurse(subject=f"n{i}", email=f"n{i}@hospital.example"))
+    commits = 0
+    real_commit = UnitOfWork.commit
+
+    def counting_commit(self: UnitOfWork) -> None:
+        nonlocal commits
+        commits += 1
+        real_commit(self)
+
+    monkeypatch.setattr(lifecycle, "BATCH", 2)
+    monkeypatch.setattr(UnitOfWork, "commit", counting_commit)
+    clock.advance(days=31)
+    [report] = lifecycle.sweep(ctx)
+    assert (len(report.warned), commits) == (5, 3)  # 2 + 2 + 1
+    clock.advance(days=30)
+    [report] = lifecycle.sweep(ctx)
+    assert (len(report.deactivated), report.warned) == (5, [])
+    types = [e.type for e in audit_export.iter_events(ctx, "hospital")]
+    assert (types.count("account.dormant"), types.count("account.deactivated")) == (5, 5)
+
+
+def test_a_warning_planned_before_a_sign_in_is_not_written(
+        ctx: ServiceContext, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitprov.store.repositories import AccountRepository
+
+    setup_connection(ctx)
+    lifecycle.set_dormant_policy(ctx, "hospital", warn_days=30, deactivate_days=60)
+    account_id = provision_on_login(ctx, "idp", nurse()).account_id
+    stale_login = clock.now
+    clock.advance(days=31)
+    provision_on_login(ctx, "idp", nurse())  # signs in after the sweep planned its warning
+
+    def stale(self: AccountRepository, tenant_id: int, before: object) -> list[object]:
+        return [(account_id, "ana@hospital.example", stale_login, None)]
+
+    monkeypatch.setattr(AccountRepository, "inactive_since", stale)
+    [report] = lifecycle.sweep(ctx)
+    assert report.warned == []
+    types = [e.type for e in audit_export.iter_events(ctx, "hospital")]
+    assert "account.dormant" not in types

@@ -6,8 +6,9 @@ user accounts are swept: break-glass, admin and service accounts are excluded, a
 never signed in (pre-provisioned by SCIM, typically) are reported separately, never
 deactivated by the sweep. Deactivation is the admin path's: sessions revoked in the same
 transaction, audited (actor ``lifecycle:dormant``), announced. A warning is audited and
-announced once (``account.dormant``) until the next sign-in clears it. Each tenant is swept in
-one transaction under a job lock, so several nodes can run the schedule safely.
+announced once (``account.dormant``) until the next sign-in clears it. A sweep plans with
+reads, then writes in batches of ``BATCH`` changes, each its own transaction under the tenant's
+job lock; every write is conditional, so several nodes can run the schedule safely.
 """
 
 from __future__ import annotations
@@ -106,78 +107,121 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
     """Apply each tenant's policy (or only report, with ``dry_run``)."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
         tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
-    reports = []
-    for ten in tenants:
-        now = ctx.clock()
-        with UnitOfWork(ctx.db, readonly=dry_run) as uow:
-            settings = uow.tenants.settings(ten.id)
-            policy = _policy(settings)
-            report = SweepReport(ten.slug, policy, dry_run)
-            reports.append(report)
-            retention = settings.get("audit_retention_days")
-            if isinstance(retention, int) and not dry_run:
-                report.audit_pruned = uow.audit.prune(ten.id, now - timedelta(days=retention))
-                if report.audit_pruned:
-                    # in the chain itself, so a forged anchor without this event is caught
-                    through = uow.audit.anchor(ten.id)
-                    uow.audit.append(ten.id, ten.slug, AuditEvent(
-                        "audit.pruned", "lifecycle:retention",
-                        {"through_seq": through[0], "through_hash": through[1],
-                         "events": report.audit_pruned, "retention_days": retention}), now)
-                if not policy.enabled:
-                    uow.commit()
-            if not policy.enabled:
-                continue
-            if not dry_run and not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):
-                report.skipped = True
-                continue
-            if policy.delete_after_days:
-                cutoff = now - timedelta(days=policy.delete_after_days)
-                for account_id, email, since in uow.accounts.deactivated_before(ten.id,
-                                                                                 cutoff):
-                    label = f"{email or account_id} (deactivated {(now - since).days} days ago)"
-                    if dry_run:
-                        report.deleted.append(label)
-                    elif uow.accounts.delete_if_deactivated_before(account_id, cutoff):
-                        report.deleted.append(label)
-                        _announce_deletion(uow, ten, account_id, email, policy, now)
-            days = [d for d in (policy.warn_days, policy.deactivate_days) if d]
-            horizon = min(days) if days else None
-            to_warn: list[str] = []
-            idle_accounts = (uow.accounts.inactive_since(ten.id, now - timedelta(days=horizon))
-                             if horizon else [])
-            for account_id, email, last_login, warned in idle_accounts:
+    return [_sweep_tenant(ctx, ten, dry_run) for ten in tenants]
+
+
+#: changes written per transaction: a sweep never holds the tenant's audit head (and, on
+#: SQLite, the database's one writer) for longer than one batch, so sign-ins go on meanwhile
+BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    action: str  # delete | deactivate | warn
+    account_id: str
+    email: str | None
+    label: str
+    since: datetime  # deactivated_at (delete) or last_login_at
+
+
+def _sweep_tenant(ctx: ServiceContext, ten: TenantRecord, dry_run: bool) -> SweepReport:
+    now = ctx.clock()
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        settings = uow.tenants.settings(ten.id)
+    policy = _policy(settings)
+    report = SweepReport(ten.slug, policy, dry_run)
+    retention = settings.get("audit_retention_days")
+    if isinstance(retention, int) and not dry_run:
+        _prune_audit(ctx, ten, retention, report, now)
+    if not policy.enabled:
+        return report
+    days = [d for d in (policy.warn_days, policy.deactivate_days) if d]
+    horizon = min(days) if days else None
+    work: list[_Work] = []
+    with UnitOfWork(ctx.db, readonly=True) as uow:  # the plan: reads only
+        if policy.delete_after_days:
+            cutoff = now - timedelta(days=policy.delete_after_days)
+            for account_id, email, since in uow.accounts.deactivated_before(ten.id, cutoff):
+                work.append(_Work("delete", account_id, email, f"{email or account_id} "
+                                  f"(deactivated {(now - since).days} days ago)", since))
+        if horizon:
+            for account_id, email, last_login, warned in uow.accounts.inactive_since(
+                    ten.id, now - timedelta(days=horizon)):
                 idle = now - last_login
                 label = f"{email or account_id} (last sign-in {idle.days} days ago)"
                 if policy.deactivate_days and idle >= timedelta(days=policy.deactivate_days):
-                    if dry_run:
-                        report.deactivated.append(label)
-                    elif uow.accounts.deactivate_if_idle(
-                            account_id, now - timedelta(days=policy.deactivate_days), now):
-                        report.deactivated.append(label)
-                        announce_status(uow, ten, account_id, "active", "deactivated",
-                                        reason=f"no sign-in for {idle.days} days (policy: "
-                                               f"{policy.deactivate_days})", actor=ACTOR,
-                                        now=now)
+                    work.append(_Work("deactivate", account_id, email, label, last_login))
                 elif policy.warn_days and warned is None:
-                    report.warned.append(label)
-                    to_warn.append(account_id)
-                    if not dry_run:
-                        data = {"last_login_at": last_login.isoformat(),
-                                "deactivate_days": policy.deactivate_days}
-                        uow.audit.append(ten.id, ten.slug, AuditEvent(
-                            "account.dormant", ACTOR, data, account_id=account_id), now)
-                        uow.outbox.add(ten.id, "account.dormant",
-                                       {"account_id": account_id, "tenant": ten.slug,
-                                        **data}, now)
+                    work.append(_Work("warn", account_id, email, label, last_login))
             report.never_signed_in = [
                 f"{email or account_id} ({how}, created {created.date().isoformat()})"
-                for account_id, email, how, created in (uow.accounts.never_signed_in(
-                    ten.id, now - timedelta(days=horizon)) if horizon else [])]
-            if not dry_run:
-                uow.accounts.mark_dormant_warned(to_warn, now)
-                uow.commit()
-    return reports
+                for account_id, email, how, created in uow.accounts.never_signed_in(
+                    ten.id, now - timedelta(days=horizon))]
+    done = {"delete": report.deleted, "deactivate": report.deactivated, "warn": report.warned}
+    if dry_run:
+        for item in work:
+            done[item.action].append(item.label)
+        return report
+    # every write below is conditional (a sign-in or reactivation that commits meanwhile
+    # wins, and a second node re-running a batch changes nothing), so batches may commit
+    # one by one
+    for first in range(0, len(work), BATCH):
+        with UnitOfWork(ctx.db) as uow:
+            if not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):
+                report.skipped = True  # another node is sweeping this tenant
+                break
+            for item in work[first:first + BATCH]:
+                if _apply(uow, ten, policy, item, now):
+                    done[item.action].append(item.label)
+            uow.commit()
+    return report
+
+
+def _apply(uow: UnitOfWork, ten: TenantRecord, policy: DormantPolicy, item: _Work,
+           now: datetime) -> bool:
+    """Write one planned change if it still holds; its audit and outbox events with it."""
+    if item.action == "delete":
+        assert policy.delete_after_days is not None  # noqa: S101 - planned only then
+        if not uow.accounts.delete_if_deactivated_before(
+                item.account_id, now - timedelta(days=policy.delete_after_days)):
+            return False
+        _announce_deletion(uow, ten, item.account_id, item.email, policy, now)
+        return True
+    idle = now - item.since
+    if item.action == "deactivate":
+        assert policy.deactivate_days is not None  # noqa: S101 - planned only then
+        if not uow.accounts.deactivate_if_idle(
+                item.account_id, now - timedelta(days=policy.deactivate_days), now):
+            return False
+        announce_status(uow, ten, item.account_id, "active", "deactivated",
+                        reason=f"no sign-in for {idle.days} days (policy: "
+                               f"{policy.deactivate_days})", actor=ACTOR, now=now)
+        return True
+    assert policy.warn_days is not None  # noqa: S101 - planned only then
+    if not uow.accounts.warn_if_idle(item.account_id,
+                                     now - timedelta(days=policy.warn_days), now):
+        return False
+    data = {"last_login_at": item.since.isoformat(),
+            "deactivate_days": policy.deactivate_days}
+    uow.audit.append(ten.id, ten.slug, AuditEvent("account.dormant", ACTOR, data,
+                                                  account_id=item.account_id), now)
+    uow.outbox.add(ten.id, "account.dormant", {"account_id": item.account_id,
+                                               "tenant": ten.slug, **data}, now)
+    return True
+
+
+def _prune_audit(ctx: ServiceContext, ten: TenantRecord, retention: int, report: SweepReport,
+                 now: datetime) -> None:
+    with UnitOfWork(ctx.db) as uow:
+        report.audit_pruned = uow.audit.prune(ten.id, now - timedelta(days=retention))
+        if report.audit_pruned:
+            # in the chain itself, so a forged anchor without this event is caught
+            through = uow.audit.anchor(ten.id)
+            uow.audit.append(ten.id, ten.slug, AuditEvent(
+                "audit.pruned", "lifecycle:retention",
+                {"through_seq": through[0], "through_hash": through[1],
+                 "events": report.audit_pruned, "retention_days": retention}), now)
+        uow.commit()
 
 
 def _announce_deletion(uow: UnitOfWork, tenant: TenantRecord, account_id: str,

@@ -487,10 +487,16 @@ class AccountRepository:
             t.account.c.deactivated_at < before))
         return bool(result.rowcount)
 
-    def mark_dormant_warned(self, account_ids: Sequence[str], now: datetime) -> None:
-        if account_ids:
-            self._c.execute(t.account.update().where(t.account.c.id.in_(list(account_ids)))
-                            .values(dormant_warned_at=now))
+    def warn_if_idle(self, account_id: str, idle_before: datetime, now: datetime) -> bool:
+        """Mark the account warned of dormancy only if it is still active, not yet warned and
+        still has not signed in since ``idle_before``. True if it did."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id,
+                                     t.account.c.status == "active",
+                                     t.account.c.dormant_warned_at.is_(None),
+                                     t.account.c.last_login_at < idle_before)
+            .values(dormant_warned_at=now))
+        return bool(result.rowcount)
 
     def try_lock_job(self, name: str) -> bool:
         """Take a job's lock until commit, if no other node holds it (PostgreSQL: advisory
