@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -73,9 +75,10 @@ def test_rotation_keeps_old_tokens_valid_during_the_overlap_only(
     now = int(clock.now.timestamp())
     verifier = verifier_for(client)
     assert verifier.verify(old, now=now).sub == verifier.verify(new, now=now).sub
-    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 2
+    # the previous key, the active one and the staged next one
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 3
     clock.advance(hours=2)
-    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 1
+    assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 2
     with pytest.raises(InvalidIdentity):  # a fresh app no longer finds the old key
         verifier_for(client).verify(old, now=now)
 
@@ -151,3 +154,16 @@ def test_failing_key_fetches_are_rate_limited_too() -> None:
             with pytest.raises(InvalidIdentity):
                 verifier.verify("x.y.z")
     assert calls["n"] == 1
+
+
+def test_a_key_is_published_before_it_signs(client: TestClient, ctx: ServiceContext) -> None:
+    sign_in(client)
+    token_of(client)  # the first token makes the first key, and stages the next
+    published_before = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    for _ in range(3):
+        kid = rotate_keys(ctx)
+        assert kid in published_before  # an app that cached the JWKS already holds it
+        header = json.loads(base64.urlsafe_b64decode(token_of(client).split(".")[0] + "=="))
+        assert header["kid"] == kid
+        published_before = {k["kid"]
+                            for k in client.get("/.well-known/jwks.json").json()["keys"]}

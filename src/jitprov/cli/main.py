@@ -388,7 +388,8 @@ def keys_rotate(overlap_hours: Annotated[int, typer.Option(
     """Make a new signing key; tokens signed by the previous one verify during the overlap."""
     kid = rotate_keys(_context(_settings(database_url)),
                       overlap=timedelta(hours=overlap_hours))
-    typer.echo(f"signing key {kid} active; previous keys published for {overlap_hours} h")
+    typer.echo(f"signing key {kid} active; the next key is published ahead of its use; "
+               f"previous keys stay published for {overlap_hours} h")
 
 
 # -- webhooks ---------------------------------------------------------------------------------

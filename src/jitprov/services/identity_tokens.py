@@ -2,8 +2,9 @@
 roles, verifiable with the JWKS at ``/.well-known/jwks.json``.
 
 Keys live in the database (private halves sealed with the SecretBox), so every node signs with
-the same active key and publishes the same set. ``rotate_keys`` makes a new active key; the
-previous one stays published for ``overlap`` so tokens it signed keep verifying.
+the same active key and publishes the same set. The next key is published one rotation ahead
+of its use (an app that cached the JWKS already holds it when tokens signed by it appear), and
+the previous one stays published for ``overlap`` so tokens it signed keep verifying.
 ES256 signing costs ~50 µs (RSA would cost ~1 ms per token).
 """
 
@@ -42,21 +43,31 @@ class IssuedToken:
 
 
 def rotate_keys(ctx: ServiceContext, *, overlap: timedelta = timedelta(hours=24)) -> str:
-    """Create a new active signing key; the previous ones stay published for ``overlap``.
-    Returns the new key id."""
+    """Rotate: the staged key (published since the last rotation, so apps already hold it)
+    becomes the active one, the previous active key stays published for ``overlap``, and a new
+    key is staged. The very first call makes the first active key too. Returns the id of the
+    key that now signs."""
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        kid = uow.signing_keys.staged()
+        if kid is None:  # the first rotation ever: nothing staged yet
+            kid = _add_key(ctx, uow, active=False)
+        uow.signing_keys.promote(kid, retire_previous_after=now + overlap)
+        _add_key(ctx, uow, active=False)  # the next one, published ahead of its use
+        uow.commit()
+    with _lock:
+        ctx.caches.pop(CACHE, None)
+    return kid
+
+
+def _add_key(ctx: ServiceContext, uow: UnitOfWork, *, active: bool) -> str:
     now = ctx.clock()
     kid = f"{now:%Y%m%d}-{secrets.token_hex(4)}"
     key = ECKey.generate_key("P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"},
                              private=True)
-    with UnitOfWork(ctx.db) as uow:
-        uow.signing_keys.retire_inactive(now + overlap)  # keys rotated out earlier
-        uow.signing_keys.add(kid=kid, sealed_private=ctx.secretbox.seal(
-            {"jwk": json.dumps(key.as_dict(private=True))}),
-            public_jwk=key.as_dict(private=False), now=now)
-        uow.signing_keys.retire_inactive(now + overlap)  # the one just replaced
-        uow.commit()
-    with _lock:
-        ctx.caches.pop(CACHE, None)
+    uow.signing_keys.add(kid=kid, sealed_private=ctx.secretbox.seal(
+        {"jwk": json.dumps(key.as_dict(private=True))}),
+        public_jwk=key.as_dict(private=False), now=now, active=active)
     return kid
 
 

@@ -824,20 +824,20 @@ class AdminTokenRepository:
 
 
 class SigningKeyRepository:
-    """Keys that sign identity tokens for applications; only the active one signs, every
-    unretired one is published in the JWKS (rotation with overlap)."""
+    """Keys that sign identity tokens for applications. One is active (signs); one may be
+    staged (published, signs from the next rotation on, so apps hold it before they meet it:
+    ``active`` false, ``retire_after`` null); keys rotated out stay published until their
+    ``retire_after``."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
 
     def add(self, *, kid: str, sealed_private: str, public_jwk: Mapping[str, object],
-            now: datetime) -> None:
-        """Add a key and make it the active one; the previous active key stays published."""
-        self._c.execute(t.signing_key.update().where(t.signing_key.c.active.is_(True))
-                        .values(active=False))
+            now: datetime, active: bool) -> None:
+        """Add a key: the active one (the caller retires the previous one) or the staged one."""
         self._c.execute(t.signing_key.insert(), {
             "kid": kid, "private_jwk": sealed_private, "public_jwk": dict(public_jwk),
-            "created_at": now, "active": True, "retire_after": None})
+            "created_at": now, "active": active, "retire_after": None})
 
     def active(self) -> tuple[str, str] | None:
         """(kid, sealed private JWK) of the key that signs, or None before the first."""
@@ -845,16 +845,23 @@ class SigningKeyRepository:
                               .where(t.signing_key.c.active.is_(True))).first()
         return None if row is None else (row.kid, row.private_jwk)
 
-    def retire_inactive(self, after: datetime) -> int:
-        """Schedule the unpublishing of every inactive key not yet scheduled."""
-        result = self._c.execute(
-            t.signing_key.update().where(t.signing_key.c.active.is_(False),
-                                         t.signing_key.c.retire_after.is_(None))
-            .values(retire_after=after))
-        return int(result.rowcount)
+    def staged(self) -> str | None:
+        """The kid of the staged key (published, not yet signing), if any."""
+        return self._c.execute(sa.select(t.signing_key.c.kid).where(
+            t.signing_key.c.active.is_(False), t.signing_key.c.retire_after.is_(None),
+        ).order_by(t.signing_key.c.created_at.desc())).scalar()
+
+    def promote(self, kid: str, *, retire_previous_after: datetime) -> None:
+        """Make ``kid`` the active key; the previous active key stays published until
+        ``retire_previous_after``."""
+        self._c.execute(t.signing_key.update().where(t.signing_key.c.active.is_(True))
+                        .values(active=False, retire_after=retire_previous_after))
+        self._c.execute(t.signing_key.update().where(t.signing_key.c.kid == kid)
+                        .values(active=True, retire_after=None))
 
     def published(self, now: datetime) -> list[dict[str, object]]:
-        """Public JWKs of the active key and of the keys not yet retired, newest first."""
+        """Public JWKs of the active key, the staged one and the keys not yet retired,
+        newest first."""
         rows = self._c.execute(
             sa.select(t.signing_key.c.public_jwk)
             .where(sa.or_(t.signing_key.c.retire_after.is_(None),
