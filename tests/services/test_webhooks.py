@@ -335,3 +335,63 @@ def test_two_server_processes_deliver_each_event_once(ctx: ServiceContext, recei
         delivered = sum(pool.starmap(_worker_process, [(database_url, 10), (database_url, 10)]))
     assert delivered == 24
     assert len(receiver.ids()) == len(set(receiver.ids())) == 24
+
+
+def test_a_send_connects_to_the_address_that_was_checked(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the host may resolve to a private address right after the check; the
+    send connects to the checked address and names the host in Host and SNI."""
+    import socket
+
+    import httpx
+
+    def resolve(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
+        assert host == "hooks.example"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 443))]
+
+    seen: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    setup_connection(ctx)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    # checked when added, then at the send; a third lookup (a connect by name) would rebind
+    answers = iter(["93.184.216.34", "93.184.216.34", "127.0.0.1"])
+    webhooks.add_endpoint(ctx, "hospital", "https://hooks.example:8443/in", ACCOUNT_EVENTS)
+    ctx.http = httpx.Client(transport=httpx.MockTransport(transport))
+    provision_on_login(ctx, "idp", nurse())
+    webhooks.deliver_due(ctx)
+    [request] = seen
+    assert (request.url.host, request.url.port) == ("93.184.216.34", 8443)
+    assert request.headers["host"] == "hooks.example:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example"
+
+
+def test_a_destination_that_turns_private_is_not_sent_to(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import httpx
+
+    answers = iter(["93.184.216.34", "10.0.0.7"])
+
+    def resolve(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 443))]
+
+    seen: list[httpx.Request] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    setup_connection(ctx)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    webhooks.add_endpoint(ctx, "hospital", "https://hooks.example/in", ACCOUNT_EVENTS)
+    ctx.http = httpx.Client(transport=httpx.MockTransport(transport))
+    provision_on_login(ctx, "idp", nurse())
+    webhooks.deliver_due(ctx)
+    assert seen == []
+    [delivery] = webhooks.list_deliveries(ctx, "hospital")
+    assert delivery.status == "pending" and delivery.attempts == 1

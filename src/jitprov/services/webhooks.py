@@ -76,14 +76,16 @@ def check_url(url: str) -> None:
                            f"most {MAX_URL} characters")
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
+def check_destination(url: str, *, allow_private: bool) -> str | None:
     """Refuse a destination that resolves to this machine or a private network (loopback,
     RFC 1918, link-local and cloud metadata, CGNAT, multicast...): webhooks must not become a
     way to reach internal services. Checked when the endpoint is added and again before
     every send (DNS can change). ``allow_private`` lifts it (dev, tests, on-premises
-    receivers: JITPROV_WEBHOOK_ALLOW_PRIVATE=1). Raises UnsafeDestination."""
+    receivers: JITPROV_WEBHOOK_ALLOW_PRIVATE=1). Returns the checked address the send must
+    connect to (None when the check is lifted), so a second DNS answer between the check and
+    the connect (DNS rebinding) is never used. Raises UnsafeDestination."""
     if allow_private:
-        return
+        return None
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -91,11 +93,30 @@ def check_destination(url: str, *, allow_private: bool) -> None:
                                    type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise UnsafeDestination(f"the webhook host cannot be resolved: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
         if not address.is_global or address.is_multicast:
             raise UnsafeDestination("the webhook URL points at a private or local address; "
                                     "set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 to allow it")
+    if not addresses:
+        raise UnsafeDestination("the webhook host has no address")
+    return str(addresses[0])
+
+
+def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str],
+                                                           dict[str, object]]:
+    """(URL to connect to, extra headers, request extensions) that send to ``address`` while
+    speaking to the URL's host: the ``Host`` header names it and, under https, so do SNI and
+    the certificate check (httpcore verifies the certificate against ``sni_hostname``)."""
+    if address is None:
+        return url, {}, {}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    extensions: dict[str, object] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"host": host_header}, extensions
 
 
 def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequence[str], *,
@@ -201,11 +222,12 @@ def _send(ctx: ServiceContext, delivery: DueDelivery) -> tuple[bool, int | None,
     headers = {"content-type": "application/json", "webhook-id": msg_id,
                "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature,
                "user-agent": "jitprov-webhooks"}
-    check_destination(delivery.url, allow_private=ctx.webhook_allow_private)
+    address = check_destination(delivery.url, allow_private=ctx.webhook_allow_private)
+    url, host, extensions = pinned_request(delivery.url, address)
     try:
         # the status line is the answer: the body is never read, whatever its size or pace
-        with ctx.http.stream("POST", delivery.url, content=body, headers=headers,
-                             timeout=SEND_TIMEOUT) as response:
+        with ctx.http.stream("POST", url, content=body, headers=headers | host,
+                             timeout=SEND_TIMEOUT, extensions=extensions) as response:
             status = response.status_code
     except httpx.HTTPError as exc:
         return False, None, type(exc).__name__
