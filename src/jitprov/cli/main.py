@@ -578,11 +578,13 @@ def admin_token_revoke(token_id: int, database_url: DatabaseUrl = None) -> None:
 @app.command("serve")
 def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
           port: Annotated[int, typer.Option()] = 8000,
+          workers: Annotated[int, typer.Option(
+              min=1, max=64, help="worker processes (each with its own database pool)")] = 1,
           database_url: DatabaseUrl = None) -> None:
     """Run the server (production). Refuses dev-only connection kinds."""
     from jitprov.cli.servers import run_serve
 
-    run_serve(_settings(database_url), host=host, port=port)
+    run_serve(_settings(database_url), host=host, port=port, workers=workers)
 
 
 @app.command("dev")

@@ -34,16 +34,16 @@ def _base_url(settings: Settings, host: str, port: int) -> Settings:
     return settings.with_overrides(base_url=f"http://{shown}:{port}")
 
 
-def run_serve(settings: Settings, *, host: str, port: int) -> None:
+def run_serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     settings = _base_url(settings, host, port)
     db = Database.connect(settings.database_url)
     try:
-        _serve(settings, db, host=host, port=port)
+        _serve(settings, db, host=host, port=port, workers=workers)
     finally:
         db.dispose()
 
 
-def _serve(settings: Settings, db: Database, *, host: str, port: int) -> None:
+def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: int) -> None:
     db.require_current()
     ctx = build_context(settings, db)
     dev_only = [c.slug for c in admin.list_connections(ctx)
@@ -54,14 +54,25 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int) -> None:
             f"connection(s) {', '.join(dev_only)} use the dev-only kind mock (the demo IdP "
             "signs in anyone as anyone); `jitprov connection disable SLUG` them, or run "
             "`jitprov dev`")
-    typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url})")
+    typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url}, "
+               f"{workers} worker{'s' if workers > 1 else ''})")
     stop = threading.Event()
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     try:
         # no access log: callback URLs carry codes and states, which never go to logs
-        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="info",
-                    proxy_headers=True, access_log=False)
+        if workers > 1:
+            # each worker process imports the factory and reads the same environment; the
+            # jobs above run once, in this supervising process
+            # (the secret key comes from the environment or var/secret.key, as here)
+            os.environ.update(JITPROV_DATABASE_URL=settings.database_url,
+                              JITPROV_BASE_URL=settings.base_url)
+            uvicorn.run("jitprov.web.asgi:app_from_environment", factory=True,
+                        workers=workers, host=host, port=port, log_level="info",
+                        proxy_headers=True, access_log=False)
+        else:
+            uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port,
+                        log_level="info", proxy_headers=True, access_log=False)
     finally:
         stop.set()
 
