@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import forward_auth, lifecycle, oidc, provision, revocation, webhooks
+from bench import forward_auth, lifecycle, oidc, provision, revocation, surge, webhooks
 
 RESULTS = Path(__file__).with_name("results")
 BENCHMARKS = {"provision": provision.run, "oidc": oidc.run,
               "forward_auth": forward_auth.run, "lifecycle": lifecycle.run,
-              "revocation": revocation.run, "webhooks": webhooks.run}
+              "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run}
 
 
 def machine() -> dict[str, object]:
