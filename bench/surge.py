@@ -113,18 +113,18 @@ class Login:
         self.issuer = mock.issuer_for(PUBLIC_URL, CONNECTION)
 
     def __call__(self, http: httpx.Client, node: Node, user: int) -> None:
+        http.cookies.clear()  # each user is a browser of their own
         start = http.get(f"{node.url}/sso/{CONNECTION}/login", params={"return_to": "/me"})
         if start.status_code != 303:
             raise RuntimeError(f"login start: HTTP {start.status_code}")
         state = httpx.URL(start.headers["location"]).params["state"]
-        binding = dict(start.cookies)
         assertion = mock.sign_assertion(
             key=self.key, issuer=self.issuer, audience=CONNECTION, subject=f"user-{user}",
             state=state, claims={"email": f"user{user}@hospital.example",
                                  "email_verified": True, "name": f"User {user}",
                                  "department": "Ward 3", "groups": ["Nurses"]})
         done = http.post(f"{node.url}/sso/{CONNECTION}/mock/callback",
-                         data={"state": state, "assertion": assertion}, cookies=binding)
+                         data={"state": state, "assertion": assertion})  # + binding cookie
         if done.status_code != 303 or "jitprov_session" not in done.cookies:
             raise RuntimeError(f"login callback: HTTP {done.status_code}")
 
@@ -138,18 +138,20 @@ def signing_key(database_url: str) -> str:
         db.dispose()
 
 
-def surge(nodes: Sequence[Node], login: Login, users: range,
+def surge(nodes: Sequence[Node], login: Login, users: Sequence[int],
           clients: int = CLIENTS) -> tuple[list[float], list[str], float]:
     """Every user logs in once, spread over the nodes by ``clients`` threads.
     Returns (latencies, errors, wall seconds)."""
     latencies: list[float] = []
     errors: list[str] = []
     local = threading.local()
+    opened: list[httpx.Client] = []
 
     def one(user: int) -> None:
         http = getattr(local, "http", None)
         if http is None:
             http = local.http = httpx.Client(timeout=30)
+            opened.append(http)
         t0 = time.perf_counter()
         try:
             login(http, nodes[user % len(nodes)], user)
@@ -161,7 +163,10 @@ def surge(nodes: Sequence[Node], login: Login, users: range,
     wall0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, users))
-    return latencies, errors, time.perf_counter() - wall0
+    wall = time.perf_counter() - wall0
+    for http in opened:
+        http.close()
+    return latencies, errors, wall
 
 
 def same_user_on_both_nodes(nodes: Sequence[Node], login: Login, users: range) -> list[str]:

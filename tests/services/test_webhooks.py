@@ -395,3 +395,50 @@ def test_a_destination_that_turns_private_is_not_sent_to(
     assert seen == []
     [delivery] = webhooks.list_deliveries(ctx, "hospital")
     assert delivery.status == "pending" and delivery.attempts == 1
+
+
+def test_a_dead_workers_claims_free_up_within_one_send_lease(
+        ctx: ServiceContext, receiver: Receiver, clock: Clock) -> None:
+    from jitprov.store.unit_of_work import UnitOfWork
+
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
+    for i in range(3):
+        provision_on_login(ctx, "idp", nurse(subject=f"u{i}", email=f"u{i}@h.example"))
+    with UnitOfWork(ctx.db) as uow:  # a worker claims a batch, then its node dies
+        uow.webhooks.fan_out(clock.now)
+        claimed = uow.webhooks.claim_due(clock.now, lease=webhooks.SEND_LEASE, claim="dead")
+        uow.commit()
+    assert len(claimed) == 3
+    assert webhooks.deliver_due(ctx).delivered == 0  # still leased
+    clock.advance(seconds=webhooks.SEND_LEASE.total_seconds() + 1)
+    assert webhooks.deliver_due(ctx).delivered == 3
+    assert len(receiver.ids()) == 3
+
+
+def test_a_delivery_taken_over_while_waiting_in_a_batch_is_not_sent_twice(
+        ctx: ServiceContext, receiver: Receiver, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitprov.store.unit_of_work import UnitOfWork
+
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
+    for i in range(4):
+        provision_on_login(ctx, "idp", nurse(subject=f"u{i}", email=f"u{i}@h.example"))
+    real = webhooks._send
+    taken: list[str] = []
+
+    def slow(context: ServiceContext, delivery: object) -> tuple[bool, int | None, str | None]:
+        result = real(context, delivery)  # type: ignore[arg-type]
+        clock.advance(seconds=25)  # each send takes 25 s: the 4th waits past its lease
+        if len(receiver.ids()) == 3:
+            with UnitOfWork(ctx.db) as uow:  # another worker takes what is due now
+                taken.extend(f"msg_{d.outbox_id}" for d in uow.webhooks.claim_due(
+                    clock.now, lease=webhooks.SEND_LEASE, claim="other"))
+                uow.commit()
+        return result
+
+    monkeypatch.setattr(webhooks, "_send", slow)
+    assert webhooks.deliver_due(ctx).delivered == 3
+    assert len(taken) == 1  # only the one still waiting: the one in flight renewed its lease
+    assert taken[0] not in receiver.ids()  # left to the worker that holds it now

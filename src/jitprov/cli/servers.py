@@ -105,5 +105,11 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")
-    uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning",
-                access_log=False)
+    stop = threading.Event()  # the jobs `serve` runs, so webhooks and expiry work here too
+    purge.run_periodically(ctx, timedelta(minutes=15), stop)
+    webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
+    try:
+        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning",
+                    access_log=False)
+    finally:
+        stop.set()

@@ -36,6 +36,8 @@ MAX_ATTEMPTS = 12  # 5 s doubling to the 1 h cap: about 2.4 h of retries
 FIRST_RETRY = 5.0  # seconds
 MAX_RETRY = 3600.0
 SEND_TIMEOUT = 10.0  # seconds per network operation; the body of the answer is never read
+#: how long one send holds its delivery: connect, write and read timeouts, and some slack
+SEND_LEASE = timedelta(seconds=3 * SEND_TIMEOUT + 30)
 BATCH = 20  # deliveries one pass claims; the lease covers them all sent one after another
 MAX_URL = 2000
 
@@ -176,16 +178,22 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
     several nodes at once."""
     now = ctx.clock()
     limit = min(limit, BATCH)
-    # every send of the batch may take its connect, write and read timeouts: the lease covers
-    # them all, so no other worker takes a delivery this pass is still sending
-    lease = timedelta(seconds=3 * SEND_TIMEOUT * limit + 30)
     claim = secrets.token_hex(8)
     with UnitOfWork(ctx.db) as uow:
         dispatched = uow.webhooks.fan_out(now)
-        due = uow.webhooks.claim_due(now, lease=lease, claim=claim, limit=limit)
+        due = uow.webhooks.claim_due(now, lease=SEND_LEASE, claim=claim, limit=limit)
         uow.commit()
     delivered = failed = 0
     for delivery in due:  # outside any transaction: an HTTP call holds no lock
+        # the lease is renewed per send (one send may take its connect, write and read
+        # timeouts), so the claims of a node that dies free up within one lease, and a
+        # delivery whose lease ran out while earlier ones were sent is left to its new holder
+        with UnitOfWork(ctx.db) as uow:
+            mine = uow.webhooks.renew_claim(delivery.id, claim=delivery.claim,
+                                            until=ctx.clock() + SEND_LEASE)
+            uow.commit()
+        if not mine:
+            continue
         try:
             ok, status, error = _send(ctx, delivery)
         except Exception as exc:  # a bad secret, URL or answer: an attempt that failed

@@ -954,6 +954,17 @@ class WebhookRepository:
                             event_type=r.event_type, payload=r.payload, attempts=r.attempts,
                             created_at=utc(r.created_at), claim=claim) for r in rows]
 
+    def renew_claim(self, delivery_id: int, *, claim: str, until: datetime) -> bool:
+        """Extend this pass's lease on one delivery right before its send; False when the
+        lease ran out and another pass took it meanwhile (then this pass must not send)."""
+        result = self._c.execute(
+            t.webhook_delivery.update()
+            .where(t.webhook_delivery.c.id == delivery_id,
+                   t.webhook_delivery.c.claim == claim,
+                   t.webhook_delivery.c.status == "pending")
+            .values(next_attempt_at=until))
+        return bool(result.rowcount)
+
     def record_attempt(self, delivery_id: int, *, claim: str, delivered: bool,
                        status_code: int | None, error: str | None, now: datetime,
                        next_attempt_at: datetime | None) -> bool:
