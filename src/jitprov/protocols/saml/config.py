@@ -1,0 +1,168 @@
+"""The configuration of one SAML connection (the ``connection.config`` JSON column)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from jitprov.core.errors import InvalidInput
+from jitprov.protocols.saml.errors import SamlError
+from jitprov.protocols.saml.keys import certificate_key
+
+if TYPE_CHECKING:
+    from jitprov.protocols.saml.metadata import IdpMetadata
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class SamlConfig:
+    """What ``connection add-saml`` stores. The SP private key is NOT here: it is sealed with
+    the connection's secrets and handed to :func:`~jitprov.protocols.saml.sp_settings`.
+
+    Build it with :meth:`parse` (stored JSON) or :meth:`from_metadata`; :meth:`as_dict` gives
+    back the JSON that :meth:`parse` reads.
+    """
+
+    idp_entity_id: str
+    idp_sso_url: str
+    #: PEM certificates; a signature made by any of them is accepted (key rollover). Keys
+    #: carried inside a message (``KeyInfo``) are never used.
+    idp_certs: tuple[str, ...]
+    want_authn_requests_signed: bool
+    metadata_url: str | None = None
+    metadata_refresh_seconds: int = 3600
+    #: PEM of the SP's own certificate (its private key is kept sealed elsewhere)
+    sp_certificate: str = ""
+    #: accept IdP-initiated (unsolicited) responses; they must then carry no InResponseTo
+    allow_idp_initiated: bool = False
+    clock_skew_seconds: int = 120
+    #: True: the Assertion itself must be signed. False: a signed Response that covers the
+    #: assertion is enough (some IdPs, e.g. ADFS/Entra in "sign response" mode, sign only it)
+    require_signed_assertion: bool = True
+    #: accept an ``emailAddress`` NameID as the account key, with a note in the identity
+    #: (email addresses can be reassigned to another person)
+    allow_email_name_id: bool = True
+    max_response_bytes: int = 256 * 1024
+    #: accept rsa-sha1 / sha1 digests (SHAttered; off by default, for legacy IdPs only)
+    allow_sha1: bool = False
+
+    @classmethod
+    def parse(cls, config: Mapping[str, object]) -> SamlConfig:
+        """Validate a stored or typed configuration. Raises InvalidInput naming the field."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise InvalidInput(f"SAML connection {unknown[0]}: unknown field")
+        values: dict[str, object] = {}
+        for name in known:
+            if name not in config:
+                if name in _REQUIRED:
+                    raise InvalidInput(f"SAML connection {name}: field required")
+                continue
+            values[name] = _check_field(name, config[name])
+        if not values["idp_certs"]:
+            raise InvalidInput("SAML connection idp_certs: at least one IdP signing "
+                               "certificate is required")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON-ready form (``idp_certs`` as a list) that :meth:`parse` accepts."""
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_metadata(cls, md: IdpMetadata, *, sp_certificate: str,
+                      metadata_url: str | None) -> SamlConfig:
+        """A configuration with the defaults, from parsed IdP metadata."""
+        return cls.parse({
+            "idp_entity_id": md.entity_id, "idp_sso_url": md.sso_redirect_url,
+            "idp_certs": list(md.signing_certs),
+            "want_authn_requests_signed": md.want_authn_requests_signed,
+            "metadata_url": metadata_url, "sp_certificate": sp_certificate,
+        })
+
+
+_REQUIRED = frozenset({"idp_entity_id", "idp_sso_url", "idp_certs",
+                       "want_authn_requests_signed"})
+_BOOLS = frozenset({"want_authn_requests_signed", "allow_idp_initiated",
+                    "require_signed_assertion", "allow_email_name_id", "allow_sha1"})
+#: (minimum, maximum) of each integer field
+_INTS = {"metadata_refresh_seconds": (60, 7 * 86400), "clock_skew_seconds": (0, 600),
+         "max_response_bytes": (4096, 4 * 1024 * 1024)}
+
+
+def _check_field(name: str, value: object) -> object:
+    where = f"SAML connection {name}"
+    if name in _BOOLS:
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{where}: must be true or false")
+        return value
+    if name in _INTS:
+        low, high = _INTS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidInput(f"{where}: must be an integer between {low} and {high}")
+        return value
+    if name == "idp_certs":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise InvalidInput(f"{where}: must be a list of PEM certificates")
+        certs = tuple(value)
+        for cert in certs:
+            _check_certificate(where, cert)
+        return certs
+    if name == "metadata_url":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not is_secure_url(value):
+            raise InvalidInput(f"{where}: must be an https URL (http only on loopback)")
+        return value
+    if name == "sp_certificate":
+        if value != "":
+            _check_certificate(where, value)
+        return value
+    if name == "idp_sso_url":
+        if not isinstance(value, str) or not is_secure_url(value):
+            raise InvalidInput(f"{where}: must be an https URL (http only on loopback)")
+        return value
+    # idp_entity_id: any non-empty string (a URI, often but not always a URL)
+    if not isinstance(value, str) or not value.strip() or len(value) > 1024:
+        raise InvalidInput(f"{where}: must be a non-empty string")
+    return value
+
+
+def _check_certificate(where: str, value: object) -> None:
+    """A readable PEM certificate (parsed once per process: the result is cached)."""
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise InvalidInput(f"{where}: must be a PEM certificate")
+    try:
+        certificate_key(value)
+    except SamlError:
+        raise InvalidInput(f"{where}: not a readable PEM certificate") from None
+
+
+def is_secure_url(url: str) -> bool:
+    """https, or http to a loopback host; checked on the parsed host."""
+    try:
+        parsed = urlsplit(url)
+        host = parsed.hostname
+    except ValueError:
+        return False
+    if parsed.scheme == "https" and host:
+        return True
+    return parsed.scheme == "http" and parsed.username is None and host in LOOPBACK_HOSTS
+
+
+class SamlKind:
+    """Connection kind ``saml`` (registered in ``CONNECTION_KINDS``)."""
+
+    name = "saml"
+    dev_only = False
+
+    def validate_config(self, config: Mapping[str, object]) -> None:
+        SamlConfig.parse(config)

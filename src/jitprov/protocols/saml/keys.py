@@ -1,0 +1,102 @@
+"""PEM keys and certificates, parsed once per process and cached by content digest.
+
+Loading a PEM private key costs ~50 ms: never on the request path. The caches are keyed by the
+SHA-256 of the PEM text (ids and versions repeat across databases; content does not lie).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from typing import TypeVar
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from jitprov.protocols.saml.errors import SamlError
+
+_V = TypeVar("_V")
+_LOCK = threading.Lock()
+#: a bound, not an eviction policy: keys change a few times a year per connection
+_MAX_ENTRIES = 512
+_CERT_KEYS: dict[str, tuple[xmlsec.Key, bytes]] = {}
+_XMLSEC_PRIVATE: dict[str, xmlsec.Key] = {}
+_PRIVATE: dict[str, PrivateKeyTypes] = {}
+
+
+def _digest(pem: str) -> str:
+    return hashlib.sha256(pem.encode()).hexdigest()
+
+
+def _store(cache: dict[str, _V], digest: str, value: _V) -> None:
+    with _LOCK:
+        if len(cache) >= _MAX_ENTRIES:
+            cache.clear()
+        cache[digest] = value
+
+
+def certificate_key(pem: str) -> tuple[xmlsec.Key, bytes]:
+    """The public key of a pinned PEM certificate, as an xmlsec key, with the certificate's
+    DER (to match a message's X509Certificate hint). Raises SamlError ``invalid_response``
+    naming no key material when the PEM is unreadable (a misconfigured connection)."""
+    digest = _digest(pem)
+    cached = _CERT_KEYS.get(digest)
+    if cached is None:
+        try:
+            der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(
+                serialization.Encoding.DER)
+            key = xmlsec.Key.from_memory(pem.encode(), xmlsec.constants.KeyDataFormatCertPem)
+        except (ValueError, xmlsec.Error):
+            raise SamlError("invalid_response",
+                            "a pinned IdP certificate of this connection is unreadable") from None
+        cached = (key, der)
+        _store(_CERT_KEYS, digest, cached)
+    return cached
+
+
+def xmlsec_private_key(pem: str) -> xmlsec.Key:
+    """The SP private key as an xmlsec key (to decrypt EncryptedAssertions)."""
+    digest = _digest(pem)
+    cached = _XMLSEC_PRIVATE.get(digest)
+    if cached is None:
+        try:
+            cached = xmlsec.Key.from_memory(pem.encode(), xmlsec.constants.KeyDataFormatPem)
+        except xmlsec.Error:
+            raise SamlError("decryption_failed",
+                            "the SP private key of this connection is unreadable") from None
+        _store(_XMLSEC_PRIVATE, digest, cached)
+    return cached
+
+
+def private_key(pem: str) -> PrivateKeyTypes:
+    """The SP private key for `cryptography` (to sign AuthnRequests)."""
+    digest = _digest(pem)
+    cached = _PRIVATE.get(digest)
+    if cached is None:
+        try:
+            cached = serialization.load_pem_private_key(pem.encode(), password=None)
+        except (ValueError, TypeError):
+            raise SamlError("invalid_response",
+                            "the SP private key of this connection is unreadable") from None
+        _store(_PRIVATE, digest, cached)
+    return cached
+
+
+def certificate_der_b64(pem: str) -> str:
+    """The base64 DER body of a PEM certificate, as metadata's X509Certificate carries it."""
+    return base64.b64encode(certificate_key(pem)[1]).decode()
+
+
+def pem_from_b64_der(text: str) -> str:
+    """A PEM certificate from metadata's base64 X509Certificate (whitespace tolerated).
+    Raises SamlError ``invalid_metadata``."""
+    try:
+        der = base64.b64decode("".join(text.split()), validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise SamlError("invalid_metadata",
+                        "a certificate in the IdP metadata is unreadable") from None
+    return cert.public_bytes(serialization.Encoding.PEM).decode()

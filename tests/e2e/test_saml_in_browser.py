@@ -1,0 +1,154 @@
+"""SAML in a real browser: `jitprov serve` on http://127.0.0.1:PORT, a real SAML IdP (pysaml2)
+on http://localhost:PORT2 — a different site, so its auto-submitted POST to our ACS is a
+cross-site POST that carries no SameSite=Lax cookie, as in production. Chromium signs in
+through the IdP's password form and must end on /me as the right account, after our ACS
+bounced the POST through our own origin once.
+
+Skipped without Chromium (unless JITPROV_REQUIRE_BROWSER=1) or without the IdP's runtime
+(unless JITPROV_REQUIRE_INTEROP=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_demo_in_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.interop.saml_idp import SamlIdp, SamlIdpUnavailable, check_available
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MAPPING = """\
+profile:
+  email: mail
+  name: displayName
+groups: isMemberOf
+roles:
+  default: [staff]
+  rules:
+    - id: nurses
+      grant: [nurse]
+      when: contains(isMemberOf, 'Nurses')
+"""
+ANA = {"mail": ["ana@hospital.example"], "displayName": ["Ana Lima"], "isMemberOf": ["Nurses"]}
+BEN = {"mail": ["ben@hospital.example"], "displayName": ["Ben Okafor"],
+       "isMemberOf": ["Porters"]}
+
+
+def _require(ok: bool, what: str, flag: str) -> None:
+    if not ok:
+        if os.environ.get(flag) == "1":
+            pytest.fail(f"{what} is required ({flag}=1) but unavailable")
+        pytest.skip(f"{what} is unavailable")
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[SamlIdp]:
+    _require(CHROMIUM is not None, "Chromium", "JITPROV_REQUIRE_BROWSER")
+    try:
+        check_available()
+    except SamlIdpUnavailable as exc:
+        _require(False, f"the SAML IdP ({exc})", "JITPROV_REQUIRE_INTEROP")
+    users = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA},
+             "ben": {"password": "ben-pw", "subject": "ben-0002", "attributes": BEN}}
+    with SamlIdp(users=users, host="localhost") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, idp: SamlIdp) -> Iterator[str]:
+    """`jitprov serve` with a SAML connection registered by the one admin command."""
+    workdir = tmp_path_factory.mktemp("saml-serve")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{workdir}/jitprov.db",
+           "JITPROV_BASE_URL": url}
+    jitprov = str(Path(sys.executable).with_name("jitprov"))
+    (workdir / "mapping.yaml").write_text(MAPPING)
+    for command in (["db", "upgrade"], ["tenant", "create", "hospital"],
+                    ["connection", "add-saml", "--tenant", "hospital", "--slug", "shib",
+                     "--idp-metadata-url", idp.metadata_url, "--mapping", "mapping.yaml"]):
+        done = subprocess.run([jitprov, *command], cwd=workdir, env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+    assert f"ACS URL (HTTP-POST):       {url}/sso/shib/saml/acs" in done.stdout
+    proc = subprocess.Popen([jitprov, "serve", "--port", str(port)], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.fail(f"jitprov serve exited: {proc.stdout.read() if proc.stdout else ''}")
+    else:
+        proc.kill()
+        pytest.fail("jitprov serve did not answer within 60 s")
+    # what the admin gives the IdP: our SP metadata
+    idp.add_sp_metadata(httpx.get(f"{url}/sso/shib/saml/metadata", timeout=5).content)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser(idp: SamlIdp) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def sign_in(browser: object, server: str, idp: SamlIdp, user: str,
+            password: str) -> tuple[object, list[str]]:
+    """Sign in from a fresh browser context; returns (page, post bodies seen at the ACS)."""
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    acs_posts: list[str] = []
+    page.on("request", lambda r: acs_posts.append(r.post_data or "")
+            if r.method == "POST" and r.url.endswith("/sso/shib/saml/acs") else None)
+    page.goto(f"{server}/sso/shib/login?return_to=/me")
+    assert page.url.startswith(f"{idp.base_url}/sso/redirect?")  # the other site's form
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#submit")
+    page.wait_for_url(f"{server}/me", timeout=20_000)
+    return page, acs_posts
+
+
+def test_sp_initiated_login_through_a_cross_site_idp_ends_on_me(
+        server: str, idp: SamlIdp, browser: object, tmp_path: Path) -> None:
+    page, acs_posts = sign_in(browser, server, idp, "ana", "ana-pw")
+    me = json.loads(page.locator("body").inner_text())  # type: ignore[attr-defined]
+    assert (me["email"], me["name"], me["external_id"], me["roles"]) == (
+        "ana@hospital.example", "Ana Lima", "ana-0001", ["nurse", "staff"])
+    # the IdP's cross-site POST came without the Lax cookie and was bounced once, same-site
+    assert len(acs_posts) == 2
+    assert "jitprov_bounce" not in acs_posts[0] and "jitprov_bounce=1" in acs_posts[1]
+    page.screenshot(path=str(tmp_path / "saml-me.png"))  # type: ignore[attr-defined]
+    page.context.close()  # type: ignore[attr-defined]
+
+
+def test_a_second_user_gets_their_own_account(server: str, idp: SamlIdp,
+                                              browser: object) -> None:
+    page, _ = sign_in(browser, server, idp, "ben", "ben-pw")
+    me = json.loads(page.locator("body").inner_text())  # type: ignore[attr-defined]
+    assert (me["email"], me["roles"]) == ("ben@hospital.example", ["staff"])
+    page.context.close()  # type: ignore[attr-defined]
