@@ -1,0 +1,142 @@
+"""``/device``: a shared device (kiosk). Enrolment sets the device credential cookie; the
+device page shows who is signed in (switch user, lock) or the lock screen, never the previous
+user's data, and nothing of it is cached (``no-store``)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from jitprov.core.errors import InvalidInput
+from jitprov.services import admin, devices, passkeys
+from jitprov.store.frontline import DeviceRecord
+from jitprov.web.routes.common import (
+    SESSION_COOKIE,
+    clear_session_cookie,
+    ctx_of,
+    secure_cookies,
+    settings_of,
+    templates_of,
+)
+from jitprov.web.routes.passkeys import (
+    NO_STORE,
+    PAGE_HEADERS,
+    credential_of,
+    json_body,
+    login_response,
+    relying_party,
+    request_id_of,
+    wrong_origin,
+)
+
+DEVICE_COOKIE = "jitprov_device"
+
+
+async def _device(request: Request) -> DeviceRecord | None:
+    return await run_in_threadpool(devices.device_of, ctx_of(request),
+                                   request.cookies.get(DEVICE_COOKIE))
+
+
+def _not_a_device(request: Request) -> Response:
+    return templates_of(request).TemplateResponse(
+        request, "device_unknown.html", {}, status_code=403, headers=PAGE_HEADERS)
+
+
+async def enrol_page(request: Request) -> Response:
+    if (moved := wrong_origin(request)) is not None:
+        return moved
+    code = request.query_params.get("code", "")
+    device = await run_in_threadpool(devices.enrolment_of, ctx_of(request), code) \
+        if code else None
+    if device is None:
+        raise InvalidInput("this enrolment link is not valid: it is unknown, already used or "
+                           "expired; ask an administrator for a new one")
+    return templates_of(request).TemplateResponse(request, "device_enrol.html", {
+        "device": device, "code": code}, headers=PAGE_HEADERS)
+
+
+async def enrol(request: Request) -> Response:
+    form = await request.form()
+    _device_record, credential = await run_in_threadpool(
+        lambda: devices.enrol_device(ctx_of(request), str(form.get("code", "")),
+                                     request_id=request_id_of(request)))
+    response = RedirectResponse("/device", status_code=303, headers=NO_STORE)
+    response.set_cookie(DEVICE_COOKIE, credential,
+                        max_age=int(devices.CREDENTIAL_MAX_AGE.total_seconds()), httponly=True,
+                        samesite="lax", secure=secure_cookies(request), path="/device")
+    clear_session_cookie(request, response)  # whoever enrolled it is not its first user
+    return response
+
+
+async def page(request: Request) -> Response:
+    if (moved := wrong_origin(request)) is not None:
+        return moved
+    device = await _device(request)
+    if device is None:
+        return _not_a_device(request)
+    view = await run_in_threadpool(lambda: devices.device_view(
+        ctx_of(request), device, request.cookies.get(SESSION_COOKIE),
+        request_id=request_id_of(request)))
+    if view.step_up is not None:
+        return RedirectResponse(view.step_up, status_code=303, headers=NO_STORE)
+    if view.signed_in is None:
+        connections = [c.slug for c in await run_in_threadpool(
+            admin.list_connections, ctx_of(request), device.tenant_slug)
+            if c.enabled and (settings_of(request).dev_mode or c.kind != "mock")]
+        response = templates_of(request).TemplateResponse(request, "device_locked.html", {
+            "device": device, "reason": view.locked, "connections": connections},
+            headers=PAGE_HEADERS)
+        clear_session_cookie(request, response)
+        return response
+    me = view.signed_in.as_me()
+    policy = await run_in_threadpool(devices.get_policy, ctx_of(request), device.tenant_slug)
+    mine = await run_in_threadpool(passkeys.list_passkeys, ctx_of(request), str(me["id"]))
+    return templates_of(request).TemplateResponse(request, "device.html", {
+        "device": device, "me": me, "offline": view.signed_in.offline,
+        "idle_seconds": policy.idle_seconds, "has_passkey": bool(mine),
+        "can_enrol": (view.signed_in.method or "sso") in passkeys.ENROL_METHODS},
+        headers=PAGE_HEADERS)
+
+
+async def passkey_options(request: Request) -> Response:
+    await json_body(request)
+    device = await _device(request)
+    if device is None:
+        raise InvalidInput("this is not a registered device")
+    options = await run_in_threadpool(passkeys.begin_authentication, ctx_of(request),
+                                      relying_party(request), device)
+    return JSONResponse(options, headers=NO_STORE)
+
+
+async def passkey_sign_in(request: Request) -> Response:
+    body = await json_body(request)
+    device = await _device(request)
+    if device is None:
+        raise InvalidInput("this is not a registered device")
+    result = await run_in_threadpool(lambda: passkeys.finish_authentication(
+        ctx_of(request), relying_party(request), credential_of(body), device=device,
+        previous_session=request.cookies.get(SESSION_COOKIE),
+        user_agent=request.headers.get("user-agent"), request_id=request_id_of(request)))
+    return login_response(request, result)
+
+
+async def lock(request: Request) -> Response:
+    device = await _device(request)
+    if device is not None:
+        await run_in_threadpool(lambda: devices.lock(
+            ctx_of(request), device, request.cookies.get(SESSION_COOKIE),
+            request_id=request_id_of(request)))
+    response = RedirectResponse("/device", status_code=303, headers=NO_STORE)
+    clear_session_cookie(request, response)
+    return response
+
+
+ROUTES = [
+    ("/device/enrol", enrol_page, ["GET"]),
+    ("/device/enrol", enrol, ["POST"]),
+    ("/device", page, ["GET"]),
+    ("/device/passkey/options", passkey_options, ["POST"]),
+    ("/device/passkey", passkey_sign_in, ["POST"]),
+    ("/device/lock", lock, ["POST"]),
+]
