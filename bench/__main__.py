@@ -11,12 +11,24 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import forward_auth, lifecycle, oidc, provision, revocation, surge, webhooks
+from bench import (
+    forward_auth,
+    frontline,
+    lifecycle,
+    oidc,
+    provision,
+    revocation,
+    saml,
+    scim,
+    surge,
+    webhooks,
+)
 
 RESULTS = Path(__file__).with_name("results")
-BENCHMARKS = {"provision": provision.run, "oidc": oidc.run,
+BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "forward_auth": forward_auth.run, "lifecycle": lifecycle.run,
-              "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run}
+              "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
+              "saml": saml.run, "frontline": frontline.run}
 
 
 def machine() -> dict[str, object]:

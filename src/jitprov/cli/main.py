@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from jitprov.cli.frontline import device_app, passkey_app
+from jitprov.cli.scim import scim_app
 from jitprov.core.errors import JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
@@ -24,6 +26,7 @@ from jitprov.services import (
     audit_export,
     break_glass,
     lifecycle,
+    scim_tokens,
     webhooks,
 )
 from jitprov.services.context import ServiceContext, build_context
@@ -53,6 +56,10 @@ for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_
                   (keys_app, "keys"), (webhooks_app, "webhooks"),
                   (lifecycle_app, "lifecycle"), (break_glass_app, "break-glass")):
     app.add_typer(sub, name=name)
+app.add_typer(scim_app, name="scim-token")
+
+app.add_typer(device_app, name="device")
+app.add_typer(passkey_app, name="passkey")
 
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", envvar="JITPROV_DATABASE_URL",
@@ -121,6 +128,11 @@ def tenant_set_policy(slug: str,
                           help="delete accounts deactivated this many days ago")] = None,
                       audit_retention_days: Annotated[int | None, typer.Option(
                           help="keep audit events this many days (default: forever)")] = None,
+                      scim_delete: Annotated[str | None, typer.Option(
+                          help="SCIM DELETE of a user: deactivate (default) | erase")] = None,
+                      scim_on_existing: Annotated[str | None, typer.Option(
+                          help="SCIM POST of a JIT account: conflict (default) | adopt")
+                      ] = None,
                       clear: Annotated[bool, typer.Option(
                           "--clear", help="turn the lifecycle policy and retention off")
                       ] = False,
@@ -136,7 +148,10 @@ def tenant_set_policy(slug: str,
                                      delete_after_days=delete_after_days)
     if clear or audit_retention_days is not None:
         lifecycle.set_audit_retention(ctx, slug, audit_retention_days)
-    if not (clear or lifecycle_given or audit_retention_days is not None):
+    if scim_delete is not None or scim_on_existing is not None:
+        scim_tokens.set_scim_policy(ctx, slug, delete=scim_delete, on_existing=scim_on_existing)
+    if not (clear or lifecycle_given or audit_retention_days is not None
+            or scim_delete is not None or scim_on_existing is not None):
         raise CliError("give a policy option, or --clear")
     typer.echo(f"tenant {slug}: dormant accounts warned after {dormant_warn_days or '-'} "
                f"days, deactivated after {dormant_deactivate_days or '-'} days")
@@ -212,6 +227,60 @@ def connection_add_oidc(
         typer.echo(f"  client JWKS URL for the provider: "
                    f"{settings.base_url}/sso/{record.slug}/oidc/jwks.json")
     typer.echo(f"  sign in at: {settings.base_url}/sso/{record.slug}/login")
+
+
+@connection_app.command("add-saml")
+def connection_add_saml(
+        tenant: Annotated[str, typer.Option("--tenant")],
+        slug: Annotated[str, typer.Option("--slug")],
+        idp_metadata_url: Annotated[str | None, typer.Option(
+            "--idp-metadata-url", help="the IdP's metadata URL (re-read every hour)")] = None,
+        idp_metadata_file: Annotated[Path | None, typer.Option(
+            "--idp-metadata-file", help="the IdP's metadata XML file")] = None,
+        mapping: Annotated[Path | None, typer.Option("--mapping", help="mapping YAML")] = None,
+        idp_entity_id: Annotated[str | None, typer.Option(
+            "--idp-entity-id", help="pick this IdP out of a metadata aggregate")] = None,
+        allow_idp_initiated: Annotated[bool, typer.Option(
+            "--allow-idp-initiated", help="accept unsolicited (IdP-initiated) responses")
+        ] = False,
+        database_url: DatabaseUrl = None) -> None:
+    """Register a SAML 2.0 IdP from its metadata; prints what to give the IdP."""
+    if (idp_metadata_url is None) == (idp_metadata_file is None):
+        raise CliError("give exactly one of --idp-metadata-url or --idp-metadata-file")
+    settings = _settings(database_url)
+    xml: bytes | None = None
+    if idp_metadata_file is not None:
+        try:
+            xml = idp_metadata_file.read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {idp_metadata_file}: {exc}") from exc
+    record = admin.add_saml_connection(
+        _context(settings), tenant=tenant, slug=slug, metadata_xml=xml,
+        metadata_url=idp_metadata_url, mapping=_read(mapping) if mapping else None,
+        mapping_source=str(mapping) if mapping else None, entity_id=idp_entity_id,
+        options={"allow_idp_initiated": allow_idp_initiated})
+    base = f"{settings.base_url}/sso/{record.slug}"
+    typer.echo(f"connection {record.slug} (saml) added to tenant {record.tenant_slug}: IdP "
+               f"{record.config.get('idp_entity_id')}")
+    typer.echo("  give the IdP (or let it read the SP metadata URL):")
+    typer.echo(f"    SP metadata URL:           {base}/saml/metadata")
+    typer.echo(f"    SP entity id (audience):   {base}/saml/metadata")
+    typer.echo(f"    ACS URL (HTTP-POST):       {base}/saml/acs")
+    typer.echo(f"  sign in at: {base}/login")
+
+
+@connection_app.command("refresh-metadata")
+def connection_refresh_metadata(slug: str, database_url: DatabaseUrl = None) -> None:
+    """Re-read a SAML connection's IdP metadata URL now (serve does it every hour)."""
+    from jitprov.jobs import saml_metadata  # here: keeps this command's edit in one place
+
+    report = saml_metadata.refresh_connection(_context(_settings(database_url)), slug,
+                                              actor="cli")
+    if report.outcome in ("failed", "skipped"):
+        raise CliError(f"connection {slug}: metadata refresh {report.outcome}: "
+                       f"{report.detail}")
+    version = f" (version {report.version})" if report.version is not None else ""
+    typer.echo(f"connection {slug}: IdP metadata {report.outcome}{version}")
 
 
 @connection_app.command("set-mapping")

@@ -10,10 +10,11 @@ from importlib import resources
 import typer
 import uvicorn
 
+from jitprov.cli.frontline import enrolment_url
 from jitprov.core.errors import InvalidInput, NotFound
-from jitprov.jobs import purge, webhooks
+from jitprov.jobs import frontline, purge, saml_metadata, webhooks
 from jitprov.protocols.connections import CONNECTION_KINDS
-from jitprov.services import admin
+from jitprov.services import admin, devices
 from jitprov.services.context import build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -59,6 +60,8 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
     stop = threading.Event()
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
+    saml_metadata.run_periodically(ctx, saml_metadata.CHECK_EVERY, stop)
+    frontline.run_periodically(ctx, frontline.PROBE_EVERY, stop)  # IdP health, challenges
     try:
         # no access log: callback URLs carry codes and states, which never go to logs
         if workers > 1:
@@ -99,9 +102,11 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         admin.add_mock_connection(ctx, tenant=DEMO_TENANT, slug=DEMO_CONNECTION,
                                   mapping=demo_mapping(), mapping_source="demo-mapping.yaml",
                                   actor="dev")
+    kiosk = enrolment_url(settings.base_url, devices.demo_device(ctx, DEMO_TENANT))
     typer.echo(
         "\n"
         f"  jitprov dev is running at {settings.base_url}/\n"
+        f"  Shared-device demo (passkeys, switch user): open {kiosk}\n"
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")

@@ -28,6 +28,15 @@ def purge_expired(ctx: ServiceContext) -> tuple[int, int]:
     return sessions, requests
 
 
+def purge_saml_replay(ctx: ServiceContext) -> int:
+    """Forget SAML assertion IDs whose assertion has expired (it can no longer be replayed:
+    the ACS refuses it as expired); returns how many were removed."""
+    with UnitOfWork(ctx.db) as uow:
+        removed = uow.saml_replay.purge_expired(ctx.clock())
+        uow.commit()
+    return removed
+
+
 def run_periodically(ctx: ServiceContext, every: timedelta,
                      stop: threading.Event) -> threading.Thread:
     """Every ``every``, in a daemon thread until ``stop`` is set: purge what expired, and
@@ -37,7 +46,9 @@ def run_periodically(ctx: ServiceContext, every: timedelta,
         while not stop.wait(every.total_seconds()):
             try:
                 sessions, requests = purge_expired(ctx)
-                log.info("purged %d sessions, %d login requests", sessions, requests)
+                assertions = purge_saml_replay(ctx)
+                log.info("purged %d sessions, %d login requests, %d SAML assertion ids",
+                         sessions, requests, assertions)
                 for report in lifecycle.sweep(ctx):
                     if report.deactivated or report.warned:
                         log.info("tenant %s: %d dormant accounts deactivated, %d warned",

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from jitprov.protocols.mock import MockKind
 from jitprov.protocols.oidc import OidcKind
+from jitprov.protocols.saml import SamlKind
 
 
 class ConnectionKind(Protocol):
@@ -24,4 +25,5 @@ class ConnectionKind(Protocol):
 CONNECTION_KINDS: dict[str, ConnectionKind] = {
     "mock": MockKind(),
     "oidc": OidcKind(),
+    "saml": SamlKind(),
 }

@@ -15,10 +15,12 @@ from jitprov.core.identity import AccountStatus
 from jitprov.core.mapping import load_policy
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.protocols.oidc import OidcConfig
+from jitprov.protocols.saml import SamlConfig, generate_sp_keypair
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import hash_token
 from jitprov.services.oidc_login import new_client_key, provider_metadata
+from jitprov.services.saml_login import SP_KEY_SECRET, load_idp_metadata
 from jitprov.store.records import AccountView, ConnectionRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -216,6 +218,42 @@ def add_oidc_connection(ctx: ServiceContext, *, tenant: str, slug: str,
     return add_connection(ctx, tenant=tenant, slug=slug, kind="oidc", config=config,
                           secrets_=secrets_, mapping=mapping or DEFAULT_OIDC_MAPPING,
                           mapping_source=mapping_source or "default OIDC mapping", actor=actor)
+
+
+DEFAULT_SAML_MAPPING = """\
+# Default mapping of `connection add-saml` (no --mapping given): profile and groups only;
+# add roles rules, then `jitprov connection set-mapping`. SAML attributes are lists of
+# strings, by Name and by FriendlyName.
+profile:
+  email: email || mail
+  name: displayName || name || cn
+groups: groups
+"""
+
+
+def add_saml_connection(ctx: ServiceContext, *, tenant: str, slug: str,
+                        metadata_xml: bytes | None, metadata_url: str | None,
+                        mapping: str | None, mapping_source: str | None,
+                        entity_id: str | None = None,
+                        options: Mapping[str, object] | None = None,
+                        actor: str = "cli") -> ConnectionRecord:
+    """Register a SAML IdP from its metadata (inline, or fetched from ``metadata_url``, which
+    the metadata refresh job then re-reads). A new SP key pair is made: the private key is
+    sealed at rest, the certificate goes into the config and the SP metadata. ``entity_id``
+    picks one IdP out of an aggregate; ``options`` sets other SamlConfig fields
+    (``allow_idp_initiated``, ``clock_skew_seconds``...). Raises SamlError, InvalidInput,
+    MappingError, Conflict, NotFound."""
+    check_slug("connection", slug)
+    metadata = load_idp_metadata(ctx, metadata_xml=metadata_xml, metadata_url=metadata_url,
+                                 entity_id=entity_id)
+    key_pem, cert_pem = generate_sp_keypair(f"jitprov {slug}")
+    config = SamlConfig.from_metadata(metadata, sp_certificate=cert_pem,
+                                      metadata_url=metadata_url).as_dict()
+    config = SamlConfig.parse({**config, **(options or {})}).as_dict()
+    return add_connection(ctx, tenant=tenant, slug=slug, kind="saml", config=config,
+                          secrets_={SP_KEY_SECRET: key_pem},
+                          mapping=mapping or DEFAULT_SAML_MAPPING,
+                          mapping_source=mapping_source or "default SAML mapping", actor=actor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import hash_token
+from jitprov.store.frontline import SessionState
 from jitprov.store.records import AccountView, ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -24,6 +25,9 @@ class SignedIn:
     connection: str | None
     subject: str | None
     at: datetime  # when the session was read: time-bound grants past it are left out
+    method: str | None = None  # sso | passkey | offline | break_glass
+    offline: bool = False
+    device_id: int | None = None
 
     def as_me(self) -> dict[str, object]:
         acc = self.view.account
@@ -56,17 +60,58 @@ def safe_return_to(value: str | None) -> str:
     return value
 
 
+def refusal(record: SessionState, now: datetime) -> str | None:
+    """Why an active session row may not be used now: ``idle`` (a device session whose last
+    activity is older than its idle limit), ``idp_back`` (an offline session whose IdP has
+    answered since: it must sign in through the IdP again), or None."""
+    if record.idle_seconds is not None and record.last_seen_at is not None and \
+            now - record.last_seen_at > timedelta(seconds=record.idle_seconds):
+        return "idle"
+    if record.offline and record.idp_back:
+        return "idp_back"
+    return None
+
+
+def read_session(ctx: ServiceContext, token: str | None) -> tuple[SessionState | None,
+                                                                  str | None]:
+    """The session row of a cookie value (one indexed read) and why it may not be used
+    (see :func:`refusal`); (None, None) when there is no active session."""
+    if not token:
+        return None, None
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        record = uow.sessions.get_active_state(hash_token(token), ctx.clock())
+    return record, (None if record is None else refusal(record, ctx.clock()))
+
+
 def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
-    """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive)."""
+    """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive,
+    idle past its device's limit, or offline while its IdP is back).
+
+    A device session's activity is recorded here (at most every few seconds: one small
+    write), which is the idle lock's clock; other sessions cost one read, as before."""
     if not token:
         return None
     now = ctx.clock()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        record = uow.sessions.get_active(hash_token(token), now)
-        if record is None:
+        record = uow.sessions.get_active_state(hash_token(token), now)
+        if record is None or refusal(record, now) is not None:
             return None
-        return SignedIn(uow.accounts.view(record.account_id), record.connection_slug,
-                        record.subject, now)
+        signed_in = SignedIn(uow.accounts.view(record.account_id), record.connection_slug,
+                             record.subject, now, method=record.method,
+                             offline=record.offline, device_id=record.device_id)
+    if record.idle_seconds is not None and (
+            record.last_seen_at is None
+            or now - record.last_seen_at >= _touch_every(record.idle_seconds)):
+        with UnitOfWork(ctx.db) as uow:
+            uow.sessions.touch(record.id, now)
+            uow.commit()
+    return signed_in
+
+
+def _touch_every(idle_seconds: int) -> timedelta:
+    """How stale ``last_seen_at`` may get before a request rewrites it: a fifth of the idle
+    limit, between 1 and 30 seconds (the lock is that much early at worst)."""
+    return timedelta(seconds=max(1, min(30, idle_seconds // 5)))
 
 
 def end_session(ctx: ServiceContext, token: str | None) -> bool:

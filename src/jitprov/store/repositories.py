@@ -29,6 +29,8 @@ from jitprov.core.identity import (
 )
 from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
 from jitprov.store import tables as t
+from jitprov.store.fast import Prepared
+from jitprov.store.frontline import SessionState
 from jitprov.store.records import (
     AccountView,
     BreakGlassRecord,
@@ -74,7 +76,7 @@ def _iso(value: datetime | None) -> str | None:
 # skips building and cache-keying a new statement per call (most of a login's CPU otherwise).
 _B = sa.bindparam
 _ACCOUNT_COLUMNS = (t.account, t.tenant.c.slug.label("tenant_slug"))
-_FIND_BY_IDENTITY = (
+_FIND_BY_IDENTITY = Prepared(
     sa.select(*_ACCOUNT_COLUMNS)
     .join(t.identity, t.identity.c.account_id == t.account.c.id)
     .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
@@ -83,45 +85,79 @@ _FIND_BY_IDENTITY = (
 _GET_ACCOUNT = (sa.select(*_ACCOUNT_COLUMNS)
                 .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
                 .where(t.account.c.id == _B("account_id")))
-_BY_EXTERNAL_ID = sa.and_(t.account.c.external_id == _B("external_id"),
-                          t.account.c.external_id_connection_id == _B("connection_id"))
-_BY_EMAIL = t.account.c.email_lower == _B("email_lower")
+
+
+def _candidate_ids(by_id: bool, by_email: bool) -> sa.SelectBase:
+    """Ids of the accounts a login may link to: one indexed lookup per criterion, united.
+    (A single ``tenant AND (external id OR email)`` makes SQLite walk every account of the
+    tenant: that was O(accounts) per first login.)"""
+    lookups = []
+    if by_id:
+        lookups.append(sa.select(t.account.c.id).where(
+            t.account.c.tenant_id == _B("tenant_id"),
+            t.account.c.external_id == _B("external_id"),
+            t.account.c.external_id_connection_id == _B("connection_id")))
+    if by_email:
+        lookups.append(sa.select(t.account.c.id).where(
+            t.account.c.tenant_id == _B("tenant_id"),
+            t.account.c.email_lower == _B("email_lower")))
+    return sa.union(*lookups) if len(lookups) > 1 else lookups[0]
+
+
 _CANDIDATES = {
-    (by_id, by_email): (
+    (by_id, by_email): Prepared(
         sa.select(*_ACCOUNT_COLUMNS)
         .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
-        .where(t.account.c.tenant_id == _B("tenant_id"),
-               sa.or_(*[c for c, on in ((_BY_EXTERNAL_ID, by_id), (_BY_EMAIL, by_email)) if on]))
+        .where(t.account.c.id.in_(_candidate_ids(by_id, by_email)))
+        .order_by(t.account.c.created_at, t.account.c.id)
         .limit(10))
     for by_id in (True, False) for by_email in (True, False) if by_id or by_email
 }
-_TOUCH_ACCOUNT = (t.account.update().where(t.account.c.id == _B("b_account_id"))
+_TOUCH_ACCOUNT = Prepared(t.account.update().where(t.account.c.id == _B("b_account_id"))
                   .values(last_login_at=_B("b_now"), dormant_warned_at=None))
-_TOUCH_IDENTITY = (t.identity.update()
+_TOUCH_IDENTITY = Prepared(t.identity.update()
                    .where(t.identity.c.connection_id == _B("b_connection_id"),
                           t.identity.c.subject == _B("b_subject"))
                    .values(last_login_at=_B("b_now")))
-_AUDIT_HEAD = (sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
+_AUDIT_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
                .where(t.audit_head.c.tenant_id == _B("tenant_id")).with_for_update())
-_MOVE_AUDIT_HEAD = (t.audit_head.update().where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
-                    .values(seq=_B("b_seq"), hash=_B("b_hash")))
-_CONSUME_LOGIN = (
+_MOVE_AUDIT_HEAD = Prepared(t.audit_head.update()
+                            .where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
+                            .values(seq=_B("b_seq"), hash=_B("b_hash")))
+_CONSUME_LOGIN = Prepared(
     t.login_request.update()
     .where(t.login_request.c.id == _B("b_id"), t.login_request.c.consumed_at.is_(None),
            t.login_request.c.expires_at > _B("b_now"))
     .values(consumed_at=_B("b_now"))
     .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
                t.login_request.c.data, t.login_request.c.expires_at))
+
+
+def _insert(table: sa.Table) -> Prepared:
+    """INSERT of one row with every column but an integer primary key as a named bind."""
+    return Prepared(table.insert().values({
+        c.name: _B(c.name) for c in table.columns
+        if not (c.primary_key and isinstance(c.type, sa.Integer))}))
+
+
+_INSERT_ACCOUNT = _insert(t.account)
+_INSERT_IDENTITY = _insert(t.identity)
+_INSERT_AUDIT_EVENT = _insert(t.audit_event)
 _ACTIVE_SESSION = (
-    sa.select(t.session, t.connection.c.slug.label("connection_slug"))
+    sa.select(t.session, t.connection.c.slug.label("connection_slug"),
+              t.connection_health.c.last_success_at.label("idp_ok_at"))
     .join(t.account, t.account.c.id == t.session.c.account_id)
     .outerjoin(t.connection, t.connection.c.id == t.session.c.connection_id)
+    .outerjoin(t.connection_health,
+               t.connection_health.c.connection_id == t.session.c.connection_id)
     .where(t.session.c.id == _B("session_id"), t.session.c.revoked_at.is_(None),
            t.session.c.expires_at > _B("now"), t.account.c.status == "active"))
 _IDENTITIES = (
     sa.select(t.connection.c.slug, t.identity.c.subject, t.identity.c.issuer)
     .join(t.connection, t.connection.c.id == t.identity.c.connection_id)
     .where(t.identity.c.account_id == _B("account_id")).order_by(t.identity.c.id))
+_TOUCH_SESSION = (t.session.update().where(t.session.c.id == _B("b_id"))
+                  .values(last_seen_at=_B("b_now")))
 _REVOKE_SESSION = (t.session.update()
                    .where(t.session.c.id == _B("b_id"), t.session.c.revoked_at.is_(None))
                    .values(revoked_at=_B("b_now")))
@@ -261,8 +297,8 @@ class AccountRepository:
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
         """The account this (connection, subject) signs in to, or None."""
-        row = self._c.execute(_FIND_BY_IDENTITY, {"connection_id": connection_id,
-                                                  "subject": subject}).first()
+        row = _FIND_BY_IDENTITY.first(self._c, {"connection_id": connection_id,
+                                                "subject": subject})
         return None if row is None else self._account(row)
 
     def get(self, account_id: str) -> Account:
@@ -289,7 +325,7 @@ class AccountRepository:
             params.update(external_id=external_id, connection_id=connection_id)
         if email:
             params["email_lower"] = email.lower()
-        rows = self._c.execute(_CANDIDATES[bool(external_id), bool(email)], params).all()
+        rows = _CANDIDATES[bool(external_id), bool(email)].all(self._c, params)
         out: list[tuple[Account, MatchedBy]] = []
         for row in rows:
             by_id = (external_id is not None and row.external_id == external_id
@@ -306,7 +342,7 @@ class AccountRepository:
         account_id = str(uuid.uuid4())
         profile = {k: after for k, (_, after) in changes.profile.items()}
         email = profile.get("email")
-        self._c.execute(t.account.insert(), {
+        _INSERT_ACCOUNT.rowcount(self._c, {
             "id": account_id, "tenant_id": tenant_id, "status": "active", "kind": kind,
             "provisioned_by": provisioned_by, "external_id": external_id,
             "external_id_connection_id": external_id_connection_id, "email": email,
@@ -388,7 +424,7 @@ class AccountRepository:
         """Bind (connection, subject) to the account. Raises RaceLost if it is already bound;
         the transaction is then unusable and the unit of work must be run again."""
         try:
-            self._c.execute(t.identity.insert(), {
+            _INSERT_IDENTITY.rowcount(self._c, {
                 "connection_id": connection_id, "subject": subject, "issuer": issuer,
                 "account_id": account_id, "created_at": now, "last_login_at": now})
         except sa.exc.IntegrityError as exc:
@@ -396,8 +432,8 @@ class AccountRepository:
 
     def record_login(self, *, account_id: str, connection_id: int, subject: str,
                      now: datetime) -> None:
-        self._c.execute(_TOUCH_ACCOUNT, {"b_account_id": account_id, "b_now": now})
-        self._c.execute(_TOUCH_IDENTITY, {"b_connection_id": connection_id,
+        _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
+        _TOUCH_IDENTITY.rowcount(self._c, {"b_connection_id": connection_id,
                                           "b_subject": subject, "b_now": now})
 
     def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
@@ -534,11 +570,11 @@ class AccountRepository:
             last_login_at=_opt_utc(row.last_login_at),
             identities=tuple(IdentityLink(i.slug, i.subject, i.issuer) for i in idents))
 
-    def _account(self, row: sa.Row[Any]) -> Account:
+    def _account(self, row: Any) -> Account:  # a Core row or a fast.Row
         grants: set[RoleGrant] = set()
         pending: set[PendingGrant] = set()
-        for kind, role, source, expires_at in self._c.execute(_GRANTS_AND_PENDING,
-                                                               {"account_id": row.id}):
+        for kind, role, source, expires_at in _GRANTS_AND_PENDING.all(
+                self._c, {"account_id": row.id}):
             if kind == "g":
                 grants.add(RoleGrant(role, source, _opt_utc(expires_at)))
             else:
@@ -552,7 +588,7 @@ class AccountRepository:
 
 
 # One round trip for an account's grants and open pending grants.
-_GRANTS_AND_PENDING = sa.union_all(
+_GRANTS_AND_PENDING = Prepared(sa.union_all(
     sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
               t.role_grant.c.expires_at)
     .where(t.role_grant.c.account_id == sa.bindparam("account_id")),
@@ -560,7 +596,7 @@ _GRANTS_AND_PENDING = sa.union_all(
               sa.null().label("expires_at"))
     .where(t.pending_grant.c.account_id == sa.bindparam("account_id"),
            t.pending_grant.c.status == "pending"),
-)
+))
 
 
 class PendingGrantRepository:
@@ -613,21 +649,49 @@ class SessionRepository:
 
     def create(self, *, session_id: str, account_id: str, connection_id: int | None,
                subject: str | None, now: datetime, expires_at: datetime,
-               user_agent: str | None) -> None:
-        """``session_id`` is the SHA-256 of the cookie value, never the value itself."""
+               user_agent: str | None, device_id: int | None = None, method: str | None = None,
+               offline: bool = False, idle_seconds: int | None = None,
+               passkey_id: int | None = None) -> None:
+        """``session_id`` is the SHA-256 of the cookie value, never the value itself.
+        ``method`` defaults to ``sso`` with a connection, ``break_glass`` without one;
+        ``idle_seconds`` (device sessions) makes ``get_active`` callers apply an idle lock."""
         self._c.execute(t.session.insert(), {
             "id": session_id, "account_id": account_id, "connection_id": connection_id,
             "subject": subject, "created_at": now, "expires_at": expires_at, "revoked_at": None,
-            "user_agent": (user_agent or "")[:300] or None})
+            "user_agent": (user_agent or "")[:300] or None, "device_id": device_id,
+            "method": method or ("sso" if connection_id is not None else "break_glass"),
+            "offline": offline, "last_seen_at": now, "idle_seconds": idle_seconds,
+            "passkey_id": passkey_id})
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""
+        state = self.get_active_state(session_id, now)
+        if state is None:
+            return None
+        return SessionRecord(id=state.id, account_id=state.account_id,
+                             connection_slug=state.connection_slug, subject=state.subject,
+                             created_at=state.created_at, expires_at=state.expires_at)
+
+    def get_active_state(self, session_id: str, now: datetime) -> SessionState | None:
+        """``get_active`` with what the frontline checks need (one indexed read): the idle
+        lock and the offline re-check are the caller's, from ``last_seen_at``,
+        ``idle_seconds`` and ``idp_back``."""
         row = self._c.execute(_ACTIVE_SESSION, {"session_id": session_id, "now": now}).first()
         if row is None:
             return None
-        return SessionRecord(id=row.id, account_id=row.account_id,
-                             connection_slug=row.connection_slug, subject=row.subject,
-                             created_at=utc(row.created_at), expires_at=utc(row.expires_at))
+        created_at = utc(row.created_at)
+        return SessionState(id=row.id, account_id=row.account_id,
+                            connection_slug=row.connection_slug, subject=row.subject,
+                            created_at=created_at, expires_at=utc(row.expires_at),
+                            device_id=row.device_id, method=row.method,
+                            offline=bool(row.offline), last_seen_at=_opt_utc(row.last_seen_at),
+                            idle_seconds=row.idle_seconds,
+                            idp_back=bool(row.offline) and row.idp_ok_at is not None
+                            and utc(row.idp_ok_at) > created_at)
+
+    def touch(self, session_id: str, now: datetime) -> None:
+        """Record activity on the session (the idle lock's clock)."""
+        self._c.execute(_TOUCH_SESSION, {"b_id": session_id, "b_now": now})
 
     def revoke(self, session_id: str, now: datetime) -> bool:
         """Revoke one session; True if it was active."""
@@ -662,7 +726,7 @@ class LoginRequestRepository:
         """Mark the request used and return it; None if unknown, expired or already used.
 
         Exactly one of any number of concurrent callers gets the record."""
-        row = self._c.execute(_CONSUME_LOGIN, {"b_id": state_id, "b_now": now}).first()
+        row = _CONSUME_LOGIN.first(self._c, {"b_id": state_id, "b_now": now})
         if row is None:
             return None
         return LoginRequestRecord(connection_id=row.connection_id, return_to=row.return_to,
@@ -685,10 +749,10 @@ class AuditLog:
         """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
         one tenant are numbered without gaps even across nodes. Raises RaceLost when the
         tenant's first event is written concurrently (run the unit of work again)."""
-        head = self._c.execute(_AUDIT_HEAD, {"tenant_id": tenant_id}).first()
+        head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
         seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         chained = chain(event, tenant=tenant_slug, seq=seq + 1, prev_hash=prev, occurred_at=now)
-        self._c.execute(t.audit_event.insert(), {
+        _INSERT_AUDIT_EVENT.rowcount(self._c, {
             "tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now, "type": chained.type,
             "actor": chained.actor, "account_id": chained.account_id,
             "request_id": chained.request_id, "data": chained.data,
@@ -701,8 +765,8 @@ class AuditLog:
             except sa.exc.IntegrityError as exc:
                 raise RaceLost("audit chain head created concurrently") from exc
         else:
-            self._c.execute(_MOVE_AUDIT_HEAD, {"b_tenant_id": tenant_id, "b_seq": chained.seq,
-                                               "b_hash": chained.hash})
+            _MOVE_AUDIT_HEAD.rowcount(self._c, {"b_tenant_id": tenant_id, "b_seq": chained.seq,
+                                                "b_hash": chained.hash})
         return chained
 
     def events(self, tenant_id: int, *, after_seq: int = 0,
@@ -732,7 +796,7 @@ class AuditLog:
     def prune(self, tenant_id: int, before: datetime) -> int:
         """Remove the events that occurred before ``before`` (retention), keeping the chain
         verifiable: the last removed event becomes the anchor. Returns how many went."""
-        self._c.execute(_AUDIT_HEAD, {"tenant_id": tenant_id}).first()  # lock out appends
+        _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})  # lock out appends
         last = self._c.execute(
             sa.select(t.audit_event.c.seq, t.audit_event.c.hash)
             .where(t.audit_event.c.tenant_id == tenant_id,

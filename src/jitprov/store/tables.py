@@ -269,3 +269,136 @@ saml_replay = sa.Table(
     sa.Column("assertion_id", sa.String(256), primary_key=True),
     sa.Column("expires_at", TS, nullable=False, index=True),
 )
+
+# --- SCIM 2.0 (RFC 7643/7644): the SCIM side of the same accounts, groups, client tokens ------
+# userName (RFC 7643 §4.1.1, caseExact=false) is unique per tenant, case-insensitively, through
+# the unique index on (tenant_id, user_name_lower). A JIT account has no user_name: a filter on
+# userName matches its email instead (user_name_lower IS NULL AND email_lower = ...), so the
+# IdP's `userName eq "alice@x.org"` finds it before its POST (see store/scim.py).
+account.append_column(sa.Column("user_name", sa.String(255), nullable=True))
+account.append_column(sa.Column("user_name_lower", sa.String(255), nullable=True))
+# the SCIM attributes not held in columns (name, displayName, emails, the enterprise extension,
+# ...), as last written by SCIM; NULL for an account SCIM never wrote
+account.append_column(sa.Column("scim", sa.JSON, nullable=True))
+sa.Index("ix_account_tenant_user_name", account.c.tenant_id, account.c.user_name_lower,
+         unique=True)
+# SCIM lists a tenant's users (kind "user") by id: the count and OFFSET pagination read only
+# this index (store/scim.py keeps SQLite from preferring it when a filter has its own index)
+sa.Index("ix_account_tenant_kind_id", account.c.tenant_id, account.c.kind, account.c.id)
+
+scim_group = sa.Table(
+    # displayName is unique per tenant, case-insensitively: Entra and Okta match groups by it,
+    # and a retried POST must not make a second group (RFC 7644 §3.3: 409 uniqueness)
+    "scim_group", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("display_name_lower", sa.String(255), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_scim_group_tenant_display_name", "tenant_id", "display_name_lower",
+             unique=True),
+    sa.Index("ix_scim_group_tenant_external_id", "tenant_id", "external_id"),
+    sa.Index("ix_scim_group_tenant_id", "tenant_id", "id"),
+)
+
+scim_group_member = sa.Table(
+    "scim_group_member", metadata,
+    sa.Column("group_id", sa.ForeignKey("scim_group.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_scim_group_member_account_id", "account_id"),
+)
+
+scim_token = sa.Table(
+    "scim_token", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, never the token
+    # the connection whose subjects this client's externalId names: SCIM-created accounts get it
+    # as external_id_connection_id, so a first login through it links to them
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+    sa.Column("last_used_at", TS, nullable=True),
+)
+
+# --- Frontline and shared devices (issue #7): passkeys, kiosks, IdP health ------------------
+passkey = sa.Table(
+    # a WebAuthn credential bound to one account (W3C WebAuthn Level 3 §7.1 step 27)
+    "passkey", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("credential_id", sa.String(1400), nullable=False, unique=True),  # base64url
+    sa.Column("public_key", sa.LargeBinary, nullable=False),  # COSE_Key
+    sa.Column("sign_count", sa.BigInteger, nullable=False),  # 32-bit unsigned on the wire
+    sa.Column("transports", sa.JSON, nullable=False),
+    sa.Column("backup_eligible", sa.Boolean, nullable=False),  # BE: fixed for its lifetime
+    sa.Column("backup_state", sa.Boolean, nullable=False),  # BS: may change
+    sa.Column("aaguid", sa.String(36), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_used_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+device = sa.Table(
+    # a shared device (kiosk): its long-lived credential is a cookie; only its SHA-256 is here
+    "device", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("location", sa.String(200), nullable=False),
+    sa.Column("enrolment_hash", sa.String(64), nullable=True, unique=True),  # single use
+    sa.Column("enrolment_expires_at", TS, nullable=True),
+    sa.Column("credential_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("enrolled_at", TS, nullable=True),
+    sa.Column("last_seen_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+webauthn_challenge = sa.Table(
+    # server-side WebAuthn challenges (§13.4.3): single use, expiring, valid on every node
+    "webauthn_challenge", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the challenge
+    sa.Column("purpose", sa.String(16), nullable=False),  # register | authenticate
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("device_id", sa.ForeignKey("device.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+    sa.Column("consumed_at", TS, nullable=True),
+)
+
+connection_health = sa.Table(
+    # the last success and failure of talking to a connection's IdP (probe, or an admin)
+    "connection_health", metadata,
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("last_success_at", TS, nullable=True),
+    sa.Column("last_failure_at", TS, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    # an admin declared the IdP down: the probe leaves the record alone until they undo it
+    sa.Column("declared_by", sa.String(200), nullable=True),
+)
+
+# sessions: the device they were opened on, how, whether offline, and the idle lock
+session.append_column(sa.Column("device_id", sa.ForeignKey("device.id", ondelete="SET NULL"),
+                                nullable=True, index=True))
+# method: sso | passkey | offline | break_glass
+session.append_column(sa.Column("method", sa.String(16), nullable=True))
+session.append_column(sa.Column("offline", sa.Boolean, nullable=False,
+                                server_default=sa.false()))
+session.append_column(sa.Column("last_seen_at", TS, nullable=True))
+session.append_column(sa.Column("idle_seconds", sa.Integer, nullable=True))  # NULL: no idle lock
+# the passkey a session was opened with: revoking the passkey ends its sessions
+session.append_column(sa.Column("passkey_id", sa.ForeignKey("passkey.id", ondelete="SET NULL"),
+                                nullable=True, index=True))

@@ -13,6 +13,13 @@ import sqlalchemy as sa
 
 from jitprov.core.errors import InvalidInput
 from jitprov.store.database import Database, DatabaseNotReady
+from jitprov.store.frontline import (
+    ChallengeRepository,
+    DeviceRepository,
+    FrontlineAccounts,
+    HealthRepository,
+    PasskeyRepository,
+)
 from jitprov.store.repositories import (
     AccountRepository,
     AdminTokenRepository,
@@ -28,6 +35,12 @@ from jitprov.store.repositories import (
     TenantRepository,
     WebhookRepository,
 )
+from jitprov.store.saml_replay import (
+    SamlConnectionConfigRepository,
+    SamlLoginRequestReader,
+    SamlReplayRepository,
+)
+from jitprov.store.scim import ScimStore
 
 
 class UnitOfWork:
@@ -43,6 +56,15 @@ class UnitOfWork:
     signing_keys: SigningKeyRepository
     webhooks: WebhookRepository
     break_glass: BreakGlassRepository
+    saml_replay: SamlReplayRepository
+    saml_config: SamlConnectionConfigRepository
+    saml_login_requests: SamlLoginRequestReader
+    passkeys: PasskeyRepository
+    devices: DeviceRepository
+    challenges: ChallengeRepository
+    frontline: FrontlineAccounts
+    idp_health: HealthRepository
+    scim: ScimStore
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -91,6 +113,15 @@ class UnitOfWork:
         self.signing_keys = SigningKeyRepository(conn)
         self.webhooks = WebhookRepository(conn)
         self.break_glass = BreakGlassRepository(conn)
+        self.saml_replay = SamlReplayRepository(conn)
+        self.saml_config = SamlConnectionConfigRepository(conn)
+        self.saml_login_requests = SamlLoginRequestReader(conn)
+        self.passkeys = PasskeyRepository(conn)
+        self.devices = DeviceRepository(conn)
+        self.challenges = ChallengeRepository(conn)
+        self.frontline = FrontlineAccounts(conn)
+        self.idp_health = HealthRepository(conn)
+        self.scim = ScimStore(conn)
         return self
 
     def commit(self) -> None:

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,7 +17,18 @@ from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web import errors
-from jitprov.web.routes import admin_api, break_glass, dev_idp, forward_auth, pages, sso
+from jitprov.web.routes import (
+    admin_api,
+    break_glass,
+    dev_idp,
+    devices,
+    forward_auth,
+    frontline_api,
+    pages,
+    passkeys,
+    scim,
+    sso,
+)
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -54,12 +66,14 @@ def create_app(settings: Settings, db: Database | None = None,
     app.state.settings = settings
     app.state.templates = templates
     errors.install(app, templates)
-    for module in (pages, sso, forward_auth, break_glass, dev_idp):
+    for module in (pages, sso, forward_auth, break_glass, dev_idp, scim, passkeys, devices):
         for path, endpoint, methods in module.ROUTES:
             if module is dev_idp and not settings.dev_mode:
                 continue
             app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
+    app.mount("/static", StaticFiles(packages=[("jitprov.web", "static")]), name="static")
     app.include_router(admin_api.router)
     app.include_router(admin_api.metrics_router)
+    app.include_router(frontline_api.router)
     app.add_middleware(RequestId)
     return app

@@ -229,6 +229,35 @@ def add_oidc_connection(request: Request, body: OidcConnectionIn,
             "redirect_uri": f"{request.app.state.settings.base_url}/sso/{c.slug}/oidc/callback"}
 
 
+class SamlConnectionIn(BaseModel):
+    tenant: str
+    slug: str
+    idp_metadata_url: str | None = Field(None, description="https (http on loopback only); "
+                                         "re-read every metadata_refresh_seconds")
+    idp_metadata_xml: str | None = Field(None, description="the IdP metadata document")
+    idp_entity_id: str | None = Field(None, description="picks one IdP of an aggregate")
+    options: dict[str, Any] = Field(default_factory=dict, description="other SAML config "
+                                    "fields: allow_idp_initiated, clock_skew_seconds...")
+    mapping: str | None = None
+    mapping_source: str | None = None
+
+
+@router.post("/connections/saml", status_code=201)
+def add_saml_connection(request: Request, body: SamlConnectionIn,
+                        who: Admin) -> dict[str, object]:
+    c = admin.add_saml_connection(
+        ctx_of(request), tenant=body.tenant, slug=body.slug,
+        metadata_xml=body.idp_metadata_xml.encode() if body.idp_metadata_xml else None,
+        metadata_url=body.idp_metadata_url, entity_id=body.idp_entity_id,
+        options=body.options, mapping=body.mapping, mapping_source=body.mapping_source,
+        actor=who.actor)
+    base = f"{request.app.state.settings.base_url}/sso/{c.slug}"
+    return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
+            "idp_entity_id": c.config.get("idp_entity_id"),
+            "sp_metadata_url": f"{base}/saml/metadata", "sp_entity_id": f"{base}/saml/metadata",
+            "acs_url": f"{base}/saml/acs", "login_url": f"{base}/login"}
+
+
 @router.put("/connections/{connection}/mapping")
 def set_mapping(request: Request, connection: str, body: MappingIn,
                 who: Admin) -> dict[str, object]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from jitprov.core.errors import InvalidInput
+from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.protocols import mock
 from jitprov.services.login import (
     LoginState,
@@ -19,6 +19,13 @@ from jitprov.services.login import (
     record_login_failure,
 )
 from jitprov.services.oidc_login import complete_oidc_login, connection_config, start_oidc_login
+from jitprov.services.saml_login import (
+    classify_relay_state,
+    complete_saml_login,
+    sp_metadata,
+    start_saml_login,
+)
+from jitprov.services.saml_login import connection_config as saml_config
 from jitprov.services.sessions import begin_login, check_usable
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -28,6 +35,7 @@ from jitprov.web.routes.common import (
     set_login_cookie,
     set_session_cookie,
     settings_of,
+    templates_of,
 )
 
 
@@ -44,10 +52,17 @@ def _start_oidc(request: Request, slug: str, return_to: str | None,
                             base_url=settings_of(request).base_url)
 
 
+def _start_saml(request: Request, slug: str, return_to: str | None,
+                nonce: str) -> tuple[str, str]:
+    return start_saml_login(ctx_of(request), slug, return_to, browser_nonce=nonce,
+                            base_url=settings_of(request).base_url)
+
+
 #: how each connection kind starts a login: (state, where to send the browser)
 LOGIN_STARTERS: dict[str, Callable[[Request, str, str | None, str], tuple[str, str]]] = {
     "mock": _start_mock,
     "oidc": _start_oidc,
+    "saml": _start_saml,
 }
 
 
@@ -137,9 +152,123 @@ async def mock_callback(request: Request) -> Response:
     return response
 
 
+# -- SAML -------------------------------------------------------------------------------------
+
+#: the form field that marks the ACS's own re-POST (see ``saml_acs``)
+BOUNCE_FIELD = "jitprov_bounce"
+#: headers of every ACS answer: a SAMLResponse page is never cached, and its URL (or ours)
+#: never leaks to another site in a Referer
+ACS_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache",
+               "Referrer-Policy": "no-referrer"}
+#: the bounce page runs only our own static script and posts only to us
+BOUNCE_CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+              "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+#: room for the form encoding around a SAMLResponse of ``max_response_bytes`` (base64 4/3,
+#: then percent-encoding of ``+/=``)
+_FORM_OVERHEAD = 16 * 1024
+
+
+async def saml_metadata(request: Request) -> Response:
+    """The SP metadata to give the IdP (entity id, ACS URL, certificate)."""
+    slug = request.path_params["connection"]
+    xml = await run_in_threadpool(sp_metadata, ctx_of(request), slug,
+                                  base_url=settings_of(request).base_url)
+    return Response(xml, media_type="application/samlmetadata+xml",
+                    headers={"Cache-Control": "max-age=300",
+                             "Content-Disposition": f'inline; filename="{slug}-sp.xml"'})
+
+
+async def _read_form(request: Request, limit: int) -> dict[str, str]:
+    """The urlencoded form, refused (413) past ``limit`` bytes before anything is parsed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(limit)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise InvalidInput("the identity provider's answer is not a form post "
+                           "(SAML HTTP-POST binding expected)")
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=8, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput("the identity provider's answer is not a readable form") from exc
+    return {name: values[0] for name, values in fields.items()
+            if name in ("SAMLResponse", "RelayState", BOUNCE_FIELD) and values}
+
+
+class _TooLarge(InvalidInput):
+    code = "too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the identity provider's answer is larger than {limit // 1024} KiB")
+
+
+async def _render_refusal(request: Request, exc: JitprovError) -> Response:
+    """The app's own error page for ``exc`` (web/errors.py), with the ACS headers."""
+    handler = next(request.app.exception_handlers[cls] for cls in type(exc).__mro__
+                   if cls in request.app.exception_handlers)
+    response: Response = await handler(request, exc)
+    if isinstance(exc, _TooLarge):
+        response.status_code = 413
+    response.headers.update(ACS_HEADERS)
+    return response
+
+
+async def saml_acs(request: Request) -> Response:
+    """The Assertion Consumer Service (HTTP-POST binding).
+
+    The IdP's POST is a cross-site top-level POST: browsers do not send our SameSite=Lax
+    binding cookie with it. When the cookie of the login named by RelayState is missing, we
+    validate and spend nothing and answer a page that re-POSTs the same fields to this URL
+    from our own origin (a same-site POST, which carries the cookie), marked so it happens
+    once. See docs/decisions.md, "SAML ACS and SameSite".
+    """
+    try:
+        return await _saml_acs(request)
+    except JitprovError as exc:
+        return await _render_refusal(request, exc)
+
+
+async def _saml_acs(request: Request) -> Response:
+    slug = request.path_params["connection"]
+    ctx = ctx_of(request)
+    settings = settings_of(request)
+    conn = await run_in_threadpool(ctx.connections.get, slug)
+    config = saml_config(conn)
+    form = await _read_form(request, config.max_response_bytes * 4 // 3 + _FORM_OVERHEAD)
+    saml_response = form.get("SAMLResponse", "")
+    relay_state = form.get("RelayState")
+    kind, state = classify_relay_state(relay_state, settings.base_url)
+    browser = request.cookies.get(login_cookie_name(state)) if kind == "sp" and state else None
+    if kind == "sp" and browser is None and BOUNCE_FIELD not in form and saml_response:
+        fields = {"SAMLResponse": saml_response, "RelayState": relay_state or "",
+                  BOUNCE_FIELD: "1"}
+        return templates_of(request).TemplateResponse(
+            request, "saml_bounce.html", {"action": request.url.path, "fields": fields},
+            headers={**ACS_HEADERS, "Content-Security-Policy": BOUNCE_CSP})
+    result = await run_in_threadpool(
+        lambda: complete_saml_login(
+            ctx, slug, saml_response, relay_state, browser=browser,
+            base_url=settings.base_url, request_id=getattr(request.state, "request_id", None),
+            user_agent=request.headers.get("user-agent"),
+            previous_session=request.cookies.get(SESSION_COOKIE)))
+    response = RedirectResponse(result.return_to, status_code=303, headers=ACS_HEADERS)
+    if kind == "sp" and state:
+        clear_login_cookie(request, response, state)
+    if result.session_token:
+        set_session_cookie(request, response, result.session_token)
+    return response
+
+
 ROUTES = [
     ("/sso/{connection}/login", login, ["GET"]),
     ("/sso/{connection}/mock/callback", mock_callback, ["POST"]),
     ("/sso/{connection}/oidc/callback", oidc_callback, ["GET"]),
     ("/sso/{connection}/oidc/jwks.json", oidc_jwks, ["GET"]),
+    ("/sso/{connection}/saml/metadata", saml_metadata, ["GET"]),
+    ("/sso/{connection}/saml/acs", saml_acs, ["POST"]),
 ]

@@ -1,0 +1,220 @@
+"""The SAML routes over HTTP: login redirect, SP metadata, the ACS and its same-site bounce
+(the IdP's cross-site POST arrives without our SameSite=Lax binding cookie), the error page,
+and the admin API route."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from jitprov.services import admin, audit_export
+from jitprov.services.context import ServiceContext
+from jitprov.store import tables as t
+from tests.services.saml_fakes import BASE_URL, FakeSamlIdp, ada, add_connection, request_id_of
+from tests.web.helpers import hidden_fields, make_client
+
+ACS_PATH = "/sso/idp/saml/acs"
+ACS = BASE_URL + ACS_PATH
+AUDIENCE = f"{BASE_URL}/sso/idp/saml/metadata"
+
+
+@pytest.fixture
+def idp(ctx: ServiceContext) -> FakeSamlIdp:
+    return add_connection(ctx)
+
+
+@pytest.fixture
+def browser(ctx: ServiceContext, idp: FakeSamlIdp) -> TestClient:
+    return make_client(ctx, dev_mode=False)
+
+
+def start(client: TestClient, return_to: str = "/me") -> tuple[str, str]:
+    """(RelayState, AuthnRequest ID) of a login started by ``client``."""
+    r = client.get("/sso/idp/login", params={"return_to": return_to})
+    assert r.status_code == 303
+    location = r.headers["location"]
+    relay_state = parse_qs(urlsplit(location).query)["RelayState"][0]
+    return relay_state, request_id_of(location)
+
+
+def response(ctx: ServiceContext, idp: FakeSamlIdp, request_id: str | None, **kw: object) -> str:
+    return idp.response(acs_url=ACS, audience=AUDIENCE, subject="ada", attributes=ada(),
+                        in_response_to=request_id, now=ctx.clock(), **kw)  # type: ignore[arg-type]
+
+
+def cross_site(client: TestClient) -> TestClient:
+    """The same app, as the browser's cross-site POST reaches it: no SameSite=Lax cookie."""
+    return TestClient(client.app, base_url=BASE_URL, raise_server_exceptions=False,
+                      follow_redirects=False)
+
+
+def counts(ctx: ServiceContext) -> tuple[int, int]:
+    with ctx.db.engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            for table in (t.account, t.session))
+
+
+def last_event(ctx: ServiceContext) -> tuple[str, object, object]:
+    event = list(audit_export.iter_events(ctx, "hospital"))[-1]
+    return event.type, event.data.get("code"), event.request_id
+
+
+def assert_acs_headers(r: object) -> None:
+    headers = r.headers  # type: ignore[attr-defined]
+    assert headers["cache-control"] == "no-store"
+    assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_login_sends_the_browser_to_the_idp_with_a_lax_binding_cookie(
+        browser: TestClient) -> None:
+    r = browser.get("/sso/idp/login", params={"return_to": "/me"})
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("https://idp.test.example/sso?SAMLRequest=")
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("jitprov_login_")
+    assert "samesite=lax" in cookie.lower() and "path=/sso/" in cookie.lower()
+
+
+def test_sp_metadata_is_served_as_saml_metadata(browser: TestClient) -> None:
+    r = browser.get("/sso/idp/saml/metadata")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/samlmetadata+xml")
+    assert f'entityID="{AUDIENCE}"' in r.text and ACS in r.text
+
+
+def test_same_site_post_with_the_cookie_signs_in(ctx: ServiceContext, idp: FakeSamlIdp,
+                                                browser: TestClient) -> None:
+    relay_state, request_id = start(browser, "/me")
+    r = browser.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id),
+                                     "RelayState": relay_state})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/me"
+    assert_acs_headers(r)
+    me = browser.get("/me")
+    assert me.status_code == 200
+    assert me.json()["email"] == "ada@hospital.example"
+    assert me.json()["roles"] == ["nurse", "staff"]
+
+
+def test_cross_site_post_without_the_cookie_bounces_through_our_origin(
+        ctx: ServiceContext, idp: FakeSamlIdp, browser: TestClient) -> None:
+    relay_state, request_id = start(browser, "/me")
+    form = {"SAMLResponse": response(ctx, idp, request_id), "RelayState": relay_state}
+
+    bounce = cross_site(browser).post(ACS_PATH, data=form)
+
+    assert bounce.status_code == 200
+    assert_acs_headers(bounce)
+    assert "script-src 'self'" in bounce.headers["content-security-policy"]
+    assert '<script src="/static/saml-bounce.js"></script>' in bounce.text
+    assert not re.search(r"<script>", bounce.text)  # no inline script: our CSP forbids it
+    assert "<noscript>" in bounce.text
+    fields = hidden_fields(bounce.text)
+    assert fields == {**form, "jitprov_bounce": "1"}
+    assert re.search(rf'<form id="saml-bounce" method="post" action="{ACS_PATH}"', bounce.text)
+    assert counts(ctx) == (0, 0)  # nothing validated, nothing spent on the cookie-less hop
+
+    r = browser.post(ACS_PATH, data=fields)  # the same-site re-POST carries the cookie
+    assert r.status_code == 303, r.text
+    assert browser.get("/me").json()["email"] == "ada@hospital.example"
+
+
+def test_the_bounce_happens_once_and_then_refuses(ctx: ServiceContext, idp: FakeSamlIdp,
+                                                 browser: TestClient) -> None:
+    relay_state, request_id = start(browser)
+    form = {"SAMLResponse": response(ctx, idp, request_id), "RelayState": relay_state,
+            "jitprov_bounce": "1"}
+    r = cross_site(browser).post(ACS_PATH, data=form, headers={"accept": "text/html"})
+    assert r.status_code == 400
+    assert_acs_headers(r)
+    assert "not started in this browser" in r.text
+    assert r.headers["x-request-id"] in r.text
+    assert last_event(ctx) == ("login.failed", "login_foreign", r.headers["x-request-id"])
+    assert counts(ctx) == (0, 0)
+
+
+def test_the_static_bounce_script_is_served(browser: TestClient) -> None:
+    r = browser.get("/static/saml-bounce.js")
+    assert r.status_code == 200
+    assert "javascript" in r.headers["content-type"]
+    assert 'getElementById("saml-bounce").submit()' in r.text
+
+
+def test_a_replayed_form_is_refused_with_a_readable_page(ctx: ServiceContext,
+                                                        idp: FakeSamlIdp,
+                                                        browser: TestClient) -> None:
+    relay_state, request_id = start(browser)
+    form = {"SAMLResponse": response(ctx, idp, request_id), "RelayState": relay_state}
+    assert browser.post(ACS_PATH, data=form).status_code == 303
+    r = browser.post(ACS_PATH, data={**form, "jitprov_bounce": "1"})
+    assert r.status_code == 400
+    assert "request id" in r.text and r.headers["x-request-id"] in r.text
+    assert last_event(ctx)[:2] == ("login.failed", "login_expired")
+    assert counts(ctx) == (1, 1)
+
+
+def test_a_garbage_response_is_a_readable_error_not_a_500(ctx: ServiceContext,
+                                                          browser: TestClient) -> None:
+    relay_state, _ = start(browser)
+    r = browser.post(ACS_PATH, data={"SAMLResponse": "bm90IHhtbA==",
+                                     "RelayState": relay_state})
+    assert r.status_code == 400
+    assert_acs_headers(r)
+    assert "request id" in r.text and r.headers["x-request-id"] in r.text
+    assert last_event(ctx)[0] == "login.failed"
+    assert counts(ctx) == (0, 0)
+
+
+def test_idp_initiated_is_refused_by_default(ctx: ServiceContext, idp: FakeSamlIdp,
+                                            browser: TestClient) -> None:
+    r = cross_site(browser).post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, None)})
+    assert r.status_code in (400, 403)
+    assert last_event(ctx)[:2] == ("login.failed", "unsolicited_response")
+    assert counts(ctx) == (0, 0)
+
+
+def test_idp_initiated_signs_in_when_enabled(ctx: ServiceContext) -> None:
+    idp = add_connection(ctx, allow_idp_initiated=True)
+    client = make_client(ctx, dev_mode=False)
+    r = client.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, None),
+                                    "RelayState": "/me"})
+    assert r.status_code == 303 and r.headers["location"] == "/me"
+    assert client.get("/me").json()["email"] == "ada@hospital.example"
+
+
+def test_an_off_site_relay_state_is_refused(ctx: ServiceContext) -> None:
+    idp = add_connection(ctx, allow_idp_initiated=True)
+    client = make_client(ctx, dev_mode=False)
+    r = client.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, None),
+                                    "RelayState": "https://evil.example/phish"})
+    assert r.status_code in (400, 403)
+    assert "evil.example" not in r.headers.get("location", "")
+    assert last_event(ctx)[:2] == ("login.failed", "relay_state_refused")
+    assert counts(ctx) == (0, 0)
+
+
+def test_an_oversized_body_is_refused_before_parsing(ctx: ServiceContext,
+                                                     browser: TestClient) -> None:
+    relay_state, _ = start(browser)
+    r = browser.post(ACS_PATH, data={"SAMLResponse": "A" * 600_000, "RelayState": relay_state})
+    assert r.status_code == 413
+    assert_acs_headers(r)
+    assert counts(ctx) == (0, 0)
+
+
+def test_admin_api_registers_a_saml_connection(ctx: ServiceContext) -> None:
+    admin.create_tenant(ctx, "hospital")
+    _, token = admin.create_admin_token(ctx, "ops")
+    client = make_client(ctx, dev_mode=False)
+    r = client.post("/api/connections/saml", headers={"authorization": f"Bearer {token}"},
+                    json={"tenant": "hospital", "slug": "adfs",
+                          "idp_metadata_xml": FakeSamlIdp().metadata().decode()})
+    assert r.status_code == 201, r.text
+    assert r.json()["acs_url"] == f"{BASE_URL}/sso/adfs/saml/acs"
+    assert r.json()["sp_entity_id"] == f"{BASE_URL}/sso/adfs/saml/metadata"
+    assert client.get("/sso/adfs/saml/metadata").status_code == 200
