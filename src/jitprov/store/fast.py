@@ -7,9 +7,10 @@ then executes the compiled SQL on the raw DBAPI cursor of the same connection (s
 same transaction), applying the dialect's own bind and result processors: the SQL, the types
 and the values are exactly what SQLAlchemy would send, without its per-call overhead.
 
-Only for simple statements with named ``bindparam``s and fixed values: no expanding ``IN``,
-no multi-row ``executemany``. A driver's integrity error is raised as SQLAlchemy's
-``IntegrityError``, as callers expect.
+Only for simple statements with named ``bindparam``s and fixed values: no expanding ``IN``.
+:meth:`Prepared.many` runs one statement for several parameter sets (DBAPI
+``executemany``). A driver's integrity error is raised as SQLAlchemy's ``IntegrityError``,
+as callers expect.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Plan:
     names: tuple[str, ...]  # bind names, in the order the SQL takes them when positional
     defaults: Mapping[str, object]  # values fixed in the statement (``.values(x=None)``)
     binds: Mapping[str, Callable[[Any], Any]]  # bind processors by name
+    fields: tuple[tuple[str, object, _Processor], ...]  # (name, default, processor) in order
     keys: tuple[str, ...]  # result columns
     results: tuple[_Processor, ...]
     integrity_error: type[Exception]
@@ -78,11 +80,12 @@ class Prepared:
                 keys = tuple(c[0] for c in columns)
                 results = tuple(c[3].dialect_impl(dialect).result_processor(dialect, None)
                                 for c in columns)
+                binds = {k: cast(Callable[[Any], Any], v)
+                         for k, v in compiled._bind_processors.items()
+                         if v is not None and callable(v)}
                 plan = _Plan(sql=compiled.string, positional=compiled.positional, names=names,
-                             defaults=defaults,
-                             binds={k: cast(Callable[[Any], Any], v)
-                                    for k, v in compiled._bind_processors.items()
-                                    if v is not None and callable(v)},
+                             defaults=defaults, binds=binds,
+                             fields=tuple((n, defaults.get(n), binds.get(n)) for n in names),
                              keys=keys, results=results,
                              integrity_error=dialect.loaded_dbapi.IntegrityError)
                 index = {k: i for i, k in enumerate(keys)}
@@ -92,13 +95,13 @@ class Prepared:
         return plan, self._rows[dialect.name]
 
     def _params(self, plan: _Plan, params: Mapping[str, object]) -> Any:
-        values: dict[str, object] = {}
-        for name in plan.names:
-            value = params[name] if name in params else plan.defaults.get(name)
-            processor = plan.binds.get(name)
-            values[name] = processor(value) if processor is not None and value is not None \
-                else value
-        return tuple(values[n] for n in plan.names) if plan.positional else values
+        get = params.get
+        values = []
+        for name, default, processor in plan.fields:
+            value = get(name, default)
+            values.append(processor(value) if processor is not None and value is not None
+                          else value)
+        return tuple(values) if plan.positional else dict(zip(plan.names, values, strict=True))
 
     def _cursor(self, conn: sa.Connection, params: Mapping[str, object]) -> tuple[
             Any, _Plan, type[Row]]:
@@ -123,6 +126,19 @@ class Prepared:
         cursor, _, _ = self._cursor(conn, params)
         try:
             return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def many(self, conn: sa.Connection, params: Sequence[Mapping[str, object]]) -> None:
+        """Execute once per parameter set, in one DBAPI ``executemany`` call."""
+        if not params:
+            return
+        plan, _ = self._plan(conn.dialect)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(plan.sql, [self._params(plan, p) for p in params])
+        except plan.integrity_error as exc:
+            raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
         finally:
             cursor.close()
 
