@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import UTC, datetime, timedelta
 
-from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain, verify_chain
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jitprov.core.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    ChainedEvent,
+    canonical_json,
+    chain,
+    format_instant,
+    verify_chain,
+)
 
 T0 = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 
@@ -64,3 +76,25 @@ def test_hash_depends_on_the_previous_hash() -> None:
     a = chain(AuditEvent("x", "y"), tenant="t", seq=1, prev_hash=GENESIS_HASH, occurred_at=T0)
     b = chain(AuditEvent("x", "y"), tenant="t", seq=1, prev_hash="1" * 64, occurred_at=T0)
     assert a.hash != b.hash
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(data=st.dictionaries(st.text(), _JSON, max_size=6), account=st.none() | st.text(),
+       request=st.none() | st.text(), actor=st.text(), kind=st.text())
+def test_hash_is_sha256_of_the_canonical_event_whatever_its_data(
+        data: dict[str, object], account: str | None, request: str | None, actor: str,
+        kind: str) -> None:
+    # the stored chains' format: prev hash, newline, canonical JSON of every field and data
+    ev = chain(AuditEvent(kind, actor, data, account_id=account, request_id=request),
+               tenant="t", seq=1, prev_hash=GENESIS_HASH, occurred_at=T0)
+    body = canonical_json({"tenant": "t", "seq": 1, "occurred_at": format_instant(T0),
+                           "type": kind, "actor": actor, "account_id": account,
+                           "request_id": request, "data": data})
+
+    assert hashlib.sha256(f"{GENESIS_HASH}\n{body}".encode()).hexdigest() == ev.hash
+    assert verify_chain("t", [ev], (1, ev.hash)) == []

@@ -65,19 +65,34 @@ def canonical_json(value: object) -> str:
 def compute_hash(prev_hash: str, *, tenant: str, seq: int, occurred_at: datetime, type: str,
                  actor: str, account_id: str | None, request_id: str | None,
                  data: Mapping[str, object]) -> str:
-    body = canonical_json({"tenant": tenant, "seq": seq, "occurred_at": format_instant(occurred_at),
-                           "type": type, "actor": actor, "account_id": account_id,
-                           "request_id": request_id, "data": data})
+    """SHA-256 of ``prev_hash``, a newline and the canonical JSON of the event (its fields
+    and ``data``, keys sorted)."""
+    return _digest(prev_hash, tenant=tenant, seq=seq, occurred_at=occurred_at, type=type,
+                   actor=actor, account_id=account_id, request_id=request_id,
+                   data_json=canonical_json(data))
+
+
+def _digest(prev_hash: str, *, tenant: str, seq: int, occurred_at: datetime, type: str,
+            actor: str, account_id: str | None, request_id: str | None, data_json: str) -> str:
+    # the canonical JSON of {fields..., "data": data} with ``data`` already encoded: keys sort
+    # as account_id < actor < data < occurred_at < request_id < seq < tenant < type, so the
+    # encoded data goes between the two halves (one encoding of the data per event, not two)
+    before = canonical_json({"account_id": account_id, "actor": actor})
+    after = canonical_json({"occurred_at": format_instant(occurred_at), "request_id": request_id,
+                            "seq": seq, "tenant": tenant, "type": type})
+    body = f'{before[:-1]},"data":{data_json},{after[1:]}'
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
 def chain(event: AuditEvent, *, tenant: str, seq: int, prev_hash: str,
           occurred_at: datetime) -> ChainedEvent:
     """Place ``event`` after ``prev_hash`` as number ``seq`` of the tenant's chain."""
-    data = json.loads(canonical_json(event.data))  # exactly what a JSON column gives back
-    digest = compute_hash(prev_hash, tenant=tenant, seq=seq, occurred_at=occurred_at,
-                          type=event.type, actor=event.actor, account_id=event.account_id,
-                          request_id=event.request_id, data=data)
+    data_json = canonical_json(event.data)
+    data = json.loads(data_json)  # exactly what a JSON column gives back
+    # canonical JSON is a fixed point: canonical_json(json.loads(data_json)) == data_json
+    digest = _digest(prev_hash, tenant=tenant, seq=seq, occurred_at=occurred_at,
+                     type=event.type, actor=event.actor, account_id=event.account_id,
+                     request_id=event.request_id, data_json=data_json)
     return ChainedEvent(tenant=tenant, seq=seq, occurred_at=occurred_at, type=event.type,
                         actor=event.actor, account_id=event.account_id,
                         request_id=event.request_id, data=data, prev_hash=prev_hash, hash=digest)

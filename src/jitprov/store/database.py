@@ -49,8 +49,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: sa.Connection) -> None:
-    mode = "DEFERRED" if conn.get_execution_options().get("readonly") else "IMMEDIATE"
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # on the DBAPI connection: an SQLAlchemy execution would cost ~50 us per transaction
+    readonly = conn.get_execution_options().get("readonly")
+    conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+        "BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
 
 
 @dataclass
