@@ -7,11 +7,18 @@ the nodes, and its CPU is reported apart. Checked after the surge: 0 errors, one
 user, no duplicate identity, the audit chain verifies; then the same users log in on both
 nodes at the same instant and must still have one account each.
 
-``python -m bench --only surge --ops 10000``
+``python -m bench --only surge --ops 10000``, or on its own, with the number of users that log
+in on both nodes at once: ``python -m bench.surge --users 10000 --pairs 200``.
+
+Server CPU is the two node processes' CPU time plus, reported apart, the CPU time of the
+PostgreSQL backends serving the bench database (sampled from /proc: only when PostgreSQL runs
+on this machine; ``null`` otherwise).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import socket
@@ -34,7 +41,7 @@ from jitprov.protocols import mock
 from jitprov.services import audit_export
 from jitprov.services.context import build_context
 from jitprov.settings import Settings
-from jitprov.store.database import Database
+from jitprov.store.database import Database, normalise_url
 
 CONNECTION = "demo"  # the demo tenant's mock connection that `jitprov dev` seeds
 TENANT = "demo"
@@ -75,8 +82,9 @@ class Node:
         raise RuntimeError("jitprov dev did not start")
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        cpu = proc_cpu(self.proc.pid)
+        assert cpu is not None, "the node exited"
+        return cpu
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -127,6 +135,68 @@ class Login:
                          data={"state": state, "assertion": assertion})  # + binding cookie
         if done.status_code != 303 or "jitprov_session" not in done.cookies:
             raise RuntimeError(f"login callback: HTTP {done.status_code}")
+
+
+class PostgresBackends:
+    """CPU seconds of the PostgreSQL backend processes serving one database, read from /proc
+    (PostgreSQL on this machine only). A sampler thread follows backends that come and go
+    (pool overflow connections): each pid counts from its first sample to its last."""
+
+    def __init__(self, database_url: str, every: float = 0.25) -> None:
+        self.engine = sa.create_engine(normalise_url(database_url), pool_size=1)
+        self.every = every
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.own_pid: int | None = None
+        self.running = False
+
+    def available(self) -> bool:
+        with self.engine.connect() as conn:
+            self.own_pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        return Path(f"/proc/{self.own_pid}/stat").exists()
+
+    def sample(self) -> None:
+        with self.engine.connect() as conn:
+            pids = conn.execute(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")).scalars().all()
+        for pid in pids:
+            cpu = proc_cpu(pid)
+            if cpu is None:
+                continue
+            # a backend first seen after the start opened during the run: counts from zero
+            self.first.setdefault(pid, 0.0 if self.running else cpu)
+            self.last[pid] = cpu
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.every):
+            self.sample()
+
+    def __enter__(self) -> PostgresBackends:
+        self.sample()  # the backends already open: counted from here
+        self.running = True
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join()
+        self.sample()
+        self.engine.dispose()
+
+    def cpu(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime + stime of a process in seconds, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def signing_key(database_url: str) -> str:
@@ -191,10 +261,22 @@ def same_user_on_both_nodes(nodes: Sequence[Node], login: Login, users: range) -
     return errors
 
 
-def check(database_url: str, expected: int) -> dict[str, object]:
-    """Accounts, duplicate identities, failed logins and the audit chain after a surge."""
-    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+def check(database_url: str, expected: int,
+          pair_users: range | None = None) -> dict[str, object]:
+    """Accounts, duplicate identities, failed logins and the audit chain after a surge; with
+    ``pair_users``, how many of the users who logged in on both nodes at once have exactly one
+    account (the rest have none or several)."""
+    engine = sa.create_engine(normalise_url(database_url))
+    pairs: dict[str, object] = {}
     with engine.connect() as conn:
+        if pair_users is not None:
+            per_user: dict[str, int] = dict(conn.execute(sa.text(
+                "SELECT email_lower, count(*) FROM account GROUP BY email_lower")).all())
+            counts = [per_user.get(f"user{u}@hospital.example", 0) for u in pair_users]
+            pairs = {"pair_users": len(pair_users),
+                     "pair_users_with_one_account": sum(1 for c in counts if c == 1),
+                     "pair_users_with_none": sum(1 for c in counts if c == 0),
+                     "pair_users_with_several": sum(1 for c in counts if c > 1)}
         accounts = conn.execute(sa.text("SELECT count(*) FROM account")).scalar_one()
         duplicates = conn.execute(sa.text(
             "SELECT count(*) FROM (SELECT account.email_lower FROM account "
@@ -213,10 +295,11 @@ def check(database_url: str, expected: int) -> dict[str, object]:
         db.dispose()
     return {"accounts": accounts, "expected": expected, "duplicates": duplicates,
             "without_identity": orphans, "account_created_events": created,
-            "audit_chain": "intact" if report.intact else f"BROKEN: {report.problems[:3]}"}
+            "audit_chain": "intact" if report.intact else f"BROKEN: {report.problems[:3]}",
+            **pairs}
 
 
-def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
+def run(*, ops: int, postgres_url: str, pairs: int = 50) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for db_name, url, cleanup in databases(postgres_url):
         if db_name != "postgresql":
@@ -225,24 +308,56 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
             with cluster(url) as nodes:
                 login = Login(signing_key(url))
                 surge(nodes, login, range(-20, 0))  # warm both nodes (not counted)
+                backends = PostgresBackends(url)
+                measure_pg = backends.available()
                 cpu0 = [n.cpu() for n in nodes]
                 gen0 = time.process_time()
-                latencies, errors, wall = surge(nodes, login, range(ops))
+                if measure_pg:
+                    with backends:
+                        latencies, errors, wall = surge(nodes, login, range(ops))
+                else:
+                    latencies, errors, wall = surge(nodes, login, range(ops))
+                    backends.engine.dispose()
                 gen = time.process_time() - gen0
                 server = sum(n.cpu() for n in nodes) - sum(cpu0)
-                pairs = same_user_on_both_nodes(nodes, login, range(ops, ops + 50))
-            checked = check(url, ops + 20 + 50)
+                pair_users = range(ops, ops + pairs)
+                pair_errors = same_user_on_both_nodes(nodes, login, pair_users)
+            checked = check(url, ops + 20 + pairs, pair_users)
         finally:
             cleanup()
         latencies.sort()
         n = max(len(latencies), 1)
+        pg_cpu = backends.cpu() if measure_pg else None
         rows.append({
             "scenario": f"surge: {ops} first logins, 2 nodes, {CLIENTS} clients",
-            "db": db_name, "clients": CLIENTS, "ops": ops, "ops_per_s": ops / wall,
+            "db": db_name, "clients": CLIENTS, "ops": ops, "wall_s": wall,
+            "ops_per_s": ops / wall,
             "cpu_ms_per_op": server / ops * 1000,
+            "postgres_cpu_ms_per_op": None if pg_cpu is None else pg_cpu / ops * 1000,
             "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
             "p99_ms": latencies[int(n * 0.99) - 1] * 1000 if latencies else 0.0,
             "errors": len(errors), "first_errors": errors[:3],
             "load_generator_cpu_ms_per_op": gen / ops * 1000,
-            "same_user_both_nodes_errors": len(pairs), **checked})
+            "same_user_both_nodes_errors": len(pair_errors),
+            "same_user_both_nodes_first_errors": pair_errors[:3], **checked})
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The shift change over HTTP: 2 nodes, 1 "
+                                     "PostgreSQL. Prints one JSON object.")
+    parser.add_argument("--users", type=int, default=10_000,
+                        help="distinct users, one first login each")
+    parser.add_argument("--pairs", type=int, default=50,
+                        help="users then logging in on both nodes at the same instant")
+    parser.add_argument("--postgres", default=os.environ.get(
+        "JITPROV_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args(argv)
+    rows = run(ops=args.users, postgres_url=args.postgres, pairs=args.pairs)
+    if not rows:
+        raise SystemExit("surge: needs PostgreSQL (--postgres)")
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
