@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from jitprov.cli import mapping_preview
+from jitprov.cli.admin_console import admin_console_app
 from jitprov.cli.frontline import device_app, passkey_app
 from jitprov.cli.scim import scim_app
 from jitprov.core.errors import JitprovError
@@ -57,9 +59,11 @@ for sub, name in ((token_app, "admin-token"), (approvals_app, "approvals"), (db_
                   (lifecycle_app, "lifecycle"), (break_glass_app, "break-glass")):
     app.add_typer(sub, name=name)
 app.add_typer(scim_app, name="scim-token")
+mapping_preview.register(mapping_app)
 
 app.add_typer(device_app, name="device")
 app.add_typer(passkey_app, name="passkey")
+app.add_typer(admin_console_app, name="admin")
 
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", envvar="JITPROV_DATABASE_URL",

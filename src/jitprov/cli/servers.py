@@ -14,7 +14,7 @@ from jitprov.cli.frontline import enrolment_url
 from jitprov.core.errors import InvalidInput, NotFound
 from jitprov.jobs import frontline, purge, saml_metadata, webhooks
 from jitprov.protocols.connections import CONNECTION_KINDS
-from jitprov.services import admin, devices
+from jitprov.services import admin, admin_console, devices
 from jitprov.services.context import build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -107,6 +107,7 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         "\n"
         f"  jitprov dev is running at {settings.base_url}/\n"
         f"  Shared-device demo (passkeys, switch user): open {kiosk}\n"
+        f"  Admin console: {admin_console.create_bootstrap_link(ctx, settings.base_url).url}\n"
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")

@@ -1,5 +1,5 @@
-"""Housekeeping: delete expired sessions and login requests, sweep dormant accounts.
-Idempotent: safe to run on every node."""
+"""Housekeeping: delete expired sessions, login requests and recorded login claims, sweep
+dormant accounts. Idempotent: safe to run on every node."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from jitprov.services import lifecycle
+from jitprov.services import lifecycle, mapping_preview
 from jitprov.services.context import ServiceContext
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -37,6 +37,12 @@ def purge_saml_replay(ctx: ServiceContext) -> int:
     return removed
 
 
+def purge_recorded_claims(ctx: ServiceContext) -> int:
+    """Clear the recorded login claims (mapping editor) older than each tenant's retention
+    (``claims_retention_days``, default 30); returns how many were cleared."""
+    return mapping_preview.purge_recorded_claims(ctx)
+
+
 def run_periodically(ctx: ServiceContext, every: timedelta,
                      stop: threading.Event) -> threading.Thread:
     """Every ``every``, in a daemon thread until ``stop`` is set: purge what expired, and
@@ -47,8 +53,9 @@ def run_periodically(ctx: ServiceContext, every: timedelta,
             try:
                 sessions, requests = purge_expired(ctx)
                 assertions = purge_saml_replay(ctx)
-                log.info("purged %d sessions, %d login requests, %d SAML assertion ids",
-                         sessions, requests, assertions)
+                claims = purge_recorded_claims(ctx)
+                log.info("purged %d sessions, %d login requests, %d SAML assertion ids, "
+                         "%d recorded claims", sessions, requests, assertions, claims)
                 for report in lifecycle.sweep(ctx):
                     if report.deactivated or report.warned:
                         log.info("tenant %s: %d dormant accounts deactivated, %d warned",

@@ -15,6 +15,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +34,7 @@ from jitprov.core.provisioning import (
     Update,
     decide,
 )
+from jitprov.core.recorded_claims import redact_claims
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord
@@ -58,7 +60,7 @@ AUDIT_TYPES = {
 
 #: refusals caused by the request itself (HTTP 400) rather than by policy (HTTP 403)
 REQUEST_PROBLEMS = frozenset({"login_expired", "login_foreign", "invalid_identity",
-                              "break_glass_refused"})
+                              "break_glass_refused", "replay"})
 
 
 class LoginRefused(JitprovError):
@@ -127,11 +129,16 @@ def hash_token(token: str) -> str:
 def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: ExternalIdentity, *,
                        login: LoginState | None = None, request_id: str | None = None,
                        user_agent: str | None = None, previous_session: str | None = None,
-                       start_session: bool = True) -> LoginResult:
+                       start_session: bool = True,
+                       guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
     """Provision (or sync) the account of ``identity`` and open a session.
 
     ``login`` is the state of the login request this callback answers: it is consumed in the
-    same transaction, and must come from the browser that started the login. Raises
+    same transaction, and must come from the browser that started the login. ``guard`` runs
+    first in that transaction (after the login is spent) and may raise LoginRefused, which
+    rolls everything back: the SAML ACS records the assertion ID there, so the replay cache
+    costs no transaction of its own and an assertion is spent exactly when a login or a
+    denial is committed. Raises
     :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
     audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
@@ -153,7 +160,7 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
             result = _provision_once(ctx, conn, policy, mapped, identity, login=login,
                                      request_id=request_id, user_agent=user_agent,
                                      previous_session=previous_session,
-                                     start_session=start_session)
+                                     start_session=start_session, guard=guard)
         except RaceLost:
             continue
         except LoginRefused as refused:
@@ -206,12 +213,16 @@ def _check_sizes(identity: ExternalIdentity, email: str | None,
 def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                     mapped: MappedIdentity, identity: ExternalIdentity, *,
                     login: LoginState | None, request_id: str | None, user_agent: str | None,
-                    previous_session: str | None, start_session: bool) -> LoginResult:
+                    previous_session: str | None, start_session: bool,
+                    guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
     now = ctx.clock()
+    recorded = redact_claims(identity.claims)  # pure, before the lock; written by the touch
     with UnitOfWork(ctx.db) as uow:
         return_to = "/"
         if login is not None:
             return_to = _consume_login(uow, conn, login, request_id, now)
+        if guard is not None:
+            guard(uow)
         existing, decision = _decide(uow, conn, policy, mapped, identity)
 
         account_id: str | None
@@ -221,13 +232,13 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                                                  provisioned_by="jit", now=now)
                 uow.accounts.add_identity(account_id=account_id, connection_id=conn.id,
                                           subject=identity.subject, issuer=identity.issuer,
-                                          now=now)
+                                          now=now, claims=recorded)
             case Link(account_id=target, changes=changes, target=linked):
                 account_id = target
                 uow.accounts.apply(linked, changes, now)
                 uow.accounts.add_identity(account_id=target, connection_id=conn.id,
                                           subject=identity.subject, issuer=identity.issuer,
-                                          now=now)
+                                          now=now, claims=recorded)
             case Update(account_id=target, changes=changes):
                 account_id = target
                 assert existing is not None  # noqa: S101 - decide() updates only what exists
@@ -238,7 +249,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                 account_id = None
                 uow.accounts.queue_link(tenant_id=conn.tenant_id, connection_id=conn.id,
                                         subject=identity.subject, issuer=identity.issuer,
-                                        account_id=target, claims=identity.claims, now=now)
+                                        account_id=target, claims=recorded, now=now)
             case Deny():
                 account_id = None
 
@@ -255,7 +266,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                 decision, account_id, conn), now)
         if not isinstance(decision, Create):  # a new account is born logged in
             uow.accounts.record_login(account_id=account_id, connection_id=conn.id,
-                                      subject=identity.subject, now=now)
+                                      subject=identity.subject, now=now, claims=recorded)
         token: str | None = None
         if start_session:
             if previous_session:
@@ -350,10 +361,11 @@ def _audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Pol
 
 
 def dry_run_login(ctx: ServiceContext, connection_slug: str,
-                  identity: ExternalIdentity) -> DryRun:
-    """What ``provision_on_login`` would decide for these claims; writes nothing."""
+                  identity: ExternalIdentity, *, policy: Policy | None = None) -> DryRun:
+    """What ``provision_on_login`` would decide for these claims (with ``policy`` instead of
+    the connection's, when given: a mapping not yet saved); writes nothing."""
     conn = ctx.connections.get(connection_slug)
-    policy = ctx.policies.get(conn)
+    policy = policy if policy is not None else ctx.policies.get(conn)
     mapped = policy.map(identity.claims).scoped(conn.slug)
     with UnitOfWork(ctx.db, readonly=True) as uow:
         existing, decision = _decide(uow, conn, policy, mapped, identity)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -32,7 +33,7 @@ from jitprov.protocols.saml import (
     sp_settings,
     validate_response,
 )
-from jitprov.protocols.saml.config import is_secure_url
+from jitprov.protocols.urls import is_secure_url
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import (
     LoginRefused,
@@ -45,6 +46,8 @@ from jitprov.services.login import (
 from jitprov.services.sessions import begin_login, safe_return_to
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger("jitprov.saml")
 
 #: the sealed secret holding the SP private key (PEM)
 SP_KEY_SECRET = "sp_private_key"  # noqa: S105 - a field name
@@ -175,22 +178,20 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
                              request_id=request_id)
         raise InvalidInput("this sign-in connection is misconfigured; tell the "
                            "administrator") from exc
-    # Its own short transaction, committed before provisioning: an assertion is spent even
-    # when the login is then denied, and two nodes racing with one assertion cannot both pass.
-    # (not_on_or_after already includes the clock skew: the last instant it could be accepted)
-    with UnitOfWork(ctx.db) as uow:
-        fresh = uow.saml_replay.remember(conn.id, assertion.assertion_id,
-                                         assertion.not_on_or_after)
-        uow.commit()
-    if not fresh:
-        reason = "this sign-in response was already used; start again from the application"
-        record_login_failure(ctx, conn.slug, "replay", f"assertion {assertion.assertion_id} "
-                             "presented again", request_id=request_id,
-                             subject=assertion.identity.subject)
-        raise LoginRefused("replay", reason, request_id)
+    def spend_assertion(uow: UnitOfWork) -> None:
+        # In the provisioning transaction, before the decision: the assertion is spent exactly
+        # when a login (or its denial) commits, and of two nodes racing with one assertion the
+        # primary key lets one through. (not_on_or_after already includes the clock skew.)
+        if not uow.saml_replay.remember(conn.id, assertion.assertion_id,
+                                        assertion.not_on_or_after):
+            log.info("connection %s: assertion %s presented again", conn.slug,
+                     assertion.assertion_id)
+            raise LoginRefused("replay", "this sign-in response was already used; start "
+                               "again from the application", request_id)
+
     result = provision_on_login(ctx, conn.slug, assertion.identity, login=login,
                                 request_id=request_id, user_agent=user_agent,
-                                previous_session=previous_session)
+                                previous_session=previous_session, guard=spend_assertion)
     return result if login is not None else dataclasses.replace(result, return_to=value or "/")
 
 

@@ -118,7 +118,8 @@ _TOUCH_ACCOUNT = Prepared(t.account.update().where(t.account.c.id == _B("b_accou
 _TOUCH_IDENTITY = Prepared(t.identity.update()
                    .where(t.identity.c.connection_id == _B("b_connection_id"),
                           t.identity.c.subject == _B("b_subject"))
-                   .values(last_login_at=_B("b_now")))
+                   .values(last_login_at=_B("b_now"), claims=_B("b_claims", type_=sa.JSON),
+                           claims_at=_B("b_claims_at", type_=t.TS)))
 _AUDIT_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
                .where(t.audit_head.c.tenant_id == _B("tenant_id")).with_for_update())
 _MOVE_AUDIT_HEAD = Prepared(t.audit_head.update()
@@ -143,6 +144,10 @@ def _insert(table: sa.Table) -> Prepared:
 _INSERT_ACCOUNT = _insert(t.account)
 _INSERT_IDENTITY = _insert(t.identity)
 _INSERT_AUDIT_EVENT = _insert(t.audit_event)
+_INSERT_ROLE_GRANT = _insert(t.role_grant)
+_INSERT_PENDING_GRANT = _insert(t.pending_grant)
+_INSERT_SESSION = _insert(t.session)
+_INSERT_OUTBOX_EVENT = _insert(t.outbox_event)
 _ACTIVE_SESSION = (
     sa.select(t.session, t.connection.c.slug.label("connection_slug"),
               t.connection_health.c.last_success_at.label("idp_ok_at"))
@@ -400,12 +405,12 @@ class AccountRepository:
     def _write_grants(self, account_id: str, changes: Changes, now: datetime,
                       granted_by: str) -> None:
         if changes.grants_added:
-            self._c.execute(t.role_grant.insert(), [
+            _INSERT_ROLE_GRANT.many(self._c, [
                 {"account_id": account_id, "role": g.role, "source": g.source,
                  "granted_at": now, "granted_by": granted_by, "expires_at": g.expires_at}
                 for g in sorted(changes.grants_added)])
         if changes.pending_added:
-            self._c.execute(t.pending_grant.insert(), [
+            _INSERT_PENDING_GRANT.many(self._c, [
                 {"account_id": account_id, "role": p.role, "source": p.source,
                  "status": "pending", "requested_at": now}
                 for p in sorted(changes.pending_added)])
@@ -420,21 +425,27 @@ class AccountRepository:
             raise NotFound(f"no account {account_id!r}")
 
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
-                     now: datetime) -> None:
-        """Bind (connection, subject) to the account. Raises RaceLost if it is already bound;
+                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+        """Bind (connection, subject) to the account, recording ``claims`` (already redacted)
+        as its latest login's. Raises RaceLost if it is already bound;
         the transaction is then unusable and the unit of work must be run again."""
         try:
             _INSERT_IDENTITY.rowcount(self._c, {
                 "connection_id": connection_id, "subject": subject, "issuer": issuer,
-                "account_id": account_id, "created_at": now, "last_login_at": now})
+                "account_id": account_id, "created_at": now, "last_login_at": now,
+                "claims": claims, "claims_at": None if claims is None else now})
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
     def record_login(self, *, account_id: str, connection_id: int, subject: str,
-                     now: datetime) -> None:
+                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+        """Move last_login_at; the identity's recorded claims become ``claims`` (already
+        redacted; None clears them), in the same UPDATE."""
         _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
         _TOUCH_IDENTITY.rowcount(self._c, {"b_connection_id": connection_id,
-                                          "b_subject": subject, "b_now": now})
+                                          "b_subject": subject, "b_now": now,
+                                          "b_claims": claims,
+                                          "b_claims_at": None if claims is None else now})
 
     def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
                    account_id: str, claims: Mapping[str, object], now: datetime) -> bool:
@@ -655,7 +666,7 @@ class SessionRepository:
         """``session_id`` is the SHA-256 of the cookie value, never the value itself.
         ``method`` defaults to ``sso`` with a connection, ``break_glass`` without one;
         ``idle_seconds`` (device sessions) makes ``get_active`` callers apply an idle lock."""
-        self._c.execute(t.session.insert(), {
+        _INSERT_SESSION.rowcount(self._c, {
             "id": session_id, "account_id": account_id, "connection_id": connection_id,
             "subject": subject, "created_at": now, "expires_at": expires_at, "revoked_at": None,
             "user_agent": (user_agent or "")[:300] or None, "device_id": device_id,
@@ -831,11 +842,10 @@ class Outbox:
     def add_many(self, tenant_id: int, events: Sequence[tuple[str, Mapping[str, object]]],
                  now: datetime) -> None:
         """Several (type, payload) events in one statement."""
-        if events:
-            self._c.execute(t.outbox_event.insert(), [
-                {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),
-                 "created_at": now, "delivered_at": None, "attempts": 0}
-                for kind, payload in events])
+        _INSERT_OUTBOX_EVENT.many(self._c, [
+            {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),
+             "created_at": now, "delivered_at": None, "attempts": 0}
+            for kind, payload in events])
 
     def pending(self, limit: int = 100) -> Sequence[tuple[int, str, Mapping[str, object]]]:
         """Undelivered events, oldest first: (id, type, payload)."""

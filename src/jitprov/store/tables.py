@@ -402,3 +402,52 @@ session.append_column(sa.Column("idle_seconds", sa.Integer, nullable=True))  # N
 # the passkey a session was opened with: revoking the passkey ends its sessions
 session.append_column(sa.Column("passkey_id", sa.ForeignKey("passkey.id", ondelete="SET NULL"),
                                 nullable=True, index=True))
+
+# --- Admin console (issue #9) -----------------------------------------------------------------
+admin_bootstrap_link = sa.Table(
+    # `jitprov admin bootstrap`: a one-time link that opens an admin console session; only its
+    # SHA-256 is stored, it is single use and expires after 15 minutes
+    "admin_bootstrap_link", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # never the token
+    # NULL: the session it opens administers every tenant
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("used_at", TS, nullable=True),
+)
+
+admin_session = sa.Table(
+    # a session of the admin console (cookie jitprov_admin, SameSite=Strict, path /admin):
+    # separate from the user sessions, shorter, revocable
+    "admin_session", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie value
+    sa.Column("kind", sa.String(16), nullable=False),  # bootstrap | sso
+    # sso: the account holding the jitprov-admin role (checked again at every request)
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=True,
+              index=True),
+    sa.Column("bootstrap_link_id",
+              sa.ForeignKey("admin_bootstrap_link.id", ondelete="SET NULL"), nullable=True),
+    # the one tenant it administers; NULL: every tenant (a bootstrap link without --tenant)
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("display_name", sa.String(320), nullable=False),
+    sa.Column("user_agent", sa.String(300), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+# the dashboard counts a tenant's events of the last 14 days: a range scan, not the whole log
+sa.Index("ix_audit_event_tenant_occurred_at", audit_event.c.tenant_id,
+         audit_event.c.occurred_at)
+
+# --- Recorded claims (issue #9) -----------------------------------------------------------------
+# the claims of the identity's most recent login, secrets redacted (core/recorded_claims.py),
+# written by the same statement that records the login; cleared after the tenant's retention
+# (jobs/purge.py). The mapping editor tests and previews mappings against them.
+identity.append_column(sa.Column("claims", sa.JSON, nullable=True))
+identity.append_column(sa.Column("claims_at", TS, nullable=True))
+# the impact preview reads a connection's most recent recorded logins, newest first
+sa.Index("ix_identity_connection_claims_at", identity.c.connection_id, identity.c.claims_at)

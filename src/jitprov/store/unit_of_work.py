@@ -12,6 +12,7 @@ from types import TracebackType
 import sqlalchemy as sa
 
 from jitprov.core.errors import InvalidInput
+from jitprov.store.admin_console import AdminConsoleStore
 from jitprov.store.database import Database, DatabaseNotReady
 from jitprov.store.frontline import (
     ChallengeRepository,
@@ -20,6 +21,7 @@ from jitprov.store.frontline import (
     HealthRepository,
     PasskeyRepository,
 )
+from jitprov.store.recorded_claims import RecordedClaimsRepository
 from jitprov.store.repositories import (
     AccountRepository,
     AdminTokenRepository,
@@ -65,6 +67,8 @@ class UnitOfWork:
     frontline: FrontlineAccounts
     idp_health: HealthRepository
     scim: ScimStore
+    admin_console: AdminConsoleStore
+    recorded_claims: RecordedClaimsRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -122,6 +126,8 @@ class UnitOfWork:
         self.frontline = FrontlineAccounts(conn)
         self.idp_health = HealthRepository(conn)
         self.scim = ScimStore(conn)
+        self.admin_console = AdminConsoleStore(conn)
+        self.recorded_claims = RecordedClaimsRepository(conn)
         return self
 
     def commit(self) -> None:

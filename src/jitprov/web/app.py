@@ -16,7 +16,7 @@ from jitprov import __version__
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import Settings
 from jitprov.store.database import Database
-from jitprov.web import errors
+from jitprov.web import admin_ui, errors
 from jitprov.web.routes import (
     admin_api,
     break_glass,
@@ -71,6 +71,9 @@ def create_app(settings: Settings, db: Database | None = None,
             if module is dev_idp and not settings.dev_mode:
                 continue
             app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
+    for path, endpoint, methods in admin_ui.ROUTES:  # the admin console (issue #9)
+        app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
+    admin_ui.shell.install(app)
     app.mount("/static", StaticFiles(packages=[("jitprov.web", "static")]), name="static")
     app.include_router(admin_api.router)
     app.include_router(admin_api.metrics_router)

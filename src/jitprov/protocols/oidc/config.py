@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -17,8 +16,8 @@ from pydantic import (
 )
 
 from jitprov.core.errors import InvalidInput
+from jitprov.protocols.urls import is_secure_url
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                        r"[0-9a-fA-F]{12}$")
 
@@ -108,19 +107,6 @@ class OidcConfig(BaseModel):
     def discovery_issuer(self) -> str:
         """The issuer whose discovery document to fetch (the template's ``common`` form)."""
         return self.issuer.replace("{tenantid}", "common")
-
-
-def is_secure_url(url: str) -> bool:
-    """https, or http to a loopback host (tests, local IdPs); checked on the parsed host so
-    ``http://localhost.attacker.example`` or ``http://localhost@evil`` do not pass."""
-    try:
-        parsed = urlsplit(url)
-        host = parsed.hostname
-    except ValueError:
-        return False
-    if parsed.scheme == "https" and host:
-        return True
-    return parsed.scheme == "http" and parsed.username is None and host in LOOPBACK_HOSTS
 
 
 class OidcKind:

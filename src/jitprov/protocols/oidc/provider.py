@@ -18,8 +18,8 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from jitprov.protocols.oidc.config import is_secure_url
 from jitprov.protocols.oidc.errors import OidcError
+from jitprov.protocols.urls import is_secure_url
 
 MAX_DOCUMENT_BYTES = 512 * 1024
 JWKS_TTL = 24 * 3600.0  # seconds

@@ -6,16 +6,14 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.saml.errors import SamlError
 from jitprov.protocols.saml.keys import certificate_key
+from jitprov.protocols.urls import is_secure_url
 
 if TYPE_CHECKING:
     from jitprov.protocols.saml.metadata import IdpMetadata
-
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,18 +142,6 @@ def _check_certificate(where: str, value: object) -> None:
         certificate_key(value)
     except SamlError:
         raise InvalidInput(f"{where}: not a readable PEM certificate") from None
-
-
-def is_secure_url(url: str) -> bool:
-    """https, or http to a loopback host; checked on the parsed host."""
-    try:
-        parsed = urlsplit(url)
-        host = parsed.hostname
-    except ValueError:
-        return False
-    if parsed.scheme == "https" and host:
-        return True
-    return parsed.scheme == "http" and parsed.username is None and host in LOOPBACK_HOSTS
 
 
 class SamlKind:

@@ -21,6 +21,7 @@ from jitprov.services import (
     approvals,
     audit_export,
     break_glass,
+    mapping_preview,
     metrics,
     webhooks,
 )
@@ -279,6 +280,20 @@ def test_mapping(request: Request, connection: str, body: DryRunIn,
     """Dry run of a login with these claims: decision and rule trace; nothing written."""
     return dry_run_login(ctx_of(request), connection, ExternalIdentity(
         issuer="dry-run", subject=body.subject, claims=body.claims)).as_dict()
+
+
+class PreviewIn(MappingIn):
+    limit: int = Field(200, ge=1, le=1000, description="recorded logins to replay")
+
+
+@router.post("/connections/{connection}/mapping/preview")
+def preview_mapping(request: Request, connection: str, body: PreviewIn,
+                    _: Admin) -> dict[str, object]:
+    """Impact preview: who would gain or lose which role, whose profile changes, who would
+    become denied, if this mapping replaced the connection's (its last ``limit`` recorded
+    logins replayed through both); nothing written. A bad mapping answers 422."""
+    return mapping_preview.preview_impact(ctx_of(request), connection, body.mapping,
+                                          body.source, limit=body.limit).as_dict()
 
 
 @router.get("/tenants/{tenant}/access-review")
