@@ -43,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from jitprov.core.errors import Conflict, InvalidInput, NotFound
 from jitprov.store import tables as t
+from jitprov.store.fast import Prepared
 from jitprov.store.repositories import utc
 
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -839,6 +840,24 @@ _BY_USER_NAME = (
     .order_by(A.c.user_name_lower.is_(None), A.c.id).limit(1))
 
 
+def _user_name_taken(excluding: bool) -> Prepared:
+    """Ids of the tenant's accounts whose effective userName is ``lowered``: a stored userName,
+    or the email of an account without one (``excluding``: other than ``account_id``)."""
+    taken = sa.union_all(
+        sa.select(A.c.id).where(A.c.tenant_id == _B("tenant_id"),
+                                A.c.user_name_lower == _B("lowered")),
+        sa.select(A.c.id).where(A.c.tenant_id == _B("tenant_id"), _NO_USER_NAME,
+                                A.c.email_lower == _B("lowered"), _IS_USER_UNINDEXED)
+    ).subquery()
+    query = sa.select(taken.c.id)
+    return Prepared((query.where(taken.c.id != _B("account_id")) if excluding else query)
+                    .limit(1))
+
+
+_USER_NAME_TAKEN = {False: _user_name_taken(False), True: _user_name_taken(True)}
+_INSERT_USER = Prepared(A.insert().values({c.name: _B(c.name) for c in A.columns}))
+
+
 def _user(row: Any) -> ScimUser:
     return ScimUser(
         id=row.id, tenant_id=row.tenant_id, user_name=row.user_name,
@@ -915,13 +934,8 @@ class ScimUserRepository:
                          account_id: str | None = None) -> None:
         """Raises Uniqueness if another user of the tenant has ``user_name`` as its effective
         userName (a stored userName, or the email of an account without one)."""
-        lowered = user_name.lower()
-        taken = sa.union_all(
-            sa.select(A.c.id).where(A.c.tenant_id == tenant_id, A.c.user_name_lower == lowered),
-            sa.select(A.c.id).where(A.c.tenant_id == tenant_id, _NO_USER_NAME,
-                                    A.c.email_lower == lowered, _IS_USER_UNINDEXED)).subquery()
-        clash = self._c.execute(sa.select(taken.c.id).where(taken.c.id != account_id)
-                                if account_id else sa.select(taken.c.id)).first()
+        clash = _USER_NAME_TAKEN[bool(account_id)].first(self._c, {
+            "tenant_id": tenant_id, "lowered": user_name.lower(), "account_id": account_id})
         if clash is not None:
             raise Uniqueness(f"userName {user_name!r} is already taken")
 
@@ -934,7 +948,7 @@ class ScimUserRepository:
         self._check_user_name(tenant_id, user_name)
         account_id = str(uuid.uuid4())
         status = "active" if active else "suspended"
-        self._c.execute(A.insert(), {
+        _INSERT_USER.rowcount(self._c, {
             "id": account_id, "tenant_id": tenant_id, "status": status, "kind": "user",
             "provisioned_by": "scim", "external_id": external_id,
             "external_id_connection_id": external_id_connection_id, "email": email,

@@ -66,7 +66,9 @@ def create_app(settings: Settings, db: Database | None = None,
     app.state.settings = settings
     app.state.templates = templates
     errors.install(app, templates)
-    for module in (pages, sso, forward_auth, break_glass, dev_idp, scim, passkeys, devices):
+    # Starlette tries routes in order: the hot paths first (forward-auth is asked for every
+    # request an app gets; SCIM and the login callbacks next). Their paths do not overlap.
+    for module in (forward_auth, scim, sso, pages, break_glass, dev_idp, passkeys, devices):
         for path, endpoint, methods in module.ROUTES:
             if module is dev_idp and not settings.dev_mode:
                 continue
