@@ -63,3 +63,32 @@ def test_serve_runs_the_requested_number_of_workers(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "2 workers" in out
+
+
+def test_serve_ignores_web_concurrency_from_the_environment(tmp_path: Path) -> None:
+    # hosting platforms set WEB_CONCURRENCY; uvicorn would read it and fail to start an app
+    # object in several workers: one process serves unless --workers says otherwise
+    jitprov = str(Path(sys.executable).with_name("jitprov"))
+    env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{tmp_path}/j.db",
+           "JITPROV_SECRET_KEY": "k" * 43, "WEB_CONCURRENCY": "3"}
+    env.pop("JITPROV_BASE_URL", None)
+    subprocess.run([jitprov, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
+                   capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([jitprov, "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        answered = False
+        while time.monotonic() < deadline and not answered:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                answered = httpx.get(f"http://127.0.0.1:{port}/healthz",
+                                     timeout=1).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answered
+        assert children_of(proc.pid) == set()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

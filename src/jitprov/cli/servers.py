@@ -74,7 +74,9 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
                         workers=workers, host=host, port=port, log_level="info",
                         proxy_headers=True, access_log=False)
         else:
-            uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port,
+            # workers=1 given: uvicorn would otherwise take WEB_CONCURRENCY from the
+            # environment, which an app object (not an import string) cannot serve
+            uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
                         log_level="info", proxy_headers=True, access_log=False)
     finally:
         stop.set()
@@ -115,7 +117,7 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     try:
-        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, log_level="warning",
-                    access_log=False)
+        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
+                    log_level="warning", access_log=False)
     finally:
         stop.set()
