@@ -21,7 +21,7 @@ layer to decide what it means (a grant rule does not match; a deny rule denies).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,15 +196,58 @@ def _check_functions(parsed: Any) -> None:
         stack.extend(child for child in node.get("children", ()) if isinstance(child, dict))
 
 
+_SLOW = object()  # a fast path's answer: "ask the interpreter"
+_FAST_LIMIT = MAX_EVALUATION_STEPS // 8  # values this large take the budgeted interpreter
+
+
+def _fast_path(parsed: Any) -> Callable[[object], object] | None:
+    """A direct evaluation of the two shapes most mapping expressions have, a claim name
+    (``email``) and ``contains(claim, 'literal')``, giving exactly what the interpreter gives,
+    or ``_SLOW`` where only it can tell (a type error, a value near the step budget)."""
+    kind = parsed.get("type")
+    if kind == "field":
+        name = parsed["value"]
+
+        def field(claims: object) -> object:
+            value = claims.get(name) if isinstance(claims, dict) else None
+            return _SLOW if _size(value) > _FAST_LIMIT else value
+        return field
+    children = parsed.get("children", ())
+    if (kind == "function_expression" and parsed["value"] == "contains" and len(children) == 2
+            and children[0].get("type") == "field" and children[1].get("type") == "literal"
+            and isinstance(children[1]["value"], str)):
+        name, search = children[0]["value"], children[1]["value"]
+
+        def contains(claims: object) -> object:
+            subject = claims.get(name) if isinstance(claims, dict) else None
+            if subject is None:
+                return False
+            if not isinstance(subject, list | str) or len(subject) > _FAST_LIMIT:
+                return _SLOW  # a type error, or a value the budget must weigh
+            # a string in a list: only an equal string is JSON-equal to it
+            return search in subject
+        return contains
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     """A compiled expression. ``evaluate`` returns the value or an :class:`EvaluationError`."""
 
     text: str
     _parsed: ParsedResult
+    _fast: Callable[[object], object] | None = None
 
     def evaluate(self, claims: object) -> object:
         """Evaluate over ``claims`` (as given by :func:`prepare_claims`); never raises."""
+        if self._fast is not None:
+            value = self._fast(claims)
+            if value is not _SLOW:
+                return value
+        return self.interpret(claims)
+
+    def interpret(self, claims: object) -> object:
+        """As :meth:`evaluate`, always through the budgeted JMESPath interpreter."""
         budget = _Budget(MAX_EVALUATION_STEPS)
         try:
             return _BoundedInterpreter(budget).visit(self._parsed.parsed, claims)
@@ -229,7 +272,7 @@ def compile_expression(text: str) -> Expression:
     except RecursionError:
         raise ExpressionSyntaxError("expression is nested too deeply") from None
     _check_functions(parsed.parsed)
-    return Expression(text, parsed)
+    return Expression(text, parsed, _fast_path(parsed.parsed))
 
 
 def _describe_syntax_error(err: jmespath_errors.JMESPathError) -> str:
