@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 REDACTED = "[redacted]"
 
@@ -41,6 +42,7 @@ _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*$")
 _XML_SECRET = re.compile(r"Assertion|Signature|EncryptedData", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)  # claim names repeat from login to login
 def is_secret_key(key: str) -> bool:
     """Whether the value of a claim named ``key`` is redacted, whatever it is."""
     name = key.lower().replace("-", "_")
