@@ -6,7 +6,7 @@ import pytest
 
 from jitprov.core.provisioning import Link, NoChange
 from jitprov.protocols.scim import errors as e
-from jitprov.services import scim_tokens, scim_users
+from jitprov.services import admin, scim_tokens, scim_users
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import LoginRefused, provision_on_login
 from jitprov.services.sessions import current_session
@@ -20,6 +20,8 @@ from tests.services.scim_helpers import (
     user,
 )
 
+MAPPING = "profile: {email: email}\nroles: {default: [staff]}\n"
+
 
 def test_a_scim_created_user_is_the_account_of_its_first_sso_login(ctx: ServiceContext) -> None:
     principal = scim_client(ctx, connection="idp")
@@ -31,6 +33,31 @@ def test_a_scim_created_user_is_the_account_of_its_first_sso_login(ctx: ServiceC
     again = provision_on_login(ctx, "idp", nurse(subject="u-1"))
     assert again.account_id == created.body["id"]
     assert isinstance(again.decision, NoChange | type(again.decision))
+
+
+@pytest.mark.parametrize("rebinder", [None, "other"])
+def test_another_client_cannot_point_a_connections_logins_at_an_account(
+        ctx: ServiceContext, rebinder: str | None) -> None:
+    # the account's externalId names subjects of the connection bound to the client that
+    # wrote it: a client bound to another connection (or to none) that rewrites it does not
+    # make the first connection's login with that subject land in this account
+    owner = scim_client(ctx, connection="idp")
+    admin.add_mock_connection(ctx, tenant="hospital", slug="other", mapping=MAPPING,
+                              mapping_source="m.yaml")
+    other = scim_client(ctx, name="rogue", connection=rebinder, setup=False)
+    created = scim_users.create_user(ctx, owner, BASE, user(externalId="u-1"))
+    assert created.body is not None
+    victim = created.body["id"]
+    scim_users.patch_user(ctx, other, BASE, victim, patch(
+        {"op": "replace", "path": "externalId", "value": "attacker-sub"}))
+
+    login = provision_on_login(ctx, "idp", nurse(subject="attacker-sub",
+                                                 email="mallory@x.example"))
+
+    assert login.account_id != victim
+    if rebinder == "other":  # the rewriter's own connection now links to it
+        assert provision_on_login(ctx, "other", nurse(subject="attacker-sub",
+                                                      email="m2@x.example")).account_id == victim
 
 
 def test_create_is_audited_and_announced_with_the_token_as_actor(ctx: ServiceContext) -> None:

@@ -385,7 +385,8 @@ def _write(uow: UnitOfWork, principal: ScimPrincipal, current: store.ScimUser,
         updated = uow.scim.users.replace_user(
             current.id, expected_version=current.version, user_name=user_name,
             external_id=external_id, email=primary_email(res), scim=scim,
-            profile=_profile(current.profile, res), now=now, status=status)
+            profile=_profile(current.profile, res), now=now, status=status,
+            writer_connection_id=principal.connection_id)
     except store.VersionMismatch:
         raise RaceLost("the user changed meanwhile") from None
     except STORE_ERRORS as exc:

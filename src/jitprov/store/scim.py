@@ -966,13 +966,17 @@ class ScimUserRepository:
     def replace_user(self, account_id: str, *, expected_version: int | None, user_name: str,
                      external_id: str | None, email: str | None, scim: Mapping[str, object],
                      profile: Mapping[str, object], now: datetime,
-                     status: str | None = None) -> ScimUser:
+                     status: str | None = None,
+                     writer_connection_id: int | None = None) -> ScimUser:
         """Overwrite the SCIM-held fields and bump ``version``. ``status`` None leaves it
         as is (else as ``AccountRepository.set_status``: ``deactivated_at`` follows). Raises
         NotFound, VersionMismatch (``expected_version`` given and not the stored one), Uniqueness.
-        ``profile`` replaces the profile; its sources become ``scim``."""
+        ``profile`` replaces the profile; its sources become ``scim``. A changed ``external_id``
+        names subjects of the writer's connection (``writer_connection_id``, None for a client
+        bound to none): no client can point another connection's logins at an account."""
         current = self._c.execute(
-            sa.select(A.c.tenant_id, A.c.version, A.c.status, A.c.profile_sources)
+            sa.select(A.c.tenant_id, A.c.version, A.c.status, A.c.profile_sources,
+                      A.c.external_id)
             .where(A.c.id == account_id, _IS_USER)).first()
         if current is None:
             raise NotFound(f"no user {account_id!r}")
@@ -988,6 +992,8 @@ class ScimUserRepository:
             "updated_at": now, "version": A.c.version + 1}
         if status is not None and status != current.status:
             values.update(status=status, deactivated_at=now if status == "deactivated" else None)
+        if external_id != current.external_id:
+            values["external_id_connection_id"] = writer_connection_id
         row = self._c.execute(
             A.update().where(A.c.id == account_id, A.c.version == current.version)
             .values(**values).returning(*_USER_COLUMNS)).first()

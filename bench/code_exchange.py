@@ -1,0 +1,100 @@
+"""The OIDC back-channel code exchange, client side: ``exchange_code`` against a token endpoint
+served by another process on loopback (HTTP/1.1 keep-alive, a 1.2 KB ID token in the answer),
+with ``client_secret_basic`` and ``private_key_jwt`` (ES256 client assertion). CPU is this
+process's (the client's) per exchange; the provider's is not counted. Budget: <= 1.5 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import statistics
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from joserfc.jwk import ECKey
+
+from jitprov.protocols.oidc import OidcConfig, ProviderMetadata
+from jitprov.protocols.oidc.flow import exchange_code
+
+ANSWER = json.dumps({"access_token": "a" * 43, "token_type": "Bearer", "expires_in": 300,
+                     "id_token": "eyJ" + "x" * 1200}).encode()
+
+
+class _TokenEndpoint(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one answer, no 40 ms delayed-ACK stall
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(ANSWER)))
+        self.end_headers()
+        self.wfile.write(ANSWER)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _serve(port: int) -> None:
+    ThreadingHTTPServer(("127.0.0.1", port), _TokenEndpoint).serve_forever()
+
+
+def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
+    del postgres_url
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(port,),
+                                                          daemon=True)
+    server.start()
+    issuer = f"http://127.0.0.1:{port}"
+    metadata = ProviderMetadata(issuer=issuer, authorization_endpoint=f"{issuer}/a",
+                                token_endpoint=f"{issuer}/token", jwks_uri=f"{issuer}/jwks",
+                                userinfo_endpoint=None, token_endpoint_auth_methods=(),
+                                code_challenge_methods=("S256",))
+    key = ECKey.generate_key("P-256", parameters={"kid": "c1"}, private=True)
+    rows: list[dict[str, object]] = []
+    try:
+        with httpx.Client() as http:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    http.post(f"{issuer}/token")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            for method in ("client_secret_basic", "private_key_jwt"):
+                config = OidcConfig.parse({"issuer": issuer, "client_id": "bench",
+                                           "token_auth_method": method})
+                rounds = min(ops, 2000)
+                latencies: list[float] = []
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                for n in range(rounds):
+                    t0 = time.perf_counter()
+                    exchange_code(http, metadata, config, code=f"code-{n}",
+                                  code_verifier="v" * 43, redirect_uri="https://rp/cb",
+                                  client_secret="s3cret", private_key=key)
+                    latencies.append(time.perf_counter() - t0)
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                latencies.sort()
+                rows.append({"scenario": f"code exchange, client side ({method})", "db": "-",
+                             "clients": 1, "ops": rounds, "ops_per_s": rounds / wall,
+                             "cpu_ms_per_op": cpu / rounds * 1000,
+                             "p50_ms": statistics.median(latencies) * 1000,
+                             "p99_ms": latencies[int(rounds * 0.99) - 1] * 1000})
+    finally:
+        server.terminate()
+        server.join(5)
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(ops=2000, postgres_url=""):
+        print(row)
