@@ -565,3 +565,22 @@ def test_a_bootstrap_link_without_tenant_administers_every_tenant(
     assert 200 == app_client.get("/admin", params={"tenant": "hospital"}).status_code
     assert 200 == app_client.get("/admin", params={"tenant": "clinic"}).status_code
     assert 404 == app_client.get("/admin", params={"tenant": "nope"}).status_code
+
+
+@pytest.mark.parametrize(("method", "path", "data"), [
+    ("post", "/admin/approvals/\u00b2", {"decision": "approve", "reason": "r"}),
+    ("get", "/admin/audit?before=\u00b2", {}),
+    ("get", "/admin/audit?to=9999-12-31", {}),
+    ("post", "/admin/scim-tokens/\u00b2/revoke", {}),
+    ("post", "/admin/webhooks/deliveries/\u00b2/replay", {}),
+])
+def test_numbers_that_are_not_ascii_digits_are_a_400_not_a_500(
+        app_client: TestClient, ctx: ServiceContext, method: str, path: str,
+        data: dict[str, str]) -> None:
+    provision(ctx, "u-1")
+    csrf = bootstrap_sign_in(app_client, ctx, tenant="hospital")
+
+    r = (app_client.post(path, data={**data, "csrf_token": csrf}) if method == "post"
+         else app_client.get(path))
+
+    assert r.status_code in (400, 404), r.text[:300]

@@ -13,6 +13,7 @@ from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
     check_tenant,
+    digits,
     form_with_csrf,
     redirect,
     render,
@@ -37,7 +38,7 @@ async def decide(request: Request) -> Response:
     principal = await require_admin(request)
     form = await form_with_csrf(request)
     raw_id = request.path_params["request_id"]
-    if not raw_id.isdigit() or len(raw_id) > 9:
+    if not digits(raw_id) or len(raw_id) > 9:
         raise AdminRefused(404, "no such approval request")
     request_id = int(raw_id)
     tenant = await call(admin_console.request_tenant, ctx_of(request), request_id)
@@ -53,7 +54,7 @@ async def decide(request: Request) -> Response:
         raise AdminRefused(400, "a reason is required")
     valid_for = None
     if days and decision == "approve":
-        if not days.isdigit() or not 1 <= int(days) <= 3650:
+        if not digits(days) or not 1 <= int(days) <= 3650:
             raise AdminRefused(400, "valid for: a whole number of days, 1 to 3650")
         valid_for = timedelta(days=int(days))
     await call(approvals.decide_request, ctx_of(request), request_id,

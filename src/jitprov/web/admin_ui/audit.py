@@ -14,6 +14,7 @@ from jitprov.store.admin_console import AuditFilter
 from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
+    digits,
     form_with_csrf,
     render,
     require_admin,
@@ -26,9 +27,12 @@ def _date(value: str, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError as exc:
         raise AdminRefused(400, f"{name}: a date like 2026-11-28 is expected") from exc
+    if day.year >= 9999:  # the day after it does not exist
+        raise AdminRefused(400, f"{name}: a date before 9999 is expected")
+    return day
 
 
 def _filter(request: Request) -> tuple[AuditFilter, dict[str, str]]:
@@ -46,7 +50,7 @@ async def audit_log(request: Request) -> Response:
     tenant = tenant_of(request, principal)
     flt, raw = _filter(request)
     before = request.query_params.get("before", "")
-    if before and (not before.isdigit() or len(before) > 12):
+    if before and (not digits(before) or len(before) > 12):
         raise AdminRefused(400, "before: a sequence number is expected")
     page = await call(admin_console.audit_page, ctx_of(request), tenant, flt,
                       before_seq=int(before) if before else None)

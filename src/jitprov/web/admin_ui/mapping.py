@@ -27,6 +27,7 @@ from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
     check_tenant,
+    digits,
     form_with_csrf,
     redirect,
     render,
@@ -64,7 +65,7 @@ async def edit(request: Request) -> Response:
     principal = await require_admin(request)
     conn = await _connection(request, principal)
     saved = request.query_params.get("saved")
-    flash = f"Mapping saved: version {saved} is in force." if saved and saved.isdigit() \
+    flash = f"Mapping saved: version {saved} is in force." if saved and digits(saved) \
         else None
     return await _page(request, principal, conn, conn.mapping, flash=flash)
 
@@ -109,7 +110,7 @@ async def act(request: Request) -> Response:
 def _limit(raw: str) -> int:
     if not raw.strip():
         return mapping_preview.DEFAULT_PREVIEW_LIMIT
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= mapping_preview.MAX_PREVIEW_LIMIT:
+    if not digits(raw.strip()) or not 1 <= int(raw) <= mapping_preview.MAX_PREVIEW_LIMIT:
         raise AdminRefused(400, f"the number of recorded logins to replay must be 1-"
                                 f"{mapping_preview.MAX_PREVIEW_LIMIT}")
     return int(raw)

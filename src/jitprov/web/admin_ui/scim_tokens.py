@@ -17,6 +17,7 @@ from jitprov.services.admin_console import AdminPrincipal
 from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
+    digits,
     form_with_csrf,
     redirect,
     render,
@@ -58,7 +59,7 @@ async def create(request: Request) -> Response:
     days = days.strip() if isinstance(days, str) else ""
     connection = form.get("connection")
     connection = connection if isinstance(connection, str) and connection else None
-    if days and (not days.isdigit() or not 1 <= int(days) <= MAX_EXPIRY_DAYS):
+    if days and (not digits(days) or not 1 <= int(days) <= MAX_EXPIRY_DAYS):
         raise AdminRefused(400, f"expires in: a whole number of days, 1 to {MAX_EXPIRY_DAYS}")
     try:
         token_id, token = await run_in_threadpool(
@@ -77,7 +78,7 @@ async def revoke(request: Request) -> Response:
     form = await form_with_csrf(request)
     tenant = tenant_of(request, principal, form)
     raw = request.path_params["token_id"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not digits(raw) or len(raw) > 9:
         raise AdminRefused(404, "no such SCIM token")
     await call(tokens.revoke_token, ctx_of(request), tenant, int(raw), actor=principal.actor)
     return redirect(f"/admin/scim-tokens?tenant={tenant}&revoked={raw}")

@@ -101,6 +101,12 @@ async def require_admin(request: Request) -> AdminPrincipal:
     return principal
 
 
+def digits(value: str) -> bool:
+    """Whether ``value`` is ASCII digits only (``str.isdigit`` also takes "²", which ``int``
+    then refuses)."""
+    return value.isascii() and value.isdigit()
+
+
 def same_origin(request: Request) -> bool:
     """False when the browser says the request comes from another site (``Sec-Fetch-Site``
     or ``Origin``); True when it does not say (non-browser clients, old browsers): the CSRF

@@ -13,6 +13,7 @@ from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
     check_tenant,
+    digits,
     form_with_csrf,
     redirect,
     render,
@@ -37,7 +38,7 @@ def _text(form: object, name: str) -> str:
 
 
 def _int(value: str) -> int:
-    if not value.isdigit() or len(value) > 10:
+    if not digits(value) or len(value) > 10:
         raise AdminRefused(400, "a number is expected")
     return int(value)
 

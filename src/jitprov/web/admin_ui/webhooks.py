@@ -12,6 +12,7 @@ from jitprov.services import webhooks
 from jitprov.web.admin_ui.shell import (
     AdminRefused,
     call,
+    digits,
     form_with_csrf,
     redirect,
     render,
@@ -41,7 +42,7 @@ async def list_webhooks(request: Request) -> Response:
                             limit=RECENT_DELIVERIES)
     urls = {e.id: shown_url(e.url) for e in endpoints}
     replayed = request.query_params.get("replayed")
-    flash = f"Delivery {replayed} queued again." if replayed and replayed.isdigit() else None
+    flash = f"Delivery {replayed} queued again." if replayed and digits(replayed) else None
     return render(request, "admin/webhooks.html", principal, tenant=tenant,
                   endpoints=endpoints, urls=urls, deliveries=deliveries, status=status,
                   statuses=STATUSES, flash=flash)
@@ -52,7 +53,7 @@ async def replay(request: Request) -> Response:
     form = await form_with_csrf(request)
     tenant = tenant_of(request, principal, form)
     raw = request.path_params["delivery_id"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not digits(raw) or len(raw) > 9:
         raise AdminRefused(404, "no such delivery")
     delivery_id = int(raw)
     ctx = ctx_of(request)
