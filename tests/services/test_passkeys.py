@@ -162,6 +162,19 @@ def test_a_user_handle_of_another_account_is_refused(ctx: ServiceContext) -> Non
     assert refused.value.code == "wrong_user_handle"
 
 
+def test_a_sign_in_without_a_user_handle_is_refused(ctx: ServiceContext) -> None:
+    # username-less: nobody was identified before the ceremony (WebAuthn L3 section 7.2 step 6)
+    setup_connection(ctx)
+    _, authenticator = enrolled(ctx)
+    answer = authenticator.authenticate(passkeys.begin_authentication(ctx, RP))
+    answer["response"].pop("userHandle", None)
+
+    with pytest.raises(PasskeyRefused) as refused:
+        passkeys.finish_authentication(ctx, RP, answer)
+
+    assert refused.value.code == "wrong_user_handle"
+
+
 def test_a_deactivated_account_cannot_sign_in_with_its_passkey(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     account_id, authenticator = enrolled(ctx)

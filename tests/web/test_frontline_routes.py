@@ -3,6 +3,7 @@ cookie, no-store and CSP on every page, and the admin API for passkeys and devic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,6 +133,25 @@ def test_an_enrolment_link_works_once(client: TestClient, ctx: ServiceContext) -
     code = kiosk(client, ctx)
     r = client.post("/device/enrol", data={"code": code})
     assert r.status_code == 400
+
+
+def test_cross_site_form_posts_are_refused(client: TestClient, ctx: ServiceContext) -> None:
+    # a page of another site cannot make this browser revoke its passkeys or enrol as a kiosk
+    sign_in(client)
+    enrol_passkey(client)
+    listed = client.get("/passkeys").text
+    passkey_id = re.findall(r'action="/passkeys/(\d+)/revoke"', listed)[0]
+    registered = devices.register_device(ctx, "hospital", name="Ward 3", location="Ward 3")
+    cross = {"Sec-Fetch-Site": "cross-site"}
+
+    revoke = client.post(f"/passkeys/{passkey_id}/revoke", headers=cross)
+    enrol = client.post("/device/enrol", data={"code": registered.code},
+                        headers={"Origin": "https://evil.example"})
+
+    assert (revoke.status_code, enrol.status_code) == (403, 403)
+    assert f"/passkeys/{passkey_id}/revoke" in client.get("/passkeys").text
+    assert client.post("/passkeys/%C2%B2/revoke").status_code == 400  # not a 500
+    assert client.post("/device/enrol", data={"code": registered.code}).status_code == 303
 
 
 @pytest.fixture

@@ -250,9 +250,12 @@ def finish_authentication(ctx: ServiceContext, rp: RelyingParty,
                                  "was removed)", request_id, status=403)
         facts = uow.frontline.sign_in_facts(passkey.account_id)
         try:
-            if handle is not None and not hmac.compare_digest(
-                    handle, user_handle(passkey.account_id)):
-                raise WebAuthnError("wrong_user_handle", "the userHandle names another account")
+            # WebAuthn L3 section 7.2 step 6: the user was not identified before this
+            # (username-less) ceremony, so the userHandle must be present and name the owner
+            if handle is None or not hmac.compare_digest(handle,
+                                                         user_handle(passkey.account_id)):
+                raise WebAuthnError("wrong_user_handle", "the userHandle is missing or names "
+                                    "another account")
             assertion = verify_authentication(
                 rp, credential, challenge=challenge, public_key=passkey.public_key,
                 sign_count=passkey.sign_count, backup_eligible=passkey.backup_eligible)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -32,7 +32,13 @@ from jitprov.core.errors import JitprovError
 from jitprov.services import admin_console
 from jitprov.services.admin_console import AdminPrincipal, tokens_match
 from jitprov.web.errors import STATUS
-from jitprov.web.routes.common import ctx_of, secure_cookies, settings_of, templates_of
+from jitprov.web.routes.common import (
+    ctx_of,
+    same_origin,
+    secure_cookies,
+    settings_of,
+    templates_of,
+)
 
 T = TypeVar("T")
 
@@ -105,25 +111,6 @@ def digits(value: str) -> bool:
     """Whether ``value`` is ASCII digits only (``str.isdigit`` also takes "²", which ``int``
     then refuses)."""
     return value.isascii() and value.isdigit()
-
-
-def same_origin(request: Request) -> bool:
-    """False when the browser says the request comes from another site (``Sec-Fetch-Site``
-    or ``Origin``); True when it does not say (non-browser clients, old browsers): the CSRF
-    token is the check then."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        return site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    allowed = {_origin(settings_of(request).base_url), _origin(str(request.base_url))}
-    return origin.rstrip("/") in allowed
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def read_form(request: Request) -> FormData:

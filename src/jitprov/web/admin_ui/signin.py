@@ -19,10 +19,9 @@ from jitprov.web.admin_ui.shell import (
     redirect,
     render,
     require_admin,
-    same_origin,
     set_admin_cookie,
 )
-from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
+from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, same_origin, settings_of
 
 
 def _next(value: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,3 +66,22 @@ def set_login_cookie(request: Request, response: Response, state: str, nonce: st
 def clear_login_cookie(request: Request, response: Response, state: str) -> None:
     response.delete_cookie(login_cookie_name(state), httponly=True, samesite="lax",
                            secure=secure_cookies(request), path="/sso/")
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another site (``Sec-Fetch-Site``
+    or ``Origin``); True when it does not say (non-browser clients, old browsers): the CSRF
+    token is the check then."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = {_origin(settings_of(request).base_url), _origin(str(request.base_url))}
+    return origin.rstrip("/") in allowed
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

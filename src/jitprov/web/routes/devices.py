@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, devices, passkeys
@@ -15,6 +15,7 @@ from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,
     ctx_of,
+    same_origin,
     secure_cookies,
     settings_of,
     templates_of,
@@ -57,6 +58,9 @@ async def enrol_page(request: Request) -> Response:
 
 
 async def enrol(request: Request) -> Response:
+    if not same_origin(request):  # another site must not turn this browser into its kiosk
+        return PlainTextResponse("cross-site request refused", status_code=403,
+                                 headers=NO_STORE)
     form = await request.form()
     _device_record, credential = await run_in_threadpool(
         lambda: devices.enrol_device(ctx_of(request), str(form.get("code", "")),

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.webauthn import RelyingParty
@@ -20,6 +20,7 @@ from jitprov.services.sessions import current_session
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     ctx_of,
+    same_origin,
     set_session_cookie,
     settings_of,
     templates_of,
@@ -102,14 +103,17 @@ async def register(request: Request) -> Response:
 
 
 async def revoke(request: Request) -> Response:
+    if not same_origin(request):  # a form POST: refuse one another site makes the browser send
+        return PlainTextResponse("cross-site request refused", status_code=403,
+                                 headers=NO_STORE)
     ctx = ctx_of(request)
     signed_in = await run_in_threadpool(current_session, ctx, request.cookies.get(SESSION_COOKIE))
     if signed_in is None:
         return RedirectResponse("/passkeys/sign-in", status_code=303, headers=NO_STORE)
-    try:
-        passkey_id = int(request.path_params["passkey_id"])
-    except ValueError as exc:
-        raise InvalidInput("no such passkey") from exc
+    raw = str(request.path_params["passkey_id"])
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise InvalidInput("no such passkey")
+    passkey_id = int(raw)
     account_id = signed_in.view.account.id
     await run_in_threadpool(lambda: passkeys.revoke_passkey(
         ctx, passkey_id, actor=f"account:{account_id}", owner=account_id,
