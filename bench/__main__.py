@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import (
+    code_exchange,
     forward_auth,
     frontline,
     lifecycle,
@@ -28,7 +29,8 @@ RESULTS = Path(__file__).with_name("results")
 BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "forward_auth": forward_auth.run, "lifecycle": lifecycle.run,
               "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
-              "saml": saml.run, "frontline": frontline.run}
+              "saml": saml.run, "frontline": frontline.run,
+              "code_exchange": code_exchange.run}
 
 
 def machine() -> dict[str, object]:
