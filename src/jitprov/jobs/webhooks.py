@@ -1,4 +1,6 @@
-"""The webhook worker of ``serve``: one pass a second, on every node (the claim is safe)."""
+"""The webhook worker of ``serve``, on every node (the claim is safe): passes back to back while
+they find work (at start, and while a surge's announcements drain at the speed of the
+receivers), then one pass every ``every``."""
 
 from __future__ import annotations
 
@@ -15,12 +17,15 @@ log = logging.getLogger("jitprov.jobs")
 def run_periodically(ctx: ServiceContext, every: timedelta,
                      stop: threading.Event) -> threading.Thread:
     def loop() -> None:
-        while not stop.wait(every.total_seconds()):
+        pause = 0.0  # at start, deliver what waits at once
+        while not stop.wait(pause):
+            pause = every.total_seconds()
             try:
                 report = deliver_due(ctx)
                 if report.delivered or report.failed:
                     log.info("webhooks: %d delivered, %d failed", report.delivered,
                              report.failed)
+                    pause = 0  # more may be due: a failed send is rescheduled, not retried now
             except Exception:
                 log.exception("webhook pass failed; retrying at the next one")
 

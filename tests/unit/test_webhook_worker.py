@@ -1,0 +1,38 @@
+"""The webhook worker runs its passes back to back while they find work, then waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitprov.jobs import webhooks
+from jitprov.services.webhooks import RunReport
+
+
+def test_passes_run_back_to_back_while_they_send_then_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = [20, 20, 7, 0, 0]  # what each pass sends: a backlog of 47, then nothing
+    passes: list[float] = []
+    done = threading.Event()
+
+    def deliver_due(ctx: Any) -> RunReport:
+        passes.append(time.monotonic())
+        n = sent.pop(0) if sent else 0
+        if len(passes) == 4:
+            done.set()
+        return RunReport(dispatched=0, delivered=n, failed=0)
+
+    monkeypatch.setattr(webhooks, "deliver_due", deliver_due)
+    stop = threading.Event()
+    webhooks.run_periodically(None, timedelta(hours=1), stop)  # type: ignore[arg-type]
+    try:
+        # at start and through the backlog without waiting: four passes long before an hour
+        assert done.wait(10)
+        time.sleep(0.2)
+        assert len(passes) == 4  # the idle fourth pass waits for the next period
+    finally:
+        stop.set()
