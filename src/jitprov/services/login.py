@@ -15,12 +15,13 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from jitprov.core.audit import AuditEvent
-from jitprov.core.errors import JitprovError
+from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.core.identity import Account, ExternalIdentity
 from jitprov.core.mapping import MappedIdentity, Policy
 from jitprov.core.provisioning import (
@@ -174,6 +175,24 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
         return result
     raise LoginRefused("busy", "the login could not be completed because of concurrent "
                        "updates; try again", request_id)
+
+
+@contextmanager
+def failures_audited(ctx: ServiceContext, connection_slug: str,
+                     request_id: str | None) -> Iterator[None]:
+    """Around a protocol adapter's work before the decision (verify the response, redeem the
+    code): whatever it refuses is audited as ``login.failed`` and raised again; a ValueError
+    or TypeError (an unreadable sealed key, say) becomes a readable InvalidInput, never a 500."""
+    try:
+        yield
+    except JitprovError as exc:
+        record_login_failure(ctx, connection_slug, exc.code, str(exc), request_id=request_id)
+        raise
+    except (ValueError, TypeError) as exc:
+        record_login_failure(ctx, connection_slug, "misconfigured", type(exc).__name__,
+                             request_id=request_id)
+        raise InvalidInput("this sign-in connection is misconfigured; tell the "
+                           "administrator") from exc
 
 
 def record_login_failure(ctx: ServiceContext, connection_slug: str, code: str, reason: str, *,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from joserfc.jwk import ECKey
 
-from jitprov.core.errors import InvalidInput, JitprovError
+from jitprov.core.errors import InvalidInput
 from jitprov.protocols.oidc import (
     OidcConfig,
     OidcError,
@@ -32,6 +32,7 @@ from jitprov.services.login import (
     LoginResult,
     LoginState,
     consume_login_request,
+    failures_audited,
     hash_token,
     provision_on_login,
     record_login_failure,
@@ -88,7 +89,7 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
                                    LoginState(params.get("state", ""), browser),
                                    request_id=request_id)
     conn = ctx.connections.get(connection_slug)
-    try:
+    with failures_audited(ctx, conn.slug, request_id):
         config = connection_config(conn)
         metadata = provider_metadata(ctx, config)
         check_response_issuer(metadata, params.get("iss"))
@@ -113,14 +114,6 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         userinfo = (fetch_userinfo(ctx.http, metadata, tokens.access_token,
                                    subject=str(claims["sub"])) if config.userinfo else None)
         identity = identity_from_claims(claims, userinfo)
-    except JitprovError as exc:  # anything before the decision: audited, then shown
-        record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)
-        raise
-    except (ValueError, TypeError) as exc:  # an unreadable sealed key, say: never a 500
-        record_login_failure(ctx, conn.slug, "misconfigured", type(exc).__name__,
-                             request_id=request_id)
-        raise InvalidInput("this sign-in connection is misconfigured; tell the "
-                           "administrator") from exc
     result = provision_on_login(ctx, conn.slug, identity, request_id=request_id,
                                 user_agent=user_agent, previous_session=previous_session)
     return dataclasses.replace(result, return_to=record.return_to)

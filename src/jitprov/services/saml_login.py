@@ -39,6 +39,7 @@ from jitprov.services.login import (
     LoginRefused,
     LoginResult,
     LoginState,
+    failures_audited,
     hash_token,
     provision_on_login,
     record_login_failure,
@@ -150,7 +151,7 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
     kind, value = classify_relay_state(relay_state, base_url)
     expected: str | None = None
     login: LoginState | None = None
-    try:
+    with failures_audited(ctx, conn.slug, request_id):
         config = connection_config(conn)
         if kind == "refused":
             raise LoginRefused("relay_state_refused", "the identity provider sent the "
@@ -163,21 +164,11 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
         if kind == "sp":
             login = LoginState(value or "", browser)
             expected = _request_id_of(ctx, conn, login, request_id)
-    except JitprovError as exc:
-        record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)
-        raise
-    try:
+    with failures_audited(ctx, conn.slug, request_id):
         sp = sp_for(ctx, conn, config, base_url)
         assertion = validate_response(saml_response, sp=sp, config=config,
                                       expected_in_response_to=expected, now=ctx.clock())
-    except JitprovError as exc:  # anything before the decision: audited, then shown
-        record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)
-        raise
-    except (ValueError, TypeError) as exc:  # an unreadable sealed key, say: never a 500
-        record_login_failure(ctx, conn.slug, "misconfigured", type(exc).__name__,
-                             request_id=request_id)
-        raise InvalidInput("this sign-in connection is misconfigured; tell the "
-                           "administrator") from exc
+
     def spend_assertion(uow: UnitOfWork) -> None:
         # In the provisioning transaction, before the decision: the assertion is spent exactly
         # when a login (or its denial) commits, and of two nodes racing with one assertion the
