@@ -37,7 +37,7 @@ imports: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/core -q
 
 ## make bench: run every benchmark in bench/ and write bench/results/report.{json,md}
 bench: $(VENV)/.installed-dev

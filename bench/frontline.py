@@ -16,16 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from tests.services.helpers import nurse, setup_connection
-from tests.services.passkey_fakes import SoftAuthenticator
 
 from jitprov.protocols.webauthn import RelyingParty
 from jitprov.services import devices, passkeys
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database, normalise_url
+from jitprov.testing.authenticator import SoftAuthenticator
+from jitprov.testing.builders import nurse, setup_connection
 from jitprov.web.app import create_app
 
 RP = RelyingParty.from_base_url("http://testserver")

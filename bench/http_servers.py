@@ -1,4 +1,4 @@
-"""Which HTTP server in production (issue #10): the same app under uvicorn (h11 + asyncio, the
+"""Which HTTP server in production: the same app under uvicorn (h11 + asyncio, the
 pure-Python baseline), uvicorn (httptools + uvloop) and granian (ASGI, 1 worker), each a
 separate process on a loopback port serving an import-string factory on a migrated SQLite file.
 

@@ -24,7 +24,7 @@ from jitprov.protocols.oidc import (
 )
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database
 

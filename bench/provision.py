@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from jitprov.core.identity import ExternalIdentity
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database, normalise_url
 

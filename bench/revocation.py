@@ -10,7 +10,8 @@ import statistics
 import time
 
 from bench.demo_app import demo_app, sign_in
-from jitprov.services import admin, scim_tokens
+from jitprov.services import admin
+from jitprov.services.scim import tokens as scim_tokens
 
 
 def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:

@@ -2,7 +2,7 @@
 signed Response (8 KB-class, signed assertion, 20 groups), remember the assertion ID (replay
 cache), provision_on_login with a session; SQLite and PostgreSQL, 1 caller.
 
-The AuthnRequests (``start_saml_login``) and the IdP's signatures are made before the clock
+The AuthnRequests (``start_login``) and the IdP's signatures are made before the clock
 starts; HTTP parsing of the ACS form is not included (see performance-notes.md for it).
 """
 
@@ -11,21 +11,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from tests.services.saml_fakes import FakeSamlIdp, request_id_of
-
 from bench.oidc import _measure
 from bench.provision import databases
 from jitprov.protocols.saml import validate_response
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.services.saml_login import (
-    complete_saml_login,
-    connection_config,
-    sp_for,
-    start_saml_login,
-)
+from jitprov.services.login.kinds import start_login
+from jitprov.services.login.saml import complete_saml_login, connection_config, sp_for
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database
+from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
 
 BASE_URL = "https://sso.bench.example"
 ACS = f"{BASE_URL}/sso/bench/saml/acs"
@@ -73,8 +68,8 @@ def _run_on(ctx: ServiceContext, db_name: str, idp: FakeSamlIdp,
         """(RelayState, signed SAMLResponse) of one started login per subject."""
         out = []
         for n in subjects:
-            state, location = start_saml_login(ctx, "bench", "/", browser_nonce="b",
-                                               base_url=BASE_URL)
+            state, location = start_login(ctx, "bench", "/", browser_nonce="b",
+                                          base_url=BASE_URL, dev_mode=False)
             out.append((state, idp.response(
                 acs_url=ACS, audience=AUDIENCE, subject=f"user-{n}", attributes=_attributes(n),
                 in_response_to=request_id_of(location), now=ctx.clock())))

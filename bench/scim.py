@@ -25,8 +25,9 @@ from typing import Any
 
 from bench.provision import databases
 from bench.scim_store import BIG_GROUP, populate
-from jitprov.services import admin, scim_tokens
+from jitprov.services import admin
 from jitprov.services.context import ServiceContext
+from jitprov.services.scim import tokens as scim_tokens
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store import tables as t

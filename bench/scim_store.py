@@ -33,7 +33,7 @@ def populate(db: Database, users: int, now: datetime) -> tuple[int, list[str]]:
     """A tenant with ``users`` accounts (one in ten created by JIT: no userName, no SCIM data);
     returns (tenant id, account ids in insertion order)."""
     with UnitOfWork(db) as uow:
-        tenant = uow.tenants.create("bench", "Bench", now)
+        tenant = uow.config.tenants.create("bench", "Bench", now)
         uow.commit()
     ids = [str(uuid.uuid4()) for _ in range(users)]
     with db.engine.begin() as conn:

@@ -19,7 +19,13 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Process-wide settings. ``secret_key`` encrypts connection secrets at rest (Fernet)."""
+    """Process-wide settings.
+
+    ``secret_key`` seals every secret kept at rest (OIDC client secrets, SAML SP keys, identity
+    token signing keys, webhook secrets) and keys the admin console's HMAC tokens (CSRF, the SSO
+    sign-in continuation): rotating it makes those unreadable, so it is backed up with the
+    database.
+    """
 
     database_url: str = DEFAULT_DATABASE_URL
     base_url: str = "http://127.0.0.1:8000"
@@ -46,7 +52,8 @@ class Settings:
 
 def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False) -> Settings:
     """Read ``JITPROV_DATABASE_URL``, ``JITPROV_BASE_URL``, ``JITPROV_SECRET_KEY``,
-    ``JITPROV_SESSION_TTL_MINUTES``. Without a secret key, one is created in
+    ``JITPROV_SESSION_TTL_MINUTES``, ``JITPROV_FORWARD_AUTH_HEADER_PREFIX`` and
+    ``JITPROV_WEBHOOK_ALLOW_PRIVATE``. Without a secret key, one is created in
     ``var/secret.key`` (mode 0600) so the embedded setup works out of the box."""
     env = dict(os.environ) if environ is None else environ
     ttl_text = env.get("JITPROV_SESSION_TTL_MINUTES", "720")

@@ -15,7 +15,7 @@ from jitprov.services import admin
 from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import load_settings
 from jitprov.store.database import Database, normalise_url
-from tests.services.helpers import HOSPITAL, setup_connection
+from jitprov.testing.builders import HOSPITAL, setup_connection
 
 GOOD = HOSPITAL.format(linking="never")
 
@@ -166,8 +166,8 @@ def test_unusable_database_url_is_one_line(capsys: pytest.CaptureFixture[str], t
 
 def test_users_deactivate_and_reactivate(capsys: pytest.CaptureFixture[str],
                                          workdir: Path) -> None:
-    from jitprov.services.login import provision_on_login
-    from tests.services.helpers import nurse
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.testing.builders import nurse
 
     ctx = cli_context()
     setup_connection(ctx)
@@ -182,8 +182,8 @@ def test_users_deactivate_and_reactivate(capsys: pytest.CaptureFixture[str],
 
 
 def test_approvals_list_and_approve(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    from jitprov.services.login import provision_on_login
-    from tests.services.helpers import nurse
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.testing.builders import nurse
 
     ctx = cli_context()
     setup_connection(ctx)
@@ -200,8 +200,8 @@ def test_approvals_list_and_approve(capsys: pytest.CaptureFixture[str], workdir:
 
 def test_lifecycle_sweep_dry_run_prints_what_would_change(
         capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    from jitprov.services.login import provision_on_login
-    from tests.services.helpers import nurse
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.testing.builders import nurse
 
     ctx = cli_context()
     setup_connection(ctx)
@@ -224,7 +224,7 @@ def test_set_policy_changes_only_what_is_given(capsys: pytest.CaptureFixture[str
     assert run(capsys, "tenant", "set-policy", "clinic", "--audit-retention-days", "400")[0] == 0
     ctx = cli_context()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        settings = uow.tenants.settings(uow.tenants.get("clinic").id)
+        settings = uow.config.tenants.settings(uow.config.tenants.get("clinic").id)
     ctx.db.dispose()
     assert settings["dormant"]["deactivate_days"] == 90  # type: ignore[index]
     assert settings["audit_retention_days"] == 400

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from jitprov.services import admin, audit_export
+from jitprov.testing.saml_idp import SAML_MAPPING, FakeSamlIdp
 from tests.cli.test_cli import cli_context, run
-from tests.services.saml_fakes import SAML_MAPPING, FakeSamlIdp
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jitprov.services import scim_tokens
+from jitprov.services.scim import tokens as scim_tokens
 from jitprov.store.unit_of_work import UnitOfWork
 from tests.cli.test_cli import cli_context, run
 
@@ -61,7 +61,7 @@ def test_set_policy_takes_the_scim_keys(capsys: pytest.CaptureFixture[str],
     ctx = cli_context()
     try:
         with UnitOfWork(ctx.db, readonly=True) as uow:
-            settings = uow.tenants.settings(uow.tenants.get("hospital").id)
+            settings = uow.config.tenants.settings(uow.config.tenants.get("hospital").id)
     finally:
         ctx.db.dispose()
     assert (settings["scim_delete"], settings["scim_on_existing"]) == ("erase", "adopt")

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jitprov.testing.saml_idp import FakeSamlIdp
 from tests.e2e.test_demo_in_browser import CHROMIUM, CHROMIUM_ARGS, free_port
-from tests.services.saml_fakes import FakeSamlIdp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

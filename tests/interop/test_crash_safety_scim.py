@@ -24,8 +24,9 @@ import pytest
 import sqlalchemy as sa
 from bench.surge import SECRET, Login, Node, cluster, signing_key, surge
 
-from jitprov.services import audit_export, scim_tokens, webhooks
+from jitprov.services import audit_export, webhooks
 from jitprov.services.context import build_context
+from jitprov.services.scim import tokens as scim_tokens
 from jitprov.settings import Settings
 from jitprov.store.database import Database, normalise_url
 from tests.conftest import _truncate_postgres

@@ -13,14 +13,14 @@ from starlette.testclient import TestClient
 from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
-from jitprov.services.oidc_login import new_client_key
+from jitprov.services.login.oidc import new_client_key
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
+from jitprov.testing.builders import HOSPITAL
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY
 from tests.interop.oidc_op import OpenIdProvider, complete_login
-from tests.services.helpers import HOSPITAL
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("oidc_op_available")]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from jitprov.core.errors import InvalidInput
-from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.protocols.saml import IdpMetadata, SamlConfig, SamlKind
+from jitprov.services.login.kinds import CONNECTION_KINDS
 
 KEYS = Path(__file__).resolve().parents[1] / "vectors" / "saml" / "keys"
 IDP_CERT = (KEYS / "idp.crt").read_text()

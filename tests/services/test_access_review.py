@@ -6,18 +6,18 @@ import csv
 import io
 import json
 
-from jitprov.services import approvals
+from jitprov.services import accounts
 from jitprov.services.audit_export import access_review
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
-from tests.services.helpers import nurse, setup_connection
+from jitprov.services.login.flow import provision_on_login
+from jitprov.testing.builders import nurse, setup_connection
 
 
 def test_access_review_lists_each_grant_with_its_provenance(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
-    [request] = approvals.list_requests(ctx, "hospital")
-    approvals.decide_request(ctx, request.id, approve=True, reason="lead",
+    [request] = accounts.list_requests(ctx, "hospital")
+    accounts.decide_request(ctx, request.id, approve=True, reason="lead",
                              approver="cli:matron")
     rows = list(csv.DictReader(io.StringIO(access_review(ctx, "hospital", "csv"))))
     assert [(r["email"], r["role"], r["source"], r["granted_by"]) for r in rows] == [

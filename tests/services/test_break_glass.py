@@ -8,12 +8,12 @@ import pytest
 
 from jitprov.core.errors import Conflict, InvalidInput
 from jitprov.services import admin, audit_export, break_glass
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import LoginRefused
 from jitprov.services.sessions import current_session
 from jitprov.store.unit_of_work import UnitOfWork
+from jitprov.testing.builders import setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import setup_connection
 
 
 def issue(ctx: ServiceContext, minutes: int = 60) -> break_glass.IssuedCode:

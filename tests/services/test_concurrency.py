@@ -9,11 +9,11 @@ from typing import Any
 
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import TEST_SECRET_KEY
-from tests.services.helpers import nurse, setup_connection
 
 LOGINS = 50
 

@@ -6,12 +6,13 @@ import pytest
 
 from jitprov.core.provisioning import Update
 from jitprov.services import admin, context
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import LoginRefused, provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database
+from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
 from tests.conftest import TEST_SECRET_KEY
-from tests.services.helpers import HOSPITAL, nurse, setup_connection
 
 
 class Monotonic:

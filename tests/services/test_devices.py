@@ -12,11 +12,11 @@ from jitprov.services import audit_export, devices, passkeys
 from jitprov.services.context import ServiceContext
 from jitprov.services.devices import FrontlinePolicy, next_shift_boundary
 from jitprov.services.sessions import current_session
-from jitprov.store.frontline import DeviceRecord
+from jitprov.store.devices import DeviceRecord
 from jitprov.store.unit_of_work import UnitOfWork
+from jitprov.testing.authenticator import SoftAuthenticator
+from jitprov.testing.builders import setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import setup_connection
-from tests.services.passkey_fakes import SoftAuthenticator
 from tests.services.test_passkeys import enrolled
 
 RP = RelyingParty.from_base_url("http://testserver")
@@ -173,8 +173,8 @@ def test_a_passkey_of_another_tenant_is_refused_on_the_device(ctx: ServiceContex
     setup_connection(ctx)
     setup_connection(ctx, tenant="clinic", slug="clinic-idp")
     device = kiosk(ctx)
-    from jitprov.services.login import provision_on_login
-    from tests.services.helpers import nurse
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.testing.builders import nurse
 
     result = provision_on_login(ctx, "clinic-idp", nurse("c-1"))
     key = SoftAuthenticator()
@@ -205,8 +205,8 @@ def test_an_sso_session_on_the_device_is_adopted_with_its_limits(
         ctx: ServiceContext, clock: Clock) -> None:
     setup_connection(ctx)
     device = kiosk(ctx, idle_seconds=60)
-    from jitprov.services.login import provision_on_login
-    from tests.services.helpers import nurse
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.testing.builders import nurse
 
     token = provision_on_login(ctx, "idp", nurse()).session_token
 

@@ -6,18 +6,19 @@ import pytest
 
 from jitprov.core.errors import InvalidInput
 from jitprov.core.provisioning import Changes
-from jitprov.services import admin, audit_export, lifecycle
+from jitprov.services import accounts, admin, audit_export, lifecycle
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import LoginRefused, provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.sessions import current_session
 from jitprov.store.unit_of_work import UnitOfWork
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import nurse, setup_connection
 
 
 def seed(ctx: ServiceContext, *, kind: str = "user", provisioned_by: str = "scim") -> None:
     with UnitOfWork(ctx.db) as uow:
-        uow.accounts.create(tenant_id=uow.tenants.get("hospital").id, kind=kind,  # type: ignore[arg-type]
+        uow.accounts.create(tenant_id=uow.config.tenants.get("hospital").id, kind=kind,  # type: ignore[arg-type]
                             provisioned_by=provisioned_by,  # type: ignore[arg-type]
                             changes=Changes(profile={"email": (None, f"{kind}@h.example")}),
                             now=ctx.clock())
@@ -99,7 +100,7 @@ def test_deactivated_accounts_are_deleted_after_the_grace_period(
     lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=None,
                                  delete_after_days=30)
     account_id = provision_on_login(ctx, "idp", nurse()).account_id
-    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    accounts.set_account_status(ctx, account_id, "deactivated", reason="left")
     clock.advance(days=29)
     assert lifecycle.sweep(ctx)[0].deleted == []
     clock.advance(days=2)
@@ -157,7 +158,7 @@ def test_retention_has_a_floor(ctx: ServiceContext) -> None:
 
 def test_a_sign_in_that_races_the_sweep_wins(ctx: ServiceContext, clock: Clock,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from jitprov.store.repositories import AccountRepository
+    from jitprov.store.accounts import AccountRepository
 
     setup_connection(ctx)
     lifecycle.set_dormant_policy(ctx, "hospital", warn_days=None, deactivate_days=30)
@@ -203,7 +204,7 @@ def test_sweep_writes_in_batches_and_each_change_once(ctx: ServiceContext, clock
 
 def test_a_warning_planned_before_a_sign_in_is_not_written(
         ctx: ServiceContext, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jitprov.store.repositories import AccountRepository
+    from jitprov.store.accounts import AccountRepository
 
     setup_connection(ctx)
     lifecycle.set_dormant_policy(ctx, "hospital", warn_days=30, deactivate_days=60)

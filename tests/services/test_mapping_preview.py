@@ -16,12 +16,13 @@ from jitprov.core.provisioning import Deny, NoChange, Update
 from jitprov.core.recorded_claims import REDACTED, redact_claims
 from jitprov.jobs.purge import purge_recorded_claims
 from jitprov.services import admin, mapping_preview
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import LoginRefused, provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.store import tables as t
 from jitprov.store.database import Database
+from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import HOSPITAL, nurse, setup_connection
 
 CURRENT = HOSPITAL.format(linking="never")
 

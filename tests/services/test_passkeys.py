@@ -8,17 +8,23 @@ from datetime import timedelta
 import pytest
 
 from jitprov.protocols.webauthn import RelyingParty
-from jitprov.services import admin, audit_export, passkeys
+from jitprov.services import accounts, admin, audit_export, passkeys
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
 from jitprov.services.passkeys import PasskeyRefused
 from jitprov.services.sessions import current_session
 from jitprov.store.unit_of_work import UnitOfWork
+from jitprov.testing.authenticator import SoftAuthenticator
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import nurse, setup_connection
-from tests.services.passkey_fakes import SoftAuthenticator
 
 RP = RelyingParty.from_base_url("http://testserver")
+
+
+def idp_reachable(ctx: ServiceContext, connection: str) -> bool:
+    """What the connection health reads now (the passkey sign-in's view of the IdP)."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        return uow.devices.health.get(uow.config.connections.get(connection).id).reachable
 
 
 def sso_login(ctx: ServiceContext, subject: str = "u-1", **claims: object) -> tuple[str, str]:
@@ -178,7 +184,7 @@ def test_a_sign_in_without_a_user_handle_is_refused(ctx: ServiceContext) -> None
 def test_a_deactivated_account_cannot_sign_in_with_its_passkey(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     account_id, authenticator = enrolled(ctx)
-    admin.set_account_status(ctx, account_id, "deactivated", reason="left the hospital")
+    accounts.set_account_status(ctx, account_id, "deactivated", reason="left the hospital")
 
     with pytest.raises(PasskeyRefused) as refused:
         sign_in(ctx, authenticator)
@@ -303,7 +309,7 @@ def test_the_probe_records_an_unreachable_oidc_idp_and_its_return(
         ctx: ServiceContext, clock: Clock) -> None:
     import httpx
 
-    from tests.services.helpers import HOSPITAL
+    from jitprov.testing.builders import HOSPITAL
 
     up = {"value": False}
 
@@ -321,11 +327,11 @@ def test_the_probe_records_an_unreachable_oidc_idp_and_its_return(
                               mapping_source="h.yaml", check_provider=False)
 
     assert passkeys.probe_idps(ctx) == {"okta": False}
-    assert passkeys.idp_reachable(ctx, "okta") is False
+    assert idp_reachable(ctx, "okta") is False
     up["value"] = True
     clock.advance(seconds=30)
     assert passkeys.probe_idps(ctx) == {"okta": True}
-    assert passkeys.idp_reachable(ctx, "okta") is True
+    assert idp_reachable(ctx, "okta") is True
 
 
 def test_a_declared_outage_holds_until_an_admin_ends_it(ctx: ServiceContext,
@@ -336,8 +342,8 @@ def test_a_declared_outage_holds_until_an_admin_ends_it(ctx: ServiceContext,
 
     passkeys.record_idp_health(ctx, "idp", ok=True)  # what a probe would record
 
-    assert passkeys.idp_reachable(ctx, "idp") is False
+    assert idp_reachable(ctx, "idp") is False
     clock.advance(seconds=30)
     passkeys.record_idp_health(ctx, "idp", ok=True, actor="cli:ops")
-    assert passkeys.idp_reachable(ctx, "idp") is True
+    assert idp_reachable(ctx, "idp") is True
     assert event_types(ctx).count("connection.health_declared") == 2

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from jitprov.jobs.purge import purge_expired
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
-from jitprov.services.sessions import begin_login, current_session
+from jitprov.services.login.flow import provision_on_login
+from jitprov.services.login.kinds import begin_login
+from jitprov.services.sessions import current_session
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import nurse, setup_connection
 
 
 def test_purge_removes_long_expired_sessions_and_stale_login_requests(

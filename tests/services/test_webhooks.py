@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from jitprov.services import admin, audit_export, webhooks
+from jitprov.services import accounts, admin, audit_export, webhooks
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import nurse, setup_connection
 
 #: one event per account change (no role.* or approval.* ones), to count deliveries simply
 ACCOUNT_EVENTS = ["account.created", "account.updated", "account.deactivated"]
@@ -96,7 +96,7 @@ def test_only_subscribed_types_of_the_tenant_are_sent(ctx: ServiceContext,
     webhooks.add_endpoint(ctx, "hospital", receiver.url, ["account.deactivated"])
     webhooks.add_endpoint(ctx, "clinic", receiver.url, ["*"])
     account_id = provision_on_login(ctx, "idp", nurse()).account_id
-    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    accounts.set_account_status(ctx, account_id, "deactivated", reason="left")
     webhooks.deliver_due(ctx)
     types = [json.loads(body)["type"] for _, body in receiver.received]
     assert types == ["account.deactivated"]
@@ -231,16 +231,15 @@ def test_a_late_result_never_undoes_another_workers_delivery(
     from jitprov.store.unit_of_work import UnitOfWork
 
     with UnitOfWork(ctx.db) as uow:  # worker A claims, then stalls past its lease
-        uow.webhooks.fan_out(clock.now)
-        [stale] = uow.webhooks.claim_due(clock.now, lease=timedelta(seconds=1), claim="A")
+        uow.outbox.webhooks.fan_out(clock.now)
+        [stale] = uow.outbox.webhooks.claim_due(clock.now, lease=timedelta(seconds=1), claim="A")
         uow.commit()
     clock.advance(seconds=5)
     assert webhooks.deliver_due(ctx).delivered == 1  # worker B takes it over and delivers
     with UnitOfWork(ctx.db) as uow:  # A's timeout arrives late
-        written = uow.webhooks.record_attempt(stale.id, claim="A", delivered=False,
-                                              status_code=None, error="ReadTimeout",
-                                              now=clock.now,
-                                              next_attempt_at=clock.now + timedelta(minutes=1))
+        written = uow.outbox.webhooks.record_attempt(
+            stale.id, claim="A", delivered=False, status_code=None, error="ReadTimeout",
+            now=clock.now, next_attempt_at=clock.now + timedelta(minutes=1))
         uow.commit()
     assert written is False
     [delivery] = webhooks.list_deliveries(ctx, "hospital")
@@ -406,8 +405,8 @@ def test_a_dead_workers_claims_free_up_within_one_send_lease(
     for i in range(3):
         provision_on_login(ctx, "idp", nurse(subject=f"u{i}", email=f"u{i}@h.example"))
     with UnitOfWork(ctx.db) as uow:  # a worker claims a batch, then its node dies
-        uow.webhooks.fan_out(clock.now)
-        claimed = uow.webhooks.claim_due(clock.now, lease=webhooks.SEND_LEASE, claim="dead")
+        uow.outbox.webhooks.fan_out(clock.now)
+        claimed = uow.outbox.webhooks.claim_due(clock.now, lease=webhooks.SEND_LEASE, claim="dead")
         uow.commit()
     assert len(claimed) == 3
     assert webhooks.deliver_due(ctx).delivered == 0  # still leased
@@ -433,7 +432,7 @@ def test_a_delivery_taken_over_while_waiting_in_a_batch_is_not_sent_twice(
         clock.advance(seconds=25)  # each send takes 25 s: the 4th waits past its lease
         if len(receiver.ids()) == 3:
             with UnitOfWork(ctx.db) as uow:  # another worker takes what is due now
-                taken.extend(f"msg_{d.outbox_id}" for d in uow.webhooks.claim_due(
+                taken.extend(f"msg_{d.outbox_id}" for d in uow.outbox.webhooks.claim_due(
                     clock.now, lease=webhooks.SEND_LEASE, claim="other"))
                 uow.commit()
         return result

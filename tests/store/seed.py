@@ -29,7 +29,7 @@ class Clock(Protocol):
 
 def seed_tenant(db: Database, clock: Clock, slug: str = "acme") -> TenantRecord:
     with UnitOfWork(db) as uow:
-        tenant = uow.tenants.create(slug, slug.title(), clock())
+        tenant = uow.config.tenants.create(slug, slug.title(), clock())
         uow.commit()
     return tenant
 
@@ -37,7 +37,7 @@ def seed_tenant(db: Database, clock: Clock, slug: str = "acme") -> TenantRecord:
 def seed_connection(db: Database, clock: Clock, tenant: TenantRecord,
                     slug: str = "okta") -> ConnectionRecord:
     with UnitOfWork(db) as uow:
-        connection = uow.connections.add(
+        connection = uow.config.connections.add(
             tenant_id=tenant.id, slug=slug, kind="oidc", config={"issuer": ISSUER},
             secrets=None, mapping="rules: []\n", mapping_source=f"{slug}.yaml", now=clock())
         uow.commit()
@@ -71,8 +71,8 @@ def seed_account(db: Database, clock: Clock, tenant: TenantRecord, *,
             external_id_connection_id=external_id_connection_id)
         if identity is not None:
             connection, subject = identity
-            uow.accounts.add_identity(account_id=account_id, connection_id=connection.id,
-                                      subject=subject, issuer=ISSUER, now=clock())
+            uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
+                                        subject=subject, issuer=ISSUER, now=clock())
         uow.commit()
     return account_id
 

@@ -8,12 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from jitprov.core.errors import NotFound
+from jitprov.core.errors import NotFound, RaceLost
 from jitprov.core.identity import Account, PendingGrant, RoleGrant
 from jitprov.core.provisioning import Changes, apply_changes
 from jitprov.store.database import Database
 from jitprov.store.records import ConnectionRecord, IdentityLink, TenantRecord
-from jitprov.store.repositories import RaceLost
 from jitprov.store.unit_of_work import UnitOfWork
 
 from .seed import ISSUER, Clock, first_login_changes, seed_account, seed_connection
@@ -25,6 +24,7 @@ def by_email(uow: UnitOfWork, tenant: TenantRecord, *, email: str,
     return list(uow.accounts.find_link_candidates(tenant.id, connection_id=0, email=email,
                                                   external_id=external_id))
 
+
 def test_create_then_find_by_identity_returns_an_equal_account(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:
@@ -32,8 +32,8 @@ def test_create_then_find_by_identity_returns_an_equal_account(
     with UnitOfWork(db) as uow:
         account_id = uow.accounts.create(tenant_id=tenant.id, changes=changes,
                                          provisioned_by="jit", now=clock())
-        uow.accounts.add_identity(account_id=account_id, connection_id=connection.id,
-                                  subject="sub-ada", issuer=ISSUER, now=clock())
+        uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
+                                    subject="sub-ada", issuer=ISSUER, now=clock())
         uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:
@@ -183,8 +183,8 @@ def test_add_identity_twice_for_the_same_subject_raises_race_lost(
     second = seed_account(db, clock, tenant)
 
     with UnitOfWork(db) as uow, pytest.raises(RaceLost):
-        uow.accounts.add_identity(account_id=second, connection_id=connection.id,
-                                  subject="sub-ada", issuer=ISSUER, now=clock())
+        uow.identities.add_identity(account_id=second, connection_id=connection.id,
+                                    subject="sub-ada", issuer=ISSUER, now=clock())
         uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:  # the service runs the unit of work again
@@ -214,8 +214,8 @@ def test_list_and_view_include_identities(
     clock.advance(seconds=1)
     bob = seed_account(db, clock, tenant, identity=(entra, "sub-bob"))
     with UnitOfWork(db) as uow:
-        uow.accounts.add_identity(account_id=ada, connection_id=entra.id, subject="ada-2",
-                                  issuer="https://entra.example", now=clock())
+        uow.identities.add_identity(account_id=ada, connection_id=entra.id, subject="ada-2",
+                                    issuer="https://entra.example", now=clock())
         uow.commit()
     seed_account(db, clock, other_tenant)
 
@@ -252,8 +252,8 @@ def test_jit_account_is_created_logged_in_and_record_login_moves_last_login_at(
     clock.advance(days=2, microseconds=250)
 
     with UnitOfWork(db) as uow:
-        uow.accounts.record_login(account_id=account_id, connection_id=connection.id,
-                                  subject="sub-ada", now=clock())
+        uow.identities.record_login(account_id=account_id, connection_id=connection.id,
+                                    subject="sub-ada", now=clock())
         uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:
@@ -267,7 +267,7 @@ def test_queue_link_returns_false_for_a_second_open_link(
     account_id = seed_account(db, clock, tenant)
 
     def queue(uow: UnitOfWork) -> bool:
-        return uow.accounts.queue_link(
+        return uow.identities.queue_link(
             tenant_id=tenant.id, connection_id=connection.id, subject="sub-new",
             issuer=ISSUER, account_id=account_id, claims={"email": "ada@example.com"},
             now=clock())

@@ -20,15 +20,15 @@ OTHER_HASH = hashlib.sha256(b"jp_admin_other").hexdigest()
 def create(db: Database, clock: Clock, name: str = "ci", token_hash: str = HASH,
            lifetime: timedelta | None = None) -> int:
     with UnitOfWork(db) as uow:
-        token_id = uow.admin_tokens.create(name, token_hash, clock(),
-                                           None if lifetime is None else clock() + lifetime)
+        token_id = uow.config.admin_tokens.create(name, token_hash, clock(),
+                                                  None if lifetime is None else clock() + lifetime)
         uow.commit()
     return token_id
 
 
 def find_active(db: Database, clock: Clock, token_hash: str = HASH) -> tuple[int, str] | None:
     with UnitOfWork(db, readonly=True) as uow:
-        return uow.admin_tokens.find_active(token_hash, clock())
+        return uow.config.admin_tokens.find_active(token_hash, clock())
 
 
 def test_find_active_returns_id_and_name_of_the_token_with_this_hash(
@@ -58,7 +58,7 @@ def test_a_revoked_token_is_not_active(db: Database, clock: Clock) -> None:
     token_id = create(db, clock)
 
     with UnitOfWork(db) as uow:
-        uow.admin_tokens.revoke(token_id, clock())
+        uow.config.admin_tokens.revoke(token_id, clock())
         uow.commit()
 
     assert find_active(db, clock) is None
@@ -70,11 +70,11 @@ def test_list_returns_every_token_with_its_dates(db: Database, clock: Clock) -> 
     clock.advance(hours=1)
     ops = create(db, clock, "ops", OTHER_HASH)
     with UnitOfWork(db) as uow:
-        uow.admin_tokens.revoke(ci, clock())
+        uow.config.admin_tokens.revoke(ci, clock())
         uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:
-        listed = uow.admin_tokens.list()
+        listed = uow.config.admin_tokens.list()
 
     assert [(ci, "ci", created, created + timedelta(days=30), clock.now),
             (ops, "ops", clock.now, None, None)] == listed
@@ -84,11 +84,11 @@ def test_revoking_an_unknown_or_already_revoked_token_raises_not_found(
         db: Database, clock: Clock) -> None:
     token_id = create(db, clock)
     with UnitOfWork(db) as uow:
-        uow.admin_tokens.revoke(token_id, clock())
+        uow.config.admin_tokens.revoke(token_id, clock())
         uow.commit()
 
     with UnitOfWork(db) as uow:
         with pytest.raises(NotFound):
-            uow.admin_tokens.revoke(token_id, clock())
+            uow.config.admin_tokens.revoke(token_id, clock())
         with pytest.raises(NotFound):
-            uow.admin_tokens.revoke(token_id + 1000, clock())
+            uow.config.admin_tokens.revoke(token_id + 1000, clock())

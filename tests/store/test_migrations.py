@@ -9,7 +9,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from jitprov.store.database import Database, DatabaseNotReady
+from jitprov.core.errors import DatabaseNotReady
+from jitprov.store.database import Database
 from jitprov.store.tables import metadata
 
 

@@ -57,7 +57,7 @@ def account_plans(db: Database, work: Callable[[UnitOfWork], object]) -> list[st
 @pytest.fixture
 def tenant(sqlite_db: Database) -> TenantRecord:
     with UnitOfWork(sqlite_db) as uow:
-        record = uow.tenants.create("plans", "Plans", Clock()())
+        record = uow.config.tenants.create("plans", "Plans", Clock()())
         uow.commit()
     return record
 

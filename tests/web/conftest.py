@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from jitprov.services.context import ServiceContext
-from tests.services.helpers import setup_connection
+from jitprov.testing.builders import setup_connection
 from tests.web.helpers import make_client
 
 

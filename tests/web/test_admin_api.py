@@ -10,9 +10,9 @@ from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import provision_on_login
+from jitprov.services.login.flow import provision_on_login
+from jitprov.testing.builders import nurse, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import nurse, setup_connection
 from tests.web.helpers import make_client
 
 

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
+from jitprov.testing.builders import HOSPITAL, setup_connection
 from tests.conftest import Clock
-from tests.services.helpers import HOSPITAL, setup_connection
 from tests.web.helpers import make_client, sign_in
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fastapi_ward_rota.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from jitprov.services import admin
+from jitprov.services import accounts
 from jitprov.services.context import ServiceContext
 from jitprov.web.routes.forward_auth import header_list, header_value
 from tests.web.helpers import sign_in
@@ -39,7 +39,7 @@ def test_deactivated_account_is_refused_on_the_next_request(
         client: TestClient, ctx: ServiceContext) -> None:
     sign_in(client)
     account_id = client.get("/me").json()["id"]
-    admin.set_account_status(ctx, account_id, "deactivated", reason="left")
+    accounts.set_account_status(ctx, account_id, "deactivated", reason="left")
     assert client.get("/auth/verify").status_code == 401
 
 
@@ -67,9 +67,9 @@ def test_header_names_follow_the_configured_prefix(ctx: ServiceContext) -> None:
     from starlette.testclient import TestClient as Client
 
     from jitprov.settings import Settings
+    from jitprov.testing.builders import setup_connection
     from jitprov.web.app import create_app
     from tests.conftest import TEST_SECRET_KEY
-    from tests.services.helpers import setup_connection
 
     setup_connection(ctx)
     settings = Settings(base_url="http://testserver", secret_key=TEST_SECRET_KEY,

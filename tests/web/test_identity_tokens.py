@@ -92,7 +92,7 @@ def test_forward_auth_passes_a_token_the_app_can_verify(client: TestClient,
 
 
 def test_middleware_and_dependency_protect_an_app(ctx: ServiceContext, clock: Clock) -> None:
-    from tests.services.helpers import setup_connection
+    from jitprov.testing.builders import setup_connection
 
     clock.now = datetime.now(UTC)  # the app verifies against the real clock
     setup_connection(ctx)

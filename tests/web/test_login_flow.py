@@ -7,8 +7,8 @@ from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
+from jitprov.testing.builders import setup_connection
 from tests.conftest import TEST_SECRET_KEY
-from tests.services.helpers import setup_connection
 from tests.web.helpers import ME_KEYS, idp_response, make_client, sign_in, start
 
 

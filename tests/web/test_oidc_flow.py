@@ -21,9 +21,9 @@ from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
+from jitprov.testing.builders import HOSPITAL
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY, Clock
-from tests.services.helpers import HOSPITAL
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "jitprov-test"

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
 from jitprov.store import tables as t
-from tests.services.saml_fakes import BASE_URL, FakeSamlIdp, ada, add_connection, request_id_of
+from jitprov.testing.saml_idp import BASE_URL, FakeSamlIdp, ada, add_connection, request_id_of
 from tests.web.helpers import hidden_fields, make_client
 
 ACS_PATH = "/sso/idp/saml/acs"

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from jitprov.protocols.scim import discovery
-from jitprov.services import admin, scim_tokens, scim_users
+from jitprov.services import admin
 from jitprov.services.context import ServiceContext
+from jitprov.services.scim import tokens as scim_tokens
+from jitprov.services.scim.dispatch import RESOURCES
 from tests.web.scim_helpers import (
     BASE,
     GROUP_SCHEMA,
@@ -245,7 +248,7 @@ def test_an_unexpected_failure_is_a_scim_500_without_internals(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(scim_users, "get_user", broken)
+    monkeypatch.setitem(RESOURCES, "User", replace(RESOURCES["User"], get=broken))
     r = scim.get("/Users/anything")
     assert_scim_error(r, 500)
     assert "secret" not in r.text

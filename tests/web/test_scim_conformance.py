@@ -20,12 +20,12 @@ import uvicorn
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import CheckResult, Status, check_server
 
-from jitprov.services import scim_tokens
 from jitprov.services.context import ServiceContext
+from jitprov.services.scim import tokens as scim_tokens
 from jitprov.settings import Settings
+from jitprov.testing.builders import setup_connection
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY
-from tests.services.helpers import setup_connection
 
 PASSING = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
 

@@ -11,23 +11,13 @@ from typing import Annotated
 
 import typer
 
-from jitprov.services import scim_tokens
-from jitprov.services.context import ServiceContext
+from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.services.scim import tokens as scim_tokens
 
 scim_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of SCIM clients (IdPs).")
 
-DatabaseUrl = Annotated[str | None, typer.Option(
-    "--database-url", envvar="JITPROV_DATABASE_URL",
-    help="sqlite:///path or postgresql://user@host/db (default: sqlite:///var/jitprov.db)")]
 Tenant = Annotated[str, typer.Option("--tenant", help="the tenant whose /scim/v2/{tenant}/ "
                                                       "the token opens")]
-
-
-def _context(database_url: str | None) -> ServiceContext:
-    # the CLI's own context builder (settings, database disposal at exit) lives in main
-    from jitprov.cli import main
-
-    return main._context(main._settings(database_url))
 
 
 @scim_app.command("create")
@@ -44,7 +34,7 @@ def scim_token_create(
         database_url: DatabaseUrl = None) -> None:
     """Issue a SCIM bearer token for a tenant. It is shown once; only its hash is stored."""
     token_id, token = scim_tokens.create_token(
-        _context(database_url), tenant, name,
+        context_for(database_url), tenant, name,
         expires_in=timedelta(days=expires_in) if expires_in else None, connection=connection)
     typer.echo(f"SCIM token {token_id} ({name}) for tenant {tenant}; shown once, keep it safe:")
     typer.echo(token)
@@ -53,7 +43,7 @@ def scim_token_create(
 @scim_app.command("list")
 def scim_token_list(tenant: Tenant, database_url: DatabaseUrl = None) -> None:
     """The tenant's tokens (never the tokens themselves), newest first."""
-    for t in scim_tokens.list_tokens(_context(database_url), tenant):
+    for t in scim_tokens.list_tokens(context_for(database_url), tenant):
         state = "revoked" if t.revoked_at else "active"
         until = f" until {t.expires_at.isoformat(timespec='seconds')}" if t.expires_at else ""
         used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never"
@@ -64,5 +54,5 @@ def scim_token_list(tenant: Tenant, database_url: DatabaseUrl = None) -> None:
 @scim_app.command("revoke")
 def scim_token_revoke(token_id: int, tenant: Tenant, database_url: DatabaseUrl = None) -> None:
     """Revoke a token: the next request with it is 401 (within 2 seconds on other nodes)."""
-    scim_tokens.revoke_token(_context(database_url), tenant, token_id)
+    scim_tokens.revoke_token(context_for(database_url), tenant, token_id)
     typer.echo(f"SCIM token {token_id} revoked")

@@ -10,12 +10,13 @@ from importlib import resources
 import typer
 import uvicorn
 
-from jitprov.cli.frontline import enrolment_url
+from jitprov.cli.devices import enrolment_url
 from jitprov.core.errors import InvalidInput, NotFound
-from jitprov.jobs import frontline, purge, saml_metadata, webhooks
-from jitprov.protocols.connections import CONNECTION_KINDS
-from jitprov.services import admin, admin_console, devices
+from jitprov.jobs import devices as device_jobs
+from jitprov.jobs import purge, saml_metadata, webhooks
+from jitprov.services import admin, console, devices
 from jitprov.services.context import build_context
+from jitprov.services.login.kinds import CONNECTION_KINDS
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web.app import create_app
@@ -61,7 +62,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     saml_metadata.run_periodically(ctx, saml_metadata.CHECK_EVERY, stop)
-    frontline.run_periodically(ctx, frontline.PROBE_EVERY, stop)  # IdP health, challenges
+    device_jobs.run_periodically(ctx, device_jobs.PROBE_EVERY, stop)  # IdP health, challenges
     try:
         # no access log: callback URLs carry codes and states, which never go to logs
         if workers > 1:
@@ -109,7 +110,7 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         "\n"
         f"  jitprov dev is running at {settings.base_url}/\n"
         f"  Shared-device demo (passkeys, switch user): open {kiosk}\n"
-        f"  Admin console: {admin_console.create_bootstrap_link(ctx, settings.base_url).url}\n"
+        f"  Admin console: {console.create_bootstrap_link(ctx, settings.base_url).url}\n"
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")

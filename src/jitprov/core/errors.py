@@ -42,3 +42,15 @@ class MappingError(InvalidInput):
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         what = f"{self.rule}: " if self.rule else ""
         return f"{where}: {what}{self.message}"
+
+
+class RaceLost(JitprovError):
+    """Another transaction wrote the same unique key first; retry the whole unit of work."""
+
+    code = "race_lost"
+
+
+class DatabaseNotReady(JitprovError):
+    """The database is unreachable or its schema is not at the version this code needs."""
+
+    code = "database_not_ready"

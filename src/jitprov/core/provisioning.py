@@ -1,8 +1,8 @@
 """decide(): what one login does to the account store. Pure: values in, a value out.
 
-The service (``services/login.py``) carries the returned decision out in one unit of work.
+The login service (``services/login/``) carries the returned decision out in one unit of work.
 
-Semantics (the contract of the spine issue):
+Semantics (the contract every login path relies on):
 
 - A deactivated or suspended account is refused before anything else: JIT never resurrects
   what SCIM or an admin deactivated.

@@ -1,1 +1,2 @@
-"""Background work: purges now; metadata refresh, dormant sweep, webhook delivery later."""
+"""Background work of ``serve``: purges, SAML metadata refresh, webhook delivery and
+shared-device housekeeping. Each job is safe on every node."""

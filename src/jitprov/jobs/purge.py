@@ -23,7 +23,7 @@ def purge_expired(ctx: ServiceContext) -> tuple[int, int]:
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         sessions = uow.sessions.purge_expired(now - SESSION_RETENTION)
-        requests = uow.login_requests.purge_expired(now)
+        requests = uow.logins.requests.purge_expired(now)
         uow.commit()
     return sessions, requests
 
@@ -32,7 +32,7 @@ def purge_saml_replay(ctx: ServiceContext) -> int:
     """Forget SAML assertion IDs whose assertion has expired (it can no longer be replayed:
     the ACS refuses it as expired); returns how many were removed."""
     with UnitOfWork(ctx.db) as uow:
-        removed = uow.saml_replay.purge_expired(ctx.clock())
+        removed = uow.logins.saml_replay.purge_expired(ctx.clock())
         uow.commit()
     return removed
 

@@ -22,7 +22,7 @@ from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import JitprovError
 from jitprov.protocols.saml import IdpMetadata, SamlConfig, SamlError
 from jitprov.services.context import ServiceContext
-from jitprov.services.saml_login import load_idp_metadata
+from jitprov.services.login.saml import load_idp_metadata
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -45,7 +45,7 @@ def refresh_due(ctx: ServiceContext) -> list[RefreshReport]:
     ``metadata_refresh_seconds`` and that no other node claimed for this period."""
     now = ctx.clock()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        candidates = [c for c in uow.connections.list() if c.kind == "saml"
+        candidates = [c for c in uow.config.connections.list() if c.kind == "saml"
                       and c.config.get("metadata_url")]
     reports: list[RefreshReport] = []
     for conn in candidates:
@@ -57,7 +57,7 @@ def refresh_due(ctx: ServiceContext) -> list[RefreshReport]:
         if conn.updated_at > due_before:
             continue
         with UnitOfWork(ctx.db) as uow:
-            claimed = uow.saml_config.claim_refresh(conn.slug, unchanged_since=due_before,
+            claimed = uow.config.saml.claim_refresh(conn.slug, unchanged_since=due_before,
                                                     now=now)
             uow.commit()
         if claimed:
@@ -70,7 +70,7 @@ def refresh_connection(ctx: ServiceContext, slug: str, *, actor: str = "job") ->
     error (reported as ``failed``, audited, the old configuration kept); raises NotFound for
     an unknown connection."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        conn = uow.connections.get(slug)
+        conn = uow.config.connections.get(slug)
     if conn.kind != "saml" or not conn.config.get("metadata_url"):
         return RefreshReport(slug, "skipped", "not a SAML connection with a metadata URL")
     try:
@@ -90,7 +90,7 @@ def refresh_connection(ctx: ServiceContext, slug: str, *, actor: str = "job") ->
         return RefreshReport(slug, "unchanged", version=conn.version)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        version = uow.saml_config.replace_config(slug, updated.as_dict(),
+        version = uow.config.saml.replace_config(slug, updated.as_dict(),
                                                  expected_version=conn.version, now=now)
         if version is not None:
             uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
-from jitprov.core.identity import AccountStatus
 from jitprov.core.mapping import load_policy
-from jitprov.protocols.connections import CONNECTION_KINDS
 from jitprov.protocols.oidc import OidcConfig
 from jitprov.protocols.saml import SamlConfig, generate_sp_keypair
-from jitprov.services import metrics
+from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import hash_token
-from jitprov.services.oidc_login import new_client_key, provider_metadata
-from jitprov.services.saml_login import SP_KEY_SECRET, load_idp_metadata
+from jitprov.services.login.kinds import CONNECTION_KINDS
+from jitprov.services.login.oidc import new_client_key, provider_metadata
+from jitprov.services.login.saml import SP_KEY_SECRET, load_idp_metadata
 from jitprov.store.records import AccountView, ConnectionRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -39,7 +36,7 @@ def create_tenant(ctx: ServiceContext, slug: str, name: str | None = None, *,
     check_slug("tenant", slug)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        tenant = uow.tenants.create(slug, name or slug, now)
+        tenant = uow.config.tenants.create(slug, name or slug, now)
         uow.audit.append(tenant.id, tenant.slug, AuditEvent(
             "tenant.created", actor, {"slug": slug, "name": tenant.name}), now)
         uow.commit()
@@ -48,7 +45,7 @@ def create_tenant(ctx: ServiceContext, slug: str, name: str | None = None, *,
 
 def list_tenants(ctx: ServiceContext) -> list[TenantRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.tenants.list()
+        return uow.config.tenants.list()
 
 
 def add_connection(ctx: ServiceContext, *, tenant: str, slug: str, kind: str,
@@ -64,11 +61,11 @@ def add_connection(ctx: ServiceContext, *, tenant: str, slug: str, kind: str,
     CONNECTION_KINDS[kind].validate_config(config)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
+        ten = uow.config.tenants.get(tenant)
         sealed = ctx.secretbox.seal(secrets_) if secrets_ else None
-        record = uow.connections.add(tenant_id=ten.id, slug=slug, kind=kind, config=config,
-                                     secrets=sealed, mapping=mapping,
-                                     mapping_source=mapping_source, now=now)
+        record = uow.config.connections.add(tenant_id=ten.id, slug=slug, kind=kind, config=config,
+                                            secrets=sealed, mapping=mapping,
+                                            mapping_source=mapping_source, now=now)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "connection.created", actor, {"connection": slug, "kind": kind,
                                           "config": dict(config),
@@ -92,8 +89,8 @@ def set_mapping(ctx: ServiceContext, connection: str, mapping: str, mapping_sour
     policy = load_policy(mapping, mapping_source)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        conn = uow.connections.get(connection)
-        version = uow.connections.set_mapping(connection, mapping, mapping_source, now)
+        conn = uow.config.connections.get(connection)
+        version = uow.config.connections.set_mapping(connection, mapping, mapping_source, now)
         ctx.connections.forget(connection)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
             "connection.mapping_changed", actor,
@@ -108,8 +105,8 @@ def set_connection_enabled(ctx: ServiceContext, slug: str, *, enabled: bool,
     """Enable or disable sign-in through a connection. Raises NotFound."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        conn = uow.connections.get(slug)
-        uow.connections.set_enabled(slug, enabled, now)
+        conn = uow.config.connections.get(slug)
+        uow.config.connections.set_enabled(slug, enabled, now)
         ctx.connections.forget(slug)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
             "connection.enabled" if enabled else "connection.disabled", actor,
@@ -119,19 +116,19 @@ def set_connection_enabled(ctx: ServiceContext, slug: str, *, enabled: bool,
 
 def get_connection(ctx: ServiceContext, slug: str) -> ConnectionRecord:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.connections.get(slug)
+        return uow.config.connections.get(slug)
 
 
 def list_connections(ctx: ServiceContext, tenant: str | None = None) -> list[ConnectionRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        tenant_id = uow.tenants.get(tenant).id if tenant else None
-        return uow.connections.list(tenant_id)
+        tenant_id = uow.config.tenants.get(tenant).id if tenant else None
+        return uow.config.connections.list(tenant_id)
 
 
 def list_accounts(ctx: ServiceContext, tenant: str, *, limit: int = 1000,
                   offset: int = 0) -> list[AccountView]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.accounts.list(uow.tenants.get(tenant).id, limit=limit, offset=offset)
+        return uow.accounts.list(uow.config.tenants.get(tenant).id, limit=limit, offset=offset)
 
 
 ADMIN_TOKEN_PREFIX = "jpa_"  # noqa: S105 - a public prefix, not a secret
@@ -154,8 +151,8 @@ def create_admin_token(ctx: ServiceContext, name: str, *,
     token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        token_id = uow.admin_tokens.create(name, hash_token(token), now,
-                                           now + expires_in if expires_in else None)
+        token_id = uow.config.admin_tokens.create(name, hash_token(token), now,
+                                                  now + expires_in if expires_in else None)
         uow.commit()
     return token_id, token
 
@@ -166,19 +163,19 @@ def authenticate_admin(ctx: ServiceContext, token: str | None) -> AdminPrincipal
     if not token or not token.startswith(ADMIN_TOKEN_PREFIX):
         return None
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        found = uow.admin_tokens.find_active(hash_token(token), ctx.clock())
+        found = uow.config.admin_tokens.find_active(hash_token(token), ctx.clock())
     return AdminPrincipal(*found) if found else None
 
 
 def list_admin_tokens(ctx: ServiceContext) -> list[tuple[int, str, datetime, datetime | None,
                                                          datetime | None]]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.admin_tokens.list()
+        return uow.config.admin_tokens.list()
 
 
 def revoke_admin_token(ctx: ServiceContext, token_id: int) -> None:
     with UnitOfWork(ctx.db) as uow:
-        uow.admin_tokens.revoke(token_id, ctx.clock())
+        uow.config.admin_tokens.revoke(token_id, ctx.clock())
         uow.commit()
 
 
@@ -254,66 +251,3 @@ def add_saml_connection(ctx: ServiceContext, *, tenant: str, slug: str,
                           secrets_={SP_KEY_SECRET: key_pem},
                           mapping=mapping or DEFAULT_SAML_MAPPING,
                           mapping_source=mapping_source or "default SAML mapping", actor=actor)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    account_id: str
-    before: str
-    after: str
-    sessions_revoked: int
-
-
-def change_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
-                  status: AccountStatus, *, reason: str, actor: str, now: datetime,
-                  started: float | None = None) -> int:
-    """Within ``uow``: set the status, then :func:`announce_status`."""
-    uow.accounts.set_status(account_id, status, now)
-    return announce_status(uow, tenant, account_id, before, status, reason=reason, actor=actor,
-                           now=now, started=started)
-
-
-def announce_status(uow: UnitOfWork, tenant: TenantRecord, account_id: str, before: str,
-                    status: AccountStatus, *, reason: str, actor: str, now: datetime,
-                    started: float | None = None) -> int:
-    """Within ``uow``, after a status change: revoke every session unless active, audit,
-    announce. Returns the number of sessions revoked. Shared by admins and the sweep.
-    ``started`` (``time.perf_counter()`` when the trigger arrived) puts the trigger-to-
-    revocation time in the audit event."""
-    revoked = uow.sessions.revoke_all(account_id, now) if status != "active" else 0
-    metrics.SESSIONS_REVOKED.inc(revoked)
-    event = {"active": "account.reactivated", "suspended": "account.suspended",
-             "deactivated": "account.deactivated"}[status]
-    data: dict[str, object] = {"before": before, "after": status, "reason": reason,
-                               "sessions_revoked": revoked}
-    if started is not None and status != "active":
-        data["revocation_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    uow.audit.append(tenant.id, tenant.slug, AuditEvent(event, actor, data,
-                                                        account_id=account_id), now)
-    uow.outbox.add(tenant.id, event, {"account_id": account_id, "tenant": tenant.slug,
-                                      "status": status}, now)
-    return revoked
-
-
-def set_account_status(ctx: ServiceContext, account_id: str, status: AccountStatus, *,
-                       reason: str, actor: str = "cli") -> StatusChange:
-    """Deactivate, suspend or reactivate an account, with a mandatory reason. Anything but
-    active revokes every session of the account in the same transaction (the next request
-    with an old cookie is 401), and logins are refused until an admin reactivates it: JIT
-    never resurrects it. Audited (``account.deactivated`` / ``suspended`` / ``reactivated``)
-    and announced to webhooks through the outbox. Raises NotFound, InvalidInput."""
-    started = time.perf_counter()
-    if not reason.strip():
-        raise InvalidInput("a reason is required")
-    now = ctx.clock()
-    with UnitOfWork(ctx.db) as uow:
-        view = uow.accounts.view(account_id)
-        before = view.account.status
-        if before == status:
-            raise InvalidInput(f"account {account_id} is already {status}")
-        revoked = change_status(uow, uow.tenants.get(view.tenant_slug), account_id, before,
-                                status, reason=reason, actor=actor, now=now, started=started)
-        uow.commit()
-    if status != "active":  # committed: the next request with an old cookie is refused
-        metrics.REVOCATION_SECONDS.observe(time.perf_counter() - started)
-    return StatusChange(account_id, before, status, revoked)

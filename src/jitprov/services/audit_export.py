@@ -30,7 +30,7 @@ class ChainReport:
 def iter_events(ctx: ServiceContext, tenant: str | None = None) -> Iterator[ChainedEvent]:
     """Every event of one tenant (or of all, tenant by tenant), in chain order."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
+        tenants = [uow.config.tenants.get(tenant)] if tenant else uow.config.tenants.list()
         for ten in tenants:
             yield from uow.audit.events(ten.id)
 
@@ -58,7 +58,7 @@ def verify(ctx: ServiceContext, tenant: str | None = None) -> list[ChainReport]:
     """Check each tenant's chain: edited, deleted or reordered events are reported."""
     reports: list[ChainReport] = []
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
+        tenants = [uow.config.tenants.get(tenant)] if tenant else uow.config.tenants.list()
         for ten in tenants:
             anchor = uow.audit.anchor(ten.id)
             events = list(uow.audit.events(ten.id, after_seq=anchor[0]))
@@ -79,7 +79,7 @@ def access_review(ctx: ServiceContext, tenant: str, fmt: str = "csv") -> str:
     provenance (``rule:<connection>/<id>``, ``approval``, ``scim``, ``manual``), when and by
     whom it was granted, its expiry and the holder's last sign-in. CSV or JSON."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        rows = uow.accounts.access_review(uow.tenants.get(tenant).id)
+        rows = uow.console.reads.access_review(uow.config.tenants.get(tenant).id)
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     buffer = io.StringIO()

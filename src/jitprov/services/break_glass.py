@@ -19,8 +19,8 @@ from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
 from jitprov.core.identity import RoleGrant
 from jitprov.core.provisioning import Changes
+from jitprov.services.common import LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import LoginRefused, hash_token
 from jitprov.store.unit_of_work import UnitOfWork
 
 MAX_VALID_MINUTES = 240
@@ -64,7 +64,7 @@ def request_access(ctx: ServiceContext, tenant: str, *, roles: Sequence[str], re
         raise InvalidInput(f"validity must be 1 to {MAX_VALID_MINUTES} minutes")
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
+        ten = uow.config.tenants.get(tenant)
         request_id = uow.break_glass.request(tenant_id=ten.id, roles=roles, reason=reason,
                                              valid_minutes=valid_minutes,
                                              requested_by=requested_by, now=now)
@@ -93,7 +93,7 @@ def approve_access(ctx: ServiceContext, request_id: int, *, approved_by: str) ->
         expires_at = now + timedelta(minutes=request.valid_minutes)
         uow.break_glass.issue(request_id, approved_by=approved_by, code_hash=hash_token(code),
                               now=now, expires_at=expires_at)
-        ten = uow.tenants.get_by_id(request.tenant_id)
+        ten = uow.config.tenants.get_by_id(request.tenant_id)
         data = {"request": request_id, "roles": list(request.roles),
                 "requested_by": request.requested_by, "expires_at": expires_at.isoformat()}
         uow.audit.append(ten.id, ten.slug, AuditEvent("break_glass.issued", approved_by, data),
@@ -114,7 +114,7 @@ def redeem(ctx: ServiceContext, code: str, *, request_id: str | None = None,
             raise LoginRefused("break_glass_refused", "this emergency code is not valid: it "
                                "is unknown, already used or expired", request_id)
         assert grant.expires_at is not None  # noqa: S101 - issued codes expire
-        ten = uow.tenants.get_by_id(grant.tenant_id)
+        ten = uow.config.tenants.get_by_id(grant.tenant_id)
         changes = Changes(
             profile={"name": (None, f"Break-glass #{grant.id}")},
             grants_added=frozenset(RoleGrant(role, SOURCE, grant.expires_at)

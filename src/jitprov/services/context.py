@@ -64,7 +64,7 @@ class ConnectionCache:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         with UnitOfWork(self._db, readonly=True) as uow:
-            record = uow.connections.get(slug)
+            record = uow.config.connections.get(slug)
         self._entries[slug] = (now, record)
         return record
 

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
+from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import hash_token
 from jitprov.services.sessions import SignedIn, current_session, read_session
-from jitprov.store.frontline import DeviceRecord, SessionState
+from jitprov.store.devices import DeviceRecord
+from jitprov.store.records import SessionState
 from jitprov.store.unit_of_work import UnitOfWork
 
 ENROLMENT_LIFETIME = timedelta(hours=24)
@@ -102,10 +103,10 @@ def set_policy(ctx: ServiceContext, tenant: str, policy: FrontlinePolicy, *,
     check_policy(policy)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        settings = uow.tenants.settings(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        settings = uow.config.tenants.settings(ten.id)
         settings["frontline"] = policy.as_dict()
-        uow.tenants.set_settings(ten.id, settings)
+        uow.config.tenants.set_settings(ten.id, settings)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.policy_changed", actor, {"frontline": policy.as_dict()}), now)
         uow.commit()
@@ -114,7 +115,7 @@ def set_policy(ctx: ServiceContext, tenant: str, policy: FrontlinePolicy, *,
 
 def get_policy(ctx: ServiceContext, tenant: str) -> FrontlinePolicy:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return policy_from_settings(uow.tenants.settings(uow.tenants.get(tenant).id))
+        return policy_from_settings(uow.config.tenants.settings(uow.config.tenants.get(tenant).id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +142,10 @@ def register_device(ctx: ServiceContext, tenant: str, *, name: str, location: st
     code = "dev-" + secrets.token_urlsafe(24)
     expires_at = now + ENROLMENT_LIFETIME
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        device_id = uow.devices.add(tenant_id=ten.id, name=name, location=location,
-                                    enrolment_hash=hash_token(code),
-                                    enrolment_expires_at=expires_at, now=now)
+        ten = uow.config.tenants.get(tenant)
+        device_id = uow.devices.devices.add(tenant_id=ten.id, name=name, location=location,
+                                            enrolment_hash=hash_token(code),
+                                            enrolment_expires_at=expires_at, now=now)
         data = {"device": device_id, "name": name, "location": location,
                 "enrolment_expires_at": expires_at.isoformat()}
         uow.audit.append(ten.id, ten.slug, AuditEvent("device.registered", actor, data), now)
@@ -161,14 +162,15 @@ def demo_device(ctx: ServiceContext, tenant: str) -> RegisteredDevice:
     code at every start (so the printed link always works)."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        existing = [d for d in uow.devices.for_tenant(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        existing = [d for d in uow.devices.devices.for_tenant(ten.id)
                     if d.name == DEMO_DEVICE and d.revoked_at is None]
     if not existing:
         return register_device(ctx, tenant, name=DEMO_DEVICE, location="Demo ward", actor="dev")
     code = "dev-" + secrets.token_urlsafe(24)
     with UnitOfWork(ctx.db) as uow:
-        uow.devices.reissue_enrolment(existing[0].id, hash_token(code), now + ENROLMENT_LIFETIME)
+        uow.devices.devices.reissue_enrolment(existing[0].id, hash_token(code),
+                                              now + ENROLMENT_LIFETIME)
         uow.commit()
     return RegisteredDevice(existing[0].id, code, now + ENROLMENT_LIFETIME)
 
@@ -176,7 +178,7 @@ def demo_device(ctx: ServiceContext, tenant: str) -> RegisteredDevice:
 def enrolment_of(ctx: ServiceContext, code: str) -> DeviceRecord | None:
     """The device an enrolment code would enrol (nothing spent), or None."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.devices.pending_enrolment(hash_token(code.strip()), ctx.clock())
+        return uow.devices.devices.pending_enrolment(hash_token(code.strip()), ctx.clock())
 
 
 def enrol_device(ctx: ServiceContext, code: str, *, request_id: str | None = None,
@@ -186,11 +188,11 @@ def enrol_device(ctx: ServiceContext, code: str, *, request_id: str | None = Non
     now = ctx.clock()
     credential = "kiosk-" + secrets.token_urlsafe(32)
     with UnitOfWork(ctx.db) as uow:
-        device_id = uow.devices.enrol(hash_token(code.strip()), hash_token(credential), now)
+        device_id = uow.devices.devices.enrol(hash_token(code.strip()), hash_token(credential), now)
         if device_id is None:
             raise InvalidInput("this enrolment link is not valid: it is unknown, already used "
                                "or expired; ask an administrator for a new one")
-        device = uow.devices.get(device_id)
+        device = uow.devices.devices.get(device_id)
         uow.audit.append(device.tenant_id, device.tenant_slug, AuditEvent(
             "device.enrolled", f"device:{device.id}",
             {"device": device.id, "name": device.name, "location": device.location},
@@ -204,12 +206,12 @@ def device_of(ctx: ServiceContext, credential: str | None) -> DeviceRecord | Non
     if not credential:
         return None
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.devices.by_credential(hash_token(credential))
+        return uow.devices.devices.by_credential(hash_token(credential))
 
 
 def list_devices(ctx: ServiceContext, tenant: str) -> list[DeviceRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.devices.for_tenant(uow.tenants.get(tenant).id)
+        return uow.devices.devices.for_tenant(uow.config.tenants.get(tenant).id)
 
 
 def revoke_device(ctx: ServiceContext, device_id: int, *, actor: str = "cli") -> int:
@@ -217,10 +219,10 @@ def revoke_device(ctx: ServiceContext, device_id: int, *, actor: str = "cli") ->
     many sessions ended. Audited ``device.revoked``, announced. Raises NotFound."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        device = uow.devices.get(device_id)
-        if not uow.devices.revoke(device_id, now):
+        device = uow.devices.devices.get(device_id)
+        if not uow.devices.devices.revoke(device_id, now):
             raise InvalidInput(f"device {device_id} is already revoked")
-        ended = uow.devices.end_sessions(device_id, now)
+        ended = uow.devices.devices.end_sessions(device_id, now)
         data = {"device": device_id, "name": device.name, "location": device.location,
                 "sessions_ended": len(ended)}
         uow.audit.append(device.tenant_id, device.tenant_slug,
@@ -292,14 +294,14 @@ def _adopt(ctx: ServiceContext, device: DeviceRecord, record: SessionState, *,
             uow.sessions.revoke(record.id, now)
             uow.commit()
             raise InvalidInput("this account belongs to another tenant than this device")
-        policy = policy_from_settings(uow.tenants.settings(device.tenant_id))
-        ended = uow.devices.end_sessions(device.id, now)
+        policy = policy_from_settings(uow.config.tenants.settings(device.tenant_id))
+        ended = uow.devices.devices.end_sessions(device.id, now)
         expires_at = record.expires_at
         boundary = next_shift_boundary(now, policy.shifts, policy.timezone)
         if boundary is not None:
             expires_at = min(expires_at, boundary)
-        uow.devices.bind_session(record.id, device.id, idle_seconds=policy.idle_seconds,
-                                 expires_at=expires_at, now=now)
+        uow.devices.devices.bind_session(record.id, device.id, idle_seconds=policy.idle_seconds,
+                                         expires_at=expires_at, now=now)
         announce_switch(uow, device, ended, record.account_id, method=record.method or "sso",
                         now=now, request_id=request_id)
         uow.commit()
@@ -323,5 +325,5 @@ def announce_switch(uow: UnitOfWork, device: DeviceRecord, ended: Sequence[str],
 
 def get_device(ctx: ServiceContext, device_id: int) -> DeviceRecord:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.devices.get(device_id)
+        return uow.devices.devices.get(device_id)
 

@@ -49,10 +49,10 @@ def rotate_keys(ctx: ServiceContext, *, overlap: timedelta = timedelta(hours=24)
     key that now signs."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        kid = uow.signing_keys.staged()
+        kid = uow.config.signing_keys.staged()
         if kid is None:  # the first rotation ever: nothing staged yet
             kid = _add_key(ctx, uow, active=False)
-        uow.signing_keys.promote(kid, retire_previous_after=now + overlap)
+        uow.config.signing_keys.promote(kid, retire_previous_after=now + overlap)
         _add_key(ctx, uow, active=False)  # the next one, published ahead of its use
         uow.commit()
     with _lock:
@@ -65,7 +65,7 @@ def _add_key(ctx: ServiceContext, uow: UnitOfWork, *, active: bool) -> str:
     kid = f"{now:%Y%m%d}-{secrets.token_hex(4)}"
     key = ECKey.generate_key("P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"},
                              private=True)
-    uow.signing_keys.add(kid=kid, sealed_private=ctx.secretbox.seal(
+    uow.config.signing_keys.add(kid=kid, sealed_private=ctx.secretbox.seal(
         {"jwk": json.dumps(key.as_dict(private=True))}),
         public_jwk=key.as_dict(private=False), now=now, active=active)
     return kid
@@ -74,7 +74,7 @@ def _add_key(ctx: ServiceContext, uow: UnitOfWork, *, active: bool) -> str:
 def published_keys(ctx: ServiceContext) -> dict[str, object]:
     """The JWKS: the active key and the keys still inside their overlap."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return {"keys": uow.signing_keys.published(ctx.clock())}
+        return {"keys": uow.config.signing_keys.published(ctx.clock())}
 
 
 def _active_key(ctx: ServiceContext) -> tuple[str, ECKey]:
@@ -82,11 +82,11 @@ def _active_key(ctx: ServiceContext) -> tuple[str, ECKey]:
     if isinstance(cached, tuple) and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
         return cached[1], cached[2]
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        found = uow.signing_keys.active()
+        found = uow.config.signing_keys.active()
     if found is None:
         rotate_keys(ctx)  # the first token ever: make the first key
         with UnitOfWork(ctx.db, readonly=True) as uow:
-            found = uow.signing_keys.active()
+            found = uow.config.signing_keys.active()
         assert found is not None  # noqa: S101
     kid, sealed = found
     key = ECKey.import_key(json.loads(ctx.secretbox.open(sealed)["jwk"]))

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
-from jitprov.services.admin import announce_status
+from jitprov.services.accounts import announce_status
 from jitprov.services.context import ServiceContext
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -66,11 +66,11 @@ def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | Non
     policy = DormantPolicy(warn_days, deactivate_days, delete_after_days)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        settings = uow.tenants.settings(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        settings = uow.config.tenants.settings(ten.id)
         settings["dormant"] = {"warn_days": warn_days, "deactivate_days": deactivate_days,
                                "delete_after_days": delete_after_days}
-        uow.tenants.set_settings(ten.id, settings)
+        uow.config.tenants.set_settings(ten.id, settings)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.policy_changed", actor, {"dormant": settings["dormant"]}), now)
         uow.commit()
@@ -85,10 +85,10 @@ def set_audit_retention(ctx: ServiceContext, tenant: str, days: int | None, *,
         raise InvalidInput(f"audit retention must be at least {MIN_AUDIT_RETENTION_DAYS} days")
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        settings = uow.tenants.settings(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        settings = uow.config.tenants.settings(ten.id)
         settings["audit_retention_days"] = days
-        uow.tenants.set_settings(ten.id, settings)
+        uow.config.tenants.set_settings(ten.id, settings)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.policy_changed", actor, {"audit_retention_days": days}), now)
         uow.commit()
@@ -106,7 +106,7 @@ def sweep(ctx: ServiceContext, tenant: str | None = None, *,
           dry_run: bool = False) -> list[SweepReport]:
     """Apply each tenant's policy (or only report, with ``dry_run``)."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        tenants = [uow.tenants.get(tenant)] if tenant else uow.tenants.list()
+        tenants = [uow.config.tenants.get(tenant)] if tenant else uow.config.tenants.list()
     return [_sweep_tenant(ctx, ten, dry_run) for ten in tenants]
 
 
@@ -127,7 +127,7 @@ class _Work:
 def _sweep_tenant(ctx: ServiceContext, ten: TenantRecord, dry_run: bool) -> SweepReport:
     now = ctx.clock()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        settings = uow.tenants.settings(ten.id)
+        settings = uow.config.tenants.settings(ten.id)
     policy = _policy(settings)
     report = SweepReport(ten.slug, policy, dry_run)
     retention = settings.get("audit_retention_days")
@@ -167,7 +167,7 @@ def _sweep_tenant(ctx: ServiceContext, ten: TenantRecord, dry_run: bool) -> Swee
     # one by one
     for first in range(0, len(work), BATCH):
         with UnitOfWork(ctx.db) as uow:
-            if not uow.accounts.try_lock_job(f"dormant-sweep\0{ten.id}"):
+            if not uow.config.jobs.try_lock(f"dormant-sweep\0{ten.id}"):
                 report.skipped = True  # another node is sweeping this tenant
                 break
             for item in work[first:first + BATCH]:

@@ -24,8 +24,8 @@ from jitprov.core.mapping import Policy, load_policy
 from jitprov.core.mapping.expressions import MAX_CLAIMS_BYTES
 from jitprov.core.mapping.impact import ImpactReport, RecordedLogin, compare_policies
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import DryRun, dry_run_login
-from jitprov.store.frontline import HealthRecord
+from jitprov.services.login.flow import DryRun, dry_run_login
+from jitprov.store.devices import HealthRecord
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -68,14 +68,14 @@ class ConnectionOverview:
 def connections_overview(ctx: ServiceContext, tenant: str) -> list[ConnectionOverview]:
     """The tenant's connections, by slug. Raises NotFound."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        ten = uow.tenants.get(tenant)
-        activity = uow.recorded_claims.activity(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        activity = uow.identities.claims.activity(ten.id)
         out: list[ConnectionOverview] = []
-        for conn in uow.connections.list(ten.id):
+        for conn in uow.config.connections.list(ten.id):
             seen = activity.get(conn.id)
             out.append(ConnectionOverview(
                 connection=conn, created_at=seen.created_at if seen else conn.updated_at,
-                health=uow.idp_health.get(conn.id),
+                health=uow.devices.health.get(conn.id),
                 recorded_logins=seen.recorded_logins if seen else 0,
                 last_recorded_at=seen.last_recorded_at if seen else None))
     return sorted(out, key=lambda o: o.connection.slug)
@@ -114,16 +114,16 @@ def recent_logins(ctx: ServiceContext, connection: str, *,
     """The connection's most recent recorded logins, newest first. Raises NotFound."""
     limit = _check_limit(limit)
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        conn = uow.connections.get(connection)
-        return uow.recorded_claims.latest(conn.id, limit=limit)
+        conn = uow.config.connections.get(connection)
+        return uow.identities.claims.latest(conn.id, limit=limit)
 
 
 def recorded_login(ctx: ServiceContext, connection: str, subject: str) -> RecordedLogin:
     """The recorded login of one identity. Raises NotFound (no such connection or identity,
     or its claims were not recorded or already purged)."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        conn = uow.connections.get(connection)
-        found = uow.recorded_claims.get(conn.id, subject)
+        conn = uow.config.connections.get(connection)
+        found = uow.identities.claims.get(conn.id, subject)
     if found is None:
         raise NotFound(f"no recorded login of {subject!r} through {connection}")
     return found
@@ -161,8 +161,8 @@ def preview_impact(ctx: ServiceContext, connection: str, mapping: str, source: s
     limit = _check_limit(limit)
     proposed = load_policy(mapping, source)
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        conn = uow.connections.get(connection)
-        logins = uow.recorded_claims.latest(conn.id, limit=limit)
+        conn = uow.config.connections.get(connection)
+        logins = uow.identities.claims.latest(conn.id, limit=limit)
     current: Policy = ctx.policies.get(conn)
     return compare_policies(current, proposed, logins)
 
@@ -190,10 +190,10 @@ def set_claims_retention(ctx: ServiceContext, tenant: str, days: int, *,
         raise InvalidInput(f"the retention must be 0-{MAX_CLAIMS_RETENTION_DAYS} days")
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        settings = uow.tenants.settings(ten.id)
+        ten = uow.config.tenants.get(tenant)
+        settings = uow.config.tenants.settings(ten.id)
         before = settings.get(RETENTION_SETTING)
-        uow.tenants.set_settings(ten.id, {**settings, RETENTION_SETTING: days})
+        uow.config.tenants.set_settings(ten.id, {**settings, RETENTION_SETTING: days})
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.claims_retention_changed", actor, {"before": before, "after": days}), now)
         uow.commit()
@@ -204,8 +204,8 @@ def purge_recorded_claims(ctx: ServiceContext) -> int:
     now = ctx.clock()
     cleared = 0
     with UnitOfWork(ctx.db) as uow:
-        for ten in uow.tenants.list():
-            keep = claims_retention(uow.tenants.settings(ten.id))
-            cleared += uow.recorded_claims.purge(ten.id, now - keep)
+        for ten in uow.config.tenants.list():
+            keep = claims_retention(uow.config.tenants.settings(ten.id))
+            cleared += uow.identities.claims.purge(ten.id, now - keep)
         uow.commit()
     return cleared

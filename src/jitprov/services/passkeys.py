@@ -37,15 +37,15 @@ from jitprov.protocols.webauthn import (
     verify_authentication,
     verify_registration,
 )
+from jitprov.services.common import LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.devices import (
     announce_switch,
     next_shift_boundary,
     policy_from_settings,
 )
-from jitprov.services.login import LoginRefused, hash_token
 from jitprov.services.sessions import read_session, safe_return_to
-from jitprov.store.frontline import DeviceRecord, PasskeyRecord, SignInFacts
+from jitprov.store.devices import DeviceRecord, PasskeyRecord, SignInFacts
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -90,13 +90,13 @@ def begin_registration(ctx: ServiceContext, rp: RelyingParty, token: str | None)
         view = uow.accounts.view(record.account_id)
         if view.account.kind != "user":
             raise PasskeyRefused("not_allowed", "this account cannot have passkeys")
-        existing = uow.passkeys.for_account(record.account_id)
+        existing = uow.devices.passkeys.for_account(record.account_id)
         if len(existing) >= MAX_PASSKEYS:
             raise PasskeyRefused("too_many_passkeys", f"at most {MAX_PASSKEYS} passkeys; "
                                  "remove one first")
-        uow.challenges.add(challenge_hash=_digest(challenge), purpose="register",
-                           account_id=record.account_id, device_id=None, now=now,
-                           expires_at=now + CHALLENGE_TTL)
+        uow.devices.challenges.add(challenge_hash=_digest(challenge), purpose="register",
+                                   account_id=record.account_id, device_id=None, now=now,
+                                   expires_at=now + CHALLENGE_TTL)
         uow.commit()
     profile = view.account.profile
     name = profile.get("email") or record.account_id
@@ -119,7 +119,7 @@ def finish_registration(ctx: ServiceContext, rp: RelyingParty, token: str | None
             challenge = client_challenge(credential)
         except WebAuthnError as exc:
             raise PasskeyRefused(exc.code, str(exc), request_id) from exc
-        spent = uow.challenges.consume(_digest(challenge), "register", now)
+        spent = uow.devices.challenges.consume(_digest(challenge), "register", now)
         if spent is None or spent.account_id != record.account_id:
             uow.commit()
             raise PasskeyRefused("challenge_expired", "this passkey request expired or was "
@@ -130,12 +130,12 @@ def finish_registration(ctx: ServiceContext, rp: RelyingParty, token: str | None
             uow.commit()  # the challenge is spent either way
             raise PasskeyRefused(exc.code, f"the passkey could not be verified ({exc.code})",
                                  request_id) from exc
-        if uow.passkeys.find(verified.credential_id) is not None:
+        if uow.devices.passkeys.find(verified.credential_id) is not None:
             uow.commit()
             raise PasskeyRefused("already_registered", "this passkey is already registered",
                                  request_id)
         label = (name.strip() or f"Passkey {now:%Y-%m-%d}")[:100]
-        passkey_id = uow.passkeys.add(
+        passkey_id = uow.devices.passkeys.add(
             account_id=record.account_id, credential_id=verified.credential_id,
             public_key=verified.public_key, sign_count=verified.sign_count,
             transports=verified.transports, backup_eligible=verified.backup_eligible,
@@ -149,7 +149,7 @@ def finish_registration(ctx: ServiceContext, rp: RelyingParty, token: str | None
             account_id=record.account_id, request_id=request_id), now)
         uow.outbox.add(ten.id, "passkey.registered",
                        {"tenant": ten.slug, "account_id": record.account_id, **data}, now)
-        stored = uow.passkeys.get(passkey_id)
+        stored = uow.devices.passkeys.get(passkey_id)
         uow.commit()
     return stored
 
@@ -159,7 +159,7 @@ def list_passkeys(ctx: ServiceContext, account_id: str, *,
     """Raises NotFound for an unknown account."""
     with UnitOfWork(ctx.db, readonly=True) as uow:
         uow.accounts.view(account_id)
-        return uow.passkeys.for_account(account_id, include_revoked=include_revoked)
+        return uow.devices.passkeys.for_account(account_id, include_revoked=include_revoked)
 
 
 def revoke_passkey(ctx: ServiceContext, passkey_id: int, *, actor: str,
@@ -169,10 +169,10 @@ def revoke_passkey(ctx: ServiceContext, passkey_id: int, *, actor: str,
     Raises NotFound, InvalidInput."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        passkey = uow.passkeys.get(passkey_id)
+        passkey = uow.devices.passkeys.get(passkey_id)
         if owner is not None and passkey.account_id != owner:
             raise InvalidInput(f"no passkey {passkey_id} on this account")
-        ended = uow.passkeys.revoke(passkey_id, now)
+        ended = uow.devices.passkeys.revoke(passkey_id, now)
         if ended is None:
             raise InvalidInput(f"passkey {passkey_id} is already revoked")
         ten = _tenant_of(uow, passkey.account_id)
@@ -194,9 +194,9 @@ def begin_authentication(ctx: ServiceContext, rp: RelyingParty,
     now = ctx.clock()
     challenge = new_challenge()
     with UnitOfWork(ctx.db) as uow:
-        uow.challenges.add(challenge_hash=_digest(challenge), purpose="authenticate",
-                           account_id=None, device_id=device.id if device else None, now=now,
-                           expires_at=now + CHALLENGE_TTL)
+        uow.devices.challenges.add(challenge_hash=_digest(challenge), purpose="authenticate",
+                                   account_id=None, device_id=device.id if device else None,
+                                   now=now, expires_at=now + CHALLENGE_TTL)
         uow.commit()
     return authentication_options(rp, challenge=challenge)
 
@@ -235,12 +235,12 @@ def finish_authentication(ctx: ServiceContext, rp: RelyingParty,
     except WebAuthnError as exc:
         raise PasskeyRefused(exc.code, "the passkey answer is malformed", request_id) from exc
     with UnitOfWork(ctx.db) as uow:
-        spent = uow.challenges.consume(_digest(challenge), "authenticate", now)
+        spent = uow.devices.challenges.consume(_digest(challenge), "authenticate", now)
         if spent is None or spent.device_id != (device.id if device else None):
             uow.commit()
             raise PasskeyRefused("challenge_expired", "this sign-in expired or was already "
                                  "used; try again", request_id)
-        passkey = uow.passkeys.find(credential_id)
+        passkey = uow.devices.passkeys.find(credential_id)
         if passkey is None or passkey.revoked_at is not None:
             if device is not None:
                 _audit_failure(uow, device.tenant_id, device.tenant_slug, None,
@@ -248,7 +248,7 @@ def finish_authentication(ctx: ServiceContext, rp: RelyingParty,
             uow.commit()
             raise PasskeyRefused("unknown_passkey", "this passkey is not registered here (or "
                                  "was removed)", request_id, status=403)
-        facts = uow.frontline.sign_in_facts(passkey.account_id)
+        facts = uow.devices.accounts.sign_in_facts(passkey.account_id)
         try:
             # WebAuthn L3 section 7.2 step 6: the user was not identified before this
             # (username-less) ceremony, so the userHandle must be present and name the owner
@@ -259,8 +259,8 @@ def finish_authentication(ctx: ServiceContext, rp: RelyingParty,
             assertion = verify_authentication(
                 rp, credential, challenge=challenge, public_key=passkey.public_key,
                 sign_count=passkey.sign_count, backup_eligible=passkey.backup_eligible)
-            if not uow.passkeys.record_use(passkey.id, sign_count=assertion.sign_count,
-                                           backup_state=assertion.backup_state, now=now):
+            if not uow.devices.passkeys.record_use(passkey.id, sign_count=assertion.sign_count,
+                                                   backup_state=assertion.backup_state, now=now):
                 raise WebAuthnError("counter_regression", "a concurrent use moved the counter")
         except WebAuthnError as exc:
             _audit_failure(uow, facts.tenant_id, facts.tenant_slug, passkey.account_id,
@@ -302,7 +302,7 @@ def _sign_in(uow: UnitOfWork, ctx: ServiceContext, facts: SignInFacts, passkey: 
     if device is not None and device.tenant_id != tenant_id:
         return deny("wrong_tenant", "this device belongs to another organisation")
     policy = policy_from_settings(facts.settings)
-    confirmed = uow.frontline.confirmation(account_id)
+    confirmed = uow.devices.accounts.confirmation(account_id)
     if confirmed is None:
         return deny("never_confirmed", "sign in through your identity provider first")
     health = confirmed.health
@@ -330,8 +330,8 @@ def _sign_in(uow: UnitOfWork, ctx: ServiceContext, facts: SignInFacts, passkey: 
         boundary = next_shift_boundary(now, policy.shifts, policy.timezone)
         if boundary is not None:
             expires_at = min(expires_at, boundary)
-        ended = uow.devices.end_sessions(device.id, now)
-        uow.devices.seen(device.id, now)
+        ended = uow.devices.devices.end_sessions(device.id, now)
+        uow.devices.devices.seen(device.id, now)
     if previous_session:  # rotated at sign-in, like an SSO login
         uow.sessions.revoke(hash_token(previous_session), now)
     token = secrets.token_urlsafe(32)
@@ -341,7 +341,7 @@ def _sign_in(uow: UnitOfWork, ctx: ServiceContext, facts: SignInFacts, passkey: 
                         now=now, expires_at=expires_at, user_agent=user_agent,
                         device_id=device.id if device else None, method=method,
                         offline=offline, idle_seconds=idle, passkey_id=passkey.id)
-    uow.frontline.touch_sign_in(account_id, now)
+    uow.devices.accounts.touch_sign_in(account_id, now)
     if device is not None:
         announce_switch(uow, device, ended, account_id, method=method, now=now,
                         request_id=request_id)
@@ -377,9 +377,9 @@ def record_idp_health(ctx: ServiceContext, connection: str, *, ok: bool,
     (the probe does not undo it) until an admin declares the IdP back."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        conn = uow.connections.get(connection)
-        uow.idp_health.record(conn.id, ok=ok, now=now, error=error, declared_by=actor,
-                              probe=actor is None)
+        conn = uow.config.connections.get(connection)
+        uow.devices.health.record(conn.id, ok=ok, now=now, error=error, declared_by=actor,
+                                  probe=actor is None)
         if actor is not None:
             uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
                 "connection.health_declared", actor,
@@ -393,7 +393,7 @@ def probe_idps(ctx: ServiceContext) -> dict[str, bool]:
     Returns {connection: reachable} of those probed. Never raises for an IdP's failure."""
     results: dict[str, bool] = {}
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        connections = [c for c in uow.connections.list() if c.enabled]
+        connections = [c for c in uow.config.connections.list() if c.enabled]
     for conn in connections:
         url = _probe_url(conn.kind, conn.config)
         if url is None:
@@ -423,13 +423,8 @@ def _probe_url(kind: str, config: Mapping[str, object]) -> str | None:
     return None  # mock (the demo IdP, in-process) and kinds without a URL to ask
 
 
-def idp_reachable(ctx: ServiceContext, connection: str) -> bool:
-    with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.idp_health.get(uow.connections.get(connection).id).reachable
-
-
 def _tenant_of(uow: UnitOfWork, account_id: str) -> TenantRecord:
-    return uow.tenants.get(uow.accounts.view(account_id).tenant_slug)
+    return uow.config.tenants.get(uow.accounts.view(account_id).tenant_slug)
 
 
 def _digest(challenge: bytes) -> str:

@@ -1,19 +1,14 @@
-"""Sessions and login requests: server-side, stored by hash, shared by every node."""
+"""Sessions: server-side, stored by hash, shared by every node."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from jitprov.core.errors import InvalidInput
-from jitprov.protocols.connections import CONNECTION_KINDS
+from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login import hash_token
-from jitprov.store.frontline import SessionState
-from jitprov.store.records import AccountView, ConnectionRecord
+from jitprov.store.records import AccountView, SessionState
 from jitprov.store.unit_of_work import UnitOfWork
 
 
@@ -122,31 +117,3 @@ def end_session(ctx: ServiceContext, token: str | None) -> bool:
         revoked = uow.sessions.revoke(hash_token(token), ctx.clock())
         uow.commit()
     return revoked
-
-
-def check_usable(conn: ConnectionRecord, *, dev_mode: bool) -> None:
-    """Raise InvalidInput for a disabled connection, or a dev-only kind outside dev mode."""
-    if not conn.enabled:
-        raise InvalidInput(f"sign-in through {conn.slug} is disabled")
-    kind = CONNECTION_KINDS.get(conn.kind)
-    if kind is None or (kind.dev_only and not dev_mode):
-        raise InvalidInput(f"connection {conn.slug} uses the kind {conn.kind}, which this "
-                           "server does not accept (dev-only kinds run under `jitprov dev`)")
-
-
-def begin_login(ctx: ServiceContext, connection_slug: str, return_to: str | None,
-                data: Mapping[str, object] | None = None, *, dev_mode: bool = False,
-                state: str | None = None) -> tuple[str, ConnectionRecord]:
-    """Store a login request; returns the ``state`` value to send to the IdP (``state`` if
-    given, else a new random one), and the connection. Raises NotFound for an unknown
-    connection, InvalidInput if it is unusable."""
-    state = state or secrets.token_urlsafe(32)
-    now = ctx.clock()
-    with UnitOfWork(ctx.db) as uow:
-        conn = uow.connections.get(connection_slug)
-        check_usable(conn, dev_mode=dev_mode)
-        uow.login_requests.create(state_id=hash_token(state), connection_id=conn.id,
-                                  return_to=safe_return_to(return_to), data=data or {},
-                                  now=now, expires_at=now + ctx.login_request_ttl)
-        uow.commit()
-    return state, conn

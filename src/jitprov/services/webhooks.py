@@ -131,8 +131,8 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        ten = uow.tenants.get(tenant)
-        endpoint_id = uow.webhooks.add_endpoint(
+        ten = uow.config.tenants.get(tenant)
+        endpoint_id = uow.outbox.webhooks.add_endpoint(
             tenant_id=ten.id, url=url, sealed_secret=ctx.secretbox.seal({"secret": secret}),
             event_types=types, now=now)
         shown = urlsplit(url)._replace(query="", fragment="").geturl()  # no tokens in logs
@@ -145,21 +145,22 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
 
 def list_endpoints(ctx: ServiceContext, tenant: str) -> list[WebhookEndpointRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.webhooks.endpoints(uow.tenants.get(tenant).id)
+        return uow.outbox.webhooks.endpoints(uow.config.tenants.get(tenant).id)
 
 
 def list_deliveries(ctx: ServiceContext, tenant: str, *, status: str | None = None,
                     limit: int = 100) -> list[DeliveryRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.webhooks.deliveries(uow.tenants.get(tenant).id, status=status, limit=limit)
+        return uow.outbox.webhooks.deliveries(uow.config.tenants.get(tenant).id, status=status,
+                                              limit=limit)
 
 
 def replay(ctx: ServiceContext, delivery_id: int, *, actor: str = "cli") -> None:
     """Queue a delivery again (a dead-lettered one, typically). Raises NotFound."""
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
-        tenant_id = uow.webhooks.replay(delivery_id, now)
-        tenant = uow.tenants.get_by_id(tenant_id)
+        tenant_id = uow.outbox.webhooks.replay(delivery_id, now)
+        tenant = uow.config.tenants.get_by_id(tenant_id)
         uow.audit.append(tenant_id, tenant.slug, AuditEvent(
             "webhook.replayed", actor, {"delivery": delivery_id}), now)
         uow.commit()
@@ -180,8 +181,8 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
     limit = min(limit, BATCH)
     claim = secrets.token_hex(8)
     with UnitOfWork(ctx.db) as uow:
-        dispatched = uow.webhooks.fan_out(now)
-        due = uow.webhooks.claim_due(now, lease=SEND_LEASE, claim=claim, limit=limit)
+        dispatched = uow.outbox.webhooks.fan_out(now)
+        due = uow.outbox.webhooks.claim_due(now, lease=SEND_LEASE, claim=claim, limit=limit)
         uow.commit()
     delivered = failed = 0
     for delivery in due:  # outside any transaction: an HTTP call holds no lock
@@ -189,8 +190,8 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
         # timeouts), so the claims of a node that dies free up within one lease, and a
         # delivery whose lease ran out while earlier ones were sent is left to its new holder
         with UnitOfWork(ctx.db) as uow:
-            mine = uow.webhooks.renew_claim(delivery.id, claim=delivery.claim,
-                                            until=ctx.clock() + SEND_LEASE)
+            mine = uow.outbox.webhooks.renew_claim(delivery.id, claim=delivery.claim,
+                                                   until=ctx.clock() + SEND_LEASE)
             uow.commit()
         if not mine:
             continue
@@ -203,15 +204,15 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
         retry_at = (None if ok or attempts >= MAX_ATTEMPTS
                     else done + timedelta(seconds=retry_delay(attempts)))
         with UnitOfWork(ctx.db) as uow:
-            uow.webhooks.record_attempt(delivery.id, claim=delivery.claim, delivered=ok,
-                                        status_code=status, error=error, now=done,
-                                        next_attempt_at=retry_at)
+            uow.outbox.webhooks.record_attempt(delivery.id, claim=delivery.claim, delivered=ok,
+                                               status_code=status, error=error, now=done,
+                                               next_attempt_at=retry_at)
             uow.commit()
         delivered += ok
         failed += not ok
         metrics.WEBHOOK_ATTEMPTS.labels("delivered" if ok else "failed").inc()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        metrics.WEBHOOK_BACKLOG.set(uow.webhooks.backlog())
+        metrics.WEBHOOK_BACKLOG.set(uow.outbox.webhooks.backlog())
     return RunReport(dispatched, delivered, failed)
 
 

@@ -19,15 +19,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from jitprov.core.errors import JitprovError
+from jitprov.core.errors import DatabaseNotReady
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-class DatabaseNotReady(JitprovError):
-    """The database is unreachable or its schema is not at the version this code needs."""
-
-    code = "database_not_ready"
 
 
 def normalise_url(url: str) -> str:

@@ -1,22 +1,23 @@
-"""Recorded claims (issue #9): the redacted claims of each identity's most recent login.
+"""Recorded claims: the redacted claims of each identity's most recent login.
 
-They are written by the login's own identity touch (``AccountRepository.add_identity`` and
+They are written by the login's own identity touch (``IdentityRepository.add_identity`` and
 ``record_login``: no statement of their own); this repository reads them for the mapping
-editor and clears them after the tenant's retention. Same contract as ``repositories.py``:
-narrow methods over one open transaction, copies out.
+editor and clears them after the tenant's retention. ``uow.identities.claims``. Same contract
+as every repository here: narrow methods over one open transaction, copies out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from jitprov.core.mapping.impact import RecordedLogin
 from jitprov.store import tables as t
+from jitprov.store._common import utc
 
 _i = t.identity.c
 _a = t.account.c
@@ -24,10 +25,6 @@ _a = t.account.c
 #: newest first, through ix_identity_connection_claims_at (connection_id, claims_at)
 _SELECT = (sa.select(_i.subject, _i.account_id, _i.claims, _i.claims_at, _a.email)
            .join(t.account, _a.id == _i.account_id))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +65,8 @@ class RecordedClaimsRepository:
                       sa.func.max(_i.claims_at).label("last"))
             .select_from(t.connection.outerjoin(t.identity, _i.connection_id == c.id))
             .where(c.tenant_id == tenant_id).group_by(c.id, c.created_at)).all()
-        return {r.id: ConnectionActivity(r.id, _utc(r.created_at), int(r.recorded),
-                                         None if r.last is None else _utc(r.last))
+        return {r.id: ConnectionActivity(r.id, utc(r.created_at), int(r.recorded),
+                                         None if r.last is None else utc(r.last))
                 for r in rows}
 
     def purge(self, tenant_id: int, before: datetime) -> int:
@@ -85,5 +82,5 @@ class RecordedClaimsRepository:
 
 def _login(row: Any) -> RecordedLogin:  # a Row of _SELECT
     return RecordedLogin(subject=row.subject, account_id=row.account_id,
-                         claims=dict(row.claims), recorded_at=_utc(row.claims_at),
+                         claims=dict(row.claims), recorded_at=utc(row.claims_at),
                          label=row.email or row.subject)

@@ -65,6 +65,20 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionState(SessionRecord):
+    """A session as ``current_session`` reads it: one indexed read with what the idle lock,
+    the device and the offline re-check need."""
+
+    device_id: int | None = None
+    method: str | None = None
+    offline: bool = False
+    last_seen_at: datetime | None = None
+    idle_seconds: int | None = None
+    #: the IdP of the session's connection answered after this (offline) session started
+    idp_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LoginRequestRecord:
     connection_id: int
     return_to: str

@@ -329,7 +329,7 @@ scim_token = sa.Table(
     sa.Column("last_used_at", TS, nullable=True),
 )
 
-# --- Frontline and shared devices (issue #7): passkeys, kiosks, IdP health ------------------
+# --- Shared devices: passkeys, kiosks, IdP health ---------------------------------------------
 passkey = sa.Table(
     # a WebAuthn credential bound to one account (W3C WebAuthn Level 3 §7.1 step 27)
     "passkey", metadata,
@@ -403,7 +403,7 @@ session.append_column(sa.Column("idle_seconds", sa.Integer, nullable=True))  # N
 session.append_column(sa.Column("passkey_id", sa.ForeignKey("passkey.id", ondelete="SET NULL"),
                                 nullable=True, index=True))
 
-# --- Admin console (issue #9) -----------------------------------------------------------------
+# --- Admin console ----------------------------------------------------------------------------
 admin_bootstrap_link = sa.Table(
     # `jitprov admin bootstrap`: a one-time link that opens an admin console session; only its
     # SHA-256 is stored, it is single use and expires after 15 minutes
@@ -443,7 +443,7 @@ admin_session = sa.Table(
 sa.Index("ix_audit_event_tenant_occurred_at", audit_event.c.tenant_id,
          audit_event.c.occurred_at)
 
-# --- Recorded claims (issue #9) -----------------------------------------------------------------
+# --- Recorded claims --------------------------------------------------------------------------
 # the claims of the identity's most recent login, secrets redacted (core/recorded_claims.py),
 # written by the same statement that records the login; cleared after the tenant's retention
 # (jobs/purge.py). The mapping editor tests and previews mappings against them.

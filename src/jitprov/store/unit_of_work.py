@@ -11,64 +11,45 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
-from jitprov.core.errors import InvalidInput
-from jitprov.store.admin_console import AdminConsoleStore
-from jitprov.store.database import Database, DatabaseNotReady
-from jitprov.store.frontline import (
-    ChallengeRepository,
-    DeviceRepository,
-    FrontlineAccounts,
-    HealthRepository,
-    PasskeyRepository,
-)
-from jitprov.store.recorded_claims import RecordedClaimsRepository
-from jitprov.store.repositories import (
-    AccountRepository,
-    AdminTokenRepository,
-    AuditLog,
-    BreakGlassRepository,
-    ConnectionRepository,
-    LoginRequestRepository,
-    Outbox,
-    PendingGrantRepository,
-    RaceLost,
-    SessionRepository,
-    SigningKeyRepository,
-    TenantRepository,
-    WebhookRepository,
-)
-from jitprov.store.saml_replay import (
-    SamlConnectionConfigRepository,
-    SamlLoginRequestReader,
-    SamlReplayRepository,
-)
+from jitprov.core.errors import DatabaseNotReady, InvalidInput, RaceLost
+from jitprov.store.accounts import AccountRepository
+from jitprov.store.audit import AuditLog
+from jitprov.store.break_glass import BreakGlassRepository
+from jitprov.store.configuration import ConfigStore
+from jitprov.store.console import ConsoleStore
+from jitprov.store.database import Database
+from jitprov.store.devices import DeviceStore
+from jitprov.store.grants import GrantRepository
+from jitprov.store.identities import IdentityRepository
+from jitprov.store.logins import LoginStore
+from jitprov.store.outbox import Outbox
 from jitprov.store.scim import ScimStore
+from jitprov.store.sessions import SessionRepository
 
 
 class UnitOfWork:
-    tenants: TenantRepository
-    connections: ConnectionRepository
+    """A transaction and the repositories bound to it, in a few groups by aggregate."""
+
+    #: tenants, connections, saml (metadata refresh), signing_keys, admin_tokens, jobs
+    config: ConfigStore
     accounts: AccountRepository
+    #: identities, pending links, the login locks; ``.claims``: recorded claims
+    identities: IdentityRepository
+    #: single grants and approval requests
+    grants: GrantRepository
+    #: requests (logins in flight), saml_requests, saml_replay
+    logins: LoginStore
     sessions: SessionRepository
-    login_requests: LoginRequestRepository
     audit: AuditLog
+    #: outbox events; ``.webhooks``: endpoints and deliveries
     outbox: Outbox
-    admin_tokens: AdminTokenRepository
-    pending_grants: PendingGrantRepository
-    signing_keys: SigningKeyRepository
-    webhooks: WebhookRepository
-    break_glass: BreakGlassRepository
-    saml_replay: SamlReplayRepository
-    saml_config: SamlConnectionConfigRepository
-    saml_login_requests: SamlLoginRequestReader
-    passkeys: PasskeyRepository
-    devices: DeviceRepository
-    challenges: ChallengeRepository
-    frontline: FrontlineAccounts
-    idp_health: HealthRepository
+    #: passkeys, devices, challenges, accounts (passkey sign-in), health (IdPs')
+    devices: DeviceStore
+    #: users, groups, tokens
     scim: ScimStore
-    admin_console: AdminConsoleStore
-    recorded_claims: RecordedClaimsRepository
+    #: links, sessions (admin), reads (read models, access review)
+    console: ConsoleStore
+    break_glass: BreakGlassRepository
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -105,29 +86,18 @@ class UnitOfWork:
         except sa.exc.OperationalError as exc:
             conn.close()
             raise _translate(exc) from exc
-        self.tenants = TenantRepository(conn)
-        self.connections = ConnectionRepository(conn)
+        self.config = ConfigStore(conn)
         self.accounts = AccountRepository(conn)
+        self.identities = IdentityRepository(conn)
+        self.grants = GrantRepository(conn)
+        self.logins = LoginStore(conn)
         self.sessions = SessionRepository(conn)
-        self.login_requests = LoginRequestRepository(conn)
         self.audit = AuditLog(conn)
         self.outbox = Outbox(conn)
-        self.admin_tokens = AdminTokenRepository(conn)
-        self.pending_grants = PendingGrantRepository(conn)
-        self.signing_keys = SigningKeyRepository(conn)
-        self.webhooks = WebhookRepository(conn)
-        self.break_glass = BreakGlassRepository(conn)
-        self.saml_replay = SamlReplayRepository(conn)
-        self.saml_config = SamlConnectionConfigRepository(conn)
-        self.saml_login_requests = SamlLoginRequestReader(conn)
-        self.passkeys = PasskeyRepository(conn)
-        self.devices = DeviceRepository(conn)
-        self.challenges = ChallengeRepository(conn)
-        self.frontline = FrontlineAccounts(conn)
-        self.idp_health = HealthRepository(conn)
+        self.devices = DeviceStore(conn)
         self.scim = ScimStore(conn)
-        self.admin_console = AdminConsoleStore(conn)
-        self.recorded_claims = RecordedClaimsRepository(conn)
+        self.console = ConsoleStore(conn)
+        self.break_glass = BreakGlassRepository(conn)
         return self
 
     def commit(self) -> None:

@@ -14,16 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitprov import __version__
 from jitprov.services.context import ServiceContext, build_context
+from jitprov.services.records import Database
 from jitprov.settings import Settings
-from jitprov.store.database import Database
-from jitprov.web import admin_ui, errors
+from jitprov.web import console, errors
 from jitprov.web.routes import (
     admin_api,
     break_glass,
     dev_idp,
     devices,
+    devices_api,
     forward_auth,
-    frontline_api,
     pages,
     passkeys,
     scim,
@@ -73,12 +73,12 @@ def create_app(settings: Settings, db: Database | None = None,
             if module is dev_idp and not settings.dev_mode:
                 continue
             app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
-    for path, endpoint, methods in admin_ui.ROUTES:  # the admin console (issue #9)
+    for path, endpoint, methods in console.ROUTES:  # the admin console, under /admin
         app.router.add_route(path, endpoint, methods=methods, include_in_schema=False)
-    admin_ui.shell.install(app)
+    console.shell.install(app)
     app.mount("/static", StaticFiles(packages=[("jitprov.web", "static")]), name="static")
     app.include_router(admin_api.router)
     app.include_router(admin_api.metrics_router)
-    app.include_router(frontline_api.router)
+    app.include_router(devices_api.router)
     app.add_middleware(RequestId)
     return app

@@ -13,9 +13,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
-from jitprov.core.errors import Conflict, InvalidInput, JitprovError, MappingError, NotFound
-from jitprov.services.login import LoginRefused
-from jitprov.store.database import DatabaseNotReady
+from jitprov.core.errors import (
+    Conflict,
+    DatabaseNotReady,
+    InvalidInput,
+    JitprovError,
+    MappingError,
+    NotFound,
+)
+from jitprov.services.common import LoginRefused
 
 log = logging.getLogger("jitprov.web")
 

@@ -242,7 +242,7 @@ def _compile(model: MappingModel, lines: Lines, source: str, fingerprint: str) -
                       lines.get(("profile", name)))
         for name, text in model.profile.items()
     )
-    # Without a groups: line the `groups` claim is still read, not mirrored: the issue's
+    # Without a groups: line the `groups` claim is still read, not mirrored: the
     # protection (an absent groups claim revokes nothing) must not depend on that line.
     groups = CompiledField(
         "groups", compile_at(model.groups or "groups", ("groups",), "groups"),

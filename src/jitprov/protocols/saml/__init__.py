@@ -1,15 +1,5 @@
 """SAML 2.0 Service Provider, Web Browser SSO profile (connection kind ``saml``).
 
-API changes after first publication (all additive, with defaults; nothing renamed or removed):
-- ``SamlConfig.allow_sha1: bool = False`` (accept rsa-sha1/sha1 signatures from legacy IdPs).
-- ``build_sp_metadata(..., authn_requests_signed: bool = True)``: pass the connection's
-  ``config.want_authn_requests_signed`` so the metadata does not promise signed requests that
-  are not sent.
-- ``generate_sp_keypair(common_name, *, now=None, valid_days=3650)``.
-- ``SamlError`` codes beyond the issue's list: ``signature_missing``, ``signature_wrapping``,
-  ``algorithm_forbidden``, ``multiple_assertions``, ``decryption_failed``,
-  ``name_id_not_allowed``, ``invalid_metadata`` (all listed in ``saml.errors.CODES``).
-
 Specifications implemented:
 - SAML 2.0 Core (https://docs.oasis-open.org/security/saml/v2.0/saml-core-2.0-os.pdf):
   Response/Assertion processing (2.3.3, 2.5.1 Conditions, 2.5.1.4 AudienceRestriction,
@@ -25,11 +15,13 @@ certificates only: a key or certificate inside the message (``KeyInfo``) is neve
 the element the verified signature references is read afterwards (signature wrapping, XSW 1-8).
 XML is parsed with lxml, no DTD (a DOCTYPE is refused outright), no entities, no network.
 
-Decisions where the issue left a choice (each enforced by a test):
+Decisions where the specifications leave a choice (each enforced by a test):
 - The Assertion must carry its own signature by default (``require_signed_assertion``). With
   it False, a signed Response (whose Reference is the Response's own ID, hence covering the
   assertion) is enough, and ``identity.notes`` says so. Both signed is accepted; a present
   signature that does not verify is always refused, even if the other one verifies.
+- ``build_sp_metadata(..., authn_requests_signed=...)`` states what the SP really sends: the
+  metadata never promises signed requests that are not signed.
 - Canonicalisation: exclusive c14n, c14n 1.0 and 1.1, all *without* comments;
   ``#WithComments`` variants are refused. Transforms: enveloped-signature plus those.
   Signatures: rsa-sha256/384/512 and ecdsa-sha256/384/512; digests sha256/384/512. SHA-1 only

@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
 from jitprov.services import (
+    accounts,
     admin,
-    approvals,
     audit_export,
     break_glass,
     mapping_preview,
@@ -26,8 +26,8 @@ from jitprov.services import (
     webhooks,
 )
 from jitprov.services.admin import AdminPrincipal
-from jitprov.services.login import dry_run_login
-from jitprov.store.records import AccountView
+from jitprov.services.login.flow import dry_run_login
+from jitprov.services.records import AccountView
 from jitprov.web.routes.common import ctx_of
 
 bearer = HTTPBearer(auto_error=False)
@@ -107,7 +107,7 @@ class StatusIn(BaseModel):
 def set_account_status(request: Request, account_id: str, body: StatusIn,
                        who: Admin) -> dict[str, object]:
     """Deactivate, suspend or reactivate; sessions are revoked in the same transaction."""
-    change = admin.set_account_status(ctx_of(request), account_id, body.status,
+    change = accounts.set_account_status(ctx_of(request), account_id, body.status,
                                       reason=body.reason, actor=who.actor)
     return {"account_id": account_id, "before": change.before, "after": change.after,
             "sessions_revoked": change.sessions_revoked}
@@ -123,14 +123,14 @@ class ApprovalIn(BaseModel):
 def list_approvals(request: Request, tenant: str, _: Admin) -> list[dict[str, object]]:
     return [{"id": r.id, "account_id": r.account_id, "email": r.email, "role": r.role,
              "requested_by": r.source, "requested_at": r.requested_at.isoformat()}
-            for r in approvals.list_requests(ctx_of(request), tenant)]
+            for r in accounts.list_requests(ctx_of(request), tenant)]
 
 
 @router.post("/approvals/{request_id}")
 def decide_approval(request: Request, request_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
                     body: ApprovalIn,
                     who: Admin) -> dict[str, object]:
-    decision = approvals.decide_request(
+    decision = accounts.decide_request(
         ctx_of(request), request_id, approve=body.approve, reason=body.reason,
         approver=who.actor,
         valid_for=timedelta(days=body.valid_days) if body.valid_days else None)

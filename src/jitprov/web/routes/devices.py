@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 
 from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, devices, passkeys
-from jitprov.store.frontline import DeviceRecord
+from jitprov.services.records import DeviceRecord
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,

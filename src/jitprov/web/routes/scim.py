@@ -22,16 +22,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from jitprov.core.errors import Conflict, InvalidInput, JitprovError, NotFound
+from jitprov.core.errors import JitprovError
 from jitprov.protocols.scim import discovery
 from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import Kind, Projection, parse_projection
-from jitprov.services import scim_groups, scim_users
-from jitprov.services.scim_tokens import ScimPrincipal, authenticate, cached_principal
-from jitprov.services.scim_users import Rendered
-from jitprov.store.database import DatabaseNotReady
-from jitprov.store.repositories import RaceLost
+from jitprov.services.scim.bulk import run_bulk
+from jitprov.services.scim.common import Rendered, as_scim_error
+from jitprov.services.scim.dispatch import RESOURCES
+from jitprov.services.scim.tokens import ScimPrincipal, authenticate, cached_principal
 from jitprov.web.routes.common import ctx_of, settings_of
 
 log = logging.getLogger("jitprov.scim")
@@ -55,27 +54,6 @@ def scim_error(request: Request, error: e.ScimError) -> Response:
     """The one SCIM error renderer (RFC 7644 section 3.12)."""
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if error.status == 401 else None
     return ScimResponse(error.as_body(), status_code=error.status, headers=headers)
-
-
-def as_scim_error(exc: Exception) -> e.ScimError:
-    """A SCIM error for anything the services raise on purpose; Internal otherwise."""
-    if isinstance(exc, e.ScimError):
-        return exc
-    if isinstance(exc, NotFound):
-        return e.NotFound(str(exc))
-    if isinstance(exc, RaceLost):
-        return e.Uniqueness("a concurrent request wrote the same resource; retry")
-    if isinstance(exc, DatabaseNotReady):
-        log.error("database not ready: %s", exc)
-        error = e.ScimError("the service is temporarily unavailable; try again in a moment")
-        error.status = 503
-        return error
-    if isinstance(exc, Conflict):
-        return e.Uniqueness(str(exc))
-    if isinstance(exc, InvalidInput):
-        return e.InvalidValue(str(exc))
-    return e.Internal("an unexpected error occurred; the administrator can find it in the "
-                      "server log by its request id")
 
 
 def _request_id(request: Request) -> str | None:
@@ -191,13 +169,8 @@ def _descending(value: Any) -> bool:
 
 # -- Users and Groups ------------------------------------------------------------------------
 
-SERVICES: dict[Kind, Any] = {"User": scim_users, "Group": scim_groups}
-
-
 def _query(kind: Kind, request: Request, principal: ScimPrincipal,
            params: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-    service = SERVICES[kind]
-    query = service.query_users if kind == "User" else service.query_groups
     filter_text = params.get("filter")
     if filter_text is not None and not isinstance(filter_text, str):
         raise e.InvalidFilter("filter must be a string")
@@ -205,8 +178,8 @@ def _query(kind: Kind, request: Request, principal: ScimPrincipal,
     if sort_by is not None and not isinstance(sort_by, str):
         raise e.InvalidValue("sortBy must be an attribute path")
     return run_in_threadpool(
-        query, ctx_of(request), principal, _base(request), filter_text=filter_text,
-        sort_by=sort_by, descending=_descending(params.get("sortOrder")),
+        RESOURCES[kind].query, ctx_of(request), principal, _base(request),
+        filter_text=filter_text, sort_by=sort_by, descending=_descending(params.get("sortOrder")),
         start_index=_int("startIndex", params.get("startIndex")),
         count=_int("count", params.get("count")),
         projection=_projection(kind, params.get("attributes"),
@@ -214,17 +187,15 @@ def _query(kind: Kind, request: Request, principal: ScimPrincipal,
 
 
 def collection(kind: Kind) -> Endpoint:
-    service = SERVICES[kind]
-
     async def handle(request: Request, principal: ScimPrincipal | None) -> Response:
         assert principal is not None  # noqa: S101 - not public
         if request.method == "GET":
             params = dict(request.query_params)
             return ScimResponse(await _query(kind, request, principal, params))
         payload = await read_json(request)
-        create = service.create_user if kind == "User" else service.create_group
-        rendered = await run_in_threadpool(create, ctx_of(request), principal, _base(request),
-                                           payload, request_id=_request_id(request))
+        rendered = await run_in_threadpool(RESOURCES[kind].create, ctx_of(request), principal,
+                                           _base(request), payload,
+                                           request_id=_request_id(request))
         return _respond(rendered, status=201, location=True)
 
     return scim_endpoint(handle, methods=("GET", "POST"))
@@ -277,11 +248,9 @@ async def _root_search(request: Request, principal: ScimPrincipal | None) -> Res
 
 
 def resource(kind: Kind) -> Endpoint:
-    service = SERVICES[kind]
-    noun = "user" if kind == "User" else "group"
-
     async def handle(request: Request, principal: ScimPrincipal | None) -> Response:
         assert principal is not None  # noqa: S101
+        service = RESOURCES[kind]
         ctx, base = ctx_of(request), _base(request)
         resource_id = request.path_params["id"]
         if_match = request.headers.get("if-match")
@@ -290,27 +259,26 @@ def resource(kind: Kind) -> Endpoint:
         projection = _projection(kind, params.get("attributes"),
                                  params.get("excludedAttributes"))
         if request.method == "GET":
-            rendered = await run_in_threadpool(getattr(service, f"get_{noun}"), ctx,
-                                               principal, base, resource_id, projection)
+            rendered = await run_in_threadpool(service.get, ctx, principal, base, resource_id,
+                                               projection)
             if_none_match = request.headers.get("if-none-match")
             if if_none_match and rendered.version is not None and \
                     if_none_match.strip() == f'W/"{rendered.version}"':
                 return Response(status_code=304, headers={"ETag": if_none_match.strip()})
             return _respond(rendered)
         if request.method == "DELETE":
-            await run_in_threadpool(getattr(service, f"delete_{noun}"), ctx, principal,
-                                    resource_id, if_match=if_match, request_id=request_id)
+            await run_in_threadpool(service.delete, ctx, principal, resource_id,
+                                    if_match=if_match, request_id=request_id)
             return Response(status_code=204)
         payload = await read_json(request)
         if request.method == "PUT":
-            rendered = await run_in_threadpool(getattr(service, f"replace_{noun}"), ctx,
-                                               principal, base, resource_id, payload,
-                                               if_match=if_match, request_id=request_id)
+            rendered = await run_in_threadpool(service.replace, ctx, principal, base,
+                                               resource_id, payload, if_match=if_match,
+                                               request_id=request_id)
             return _respond(rendered)
-        rendered = await run_in_threadpool(getattr(service, f"patch_{noun}"), ctx, principal,
-                                           base, resource_id, payload, if_match=if_match,
-                                           quirks=QUIRKS, request_id=request_id,
-                                           projection=projection)
+        rendered = await run_in_threadpool(service.patch, ctx, principal, base, resource_id,
+                                           payload, if_match=if_match, quirks=QUIRKS,
+                                           request_id=request_id, projection=projection)
         return _respond(rendered)
 
     return scim_endpoint(handle, methods=("GET", "PUT", "PATCH", "DELETE"))
@@ -352,109 +320,10 @@ async def _bulk(request: Request, principal: ScimPrincipal | None) -> Response:
         raise e.PayloadTooLarge(f"at most {discovery.MAX_OPERATIONS} operations per Bulk "
                                 "request (maxOperations)")
     fail_on_errors = _int("failOnErrors", body.get("failOnErrors"))
-    results = await run_in_threadpool(
-        run_bulk, ctx_of(request), principal, _base(request), operations, fail_on_errors,
-        _request_id(request))
+    results = await run_in_threadpool(run_bulk, ctx_of(request), principal, _base(request),
+                                      operations, fail_on_errors, _request_id(request),
+                                      quirks=QUIRKS)
     return ScimResponse({"schemas": [BULK_RESPONSE_SCHEMA], "Operations": results})
-
-
-def run_bulk(ctx: Any, principal: ScimPrincipal, base: str, operations: list[Any],
-             fail_on_errors: int | None, request_id: str | None) -> list[dict[str, Any]]:
-    """Each operation in order, each its own transaction; ``bulkId:x`` in a path or data is
-    the id the operation with ``bulkId`` x created. Stops after ``failOnErrors`` errors."""
-    ids: dict[str, str] = {}
-    results: list[dict[str, Any]] = []
-    errors = 0
-    for raw in operations:
-        if fail_on_errors is not None and fail_on_errors > 0 and errors >= fail_on_errors:
-            break
-        outcome = _bulk_one(ctx, principal, base, raw, ids, request_id)
-        if int(outcome["status"]) >= 400:
-            errors += 1
-        results.append(outcome)
-    return results
-
-
-def _resolve(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str) and value.startswith("bulkId:"):
-        key = value[len("bulkId:"):]
-        if key not in ids:
-            raise e.InvalidValue(f"bulkId {key!r} is not (yet) the id of a created resource")
-        return ids[key]
-    if isinstance(value, list):
-        return [_resolve(v, ids) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve(v, ids) for k, v in value.items()}
-    return value
-
-
-def _bulk_one(ctx: Any, principal: ScimPrincipal, base: str, raw: Any, ids: dict[str, str],
-              request_id: str | None) -> dict[str, Any]:
-    outcome: dict[str, Any] = {}
-    try:
-        if not isinstance(raw, dict):
-            raise e.InvalidSyntax("each Bulk operation is an object")
-        method = str(raw.get("method", "")).upper()
-        outcome["method"] = method
-        if isinstance(raw.get("bulkId"), str):
-            outcome["bulkId"] = raw["bulkId"]
-        path = raw.get("path")
-        if not isinstance(path, str):
-            raise e.InvalidSyntax("each Bulk operation needs a path")
-        parts = [p for p in path.split("/") if p]
-        if len(parts) not in (1, 2) or parts[0] not in ("Users", "Groups"):
-            raise e.InvalidPath(f"Bulk path {path!r} is not /Users[/id] or /Groups[/id]")
-        kind: Kind = "User" if parts[0] == "Users" else "Group"
-        service = SERVICES[kind]
-        noun = kind.lower()
-        version = raw.get("version")
-        if_match = version if isinstance(version, str) else None
-        if len(parts) == 1:
-            if method != "POST":
-                raise e.InvalidSyntax(f"{method} needs a resource path (/{parts[0]}/id)")
-            if "bulkId" not in outcome:
-                raise e.InvalidValue("a Bulk POST needs a bulkId")
-            rendered = getattr(service, f"create_{noun}")(
-                ctx, principal, base, _resolve(raw.get("data"), ids), request_id=request_id)
-            ids[outcome["bulkId"]] = rendered.body["id"]
-            return _bulk_done(outcome, rendered, "201")
-        resource_id = _resolve(parts[1], ids) if parts[1].startswith("bulkId:") else parts[1]
-        if method == "DELETE":
-            getattr(service, f"delete_{noun}")(ctx, principal, resource_id, if_match=if_match,
-                                              request_id=request_id)
-            outcome.update(location=f"{base}/{parts[0]}/{resource_id}", status="204")
-            return outcome
-        data = _resolve(raw.get("data"), ids)
-        if method == "PUT":
-            rendered = getattr(service, f"replace_{noun}")(
-                ctx, principal, base, resource_id, data, if_match=if_match,
-                request_id=request_id)
-        elif method == "PATCH":
-            rendered = getattr(service, f"patch_{noun}")(
-                ctx, principal, base, resource_id, data, if_match=if_match, quirks=QUIRKS,
-                request_id=request_id)
-        else:
-            raise e.InvalidSyntax(f"unknown Bulk method {method!r}")
-        outcome["location"] = f"{base}/{parts[0]}/{resource_id}"
-        return _bulk_done(outcome, rendered, "200" if rendered.body is not None else "204")
-    except JitprovError as exc:
-        error = as_scim_error(exc)
-    except RecursionError:
-        error = e.InvalidSyntax("the operation is nested too deeply")
-    except Exception:
-        log.exception("unhandled SCIM Bulk error", extra={"request_id": request_id})
-        error = as_scim_error(RuntimeError())
-    outcome.update(status=str(error.status), response=error.as_body())
-    return outcome
-
-
-def _bulk_done(outcome: dict[str, Any], rendered: Rendered, status: str) -> dict[str, Any]:
-    if rendered.body is not None:
-        outcome["location"] = rendered.body["meta"]["location"]
-    if rendered.version is not None:
-        outcome["version"] = f'W/"{rendered.version}"'
-    outcome["status"] = status
-    return outcome
 
 
 P = "/scim/v2/{tenant}"

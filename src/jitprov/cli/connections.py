@@ -1,0 +1,162 @@
+"""``jitprov connection ...``: register OIDC and SAML identity providers, replace their
+mapping, re-read SAML metadata, enable and disable them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jitprov.cli.common import (
+    CliError,
+    DatabaseUrl,
+    cli_settings,
+    context_for,
+    read_text,
+    service_context,
+)
+from jitprov.jobs import saml_metadata
+from jitprov.services import admin
+
+connection_app = typer.Typer(no_args_is_help=True, help="Connections to identity providers.")
+
+
+@connection_app.command("list")
+def connection_list(tenant: Annotated[str | None, typer.Option()] = None,
+                    database_url: DatabaseUrl = None) -> None:
+    """Connections with their kind, tenant and state."""
+    for c in admin.list_connections(context_for(database_url), tenant):
+        state = "enabled" if c.enabled else "disabled"
+        typer.echo(f"{c.slug}\t{c.kind}\t{c.tenant_slug}\t{state}\tmapping v{c.version} "
+                   f"({c.mapping_source})")
+
+
+@connection_app.command("add-oidc")
+def connection_add_oidc(
+        tenant: Annotated[str, typer.Option("--tenant")],
+        slug: Annotated[str, typer.Option("--slug")],
+        issuer: Annotated[str, typer.Option("--issuer", help="the provider's issuer URL")],
+        client_id: Annotated[str, typer.Option("--client-id")],
+        client_secret: Annotated[str | None, typer.Option(
+            "--client-secret", envvar="JITPROV_OIDC_CLIENT_SECRET",
+            help="or set JITPROV_OIDC_CLIENT_SECRET, to keep it out of shell history")] = None,
+        mapping: Annotated[Path | None, typer.Option("--mapping", help="mapping YAML")] = None,
+        scopes: Annotated[str, typer.Option(
+            "--scopes", help="space-separated")] = "openid email profile",
+        auth_method: Annotated[str, typer.Option(
+            "--auth-method",
+            help="client_secret_basic | client_secret_post | private_key_jwt")
+        ] = "client_secret_basic",
+        userinfo: Annotated[bool, typer.Option(
+            "--userinfo", help="merge the userinfo endpoint's claims")] = False,
+        entra_multi_tenant: Annotated[bool, typer.Option(
+            "--entra-multi-tenant",
+            help="issuer is https://login.microsoftonline.com/{tenantid}/v2.0")] = False,
+        entra_tenant: Annotated[list[str] | None, typer.Option(
+            "--entra-tenant", help="allowed Entra tenant id (repeat)")] = None,
+        google_hd: Annotated[list[str] | None, typer.Option(
+            "--google-hd", help="allowed Google Workspace domain (repeat)")] = None,
+        clock_skew: Annotated[int, typer.Option(
+            "--clock-skew", help="seconds of clock skew allowed on exp/iat/nbf")] = 60,
+        entra_any_tenant: Annotated[bool, typer.Option(
+            "--entra-any-tenant",
+            help="with --entra-multi-tenant: accept every Entra tenant")] = False,
+        check: Annotated[bool, typer.Option(
+            "--check/--no-check", help="fetch the discovery document now")] = True,
+        database_url: DatabaseUrl = None) -> None:
+    """Register an OpenID Connect provider (Okta, Entra ID, Google, Keycloak, Auth0...)."""
+    settings = cli_settings(database_url)
+    config: dict[str, object] = {
+        "issuer": issuer, "client_id": client_id, "scopes": scopes.split(),
+        "token_auth_method": auth_method, "userinfo": userinfo,
+        "entra_multi_tenant": entra_multi_tenant,
+        "entra_allowed_tenants": entra_tenant or [], "entra_any_tenant": entra_any_tenant,
+        "google_hosted_domains": google_hd or [], "clock_skew_seconds": clock_skew}
+    record = admin.add_oidc_connection(
+        service_context(settings), tenant=tenant, slug=slug, config=config,
+        client_secret=client_secret, mapping=read_text(mapping) if mapping else None,
+        mapping_source=str(mapping) if mapping else None, check_provider=check)
+    typer.echo(f"connection {record.slug} (oidc) added to tenant {record.tenant_slug}")
+    typer.echo(f"  redirect URI to register at the provider: "
+               f"{settings.base_url}/sso/{record.slug}/oidc/callback")
+    if auth_method == "private_key_jwt":
+        typer.echo(f"  client JWKS URL for the provider: "
+                   f"{settings.base_url}/sso/{record.slug}/oidc/jwks.json")
+    typer.echo(f"  sign in at: {settings.base_url}/sso/{record.slug}/login")
+
+
+@connection_app.command("add-saml")
+def connection_add_saml(
+        tenant: Annotated[str, typer.Option("--tenant")],
+        slug: Annotated[str, typer.Option("--slug")],
+        idp_metadata_url: Annotated[str | None, typer.Option(
+            "--idp-metadata-url", help="the IdP's metadata URL (re-read every hour)")] = None,
+        idp_metadata_file: Annotated[Path | None, typer.Option(
+            "--idp-metadata-file", help="the IdP's metadata XML file")] = None,
+        mapping: Annotated[Path | None, typer.Option("--mapping", help="mapping YAML")] = None,
+        idp_entity_id: Annotated[str | None, typer.Option(
+            "--idp-entity-id", help="pick this IdP out of a metadata aggregate")] = None,
+        allow_idp_initiated: Annotated[bool, typer.Option(
+            "--allow-idp-initiated", help="accept unsolicited (IdP-initiated) responses")
+        ] = False,
+        database_url: DatabaseUrl = None) -> None:
+    """Register a SAML 2.0 IdP from its metadata; prints what to give the IdP."""
+    if (idp_metadata_url is None) == (idp_metadata_file is None):
+        raise CliError("give exactly one of --idp-metadata-url or --idp-metadata-file")
+    settings = cli_settings(database_url)
+    xml: bytes | None = None
+    if idp_metadata_file is not None:
+        try:
+            xml = idp_metadata_file.read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {idp_metadata_file}: {exc}") from exc
+    record = admin.add_saml_connection(
+        service_context(settings), tenant=tenant, slug=slug, metadata_xml=xml,
+        metadata_url=idp_metadata_url, mapping=read_text(mapping) if mapping else None,
+        mapping_source=str(mapping) if mapping else None, entity_id=idp_entity_id,
+        options={"allow_idp_initiated": allow_idp_initiated})
+    base = f"{settings.base_url}/sso/{record.slug}"
+    typer.echo(f"connection {record.slug} (saml) added to tenant {record.tenant_slug}: IdP "
+               f"{record.config.get('idp_entity_id')}")
+    typer.echo("  give the IdP (or let it read the SP metadata URL):")
+    typer.echo(f"    SP metadata URL:           {base}/saml/metadata")
+    typer.echo(f"    SP entity id (audience):   {base}/saml/metadata")
+    typer.echo(f"    ACS URL (HTTP-POST):       {base}/saml/acs")
+    typer.echo(f"  sign in at: {base}/login")
+
+
+@connection_app.command("refresh-metadata")
+def connection_refresh_metadata(slug: str, database_url: DatabaseUrl = None) -> None:
+    """Re-read a SAML connection's IdP metadata URL now (serve does it every hour)."""
+    report = saml_metadata.refresh_connection(context_for(database_url), slug,
+                                              actor="cli")
+    if report.outcome in ("failed", "skipped"):
+        raise CliError(f"connection {slug}: metadata refresh {report.outcome}: "
+                       f"{report.detail}")
+    version = f" (version {report.version})" if report.version is not None else ""
+    typer.echo(f"connection {slug}: IdP metadata {report.outcome}{version}")
+
+
+@connection_app.command("set-mapping")
+def connection_set_mapping(
+        mapping: Annotated[Path, typer.Argument(help="the mapping YAML file")],
+        connection: Annotated[str, typer.Option("--connection")],
+        database_url: DatabaseUrl = None) -> None:
+    """Replace a connection's mapping; running servers use it at their next login."""
+    version = admin.set_mapping(context_for(database_url), connection, read_text(mapping),
+                                str(mapping))
+    typer.echo(f"connection {connection}: mapping {mapping} in force (version {version})")
+
+
+@connection_app.command("disable")
+def connection_disable(slug: str, database_url: DatabaseUrl = None) -> None:
+    """Refuse new sign-ins through a connection (existing sessions stay)."""
+    admin.set_connection_enabled(context_for(database_url), slug, enabled=False)
+    typer.echo(f"connection {slug} disabled")
+
+
+@connection_app.command("enable")
+def connection_enable(slug: str, database_url: DatabaseUrl = None) -> None:
+    admin.set_connection_enabled(context_for(database_url), slug, enabled=True)
+    typer.echo(f"connection {slug} enabled")

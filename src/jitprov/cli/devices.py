@@ -1,0 +1,118 @@
+"""``jitprov device`` and ``jitprov passkey``: shared devices, the frontline policy, declared
+IdP outages, and passkeys (list, revoke). Same services as the admin API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jitprov.cli.common import DatabaseUrl, cli_settings, context_for, service_context
+from jitprov.protocols.webauthn import RelyingParty
+from jitprov.services import devices, passkeys
+
+device_app = typer.Typer(no_args_is_help=True, help="Shared devices (kiosks) and their policy.")
+passkey_app = typer.Typer(no_args_is_help=True, help="Passkeys (WebAuthn) of accounts.")
+
+ACTOR = "cli"
+
+
+def enrolment_url(base_url: str, registered: devices.RegisteredDevice) -> str:
+    """On the origin passkeys work on (a loopback base URL means localhost)."""
+    return registered.enrolment_url(RelyingParty.from_base_url(base_url).origin)
+
+
+@device_app.command("register")
+def device_register(tenant: Annotated[str, typer.Option("--tenant")],
+                    name: Annotated[str, typer.Option("--name")],
+                    location: Annotated[str, typer.Option("--location")],
+                    database_url: DatabaseUrl = None) -> None:
+    """Register a shared device; prints a one-time enrolment link (24 h) to open on it."""
+    settings = cli_settings(database_url)
+    ctx, base_url = service_context(settings), settings.base_url
+    registered = devices.register_device(ctx, tenant, name=name, location=location,
+                                         actor=ACTOR)
+    typer.echo(f"device {registered.id} registered; open this once on the device "
+               f"(valid until {registered.expires_at.isoformat(timespec='minutes')}):")
+    typer.echo(enrolment_url(base_url, registered))
+
+
+@device_app.command("list")
+def device_list(tenant: Annotated[str, typer.Option("--tenant")],
+                database_url: DatabaseUrl = None) -> None:
+    ctx = context_for(database_url)
+    for d in devices.list_devices(ctx, tenant):
+        state = "revoked" if d.revoked_at else ("enrolled" if d.enrolled else "waiting")
+        seen = d.last_seen_at.isoformat(timespec="seconds") if d.last_seen_at else "-"
+        typer.echo(f"{d.id}\t{d.name}\t{d.location}\t{state}\tlast seen {seen}")
+
+
+@device_app.command("revoke")
+def device_revoke(device_id: int, database_url: DatabaseUrl = None) -> None:
+    """Revoke a device: its credential stops working and its sessions end now."""
+    ctx = context_for(database_url)
+    ended = devices.revoke_device(ctx, device_id, actor=ACTOR)
+    typer.echo(f"device {device_id} revoked; {ended} session(s) ended")
+
+
+@device_app.command("set-policy")
+def device_set_policy(
+        tenant: Annotated[str, typer.Option("--tenant")],
+        idle_seconds: Annotated[int | None, typer.Option(
+            help="lock a device session after this long without activity (default 300)")
+        ] = None,
+        shifts: Annotated[str | None, typer.Option(
+            help='shift boundaries, e.g. "07:00,15:00,23:00" ("" for none)')] = None,
+        timezone: Annotated[str | None, typer.Option(help="the shifts' time zone")] = None,
+        roles_max_age_hours: Annotated[float | None, typer.Option(
+            help="trust IdP-confirmed roles this long for passkey sign-in (default 168)")
+        ] = None,
+        offline_minutes: Annotated[int | None, typer.Option(
+            help="lifetime of an offline session while the IdP is down (default 30)")] = None,
+        database_url: DatabaseUrl = None) -> None:
+    """Set the tenant's frontline policy; what is not given stays as it is."""
+    ctx = context_for(database_url)
+    current = devices.get_policy(ctx, tenant)
+    policy = devices.FrontlinePolicy(
+        idle_seconds=current.idle_seconds if idle_seconds is None else idle_seconds,
+        shifts=current.shifts if shifts is None else tuple(
+            s.strip() for s in shifts.split(",") if s.strip()),
+        timezone=current.timezone if timezone is None else timezone,
+        roles_max_age_seconds=current.roles_max_age_seconds if roles_max_age_hours is None
+        else int(roles_max_age_hours * 3600),
+        offline_seconds=current.offline_seconds if offline_minutes is None
+        else offline_minutes * 60)
+    devices.set_policy(ctx, tenant, policy, actor=ACTOR)
+    typer.echo(f"tenant {tenant}: {policy.as_dict()}")
+
+
+@device_app.command("idp-status")
+def device_idp_status(connection: Annotated[str, typer.Option("--connection")],
+                      down: Annotated[bool, typer.Option(
+                          "--down/--up", help="declare the IdP unreachable, or back")] = True,
+                      reason: Annotated[str, typer.Option()] = "declared by an administrator",
+                      database_url: DatabaseUrl = None) -> None:
+    """Declare a connection's IdP down (passkey sign-ins become short offline sessions) or
+    back up (offline sessions end and go back through the IdP). Audited."""
+    ctx = context_for(database_url)
+    passkeys.record_idp_health(ctx, connection, ok=not down, error=reason, actor=ACTOR)
+    typer.echo(f"connection {connection}: IdP {'down' if down else 'up'}")
+
+
+@passkey_app.command("list")
+def passkey_list(account: Annotated[str, typer.Option("--account", help="account id")],
+                 include_revoked: Annotated[bool, typer.Option()] = False,
+                 database_url: DatabaseUrl = None) -> None:
+    ctx = context_for(database_url)
+    for p in passkeys.list_passkeys(ctx, account, include_revoked=include_revoked):
+        used = p.last_used_at.isoformat(timespec="seconds") if p.last_used_at else "never"
+        state = "revoked" if p.revoked_at else "active"
+        typer.echo(f"{p.id}\t{p.name}\t{state}\tlast used {used}\taaguid {p.aaguid}")
+
+
+@passkey_app.command("revoke")
+def passkey_revoke(passkey_id: int, database_url: DatabaseUrl = None) -> None:
+    """Revoke a passkey (audited, announced to webhooks)."""
+    ctx = context_for(database_url)
+    revoked = passkeys.revoke_passkey(ctx, passkey_id, actor=ACTOR)
+    typer.echo(f"passkey {passkey_id} of account {revoked.account_id} revoked")

@@ -1,0 +1,200 @@
+"""provision_on_login: the one function every login protocol ends in.
+
+Claims are mapped before the transaction opens (pure work holds no lock). Then in ONE
+transaction: consume the login request (single use, bound to the browser that started it) ->
+find the account by (connection, subject) -> ``decide`` -> apply the decision -> outbox event ->
+session -> audit event (last, so the tenant's chain head is locked only until the commit that
+follows). A lost unique-key race rolls back and runs again; the loser then finds the winner's
+account. Nothing is half-written: a denial commits only its audit event (and the spent state).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jitprov.core.errors import RaceLost
+from jitprov.core.identity import Account, ExternalIdentity
+from jitprov.core.mapping import MappedIdentity, Policy
+from jitprov.core.provisioning import Create, Decision, Deny, Link, NoChange, Pending, Update
+from jitprov.core.recorded_claims import redact_claims
+from jitprov.services import metrics
+from jitprov.services.common import REQUEST_PROBLEMS, LoginRefused, hash_token
+from jitprov.services.context import ServiceContext
+from jitprov.services.login.failures import record_login_failure
+from jitprov.services.login.state import LoginState, spend_login_request
+from jitprov.services.login.steps import announcements, audit_event, check_sizes, decide_login
+from jitprov.store.records import ConnectionRecord
+from jitprov.store.unit_of_work import UnitOfWork
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A successful login: the decision, the new session's cookie value, where to go next."""
+
+    account_id: str
+    decision: Decision
+    session_token: str | None
+    return_to: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What a login would do, written nowhere."""
+
+    decision: Decision
+    mapped: MappedIdentity
+    existing: Account | None
+
+    def as_dict(self) -> dict[str, object]:
+        """The decision, its changes and the rule trace, JSON-ready (CLI and API)."""
+        d = self.decision
+        out: dict[str, object] = {"decision": d.kind, "trace": [e.as_dict() for e in d.trace]}
+        if self.existing is not None:
+            out["account_id"] = self.existing.id
+        if isinstance(d, Create | Update | Link):
+            out["changes"] = d.changes.as_dict()
+        if isinstance(d, Deny):
+            out.update(code=d.code, reason=d.reason, rule=d.rule)
+        if isinstance(d, Pending):
+            out.update(reason=d.reason, link_to=d.account_id)
+        return out
+
+
+def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: ExternalIdentity, *,
+                       login: LoginState | None = None, request_id: str | None = None,
+                       user_agent: str | None = None, previous_session: str | None = None,
+                       start_session: bool = True,
+                       guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
+    """Provision (or sync) the account of ``identity`` and open a session.
+
+    ``login`` is the state of the login request this callback answers: it is consumed in the
+    same transaction, and must come from the browser that started the login. ``guard`` runs
+    first in that transaction (after the login is spent) and may raise LoginRefused, which
+    rolls everything back: the SAML ACS records the assertion ID there, so the replay cache
+    costs no transaction of its own and an assertion is spent exactly when a login or a
+    denial is committed. Raises
+    :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
+    audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
+    """
+    conn = ctx.connections.get(connection_slug)
+    policy = ctx.policies.get(conn)
+    mapped = policy.map(identity.claims).scoped(conn.slug)
+    try:
+        if not conn.enabled:
+            raise LoginRefused("connection_disabled",
+                               f"sign-in through {conn.slug} is disabled", request_id)
+        check_sizes(identity, mapped.profile.get("email"), request_id)
+    except LoginRefused as refused:
+        record_login_failure(ctx, conn.slug, refused.code, refused.reason,
+                             request_id=request_id)
+        raise
+    started = time.perf_counter()
+    for _attempt in range(MAX_ATTEMPTS):
+        try:
+            result = _provision_once(ctx, conn, policy, mapped, identity, login=login,
+                                     request_id=request_id, user_agent=user_agent,
+                                     previous_session=previous_session,
+                                     start_session=start_session, guard=guard)
+        except RaceLost:
+            continue
+        except LoginRefused as refused:
+            metrics.LOGINS.labels(refused.code).inc()
+            if refused.code in REQUEST_PROBLEMS:  # policy refusals are audited in the unit
+                record_login_failure(ctx, conn.slug, refused.code, refused.reason,
+                                     request_id=request_id, subject=identity.subject)
+            raise
+        metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
+        metrics.LOGINS.labels(result.decision.kind).inc()
+        return result
+    raise LoginRefused("busy", "the login could not be completed because of concurrent "
+                       "updates; try again", request_id)
+
+
+def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
+                    mapped: MappedIdentity, identity: ExternalIdentity, *,
+                    login: LoginState | None, request_id: str | None, user_agent: str | None,
+                    previous_session: str | None, start_session: bool,
+                    guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
+    now = ctx.clock()
+    recorded = redact_claims(identity.claims)  # pure, before the lock; written by the touch
+    with UnitOfWork(ctx.db) as uow:
+        return_to = "/"
+        if login is not None:
+            return_to = spend_login_request(uow, conn, login, request_id, now).return_to
+        if guard is not None:
+            guard(uow)
+        existing, decision = decide_login(uow, conn, policy, mapped, identity)
+
+        account_id: str | None
+        match decision:
+            case Create(changes=changes):
+                account_id = uow.accounts.create(tenant_id=conn.tenant_id, changes=changes,
+                                                 provisioned_by="jit", now=now)
+                uow.identities.add_identity(account_id=account_id, connection_id=conn.id,
+                                            subject=identity.subject, issuer=identity.issuer,
+                                            now=now, claims=recorded)
+            case Link(account_id=target, changes=changes, target=linked):
+                account_id = target
+                uow.accounts.apply(linked, changes, now)
+                uow.identities.add_identity(account_id=target, connection_id=conn.id,
+                                            subject=identity.subject, issuer=identity.issuer,
+                                            now=now, claims=recorded)
+            case Update(account_id=target, changes=changes):
+                account_id = target
+                assert existing is not None  # noqa: S101 - decide() updates only what exists
+                uow.accounts.apply(existing, changes, now)
+            case NoChange(account_id=target):
+                account_id = target
+            case Pending(account_id=target):
+                account_id = None
+                uow.identities.queue_link(tenant_id=conn.tenant_id, connection_id=conn.id,
+                                          subject=identity.subject, issuer=identity.issuer,
+                                          account_id=target, claims=recorded, now=now)
+            case Deny():
+                account_id = None
+
+        event = audit_event(conn, identity, policy, decision, account_id, request_id)
+        if isinstance(decision, Deny | Pending):
+            uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
+            uow.commit()
+            code = decision.code if isinstance(decision, Deny) else "pending_link"
+            raise LoginRefused(code, decision.reason, request_id)
+        assert account_id is not None  # noqa: S101
+
+        if isinstance(decision, Create | Update | Link):
+            uow.outbox.add_many(conn.tenant_id, announcements(
+                decision, account_id, conn), now)
+        if not isinstance(decision, Create):  # a new account is born logged in
+            uow.identities.record_login(account_id=account_id, connection_id=conn.id,
+                                        subject=identity.subject, now=now, claims=recorded)
+        token: str | None = None
+        if start_session:
+            if previous_session:
+                uow.sessions.revoke(hash_token(previous_session), now)
+            token = secrets.token_urlsafe(32)
+            uow.sessions.create(session_id=hash_token(token), account_id=account_id,
+                                connection_id=conn.id, subject=identity.subject, now=now,
+                                expires_at=now + ctx.session_ttl, user_agent=user_agent)
+        uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
+        uow.commit()
+        return LoginResult(account_id=account_id, decision=decision, session_token=token,
+                           return_to=return_to)
+
+
+def dry_run_login(ctx: ServiceContext, connection_slug: str,
+                  identity: ExternalIdentity, *, policy: Policy | None = None) -> DryRun:
+    """What ``provision_on_login`` would decide for these claims (with ``policy`` instead of
+    the connection's, when given: a mapping not yet saved); writes nothing."""
+    conn = ctx.connections.get(connection_slug)
+    policy = policy if policy is not None else ctx.policies.get(conn)
+    mapped = policy.map(identity.claims).scoped(conn.slug)
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        existing, decision = decide_login(uow, conn, policy, mapped, identity)
+    return DryRun(decision, mapped, existing)
+
+

@@ -1,0 +1,137 @@
+"""OIDC sign-in: the authorization request that starts it, and the callback (code -> ID token
+-> account).
+
+The login request row keeps ``nonce`` and the PKCE ``code_verifier`` server-side (valid across
+nodes, single use, expiring). Every failure is audited as ``login.failed`` with its reason and
+shown as a readable page; no account or session is written for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import threading
+from collections.abc import Mapping
+
+from joserfc.jwk import ECKey
+
+from jitprov.core.errors import InvalidInput
+from jitprov.protocols.oidc import (
+    OidcConfig,
+    OidcError,
+    OidcKind,
+    ProviderMetadata,
+    build_authorization_request,
+    check_response_issuer,
+    exchange_code,
+    fetch_userinfo,
+    identity_from_claims,
+    validate_id_token,
+)
+from jitprov.services.common import hash_token
+from jitprov.services.context import ServiceContext
+from jitprov.services.login.failures import failures_audited, record_login_failure
+from jitprov.services.login.flow import LoginResult, provision_on_login
+from jitprov.services.login.state import LoginState, consume_login_request
+from jitprov.store.records import ConnectionRecord
+
+_KEYS_LOCK = threading.Lock()
+_PRIVATE_KEYS: dict[str, ECKey] = {}
+
+
+def redirect_uri(base_url: str, connection: str) -> str:
+    return f"{base_url}/sso/{connection}/oidc/callback"
+
+
+def connection_config(conn: ConnectionRecord) -> OidcConfig:
+    if conn.kind != "oidc":
+        raise InvalidInput(f"connection {conn.slug} is not an OIDC connection")
+    return OidcConfig.parse(conn.config)
+
+
+def provider_metadata(ctx: ServiceContext, config: OidcConfig) -> ProviderMetadata:
+    return ctx.oidc.metadata(config.issuer, discovery_issuer=config.discovery_issuer(),
+                             ttl=config.discovery_ttl_seconds)
+
+
+class OidcConnection(OidcKind):
+    """Kind ``oidc``: the protocol's configuration check, and the authorization request
+    (with its nonce and PKCE verifier) that starts a login."""
+
+    def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
+                      base_url: str) -> tuple[dict[str, object], str]:
+        """(what the login request keeps: nonce and PKCE verifier; the IdP authorization
+        URL). A provider that cannot be reached or read is audited as ``login.failed``."""
+        config = connection_config(conn)
+        try:
+            metadata = provider_metadata(ctx, config)
+            request = build_authorization_request(
+                metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug))
+        except OidcError as exc:
+            record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=None)
+            raise
+        return {"nonce": request.nonce, "code_verifier": request.code_verifier}, request.url
+
+
+def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mapping[str, str],
+                        *, browser: str | None, base_url: str, request_id: str | None,
+                        user_agent: str | None = None,
+                        previous_session: str | None = None) -> LoginResult:
+    """The callback: spend the state, redeem the code, verify the ID token, provision.
+    Raises LoginRefused or OidcError (both audited as ``login.failed`` or ``login.denied``)."""
+    record = consume_login_request(ctx, connection_slug,
+                                   LoginState(params.get("state", ""), browser),
+                                   request_id=request_id)
+    conn = ctx.connections.get(connection_slug)
+    with failures_audited(ctx, conn.slug, request_id):
+        config = connection_config(conn)
+        metadata = provider_metadata(ctx, config)
+        check_response_issuer(metadata, params.get("iss"))
+        if "error" in params:
+            error = params["error"][:100]
+            described = params.get("error_description", "")[:200]
+            raise OidcError("idp_error", f"the identity provider refused the sign-in: {error}"
+                            + (f" ({described})" if described else ""))
+        code = params.get("code")
+        if not code:
+            raise OidcError("invalid_response", "the identity provider sent no code")
+        sealed = ctx.secretbox.open(conn.secrets)
+        tokens = exchange_code(
+            ctx.http, metadata, config, code=code,
+            code_verifier=str(record.data.get("code_verifier", "")),
+            redirect_uri=redirect_uri(base_url, conn.slug),
+            client_secret=sealed.get("client_secret"),
+            private_key=_private_key(sealed))
+        claims = validate_id_token(tokens.id_token, ctx.oidc, metadata, config,
+                                   nonce=str(record.data.get("nonce", "")),
+                                   now=ctx.clock().timestamp())
+        userinfo = (fetch_userinfo(ctx.http, metadata, tokens.access_token,
+                                   subject=str(claims["sub"])) if config.userinfo else None)
+        identity = identity_from_claims(claims, userinfo)
+    result = provision_on_login(ctx, conn.slug, identity, request_id=request_id,
+                                user_agent=user_agent, previous_session=previous_session)
+    return dataclasses.replace(result, return_to=record.return_to)
+
+
+def _private_key(sealed: Mapping[str, str]) -> ECKey | None:
+    """The connection's private_key_jwt key, parsed once per process."""
+    text = sealed.get("private_jwk")
+    if not text:
+        return None
+    digest = hash_token(text)  # keyed by content: ids and versions repeat across databases
+    cached = _PRIVATE_KEYS.get(digest)
+    if cached is None:
+        cached = ECKey.import_key(json.loads(text))
+        with _KEYS_LOCK:
+            _PRIVATE_KEYS[digest] = cached
+    return cached
+
+
+def new_client_key(connection: str) -> tuple[str, dict[str, str]]:
+    """A P-256 key for private_key_jwt: (private JWK as JSON, for the sealed secrets;
+    public JWK, to publish at the connection's JWKS URL)."""
+    key = ECKey.generate_key("P-256", parameters={"kid": f"{connection}-{secrets.token_hex(4)}",
+                                                  "use": "sig", "alg": "ES256"}, private=True)
+    public = {k: str(v) for k, v in key.as_dict(private=False).items()}
+    return json.dumps(key.as_dict(private=True)), public

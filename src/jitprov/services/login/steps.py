@@ -1,0 +1,119 @@
+"""The steps of ``provision_on_login`` inside its transaction: the size limits of an identity,
+the decision (with the identity and email locks that make concurrent first logins safe), the
+outbox events of an account change, and the audit event of the decision."""
+
+from __future__ import annotations
+
+from jitprov.core.audit import AuditEvent
+from jitprov.core.identity import Account, ExternalIdentity
+from jitprov.core.mapping import MappedIdentity, Policy
+from jitprov.core.provisioning import (
+    Create,
+    Decision,
+    Deny,
+    Link,
+    LinkCandidate,
+    Pending,
+    Update,
+    decide,
+)
+from jitprov.services.common import LoginRefused
+from jitprov.store.records import ConnectionRecord
+from jitprov.store.unit_of_work import UnitOfWork
+
+MAX_SUBJECT = 255  # characters, as stored
+MAX_ISSUER = 500
+MAX_EMAIL = 320  # RFC 5321 path limit
+
+AUDIT_TYPES = {
+    "create": "account.created",
+    "update": "account.updated",
+    "link": "account.linked",
+    "no_change": "login.succeeded",
+    "deny": "login.denied",
+    "pending": "login.pending",
+}
+
+
+def check_sizes(identity: ExternalIdentity, email: str | None,
+                request_id: str | None) -> None:
+    """Raise LoginRefused(``invalid_identity``) for a subject, issuer or email past what is
+    stored."""
+    if email is not None and len(email) > MAX_EMAIL:
+        raise LoginRefused("invalid_identity", f"the email sent by the identity provider is "
+                           f"longer than {MAX_EMAIL} characters", request_id)
+    if not identity.subject or len(identity.subject) > MAX_SUBJECT:
+        raise LoginRefused("invalid_identity", "the identity provider sent an empty subject or "
+                           f"one longer than {MAX_SUBJECT} characters", request_id)
+    if len(identity.issuer) > MAX_ISSUER:
+        raise LoginRefused("invalid_identity", f"the issuer is longer than {MAX_ISSUER} "
+                           "characters", request_id)
+
+
+
+def announcements(decision: Create | Update | Link, account_id: str,
+                   conn: ConnectionRecord) -> list[tuple[str, dict[str, object]]]:
+    """The outbox events of an account change: the change itself, then one event per role
+    granted or revoked and per approval requested, for receivers that want only those."""
+    base: dict[str, object] = {"account_id": account_id, "tenant": conn.tenant_slug,
+                                "connection": conn.slug}
+    changes = decision.changes
+    events: list[tuple[str, dict[str, object]]] = [
+        (AUDIT_TYPES[decision.kind], {**base, "changes": changes.as_dict()})]
+    events += [("role.granted", {**base, "role": g.role, "source": g.source})
+               for g in sorted(changes.grants_added)]
+    events += [("role.revoked", {**base, "role": g.role, "source": g.source})
+               for g in sorted(changes.grants_revoked)]
+    events += [("approval.requested", {**base, "role": p.role, "source": p.source})
+               for p in sorted(changes.pending_added)]
+    return events
+
+
+
+def audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,
+                decision: Decision, account_id: str | None,
+                request_id: str | None) -> AuditEvent:
+    """The audit event of a decision: its kind, the rule trace, the changes, the policy."""
+    data: dict[str, object] = {
+        "connection": conn.slug, "subject": identity.subject, "issuer": identity.issuer,
+        "decision": decision.kind, "policy": policy.fingerprint[:16],
+        "trace": [e.as_dict() for e in decision.trace],
+    }
+    if isinstance(decision, Create | Update | Link):
+        data["changes"] = decision.changes.as_dict()
+    if identity.notes:
+        data["notes"] = list(identity.notes)
+    if isinstance(decision, Link):
+        data["matched_by"] = decision.matched_by
+    if isinstance(decision, Deny):
+        data.update(code=decision.code, reason=decision.reason, rule=decision.rule)
+    if isinstance(decision, Pending):
+        data.update(reason=decision.reason, link_to=decision.account_id)
+    subject_account = account_id or getattr(decision, "account_id", None)
+    return AuditEvent(type=AUDIT_TYPES[decision.kind],
+                      actor=f"login:{conn.slug}:{identity.subject}", data=data,
+                      account_id=subject_account, request_id=request_id)
+
+
+
+def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
+                 mapped: MappedIdentity,
+                 identity: ExternalIdentity) -> tuple[Account | None, Decision]:
+    """The account of (connection, subject), if any, and what this login does to it. Locks
+    the identity (and, when other accounts matter, the email) for the rest of ``uow``."""
+    uow.identities.lock_identity(conn.id, identity.subject)
+    existing = uow.accounts.find_by_identity(conn.id, identity.subject)
+    email = mapped.profile.get("email")
+    # Other accounts matter at a first login (linking), or when this login changes the email.
+    look_up = existing is None or (
+        email is not None and email.lower() != (existing.email or "").lower())
+    candidates: list[LinkCandidate] = []
+    if look_up:
+        if email:
+            uow.identities.lock_email(conn.tenant_id, email)
+        found = uow.accounts.find_link_candidates(
+            conn.tenant_id, connection_id=conn.id, email=email,
+            external_id=identity.subject if existing is None else None)
+        candidates = [LinkCandidate(acc, how) for acc, how in found
+                      if existing is None or acc.id != existing.id]
+    return existing, decide(existing, mapped, policy.settings, candidates, owner=conn.slug)

@@ -1,0 +1,20 @@
+"""The store's values that the web layer names (in signatures, templates and JSON), re-exported.
+
+The web layer reads and renders these records but never imports the store: it goes through the
+services, which own every unit of work. ``Database`` is here for the composition root
+(``web/app.py`` opens it once per process and hands it to ``build_context``).
+"""
+
+from jitprov.store.console import AuditFilter
+from jitprov.store.database import Database
+from jitprov.store.devices import DeviceRecord, PasskeyRecord
+from jitprov.store.records import AccountView, ConnectionRecord
+
+__all__ = [
+    "AccountView",
+    "AuditFilter",
+    "ConnectionRecord",
+    "Database",
+    "DeviceRecord",
+    "PasskeyRecord",
+]

@@ -1,0 +1,326 @@
+"""Accounts: the login's reads (by identity, link candidates) and writes (create, apply a
+``Changes`` with its grants and pending grants, status), the tenant's account list, and the
+queries and guarded writes of the dormancy lifecycle. ``uow.accounts``.
+
+Same contract as every repository here: narrow methods over one open transaction (see
+``unit_of_work.py``), copies out (core values or ``records.py`` records), ``NotFound`` for
+what is missing, never a SQLAlchemy exception.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+
+from jitprov.core.errors import NotFound
+from jitprov.core.identity import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    PendingGrant,
+    ProvisionedBy,
+    RoleGrant,
+)
+from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
+from jitprov.store import tables as t
+from jitprov.store._common import opt_utc, prepared_insert, utc
+from jitprov.store.fast import Prepared
+from jitprov.store.records import AccountView, IdentityLink
+
+MatchedBy = Literal["email", "external_id"]
+
+# Statements of the login hot path, built once: SQLAlchemy then reuses their compiled form and
+# skips building and cache-keying a new statement per call (most of a login's CPU otherwise).
+_B = sa.bindparam
+_ACCOUNT_COLUMNS = (t.account, t.tenant.c.slug.label("tenant_slug"))
+_FIND_BY_IDENTITY = Prepared(
+    sa.select(*_ACCOUNT_COLUMNS)
+    .join(t.identity, t.identity.c.account_id == t.account.c.id)
+    .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+    .where(t.identity.c.connection_id == _B("connection_id"),
+           t.identity.c.subject == _B("subject")))
+_GET_ACCOUNT = (sa.select(*_ACCOUNT_COLUMNS)
+                .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+                .where(t.account.c.id == _B("account_id")))
+
+
+def _candidate_ids(by_id: bool, by_email: bool) -> sa.SelectBase:
+    """Ids of the accounts a login may link to: one indexed lookup per criterion, united.
+    (A single ``tenant AND (external id OR email)`` makes SQLite walk every account of the
+    tenant: that was O(accounts) per first login.)"""
+    lookups = []
+    if by_id:
+        lookups.append(sa.select(t.account.c.id).where(
+            t.account.c.tenant_id == _B("tenant_id"),
+            t.account.c.external_id == _B("external_id"),
+            t.account.c.external_id_connection_id == _B("connection_id")))
+    if by_email:
+        lookups.append(sa.select(t.account.c.id).where(
+            t.account.c.tenant_id == _B("tenant_id"),
+            t.account.c.email_lower == _B("email_lower")))
+    return sa.union(*lookups) if len(lookups) > 1 else lookups[0]
+
+
+_CANDIDATES = {
+    (by_id, by_email): Prepared(
+        sa.select(*_ACCOUNT_COLUMNS)
+        .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+        .where(t.account.c.id.in_(_candidate_ids(by_id, by_email)))
+        .order_by(t.account.c.created_at, t.account.c.id)
+        .limit(10))
+    for by_id in (True, False) for by_email in (True, False) if by_id or by_email
+}
+_INSERT_ACCOUNT = prepared_insert(t.account)
+_INSERT_ROLE_GRANT = prepared_insert(t.role_grant)
+_INSERT_PENDING_GRANT = prepared_insert(t.pending_grant)
+_IDENTITIES = (
+    sa.select(t.connection.c.slug, t.identity.c.subject, t.identity.c.issuer)
+    .join(t.connection, t.connection.c.id == t.identity.c.connection_id)
+    .where(t.identity.c.account_id == _B("account_id")).order_by(t.identity.c.id))
+
+
+class AccountRepository:
+    """Accounts with their grants and pending grants."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
+        """The account this (connection, subject) signs in to, or None."""
+        row = _FIND_BY_IDENTITY.first(self._c, {"connection_id": connection_id,
+                                                "subject": subject})
+        return None if row is None else self._account(row)
+
+    def get(self, account_id: str) -> Account:
+        """Raises NotFound."""
+        row = self._c.execute(_GET_ACCOUNT, {"account_id": account_id}).first()
+        if row is None:
+            raise NotFound(f"no account {account_id!r}")
+        return self._account(row)
+
+    def find_link_candidates(self, tenant_id: int, *, connection_id: int, email: str | None,
+                             external_id: str | None) -> list[tuple[Account, MatchedBy]]:
+        """Accounts of the tenant a login might belong to, or whose email it would take:
+        (account, matched_by), at most 10.
+
+        ``external_id`` matches only accounts whose external id was issued for this very
+        connection (``external_id_connection_id``: a SCIM client bound to it), so another IdP of
+        the tenant cannot claim them by choosing a subject; ``email`` matches any account,
+        case-insensitively.
+        """
+        if not external_id and not email:
+            return []
+        params: dict[str, object] = {"tenant_id": tenant_id}
+        if external_id:
+            params.update(external_id=external_id, connection_id=connection_id)
+        if email:
+            params["email_lower"] = email.lower()
+        rows = _CANDIDATES[bool(external_id), bool(email)].all(self._c, params)
+        out: list[tuple[Account, MatchedBy]] = []
+        for row in rows:
+            by_id = (external_id is not None and row.external_id == external_id
+                     and row.external_id_connection_id == connection_id)
+            out.append((self._account(row), "external_id" if by_id else "email"))
+        return out
+
+    def create(self, *, tenant_id: int, changes: Changes, provisioned_by: ProvisionedBy,
+               now: datetime, kind: AccountKind = "user", external_id: str | None = None,
+               external_id_connection_id: int | None = None,
+               granted_by: str = "login") -> str:
+        """Insert an account with the profile, groups, grants and pending grants of
+        ``changes``; returns its new id."""
+        account_id = str(uuid.uuid4())
+        profile = {k: after for k, (_, after) in changes.profile.items()}
+        email = profile.get("email")
+        _INSERT_ACCOUNT.rowcount(self._c, {
+            "id": account_id, "tenant_id": tenant_id, "status": "active", "kind": kind,
+            "provisioned_by": provisioned_by, "external_id": external_id,
+            "external_id_connection_id": external_id_connection_id, "email": email,
+            "email_lower": email.lower() if email else None, "profile": profile,
+            "profile_sources": {k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
+            "idp_groups": sorted(changes.groups_added), "created_at": now, "updated_at": now,
+            "last_login_at": now if provisioned_by == "jit" else None, "deactivated_at": None,
+            "version": 1})
+        self._write_grants(account_id, changes, now, granted_by)
+        return account_id
+
+    def apply(self, account: Account, changes: Changes, now: datetime,
+              granted_by: str = "login") -> None:
+        """Write ``changes`` onto ``account`` (as read in this transaction)."""
+        values: dict[str, object] = {}
+        if changes.profile:
+            profile = dict(account.profile)
+            sources = dict(account.profile_sources)
+            for name, (_, after) in changes.profile.items():
+                profile[name] = after
+                sources[name] = f"{PROFILE_SOURCE_PREFIX}{name}"
+            values.update(profile=profile, profile_sources=sources)
+            if "email" in changes.profile:
+                email = profile["email"]
+                values.update(email=email, email_lower=email.lower())
+        if changes.groups_added or changes.groups_removed:
+            groups = (account.groups | changes.groups_added) - changes.groups_removed
+            values["idp_groups"] = sorted(groups)
+        if not changes.is_empty:
+            values.update(updated_at=now, version=t.account.c.version + 1)
+        if values:
+            self._c.execute(t.account.update().where(t.account.c.id == account.id)
+                            .values(**values))
+        for g in changes.grants_revoked:
+            self._c.execute(t.role_grant.delete().where(
+                t.role_grant.c.account_id == account.id, t.role_grant.c.role == g.role,
+                t.role_grant.c.source == g.source))
+        for p in changes.pending_withdrawn:
+            self._c.execute(t.pending_grant.update().where(
+                t.pending_grant.c.account_id == account.id, t.pending_grant.c.role == p.role,
+                t.pending_grant.c.source == p.source, t.pending_grant.c.status == "pending")
+                .values(status="withdrawn", decided_at=now, decided_by=granted_by,
+                        reason="rule no longer matches"))
+        self._write_grants(account.id, changes, now, granted_by)
+
+    def _write_grants(self, account_id: str, changes: Changes, now: datetime,
+                      granted_by: str) -> None:
+        if changes.grants_added:
+            _INSERT_ROLE_GRANT.many(self._c, [
+                {"account_id": account_id, "role": g.role, "source": g.source,
+                 "granted_at": now, "granted_by": granted_by, "expires_at": g.expires_at}
+                for g in sorted(changes.grants_added)])
+        if changes.pending_added:
+            _INSERT_PENDING_GRANT.many(self._c, [
+                {"account_id": account_id, "role": p.role, "source": p.source,
+                 "status": "pending", "requested_at": now}
+                for p in sorted(changes.pending_added)])
+
+    def set_status(self, account_id: str, status: AccountStatus, now: datetime) -> None:
+        """Set active, suspended or deactivated (``deactivated_at`` follows). NotFound."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id)
+            .values(status=status, updated_at=now, version=t.account.c.version + 1,
+                    deactivated_at=now if status == "deactivated" else None))
+        if not result.rowcount:
+            raise NotFound(f"no account {account_id!r}")
+
+    def list(self, tenant_id: int, *, limit: int = 1000, offset: int = 0) -> list[AccountView]:
+        """Accounts of a tenant, oldest first, with their identities."""
+        rows = self._c.execute(
+            sa.select(t.account, t.tenant.c.slug.label("tenant_slug"))
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.account.c.tenant_id == tenant_id)
+            .order_by(t.account.c.created_at, t.account.c.id).limit(limit).offset(offset)).all()
+        return [self._view(r) for r in rows]
+
+    def view(self, account_id: str) -> AccountView:
+        """One account with identities. Raises NotFound."""
+        row = self._c.execute(_GET_ACCOUNT, {"account_id": account_id}).first()
+        if row is None:
+            raise NotFound(f"no account {account_id!r}")
+        return self._view(row)
+
+    def inactive_since(self, tenant_id: int, before: datetime,
+                       ) -> Sequence[tuple[str, str | None, datetime, datetime | None]]:
+        """Active ordinary user accounts whose last sign-in is before ``before``: (id, email,
+        last_login_at, dormant_warned_at). Break-glass, admin and service accounts, and
+        accounts that never signed in, are not in it."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.last_login_at,
+                      t.account.c.dormant_warned_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "active",
+                   t.account.c.kind == "user", t.account.c.last_login_at < before)
+            .order_by(t.account.c.last_login_at))
+        return [(r.id, r.email, utc(r.last_login_at), opt_utc(r.dormant_warned_at))
+                for r in rows]
+
+    def never_signed_in(self, tenant_id: int, created_before: datetime,
+                        ) -> Sequence[tuple[str, str | None, str, datetime]]:
+        """Active user accounts created before ``created_before`` that never signed in
+        (typically pre-provisioned by SCIM): (id, email, provisioned_by, created_at)."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.provisioned_by,
+                      t.account.c.created_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "active",
+                   t.account.c.kind == "user", t.account.c.last_login_at.is_(None),
+                   t.account.c.created_at < created_before)
+            .order_by(t.account.c.created_at))
+        return [(r.id, r.email, r.provisioned_by, utc(r.created_at)) for r in rows]
+
+    def deactivated_before(self, tenant_id: int,
+                           before: datetime) -> Sequence[tuple[str, str | None, datetime]]:
+        """Accounts deactivated before ``before``: (id, email, deactivated_at)."""
+        rows = self._c.execute(
+            sa.select(t.account.c.id, t.account.c.email, t.account.c.deactivated_at)
+            .where(t.account.c.tenant_id == tenant_id, t.account.c.status == "deactivated",
+                   t.account.c.deactivated_at < before)
+            .order_by(t.account.c.deactivated_at))
+        return [(r.id, r.email, utc(r.deactivated_at)) for r in rows]
+
+    def deactivate_if_idle(self, account_id: str, idle_before: datetime,
+                           now: datetime) -> bool:
+        """Deactivate the account only if it is still active and still has not signed in
+        since ``idle_before`` (a sign-in that committed meanwhile wins). True if it did."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id,
+                                     t.account.c.status == "active",
+                                     t.account.c.last_login_at < idle_before)
+            .values(status="deactivated", deactivated_at=now, updated_at=now,
+                    version=t.account.c.version + 1))
+        return bool(result.rowcount)
+
+    def delete_if_deactivated_before(self, account_id: str, before: datetime) -> bool:
+        """Delete the account with its identities, grants, pending grants and sessions, only
+        if it is still deactivated since before ``before`` (a reactivation meanwhile wins).
+        The audit log keeps its history. True if it did."""
+        result = self._c.execute(t.account.delete().where(
+            t.account.c.id == account_id, t.account.c.status == "deactivated",
+            t.account.c.deactivated_at < before))
+        return bool(result.rowcount)
+
+    def warn_if_idle(self, account_id: str, idle_before: datetime, now: datetime) -> bool:
+        """Mark the account warned of dormancy only if it is still active, not yet warned and
+        still has not signed in since ``idle_before``. True if it did."""
+        result = self._c.execute(
+            t.account.update().where(t.account.c.id == account_id,
+                                     t.account.c.status == "active",
+                                     t.account.c.dormant_warned_at.is_(None),
+                                     t.account.c.last_login_at < idle_before)
+            .values(dormant_warned_at=now))
+        return bool(result.rowcount)
+
+    def _view(self, row: sa.Row[Any]) -> AccountView:
+        idents = self._c.execute(_IDENTITIES, {"account_id": row.id}).all()
+        return AccountView(
+            account=self._account(row), tenant_slug=row.tenant_slug,
+            created_at=utc(row.created_at), updated_at=utc(row.updated_at),
+            last_login_at=opt_utc(row.last_login_at),
+            identities=tuple(IdentityLink(i.slug, i.subject, i.issuer) for i in idents))
+
+    def _account(self, row: Any) -> Account:  # a Core row or a fast.Row
+        grants: set[RoleGrant] = set()
+        pending: set[PendingGrant] = set()
+        for kind, role, source, expires_at in _GRANTS_AND_PENDING.all(
+                self._c, {"account_id": row.id}):
+            if kind == "g":
+                grants.add(RoleGrant(role, source, opt_utc(expires_at)))
+            else:
+                pending.add(PendingGrant(role, source))
+        return Account(
+            id=row.id, tenant=row.tenant_slug, status=cast(AccountStatus, row.status),
+            kind=cast(AccountKind, row.kind), profile=dict(row.profile),
+            profile_sources=dict(row.profile_sources), groups=frozenset(row.idp_groups),
+            grants=frozenset(grants), pending=frozenset(pending),
+            provisioned_by=cast(ProvisionedBy, row.provisioned_by), external_id=row.external_id)
+
+
+# One round trip for an account's grants and open pending grants.
+_GRANTS_AND_PENDING = Prepared(sa.union_all(
+    sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
+              t.role_grant.c.expires_at)
+    .where(t.role_grant.c.account_id == sa.bindparam("account_id")),
+    sa.select(sa.literal("p").label("kind"), t.pending_grant.c.role, t.pending_grant.c.source,
+              sa.null().label("expires_at"))
+    .where(t.pending_grant.c.account_id == sa.bindparam("account_id"),
+           t.pending_grant.c.status == "pending"),
+))

@@ -1,0 +1,285 @@
+"""The deployment's configuration: tenants, connections (and the IdP metadata refresh's writes
+to them), identity-token signing keys, admin API tokens, and the job lock that keeps a
+scheduled job on one node at a time. ``uow.config`` groups them.
+
+Same contract as every repository here: narrow methods over one open transaction (see
+``unit_of_work.py``), copies out (core values or ``records.py`` records), ``NotFound`` or
+``Conflict`` for what is missing or taken, never a SQLAlchemy exception.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from jitprov.core.errors import Conflict, NotFound
+from jitprov.store import tables as t
+from jitprov.store._common import lock_key, opt_utc, utc
+from jitprov.store.records import ConnectionRecord, TenantRecord
+
+
+class TenantRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, slug: str, name: str, now: datetime) -> TenantRecord:
+        """Insert a tenant. Raises Conflict if the slug is taken."""
+        if self._c.execute(sa.select(t.tenant.c.id).where(t.tenant.c.slug == slug)).first():
+            raise Conflict(f"tenant {slug!r} already exists")
+        new_id = self._c.execute(t.tenant.insert().values(
+            slug=slug, name=name, settings={}, created_at=now)).inserted_primary_key
+        assert new_id is not None  # noqa: S101
+        return TenantRecord(id=int(new_id[0]), slug=slug, name=name, created_at=now)
+
+    def get(self, slug: str) -> TenantRecord:
+        """Raises NotFound."""
+        row = self._c.execute(sa.select(t.tenant).where(t.tenant.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no tenant {slug!r}")
+        return TenantRecord(id=row.id, slug=row.slug, name=row.name,
+                            created_at=utc(row.created_at))
+
+    def get_by_id(self, tenant_id: int) -> TenantRecord:
+        """Raises NotFound."""
+        row = self._c.execute(sa.select(t.tenant).where(t.tenant.c.id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        return TenantRecord(id=row.id, slug=row.slug, name=row.name,
+                            created_at=utc(row.created_at))
+
+    def settings(self, tenant_id: int) -> dict[str, object]:
+        """The tenant's policy settings (a copy)."""
+        value = self._c.execute(sa.select(t.tenant.c.settings)
+                                .where(t.tenant.c.id == tenant_id)).scalar_one()
+        return dict(value)
+
+    def set_settings(self, tenant_id: int, settings: Mapping[str, object]) -> None:
+        self._c.execute(t.tenant.update().where(t.tenant.c.id == tenant_id)
+                        .values(settings=dict(settings)))
+
+    def list(self) -> list[TenantRecord]:
+        rows = self._c.execute(sa.select(t.tenant).order_by(t.tenant.c.slug))
+        return [TenantRecord(id=r.id, slug=r.slug, name=r.name, created_at=utc(r.created_at))
+                for r in rows]
+
+
+_CONNECTION_COLUMNS = (*t.connection.c, t.tenant.c.slug.label("tenant_slug"))
+
+
+def _connection(row: sa.Row[Any]) -> ConnectionRecord:
+    return ConnectionRecord(
+        id=row.id, tenant_id=row.tenant_id, tenant_slug=row.tenant_slug, slug=row.slug,
+        kind=row.kind, config=row.config, secrets=row.secrets, mapping=row.mapping,
+        mapping_source=row.mapping_source, enabled=row.enabled, version=row.version,
+        updated_at=utc(row.updated_at))
+
+
+class ConnectionRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add(self, *, tenant_id: int, slug: str, kind: str, config: Mapping[str, object],
+            secrets: str | None, mapping: str, mapping_source: str,
+            now: datetime) -> ConnectionRecord:
+        """Insert a connection. Raises Conflict if the slug is taken (slugs are global)."""
+        if self._c.execute(sa.select(t.connection.c.id)
+                           .where(t.connection.c.slug == slug)).first():
+            raise Conflict(f"connection {slug!r} already exists")
+        self._c.execute(t.connection.insert().values(
+            tenant_id=tenant_id, slug=slug, kind=kind, config=dict(config), secrets=secrets,
+            mapping=mapping, mapping_source=mapping_source, enabled=True, version=1,
+            created_at=now, updated_at=now))
+        return self.get(slug)
+
+    def get(self, slug: str) -> ConnectionRecord:
+        """Raises NotFound. Reads the current row: changes by other nodes show at once."""
+        row = self._c.execute(
+            sa.select(*_CONNECTION_COLUMNS).join(t.tenant)
+            .where(t.connection.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no connection {slug!r}")
+        return _connection(row)
+
+    def list(self, tenant_id: int | None = None) -> list[ConnectionRecord]:
+        query = sa.select(*_CONNECTION_COLUMNS).join(t.tenant).order_by(t.connection.c.slug)
+        if tenant_id is not None:
+            query = query.where(t.connection.c.tenant_id == tenant_id)
+        return [_connection(r) for r in self._c.execute(query)]
+
+    def set_mapping(self, slug: str, mapping: str, source: str, now: datetime) -> int:
+        """Replace the mapping and bump the version; returns the new version. NotFound."""
+        result = self._c.execute(
+            t.connection.update().where(t.connection.c.slug == slug)
+            .values(mapping=mapping, mapping_source=source, updated_at=now,
+                    version=t.connection.c.version + 1)
+            .returning(t.connection.c.version))
+        row = result.first()
+        if row is None:
+            raise NotFound(f"no connection {slug!r}")
+        return int(row[0])
+
+
+    def set_enabled(self, slug: str, enabled: bool, now: datetime) -> None:
+        """Raises NotFound."""
+        result = self._c.execute(t.connection.update().where(t.connection.c.slug == slug)
+                                 .values(enabled=enabled, updated_at=now,
+                                         version=t.connection.c.version + 1))
+        if not result.rowcount:
+            raise NotFound(f"no connection {slug!r}")
+
+
+class AdminTokenRepository:
+    """Admin API bearer tokens, stored as SHA-256 hashes."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def create(self, name: str, token_hash: str, now: datetime,
+               expires_at: datetime | None) -> int:
+        new_id = self._c.execute(t.admin_token.insert().values(
+            name=name, token_hash=token_hash, created_at=now, expires_at=expires_at,
+            revoked_at=None, last_used_at=None)).inserted_primary_key
+        assert new_id is not None  # noqa: S101
+        return int(new_id[0])
+
+    def find_active(self, token_hash: str, now: datetime) -> tuple[int, str] | None:
+        """(id, name) of the unrevoked, unexpired token with this hash, or None."""
+        row = self._c.execute(
+            sa.select(t.admin_token.c.id, t.admin_token.c.name, t.admin_token.c.token_hash)
+            .where(t.admin_token.c.token_hash == token_hash,
+                   t.admin_token.c.revoked_at.is_(None),
+                   sa.or_(t.admin_token.c.expires_at.is_(None),
+                          t.admin_token.c.expires_at > now))).first()
+        if row is None or not hmac.compare_digest(row.token_hash, token_hash):
+            return None
+        return row.id, row.name
+
+    def list(self) -> list[tuple[int, str, datetime, datetime | None, datetime | None]]:
+        """(id, name, created_at, expires_at, revoked_at) of every token."""
+        rows = self._c.execute(sa.select(t.admin_token).order_by(t.admin_token.c.id))
+        return [(r.id, r.name, utc(r.created_at), opt_utc(r.expires_at),
+                 opt_utc(r.revoked_at)) for r in rows]
+
+    def revoke(self, token_id: int, now: datetime) -> None:
+        """Raises NotFound."""
+        result = self._c.execute(t.admin_token.update().where(
+            t.admin_token.c.id == token_id, t.admin_token.c.revoked_at.is_(None))
+            .values(revoked_at=now))
+        if not result.rowcount:
+            raise NotFound(f"no active admin token {token_id}")
+
+
+class SigningKeyRepository:
+    """Keys that sign identity tokens for applications. One is active (signs); one may be
+    staged (published, signs from the next rotation on, so apps hold it before they meet it:
+    ``active`` false, ``retire_after`` null); keys rotated out stay published until their
+    ``retire_after``."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def add(self, *, kid: str, sealed_private: str, public_jwk: Mapping[str, object],
+            now: datetime, active: bool) -> None:
+        """Add a key: the active one (the caller retires the previous one) or the staged one."""
+        self._c.execute(t.signing_key.insert(), {
+            "kid": kid, "private_jwk": sealed_private, "public_jwk": dict(public_jwk),
+            "created_at": now, "active": active, "retire_after": None})
+
+    def active(self) -> tuple[str, str] | None:
+        """(kid, sealed private JWK) of the key that signs, or None before the first."""
+        row = self._c.execute(sa.select(t.signing_key.c.kid, t.signing_key.c.private_jwk)
+                              .where(t.signing_key.c.active.is_(True))).first()
+        return None if row is None else (row.kid, row.private_jwk)
+
+    def staged(self) -> str | None:
+        """The kid of the staged key (published, not yet signing), if any."""
+        return self._c.execute(sa.select(t.signing_key.c.kid).where(
+            t.signing_key.c.active.is_(False), t.signing_key.c.retire_after.is_(None),
+        ).order_by(t.signing_key.c.created_at.desc())).scalar()
+
+    def promote(self, kid: str, *, retire_previous_after: datetime) -> None:
+        """Make ``kid`` the active key; the previous active key stays published until
+        ``retire_previous_after``."""
+        self._c.execute(t.signing_key.update().where(t.signing_key.c.active.is_(True))
+                        .values(active=False, retire_after=retire_previous_after))
+        self._c.execute(t.signing_key.update().where(t.signing_key.c.kid == kid)
+                        .values(active=True, retire_after=None))
+
+    def published(self, now: datetime) -> list[dict[str, object]]:
+        """Public JWKs of the active key, the staged one and the keys not yet retired,
+        newest first."""
+        rows = self._c.execute(
+            sa.select(t.signing_key.c.public_jwk)
+            .where(sa.or_(t.signing_key.c.retire_after.is_(None),
+                          t.signing_key.c.retire_after > now))
+            .order_by(t.signing_key.c.created_at.desc()))
+        return [dict(r.public_jwk) for r in rows]
+
+
+
+class SamlConnectionConfigRepository:
+    """The writes of the IdP metadata refresh (``jobs/saml_metadata.py``)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def claim_refresh(self, slug: str, *, unchanged_since: datetime, now: datetime) -> bool:
+        """Claim this period's metadata refresh of a connection: set its ``updated_at`` to
+        ``now`` (the version, hence every node's compiled policy, is untouched) if it is not
+        later than ``unchanged_since``. True for exactly one of any number of concurrent
+        claimers on any node; False when it changed or was claimed since."""
+        result = self._c.execute(
+            t.connection.update()
+            .where(t.connection.c.slug == slug, t.connection.c.updated_at <= unchanged_since)
+            .values(updated_at=now))
+        return int(result.rowcount) == 1
+
+    def replace_config(self, slug: str, config: Mapping[str, object], *, expected_version: int,
+                       now: datetime) -> int | None:
+        """Replace the connection's config and bump its version (running nodes see it within
+        their connection cache TTL), only if the version is still ``expected_version``.
+        Returns the new version, or None when someone changed the connection meanwhile.
+        Raises NotFound for an unknown slug."""
+        result = self._c.execute(
+            t.connection.update()
+            .where(t.connection.c.slug == slug, t.connection.c.version == expected_version)
+            .values(config=dict(config), updated_at=now, version=t.connection.c.version + 1)
+            .returning(t.connection.c.version)).first()
+        if result is not None:
+            return int(result[0])
+        if self._c.execute(sa.select(t.connection.c.id)
+                           .where(t.connection.c.slug == slug)).first() is None:
+            raise NotFound(f"no connection {slug!r}")
+        return None
+
+
+class JobLocks:
+    """Locks that keep a scheduled job to one node per run."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def try_lock(self, name: str) -> bool:
+        """Take a job's lock until commit, if no other node holds it (PostgreSQL: advisory
+        try-lock; SQLite: always, as writers run one at a time)."""
+        if self._c.dialect.name != "postgresql":
+            return True
+        return bool(self._c.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                    {"key": lock_key(f"job\0{name}")}).scalar_one())
+
+
+class ConfigStore:
+    """``uow.config``: ``tenants``, ``connections``, ``saml`` (the metadata refresh's writes),
+    ``signing_keys``, ``admin_tokens`` and ``jobs``."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.tenants = TenantRepository(conn)
+        self.connections = ConnectionRepository(conn)
+        self.saml = SamlConnectionConfigRepository(conn)
+        self.signing_keys = SigningKeyRepository(conn)
+        self.admin_tokens = AdminTokenRepository(conn)
+        self.jobs = JobLocks(conn)

@@ -1,0 +1,94 @@
+"""Identities: the (connection, subject) pairs bound to an account, their per-login touch
+(which also records the login's redacted claims), the links queued for an admin's approval,
+and the advisory locks that serialize concurrent logins of one identity or email.
+``uow.identities``; the recorded claims are read through ``uow.identities.claims``.
+
+Same contract as every repository here: narrow methods over one open transaction (see
+``unit_of_work.py``); a lost unique-key race surfaces as :class:`RaceLost` for the service to
+retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from jitprov.core.errors import RaceLost
+from jitprov.store import tables as t
+from jitprov.store._common import lock_key, prepared_insert
+from jitprov.store.fast import Prepared
+from jitprov.store.recorded_claims import RecordedClaimsRepository
+
+# Statements of the login hot path, built once (see ``fast.py``).
+_B = sa.bindparam
+_TOUCH_ACCOUNT = Prepared(t.account.update().where(t.account.c.id == _B("b_account_id"))
+                  .values(last_login_at=_B("b_now"), dormant_warned_at=None))
+_TOUCH_IDENTITY = Prepared(t.identity.update()
+                   .where(t.identity.c.connection_id == _B("b_connection_id"),
+                          t.identity.c.subject == _B("b_subject"))
+                   .values(last_login_at=_B("b_now"), claims=_B("b_claims", type_=sa.JSON),
+                           claims_at=_B("b_claims_at", type_=t.TS)))
+_INSERT_IDENTITY = prepared_insert(t.identity)
+
+
+class IdentityRepository:
+    """Identities of accounts, pending links, and the login locks; ``claims`` reads the
+    recorded claims of identities."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+        self.claims = RecordedClaimsRepository(conn)
+
+    def lock_identity(self, connection_id: int, subject: str) -> None:
+        """Serialize, until commit, the logins of one (connection, subject) across all nodes,
+        so the reads that follow see what a concurrent first login committed. Take it before
+        :meth:`lock_email` (a fixed order cannot deadlock). PostgreSQL: a transaction-scoped
+        advisory lock; SQLite: a no-op, as write transactions run one at a time."""
+        self._advisory_lock(f"identity\0{connection_id}\0{subject}")
+
+    def lock_email(self, tenant_id: int, email: str) -> None:
+        """Serialize, until commit, the logins that would create or take ``email`` in a tenant."""
+        self._advisory_lock(f"email\0{tenant_id}\0{email.lower()}")
+
+    def _advisory_lock(self, text: str) -> None:
+        if self._c.dialect.name == "postgresql":
+            self._c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": lock_key(text)})
+
+    def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
+                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+        """Bind (connection, subject) to the account, recording ``claims`` (already redacted)
+        as its latest login's. Raises RaceLost if it is already bound;
+        the transaction is then unusable and the unit of work must be run again."""
+        try:
+            _INSERT_IDENTITY.rowcount(self._c, {
+                "connection_id": connection_id, "subject": subject, "issuer": issuer,
+                "account_id": account_id, "created_at": now, "last_login_at": now,
+                "claims": claims, "claims_at": None if claims is None else now})
+        except sa.exc.IntegrityError as exc:
+            raise RaceLost("identity already bound") from exc
+
+    def record_login(self, *, account_id: str, connection_id: int, subject: str,
+                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+        """Move last_login_at; the identity's recorded claims become ``claims`` (already
+        redacted; None clears them), in the same UPDATE."""
+        _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
+        _TOUCH_IDENTITY.rowcount(self._c, {"b_connection_id": connection_id,
+                                          "b_subject": subject, "b_now": now,
+                                          "b_claims": claims,
+                                          "b_claims_at": None if claims is None else now})
+
+    def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
+                   account_id: str, claims: Mapping[str, object], now: datetime) -> bool:
+        """Queue a pending link; returns False when one is already open for this identity."""
+        try:
+            with self._c.begin_nested():
+                self._c.execute(t.pending_link.insert().values(
+                    tenant_id=tenant_id, connection_id=connection_id, subject=subject,
+                    issuer=issuer, account_id=account_id, claims=dict(claims),
+                    status="pending", created_at=now))
+        except sa.exc.IntegrityError:
+            return False
+        return True

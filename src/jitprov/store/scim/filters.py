@@ -1,0 +1,615 @@
+"""Translation of a SCIM filter AST to one SQL WHERE clause (never evaluated in Python over
+rows), for users (``account`` rows and their ``scim`` JSON) and groups, on SQLite and
+PostgreSQL; and the ``sortBy`` key, ordering and paging that the queries share.
+
+An attribute resolves to one of the small descriptions below (a string, a boolean, a
+dateTime, a complex or a multi-valued attribute); :class:`Translator` turns a comparison on
+it into SQL. Atoms are built in their positive form (so ``userName eq`` uses its index); a
+negated atom is ``NOT coalesce(atom, false)``, which is right in SQL's three-valued logic (an
+absent value matches ``ne`` and ``not (...)``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import sqlalchemy as sa
+
+from jitprov.store import tables as t
+from jitprov.store.scim.errors import InvalidFilter
+from jitprov.store.scim.records import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    USER_SCHEMA,
+    AttrPathNode,
+    FilterNode,
+)
+
+_E = sa.ColumnElement[Any]
+_Cond = sa.ColumnElement[bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Str:
+    expr: _E
+    case_exact: bool = False
+    lower: _E | None = None  # an already lower-cased form with an index (``*_lower`` columns)
+    eq: Callable[[str], _Cond] | None = None  # a positive ``eq`` better than the generic one
+
+
+@dataclass(frozen=True, slots=True)
+class _Bool:
+    is_true: _Cond
+    is_false: _Cond
+    present: _Cond
+
+
+@dataclass(frozen=True, slots=True)
+class _Time:
+    expr: _E
+
+
+@dataclass(frozen=True, slots=True)
+class _Complex:
+    """A single-valued complex attribute (``name``, ``manager``): only ``pr`` without a sub."""
+
+    present: _Cond
+
+
+_Scalar = _Str | _Bool | _Time | _Complex
+#: builds the condition "some value of a multi-valued attribute satisfies ``cond``", where
+#: ``cond`` maps a value's sub-attribute name (lower-case) to a _Scalar
+_Element = Callable[[str], _Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class Multi:
+    name: str
+    some: Callable[[Callable[[_Element], _Cond]], _Cond]
+    present: _Cond
+    subs: Mapping[str, str]  # lower-case sub-attribute -> canonical name
+
+
+_Attr = _Scalar | Multi
+
+
+def _json_path(keys: Sequence[str]) -> str:
+    return "$" + "".join(f'."{k}"' for k in keys)
+
+
+class _Json:
+    """JSON extraction that renders on SQLite (json1) and PostgreSQL (``json`` type)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.pg = dialect == "postgresql"
+
+    def text(self, doc: _E, *keys: str) -> _E:
+        if self.pg:
+            return sa.func.json_extract_path_text(doc, *keys, type_=sa.String)
+        return sa.func.json_extract(doc, _json_path(keys), type_=sa.String)
+
+    def boolean(self, doc: _E, *keys: str) -> _Bool:
+        # SQLite: json_type() is 'true'/'false' for booleans; PostgreSQL: ->> gives their text
+        value = (sa.func.json_extract_path_text(doc, *keys, type_=sa.String) if self.pg
+                 else sa.func.json_type(doc, _json_path(keys), type_=sa.String))
+        return _Bool(value == "true", value == "false", value.in_(("true", "false")))
+
+    def present(self, doc: _E, *keys: str) -> _Cond:
+        """The value exists and is not JSON null."""
+        kind = (sa.func.json_typeof(sa.func.json_extract_path(doc, *keys, type_=sa.JSON))
+                if self.pg else sa.func.json_type(doc, _json_path(keys)))
+        return sa.and_(kind.is_not(None), kind != "null")
+
+    def array(self, doc: _E, key: str) -> _E:
+        """The array at ``doc.key`` (NULL when absent or not an array), for ``elements``."""
+        if self.pg:
+            value = sa.func.json_extract_path(doc, key, type_=sa.JSON)
+            return sa.case((sa.func.json_typeof(value) == "array", value))
+        return doc
+
+    def nonempty(self, doc: _E, key: str) -> _Cond:
+        if self.pg:
+            return sa.func.json_array_length(self.array(doc, key)) > 0
+        return sa.func.json_array_length(doc, _json_path((key,))) > 0
+
+    def elements(self, doc: _E, key: str) -> tuple[sa.TableValuedAlias, _E]:
+        """(the rows of the array at ``doc.key``, one row's object or NULL)."""
+        if self.pg:
+            rows = (sa.func.json_array_elements(self.array(doc, key))
+                    .table_valued(sa.column("value", sa.JSON)).alias("elem"))
+            return rows, rows.c.value
+        rows = (sa.func.json_each(doc, _json_path((key,)))
+                .table_valued("value", "type").alias("elem"))
+        return rows, sa.case((rows.c.type == "object", rows.c.value))
+
+
+_MULTI_SUBS = ("value", "display", "type", "primary")
+_ADDRESS_SUBS = ("formatted", "streetAddress", "locality", "region", "postalCode", "country",
+                 "type", "primary")
+#: multi-valued complex attributes of the core User held in ``account.scim``
+_USER_MULTI: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    name.lower(): (name, subs) for name, subs in (
+        ("emails", _MULTI_SUBS), ("phoneNumbers", _MULTI_SUBS), ("ims", _MULTI_SUBS),
+        ("photos", _MULTI_SUBS), ("addresses", _ADDRESS_SUBS), ("entitlements", _MULTI_SUBS),
+        ("roles", _MULTI_SUBS), ("x509Certificates", _MULTI_SUBS))}
+_USER_STRINGS = {n.lower(): n for n in (
+    "displayName", "nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale",
+    "timezone")}
+_NAME_SUBS = {n.lower(): n for n in (
+    "formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix")}
+_ENTERPRISE_STRINGS = {n.lower(): n for n in (
+    "employeeNumber", "costCenter", "organization", "division", "department")}
+_MANAGER_SUBS = {n.lower(): n for n in ("value", "displayName", "$ref")}
+
+A = t.account
+G = t.scim_group
+#: "no userName": ``user_name_lower || ''`` is NULL exactly when user_name_lower is, and keeps
+#: SQLite from answering it with the userName index (every JIT account) instead of looking
+#: the email up in its own index
+NO_USER_NAME = A.c.user_name_lower.concat("").is_(None)
+M = t.scim_group_member
+
+
+def _fail(path: AttrPathNode, why: str = "is not a filterable attribute") -> InvalidFilter:
+    return InvalidFilter(f"{_path_text(path)} {why}")
+
+
+def _path_text(path: AttrPathNode) -> str:
+    sub = f".{path.sub_attribute}" if path.sub_attribute else ""
+    return f"{path.attribute}{sub}"
+
+
+#: SQLite's lower() folds ASCII only; the ``*_lower`` columns hold Python's str.lower(), and
+#: so must what a filter compares them and JSON values with
+_SQLITE_LOWER = "jitprov_lower"
+
+
+def _python_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _lower(expr: _E, dialect: str) -> _E:
+    if dialect == "sqlite":
+        return getattr(sa.func, _SQLITE_LOWER)(expr, type_=sa.String)  # type: ignore[no-any-return]
+    return sa.func.lower(expr, type_=sa.String)
+
+
+def prepare(conn: sa.Connection) -> str:
+    """The connection's dialect name; on SQLite, registers ``jitprov_lower`` (Python's
+    Unicode-aware str.lower) on this connection first."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
+            _SQLITE_LOWER, 1, _python_lower, deterministic=True)
+    return dialect
+
+
+def _like_pattern(value: str, op: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return {"co": f"%{escaped}%", "sw": f"{escaped}%", "ew": f"%{escaped}"}[op]
+
+
+def _glob_pattern(value: str, op: str) -> str:
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in value)
+    return {"co": f"*{escaped}*", "sw": f"{escaped}*", "ew": f"*{escaped}"}[op]
+
+
+def _parse_time(path: AttrPathNode, value: object) -> datetime:
+    if not isinstance(value, str):
+        raise _fail(path, "is a dateTime: compare it with a string such as "
+                          '"2026-11-28T07:00:00Z"')
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise _fail(path, f"is a dateTime: {value!r} is not an xsd:dateTime") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Translator:
+    """A filter AST -> a WHERE clause, for one resource type and dialect."""
+
+    def __init__(self, dialect: str, resolve: Callable[[AttrPathNode], _Attr]) -> None:
+        self.dialect = dialect
+        self.resolve = resolve
+
+    def where(self, node: FilterNode) -> _Cond:
+        return self.node(node, False, self.resolve)
+
+    def node(self, node: FilterNode, negate: bool,
+              resolve: Callable[[AttrPathNode], _Attr]) -> _Cond:
+        kind = node.kind
+        if kind in ("and", "or"):
+            pair = cast(_BinaryNode, node)
+            left = self.node(pair.left, negate, resolve)
+            right = self.node(pair.right, negate, resolve)
+            # De Morgan under negation
+            return sa.and_(left, right) if (kind == "and") != negate else sa.or_(left, right)
+        if kind == "not":
+            return self.node(cast(_NotNode, node).operand, not negate, resolve)
+        if kind == "value_path":
+            vp = cast(_ValuePathNode, node)
+            attr = resolve(vp.path)
+            if not isinstance(attr, Multi) or vp.path.sub_attribute is not None:
+                raise _fail(vp.path, "is not a multi-valued attribute: it takes no [filter]")
+            multi = attr
+
+            def inner(element: _Element) -> _Cond:
+                return self.node(vp.filter, False, lambda p: self.sub(multi, element, p))
+
+            return self._neg(multi.some(inner), negate)
+        if kind == "present":
+            return self._neg(self._present(resolve(cast(_PresentNode, node).path),
+                                           cast(_PresentNode, node).path), negate)
+        if kind == "compare":
+            cmp = cast(_CompareNode, node)
+            attr = resolve(cmp.path)
+            return self._node_compare(attr, cmp.path, cmp.op.lower(), cmp.value, negate)
+        raise InvalidFilter(f"unsupported filter node {kind!r}")
+
+    def sub(self, multi: Multi, element: _Element, path: AttrPathNode) -> _Scalar:
+        if path.schema is not None or path.sub_attribute is not None:
+            raise _fail(path, f"is not a sub-attribute of {multi.name}")
+        name = path.attribute.lower()
+        if name not in multi.subs:
+            raise _fail(path, f"is not a sub-attribute of {multi.name}")
+        return element(name)
+
+    def _node_compare(self, attr: _Attr, path: AttrPathNode, op: str, value: object,
+                      negate: bool) -> _Cond:
+        if isinstance(attr, Multi):
+            multi = attr
+            # `emails co "x"` compares each value's "value" (RFC 7644 §3.4.2.2)
+            sub = "value" if path.sub_attribute is None else path.sub_attribute.lower()
+            if sub not in multi.subs:
+                raise _fail(path)
+
+            def inner(element: _Element) -> _Cond:
+                # RFC 7644 §3.4.2.2: a multi-valued attribute matches when any value does,
+                # so `emails.value ne "x"` is "some email is not x"
+                return self._scalar_compare(element(sub), path, op, value, False)
+
+            return self._neg(multi.some(inner), negate)
+        return self._scalar_compare(attr, path, op, value, negate)
+
+    def _scalar_compare(self, attr: _Scalar, path: AttrPathNode, op: str, value: object,
+                        negate: bool) -> _Cond:
+        if op == "ne":
+            return self._neg(self._compare(attr, path, "eq", value), not negate)
+        return self._neg(self._compare(attr, path, op, value), negate)
+
+    @staticmethod
+    def _neg(cond: _Cond, negate: bool) -> _Cond:
+        return sa.not_(sa.func.coalesce(cond, sa.false())) if negate else cond
+
+    def _present(self, attr: _Attr, path: AttrPathNode) -> _Cond:
+        if isinstance(attr, Multi):
+            if path.sub_attribute is None:
+                return attr.present
+            sub = path.sub_attribute.lower()
+            if sub not in attr.subs:
+                raise _fail(path)
+            return attr.some(lambda element: self._present(element(sub), path))
+        if isinstance(attr, _Str):
+            return sa.and_(attr.expr.is_not(None), attr.expr != "")
+        if isinstance(attr, _Time):
+            return attr.expr.is_not(None)
+        return attr.present
+
+    def _compare(self, attr: _Scalar, path: AttrPathNode, op: str, value: object) -> _Cond:
+        if value is None:
+            if op != "eq":
+                raise _fail(path, f"cannot be compared to null with {op}")
+            return sa.not_(sa.func.coalesce(self._present(attr, path), sa.false()))
+        if isinstance(attr, _Complex):
+            raise _fail(path, "is complex: filter on a sub-attribute")
+        if isinstance(attr, _Bool):
+            if not isinstance(value, bool):
+                raise _fail(path, "is a boolean: compare it with true or false")
+            if op != "eq":
+                raise _fail(path, f"is a boolean: {op} does not apply")
+            return attr.is_true if value else attr.is_false
+        if isinstance(attr, _Time):
+            when = _parse_time(path, value)
+            if op in ("co", "sw", "ew"):
+                raise _fail(path, f"is a dateTime: {op} does not apply")
+            return _ORDER_OPS[op](attr.expr, when)
+        if not isinstance(value, str):
+            raise _fail(path, "is a string: compare it with a JSON string")
+        if attr.case_exact:
+            expr, operand = attr.expr, value
+        else:
+            expr = attr.lower if attr.lower is not None else _lower(attr.expr, self.dialect)
+            operand = value.lower()
+        if op == "eq":
+            if attr.eq is not None:
+                return attr.eq(operand)
+            return expr == operand
+        if op in ("co", "sw", "ew"):
+            if attr.case_exact and self.dialect == "sqlite":
+                # SQLite's LIKE ignores ASCII case; GLOB does not
+                return expr.op("GLOB", is_comparison=True)(_glob_pattern(operand, op))
+            return expr.like(_like_pattern(operand, op), escape="\\")
+        if self.dialect == "postgresql":
+            expr = expr.collate("C")  # code-point order, as on SQLite
+        return _ORDER_OPS[op](expr, operand)
+
+
+_ORDER_OPS: Mapping[str, Callable[[_E, object], _Cond]] = {
+    "eq": lambda e, v: e == v, "gt": lambda e, v: e > v, "ge": lambda e, v: e >= v,
+    "lt": lambda e, v: e < v, "le": lambda e, v: e <= v}
+
+
+class _BinaryNode(Protocol):
+    @property
+    def left(self) -> FilterNode: ...
+    @property
+    def right(self) -> FilterNode: ...
+
+
+class _NotNode(Protocol):
+    @property
+    def operand(self) -> FilterNode: ...
+
+
+class _PresentNode(Protocol):
+    @property
+    def path(self) -> AttrPathNode: ...
+
+
+class _CompareNode(Protocol):
+    @property
+    def path(self) -> AttrPathNode: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def value(self) -> object: ...
+
+
+class _ValuePathNode(Protocol):
+    @property
+    def path(self) -> AttrPathNode: ...
+    @property
+    def filter(self) -> FilterNode: ...
+
+
+# -- the attributes of each resource -----------------------------------------------------------
+def _schema_of(path: AttrPathNode, allowed: Sequence[str]) -> str | None:
+    if path.schema is None:
+        return None
+    for urn in allowed:
+        if path.schema.lower() == urn.lower():
+            return urn
+    raise _fail(path, f"names an unknown schema {path.schema!r}")
+
+
+def user_attributes(dialect: str, tenant_id: int) -> Callable[[AttrPathNode], _Attr]:
+    """The User attributes (RFC 7643 §4.1, §4.3) over ``account`` and ``account.scim``."""
+    json = _Json(dialect)
+    scim = A.c.scim
+
+    def user_name_eq(lowered: str) -> _Cond:
+        # two index lookups, (tenant_id, user_name_lower) and (tenant_id, email_lower), as an
+        # IN over the primary key: planners cost that better than an OR of the two
+        by_name = sa.select(A.c.id).where(A.c.tenant_id == tenant_id,
+                                          A.c.user_name_lower == lowered)
+        by_email = sa.select(A.c.id).where(A.c.tenant_id == tenant_id, NO_USER_NAME,
+                                           A.c.email_lower == lowered)
+        return A.c.id.in_(sa.union_all(by_name, by_email))
+
+    def json_multi(name: str, subs: Sequence[str]) -> Multi:
+        canonical = {s.lower(): s for s in subs}
+
+        def some(cond: Callable[[_Element], _Cond]) -> _Cond:
+            rows, doc = json.elements(scim, name)
+
+            def element(sub: str) -> _Scalar:
+                if sub == "primary":
+                    return json.boolean(doc, "primary")
+                return _Str(json.text(doc, canonical[sub]))
+
+            found = sa.exists().select_from(rows).where(cond(element))
+            if name != "emails":
+                return found
+            # an account SCIM never wrote has one email: its email column, primary
+            def jit(sub: str) -> _Scalar:
+                if sub == "value":
+                    return _Str(A.c.email, lower=A.c.email_lower)
+                if sub == "primary":
+                    return _Bool(sa.true(), sa.false(), sa.true())
+                return _Str(sa.null())
+            return sa.or_(sa.and_(scim.is_(None), cond(jit)), found)
+
+        present = json.nonempty(scim, name)
+        if name == "emails":
+            present = sa.or_(sa.and_(scim.is_(None), A.c.email.is_not(None), A.c.email != ""),
+                             present)
+        return Multi(name, some, present, canonical)
+
+    def groups() -> Multi:
+        def some(cond: Callable[[_Element], _Cond]) -> _Cond:
+            def element(sub: str) -> _Scalar:
+                if sub == "value":
+                    return _Str(G.c.id, case_exact=True)
+                if sub == "display":
+                    return _Str(G.c.display_name, lower=G.c.display_name_lower)
+                return _Str(sa.literal("direct"))
+            return (sa.exists().select_from(M.join(G, G.c.id == M.c.group_id))
+                    .where(M.c.account_id == A.c.id, cond(element)))
+        present = sa.exists().where(M.c.account_id == A.c.id)
+        return Multi("groups", some, present, {"value": "value", "display": "display",
+                                                "type": "type"})
+
+    def schemas() -> Multi:
+        # every user has the core schema; the enterprise one when it holds a value
+        def some(cond: Callable[[_Element], _Cond]) -> _Cond:
+            return sa.or_(cond(_literal_element(USER_SCHEMA)),
+                          sa.and_(json.present(scim, ENTERPRISE_SCHEMA),
+                                  cond(_literal_element(ENTERPRISE_SCHEMA))))
+        return Multi("schemas", some, sa.true(), {"value": "value"})
+
+    def resolve(path: AttrPathNode) -> _Attr:
+        if path.attribute.lower() == "schemas" and path.schema is None:
+            return schemas()
+        schema = _schema_of(path, (USER_SCHEMA, ENTERPRISE_SCHEMA))
+        name = path.attribute.lower()
+        sub = path.sub_attribute.lower() if path.sub_attribute else None
+        if schema != ENTERPRISE_SCHEMA:
+            if name in _USER_MULTI:
+                canonical, subs = _USER_MULTI[name]
+                return json_multi(canonical, subs)
+            if name == "groups":
+                return groups()
+            if sub is None:
+                if name == "id":
+                    return _Str(A.c.id, case_exact=True)
+                if name == "username":
+                    return _Str(sa.func.coalesce(A.c.user_name, A.c.email),
+                                lower=sa.func.coalesce(A.c.user_name_lower, A.c.email_lower),
+                                eq=user_name_eq)
+                if name == "externalid":
+                    return _Str(A.c.external_id, case_exact=True)
+                if name == "active":
+                    return _Bool(A.c.status == "active", A.c.status != "active", sa.true())
+                if name in _USER_STRINGS:
+                    return _Str(json.text(scim, _USER_STRINGS[name]))
+                if name == "name":
+                    return _Complex(json.present(scim, "name"))
+            elif name == "name" and sub in _NAME_SUBS:
+                return _Str(json.text(scim, "name", _NAME_SUBS[sub]))
+            elif name == "meta" and sub == "created":
+                return _Time(A.c.created_at)
+            elif name == "meta" and sub == "lastmodified":
+                return _Time(A.c.updated_at)
+        if schema != USER_SCHEMA:
+            if sub is None and name in _ENTERPRISE_STRINGS:
+                return _Str(json.text(scim, ENTERPRISE_SCHEMA, _ENTERPRISE_STRINGS[name]))
+            if name == "manager":
+                if sub is None:
+                    return _Complex(json.present(scim, ENTERPRISE_SCHEMA, "manager"))
+                if sub in _MANAGER_SUBS:
+                    return _Str(json.text(scim, ENTERPRISE_SCHEMA, "manager",
+                                          _MANAGER_SUBS[sub]))
+        raise _fail(path)
+
+    return resolve
+
+
+def group_attributes(dialect: str) -> Callable[[AttrPathNode], _Attr]:
+    """The Group attributes (RFC 7643 §4.2)."""
+
+    def members() -> Multi:
+        def some(cond: Callable[[_Element], _Cond]) -> _Cond:
+            return (sa.exists().select_from(M.join(A, A.c.id == M.c.account_id))
+                    .where(M.c.group_id == G.c.id, cond(member_element(dialect))))
+        return Multi("members", some, sa.exists().where(M.c.group_id == G.c.id),
+                      {"value": "value", "display": "display", "type": "type"})
+
+    def resolve(path: AttrPathNode) -> _Attr:
+        _schema_of(path, (GROUP_SCHEMA,))
+        name = path.attribute.lower()
+        if name == "schemas" and path.schema is None:
+            return Multi("schemas", lambda cond: cond(_literal_element(GROUP_SCHEMA)),
+                          sa.true(), {"value": "value"})
+        sub = path.sub_attribute.lower() if path.sub_attribute else None
+        if name == "members":
+            return members()
+        if sub is None:
+            if name == "id":
+                return _Str(G.c.id, case_exact=True)
+            if name == "displayname":
+                return _Str(G.c.display_name, lower=G.c.display_name_lower)
+            if name == "externalid":
+                return _Str(G.c.external_id, case_exact=True)
+        elif name == "meta" and sub == "created":
+            return _Time(G.c.created_at)
+        elif name == "meta" and sub == "lastmodified":
+            return _Time(G.c.updated_at)
+        raise _fail(path)
+
+    return resolve
+
+
+def _literal_element(urn: str) -> _Element:
+    """The one value of ``schemas`` a constant stands for (URNs compare case-insensitively)."""
+
+    def element(sub: str) -> _Scalar:
+        return _Str(sa.literal(urn, sa.String))
+
+    return element
+
+
+def no_attribute(path: AttrPathNode) -> _Attr:
+    raise _fail(path)
+
+
+def member_display(dialect: str) -> _E:
+    """A member's display: its displayName, else userName, else email."""
+    return sa.func.coalesce(_Json(dialect).text(A.c.scim, "displayName"), A.c.user_name,
+                            A.c.email)
+
+
+def member_element(dialect: str) -> _Element:
+    """A value of ``members``, over a join of scim_group_member and account."""
+
+    def element(sub: str) -> _Scalar:
+        if sub == "value":
+            return _Str(M.c.account_id, case_exact=True)
+        if sub == "display":
+            return _Str(member_display(dialect))
+        return _Str(sa.literal("User"))
+
+    return element
+
+
+_SORT_PATH = re.compile(
+    r"^(?:(?P<schema>urn:[^\s\[\]]+):)?(?P<attribute>[A-Za-z$][\w$-]*)"
+    r"(?:\.(?P<sub>[A-Za-z$][\w$-]*))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _SortPath:
+    attribute: str
+    sub_attribute: str | None
+    schema: str | None
+
+
+def sort_key(sort_by: str, resolve: Callable[[AttrPathNode], _Attr],
+              primary_email: _E | None, dialect: str) -> _E:
+    """The expression ``sortBy`` orders on (RFC 7644 §3.4.2.3: strings by their caseExact;
+    a multi-valued attribute by its primary value). Raises InvalidFilter."""
+    match = _SORT_PATH.match(sort_by.strip())
+    if match is None:
+        raise InvalidFilter(f"sortBy {sort_by!r} is not an attribute path")
+    path = _SortPath(match["attribute"], match["sub"], match["schema"])
+    attr = resolve(path)
+    if isinstance(attr, Multi):
+        if attr.name == "emails" and primary_email is not None and \
+                path.sub_attribute in (None, "value"):
+            return primary_email
+        raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a multi-valued attribute")
+    if isinstance(attr, _Str):
+        return attr.expr if attr.case_exact else (
+            attr.lower if attr.lower is not None else _lower(attr.expr, dialect))
+    if isinstance(attr, _Time):
+        return attr.expr
+    if isinstance(attr, _Bool):
+        return sa.case((attr.is_true, 1), else_=0)
+    raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a complex attribute")
+
+
+def drives_by_user_name(node: FilterNode) -> bool:
+    """Whether ``userName eq "..."`` is a conjunct of the filter (so it selects a handful of
+    the tenant's rows by itself)."""
+    if node.kind == "and":
+        pair = cast(_BinaryNode, node)
+        return drives_by_user_name(pair.left) or drives_by_user_name(pair.right)
+    if node.kind != "compare":
+        return False
+    cmp = cast(_CompareNode, node)
+    return (cmp.op.lower() == "eq" and isinstance(cmp.value, str)
+            and cmp.path.attribute.lower() == "username" and cmp.path.sub_attribute is None
+            and (cmp.path.schema is None or cmp.path.schema.lower() == USER_SCHEMA.lower()))

@@ -1,0 +1,187 @@
+"""Login state (store/logins.py) on SQLite and PostgreSQL: a login request is single use and
+expires, and of any number of concurrent consumers exactly one gets the record; the SAML ACS
+peeks at one without spending it; an assertion ID is accepted once per connection, by exactly
+one of any number of concurrent ACS requests on any node, and expired IDs are purged."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from jitprov.store.database import Database
+from jitprov.store.records import ConnectionRecord, LoginRequestRecord, TenantRecord
+from jitprov.store.unit_of_work import UnitOfWork
+
+from .seed import Clock, seed_connection
+
+STATE = "b" * 64  # SHA-256 hex of the state value
+DATA = {"nonce": "n-0S6_WzA2Mj", "code_verifier": "dBjftJeZ4CVP", "acr": ["mfa", "pwd"],
+        "max_age": 300, "prompt": None}
+CONSUMERS = 8
+ASSERTION = "_a75adf55-01d7-40cc-929f-dbd8372ebdfc"
+CONCURRENT = 8
+
+
+def create(db: Database, clock: Clock, connection: ConnectionRecord,
+           lifetime: timedelta = timedelta(minutes=10)) -> None:
+    with UnitOfWork(db) as uow:
+        uow.logins.requests.create(state_id=STATE, connection_id=connection.id,
+                                   return_to="/apps/wiki?x=1", data=DATA, now=clock(),
+                                   expires_at=clock() + lifetime)
+        uow.commit()
+
+
+def consume(db: Database, clock: Clock, state: str = STATE) -> LoginRequestRecord | None:
+    with UnitOfWork(db) as uow:
+        record = uow.logins.requests.consume(state, clock())
+        uow.commit()
+    return record
+
+
+def test_consume_returns_the_request_once(db: Database, clock: Clock,
+                                          connection: ConnectionRecord) -> None:
+    create(db, clock, connection)
+    expected = LoginRequestRecord(connection_id=connection.id, return_to="/apps/wiki?x=1",
+                                  data=DATA, expires_at=clock.now + timedelta(minutes=10))
+    clock.advance(minutes=1)
+
+    assert (expected, None) == (consume(db, clock), consume(db, clock))
+
+
+def test_a_consume_rolled_back_leaves_the_request_usable(
+        db: Database, clock: Clock, connection: ConnectionRecord) -> None:
+    create(db, clock, connection)
+    with UnitOfWork(db) as uow:
+        assert uow.logins.requests.consume(STATE, clock()) is not None
+        # leave without commit
+
+    assert consume(db, clock) is not None
+
+
+def test_an_expired_request_cannot_be_consumed(db: Database, clock: Clock,
+                                               connection: ConnectionRecord) -> None:
+    create(db, clock, connection, lifetime=timedelta(minutes=10))
+    clock.advance(minutes=10)
+
+    assert consume(db, clock) is None
+
+
+def test_an_unknown_state_cannot_be_consumed(db: Database, clock: Clock,
+                                             connection: ConnectionRecord) -> None:
+    create(db, clock, connection)
+
+    assert consume(db, clock, "c" * 64) is None
+
+
+def test_exactly_one_of_concurrent_consumers_gets_the_request(
+        db: Database, clock: Clock, connection: ConnectionRecord) -> None:
+    create(db, clock, connection)
+    start = threading.Barrier(CONSUMERS)
+
+    def consumer() -> LoginRequestRecord | None:
+        start.wait(timeout=30)  # all threads race for the same row
+        return consume(db, clock)
+
+    with ThreadPoolExecutor(max_workers=CONSUMERS) as pool:
+        futures = [pool.submit(consumer) for _ in range(CONSUMERS)]
+        results = [f.result(timeout=60) for f in futures]
+
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert DATA == winners[0].data
+
+
+def test_peek_reads_an_unspent_login_without_spending_it(db: Database, clock: Clock,
+                                                        connection: ConnectionRecord) -> None:
+    with UnitOfWork(db) as uow:
+        uow.logins.requests.create(state_id="s" * 64, connection_id=connection.id,
+                                   return_to="/me", data={"request_id": "_r1"}, now=clock(),
+                                   expires_at=clock() + timedelta(minutes=10))
+        uow.commit()
+    with UnitOfWork(db, readonly=True) as uow:
+        peeked = uow.logins.saml_requests.peek("s" * 64, clock())
+        assert uow.logins.saml_requests.peek("t" * 64, clock()) is None
+    assert peeked is not None
+    assert (peeked.connection_id, peeked.return_to, peeked.data) == (
+        connection.id, "/me", {"request_id": "_r1"})
+    with UnitOfWork(db) as uow:
+        assert uow.logins.requests.consume("s" * 64, clock()) is not None
+        uow.commit()
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.logins.saml_requests.peek("s" * 64, clock()) is None
+
+
+def test_peek_ignores_an_expired_login(db: Database, clock: Clock,
+                                       connection: ConnectionRecord) -> None:
+    with UnitOfWork(db) as uow:
+        uow.logins.requests.create(state_id="s" * 64, connection_id=connection.id,
+                                   return_to="/", data={}, now=clock(),
+                                   expires_at=clock() + timedelta(minutes=10))
+        uow.commit()
+    clock.advance(minutes=10)
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.logins.saml_requests.peek("s" * 64, clock()) is None
+
+
+def remember(db: Database, connection_id: int, assertion_id: str, clock: Clock,
+             lifetime: timedelta = timedelta(minutes=5)) -> bool:
+    with UnitOfWork(db) as uow:
+        first = uow.logins.saml_replay.remember(connection_id, assertion_id, clock() + lifetime)
+        uow.commit()
+    return first
+
+
+def test_an_assertion_id_is_new_once(db: Database, clock: Clock,
+                                     connection: ConnectionRecord) -> None:
+    assert remember(db, connection.id, ASSERTION, clock) is True
+    assert remember(db, connection.id, ASSERTION, clock) is False
+
+
+def test_a_replay_leaves_the_transaction_usable(db: Database, clock: Clock,
+                                                connection: ConnectionRecord) -> None:
+    remember(db, connection.id, ASSERTION, clock)
+    with UnitOfWork(db) as uow:
+        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()) is False
+        assert uow.logins.saml_replay.remember(connection.id, "_other", clock()) is True
+        uow.commit()
+    assert remember(db, connection.id, "_other", clock) is False
+
+
+def test_the_same_id_through_another_connection_is_not_a_replay(
+        db: Database, clock: Clock, tenant: TenantRecord, connection: ConnectionRecord) -> None:
+    other = seed_connection(db, clock, tenant, "entra")
+    assert remember(db, connection.id, ASSERTION, clock) is True
+    assert remember(db, other.id, ASSERTION, clock) is True
+
+
+def test_a_rolled_back_remember_is_forgotten(db: Database, clock: Clock,
+                                             connection: ConnectionRecord) -> None:
+    with UnitOfWork(db) as uow:
+        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()) is True
+    assert remember(db, connection.id, ASSERTION, clock) is True
+
+
+def test_exactly_one_of_concurrent_acs_requests_wins(db: Database, clock: Clock,
+                                                    connection: ConnectionRecord) -> None:
+    barrier = threading.Barrier(CONCURRENT)
+
+    def attempt(_: int) -> bool:
+        barrier.wait()
+        return remember(db, connection.id, ASSERTION, clock)
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        outcomes = list(pool.map(attempt, range(CONCURRENT)))
+    assert sorted(outcomes) == [False] * (CONCURRENT - 1) + [True]
+
+
+def test_purge_removes_only_expired_ids(db: Database, clock: Clock,
+                                        connection: ConnectionRecord) -> None:
+    remember(db, connection.id, "_old", clock, timedelta(minutes=1))
+    remember(db, connection.id, "_fresh", clock, timedelta(minutes=10))
+    clock.advance(minutes=5)
+    with UnitOfWork(db) as uow:
+        assert uow.logins.saml_replay.purge_expired(clock()) == 1
+        uow.commit()
+    assert remember(db, connection.id, "_old", clock) is True
+    assert remember(db, connection.id, "_fresh", clock) is False
