@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -37,6 +38,9 @@ class Settings:
     forward_auth_header_prefix: str = "X-Jitprov-"
     #: webhooks may target private/loopback addresses (always true in dev mode)
     webhook_allow_private: bool = False
+    #: networks server-side requests (SAML metadata, OIDC endpoints) may reach besides public
+    #: addresses, e.g. ``("10.0.0.0/8",)`` for an IdP on the private network
+    outbound_allow: tuple[str, ...] = ()
 
     @property
     def cookie_secure(self) -> bool:
@@ -52,9 +56,10 @@ class Settings:
 
 def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False) -> Settings:
     """Read ``JITPROV_DATABASE_URL``, ``JITPROV_BASE_URL``, ``JITPROV_SECRET_KEY``,
-    ``JITPROV_SESSION_TTL_MINUTES``, ``JITPROV_FORWARD_AUTH_HEADER_PREFIX`` and
-    ``JITPROV_WEBHOOK_ALLOW_PRIVATE``. Without a secret key, one is created in
-    ``var/secret.key`` (mode 0600) so the embedded setup works out of the box."""
+    ``JITPROV_SESSION_TTL_MINUTES``, ``JITPROV_FORWARD_AUTH_HEADER_PREFIX``,
+    ``JITPROV_WEBHOOK_ALLOW_PRIVATE`` and ``JITPROV_OUTBOUND_ALLOW``. Without a secret key,
+    one is created in ``var/secret.key`` (mode 0600) so the embedded setup works out of the
+    box."""
     env = dict(os.environ) if environ is None else environ
     ttl_text = env.get("JITPROV_SESSION_TTL_MINUTES", "720")
     try:
@@ -69,12 +74,25 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     if not re.fullmatch(r"[A-Za-z0-9-]{1,40}", prefix):
         raise SettingsError("JITPROV_FORWARD_AUTH_HEADER_PREFIX must be letters, digits and "
                             f"hyphens (like X-Auth-), not {prefix!r}")
+    outbound_allow = _networks(env.get("JITPROV_OUTBOUND_ALLOW", ""))
     key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
     return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
                     base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode,
-                    forward_auth_header_prefix=prefix,
+                    forward_auth_header_prefix=prefix, outbound_allow=outbound_allow,
                     webhook_allow_private=dev_mode or env.get(
                         "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1")
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """``JITPROV_OUTBOUND_ALLOW``: comma-separated IP addresses or CIDR networks."""
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError("JITPROV_OUTBOUND_ALLOW must be comma-separated IP addresses "
+                                f"or networks (like 10.0.0.0/8), not {item!r}") from None
+    return items
 
 
 def _key_from_file(path: Path) -> str:

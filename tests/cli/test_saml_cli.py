@@ -3,6 +3,7 @@ from the IdP's metadata (file or URL) to a connection, printing what to give the
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) 
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
     monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
     monkeypatch.setenv("JITPROV_BASE_URL", "https://sso.hospital.example")
+    monkeypatch.setenv("JITPROV_OUTBOUND_ALLOW", "127.0.0.1/32")  # the metadata server below
     (tmp_path / "saml.yaml").write_text(SAML_MAPPING)
     (tmp_path / "idp.xml").write_bytes(FakeSamlIdp().metadata())
     ctx = cli_context()
@@ -93,6 +95,30 @@ def test_add_saml_from_a_metadata_url(capsys: pytest.CaptureFixture[str], workdi
     ctx.db.dispose()
     assert conn.config["metadata_url"] == metadata_server.url
     assert conn.mapping_source == "default SAML mapping"
+
+
+def test_a_metadata_url_on_a_private_address_is_refused_alike_whatever_answers_there(
+        capsys: pytest.CaptureFixture[str], workdir: Path, metadata_server: MetadataServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the allowlist a tenant admin cannot make the server fetch from loopback, and
+    an HTTP service, a closed port and a non-HTTP service give the same answer (no port
+    scanner)."""
+    monkeypatch.delenv("JITPROV_OUTBOUND_ALLOW")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    with socket.socket() as raw:  # accepts, never speaks HTTP
+        raw.bind(("127.0.0.1", 0))
+        raw.listen()
+        urls = [metadata_server.url, f"http://127.0.0.1:{closed_port}/metadata",
+                f"http://127.0.0.1:{raw.getsockname()[1]}/metadata",
+                "http://localhost:1/metadata"]
+        answers = {run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",
+                       f"probe{i}", "--idp-metadata-url", url)[::2] for i, url in enumerate(urls)}
+    assert answers == {(2, "error: cannot fetch the IdP metadata: OutboundRefused\n")}
+    ctx = cli_context()
+    assert [c.slug for c in admin.list_connections(ctx)] == []
+    ctx.db.dispose()
 
 
 @pytest.mark.parametrize("args", [[], ["--idp-metadata-file", "idp.xml",

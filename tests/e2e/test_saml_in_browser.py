@@ -70,7 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, idp: SamlIdp) -> Iterator[s
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{workdir}/jitprov.db",
-           "JITPROV_BASE_URL": url}
+           "JITPROV_BASE_URL": url,
+           "JITPROV_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128"}  # the IdP is on loopback
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     (workdir / "mapping.yaml").write_text(MAPPING)
     for command in (["db", "upgrade"], ["tenant", "create", "hospital"],

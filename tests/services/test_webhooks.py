@@ -441,3 +441,22 @@ def test_a_delivery_taken_over_while_waiting_in_a_batch_is_not_sent_twice(
     assert webhooks.deliver_due(ctx).delivered == 3
     assert len(taken) == 1  # only the one still waiting: the one in flight renewed its lease
     assert taken[0] not in receiver.ids()  # left to the worker that holds it now
+
+
+def test_the_servers_guarded_client_sends_webhooks_where_the_webhook_setting_allows(
+        ctx: ServiceContext, receiver: Receiver) -> None:
+    """In a served process every outbound request goes through the outbound guard; a webhook
+    to a private receiver allowed by JITPROV_WEBHOOK_ALLOW_PRIVATE still goes out (checked and
+    pinned by the webhook sender), and stops when the setting is off."""
+    from jitprov.services.outbound import OutboundPolicy, guarded_client
+
+    ctx.http = guarded_client(OutboundPolicy())
+    setup_connection(ctx)
+    webhooks.add_endpoint(ctx, "hospital", receiver.url, ACCOUNT_EVENTS)
+    provision_on_login(ctx, "idp", nurse())
+    assert webhooks.deliver_due(ctx).delivered == 1
+    assert len(receiver.received) == 1
+    ctx.webhook_allow_private = False
+    provision_on_login(ctx, "idp", nurse(subject="u2", email="u2@h.example"))
+    assert webhooks.deliver_due(ctx).delivered == 0
+    assert len(receiver.received) == 1

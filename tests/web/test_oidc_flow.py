@@ -231,7 +231,7 @@ def test_add_oidc_from_the_cli_keeps_the_secret_out_of_output_and_audit(
 
     def with_fake_provider(**kw: object) -> ServiceContext:
         http = httpx.Client(transport=httpx.MockTransport(provider.handler))
-        return real_context(http=http, **kw)  # type: ignore[arg-type]
+        return real_context(**{**kw, "http": http})  # type: ignore[arg-type]
 
     monkeypatch.setattr(context_module, "ServiceContext", with_fake_provider)
     with pytest.raises(SystemExit) as exited:

@@ -13,6 +13,7 @@ import httpx
 
 from jitprov.core.mapping import Policy, load_policy
 from jitprov.protocols.oidc.provider import Providers
+from jitprov.services.outbound import OutboundPolicy, guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -83,7 +84,15 @@ class ServiceContext:
     policies: PolicyCache = field(default_factory=PolicyCache)
     #: webhooks may go to private and loopback addresses (dev, tests, on-premises receivers)
     webhook_allow_private: bool = False
-    #: outbound HTTP (OIDC discovery, JWKS, token and userinfo endpoints); tests inject one
+    #: where server-side requests may go (services/outbound.py); ``build_context`` sets it
+    #: from the settings and guards ``http`` with it
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    #: a SCIM membership change touching at most this many accounts re-evaluates their rule
+    #: grants in its own transaction; a larger one queues them for the job (entitlements.py)
+    reevaluation_inline_max: int = 200
+    #: outbound HTTP (SAML metadata, OIDC discovery, JWKS, token and userinfo endpoints, IdP
+    #: probes); ``build_context`` gives it the outbound guard (services/outbound.py); tests
+    #: that build a context by hand inject their own
     http: httpx.Client = field(default_factory=lambda: httpx.Client(
         timeout=httpx.Timeout(10.0), follow_redirects=False))
     connections: ConnectionCache = field(init=False)
@@ -98,7 +107,9 @@ class ServiceContext:
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:
     """The context of a process, from its settings."""
+    outbound = policy_from(settings.outbound_allow, allow_private=settings.dev_mode)
     return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
                           session_ttl=settings.session_ttl,
                           login_request_ttl=settings.login_request_ttl,
-                          webhook_allow_private=settings.webhook_allow_private)
+                          webhook_allow_private=settings.webhook_allow_private,
+                          outbound=outbound, http=guarded_client(outbound))

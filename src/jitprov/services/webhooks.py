@@ -16,9 +16,8 @@ import ipaddress
 import json
 import random
 import secrets
-import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
+from jitprov.services.outbound import CHECKED, OutboundPolicy
 from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -78,46 +78,49 @@ def check_url(url: str) -> None:
                            f"most {MAX_URL} characters")
 
 
-def check_destination(url: str, *, allow_private: bool) -> str | None:
+def webhook_policy(ctx: ServiceContext) -> OutboundPolicy:
+    """The outbound guard's policy, lifted for webhooks by JITPROV_WEBHOOK_ALLOW_PRIVATE."""
+    if ctx.webhook_allow_private:
+        return replace(ctx.outbound, allow_private=True)
+    return ctx.outbound
+
+
+def check_destination(url: str, policy: OutboundPolicy) -> str:
     """Refuse a destination that resolves to this machine or a private network (loopback,
-    RFC 1918, link-local and cloud metadata, CGNAT, multicast...): webhooks must not become a
-    way to reach internal services. Checked when the endpoint is added and again before
-    every send (DNS can change). ``allow_private`` lifts it (dev, tests, on-premises
-    receivers: JITPROV_WEBHOOK_ALLOW_PRIVATE=1). Returns the checked address the send must
-    connect to (None when the check is lifted), so a second DNS answer between the check and
-    the connect (DNS rebinding) is never used. Raises UnsafeDestination."""
-    if allow_private:
-        return None
+    RFC 1918, link-local and cloud metadata, CGNAT, multicast...) unless ``policy`` allows it:
+    webhooks must not become a way to reach internal services. Checked when the endpoint is
+    added and again before every send (DNS can change). Returns the checked address the send
+    must connect to, so a second DNS answer between the check and the connect (DNS
+    rebinding) is never used. Raises UnsafeDestination."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+        found = policy.resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
+    except (OSError, UnicodeError, ValueError) as exc:
         raise UnsafeDestination(f"the webhook host cannot be resolved: {exc}") from None
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            raise UnsafeDestination("the webhook URL points at a private or local address; "
-                                    "set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 to allow it")
     if not addresses:
         raise UnsafeDestination("the webhook host has no address")
+    if not all(policy.permits(address) for address in addresses):
+        raise UnsafeDestination("the webhook URL points at a private or local address; "
+                                "set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 or JITPROV_OUTBOUND_ALLOW "
+                                "to allow it")
     return str(addresses[0])
 
 
-def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str],
-                                                           dict[str, object]]:
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, object]]:
     """(URL to connect to, extra headers, request extensions) that send to ``address`` while
     speaking to the URL's host: the ``Host`` header names it and, under https, so do SNI and
-    the certificate check (httpcore verifies the certificate against ``sni_hostname``)."""
-    if address is None:
-        return url, {}, {}
+    the certificate check (httpcore verifies the certificate against ``sni_hostname``). The
+    outbound guard lets it through as already checked."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     literal = f"[{address}]" if ":" in address else address
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"
     host_header = host if parts.port is None else f"{host}:{parts.port}"
-    extensions: dict[str, object] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    extensions: dict[str, object] = {CHECKED: True}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = host
     return parts._replace(netloc=netloc).geturl(), {"host": host_header}, extensions
 
 
@@ -126,7 +129,7 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
     """Subscribe ``url`` to ``event_types`` (``*`` for all). Returns the signing secret, shown
     once (stored sealed). Raises InvalidInput (UnsafeDestination), NotFound."""
     check_url(url)
-    check_destination(url, allow_private=ctx.webhook_allow_private)
+    check_destination(url, webhook_policy(ctx))
     types = [t.strip() for t in event_types if t.strip()] or ["*"]
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     now = ctx.clock()
@@ -231,7 +234,7 @@ def _send(ctx: ServiceContext, delivery: DueDelivery) -> tuple[bool, int | None,
     headers = {"content-type": "application/json", "webhook-id": msg_id,
                "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature,
                "user-agent": "jitprov-webhooks"}
-    address = check_destination(delivery.url, allow_private=ctx.webhook_allow_private)
+    address = check_destination(delivery.url, webhook_policy(ctx))
     url, host, extensions = pinned_request(delivery.url, address)
     try:
         # the status line is the answer: the body is never read, whatever its size or pace

@@ -1,0 +1,122 @@
+"""One guard for every request the server makes on its own: SAML metadata, OIDC discovery,
+JWKS, token and userinfo endpoints, the IdP health probe of shared devices.
+
+A tenant admin chooses these URLs. Unguarded, they reach whatever the server reaches (loopback
+services, the cloud metadata endpoint, the private network), and error texts that differ with
+what answered turn the server into a port scanner. The guard is an httpx transport, so no
+caller can forget it: it resolves the host, refuses unless every address it resolves to is
+public or inside the operator's allowlist (``JITPROV_OUTBOUND_ALLOW``), and connects to the
+address it checked (the Host header and TLS SNI keep the name), so a second DNS answer between
+the check and the connect (rebinding) is never used. A refusal is one uniform error, raised
+before any packet leaves: nothing about the destination can be learnt from it. Redirects are
+never followed by the server's client; timeouts and size caps stay with each caller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+
+REFUSED = "the destination is not allowed for server-side requests"
+#: request extension of a caller that checked and pinned the address itself with a policy
+#: (webhooks, whose policy JITPROV_WEBHOOK_ALLOW_PRIVATE may lift)
+CHECKED = "jitprov_outbound_checked"
+
+
+class OutboundRefused(httpx.TransportError):
+    """The guard refused the destination (a subclass of httpx's errors, so every caller's
+    ``except httpx.HTTPError`` reports it like an unreachable host)."""
+
+
+def parse_allowlist(text: str) -> tuple[Network, ...]:
+    """``127.0.0.1/32, 10.0.0.0/8, ::1`` -> networks. Raises ValueError naming the bad entry."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
+    return tuple(networks)
+
+
+def _resolve(host: str, port: int) -> Sequence[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """Which addresses server-side requests may reach: public ones, plus ``allow``;
+    ``allow_private`` lifts the check (``jitprov dev`` only)."""
+
+    allow: tuple[Network, ...] = ()
+    allow_private: bool = False
+    resolver: Resolver = _resolve
+
+    def permits(self, address: Address) -> bool:
+        if self.allow_private or any(address in network for network in self.allow):
+            return True
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        if mapped is not None:
+            return self.permits(mapped)
+        return address.is_global and not address.is_multicast
+
+    def destination(self, host: str, port: int) -> str:
+        """The address to connect to for ``host``: every address it resolves to must be
+        permitted. Raises OutboundRefused (the same text whatever the reason)."""
+        try:
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0])
+                         for a in self.resolver(host, port)]
+        except (OSError, UnicodeError, ValueError):
+            raise OutboundRefused(REFUSED) from None
+        if not addresses or not all(self.permits(a) for a in addresses):
+            raise OutboundRefused(REFUSED)
+        return str(addresses[0])
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport that sends only where ``policy`` permits, pinned to the checked
+    address."""
+
+    def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None
+                 ) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.extensions.get(CHECKED) is True:
+            return self._inner.handle_request(request)
+        url = request.url
+        if url.scheme not in ("http", "https") or not url.host:
+            raise OutboundRefused(REFUSED)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = self.policy.destination(url.host, port)
+        pinned = url.copy_with(host=address)
+        request.url = pinned
+        request.headers["Host"] = url.netloc.decode("ascii")
+        if url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": url.host}
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def guarded_client(policy: OutboundPolicy, *, timeout: float = 10.0) -> httpx.Client:
+    """The server's client for every outbound request: guarded, redirects not followed."""
+    return httpx.Client(transport=GuardedTransport(policy), timeout=httpx.Timeout(timeout),
+                        follow_redirects=False)
+
+
+def policy_from(allow: Iterable[str], *, allow_private: bool) -> OutboundPolicy:
+    return OutboundPolicy(allow=parse_allowlist(",".join(allow)), allow_private=allow_private)
