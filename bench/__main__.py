@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import (
     code_exchange,
+    entitlements,
     forward_auth,
     frontline,
     lifecycle,
@@ -30,7 +31,7 @@ BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "forward_auth": forward_auth.run, "lifecycle": lifecycle.run,
               "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
               "saml": saml.run, "frontline": frontline.run,
-              "code_exchange": code_exchange.run}
+              "code_exchange": code_exchange.run, "entitlements": entitlements.run}
 
 
 def machine() -> dict[str, object]:

@@ -53,7 +53,8 @@ def test_error_reads_file_line_rule_message() -> None:
 def test_hospital_example_compiles_with_its_settings() -> None:
     policy = load_policy((VECTORS / "good-hospital.yaml").read_text(), "hospital.yaml")
     expected = PolicySettings(on_login="sync", link_by_email="verified_email",
-                              groups_missing="keep", mirrors_groups=True)
+                              groups_missing="keep", mirrors_groups=True,
+                              rules_reading_groups=frozenset({"nurse-by-group", "r2"}))
     assert expected == policy.settings
     assert ["email", "name", "department"] == [field.name for field in policy.profile]
     assert ("staff",) == policy.default_roles
@@ -72,7 +73,7 @@ def test_empty_policy_maps_nothing_and_grants_nothing(text: str) -> None:
     assert ({}, frozenset(), frozenset(), ()) == (
         mapped.profile, mapped.grants, mapped.pending, mapped.denials
     )
-    assert PolicySettings() == policy.settings
+    assert PolicySettings(rules_reading_groups=frozenset()) == policy.settings
 
 
 def test_fingerprint_is_sha256_of_the_text() -> None:
@@ -186,3 +187,13 @@ def test_summary_counts_what_the_policy_holds() -> None:
     policy = load_policy((VECTORS / "good-hospital.yaml").read_text())
     expected = "3 profile fields, 2 grant rules, 1 deny rule, default roles: staff"
     assert expected == policy.summary
+
+
+def test_a_role_name_longer_than_64_is_an_error_naming_its_line() -> None:
+    """The mapping and the admin services share one role-name rule (``core/identity.py``):
+    a rule may not grant a role an admin could not revoke or block."""
+    long = "r" * 65
+    err = load_error(f"roles:\n  rules:\n    - id: a\n      grant: [staff, {long}]\n")
+    assert (err.line, err.rule) == (4, "roles.rules[1] (id a)")
+    assert "at most 64 characters" in err.message
+    load_policy(f"roles:\n  default: [{'r' * 64}]\n", source="m.yaml")  # 64 is fine

@@ -41,7 +41,8 @@ def test_leaving_without_commit_writes_nothing_in_any_repository(
                                     subject="sub-1", issuer=ISSUER, now=clock())
         uow.identities.queue_link(tenant_id=tenant.id, connection_id=connection.id,
                                   subject="sub-2", issuer=ISSUER, account_id=account_id,
-                                  claims={"email": "ada@example.com"}, now=clock())
+                                  email="ada@example.com", claims={"email": "ada@example.com"},
+                                  now=clock())
         uow.sessions.create(session_id="s" * 64, account_id=account_id,
                             connection_id=connection.id, subject="sub-1", now=clock(),
                             expires_at=clock() + timedelta(hours=8), user_agent=None)

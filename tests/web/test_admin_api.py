@@ -56,8 +56,9 @@ def test_users_list_shows_role_provenance(api: tuple[TestClient, dict[str, str]]
     client, auth = api
     provision_on_login(ctx, "idp", nurse())
     [user] = client.get("/api/tenants/hospital/users", headers=auth).json()
-    assert user["grants"] == [{"role": "nurse", "source": "rule:idp/nurses"},
-                              {"role": "staff", "source": "rule:idp/default"}]
+    assert user["grants"] == [
+        {"role": "nurse", "source": "rule:idp/nurses", "expires_at": None},
+        {"role": "staff", "source": "rule:idp/default", "expires_at": None}]
 
 
 def test_mapping_check_names_the_line_of_a_bad_rule(

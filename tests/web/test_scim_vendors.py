@@ -264,3 +264,40 @@ def test_entra_validator_garbage_is_refused_with_scim_errors(client: TestClient,
     r = scim.post("/Users", body)
     assert (r.status_code, r.json()["scimType"]) == (409, "uniqueness")
     assert "detail" in r.json()
+
+
+ENTRA_GROUP_URN = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
+ENTRA_USER_URN = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/User"
+
+
+def test_entra_group_and_user_with_microsofts_schema_urns_are_created(
+        client: TestClient, ctx: ServiceContext) -> None:
+    """Entra's group create as Microsoft's SCIM guide shows it
+    (https://learn.microsoft.com/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups,
+    "Create Group"): its ADSCIM URN next to the core schema. Unknown extension URNs are
+    ignored (RFC 7643 section 3), with whatever the body carries under them."""
+    scim = Scim(client, scim_token(ctx))
+    r = scim.post("/Groups", {
+        "schemas": [GROUP_SCHEMA, ENTRA_GROUP_URN], "externalId": "8aa1a0c0-c4c3-4bc0-b4a5",
+        "displayName": "Pharmacy", "meta": {"resourceType": "Group"}})
+    assert r.status_code == 201, r.text
+    assert r.json()["schemas"] == [GROUP_SCHEMA]
+    r = scim.post("/Users", {
+        **_entra_user("emp9"), "schemas": [USER_SCHEMA, ENTERPRISE, ENTRA_USER_URN,
+                                           "urn:example:params:scim:schemas:extension:hr:2.0"],
+        "urn:example:params:scim:schemas:extension:hr:2.0": {"badge": "B-12"}})
+    assert r.status_code == 201, r.text
+    user = scim.get(f"/Users/{r.json()['id']}").json()
+    assert "badge" not in str(user)  # ignored: neither stored nor echoed
+    assert ENTRA_USER_URN not in user["schemas"]
+
+    # what stays refused: no core schema, an undeclared URN key, a PATCH under an unknown URN
+    r = scim.post("/Groups", {"schemas": [ENTRA_GROUP_URN], "displayName": "Lab"})
+    assert (r.status_code, r.json()["scimType"]) == (400, "invalidSyntax")
+    r = scim.post("/Users", {**_entra_user("emp10"),
+                             "urn:example:params:scim:schemas:extension:hr:2.0": {"b": "1"}})
+    assert r.status_code == 400
+    r = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_SCHEMA], "Operations": [
+        {"op": "replace", "path": "urn:example:params:scim:schemas:extension:hr:2.0:badge",
+         "value": "B-13"}]})
+    assert r.status_code == 400

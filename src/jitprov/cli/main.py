@@ -21,7 +21,9 @@ from jitprov.cli import (
     console,
     db,
     devices,
+    grants,
     keys,
+    links,
     mapping,
     scim,
     serve,
@@ -45,8 +47,10 @@ for sub, name in ((admin_tokens.token_app, "admin-token"), (approvals.approvals_
                   (accounts.lifecycle_app, "lifecycle"),
                   (break_glass.break_glass_app, "break-glass"),
                   (scim.scim_app, "scim-token"), (devices.device_app, "device"),
-                  (devices.passkey_app, "passkey"), (console.console_app, "admin")):
+                  (devices.passkey_app, "passkey"), (console.console_app, "admin"),
+                  (grants.grants_app, "grants")):
     app.add_typer(sub, name=name)
+app.add_typer(links.links_app, name="links")
 
 
 def main(argv: list[str] | None = None) -> None:

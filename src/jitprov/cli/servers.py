@@ -13,6 +13,7 @@ import uvicorn
 from jitprov.cli.devices import enrolment_url
 from jitprov.core.errors import InvalidInput, NotFound
 from jitprov.jobs import devices as device_jobs
+from jitprov.jobs import entitlements as entitlement_jobs
 from jitprov.jobs import purge, saml_metadata, webhooks
 from jitprov.services import admin, console, devices
 from jitprov.services.context import build_context
@@ -61,6 +62,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
     stop = threading.Event()
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
+    entitlement_jobs.run_periodically(ctx, timedelta(seconds=1), stop)  # large SCIM changes
     saml_metadata.run_periodically(ctx, saml_metadata.CHECK_EVERY, stop)
     device_jobs.run_periodically(ctx, device_jobs.PROBE_EVERY, stop)  # IdP health, challenges
     try:
@@ -117,6 +119,7 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     stop = threading.Event()  # the jobs `serve` runs, so webhooks and expiry work here too
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
+    entitlement_jobs.run_periodically(ctx, timedelta(seconds=1), stop)  # large SCIM changes
     try:
         uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
                     log_level="warning", access_log=False)

@@ -9,8 +9,13 @@ Semantics (the contract every login path relies on):
 - A matching deny rule always wins.
 - Rule-granted roles (source ``rule:<id>``) follow the rules at every login when the policy
   says ``on_login: sync``; grants from ``scim``, ``manual`` and ``approval`` are never touched.
-- An absent or empty groups claim revokes no rule grant and clears no mirrored group unless the
-  policy says ``groups_missing: revoke`` (Entra omits groups past its limit, Okta truncates).
+- A grant past its ``expires_at`` (given ``now``) is not held: a rule that still matches a role
+  whose approval expired asks for approval again. A role the account has blocked (an admin
+  override) is never granted nor requested by a rule, and a rule grant of it is revoked even
+  when the groups claim is missing.
+- An absent or empty groups claim revokes no grant of a rule that may read ``groups`` and
+  clears no mirrored group unless the policy says ``groups_missing: revoke`` (Entra omits
+  groups past its limit, Okta truncates); rules on other claims follow their rule.
   Groups are mirrored on the account only when the policy has a ``groups:`` line.
 - ``approval: required`` roles become pending grants; a pending grant whose rule stops matching
   is withdrawn.
@@ -27,8 +32,9 @@ Semantics (the contract every login path relies on):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from jitprov.core.identity import RULE_SOURCE_PREFIX, Account, PendingGrant, RoleGrant
@@ -145,13 +151,15 @@ class LinkCandidate:
 
 
 def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySettings,
-           candidates: Sequence[LinkCandidate] = (), *, owner: str | None = None) -> Decision:
+           candidates: Sequence[LinkCandidate] = (), *, owner: str | None = None,
+           now: datetime | None = None) -> Decision:
     """Decide what this login does.
 
     ``candidates`` are other accounts of the tenant found by the identity's email or external
     id (linking at a first login; an email a later login must not take). ``owner`` names the
     connection whose rule grants this login manages (``rule:<owner>/...``); without it every
-    rule grant is managed.
+    rule grant is managed. ``now`` is the login's time: grants expired by then are not held
+    (without it, the caller has left expired grants out of the accounts already).
     """
     trace = mapped.trace
     if existing is not None and existing.status != "active":
@@ -167,38 +175,40 @@ def decide(existing: Account | None, mapped: MappedIdentity, policy: PolicySetti
                               "on_login is create_only: nothing synced")
             return NoChange(existing.id, (*trace, note))
         changes, notes = _sync(existing, mapped, policy, owner, email_taken=any(
-            c.matched_by == "email" and c.account.id != existing.id for c in candidates))
+            c.matched_by == "email" and c.account.id != existing.id for c in candidates),
+            now=now)
         trace = trace + notes
         if changes.is_empty:
             return NoChange(existing.id, trace)
         return Update(existing.id, changes, trace)
-    return _first_login(mapped, policy, candidates, trace, owner)
+    return _first_login(mapped, policy, candidates, trace, owner, now)
 
 
 def _first_login(mapped: MappedIdentity, policy: PolicySettings,
                  candidates: Sequence[LinkCandidate], trace: tuple[TraceEntry, ...],
-                 owner: str | None) -> Decision:
+                 owner: str | None, now: datetime | None) -> Decision:
     by_external_id = [c for c in candidates if c.matched_by == "external_id"]
     if len(by_external_id) == 1:
         target = by_external_id[0].account
         refused = _refuse_link_target(target, trace)
         if refused is not None:
             return refused
-        changes, notes = _sync(target, mapped, policy, owner)
+        changes, notes = _sync(target, mapped, policy, owner, now=now)
         note = TraceEntry("linking", "external_id", "linked",
                           "account provisioned for this connection with this subject as its "
                           "external id")
         return Link(target.id, "external_id", changes, target, (*trace, note, *notes))
     by_email = [c for c in candidates if c.matched_by == "email"]
     if by_email:
-        return _link_by_email(mapped, policy, [c.account for c in by_email], trace, owner)
+        return _link_by_email(mapped, policy, [c.account for c in by_email], trace, owner, now)
     empty = Account(id="", tenant="")
     changes, _ = _sync(empty, mapped, policy, owner)
     return Create(changes, trace)
 
 
 def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list[Account],
-                   trace: tuple[TraceEntry, ...], owner: str | None) -> Decision:
+                   trace: tuple[TraceEntry, ...], owner: str | None,
+                   now: datetime | None) -> Decision:
     mode = policy.link_by_email
     if mode == "never":
         return Deny("email_in_use", "an account with this email already exists and the "
@@ -211,13 +221,16 @@ def _link_by_email(mapped: MappedIdentity, policy: PolicySettings, matches: list
     refused = _refuse_link_target(target, trace)
     if refused is not None:
         return refused
-    if mode == "pending":
-        return Pending(target.id, "the link to the account with this email awaits an admin",
-                       (*trace, TraceEntry("linking", "by_email", "pending")))
+    # before ``pending`` too: an admin cannot tell whether the person holds the mailbox, so a
+    # link an admin approves must rest on an email the IdP verified (else anyone at any IdP of
+    # the tenant could queue a link to a victim's account by asserting their email)
     if not mapped.email_verified:
         return Deny("email_unverified", "the identity provider did not assert this email as "
                     "verified, so it cannot be linked to the existing account", trace=trace)
-    changes, notes = _sync(target, mapped, policy, owner)
+    if mode == "pending":
+        return Pending(target.id, "the link to the account with this email awaits an admin",
+                       (*trace, TraceEntry("linking", "by_email", "pending")))
+    changes, notes = _sync(target, mapped, policy, owner, now=now)
     note = TraceEntry("linking", "by_email", "linked", "verified email, exactly one account")
     return Link(target.id, "email", changes, target, (*trace, note, *notes))
 
@@ -234,8 +247,11 @@ def _refuse_link_target(target: Account, trace: tuple[TraceEntry, ...]) -> Deny 
 
 
 def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings,
-          owner: str | None, *, email_taken: bool = False
+          owner: str | None, *, email_taken: bool = False, now: datetime | None = None
           ) -> tuple[Changes, tuple[TraceEntry, ...]]:
+    """The changes that bring ``account`` in line with ``mapped`` (see the module's
+    semantics). ``now``: grants expired by then are not held (an expired row whose role and
+    source a rule grants again is replaced: revoked and added)."""
     owned = RULE_SOURCE_PREFIX if owner is None else f"{RULE_SOURCE_PREFIX}{owner}/"
     notes: list[TraceEntry] = []
     profile: dict[str, tuple[str | None, str]] = {}
@@ -260,36 +276,68 @@ def _sync(account: Account, mapped: MappedIdentity, policy: PolicySettings,
     groups_added = new_groups - account.groups
     groups_removed = (account.groups - new_groups) if revoke_allowed else frozenset()
 
-    wanted = {RoleGrant(g.role, g.source) for g in mapped.grants}
-    held_by_rule = {g for g in account.grants if g.source.startswith(owned)}
-    held_keys = {(g.role, g.source) for g in account.grants}
+    blocked = account.blocked
+    held = account.grants if now is None else frozenset(
+        g for g in account.grants if g.active_at(now))
+    expired = {(g.role, g.source): g for g in account.grants - held}
+    wanted = {RoleGrant(g.role, g.source) for g in mapped.grants if g.role not in blocked}
+    refused = sorted({g.role for g in mapped.grants if g.role in blocked}
+                     | {p.role for p in mapped.pending if p.role in blocked})
+    if refused:
+        notes.append(TraceEntry("note", "override", "blocked",
+                                "blocked for this account by an admin", roles=tuple(refused)))
+    held_by_rule = {g for g in held if g.source.startswith(owned)}
+    held_keys = {(g.role, g.source) for g in held}
     grants_added = frozenset(g for g in wanted if (g.role, g.source) not in held_keys)
     wanted_keys = {(g.role, g.source) for g in wanted}
     stale = frozenset(g for g in held_by_rule if (g.role, g.source) not in wanted_keys)
-    grants_revoked = stale if revoke_allowed else frozenset()
-    if stale and not revoke_allowed:
+    kept_if_missing = _reads_groups(policy, owned)
+    grants_revoked = stale if revoke_allowed else frozenset(
+        g for g in stale if g.role in blocked or not kept_if_missing(g.source))
+    if stale - grants_revoked:
         notes.append(TraceEntry("note", "groups_missing", "kept",
                                 "groups claim absent or empty: rule-granted roles kept",
-                                roles=tuple(sorted(g.role for g in stale))))
+                                roles=tuple(sorted(g.role for g in stale - grants_revoked))))
     for g in sorted(grants_revoked):
-        notes.append(TraceEntry("grant", g.source.removeprefix("rule:"), "revoked",
-                                "rule no longer matches", roles=(g.role,)))
+        why = "blocked for this account by an admin" if g.role in blocked \
+            else "rule no longer matches"
+        notes.append(TraceEntry("grant", g.source.removeprefix("rule:"), "revoked", why,
+                                roles=(g.role,)))
+    # an expired row under a key granted again is replaced (the key is unique in the store)
+    grants_revoked |= frozenset(expired[(g.role, g.source)] for g in grants_added
+                                if (g.role, g.source) in expired)
 
     revoked_keys = {(g.role, g.source) for g in grants_revoked}
-    held_roles = {g.role for g in account.grants if (g.role, g.source) not in revoked_keys} | {
+    held_roles = {g.role for g in held if (g.role, g.source) not in revoked_keys} | {
         g.role for g in grants_added}
-    wanted_pending = {PendingGrant(p.role, p.source) for p in mapped.pending}
+    wanted_pending = {PendingGrant(p.role, p.source) for p in mapped.pending
+                      if p.role not in blocked}
     pending_added = frozenset(p for p in wanted_pending
                               if p not in account.pending and p.role not in held_roles)
     stale_pending = frozenset(p for p in account.pending
                               if p.source.startswith(owned) and p not in wanted_pending)
-    pending_withdrawn = stale_pending if revoke_allowed else frozenset()
+    pending_withdrawn = stale_pending if revoke_allowed else frozenset(
+        p for p in stale_pending if p.role in blocked or not kept_if_missing(p.source))
 
     changes = Changes(profile=profile, groups_added=frozenset(groups_added),
                       groups_removed=frozenset(groups_removed), grants_added=grants_added,
                       grants_revoked=grants_revoked, pending_added=pending_added,
                       pending_withdrawn=pending_withdrawn)
     return changes, tuple(notes)
+
+
+def _reads_groups(policy: PolicySettings, owned: str) -> Callable[[str], bool]:
+    """Whether a rule grant of ``source`` is one an absent groups claim protects: its rule may
+    read ``groups``. A rule on other claims only (``scim_groups``, ``department``) follows its
+    rule whatever the groups claim does."""
+    reading = policy.rules_reading_groups
+    if reading is None:
+        return lambda source: True
+
+    def reads(source: str) -> bool:
+        return source.removeprefix(RULE_SOURCE_PREFIX).rpartition("/")[2] in reading
+
+    return reads
 
 
 def apply_changes(account: Account, changes: Changes) -> Account:
@@ -307,4 +355,26 @@ def apply_changes(account: Account, changes: Changes) -> Account:
         groups=(account.groups | changes.groups_added) - changes.groups_removed,
         grants=grants | changes.grants_added,
         pending=(account.pending | changes.pending_added) - changes.pending_withdrawn,
-        provisioned_by=account.provisioned_by, external_id=account.external_id)
+        provisioned_by=account.provisioned_by, external_id=account.external_id,
+        blocked=account.blocked)
+
+
+def reevaluate_grants(account: Account, mapped: MappedIdentity, policy: PolicySettings,
+                      owner: str, *, now: datetime | None = None) -> Changes:
+    """The rule grants (and approval requests) of ``owner``'s connection that ``mapped`` (its
+    identity's recorded claims plus the current ``scim_groups``) gives ``account`` now,
+    without a login: exactly the grant and pending part of what :func:`decide` would do at
+    that identity's next login, never a profile or mirrored-group change.
+
+    Never creates, links or denies: when a deny rule matches, nothing changes (as at a login,
+    which refuses and writes no grant; the refusal waits for the next login). A policy that
+    syncs nothing after the first login (``on_login: create_only``) gets no change either. An
+    account that is not active is re-evaluated all the same (a login would refuse it first):
+    its grants then match its membership the day it is reactivated, and the admin views never
+    list a role it lost."""
+    if mapped.denials or policy.on_login == "create_only":
+        return Changes()
+    changes, _ = _sync(account, mapped, policy, owner, now=now)
+    return Changes(grants_added=changes.grants_added, grants_revoked=changes.grants_revoked,
+                   pending_added=changes.pending_added,
+                   pending_withdrawn=changes.pending_withdrawn)

@@ -1,5 +1,5 @@
-"""Housekeeping: delete expired sessions, login requests and recorded login claims, sweep
-dormant accounts. Idempotent: safe to run on every node."""
+"""Housekeeping: delete expired sessions, login requests, role grants (announced) and
+recorded login claims, sweep dormant accounts. Idempotent: safe to run on every node."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from jitprov.services import lifecycle, mapping_preview
+from jitprov.services import accounts, lifecycle, mapping_preview
 from jitprov.services.context import ServiceContext
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -37,6 +37,13 @@ def purge_saml_replay(ctx: ServiceContext) -> int:
     return removed
 
 
+def purge_expired_grants(ctx: ServiceContext) -> int:
+    """Delete the role grants past their expiry, each audited (``grant.expired``) and
+    announced (``role.revoked``, reason ``expired``). They stopped counting at their expiry
+    already; this removes the rows and tells the receivers. Returns how many."""
+    return accounts.remove_expired_grants(ctx)
+
+
 def purge_recorded_claims(ctx: ServiceContext) -> int:
     """Clear the recorded login claims (mapping editor) older than each tenant's retention
     (``claims_retention_days``, default 30); returns how many were cleared."""
@@ -53,9 +60,11 @@ def run_periodically(ctx: ServiceContext, every: timedelta,
             try:
                 sessions, requests = purge_expired(ctx)
                 assertions = purge_saml_replay(ctx)
+                grants = purge_expired_grants(ctx)
                 claims = purge_recorded_claims(ctx)
                 log.info("purged %d sessions, %d login requests, %d SAML assertion ids, "
-                         "%d recorded claims", sessions, requests, assertions, claims)
+                         "%d expired grants, %d recorded claims", sessions, requests,
+                         assertions, grants, claims)
                 for report in lifecycle.sweep(ctx):
                     if report.deactivated or report.warned:
                         log.info("tenant %s: %d dormant accounts deactivated, %d warned",

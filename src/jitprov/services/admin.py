@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from jitprov.core.audit import AuditEvent
@@ -127,8 +127,13 @@ def list_connections(ctx: ServiceContext, tenant: str | None = None) -> list[Con
 
 def list_accounts(ctx: ServiceContext, tenant: str, *, limit: int = 1000,
                   offset: int = 0) -> list[AccountView]:
+    """Accounts of a tenant, oldest first, with the grants in force now (an expired grant
+    is not held, even before the sweep deletes it)."""
+    now = ctx.clock()
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        return uow.accounts.list(uow.config.tenants.get(tenant).id, limit=limit, offset=offset)
+        views = uow.accounts.list(uow.config.tenants.get(tenant).id, limit=limit,
+                                  offset=offset)
+    return [replace(v, account=v.account.at(now)) for v in views]
 
 
 ADMIN_TOKEN_PREFIX = "jpa_"  # noqa: S105 - a public prefix, not a secret

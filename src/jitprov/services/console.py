@@ -38,7 +38,7 @@ from jitprov.store.console import (
     UserPage,
 )
 from jitprov.store.devices import PasskeyRecord
-from jitprov.store.records import AccountView, TenantRecord
+from jitprov.store.records import AccountView, RoleBlockRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
 ADMIN_ROLE = "jitprov-admin"
@@ -179,9 +179,7 @@ def sso_candidate(ctx: ServiceContext, user_session_token: str | None) -> Accoun
 
 
 def holds_admin_role(view: AccountView, now: datetime) -> bool:
-    return view.account.status == "active" and any(
-        g.role == ADMIN_ROLE and (g.expires_at is None or g.expires_at > now)
-        for g in view.account.grants)
+    return view.account.status == "active" and ADMIN_ROLE in view.account.at(now).roles
 
 
 def open_sso_session(ctx: ServiceContext, user_session_token: str | None, *, csrf_key: str,
@@ -368,7 +366,7 @@ def search_users(ctx: ServiceContext, tenant: str, *, query: str | None = None,
         ten = uow.config.tenants.get(tenant)
         return uow.console.reads.search_users(
             ten.id, query=query or None, status=status or None, role=role or None,
-            cursor=cursor or None, limit=max(1, min(limit, 200)))
+            cursor=cursor or None, limit=max(1, min(limit, 200)), now=ctx.clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +378,10 @@ class UserDetail:
     passkeys: tuple[PasskeyRecord, ...]
     events: tuple[ChainedEvent, ...]
     more_events: bool
+    #: the roles an admin blocked for this account (overrides), and when the page was read
+    #: (a grant whose expiry is before it is shown as expired: it counts nowhere)
+    blocks: tuple[RoleBlockRecord, ...] = ()
+    at: datetime | None = None
 
 
 def account_tenant(ctx: ServiceContext, account_id: str) -> str:
@@ -401,7 +403,8 @@ def user_detail(ctx: ServiceContext, account_id: str) -> UserDetail:
             open_requests=tuple(reads.open_requests(account_id)),
             sessions=tuple(reads.sessions(account_id, now)),
             passkeys=tuple(uow.devices.passkeys.for_account(account_id, include_revoked=False)),
-            events=page.events, more_events=page.next_before is not None)
+            events=page.events, more_events=page.next_before is not None,
+            blocks=tuple(uow.grants.blocks(ten.id, account_id=account_id)), at=now)
 
 
 def revoke_user_session(ctx: ServiceContext, account_id: str, session_id: str, *,

@@ -200,12 +200,15 @@ def set_claims_retention(ctx: ServiceContext, tenant: str, days: int, *,
 
 
 def purge_recorded_claims(ctx: ServiceContext) -> int:
-    """Clear recorded claims older than each tenant's retention; returns how many."""
+    """Clear recorded claims older than each tenant's retention, and the claims of pending
+    links asked for before it (kept with the link for the admin who decides, under the same
+    retention); returns how many."""
     now = ctx.clock()
     cleared = 0
     with UnitOfWork(ctx.db) as uow:
         for ten in uow.config.tenants.list():
             keep = claims_retention(uow.config.tenants.settings(ten.id))
             cleared += uow.identities.claims.purge(ten.id, now - keep)
+            cleared += uow.identities.links.purge_claims(ten.id, now - keep)
         uow.commit()
     return cleared

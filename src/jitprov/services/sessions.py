@@ -26,7 +26,7 @@ class SignedIn:
 
     def as_me(self) -> dict[str, object]:
         acc = self.view.account
-        grants = sorted(g for g in acc.grants if g.expires_at is None or g.expires_at > self.at)
+        grants = sorted(acc.at(self.at).grants)
         attributes = {k: v for k, v in sorted(acc.profile.items()) if k not in ("email", "name")}
         return {
             "id": acc.id, "tenant": self.view.tenant_slug, "connection": self.connection,

@@ -102,6 +102,14 @@ class AccountRepository:
             raise NotFound(f"no account {account_id!r}")
         return self._account(row)
 
+    def lock(self, account_id: str) -> None:
+        """Lock the account row until commit (``SELECT ... FOR UPDATE``), so the admin writes
+        of its grants and blocks run one at a time and each reads what the previous one
+        committed. Take it before reading the account. SQLite: no FOR UPDATE; its write
+        transactions already run one at a time (``database.py``)."""
+        self._c.execute(sa.select(t.account.c.id).where(t.account.c.id == account_id)
+                        .with_for_update())
+
     def find_link_candidates(self, tenant_id: int, *, connection_id: int, email: str | None,
                              external_id: str | None) -> list[tuple[Account, MatchedBy]]:
         """Accounts of the tenant a login might belong to, or whose email it would take:
@@ -111,6 +119,12 @@ class AccountRepository:
         connection (``external_id_connection_id``: a SCIM client bound to it), so another IdP of
         the tenant cannot claim them by choosing a subject; ``email`` matches any account,
         case-insensitively.
+
+        An account SCIM deleted (kept deactivated under ``scim_delete: deactivate``) stays a
+        candidate, so a first login with a new subject and its email is refused
+        (``account_inactive``) rather than given a fresh account: a deletion never turns into a
+        re-creation by JIT. It is left out only when a live account matches too (the person as
+        SCIM re-created them), which then stands for that person alone.
         """
         if not external_id and not email:
             return []
@@ -120,6 +134,8 @@ class AccountRepository:
         if email:
             params["email_lower"] = email.lower()
         rows = _CANDIDATES[bool(external_id), bool(email)].all(self._c, params)
+        if any(row.scim_deleted_at is None for row in rows):
+            rows = [row for row in rows if row.scim_deleted_at is None]
         out: list[tuple[Account, MatchedBy]] = []
         for row in rows:
             by_id = (external_id is not None and row.external_id == external_id
@@ -213,6 +229,11 @@ class AccountRepository:
             .order_by(t.account.c.created_at, t.account.c.id).limit(limit).offset(offset)).all()
         return [self._view(r) for r in rows]
 
+    def scim_deleted_at(self, account_id: str) -> datetime | None:
+        """When SCIM deleted the account (kept under ``scim_delete: deactivate``), or None."""
+        return opt_utc(self._c.execute(sa.select(t.account.c.scim_deleted_at)
+                                       .where(t.account.c.id == account_id)).scalar())
+
     def view(self, account_id: str) -> AccountView:
         """One account with identities. Raises NotFound."""
         row = self._c.execute(_GET_ACCOUNT, {"account_id": account_id}).first()
@@ -297,24 +318,57 @@ class AccountRepository:
             last_login_at=opt_utc(row.last_login_at),
             identities=tuple(IdentityLink(i.slug, i.subject, i.issuer) for i in idents))
 
-    def _account(self, row: Any) -> Account:  # a Core row or a fast.Row
+    def get_many(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """:meth:`get` for several accounts in two statements (a batch re-evaluation): id ->
+        account, unknown ids left out."""
+        ids = list(dict.fromkeys(account_ids))
+        rows = self._c.execute(sa.select(*_ACCOUNT_COLUMNS)
+                               .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+                               .where(t.account.c.id.in_(ids))).all() if ids else []
+        entries: dict[str, list[Any]] = {r.id: [] for r in rows}
+        if rows:
+            for e in self._c.execute(_grants_and_pending_of(list(entries))):
+                entries[e.account_id].append((e.kind, e.role, e.source, e.expires_at))
+        return {r.id: self._account(r, entries[r.id]) for r in rows}
+
+    def _account(self, row: Any,  # a Core row or a fast.Row
+                 entries: Sequence[Any] | None = None) -> Account:
         grants: set[RoleGrant] = set()
         pending: set[PendingGrant] = set()
-        for kind, role, source, expires_at in _GRANTS_AND_PENDING.all(
-                self._c, {"account_id": row.id}):
+        blocked: set[str] = set()
+        for kind, role, source, expires_at in entries if entries is not None else \
+                _GRANTS_AND_PENDING.all(self._c, {"account_id": row.id}):
             if kind == "g":
                 grants.add(RoleGrant(role, source, opt_utc(expires_at)))
-            else:
+            elif kind == "p":
                 pending.add(PendingGrant(role, source))
+            else:
+                blocked.add(role)
         return Account(
             id=row.id, tenant=row.tenant_slug, status=cast(AccountStatus, row.status),
             kind=cast(AccountKind, row.kind), profile=dict(row.profile),
             profile_sources=dict(row.profile_sources), groups=frozenset(row.idp_groups),
             grants=frozenset(grants), pending=frozenset(pending),
-            provisioned_by=cast(ProvisionedBy, row.provisioned_by), external_id=row.external_id)
+            provisioned_by=cast(ProvisionedBy, row.provisioned_by), external_id=row.external_id,
+            blocked=frozenset(blocked))
 
 
-# One round trip for an account's grants and open pending grants.
+def _grants_and_pending_of(account_ids: list[str]) -> sa.CompoundSelect[Any]:
+    """``_GRANTS_AND_PENDING`` for several accounts, with their ``account_id``."""
+    g, p, b = t.role_grant.c, t.pending_grant.c, t.role_block.c
+    return sa.union_all(
+        sa.select(g.account_id, sa.literal("g").label("kind"), g.role, g.source, g.expires_at)
+        .where(g.account_id.in_(account_ids)),
+        sa.select(p.account_id, sa.literal("p").label("kind"), p.role, p.source,
+                  sa.null().label("expires_at"))
+        .where(p.account_id.in_(account_ids), p.status == "pending"),
+        sa.select(b.account_id, sa.literal("b").label("kind"), b.role, sa.null().label("source"),
+                  sa.null().label("expires_at"))
+        .where(b.account_id.in_(account_ids)))
+
+
+# One round trip for an account's grants (expired ones included: readers filter them with
+# ``Account.at``, the sweep deletes them), open pending grants and blocked roles.
 _GRANTS_AND_PENDING = Prepared(sa.union_all(
     sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
               t.role_grant.c.expires_at)
@@ -323,4 +377,7 @@ _GRANTS_AND_PENDING = Prepared(sa.union_all(
               sa.null().label("expires_at"))
     .where(t.pending_grant.c.account_id == sa.bindparam("account_id"),
            t.pending_grant.c.status == "pending"),
+    sa.select(sa.literal("b").label("kind"), t.role_block.c.role, sa.null().label("source"),
+              sa.null().label("expires_at"))
+    .where(t.role_block.c.account_id == sa.bindparam("account_id")),
 ))

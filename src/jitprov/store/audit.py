@@ -60,6 +60,33 @@ class AuditLog:
                                                 "b_hash": chained.hash})
         return chained
 
+    def append_many(self, tenant_id: int, tenant_slug: str, events: list[AuditEvent],
+                    now: datetime) -> None:
+        """:meth:`append` for several events of one tenant, in order: one head read, one
+        INSERT of them all, one head move (a batch costs three round trips, not three each)."""
+        if not events:
+            return
+        head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
+        if head is None:  # the tenant's first events: the head is created by the first
+            self.append(tenant_id, tenant_slug, events[0], now)
+            self.append_many(tenant_id, tenant_slug, events[1:], now)
+            return
+        seq, prev = head.seq, head.hash
+        rows = []
+        for event in events:
+            seq += 1
+            chained = chain(event, tenant=tenant_slug, seq=seq, prev_hash=prev,
+                            occurred_at=now)
+            prev = chained.hash
+            rows.append({"tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now,
+                         "type": chained.type, "actor": chained.actor,
+                         "account_id": chained.account_id, "request_id": chained.request_id,
+                         "data": chained.data, "prev_hash": chained.prev_hash,
+                         "hash": chained.hash})
+        _INSERT_AUDIT_EVENT.many(self._c, rows)
+        _MOVE_AUDIT_HEAD.rowcount(self._c, {"b_tenant_id": tenant_id, "b_seq": seq,
+                                            "b_hash": prev})
+
     def events(self, tenant_id: int, *, after_seq: int = 0,
                batch: int = 1000) -> Iterator[ChainedEvent]:
         """Events of one tenant in chain order, read in batches."""

@@ -248,12 +248,13 @@ class ConsoleReads:
 
     def search_users(self, tenant_id: int, *, query: str | None = None,
                      status: str | None = None, role: str | None = None,
-                     cursor: str | None = None, limit: int = 50) -> UserPage:
+                     cursor: str | None = None, limit: int = 50,
+                     now: datetime | None = None) -> UserPage:
         """Accounts of a tenant ordered by email (accounts without one last, by id), one page
         after ``cursor``. ``query`` matches an email or external id or userName by prefix
         (range scans of their indexes) or a name by substring; ``role`` an account holding
-        that role from any source. The walk follows ``ix_account_tenant_email`` and stops at
-        ``limit`` + 1 rows."""
+        that role from any source (a grant expired at ``now`` is not held). The walk
+        follows ``ix_account_tenant_email`` and stops at ``limit`` + 1 rows."""
         a = t.account.c
         conditions: list[Any] = [a.tenant_id == tenant_id]
         if query:
@@ -270,7 +271,8 @@ class ConsoleReads:
             conditions.append(a.status == status)
         if role:
             conditions.append(sa.exists().where(t.role_grant.c.account_id == a.id,
-                                                t.role_grant.c.role == role))
+                                                t.role_grant.c.role == role,
+                                                _in_force(now)))
         decoded = _decode_cursor(cursor) if cursor else None
         rows: list[Any] = []
         if decoded is None or decoded[0] is not None:  # the accounts with an email
@@ -407,16 +409,19 @@ class ConsoleReads:
         counts = {r.status: int(r.n) for r in rows}
         return counts.get("pending", 0), counts.get("dead", 0)
 
-    def access_review(self, tenant_id: int) -> Sequence[dict[str, object]]:
+    def access_review(self, tenant_id: int, now: datetime) -> Sequence[dict[str, object]]:
         """Who holds which role, from where, since when, and when they last signed in: one
-        row per grant, plus one row with no role for each account holding none."""
+        row per grant in force at ``now``, plus one row with no role for each account
+        holding none (expired grants are not held, even before the sweep deletes them)."""
         rows = self._c.execute(
             sa.select(t.account.c.id, t.account.c.email, t.account.c.profile,
                       t.account.c.status, t.account.c.kind, t.account.c.provisioned_by,
                       t.account.c.last_login_at, t.role_grant.c.role, t.role_grant.c.source,
                       t.role_grant.c.granted_at, t.role_grant.c.granted_by,
                       t.role_grant.c.expires_at)
-            .outerjoin(t.role_grant, t.role_grant.c.account_id == t.account.c.id)
+            .select_from(t.account)
+            .outerjoin(t.role_grant, sa.and_(t.role_grant.c.account_id == t.account.c.id,
+                                             _in_force(now)))
             .where(t.account.c.tenant_id == tenant_id)
             .order_by(t.account.c.email, t.account.c.id, t.role_grant.c.role,
                       t.role_grant.c.source))
@@ -430,6 +435,21 @@ class ConsoleReads:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _in_force(now: datetime | None) -> sa.ColumnElement[bool]:
+    """A role grant held at ``now``: not expired then (every grant when ``now`` is None) and
+    not of a role blocked for its account (a block wins at read time, as in
+    ``Account.at``)."""
+    not_blocked = ~sa.exists(
+        sa.select(t.role_block.c.id)
+        .where(t.role_block.c.account_id == t.role_grant.c.account_id,
+               t.role_block.c.role == t.role_grant.c.role)
+        .correlate(t.role_grant))
+    if now is None:
+        return not_blocked
+    return sa.and_(sa.or_(t.role_grant.c.expires_at.is_(None), t.role_grant.c.expires_at > now),
+                   not_blocked)
 
 
 class ConsoleStore:

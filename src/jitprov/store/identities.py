@@ -1,7 +1,8 @@
 """Identities: the (connection, subject) pairs bound to an account, their per-login touch
 (which also records the login's redacted claims), the links queued for an admin's approval,
 and the advisory locks that serialize concurrent logins of one identity or email.
-``uow.identities``; the recorded claims are read through ``uow.identities.claims``.
+``uow.identities``; the recorded claims are read through ``uow.identities.claims``, the
+pending links through ``uow.identities.links``.
 
 Same contract as every repository here: narrow methods over one open transaction (see
 ``unit_of_work.py``); a lost unique-key race surfaces as :class:`RaceLost` for the service to
@@ -19,6 +20,7 @@ from jitprov.core.errors import RaceLost
 from jitprov.store import tables as t
 from jitprov.store._common import lock_key, prepared_insert
 from jitprov.store.fast import Prepared
+from jitprov.store.pending_links import PendingLinkRepository
 from jitprov.store.recorded_claims import RecordedClaimsRepository
 
 # Statements of the login hot path, built once (see ``fast.py``).
@@ -40,6 +42,7 @@ class IdentityRepository:
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
         self.claims = RecordedClaimsRepository(conn)
+        self.links = PendingLinkRepository(conn)
 
     def lock_identity(self, connection_id: int, subject: str) -> None:
         """Serialize, until commit, the logins of one (connection, subject) across all nodes,
@@ -47,6 +50,16 @@ class IdentityRepository:
         :meth:`lock_email` (a fixed order cannot deadlock). PostgreSQL: a transaction-scoped
         advisory lock; SQLite: a no-op, as write transactions run one at a time."""
         self._advisory_lock(f"identity\0{connection_id}\0{subject}")
+
+    def lock_identities(self, identities: list[tuple[int, str]]) -> None:
+        """:meth:`lock_identity` for several (connection, subject), in the order given, in one
+        statement (a batch re-evaluation sorts them, so two batches cannot deadlock)."""
+        if self._c.dialect.name != "postgresql" or not identities:
+            return
+        keys = [lock_key(f"identity\0{c}\0{s}") for c, s in identities]
+        self._c.execute(sa.text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) "
+            "WITH ORDINALITY AS u(k, n)"), {"keys": keys})
 
     def lock_email(self, tenant_id: int, email: str) -> None:
         """Serialize, until commit, the logins that would create or take ``email`` in a tenant."""
@@ -58,15 +71,17 @@ class IdentityRepository:
                             {"key": lock_key(text)})
 
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
-                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+                     now: datetime, claims: Mapping[str, object] | None = None,
+                     claims_at: datetime | None = None) -> None:
         """Bind (connection, subject) to the account, recording ``claims`` (already redacted)
-        as its latest login's. Raises RaceLost if it is already bound;
+        as its latest login's, received at ``claims_at`` (default ``now``; the claims'
+        retention runs from then). Raises RaceLost if it is already bound;
         the transaction is then unusable and the unit of work must be run again."""
         try:
             _INSERT_IDENTITY.rowcount(self._c, {
                 "connection_id": connection_id, "subject": subject, "issuer": issuer,
                 "account_id": account_id, "created_at": now, "last_login_at": now,
-                "claims": claims, "claims_at": None if claims is None else now})
+                "claims": claims, "claims_at": None if claims is None else (claims_at or now)})
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
@@ -80,15 +95,30 @@ class IdentityRepository:
                                           "b_claims": claims,
                                           "b_claims_at": None if claims is None else now})
 
+    def take_over(self, *, tenant_id: int, connection_id: int, subject: str,
+                  account_id: str) -> str | None:
+        """Bind (connection, subject) to ``account_id`` if it is bound to an account of the
+        tenant that SCIM deleted (kept deactivated under ``scim_delete: deactivate``); the id
+        of that account, or None (unbound, or bound to any other account: left alone)."""
+        old = self._c.execute(
+            sa.select(t.identity.c.account_id)
+            .join(t.account, t.account.c.id == t.identity.c.account_id)
+            .where(t.identity.c.connection_id == connection_id,
+                   t.identity.c.subject == subject, t.account.c.tenant_id == tenant_id,
+                   t.account.c.scim_deleted_at.is_not(None))).scalar()
+        if old is None:
+            return None
+        self._c.execute(t.identity.update()
+                        .where(t.identity.c.connection_id == connection_id,
+                               t.identity.c.subject == subject)
+                        .values(account_id=account_id))
+        return str(old)
+
     def queue_link(self, *, tenant_id: int, connection_id: int, subject: str, issuer: str,
-                   account_id: str, claims: Mapping[str, object], now: datetime) -> bool:
-        """Queue a pending link; returns False when one is already open for this identity."""
-        try:
-            with self._c.begin_nested():
-                self._c.execute(t.pending_link.insert().values(
-                    tenant_id=tenant_id, connection_id=connection_id, subject=subject,
-                    issuer=issuer, account_id=account_id, claims=dict(claims),
-                    status="pending", created_at=now))
-        except sa.exc.IntegrityError:
-            return False
-        return True
+                   account_id: str, email: str | None, claims: Mapping[str, object],
+                   now: datetime) -> int | None:
+        """Queue a pending link; its id, or None when one is already open (or refused) for
+        this identity (see :class:`PendingLinkRepository`)."""
+        return self.links.queue(tenant_id=tenant_id, connection_id=connection_id,
+                                subject=subject, issuer=issuer, account_id=account_id,
+                                email=email, claims=claims, now=now)

@@ -152,3 +152,28 @@ class BreakGlassRecord:
     used_at: datetime | None
     account_id: str | None
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """A role grant of an account, with its provenance and expiry."""
+
+    account_id: str
+    email: str | None
+    role: str
+    source: str  # rule:<connection>/<id> | approval | scim | manual | break_glass
+    granted_at: datetime
+    granted_by: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleBlockRecord:
+    """An admin override: ``role`` stays off the account whatever the rules say."""
+
+    account_id: str
+    email: str | None
+    role: str
+    blocked_at: datetime
+    blocked_by: str
+    reason: str

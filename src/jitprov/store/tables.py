@@ -92,6 +92,7 @@ role_grant = sa.Table(
     sa.Column("granted_by", sa.String(200), nullable=False),
     sa.Column("expires_at", TS, nullable=True),
     sa.UniqueConstraint("account_id", "role", "source"),
+    sa.Index("ix_role_grant_expires_at", "expires_at"),  # the sweep of expired grants
 )
 
 pending_grant = sa.Table(
@@ -108,6 +109,18 @@ pending_grant = sa.Table(
     sa.Index("ix_pending_grant_account_status", "account_id", "status"),
 )
 
+# An admin override: this role stays off this account whatever the rules say, until unblocked.
+role_block = sa.Table(
+    "role_block", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(128), nullable=False),
+    sa.Column("blocked_at", TS, nullable=False),
+    sa.Column("blocked_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.UniqueConstraint("account_id", "role"),
+)
+
 pending_link = sa.Table(
     "pending_link", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -117,12 +130,21 @@ pending_link = sa.Table(
     sa.Column("subject", sa.String(255), nullable=False),
     sa.Column("issuer", sa.String(500), nullable=False),
     sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False),
+    # the email the login asserted (verified), which the account then had: an approval checks
+    # the account still has it (NULL: a link queued before this column, not checked)
+    sa.Column("email", sa.String(320), nullable=True),
     sa.Column("claims", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("decided_at", TS, nullable=True),
     sa.Column("decided_by", sa.String(200), nullable=True),
-    sa.UniqueConstraint("connection_id", "subject", "status"),
+    sa.Column("reason", sa.Text, nullable=True),  # the admin's, when decided
+    # pending|approved|refused|cleared; an identity has at most one open (pending) or
+    # refused link: a refusal holds until an admin clears it
+    sa.Index("ix_pending_link_connection_subject_open", "connection_id", "subject",
+             unique=True, sqlite_where=sa.text("status IN ('pending', 'refused')"),
+             postgresql_where=sa.text("status IN ('pending', 'refused')")),
+    sa.Index("ix_pending_link_tenant_status", "tenant_id", "status", "id"),
 )
 
 session = sa.Table(
@@ -282,9 +304,15 @@ account.append_column(sa.Column("user_name_lower", sa.String(255), nullable=True
 account.append_column(sa.Column("scim", sa.JSON, nullable=True))
 sa.Index("ix_account_tenant_user_name", account.c.tenant_id, account.c.user_name_lower,
          unique=True)
-# SCIM lists a tenant's users (kind "user") by id: the count and OFFSET pagination read only
-# this index (store/scim.py keeps SQLite from preferring it when a filter has its own index)
-sa.Index("ix_account_tenant_kind_id", account.c.tenant_id, account.c.kind, account.c.id)
+# set when a SCIM DELETE deactivated the account (tenant policy ``scim_delete: deactivate``):
+# SCIM answers 404 for it from then on and its userName is free again (user_name_lower NULL)
+account.append_column(sa.Column("scim_deleted_at", TS, nullable=True))
+# SCIM lists a tenant's users (kind "user", not deleted for SCIM) by id: the count and OFFSET
+# pagination read only this partial index (store/scim keeps SQLite from preferring it when a
+# filter has its own index)
+sa.Index("ix_account_tenant_kind_id", account.c.tenant_id, account.c.kind, account.c.id,
+         sqlite_where=account.c.scim_deleted_at.is_(None),
+         postgresql_where=account.c.scim_deleted_at.is_(None))
 
 scim_group = sa.Table(
     # displayName is unique per tenant, case-insensitively: Entra and Okta match groups by it,
@@ -451,3 +479,19 @@ identity.append_column(sa.Column("claims", sa.JSON, nullable=True))
 identity.append_column(sa.Column("claims_at", TS, nullable=True))
 # the impact preview reads a connection's most recent recorded logins, newest first
 sa.Index("ix_identity_connection_claims_at", identity.c.connection_id, identity.c.claims_at)
+
+# --- Re-evaluation queue ----------------------------------------------------------------------
+# accounts whose rule grants a SCIM membership change touched, when the change was too large
+# for the SCIM request's own transaction (a 10,000-member group deleted): the re-evaluation job
+# (jobs/entitlements.py) takes them in batches, each in one transaction that deletes its rows
+# (services/entitlements.py). ``actor`` and ``request_id`` are the SCIM request's, for the audit.
+reevaluation = sa.Table(
+    "reevaluation", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("account_id", sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+)

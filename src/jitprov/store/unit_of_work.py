@@ -19,6 +19,7 @@ from jitprov.store.configuration import ConfigStore
 from jitprov.store.console import ConsoleStore
 from jitprov.store.database import Database
 from jitprov.store.devices import DeviceStore
+from jitprov.store.entitlements import EntitlementStore
 from jitprov.store.grants import GrantRepository
 from jitprov.store.identities import IdentityRepository
 from jitprov.store.logins import LoginStore
@@ -50,6 +51,8 @@ class UnitOfWork:
     #: links, sessions (admin), reads (read models, access review)
     console: ConsoleStore
     break_glass: BreakGlassRepository
+    #: SCIM group names for logins, recorded identities, the re-evaluation queue
+    entitlements: EntitlementStore
 
     def __init__(self, db: Database, *, readonly: bool = False) -> None:
         self._db = db
@@ -98,6 +101,7 @@ class UnitOfWork:
         self.scim = ScimStore(conn)
         self.console = ConsoleStore(conn)
         self.break_glass = BreakGlassRepository(conn)
+        self.entitlements = EntitlementStore(conn)
         return self
 
     def commit(self) -> None:

@@ -20,6 +20,7 @@ from jitprov.core.errors import (
     JitprovError,
     MappingError,
     NotFound,
+    RaceLost,
 )
 from jitprov.services.common import LoginRefused
 
@@ -30,6 +31,7 @@ STATUS: list[tuple[type[JitprovError], int]] = [
     (InvalidInput, 400),
     (NotFound, 404),
     (Conflict, 409),
+    (RaceLost, 409),  # still lost after the service's retries: concurrent writes, try again
     (DatabaseNotReady, 503),
 ]
 

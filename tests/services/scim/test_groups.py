@@ -10,7 +10,6 @@ from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.resources import parse_projection
 from jitprov.services import audit_export
 from jitprov.services.context import ServiceContext
-from jitprov.services.scim import claims as scim_claims
 from jitprov.services.scim import groups as scim_groups
 from jitprov.services.scim import users as scim_users
 from jitprov.services.scim.tokens import ScimPrincipal
@@ -171,10 +170,8 @@ linking:
 
 
 def test_scim_groups_feed_the_login_role_rules(ctx: ServiceContext) -> None:
-    """The mechanism the login hook uses (docs/decisions.md, "SCIM"): the mapping sees
-    ``scim_groups`` next to the IdP claims, so the same rule grants and later revokes."""
-    from dataclasses import replace
-
+    """A login's mapping sees ``scim_groups`` next to the IdP claims, so the same rule grants;
+    removing the member revokes at once (re-evaluation), and the next login agrees."""
     from jitprov.core.identity import ExternalIdentity
     from jitprov.services import admin
     from jitprov.services.login.flow import provision_on_login
@@ -186,33 +183,22 @@ def test_scim_groups_feed_the_login_role_rules(ctx: ServiceContext) -> None:
     user_id = scim_users.create_user(ctx, principal, BASE, user(externalId="u-9")).body["id"]  # type: ignore[index]
     group_id = scim_groups.create_group(ctx, principal, BASE, _group(
         "Ward Leads", members=[user_id])).body["id"]  # type: ignore[index]
-    conn = ctx.connections.get("idp")
     identity = ExternalIdentity("https://idp.example", "u-9",
                                 {"email": "ana@hospital.example", "groups": ["Staff"]})
 
-    def login() -> frozenset[str]:
-        claims = scim_claims.claims_with_scim_groups(ctx, conn, identity)
-        result = provision_on_login(ctx, "idp", replace(identity, claims=claims))
-        assert result.account_id == user_id
+    def roles() -> frozenset[str]:
         with UnitOfWork(ctx.db, readonly=True) as uow:
             return uow.accounts.get(user_id).roles
 
-    assert scim_claims.claims_with_scim_groups(ctx, conn, identity)["scim_groups"] == [
-        "Ward Leads"]
+    def login() -> frozenset[str]:
+        assert provision_on_login(ctx, "idp", identity).account_id == user_id
+        return roles()
+
     assert login() == {"ward-lead"}
     scim_groups.patch_group(ctx, principal, BASE, group_id, patch(
         {"op": "remove", "path": "members"}))
+    assert roles() == frozenset()
     assert login() == frozenset()
-
-
-def test_claims_are_untouched_when_the_mapping_ignores_scim_groups(
-        ctx: ServiceContext) -> None:
-    from jitprov.testing.builders import nurse
-
-    scim_client(ctx)
-    identity = nurse()
-    assert scim_claims.claims_with_scim_groups(ctx, ctx.connections.get("idp"),
-                                               identity) is identity.claims
 
 
 def test_a_group_read_without_members_reads_no_member_row(

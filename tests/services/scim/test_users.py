@@ -135,12 +135,17 @@ def test_reactivation_is_explicit_and_audited(ctx: ServiceContext) -> None:
     assert ("account.reactivated", "scim:entra") in audit_types(ctx)
 
 
-def test_delete_deactivates_by_default(ctx: ServiceContext) -> None:
+def test_delete_deactivates_by_default_and_the_user_is_gone_for_scim(
+        ctx: ServiceContext) -> None:
     principal = scim_client(ctx)
     user_id = scim_users.create_user(ctx, principal, BASE, user()).body["id"]  # type: ignore[index]
     scim_users.delete_user(ctx, principal, user_id)
-    assert scim_users.get_user(ctx, principal, BASE, user_id).body["active"] is False  # type: ignore[index]
-    assert "account.deactivated" in [t for t, _ in audit_types(ctx)]
+    with pytest.raises(e.NotFound):
+        scim_users.get_user(ctx, principal, BASE, user_id)
+    [kept] = admin.list_accounts(ctx, "hospital")
+    assert (kept.account.id, kept.account.status) == (user_id, "deactivated")
+    assert ["account.deactivated", "account.scim_deleted"] == [
+        t for t, _ in audit_types(ctx) if t.startswith("account.")][-2:]
 
 
 def test_delete_erases_when_the_tenant_says_so(ctx: ServiceContext) -> None:

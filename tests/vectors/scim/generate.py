@@ -223,9 +223,24 @@ RESOURCE_VECTORS: dict[str, dict[str, Any]] = {
     "rfc7643-4.1-user-unknown-attribute-is-invalidsyntax": resource_vector(
         "RFC 7643 4.1", "an attribute no schema defines", "User",
         {"schemas": [USER], "userName": "bjensen", "shoeSize": 42}, error="invalidSyntax"),
-    "rfc7643-4.1-user-unknown-schema-is-invalidsyntax": resource_vector(
-        "RFC 7643 3", "a schema URN the server does not know", "User",
-        {"schemas": [USER, "urn:example:evil"], "userName": "bjensen"},
+    "rfc7643-3-user-unknown-extension-is-ignored": resource_vector(
+        "RFC 7643 3", "an extension URN the server does not support, beside the core schema, "
+        "and the object under it: ignored", "User",
+        {"schemas": [USER, "urn:example:params:scim:schemas:extension:hr:2.0"],
+         "userName": "bjensen",
+         "urn:example:params:scim:schemas:extension:hr:2.0": {"badge": "B-12"}},
+        result={"userName": "bjensen"}),
+    "rfc7643-3-group-entra-adscim-urn-is-ignored": resource_vector(
+        "RFC 7643 3", "Entra ID's own Group schema URN beside the core one", "Group",
+        {"schemas": [GROUP, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/"
+                            "2.0/Group"], "displayName": "Pharmacy", "externalId": "8aa1"},
+        result={"displayName": "Pharmacy", "externalId": "8aa1"}),
+    "rfc7643-3-user-without-the-core-schema-is-invalidsyntax": resource_vector(
+        "RFC 7643 3", "only a schema URN the server does not know", "User",
+        {"schemas": ["urn:example:evil"], "userName": "bjensen"}, error="invalidSyntax"),
+    "rfc7643-3-user-undeclared-urn-attribute-is-invalidsyntax": resource_vector(
+        "RFC 7643 3", "attributes under a URN that schemas does not declare", "User",
+        {"schemas": [USER], "userName": "bjensen", "urn:example:evil": {"x": "1"}},
         error="invalidSyntax"),
     "rfc7643-4.1-user-missing-username-is-invalidvalue": resource_vector(
         "RFC 7643 4.1", "userName is required", "User",

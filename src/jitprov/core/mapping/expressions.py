@@ -246,6 +246,25 @@ class Expression:
                 return value
         return self.interpret(claims)
 
+    def may_read(self, claim: str) -> bool:
+        """Whether the expression may read the top-level claim ``claim``: it names it as a
+        field anywhere, or reads the whole document (``@``, ``*``, a projection of the root),
+        where any claim may be reached. False only when it certainly does not."""
+        stack = [self._parsed.parsed]
+        while stack:
+            node = stack.pop()
+            if not isinstance(node, dict):
+                continue
+            kind = node.get("type")
+            if kind == "field" and node.get("value") == claim:
+                return True
+            if kind in ("current", "identity", "wildcard_index", "value_projection",
+                        "object_projection", "flatten", "wildcard"):
+                return True
+            stack.extend(child for child in node.get("children", ())
+                         if isinstance(child, dict))
+        return False
+
     def interpret(self, claims: object) -> object:
         """As :meth:`evaluate`, always through the budgeted JMESPath interpreter."""
         budget = _Budget(MAX_EVALUATION_STEPS)

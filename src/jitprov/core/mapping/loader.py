@@ -299,6 +299,8 @@ def _compile(model: MappingModel, lines: Lines, source: str, fingerprint: str) -
         link_by_email=model.linking.by_email,
         groups_missing=model.groups_missing,
         mirrors_groups=model.groups is not None,
+        rules_reading_groups=frozenset(rule.id for rule in rules if rule.when is not None
+                                       and rule.when.may_read("groups")),
     )
     return Policy(
         settings=settings,

@@ -18,13 +18,16 @@ from pydantic import (
     model_validator,
 )
 
+from jitprov.core.identity import MAX_ROLE_NAME, ROLE_NAME_CHARS
 from jitprov.core.mapping.expressions import MAX_EXPRESSION_LENGTH
 from jitprov.core.mapping.result import GroupsMissing, LinkByEmail, OnLogin
 
 MAX_RULES = 500  # per list: roles.rules, deny
 
 ExpressionText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPRESSION_LENGTH)]
-RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]+$", max_length=200)]
+#: the role-name rule of ``core/identity.py`` (one definition for the mapping and the admins)
+RoleName = Annotated[str, StringConstraints(pattern=rf"^{ROLE_NAME_CHARS}+$",
+                                            max_length=MAX_ROLE_NAME)]
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]+$", max_length=100)]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]

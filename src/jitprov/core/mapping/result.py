@@ -64,6 +64,10 @@ class PolicySettings:
     #: the file has a ``groups:`` line: the IdP groups are mirrored on the account (without it
     #: the ``groups`` claim is still read, to tell a login whose groups claim is missing)
     mirrors_groups: bool = False
+    #: ids of the grant rules whose ``when`` may read the IdP's ``groups`` claim: only their
+    #: grants are kept when that claim is absent (``groups_missing: keep``); ``None``: every
+    #: rule's (a policy built without knowing)
+    rules_reading_groups: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

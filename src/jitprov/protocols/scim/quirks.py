@@ -21,6 +21,11 @@ application-provisioning-config-problem-scim-compatibility and the SCIM validato
 - ``manager_without_ref``: the enterprise ``manager`` sent as ``{"value": "<id>"}`` without
   the ``$ref`` RFC 7643 section 4.3 requires.
 
+Entra's own schema URNs next to the core one (``schemas: ["urn:ietf:params:scim:schemas:core:
+2.0:Group", "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"]``) need
+no flag: RFC 7643 section 3 lets a server ignore extensions it does not support, which
+``resources.drop_unknown_extensions`` does for every client.
+
 Okta (https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20) needs no flag: it
 updates users with PUT, deactivates with ``active: false`` by PUT or PATCH, and removes group
 members with the RFC path ``members[value eq "<id>"]``.

@@ -154,6 +154,7 @@ def parse_resource(kind: Kind, payload: object, *, replacing: bool = False,
     value of the wrong type, a missing required attribute)."""
     if not isinstance(payload, dict):
         raise InvalidSyntax(f"the request body must be a JSON object (a {kind} resource)")
+    payload = drop_unknown_extensions(SCHEMAS[kind], payload)
     manager = None
     if kind == "User" and quirks.manager_without_ref:
         payload, manager = _take_manager(payload)
@@ -163,6 +164,32 @@ def parse_resource(kind: Kind, payload: object, *, replacing: bool = False,
     if manager is not None:
         parsed.setdefault(ENTERPRISE_SCHEMA, {})["manager"] = manager
     return parsed
+
+
+def drop_unknown_extensions(schema: ResourceSchema, payload: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7643 section 3: a client may list extension schemas the server does not support
+    beside the core schema; the server ignores them. Entra ID sends
+    ``urn:ietf:params:scim:schemas:extension:...`` of its own and
+    ``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`` (``.../User``)
+    that way. So: an unknown URN in ``schemas`` is dropped, and so is the object the body
+    carries under that URN (nothing jitprov stores or answers depends on it: it is neither
+    kept nor echoed). What stays strict: ``schemas`` must still name the resource's core
+    schema, and a body key that looks like a URN but is not declared in ``schemas`` is still
+    an unknown attribute (400), as is a PATCH path or filter under an unknown URN: those are
+    requests that depend on what the server does not have."""
+    schemas = payload.get("schemas")
+    if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+        return payload  # _check_schemas words the error
+    lowered = {s.lower() for s in schemas}
+    if schema.schema.lower() not in lowered:
+        return payload  # "schemas must contain" the core schema
+    known = {schema.schema.lower(), *(u.lower() for u in schema.extensions)}
+    unknown = lowered - known
+    if not unknown:
+        return payload
+    kept = {k: v for k, v in payload.items() if k.lower() not in unknown}
+    kept["schemas"] = [s for s in schemas if s.lower() in known]
+    return kept
 
 
 def _take_manager(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:

@@ -1,11 +1,14 @@
 """provision_on_login: the one function every login protocol ends in.
 
-Claims are mapped before the transaction opens (pure work holds no lock). Then in ONE
-transaction: consume the login request (single use, bound to the browser that started it) ->
-find the account by (connection, subject) -> ``decide`` -> apply the decision -> outbox event ->
-session -> audit event (last, so the tenant's chain head is locked only until the commit that
-follows). A lost unique-key race rolls back and runs again; the loser then finds the winner's
-account. Nothing is half-written: a denial commits only its audit event (and the spent state).
+Claims are mapped before the transaction opens (pure work holds no lock), except when the
+mapping names ``scim_groups``: then in the transaction, after the identity's login lock, so the
+SCIM membership it reads and a concurrent SCIM change are serialized (``entitlements.py``).
+Then in ONE transaction: consume the login request (single use, bound to the browser that
+started it) -> find the account by (connection, subject) -> ``decide`` -> apply the decision ->
+outbox event -> session -> audit event (last, so the tenant's chain head is locked only until
+the commit that follows). A lost unique-key race rolls back and runs again; the loser then
+finds the winner's account. Nothing is half-written: a denial commits only its audit event
+(and the spent state).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jitprov.core.errors import RaceLost
 from jitprov.core.identity import Account, ExternalIdentity
@@ -23,9 +26,10 @@ from jitprov.core.recorded_claims import redact_claims
 from jitprov.services import metrics
 from jitprov.services.common import REQUEST_PROBLEMS, LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
+from jitprov.services.entitlements import announcements, login_mapping, uses_scim_groups
 from jitprov.services.login.failures import record_login_failure
 from jitprov.services.login.state import LoginState, spend_login_request
-from jitprov.services.login.steps import announcements, audit_event, check_sizes, decide_login
+from jitprov.services.login.steps import audit_event, check_sizes, decide_login
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -128,9 +132,14 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
             return_to = spend_login_request(uow, conn, login, request_id, now).return_to
         if guard is not None:
             guard(uow)
-        existing, decision = decide_login(uow, conn, policy, mapped, identity)
+        if uses_scim_groups(conn):  # SCIM membership, read under the identity's login lock
+            mapped = login_mapping(uow, conn, policy, identity)
+        existing, decision = decide_login(uow, conn, policy, mapped, identity, now=now)
+        if existing is None and not isinstance(decision, Deny):
+            decision = refused_link(uow, conn, identity, decision)
 
         account_id: str | None
+        link_id: int | None = None
         match decision:
             case Create(changes=changes):
                 account_id = uow.accounts.create(tenant_id=conn.tenant_id, changes=changes,
@@ -152,13 +161,20 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                 account_id = target
             case Pending(account_id=target):
                 account_id = None
-                uow.identities.queue_link(tenant_id=conn.tenant_id, connection_id=conn.id,
-                                          subject=identity.subject, issuer=identity.issuer,
-                                          account_id=target, claims=recorded, now=now)
+                link_id = uow.identities.queue_link(
+                    tenant_id=conn.tenant_id, connection_id=conn.id, subject=identity.subject,
+                    issuer=identity.issuer, account_id=target,
+                    email=mapped.profile.get("email"), claims=recorded, now=now)
+                if link_id is not None:  # new: announced once, not at every retry
+                    uow.outbox.add(conn.tenant_id, "link.requested", {
+                        "link": link_id, "tenant": conn.tenant_slug, "account_id": target,
+                        "connection": conn.slug, "subject": identity.subject}, now)
             case Deny():
                 account_id = None
 
         event = audit_event(conn, identity, policy, decision, account_id, request_id)
+        if link_id is not None:
+            event = replace(event, data={**event.data, "link": link_id})
         if isinstance(decision, Deny | Pending):
             uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
             uow.commit()
@@ -186,15 +202,34 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                            return_to=return_to)
 
 
+LINK_REFUSED = ("an administrator refused to link this sign-in to the existing account with "
+                "your email; ask your administrator if this is a mistake")
+
+
+def refused_link(uow: UnitOfWork, conn: ConnectionRecord, identity: ExternalIdentity,
+                 decision: Decision) -> Decision:
+    """A first login of an identity whose link an admin refused is denied, whatever the
+    mapping would decide now, until an admin clears the refusal (``services/links.py``)."""
+    held = uow.identities.links.refused(conn.id, identity.subject)
+    if held is None:
+        return decision
+    return Deny("link_refused_by_admin", LINK_REFUSED, account_id=held[1],
+                trace=decision.trace)
+
+
 def dry_run_login(ctx: ServiceContext, connection_slug: str,
                   identity: ExternalIdentity, *, policy: Policy | None = None) -> DryRun:
     """What ``provision_on_login`` would decide for these claims (with ``policy`` instead of
     the connection's, when given: a mapping not yet saved); writes nothing."""
     conn = ctx.connections.get(connection_slug)
     policy = policy if policy is not None else ctx.policies.get(conn)
-    mapped = policy.map(identity.claims).scoped(conn.slug)
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        existing, decision = decide_login(uow, conn, policy, mapped, identity)
+        # with scim_groups whatever the mapping: ``policy`` may be one not saved yet
+        mapped = login_mapping(uow, conn, policy, identity, lock=False)
+        existing, decision = decide_login(uow, conn, policy, mapped, identity,
+                                          now=ctx.clock())
+        if existing is None and not isinstance(decision, Deny):  # as the login itself
+            decision = refused_link(uow, conn, identity, decision)
     return DryRun(decision, mapped, existing)
 
 

@@ -1,8 +1,11 @@
 """The steps of ``provision_on_login`` inside its transaction: the size limits of an identity,
-the decision (with the identity and email locks that make concurrent first logins safe), the
-outbox events of an account change, and the audit event of the decision."""
+the decision (with the identity and email locks that make concurrent first logins safe) and
+the audit event of the decision. (The outbox events of an account change are
+``services.entitlements.announcements``, shared with the SCIM re-evaluation.)"""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.identity import Account, ExternalIdentity
@@ -51,25 +54,6 @@ def check_sizes(identity: ExternalIdentity, email: str | None,
 
 
 
-def announcements(decision: Create | Update | Link, account_id: str,
-                   conn: ConnectionRecord) -> list[tuple[str, dict[str, object]]]:
-    """The outbox events of an account change: the change itself, then one event per role
-    granted or revoked and per approval requested, for receivers that want only those."""
-    base: dict[str, object] = {"account_id": account_id, "tenant": conn.tenant_slug,
-                                "connection": conn.slug}
-    changes = decision.changes
-    events: list[tuple[str, dict[str, object]]] = [
-        (AUDIT_TYPES[decision.kind], {**base, "changes": changes.as_dict()})]
-    events += [("role.granted", {**base, "role": g.role, "source": g.source})
-               for g in sorted(changes.grants_added)]
-    events += [("role.revoked", {**base, "role": g.role, "source": g.source})
-               for g in sorted(changes.grants_revoked)]
-    events += [("approval.requested", {**base, "role": p.role, "source": p.source})
-               for p in sorted(changes.pending_added)]
-    return events
-
-
-
 def audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,
                 decision: Decision, account_id: str | None,
                 request_id: str | None) -> AuditEvent:
@@ -97,10 +81,11 @@ def audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Poli
 
 
 def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
-                 mapped: MappedIdentity,
-                 identity: ExternalIdentity) -> tuple[Account | None, Decision]:
-    """The account of (connection, subject), if any, and what this login does to it. Locks
-    the identity (and, when other accounts matter, the email) for the rest of ``uow``."""
+                 mapped: MappedIdentity, identity: ExternalIdentity, *,
+                 now: datetime) -> tuple[Account | None, Decision]:
+    """The account of (connection, subject), if any, and what this login does to it at
+    ``now`` (grants expired by then are not held). Locks the identity (and, when other
+    accounts matter, the email) for the rest of ``uow``."""
     uow.identities.lock_identity(conn.id, identity.subject)
     existing = uow.accounts.find_by_identity(conn.id, identity.subject)
     email = mapped.profile.get("email")
@@ -116,4 +101,5 @@ def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
             external_id=identity.subject if existing is None else None)
         candidates = [LinkCandidate(acc, how) for acc, how in found
                       if existing is None or acc.id != existing.id]
-    return existing, decide(existing, mapped, policy.settings, candidates, owner=conn.slug)
+    return existing, decide(existing, mapped, policy.settings, candidates, owner=conn.slug,
+                            now=now)

@@ -5,5 +5,4 @@
 - :mod:`.dispatch`: the typed table of each resource type's use cases (routes and Bulk);
 - :mod:`.common`: what users and groups share (retry, ``If-Match``, paging, error translation);
 - :mod:`.tokens`: client bearer tokens and the tenant's SCIM policy;
-- :mod:`.claims`: the ``scim_groups`` claim a login's mapping may see.
 """

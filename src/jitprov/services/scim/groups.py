@@ -7,13 +7,13 @@ in a group of 10 or 50,000, and a GET with ``excludedAttributes=members`` reads 
 PATCH answers 204 No Content unless the request asks for ``attributes`` (RFC 7644 section
 3.5.2 allows either; Okta and Entra expect 204 and a 50,000-member body helps no one).
 
-How membership may reach roles: :func:`jitprov.services.scim.claims.claims_with_scim_groups`
-gives a login's mapping the SCIM groups of the account as the claim ``scim_groups`` (a list of
-displayNames), next to the IdP's own claims, so that one role rule (``when: contains(groups,
-'Nurses') || contains(scim_groups, 'Nurses')``) grants and, under ``on_login: sync``, revokes.
-The login flow does not call it yet (docs/decisions.md, "SCIM", names the hook); until it
-does, a membership change alone changes no role. Cutting access at once is ``active: false``
-on the User (sessions revoked).
+How membership reaches roles: a login's mapping sees the SCIM groups of the account as the
+claim ``scim_groups`` (a list of displayNames), next to the IdP's own claims, so that one role
+rule (``when: contains(groups, 'Nurses') || contains(scim_groups, 'Nurses')``) grants and,
+under ``on_login: sync``, revokes. Every change of membership here (members added or removed,
+a rename, a deletion) re-evaluates the rule grants of the accounts it touches at once, in this
+transaction, or through the re-evaluation job when it touches many
+(:mod:`jitprov.services.entitlements`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from jitprov.protocols.scim.resources import (
     render,
 )
 from jitprov.services.context import ServiceContext
+from jitprov.services.entitlements import members_changing, membership_changed
 from jitprov.services.scim.common import (
     STORE_ERRORS,
     Rendered,
@@ -144,6 +145,7 @@ def create_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, paylo
             _audit(uow, principal, "group.created", group.id,
                    {"display_name": name, "external_id": external_id}, now, request_id)
             _members_changed(uow, principal, group.id, added, [], now, request_id)
+            membership_changed(ctx, uow, principal, added, request_id=request_id, now=now)
             created = groups.get_group(principal.tenant_id, group.id)
             uow.commit()
         assert created is not None  # noqa: S101 - written in this transaction
@@ -175,6 +177,11 @@ def replace_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, grou
                 raise translate_store_error(exc) from None
             _updated(uow, principal, current, name, external_id, now, request_id)
             _members_changed(uow, principal, group_id, added, removed, now, request_id)
+            affected = [*added, *removed]
+            if name != current.display_name:  # every member's scim_groups changes
+                affected += members_changing(ctx, uow, principal, group_id,
+                                             request_id=request_id, now=now)
+            membership_changed(ctx, uow, principal, affected, request_id=request_id, now=now)
             replaced = groups.get_group(principal.tenant_id, group_id)
             uow.commit()
         assert replaced is not None  # noqa: S101
@@ -220,6 +227,7 @@ def patch_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, group_
             if current.external_id is not None:
                 before["externalId"] = current.external_id
             result = apply_patch(GROUP, before, ops, quirks)
+            renamed = False
             try:
                 version = current.version
                 if result.resource != before:
@@ -230,6 +238,7 @@ def patch_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, group_
                         group_id, expected_version=current.version, display_name=name,
                         external_id=external_id, now=now).version
                     _updated(uow, principal, current, name, external_id, now, request_id)
+                    renamed = name != current.display_name
                 added, removed = _apply_members(groups, group_id, result.members, now)
                 if (added or removed) and version == current.version:
                     version = groups.touch_group(group_id, now)
@@ -238,6 +247,11 @@ def patch_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, group_
             except STORE_ERRORS as exc:
                 raise translate_store_error(exc) from None
             _members_changed(uow, principal, group_id, added, removed, now, request_id)
+            affected = [*added, *removed]
+            if renamed:  # every member's scim_groups changes
+                affected += members_changing(ctx, uow, principal, group_id,
+                                             request_id=request_id, now=now)
+            membership_changed(ctx, uow, principal, affected, request_id=request_id, now=now)
             body_out = None
             if projection.include:
                 patched = groups.get_group(principal.tenant_id, group_id,
@@ -293,8 +307,11 @@ def delete_group(ctx: ServiceContext, principal: ScimPrincipal, group_id: str, *
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         current = _current(uow, principal, group_id, if_match)
+        members = members_changing(ctx, uow, principal, group_id, request_id=request_id,
+                                   now=now)
         uow.scim.groups.delete_group(group_id)
         _audit(uow, principal, "group.deleted", group_id,
                {"display_name": current.display_name}, now, request_id)
+        membership_changed(ctx, uow, principal, members, request_id=request_id, now=now)
         uow.commit()
 

@@ -12,7 +12,11 @@ Lifecycle:
   ``account.reactivated`` (the IdP is the source of truth of the accounts it manages). A POST
   with ``active: false`` creates a suspended account. A PUT without ``active`` leaves the
   status as it is.
-- DELETE follows the tenant's ``scim_delete``: ``deactivate`` (default) or ``erase``.
+- DELETE follows the tenant's ``scim_delete``: ``deactivate`` (default: the account stays,
+  deactivated, with its identities and history, but is deleted for SCIM: 404 for its id from
+  then on, absent from lists and filters, out of its groups, its userName free) or ``erase``.
+  A later POST of the same person creates a new resource (a new id); when its ``externalId``
+  names a login identity the deleted account kept, that identity signs in to the new account.
 - POST of a userName (or email) JIT already created: 409 ``uniqueness``, or the account is
   adopted, by the tenant's ``scim_on_existing`` (default ``conflict``).
 - A SCIM-created account's ``externalId`` is a subject of the token's connection: the first
@@ -46,6 +50,7 @@ from jitprov.protocols.scim.resources import (
 from jitprov.services import metrics
 from jitprov.services.accounts import announce_status, change_status
 from jitprov.services.context import ServiceContext
+from jitprov.services.entitlements import membership_changed
 from jitprov.services.scim.common import (
     STORE_ERRORS,
     Rendered,
@@ -161,11 +166,15 @@ def create_user(ctx: ServiceContext, principal: ScimPrincipal, base: str, payloa
     user_name, external_id, active, scim = _split(res)
     email = primary_email(res)
     profile = _profile({}, res)
+    login_identity = (None if external_id is None or principal.connection_id is None
+                      else (principal.connection_id, external_id))
 
     def once() -> Rendered:
         now = ctx.clock()
         with UnitOfWork(ctx.db) as uow:
             users = uow.scim.users
+            if login_identity is not None:  # before the email lock, as a login takes them
+                uow.identities.lock_identity(*login_identity)
             if email:
                 uow.identities.lock_email(principal.tenant_id, email)
             existing = _by_email(uow, principal, email) if email else None
@@ -189,6 +198,14 @@ def create_user(ctx: ServiceContext, principal: ScimPrincipal, base: str, payloa
             data: dict[str, object] = {"user_name": user_name, "external_id": external_id,
                                        "email": email, "status": user.status,
                                        "provisioned_by": "scim"}
+            if login_identity is not None:
+                # the same person re-created after a DELETE: their login identity, left on
+                # the deleted account, is this new account's (its externalId names it)
+                previous = uow.identities.take_over(
+                    tenant_id=principal.tenant_id, connection_id=login_identity[0],
+                    subject=login_identity[1], account_id=user.id)
+                if previous is not None:
+                    data["identity_taken_from"] = previous
             uow.audit.append(principal.tenant_id, principal.tenant_slug, AuditEvent(
                 "account.created", principal.actor, data, account_id=user.id,
                 request_id=request_id), now)
@@ -434,6 +451,7 @@ def delete_user(ctx: ServiceContext, principal: ScimPrincipal, user_id: str, *,
         tenant = uow.config.tenants.get(principal.tenant_slug)
         if policy.delete == "erase":
             revoked = uow.sessions.revoke_all(current.id, now)
+            _leave_groups(uow, current.id, now)
             uow.scim.users.delete_user(current.id)
             uow.audit.append(principal.tenant_id, principal.tenant_slug, AuditEvent(
                 "account.deleted", principal.actor,
@@ -444,8 +462,38 @@ def delete_user(ctx: ServiceContext, principal: ScimPrincipal, user_id: str, *,
             uow.outbox.add(principal.tenant_id, "account.deleted", {
                 "account_id": current.id, "tenant": principal.tenant_slug,
                 "source": "scim"}, now)
-        elif current.status != "deactivated":
-            change_status(uow, tenant, current.id, current.status, "deactivated",
-                          reason="SCIM DELETE (scim_delete=deactivate)", actor=principal.actor,
-                          now=now, started=started)
+        else:
+            if current.status != "deactivated":
+                change_status(uow, tenant, current.id, current.status, "deactivated",
+                              reason="SCIM DELETE (scim_delete=deactivate)",
+                              actor=principal.actor, now=now, started=started)
+            _forget(uow, principal, current, now, request_id)
+        if policy.delete != "erase":  # the groups it leaves: its rule grants follow
+            membership_changed(ctx, uow, principal, [current.id], request_id=request_id,
+                               now=now)
         uow.commit()
+
+
+def _forget(uow: UnitOfWork, principal: ScimPrincipal, current: store.ScimUser,
+            now: datetime, request_id: str | None) -> None:
+    """DELETE under ``scim_delete: deactivate``: the account stays (deactivated, with its
+    identities and history) but is deleted for SCIM (RFC 7644 section 3.6): 404 for every
+    later request of its id, absent from lists and filters, its userName free for a new
+    resource, and it leaves its groups."""
+    left = _leave_groups(uow, current.id, now)
+    uow.scim.users.mark_deleted(current.id, now)
+    uow.audit.append(principal.tenant_id, principal.tenant_slug, AuditEvent(
+        "account.scim_deleted", principal.actor,
+        {"user_name": current.effective_user_name, "external_id": current.external_id,
+         "source": "scim", "policy": "deactivate", "groups_left": left},
+        account_id=current.id, request_id=request_id), now)
+
+
+def _leave_groups(uow: UnitOfWork, account_id: str, now: datetime) -> list[str]:
+    """Take a deleted user out of its groups, each group's version bumped (its ETag
+    changes with its members); the ids of those groups."""
+    left = [group_id for group_id, _name in uow.scim.groups.groups_of(account_id)]
+    for group_id in left:
+        uow.scim.groups.remove_members(group_id, [account_id])
+        uow.scim.groups.touch_group(group_id, now)
+    return left

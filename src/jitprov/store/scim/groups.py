@@ -168,7 +168,8 @@ class ScimGroupRepository:
         rows = self._c.execute(
             sa.select(A.c.id, M.c.account_id.label("member"))
             .outerjoin(M, sa.and_(M.c.group_id == group_id, M.c.account_id == A.c.id))
-            .where(A.c.id.in_(ids), A.c.tenant_id == tenant, _IS_USER)).all()
+            .where(A.c.id.in_(ids), A.c.tenant_id == tenant, _IS_USER,
+                   A.c.scim_deleted_at.is_(None))).all()
         known = {r.id for r in rows}
         unknown = [i for i in ids if i not in known]
         if unknown:

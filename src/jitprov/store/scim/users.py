@@ -39,12 +39,15 @@ _USER_COLUMNS = (A.c.id, A.c.tenant_id, A.c.user_name, A.c.external_id, A.c.stat
                  A.c.scim, A.c.profile, A.c.provisioned_by, A.c.version, A.c.created_at,
                  A.c.updated_at, A.c.last_login_at, A.c.deactivated_at)
 _IS_USER = A.c.kind == "user"
+# an account deleted for SCIM (``scim_delete: deactivate``) is no SCIM user any more: every
+# read here leaves it out (the listing's index, ix_account_tenant_kind_id, is partial on it)
+_LIVE = A.c.scim_deleted_at.is_(None)
 # the same test, hidden from the planner: next to an email or userName lookup, SQLite (no
 # statistics) would otherwise walk (tenant_id, kind, id), every user of the tenant
 _IS_USER_UNINDEXED = A.c.kind.concat("") == "user"
 _B = sa.bindparam
 _GET_USER = sa.select(*_USER_COLUMNS).where(A.c.id == _B("account_id"),
-                                            A.c.tenant_id == _B("tenant_id"), _IS_USER)
+                                            A.c.tenant_id == _B("tenant_id"), _IS_USER, _LIVE)
 _BY_USER_NAME = (
     # an IN over two index lookups (as the userName filter): an OR of the two would make
     # SQLite walk every account of the tenant
@@ -54,7 +57,7 @@ _BY_USER_NAME = (
                                 A.c.user_name_lower == _B("lowered")),
         sa.select(A.c.id).where(A.c.tenant_id == _B("tenant_id"), NO_USER_NAME,
                                 A.c.email_lower == _B("lowered")))),
-           _IS_USER_UNINDEXED)
+           _IS_USER_UNINDEXED, _LIVE)
     .order_by(A.c.user_name_lower.is_(None), A.c.id).limit(1))
 
 
@@ -65,7 +68,7 @@ def _user_name_taken(excluding: bool) -> Prepared:
         sa.select(A.c.id).where(A.c.tenant_id == _B("tenant_id"),
                                 A.c.user_name_lower == _B("lowered")),
         sa.select(A.c.id).where(A.c.tenant_id == _B("tenant_id"), NO_USER_NAME,
-                                A.c.email_lower == _B("lowered"), _IS_USER_UNINDEXED)
+                                A.c.email_lower == _B("lowered"), _IS_USER_UNINDEXED, _LIVE)
     ).subquery()
     query = sa.select(taken.c.id)
     return Prepared((query.where(taken.c.id != _B("account_id")) if excluding else query)
@@ -114,7 +117,7 @@ class ScimUserRepository:
         the total). Raises InvalidFilter for an attribute or comparison it cannot translate."""
         dialect = prepare(self._c)
         resolve = user_attributes(dialect, tenant_id)
-        where = [A.c.tenant_id == tenant_id, _IS_USER]
+        where = [A.c.tenant_id == tenant_id, _IS_USER, _LIVE]
         if filter_ast is not None:
             if dialect == "sqlite":
                 # SQLite, without statistics, would take (tenant_id, kind, id) over the
@@ -191,7 +194,7 @@ class ScimUserRepository:
         current = self._c.execute(
             sa.select(A.c.tenant_id, A.c.version, A.c.status, A.c.profile_sources,
                       A.c.external_id)
-            .where(A.c.id == account_id, _IS_USER)).first()
+            .where(A.c.id == account_id, _IS_USER, _LIVE)).first()
         if current is None:
             raise NotFound(f"no user {account_id!r}")
         if expected_version is not None and current.version != expected_version:
@@ -219,5 +222,16 @@ class ScimUserRepository:
         """Delete the account (its identities, sessions, grants and memberships cascade).
         Raises NotFound."""
         result = self._c.execute(A.delete().where(A.c.id == account_id, _IS_USER))
+        if not result.rowcount:
+            raise NotFound(f"no user {account_id!r}")
+
+    def mark_deleted(self, account_id: str, now: datetime) -> None:
+        """Delete the user for SCIM and keep the account: ``scim_deleted_at`` set, its
+        userName released (``user_name`` stays for the record, ``user_name_lower``, the
+        uniqueness key, is cleared), ``version`` bumped. Raises NotFound."""
+        result = self._c.execute(
+            A.update().where(A.c.id == account_id, _IS_USER, _LIVE)
+            .values(scim_deleted_at=now, user_name_lower=None, updated_at=now,
+                    version=A.c.version + 1))
         if not result.rowcount:
             raise NotFound(f"no user {account_id!r}")

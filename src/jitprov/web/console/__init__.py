@@ -14,6 +14,8 @@ from jitprov.web.console import (
     audit,
     connections,
     dashboard,
+    grants,
+    links,
     mapping,
     scim_tokens,
     signin,
@@ -27,4 +29,5 @@ Route = tuple[str, Callable[..., Any], list[str]]
 ROUTES: list[Route] = [
     *signin.ROUTES, *dashboard.ROUTES, *users.ROUTES, *approvals.ROUTES, *audit.ROUTES,
     *connections.ROUTES, *mapping.ROUTES, *scim_tokens.ROUTES, *webhooks.ROUTES,
+    *links.ROUTES, *grants.ROUTES,
 ]

@@ -54,6 +54,8 @@ NAV: tuple[tuple[str, str], ...] = (
     ("Dashboard", "/admin"),
     ("Users", "/admin/users"),
     ("Approvals", "/admin/approvals"),
+    ("Access review", "/admin/access-review"),
+    ("Links", "/admin/links"),
     ("Audit", "/admin/audit"),
     ("Connections", "/admin/connections"),
     ("SCIM tokens", "/admin/scim-tokens"),

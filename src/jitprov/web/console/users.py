@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from jitprov.services import accounts, console, devices, passkeys
 from jitprov.services.console import USER_STATUSES
+from jitprov.web.console import grants
 from jitprov.web.console.shell import (
     AdminRefused,
     call,
@@ -29,6 +30,7 @@ DONE = {
     "session": "The session is revoked.",
     "passkey": "The passkey is revoked; the sessions opened with it ended.",
     "device": "The device is revoked; its sessions ended.",
+    **grants.DONE,
 }
 
 

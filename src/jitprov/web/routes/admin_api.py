@@ -21,6 +21,7 @@ from jitprov.services import (
     admin,
     audit_export,
     break_glass,
+    links,
     mapping_preview,
     metrics,
     webhooks,
@@ -69,7 +70,9 @@ def _account_json(v: AccountView) -> dict[str, object]:
     return {"id": acc.id, "tenant": v.tenant_slug, "status": acc.status, "kind": acc.kind,
             "email": acc.email, "name": acc.profile.get("name"), "profile": dict(acc.profile),
             "roles": sorted(acc.roles),
-            "grants": [{"role": g.role, "source": g.source} for g in sorted(acc.grants)],
+            "grants": [{"role": g.role, "source": g.source,
+                        "expires_at": g.expires_at.isoformat() if g.expires_at else None}
+                       for g in sorted(acc.grants)],
             "pending_roles": [{"role": p.role, "source": p.source} for p in sorted(acc.pending)],
             "groups": sorted(acc.groups), "provisioned_by": acc.provisioned_by,
             "identities": [{"connection": i.connection, "subject": i.subject}
@@ -136,6 +139,128 @@ def decide_approval(request: Request, request_id: Annotated[int, Path(ge=1, le=2
         valid_for=timedelta(days=body.valid_days) if body.valid_days else None)
     return {"id": request_id, "role": decision.request.role, "approved": decision.approved,
             "expires_at": decision.expires_at.isoformat() if decision.expires_at else None}
+
+
+class LinkDecisionIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+LinkPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/tenants/{tenant}/links")
+def list_links(request: Request, tenant: str, _: Admin,
+               status: Literal["pending", "refused"] = "pending") -> list[dict[str, object]]:
+    """Links a first login asked for (``linking.by_email: pending``), or refusals that hold."""
+    return [links.as_json(link) for link in
+            links.list_links(ctx_of(request), tenant, statuses=(status,))]
+
+
+@router.post("/tenants/{tenant}/links/{link_id}/{decision}")
+def decide_link(request: Request, tenant: str, link_id: LinkPath,
+                decision: Literal["approve", "refuse", "clear"], body: LinkDecisionIn,
+                who: Admin) -> dict[str, object]:
+    """Approve (the identity signs in to the account from its next login), refuse (its
+    logins are refused until cleared) or clear a refusal."""
+    ctx = ctx_of(request)
+    if decision == "clear":
+        done = links.clear_refusal(ctx, tenant, link_id, reason=body.reason, actor=who.actor)
+    else:
+        done = links.decide_link(ctx, tenant, link_id, approve=decision == "approve",
+                                 reason=body.reason, actor=who.actor)
+    return {"id": link_id, "status": done.status, "account_id": done.link.account_id,
+            "connection": done.link.connection, "subject": done.link.subject}
+
+
+class GrantIn(BaseModel):
+    role: str = Field(description="letters, digits and . _ : - (1 to 64); free-form")
+    reason: str = Field(min_length=1)
+    expires_in_days: int | None = Field(None, ge=1, le=accounts.MAX_GRANT_DAYS)
+
+
+class RevokeIn(BaseModel):
+    reason: str = Field(min_length=1)
+    block: bool = Field(False, description="keep the role off this account, rules "
+                        "included, until the override is deleted")
+
+
+class UnblockIn(BaseModel):
+    reason: str = Field(min_length=1)
+
+
+#: A DELETE's reason (and block) may come as query parameters: proxies and some clients drop
+#: a DELETE's body. The body wins when both are given.
+ReasonQuery = Annotated[str | None, Query(alias="reason", min_length=1, max_length=500)]
+
+
+def _reason(body: RevokeIn | UnblockIn | None, query: str | None) -> str:
+    reason = body.reason if body is not None else query
+    if not reason:
+        raise HTTPException(422, "a reason is required: a JSON body {\"reason\": ...} or "
+                                 "?reason=...")
+    return reason
+
+
+def _grants_json(listing: accounts.GrantListing) -> dict[str, object]:
+    return {"grants": [{"account_id": g.account_id, "email": g.email, "role": g.role,
+                        "source": g.source, "granted_by": g.granted_by,
+                        "granted_at": g.granted_at.isoformat(),
+                        "expires_at": g.expires_at.isoformat() if g.expires_at else None}
+                       for g in listing.grants],
+            "overrides": [{"account_id": b.account_id, "email": b.email, "role": b.role,
+                           "effect": "blocked", "blocked_by": b.blocked_by,
+                           "blocked_at": b.blocked_at.isoformat(), "reason": b.reason}
+                          for b in listing.blocks]}
+
+
+@router.get("/tenants/{tenant}/grants")
+def list_tenant_grants(request: Request, tenant: str, _: Admin,
+                       account: str | None = None) -> dict[str, object]:
+    """Grants in force (an expired grant is not held) with provenance, and overrides."""
+    return _grants_json(accounts.list_grants(ctx_of(request), tenant, account_id=account))
+
+
+@router.get("/tenants/{tenant}/accounts/{account_id}/grants")
+def list_account_grants(request: Request, tenant: str, account_id: str,
+                        _: Admin) -> dict[str, object]:
+    return _grants_json(accounts.list_grants(ctx_of(request), tenant, account_id=account_id))
+
+
+@router.post("/tenants/{tenant}/accounts/{account_id}/grants", status_code=201)
+def add_grant(request: Request, tenant: str, account_id: str, body: GrantIn,
+              who: Admin) -> dict[str, object]:
+    """Grant one role by hand (source ``manual``), optionally time-bound."""
+    change = accounts.grant_role(ctx_of(request), tenant, account_id, body.role,
+                                 reason=body.reason, actor=who.actor,
+                                 expires_in_days=body.expires_in_days)
+    return {"account_id": account_id, "role": change.role, "source": change.source,
+            "expires_at": change.expires_at.isoformat() if change.expires_at else None}
+
+
+@router.delete("/tenants/{tenant}/accounts/{account_id}/grants/{role}")
+def revoke_grant(request: Request, tenant: str, account_id: str, role: str, who: Admin,
+                 body: RevokeIn | None = None, reason: ReasonQuery = None,
+                 block: Annotated[bool, Query()] = False) -> dict[str, object]:
+    """Revoke a role not granted by a rule; a rule's role answers 400 naming the rule unless
+    ``block`` (then an override keeps it off the account). ``reason`` and ``block`` in a JSON
+    body or as query parameters."""
+    change = accounts.revoke_role(ctx_of(request), tenant, account_id, role,
+                                  reason=_reason(body, reason), actor=who.actor,
+                                  block=body.block if body is not None else block)
+    return {"account_id": account_id, "role": change.role,
+            "revoked": change.source.split(",") if change.source else [],
+            "blocked": change.blocked}
+
+
+@router.delete("/tenants/{tenant}/accounts/{account_id}/overrides/{role}")
+def unblock_role(request: Request, tenant: str, account_id: str, role: str, who: Admin,
+                 body: UnblockIn | None = None,
+                 reason: ReasonQuery = None) -> dict[str, object]:
+    """Lift a block: rules may grant the role again from the next login. ``reason`` in a
+    JSON body or as a query parameter."""
+    accounts.unblock_role(ctx_of(request), tenant, account_id, role,
+                          reason=_reason(body, reason), actor=who.actor)
+    return {"account_id": account_id, "role": role, "blocked": False}
 
 
 class WebhookIn(BaseModel):
