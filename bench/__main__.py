@@ -22,6 +22,7 @@ from bench import (
     revocation,
     saml,
     scim,
+    scim_filters,
     surge,
     webhooks,
 )
@@ -31,7 +32,8 @@ BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "forward_auth": forward_auth.run, "lifecycle": lifecycle.run,
               "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
               "saml": saml.run, "frontline": frontline.run,
-              "code_exchange": code_exchange.run, "entitlements": entitlements.run}
+              "code_exchange": code_exchange.run, "entitlements": entitlements.run,
+              "scim_filters": scim_filters.run}
 
 
 def machine() -> dict[str, object]:

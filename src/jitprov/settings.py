@@ -41,6 +41,12 @@ class Settings:
     #: networks server-side requests (SAML metadata, OIDC endpoints) may reach besides public
     #: addresses, e.g. ``("10.0.0.0/8",)`` for an IdP on the private network
     outbound_allow: tuple[str, ...] = ()
+    #: time limits toward the database, in seconds (``store.database.DatabaseLimits``): a
+    #: request that hits one answers 503 with Retry-After instead of hanging
+    db_connect_timeout: float = 5.0
+    db_statement_timeout: float = 15.0  # 0: none
+    db_pool_timeout: float = 5.0
+    db_busy_timeout: float = 10.0  # SQLite: waiting for the single writer
 
     @property
     def cookie_secure(self) -> bool:
@@ -57,7 +63,9 @@ class Settings:
 def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False) -> Settings:
     """Read ``JITPROV_DATABASE_URL``, ``JITPROV_BASE_URL``, ``JITPROV_SECRET_KEY``,
     ``JITPROV_SESSION_TTL_MINUTES``, ``JITPROV_FORWARD_AUTH_HEADER_PREFIX``,
-    ``JITPROV_WEBHOOK_ALLOW_PRIVATE`` and ``JITPROV_OUTBOUND_ALLOW``. Without a secret key,
+    ``JITPROV_WEBHOOK_ALLOW_PRIVATE``, ``JITPROV_OUTBOUND_ALLOW`` and the database time limits
+    in seconds: ``JITPROV_DB_CONNECT_TIMEOUT``, ``JITPROV_DB_STATEMENT_TIMEOUT``,
+    ``JITPROV_DB_POOL_TIMEOUT``, ``JITPROV_DB_BUSY_TIMEOUT``. Without a secret key,
     one is created in ``var/secret.key`` (mode 0600) so the embedded setup works out of the
     box."""
     env = dict(os.environ) if environ is None else environ
@@ -75,12 +83,34 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
         raise SettingsError("JITPROV_FORWARD_AUTH_HEADER_PREFIX must be letters, digits and "
                             f"hyphens (like X-Auth-), not {prefix!r}")
     outbound_allow = _networks(env.get("JITPROV_OUTBOUND_ALLOW", ""))
+    connect_timeout = _seconds(env, "JITPROV_DB_CONNECT_TIMEOUT", 5.0)
+    statement_timeout = _seconds(env, "JITPROV_DB_STATEMENT_TIMEOUT", 15.0, zero=True)
+    pool_timeout = _seconds(env, "JITPROV_DB_POOL_TIMEOUT", 5.0)
+    busy_timeout = _seconds(env, "JITPROV_DB_BUSY_TIMEOUT", 10.0)
     key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
     return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
                     base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode,
                     forward_auth_header_prefix=prefix, outbound_allow=outbound_allow,
                     webhook_allow_private=dev_mode or env.get(
-                        "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1")
+                        "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1",
+                    db_connect_timeout=connect_timeout, db_statement_timeout=statement_timeout,
+                    db_pool_timeout=pool_timeout, db_busy_timeout=busy_timeout)
+
+
+def _seconds(env: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A time limit in seconds; ``zero``: 0 turns it off."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600 or (value == 0 and not zero):
+        least = "0 (none)" if zero else "more than 0"
+        raise SettingsError(f"{name} must be a number of seconds, {least} to 3600, "
+                            f"not {text!r}")
+    return value
 
 
 def _networks(text: str) -> tuple[str, ...]:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from jitprov.protocols.scim.filter import parse_filter
 from jitprov.store.database import Database
 from jitprov.store.records import TenantRecord
+from jitprov.store.scim.filters import Translator, user_attributes
 from jitprov.store.unit_of_work import UnitOfWork
 from tests.conftest import Clock
 
@@ -62,6 +64,8 @@ def tenant(sqlite_db: Database) -> TenantRecord:
     return record
 
 
+HUNDRED_GROUPS = " or ".join(f'groups.value eq "g{i}"' for i in range(100))
+
 LOOKUPS: dict[str, Callable[[UnitOfWork, int], object]] = {
     "SCIM POST: userName uniqueness": lambda uow, t: uow.scim.users.create_user(
         t, user_name="ana@x.example", external_id="00u1", external_id_connection_id=None,
@@ -74,6 +78,10 @@ LOOKUPS: dict[str, Callable[[UnitOfWork, int], object]] = {
         t, parse_filter('externalId eq "00u1"')),
     "first login: link candidates": lambda uow, t: uow.accounts.find_link_candidates(
         t, connection_id=1, email="ana@x.example", external_id="00u1"),
+    "SCIM filter: 100 groups.value eq": lambda uow, t: uow.scim.users.query_users(
+        t, parse_filter(HUNDRED_GROUPS)),
+    "SCIM filter: 100 userName eq": lambda uow, t: uow.scim.users.query_users(
+        t, parse_filter(" or ".join(f'userName eq "u{i}@x.example"' for i in range(100)))),
 }
 
 
@@ -83,3 +91,22 @@ def test_account_lookups_use_a_selective_index_on_sqlite(
     plans = account_plans(sqlite_db, lambda uow: LOOKUPS[name](uow, tenant.id))
 
     assert [line for line in plans if UNSELECTIVE.search(line)] == []
+
+
+def test_a_disjunction_on_groups_is_one_lookup_of_members_not_a_subquery_per_user(
+        sqlite_db: Database, tenant: TenantRecord) -> None:
+    """``groups.value eq`` x 100: the groups' members are found once, by the primary key of
+    scim_group_member, through one IN list of group ids; the accounts by their primary key.
+    (It was 100 correlated subqueries tried on every user of the tenant: 15 s at 5,000.)"""
+    plans = account_plans(sqlite_db, lambda uow: uow.scim.users.query_users(
+        tenant.id, parse_filter(HUNDRED_GROUPS)))
+
+    assert not [line for line in plans if "CORRELATED" in line]
+    sql = str(Translator("sqlite", user_attributes("sqlite", tenant.id))
+              .where(parse_filter(HUNDRED_GROUPS)).compile(dialect=sqlite.dialect()))
+    assert (sql.count("scim_group.id IN ("), sql.count("EXISTS"), sql.count(" OR ")) == (1, 0, 0)
+    members = [line for line in plans if line.startswith("SEARCH scim_group_member")]
+    assert members and all("(group_id=?)" in line for line in members)
+    assert [line for line in plans if line.startswith("SEARCH account ")] == [
+        line for line in plans if line.startswith("SEARCH account USING INDEX "
+                                                  "sqlite_autoindex_account_1 (id=?)")]

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from jitprov.core.errors import JitprovError
-from jitprov.services.context import ServiceContext, build_context
+from jitprov.services.context import ServiceContext, build_context, database_limits
 from jitprov.settings import Settings, load_settings
 from jitprov.store.database import Database
 
@@ -38,8 +38,10 @@ def cli_settings(database_url: str | None, *, dev_mode: bool = False) -> Setting
 _OPENED: list[Database] = []  # disposed when the command ends (close_databases)
 
 
-def open_database(url: str) -> Database:
-    db = Database.connect(url, pool_size=2)
+def open_database(settings: Settings) -> Database:
+    """The settings' database (with their time limits), disposed when the command ends."""
+    db = Database.connect(settings.database_url, pool_size=2,
+                          limits=database_limits(settings))
     _OPENED.append(db)
     return db
 
@@ -51,7 +53,7 @@ def close_databases() -> None:
 
 def service_context(settings: Settings, *, migrated: bool = True) -> ServiceContext:
     """A context on the settings' database; refuses a database whose schema is behind."""
-    db = open_database(settings.database_url)
+    db = open_database(settings)
     if migrated:
         db.require_current()
     return build_context(settings, db)

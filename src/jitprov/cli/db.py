@@ -12,6 +12,6 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Create or migrate the schema to the newest version."""
-    db = open_database(cli_settings(database_url).database_url)
+    db = open_database(cli_settings(database_url))
     before, after = db.upgrade()
     typer.echo(f"database {db.safe_url}: schema {before or 'empty'} -> {after}")

@@ -32,6 +32,7 @@ from jitprov.cli import (
 )
 from jitprov.cli.common import close_databases
 from jitprov.core.errors import JitprovError
+from jitprov.core.text import check_text
 from jitprov.settings import SettingsError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -56,6 +57,8 @@ app.add_typer(links.links_app, name="links")
 def main(argv: list[str] | None = None) -> None:
     """The console script. Exits 0, 1 (``audit verify`` found a broken chain) or 2 (error)."""
     try:
+        for index, arg in enumerate(sys.argv[1:] if argv is None else argv, start=1):
+            check_text(arg, f"argument {index}")  # core.text's rule: one line, exit 2
         app(args=argv, prog_name="jitprov")
     except (JitprovError, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)

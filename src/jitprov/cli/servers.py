@@ -16,7 +16,7 @@ from jitprov.jobs import devices as device_jobs
 from jitprov.jobs import entitlements as entitlement_jobs
 from jitprov.jobs import purge, saml_metadata, webhooks
 from jitprov.services import admin, console, devices
-from jitprov.services.context import build_context
+from jitprov.services.context import build_context, open_database
 from jitprov.services.login.kinds import CONNECTION_KINDS
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -39,7 +39,7 @@ def _base_url(settings: Settings, host: str, port: int) -> Settings:
 
 def run_serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     settings = _base_url(settings, host, port)
-    db = Database.connect(settings.database_url)
+    db = open_database(settings)
     try:
         _serve(settings, db, host=host, port=port, workers=workers)
     finally:
@@ -87,7 +87,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
 
 def run_dev(settings: Settings, *, host: str, port: int) -> None:
     settings = _base_url(settings, host, port)
-    db = Database.connect(settings.database_url)
+    db = open_database(settings)
     try:
         _dev(settings, db, host=host, port=port)
     finally:

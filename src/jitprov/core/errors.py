@@ -54,3 +54,12 @@ class DatabaseNotReady(JitprovError):
     """The database is unreachable or its schema is not at the version this code needs."""
 
     code = "database_not_ready"
+    #: seconds a client is asked to wait before retrying (``Retry-After`` of the 503)
+    retry_after = 5
+
+
+class DatabaseTimeout(DatabaseNotReady):
+    """The database did not answer within a configured time limit (connect, statement,
+    connection pool checkout, SQLite writer queue)."""
+
+    code = "database_timeout"

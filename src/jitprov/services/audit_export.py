@@ -36,7 +36,18 @@ def iter_events(ctx: ServiceContext, tenant: str | None = None) -> Iterator[Chai
 
 
 def export_lines(ctx: ServiceContext, fmt: str, tenant: str | None = None) -> Iterator[str]:
-    """The audit log as JSONL lines or CSV rows (header first), each ending in a newline."""
+    """The audit log as JSONL lines or CSV rows (header first), each ending in a newline.
+
+    An unknown ``tenant`` raises NotFound here, at the call, not at the first line read: a
+    streamed HTTP response has not started yet then, so it can still be a 404 (and the CLI
+    does not leave an empty output file behind)."""
+    if tenant:
+        with UnitOfWork(ctx.db, readonly=True) as uow:
+            uow.config.tenants.get(tenant)
+    return _lines(ctx, fmt, tenant)
+
+
+def _lines(ctx: ServiceContext, fmt: str, tenant: str | None) -> Iterator[str]:
     if fmt == "jsonl":
         for ev in iter_events(ctx, tenant):
             yield json.dumps(ev.as_dict(), ensure_ascii=False, sort_keys=True) + "\n"

@@ -16,7 +16,7 @@ from jitprov.protocols.oidc.provider import Providers
 from jitprov.services.outbound import OutboundPolicy, guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
-from jitprov.store.database import Database
+from jitprov.store.database import Database, DatabaseLimits
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -103,6 +103,20 @@ class ServiceContext:
     def __post_init__(self) -> None:
         self.connections = ConnectionCache(self.db)
         self.oidc = Providers(self.http)
+
+
+def database_limits(settings: Settings) -> DatabaseLimits:
+    """The time limits toward the database, from the settings (``JITPROV_DB_*_TIMEOUT``)."""
+    return DatabaseLimits(connect_timeout=settings.db_connect_timeout,
+                          statement_timeout=settings.db_statement_timeout,
+                          pool_timeout=settings.db_pool_timeout,
+                          busy_timeout=settings.db_busy_timeout)
+
+
+def open_database(settings: Settings, *, pool_size: int = 20) -> Database:
+    """The settings' database, with the settings' time limits."""
+    return Database.connect(settings.database_url, pool_size=pool_size,
+                            limits=database_limits(settings))
 
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:

@@ -283,3 +283,19 @@ class ConfigStore:
         self.signing_keys = SigningKeyRepository(conn)
         self.admin_tokens = AdminTokenRepository(conn)
         self.jobs = JobLocks(conn)
+        self._c = conn
+
+    def sealed_samples(self) -> list[str]:
+        """One stored sealed value of each kind (a connection's secrets, an identity-token
+        signing key, a webhook secret), the newest: what the readiness check opens to tell
+        that the secret key is the one that sealed them."""
+        queries = [
+            sa.select(t.connection.c.secrets).where(t.connection.c.secrets.is_not(None))
+            .order_by(t.connection.c.id.desc()).limit(1),
+            sa.select(t.signing_key.c.private_jwk)
+            .order_by(t.signing_key.c.created_at.desc()).limit(1),
+            sa.select(t.webhook_endpoint.c.secret)
+            .order_by(t.webhook_endpoint.c.id.desc()).limit(1),
+        ]
+        found = (self._c.execute(query).scalar() for query in queries)
+        return [value for value in found if value]

@@ -4,12 +4,23 @@ SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across process cras
 transactions may be lost only on power loss) and write transactions begin ``IMMEDIATE`` so
 concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
 PostgreSQL runs with its defaults (``synchronous_commit`` on).
+
+Every engine has time limits (:class:`DatabaseLimits`), so a sick database makes a request
+fail fast (``DatabaseTimeout``, a 503) instead of hanging: a connect timeout (PostgreSQL), a
+statement timeout (PostgreSQL's ``statement_timeout``, sent as a startup option so it costs no
+round trip; on SQLite a progress handler interrupts a transaction's statements past the limit),
+a pool checkout timeout, and on SQLite a bounded wait for the single writer. Migrations run
+without the statement timeout.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import sqlite3
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +30,22 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from jitprov.core.errors import DatabaseNotReady
+from jitprov.core.errors import DatabaseNotReady, DatabaseTimeout
+from jitprov.core.text import safe_tree
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def load_json(text: str | bytes) -> Any:
+    """Every JSON column as read (text from SQLite, bytes from psycopg): a row written before
+    the input rule of ``core.text`` may hold an escaped lone surrogate, which nothing
+    downstream can encode as UTF-8 (a response, a page, a CLI line); it reads as U+FFFD
+    instead. A substring test keeps the common case at the cost of ``json.loads``."""
+    value = json.loads(text)
+    marks = (b"\\ud", b"\\uD") if isinstance(text, bytes) else ("\\ud", "\\uD")
+    if marks[0] in text or marks[1] in text:  # type: ignore[operator]
+        return safe_tree(value)
+    return value
 
 
 def normalise_url(url: str) -> str:
@@ -32,21 +56,86 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")  # ms: writers queue at the shift change
-    cur.close()
+@dataclass(frozen=True)
+class DatabaseLimits:
+    """Time limits toward the database, in seconds (settings ``JITPROV_DB_*_TIMEOUT``).
+
+    ``connect_timeout``: establishing a PostgreSQL connection (libpq rounds it up to whole
+    seconds, at least 2). ``statement_timeout``: one PostgreSQL statement; on SQLite, the
+    statements of one transaction (0: none). ``pool_timeout``: waiting for a free connection of
+    this process's pool. ``busy_timeout``: on SQLite, waiting for the single writer (this
+    process's writers queue on a lock, other processes' in SQLite's busy handler).
+    """
+
+    connect_timeout: float = 5.0
+    statement_timeout: float = 15.0
+    pool_timeout: float = 5.0
+    busy_timeout: float = 10.0
 
 
-def _sqlite_on_begin(conn: sa.Connection) -> None:
-    # on the DBAPI connection: an SQLAlchemy execution would cost ~50 us per transaction
-    readonly = conn.get_execution_options().get("readonly")
-    conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-        "BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+#: execution option of a connection whose transactions run without the statement timeout
+UNLIMITED = "jitprov_unlimited"
+#: SQLite calls the progress handler every this many virtual-machine instructions (a few
+#: milliseconds of work; a short statement never calls it)
+_PROGRESS_STEPS = 10_000
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A connection that knows its transaction's deadline (``time.monotonic()``; 0: none)."""
+
+    deadline = 0.0
+
+    def past_deadline(self) -> bool:
+        """The progress handler: a true value interrupts the running statement."""
+        return bool(self.deadline) and time.monotonic() > self.deadline
+
+
+def _sqlite_hooks(limits: DatabaseLimits) -> tuple[Any, Any]:
+    busy_ms = int(limits.busy_timeout * 1000)
+    statement_timeout = limits.statement_timeout
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")  # writers of other processes queue
+        cur.close()
+        if statement_timeout:
+            dbapi_conn.set_progress_handler(dbapi_conn.past_deadline, _PROGRESS_STEPS)
+
+    def on_begin(conn: sa.Connection) -> None:
+        # on the DBAPI connection: an SQLAlchemy execution would cost ~50 us per transaction
+        options = conn.get_execution_options()
+        raw = conn.connection.dbapi_connection
+        raw.execute("BEGIN DEFERRED" if options.get("readonly")  # type: ignore[union-attr]
+                    else "BEGIN IMMEDIATE")
+        # the clock starts once the transaction holds what it waited for
+        raw.deadline = (time.monotonic() + statement_timeout  # type: ignore[union-attr]
+                        if statement_timeout and not options.get(UNLIMITED) else 0.0)
+
+    return on_connect, on_begin
+
+
+def _postgres_on_begin(conn: sa.Connection) -> None:
+    if conn.get_execution_options().get(UNLIMITED):  # migrations: transaction-scoped
+        conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+            "SET LOCAL statement_timeout = 0")
+
+
+def _postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
+    """libpq parameters: ``connect_timeout`` and ``statement_timeout`` as a startup option
+    (added to any ``options`` of the URL). Behind PgBouncer in transaction mode, which does
+    not pass startup options on, set ``statement_timeout`` on the database role instead and
+    the setting to 0."""
+    args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(limits.connect_timeout))}
+    if limits.statement_timeout:
+        option = f"-c statement_timeout={math.ceil(limits.statement_timeout * 1000)}"
+        given = sa.make_url(url).query.get("options")
+        given = given[-1] if isinstance(given, tuple) else given
+        args["options"] = f"{given} {option}" if given else option
+    return args
 
 
 @dataclass
@@ -59,34 +148,45 @@ class Database:
     #: SQLite takes one writer at a time; writers of this process queue here, in order,
     #: rather than in SQLite's busy handler (which sleeps and backs off: seconds of p99).
     write_lock: threading.RLock | None = None
+    limits: DatabaseLimits = field(default_factory=DatabaseLimits)
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 20) -> Database:
+    def connect(cls, url: str, *, pool_size: int = 20,
+                limits: DatabaseLimits | None = None) -> Database:
         """Build the engine. Raises DatabaseNotReady for a URL it cannot use."""
         url = normalise_url(url)
         if not url.startswith(("sqlite:", "postgresql+psycopg:")):
             raise DatabaseNotReady("cannot use the database URL: jitprov stores its data in "
                                    "SQLite (sqlite:///path) or PostgreSQL (postgresql://...)")
         try:
-            return cls._connect(url, pool_size)
+            return cls._connect(url, pool_size, limits or DatabaseLimits())
         except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
             raise DatabaseNotReady(f"cannot use the database URL: {exc}") from exc
 
     @classmethod
-    def _connect(cls, url: str, pool_size: int) -> Database:
+    def _connect(cls, url: str, pool_size: int, limits: DatabaseLimits) -> Database:
         if url.startswith("sqlite"):
             path = sa.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                      pool_timeout=limits.pool_timeout,
                                       hide_parameters=True,  # no claims or emails in logs
-                                      connect_args={"check_same_thread": False, "timeout": 30})
-            sa.event.listen(engine, "connect", _sqlite_on_connect)
-            sa.event.listen(engine, "begin", _sqlite_on_begin)
-            return cls(url=url, engine=engine, write_lock=threading.RLock())
+                                      json_deserializer=load_json,
+                                      connect_args={"check_same_thread": False,
+                                                    "timeout": limits.busy_timeout,
+                                                    "factory": _SqliteConnection})
+            on_connect, on_begin = _sqlite_hooks(limits)
+            sa.event.listen(engine, "connect", on_connect)
+            sa.event.listen(engine, "begin", on_begin)
+            return cls(url=url, engine=engine, write_lock=threading.RLock(), limits=limits)
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                  pool_pre_ping=True, hide_parameters=True)
-        return cls(url=url, engine=engine)
+                                  pool_timeout=limits.pool_timeout,
+                                  pool_pre_ping=True, hide_parameters=True,
+                                  json_deserializer=load_json,
+                                  connect_args=_postgres_connect_args(url, limits))
+        sa.event.listen(engine, "begin", _postgres_on_begin)
+        return cls(url=url, engine=engine, limits=limits)
 
     @property
     def dialect(self) -> str:
@@ -95,7 +195,8 @@ class Database:
     def alembic_config(self) -> Config:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["engine"] = self.engine
+        # migrations may take longer than a request's statement timeout
+        cfg.attributes["engine"] = self.engine.execution_options(**{UNLIMITED: True})
         return cfg
 
     def upgrade(self) -> tuple[str | None, str]:
@@ -113,8 +214,8 @@ class Database:
         try:
             with self.engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
-        except sa.exc.OperationalError as exc:
-            raise DatabaseNotReady(f"cannot reach the database: {_first_line(exc)}") from exc
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise unavailable(exc) from exc
 
     def require_current(self) -> None:
         """Raise :class:`DatabaseNotReady` unless the schema is at the head revision."""
@@ -133,4 +234,25 @@ class Database:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: what the drivers say when a time limit is hit: psycopg's connect timeout, PostgreSQL's
+#: statement_timeout (and lock_timeout), SQLite's interrupt by the progress handler
+_TIMEOUT_TEXTS = ("timeout expired", "statement timeout", "lock timeout", "interrupted")
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a database error is a time limit running out."""
+    if isinstance(exc, sa.exc.TimeoutError):  # the pool's checkout timeout
+        return True
+    return any(text in _first_line(exc) for text in _TIMEOUT_TEXTS)
+
+
+def unavailable(exc: BaseException) -> DatabaseNotReady:
+    """The error a request gets when the database cannot serve it: a time limit, or
+    unreachable. The message is for the server log."""
+    if is_timeout(exc):
+        return DatabaseTimeout(f"the database did not answer in time: {_first_line(exc)}")
+    return DatabaseNotReady(f"cannot reach the database: {_first_line(exc)}")

@@ -11,13 +11,13 @@ from types import TracebackType
 
 import sqlalchemy as sa
 
-from jitprov.core.errors import DatabaseNotReady, InvalidInput, RaceLost
+from jitprov.core.errors import DatabaseNotReady, DatabaseTimeout, InvalidInput, RaceLost
 from jitprov.store.accounts import AccountRepository
 from jitprov.store.audit import AuditLog
 from jitprov.store.break_glass import BreakGlassRepository
 from jitprov.store.configuration import ConfigStore
 from jitprov.store.console import ConsoleStore
-from jitprov.store.database import Database
+from jitprov.store.database import Database, unavailable
 from jitprov.store.devices import DeviceStore
 from jitprov.store.entitlements import EntitlementStore
 from jitprov.store.grants import GrantRepository
@@ -62,9 +62,12 @@ class UnitOfWork:
         self._lock: threading.RLock | None = None
 
     def __enter__(self) -> UnitOfWork:
-        self._lock = None if self._readonly else self._db.write_lock
-        if self._lock is not None:
-            self._lock.acquire()
+        lock = None if self._readonly else self._db.write_lock
+        if lock is not None:
+            if not lock.acquire(timeout=self._db.limits.busy_timeout):
+                raise DatabaseTimeout("the database is busy: no write turn within "
+                                      f"{self._db.limits.busy_timeout:g} s")
+            self._lock = lock
         try:
             return self._begin()
         except BaseException:
@@ -79,8 +82,8 @@ class UnitOfWork:
     def _begin(self) -> UnitOfWork:
         try:
             conn = self._db.engine.connect()
-        except sa.exc.OperationalError as exc:
-            raise DatabaseNotReady(f"cannot reach the database: {_first_line(exc)}") from exc
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            raise unavailable(exc) from exc
         if self._readonly:
             conn = conn.execution_options(readonly=True)
         self._conn = conn
@@ -126,6 +129,10 @@ class UnitOfWork:
             raise InvalidInput(f"a value does not fit the database: {_first_line(exc)}") from exc
         if isinstance(exc, sa.exc.OperationalError | sa.exc.ProgrammingError):
             raise _translate(exc) from exc
+        # statements of store/fast.py run on the DBAPI cursor: the driver's own error
+        driver_error = self._db.engine.dialect.loaded_dbapi.OperationalError
+        if exc is not None and isinstance(exc, driver_error):
+            raise unavailable(exc) from exc
 
 
 def _first_line(exc: sa.exc.DBAPIError) -> str:
@@ -140,4 +147,4 @@ def _translate(exc: sa.exc.DBAPIError) -> Exception:
     if "database is locked" in message or "deadlock" in message or \
             "could not serialize" in message:
         return RaceLost(message)
-    return DatabaseNotReady(message)
+    return unavailable(exc)

@@ -13,10 +13,11 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitprov import __version__
-from jitprov.services.context import ServiceContext, build_context
+from jitprov.services.context import ServiceContext, build_context, open_database
 from jitprov.services.records import Database
 from jitprov.settings import Settings
 from jitprov.web import console, errors
+from jitprov.web.framing import NoFraming
 from jitprov.web.routes import (
     admin_api,
     break_glass,
@@ -24,11 +25,13 @@ from jitprov.web.routes import (
     devices,
     devices_api,
     forward_auth,
+    health,
     pages,
     passkeys,
     scim,
     sso,
 )
+from jitprov.web.text_guard import TextGuard
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -58,7 +61,7 @@ def create_app(settings: Settings, db: Database | None = None,
     """Build the ASGI app. ``db``/``ctx`` may be injected (tests); otherwise built from
     ``settings``."""
     if ctx is None:
-        ctx = build_context(settings, db or Database.connect(settings.database_url))
+        ctx = build_context(settings, db or open_database(settings))
     templates = Jinja2Templates(directory=str(TEMPLATES))
     app = FastAPI(title="jitprov", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/openapi.json")
@@ -68,7 +71,8 @@ def create_app(settings: Settings, db: Database | None = None,
     errors.install(app, templates)
     # Starlette tries routes in order: the hot paths first (forward-auth is asked for every
     # request an app gets; SCIM and the login callbacks next). Their paths do not overlap.
-    for module in (forward_auth, scim, sso, pages, break_glass, dev_idp, passkeys, devices):
+    for module in (forward_auth, scim, sso, pages, health, break_glass, dev_idp, passkeys,
+                   devices):
         for path, endpoint, methods in module.ROUTES:
             if module is dev_idp and not settings.dev_mode:
                 continue
@@ -80,5 +84,7 @@ def create_app(settings: Settings, db: Database | None = None,
     app.include_router(admin_api.router)
     app.include_router(admin_api.metrics_router)
     app.include_router(devices_api.router)
+    app.add_middleware(TextGuard, templates=templates)  # core.text's rule at the edge
+    app.add_middleware(NoFraming)  # every HTML page, the console's and /api/docs included
     app.add_middleware(RequestId)
     return app

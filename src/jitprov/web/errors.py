@@ -23,6 +23,7 @@ from jitprov.core.errors import (
     RaceLost,
 )
 from jitprov.services.common import LoginRefused
+from jitprov.web.framing import FRAMING_HEADERS
 
 log = logging.getLogger("jitprov.web")
 
@@ -49,14 +50,17 @@ def wants_json(request: Request) -> bool:
 
 
 def render_error(request: Request, templates: Jinja2Templates, status: int, code: str,
-                 message: str) -> Response:
+                 message: str, headers: dict[str, str] | None = None) -> Response:
     request_id = getattr(request.state, "request_id", None)
     if wants_json(request):
         return JSONResponse({"error": code, "message": message, "request_id": request_id},
-                            status_code=status)
+                            status_code=status, headers=headers)
+    # the anti-framing headers here too: a 500 page leaves through Starlette's outermost
+    # error middleware, past the NoFraming middleware
     return templates.TemplateResponse(request, "error.html", {
         "title": TITLES.get(status, "Error"), "message": message, "code": code,
-        "request_id": request_id}, status_code=status)
+        "request_id": request_id}, status_code=status,
+        headers={**FRAMING_HEADERS, **(headers or {})})
 
 
 def install(app: object, templates: Jinja2Templates) -> None:
@@ -71,10 +75,12 @@ def install(app: object, templates: Jinja2Templates) -> None:
         message = exc.reason if isinstance(exc, LoginRefused) else str(exc)
         if isinstance(exc, LoginRefused):
             status = exc.status
+        headers = None
         if isinstance(exc, DatabaseNotReady):  # the detail is for the server log only
             log.error("database not ready: %s", exc)
             message = "the service is temporarily unavailable; try again in a moment"
-        return render_error(request, templates, status, exc.code, message)
+            headers = {"Retry-After": str(exc.retry_after)}
+        return render_error(request, templates, status, exc.code, message, headers)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # noqa: S101

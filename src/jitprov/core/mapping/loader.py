@@ -35,6 +35,7 @@ from jitprov.core.mapping.policy import (
     Policy,
 )
 from jitprov.core.mapping.result import PolicySettings
+from jitprov.core.text import InvalidText, check_tree
 
 MAX_MAPPING_CHARS = 2_000_000  # 2 x 500 rules of 1000-character expressions, with room to spare
 
@@ -68,6 +69,10 @@ def load_policy(text: str, source: str = "<mapping>") -> Policy:
             source=source,
         )
     data, lines = _parse_yaml(text, source)
+    try:  # YAML refuses raw control characters, but its escapes ("\\0", "\\ud800") make them
+        check_tree(data, "")
+    except InvalidText as bad:
+        raise MappingError(bad.reason, source=source, rule=bad.field or None) from None
     model = _validate(data, lines, source)
     fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return _compile(model, lines, source, fingerprint)

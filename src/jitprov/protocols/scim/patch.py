@@ -35,6 +35,7 @@ from jitprov.protocols.scim.filter import (
     ValuePath,
     parse_path,
 )
+from jitprov.protocols.scim.limits import check_patch_text
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import Attribute, ResourceSchema
 
@@ -83,6 +84,7 @@ def parse_patch(body: object, quirks: Quirks = Quirks()) -> list[Operation]:
         raise InvalidSyntax("Operations must be a non-empty list")
     if len(raw_ops) > MAX_OPERATIONS:
         raise InvalidValue(f"at most {MAX_OPERATIONS} operations per PATCH")
+    check_patch_text(raw_ops)
     ops = []
     for raw in raw_ops:
         if not isinstance(raw, dict):

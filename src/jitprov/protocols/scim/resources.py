@@ -29,6 +29,7 @@ from scim2_models import Context, EnterpriseUser, Group, Schema, User
 from scim2_models import Mutability as ScimMutability
 
 from jitprov.protocols.scim.errors import InvalidSyntax, InvalidValue, Mutability
+from jitprov.protocols.scim.limits import check_resource
 from jitprov.protocols.scim.quirks import Quirks
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -151,9 +152,11 @@ def parse_resource(kind: Kind, payload: object, *, replacing: bool = False,
     """Validate a POST or PUT body; return the canonical resource (no ``schemas``, ``id``,
     ``meta``; ``null`` values dropped; read-only attributes ignored, RFC 7644 section 3.3).
     Raises InvalidSyntax (not an object, unknown attribute or schema) or InvalidValue (a
-    value of the wrong type, a missing required attribute)."""
+    value of the wrong type, a missing required attribute, bad text or a size limit of
+    ``limits``: checked first, on the raw body)."""
     if not isinstance(payload, dict):
         raise InvalidSyntax(f"the request body must be a JSON object (a {kind} resource)")
+    check_resource(kind, payload)
     payload = drop_unknown_extensions(SCHEMAS[kind], payload)
     manager = None
     if kind == "User" and quirks.manager_without_ref:

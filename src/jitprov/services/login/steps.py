@@ -20,6 +20,7 @@ from jitprov.core.provisioning import (
     Update,
     decide,
 )
+from jitprov.core.text import InvalidText, check_text, check_tree
 from jitprov.services.common import LoginRefused
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -51,6 +52,13 @@ def check_sizes(identity: ExternalIdentity, email: str | None,
     if len(identity.issuer) > MAX_ISSUER:
         raise LoginRefused("invalid_identity", f"the issuer is longer than {MAX_ISSUER} "
                            "characters", request_id)
+    try:  # the input rule of core.text: nothing of a login is stored that a page cannot show
+        check_text(identity.subject, "subject", multiline=False)
+        check_text(identity.issuer, "issuer", multiline=False)
+        check_tree(dict(identity.claims), "")
+    except InvalidText as bad:
+        raise LoginRefused("invalid_identity", "the identity provider sent text that cannot "
+                           f"be stored (claim {bad.field}: {bad.reason})", request_id) from None
 
 
 

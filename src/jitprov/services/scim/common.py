@@ -19,6 +19,7 @@ from jitprov.core.errors import (
 from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.discovery import MAX_RESULTS
 from jitprov.protocols.scim.filter import Filter, FilterError, parse_filter
+from jitprov.protocols.scim.limits import check_filter
 from jitprov.protocols.scim.resources import parse_etag
 from jitprov.store import scim as store
 
@@ -61,6 +62,7 @@ def parse_query_filter(text: str | None) -> Filter | None:
     """The filter of a query (none for an empty one). Raises InvalidFilter."""
     if text is None or not text.strip():
         return None
+    check_filter(text)
     try:
         return parse_filter(text)
     except FilterError as exc:

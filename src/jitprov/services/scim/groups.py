@@ -25,6 +25,7 @@ from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import RaceLost
 from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.discovery import list_response
+from jitprov.protocols.scim.limits import bounded_page
 from jitprov.protocols.scim.patch import MemberChange, apply_patch, parse_patch
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import (
@@ -123,8 +124,8 @@ def query_groups(ctx: ServiceContext, principal: ScimPrincipal, base: str, *,
                 start_index=start, count=size, with_members=projection.wants("members"))
         except STORE_ERRORS as exc:
             raise translate_store_error(exc) from None
-    return list_response([project("Group", _render(g, base), projection) for g in groups],
-                         total=total, start_index=start)
+    return list_response(bounded_page([project("Group", _render(g, base), projection)
+                                       for g in groups]), total=total, start_index=start)
 
 
 def create_group(ctx: ServiceContext, principal: ScimPrincipal, base: str, payload: object, *,

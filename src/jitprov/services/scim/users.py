@@ -34,6 +34,7 @@ from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import RaceLost
 from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.discovery import list_response
+from jitprov.protocols.scim.limits import bounded_page
 from jitprov.protocols.scim.patch import Operation, apply_patch, parse_patch
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import (
@@ -156,7 +157,7 @@ def query_users(ctx: ServiceContext, principal: ScimPrincipal, base: str, *,
         bodies = [project("User", _render(u, base, uow.scim.groups.groups_of(u.id)
                                           if explicit_groups else None), projection)
                   for u in users]
-    return list_response(bodies, total=total, start_index=start)
+    return list_response(bounded_page(bodies), total=total, start_index=start)
 
 
 def create_user(ctx: ServiceContext, principal: ScimPrincipal, base: str, payload: object, *,

@@ -8,7 +8,8 @@ plain statements: the service composes them with ``uow.accounts.set_status``,
 
 - ``errors.py``: what the service answers with a ``scimType``;
 - ``records.py``: the frozen copies handed out, the schema URNs, the filter AST's shape;
-- ``filters.py``: filter and ``sortBy`` to SQL; ``paging.py``: ordering and pages;
+- ``filters.py``: filter to SQL; ``filter_cost.py``: its cost budget and the AST's shapes;
+  ``paging.py``: ``sortBy``, ordering and pages;
 - ``users.py``, ``groups.py``, ``tokens.py``: the three repositories.
 
 Filters are translated to one SQL WHERE clause (never evaluated in Python over rows). The AST is

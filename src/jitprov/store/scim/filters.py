@@ -1,26 +1,34 @@
 """Translation of a SCIM filter AST to one SQL WHERE clause (never evaluated in Python over
 rows), for users (``account`` rows and their ``scim`` JSON) and groups, on SQLite and
-PostgreSQL; and the ``sortBy`` key, ordering and paging that the queries share.
+PostgreSQL (the ``sortBy`` key and paging are in ``paging.py``).
 
 An attribute resolves to one of the small descriptions below (a string, a boolean, a
 dateTime, a complex or a multi-valued attribute); :class:`Translator` turns a comparison on
 it into SQL. Atoms are built in their positive form (so ``userName eq`` uses its index); a
 negated atom is ``NOT coalesce(atom, false)``, which is right in SQL's three-valued logic (an
-absent value matches ``ne`` and ``not (...)``).
+absent value matches ``ne`` and ``not (...)``). The terms of a disjunction on one
+multi-valued attribute share one EXISTS (``groups``: one IN over the groups' members), and
+``eq`` terms on one attribute one IN list, so a filter's cost does not grow with its
+terms; :mod:`.filter_cost` refuses what would still be costly.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from jitprov.store import tables as t
 from jitprov.store.scim.errors import InvalidFilter
+from jitprov.store.scim.filter_cost import BinaryNode as _BinaryNode
+from jitprov.store.scim.filter_cost import CompareNode as _CompareNode
+from jitprov.store.scim.filter_cost import FilterBudget, disjuncts
+from jitprov.store.scim.filter_cost import NotNode as _NotNode
+from jitprov.store.scim.filter_cost import PresentNode as _PresentNode
+from jitprov.store.scim.filter_cost import ValuePathNode as _ValuePathNode
 from jitprov.store.scim.records import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
@@ -38,7 +46,8 @@ class _Str:
     expr: _E
     case_exact: bool = False
     lower: _E | None = None  # an already lower-cased form with an index (``*_lower`` columns)
-    eq: Callable[[str], _Cond] | None = None  # a positive ``eq`` better than the generic one
+    #: a positive ``eq`` (of any of the lower-cased values) better than the generic one
+    eq: Callable[[Sequence[str]], _Cond] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,46 +218,114 @@ def _parse_time(path: AttrPathNode, value: object) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-class Translator:
-    """A filter AST -> a WHERE clause, for one resource type and dialect."""
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """``multi.sub op value`` as a comparison on one value of ``multi``: ``target`` names the
+    sub-attribute, ``path`` is the filter's own (for messages)."""
 
-    def __init__(self, dialect: str, resolve: Callable[[AttrPathNode], _Attr]) -> None:
+    path: AttrPathNode
+    target: AttrPathNode
+    op: str
+    value: object
+    kind: str = "compare"
+
+
+@dataclass(frozen=True, slots=True)
+class _SubPath:
+    attribute: str
+    sub_attribute: None = None
+    schema: None = None
+
+
+class Translator:
+    """A filter AST -> a WHERE clause, for one resource type and dialect; refuses a filter
+    over its cost budget (see :mod:`.filter_cost`)."""
+
+    def __init__(self, dialect: str, resolve: Callable[[AttrPathNode], _Attr],
+                 budget: FilterBudget | None = None) -> None:
         self.dialect = dialect
         self.resolve = resolve
+        self.budget = FilterBudget() if budget is None else budget
 
     def where(self, node: FilterNode) -> _Cond:
-        return self.node(node, False, self.resolve)
+        cond = self.node(node, False, self.resolve)
+        self.budget.check()
+        return cond
 
     def node(self, node: FilterNode, negate: bool,
               resolve: Callable[[AttrPathNode], _Attr]) -> _Cond:
         kind = node.kind
-        if kind in ("and", "or"):
+        if kind == "and":
             pair = cast(_BinaryNode, node)
             left = self.node(pair.left, negate, resolve)
             right = self.node(pair.right, negate, resolve)
             # De Morgan under negation
-            return sa.and_(left, right) if (kind == "and") != negate else sa.or_(left, right)
+            return sa.or_(left, right) if negate else sa.and_(left, right)
+        if kind in ("or", "value_path", "compare"):
+            return self._disjunction(disjuncts(node), negate, resolve)
         if kind == "not":
             return self.node(cast(_NotNode, node).operand, not negate, resolve)
-        if kind == "value_path":
-            vp = cast(_ValuePathNode, node)
-            attr = resolve(vp.path)
-            if not isinstance(attr, Multi) or vp.path.sub_attribute is not None:
-                raise _fail(vp.path, "is not a multi-valued attribute: it takes no [filter]")
-            multi = attr
-
-            def inner(element: _Element) -> _Cond:
-                return self.node(vp.filter, False, lambda p: self.sub(multi, element, p))
-
-            return self._neg(multi.some(inner), negate)
         if kind == "present":
             return self._neg(self._present(resolve(cast(_PresentNode, node).path),
                                            cast(_PresentNode, node).path), negate)
-        if kind == "compare":
-            cmp = cast(_CompareNode, node)
-            attr = resolve(cmp.path)
-            return self._node_compare(attr, cmp.path, cmp.op.lower(), cmp.value, negate)
         raise InvalidFilter(f"unsupported filter node {kind!r}")
+
+    def _disjunction(self, parts: Sequence[FilterNode], negate: bool,
+                     resolve: Callable[[AttrPathNode], _Attr]) -> _Cond:
+        """``a or b or ...`` (negated: ``not a and not b ...``). The terms on one multi-valued
+        attribute become one "some value matches a or b" (one EXISTS or IN, not one per
+        term), and the ``eq`` terms on one string attribute one IN list."""
+        conds: list[_Cond] = []
+        multis: dict[str, tuple[Multi, list[FilterNode]]] = {}
+        eqs: dict[str, tuple[_Str, list[str]]] = {}
+        for part in parts:
+            if part.kind == "value_path":
+                vp = cast(_ValuePathNode, part)
+                attr = resolve(vp.path)
+                if not isinstance(attr, Multi) or vp.path.sub_attribute is not None:
+                    raise _fail(vp.path, "is not a multi-valued attribute: it takes no [filter]")
+                multis.setdefault(attr.name, (attr, []))[1].extend(disjuncts(vp.filter))
+            elif part.kind == "compare":
+                cmp = cast(_CompareNode, part)
+                attr = resolve(cmp.target if isinstance(cmp, _Term) else cmp.path)
+                op = cmp.op.lower()
+                if isinstance(attr, Multi):
+                    # `emails co "x"` compares each value's "value" (RFC 7644 §3.4.2.2); a
+                    # multi-valued attribute matches when any value does, so
+                    # `emails.value ne "x"` is "some email is not x"
+                    sub = "value" if cmp.path.sub_attribute is None \
+                        else cmp.path.sub_attribute.lower()
+                    if sub not in attr.subs:
+                        raise _fail(cmp.path)
+                    multis.setdefault(attr.name, (attr, []))[1].append(
+                        _Term(cmp.path, _SubPath(sub), op, cmp.value))
+                elif isinstance(attr, _Str) and op == "eq" and isinstance(cmp.value, str):
+                    key = f"{cmp.path.schema or ''}:{_path_text(cmp.path)}".lower()
+                    eqs.setdefault(key, (attr, []))[1].append(cmp.value)
+                else:
+                    conds.append(self._scalar_compare(attr, cmp.path, op, cmp.value, negate))
+            else:
+                conds.append(self.node(part, negate, resolve))
+        conds += [self._neg(self._eq_any(attr, values), negate) for attr, values in eqs.values()]
+        for multi, terms in multis.values():
+            def inner(element: _Element, multi: Multi = multi,
+                      terms: list[FilterNode] = terms) -> _Cond:
+                return self._disjunction(terms, False, lambda p: self.sub(multi, element, p))
+            conds.append(self._neg(multi.some(inner), negate))
+        if len(conds) == 1:
+            return conds[0]
+        return sa.and_(*conds) if negate else sa.or_(*conds)
+
+    def _eq_any(self, attr: _Str, values: Sequence[str]) -> _Cond:
+        """``attr`` equals one of ``values``: one comparison, an IN list for several."""
+        self.budget.charge()
+        operands = list(dict.fromkeys(values if attr.case_exact
+                                      else (v.lower() for v in values)))
+        if attr.eq is not None:
+            return attr.eq(operands)
+        expr = attr.expr if attr.case_exact else (
+            attr.lower if attr.lower is not None else _lower(attr.expr, self.dialect))
+        return expr == operands[0] if len(operands) == 1 else expr.in_(operands)
 
     def sub(self, multi: Multi, element: _Element, path: AttrPathNode) -> _Scalar:
         if path.schema is not None or path.sub_attribute is not None:
@@ -258,25 +335,9 @@ class Translator:
             raise _fail(path, f"is not a sub-attribute of {multi.name}")
         return element(name)
 
-    def _node_compare(self, attr: _Attr, path: AttrPathNode, op: str, value: object,
-                      negate: bool) -> _Cond:
-        if isinstance(attr, Multi):
-            multi = attr
-            # `emails co "x"` compares each value's "value" (RFC 7644 §3.4.2.2)
-            sub = "value" if path.sub_attribute is None else path.sub_attribute.lower()
-            if sub not in multi.subs:
-                raise _fail(path)
-
-            def inner(element: _Element) -> _Cond:
-                # RFC 7644 §3.4.2.2: a multi-valued attribute matches when any value does,
-                # so `emails.value ne "x"` is "some email is not x"
-                return self._scalar_compare(element(sub), path, op, value, False)
-
-            return self._neg(multi.some(inner), negate)
-        return self._scalar_compare(attr, path, op, value, negate)
-
     def _scalar_compare(self, attr: _Scalar, path: AttrPathNode, op: str, value: object,
                         negate: bool) -> _Cond:
+        self.budget.charge()
         if op == "ne":
             return self._neg(self._compare(attr, path, "eq", value), not negate)
         return self._neg(self._compare(attr, path, op, value), negate)
@@ -286,6 +347,7 @@ class Translator:
         return sa.not_(sa.func.coalesce(cond, sa.false())) if negate else cond
 
     def _present(self, attr: _Attr, path: AttrPathNode) -> _Cond:
+        self.budget.charge()
         if isinstance(attr, Multi):
             if path.sub_attribute is None:
                 return attr.present
@@ -326,7 +388,7 @@ class Translator:
             operand = value.lower()
         if op == "eq":
             if attr.eq is not None:
-                return attr.eq(operand)
+                return attr.eq([operand])
             return expr == operand
         if op in ("co", "sw", "ew"):
             if attr.case_exact and self.dialect == "sqlite":
@@ -341,39 +403,6 @@ class Translator:
 _ORDER_OPS: Mapping[str, Callable[[_E, object], _Cond]] = {
     "eq": lambda e, v: e == v, "gt": lambda e, v: e > v, "ge": lambda e, v: e >= v,
     "lt": lambda e, v: e < v, "le": lambda e, v: e <= v}
-
-
-class _BinaryNode(Protocol):
-    @property
-    def left(self) -> FilterNode: ...
-    @property
-    def right(self) -> FilterNode: ...
-
-
-class _NotNode(Protocol):
-    @property
-    def operand(self) -> FilterNode: ...
-
-
-class _PresentNode(Protocol):
-    @property
-    def path(self) -> AttrPathNode: ...
-
-
-class _CompareNode(Protocol):
-    @property
-    def path(self) -> AttrPathNode: ...
-    @property
-    def op(self) -> str: ...
-    @property
-    def value(self) -> object: ...
-
-
-class _ValuePathNode(Protocol):
-    @property
-    def path(self) -> AttrPathNode: ...
-    @property
-    def filter(self) -> FilterNode: ...
 
 
 # -- the attributes of each resource -----------------------------------------------------------
@@ -391,13 +420,15 @@ def user_attributes(dialect: str, tenant_id: int) -> Callable[[AttrPathNode], _A
     json = _Json(dialect)
     scim = A.c.scim
 
-    def user_name_eq(lowered: str) -> _Cond:
+    def user_name_eq(lowered: Sequence[str]) -> _Cond:
         # two index lookups, (tenant_id, user_name_lower) and (tenant_id, email_lower), as an
         # IN over the primary key: planners cost that better than an OR of the two
+        def match(column: _E) -> _Cond:
+            return column == lowered[0] if len(lowered) == 1 else column.in_(lowered)
         by_name = sa.select(A.c.id).where(A.c.tenant_id == tenant_id,
-                                          A.c.user_name_lower == lowered)
+                                          match(A.c.user_name_lower))
         by_email = sa.select(A.c.id).where(A.c.tenant_id == tenant_id, NO_USER_NAME,
-                                           A.c.email_lower == lowered)
+                                           match(A.c.email_lower))
         return A.c.id.in_(sa.union_all(by_name, by_email))
 
     def json_multi(name: str, subs: Sequence[str]) -> Multi:
@@ -437,8 +468,11 @@ def user_attributes(dialect: str, tenant_id: int) -> Callable[[AttrPathNode], _A
                 if sub == "display":
                     return _Str(G.c.display_name, lower=G.c.display_name_lower)
                 return _Str(sa.literal("direct"))
-            return (sa.exists().select_from(M.join(G, G.c.id == M.c.group_id))
-                    .where(M.c.account_id == A.c.id, cond(element)))
+            # the members of the matching groups, found once (groups by their index, their
+            # members by the primary key), not an EXISTS tried on every user of the tenant
+            return A.c.id.in_(sa.select(M.c.account_id)
+                              .select_from(G.join(M, M.c.group_id == G.c.id))
+                              .where(G.c.tenant_id == tenant_id, cond(element)))
         present = sa.exists().where(M.c.account_id == A.c.id)
         return Multi("groups", some, present, {"value": "value", "display": "display",
                                                 "type": "type"})
@@ -563,53 +597,3 @@ def member_element(dialect: str) -> _Element:
         return _Str(sa.literal("User"))
 
     return element
-
-
-_SORT_PATH = re.compile(
-    r"^(?:(?P<schema>urn:[^\s\[\]]+):)?(?P<attribute>[A-Za-z$][\w$-]*)"
-    r"(?:\.(?P<sub>[A-Za-z$][\w$-]*))?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class _SortPath:
-    attribute: str
-    sub_attribute: str | None
-    schema: str | None
-
-
-def sort_key(sort_by: str, resolve: Callable[[AttrPathNode], _Attr],
-              primary_email: _E | None, dialect: str) -> _E:
-    """The expression ``sortBy`` orders on (RFC 7644 §3.4.2.3: strings by their caseExact;
-    a multi-valued attribute by its primary value). Raises InvalidFilter."""
-    match = _SORT_PATH.match(sort_by.strip())
-    if match is None:
-        raise InvalidFilter(f"sortBy {sort_by!r} is not an attribute path")
-    path = _SortPath(match["attribute"], match["sub"], match["schema"])
-    attr = resolve(path)
-    if isinstance(attr, Multi):
-        if attr.name == "emails" and primary_email is not None and \
-                path.sub_attribute in (None, "value"):
-            return primary_email
-        raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a multi-valued attribute")
-    if isinstance(attr, _Str):
-        return attr.expr if attr.case_exact else (
-            attr.lower if attr.lower is not None else _lower(attr.expr, dialect))
-    if isinstance(attr, _Time):
-        return attr.expr
-    if isinstance(attr, _Bool):
-        return sa.case((attr.is_true, 1), else_=0)
-    raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a complex attribute")
-
-
-def drives_by_user_name(node: FilterNode) -> bool:
-    """Whether ``userName eq "..."`` is a conjunct of the filter (so it selects a handful of
-    the tenant's rows by itself)."""
-    if node.kind == "and":
-        pair = cast(_BinaryNode, node)
-        return drives_by_user_name(pair.left) or drives_by_user_name(pair.right)
-    if node.kind != "compare":
-        return False
-    cmp = cast(_CompareNode, node)
-    return (cmp.op.lower() == "eq" and isinstance(cmp.value, str)
-            and cmp.path.attribute.lower() == "username" and cmp.path.sub_attribute is None
-            and (cmp.path.schema is None or cmp.path.schema.lower() == USER_SCHEMA.lower()))

@@ -27,9 +27,8 @@ from jitprov.store.scim.filters import (
     member_element,
     no_attribute,
     prepare,
-    sort_key,
 )
-from jitprov.store.scim.paging import order_by, page, paginate, tiebreak
+from jitprov.store.scim.paging import order_by, page, paginate, sort_key, tiebreak
 from jitprov.store.scim.records import FilterNode, GroupMember, ScimGroup
 
 A = t.account

@@ -1,15 +1,57 @@
-"""Ordering and paging of SCIM list queries: a stable total order (values, absent values last,
-then the id) and pages read with as little reading as possible (RFC 7644 §3.4.2.4).
+"""Ordering and paging of SCIM list queries: the ``sortBy`` key, a stable total order (values,
+absent values last, then the id) and pages read with as little reading as possible
+(RFC 7644 §3.4.2.3, §3.4.2.4).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from jitprov.store.scim.errors import InvalidFilter
+from jitprov.store.scim.filters import Multi, _Attr, _Bool, _lower, _Str, _Time
+from jitprov.store.scim.records import AttrPathNode
+
 _E = sa.ColumnElement[Any]
+
+_SORT_PATH = re.compile(
+    r"^(?:(?P<schema>urn:[^\s\[\]]+):)?(?P<attribute>[A-Za-z$][\w$-]*)"
+    r"(?:\.(?P<sub>[A-Za-z$][\w$-]*))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _SortPath:
+    attribute: str
+    sub_attribute: str | None
+    schema: str | None
+
+
+def sort_key(sort_by: str, resolve: Callable[[AttrPathNode], _Attr],
+              primary_email: _E | None, dialect: str) -> _E:
+    """The expression ``sortBy`` orders on (RFC 7644 §3.4.2.3: strings by their caseExact;
+    a multi-valued attribute by its primary value). Raises InvalidFilter."""
+    match = _SORT_PATH.match(sort_by.strip())
+    if match is None:
+        raise InvalidFilter(f"sortBy {sort_by!r} is not an attribute path")
+    path = _SortPath(match["attribute"], match["sub"], match["schema"])
+    attr = resolve(path)
+    if isinstance(attr, Multi):
+        if attr.name == "emails" and primary_email is not None and \
+                path.sub_attribute in (None, "value"):
+            return primary_email
+        raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a multi-valued attribute")
+    if isinstance(attr, _Str):
+        return attr.expr if attr.case_exact else (
+            attr.lower if attr.lower is not None else _lower(attr.expr, dialect))
+    if isinstance(attr, _Time):
+        return attr.expr
+    if isinstance(attr, _Bool):
+        return sa.case((attr.is_true, 1), else_=0)
+    raise InvalidFilter(f"sortBy {sort_by!r}: cannot sort on a complex attribute")
 
 
 def tiebreak(column: _E, *, filtered: bool, dialect: str) -> _E:

@@ -22,15 +22,14 @@ from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, utc
 from jitprov.store.fast import Prepared
 from jitprov.store.scim.errors import Uniqueness, VersionMismatch
+from jitprov.store.scim.filter_cost import drives_by_ids
 from jitprov.store.scim.filters import (
     NO_USER_NAME,
     Translator,
-    drives_by_user_name,
     prepare,
-    sort_key,
     user_attributes,
 )
-from jitprov.store.scim.paging import order_by, page, paginate, tiebreak
+from jitprov.store.scim.paging import order_by, page, paginate, sort_key, tiebreak
 from jitprov.store.scim.records import FilterNode, ScimUser
 
 A = t.account
@@ -122,9 +121,10 @@ class ScimUserRepository:
             if dialect == "sqlite":
                 # SQLite, without statistics, would take (tenant_id, kind, id) over the
                 # filter's own index (externalId eq: (tenant_id, external_id)): hide kind;
-                # and a userName eq (an IN over ids of this tenant) is the best start of all
+                # and a userName eq or a groups term (an IN over ids found by index) is the
+                # best start of all: hide tenant_id too
                 where[1] = A.c.kind.concat("") == "user"
-                if drives_by_user_name(filter_ast):
+                if drives_by_ids(filter_ast):
                     where[0] = A.c.tenant_id + 0 == tenant_id
             where.append(Translator(dialect, resolve).where(filter_ast))
         key = None if sort_by is None else sort_key(sort_by, resolve, A.c.email_lower, dialect)

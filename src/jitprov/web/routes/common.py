@@ -69,17 +69,19 @@ def clear_login_cookie(request: Request, response: Response, state: str) -> None
 
 
 def same_origin(request: Request) -> bool:
-    """False when the browser says the request comes from another site (``Sec-Fetch-Site``
-    or ``Origin``); True when it does not say (non-browser clients, old browsers): the CSRF
-    token is the check then."""
+    """False when the browser says the request comes from another origin (``Sec-Fetch-Site``,
+    else ``Origin``, else ``Referer``); a sibling subdomain is another origin, though the same
+    site. True when it does not say (non-browser clients, old browsers): the CSRF token is
+    the check then, where there is one."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         return site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
     allowed = {_origin(settings_of(request).base_url), _origin(str(request.base_url))}
-    return origin.rstrip("/") in allowed
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin.rstrip("/") in allowed
+    referer = request.headers.get("referer")
+    return referer is None or _origin(referer) in allowed
 
 
 def _origin(url: str) -> str:

@@ -126,6 +126,9 @@ async def passkey_sign_in(request: Request) -> Response:
 
 
 async def lock(request: Request) -> Response:
+    if not same_origin(request):  # a sibling subdomain must not sign the kiosk's user out
+        return PlainTextResponse("cross-site request refused", status_code=403,
+                                 headers=NO_STORE)
     device = await _device(request)
     if device is not None:
         await run_in_threadpool(lambda: devices.lock(

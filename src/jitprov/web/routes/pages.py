@@ -9,10 +9,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from jitprov.services import admin
 from jitprov.services.identity_tokens import issue_token, published_keys
 from jitprov.services.sessions import current_session, end_session
+from jitprov.web.errors import render_error
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,
     ctx_of,
+    same_origin,
     settings_of,
     templates_of,
 )
@@ -59,6 +61,14 @@ async def jwks(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """End the session. Only from a page of this origin: the session cookie is SameSite=Lax,
+    which a sibling subdomain's form still carries, so the browser's word on where the POST
+    comes from is checked (there is no CSRF token: an application behind forward-auth posts
+    here from its own pages, on jitprov's host)."""
+    if not same_origin(request):
+        return render_error(request, templates_of(request), 403, "cross_site",
+                            "this sign-out was sent from another site; use the Sign out "
+                            "button of this site")
     await run_in_threadpool(end_session, ctx_of(request), request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/", status_code=303)
     clear_session_cookie(request, response)

@@ -22,9 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from jitprov.core.errors import JitprovError
+from jitprov.core.errors import DatabaseNotReady, JitprovError
+from jitprov.core.text import safe_tree
 from jitprov.protocols.scim import discovery
 from jitprov.protocols.scim import errors as e
+from jitprov.protocols.scim.limits import check_filter
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import Kind, Projection, parse_projection
 from jitprov.services.scim.bulk import run_bulk
@@ -47,12 +49,24 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ScimResponse(JSONResponse):
+    """A SCIM JSON answer. A row stored before the input rule may hold a lone surrogate,
+    which UTF-8 cannot encode: such a body is rendered again with U+FFFD in its place, so a
+    read never fails on it."""
+
     media_type = MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(safe_tree(content))
 
 
 def scim_error(request: Request, error: e.ScimError) -> Response:
     """The one SCIM error renderer (RFC 7644 section 3.12)."""
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if error.status == 401 else None
+    if error.status == 503:  # the database is unavailable or timed out (as_scim_error)
+        headers = {"Retry-After": str(DatabaseNotReady.retry_after)}
     return ScimResponse(error.as_body(), status_code=error.status, headers=headers)
 
 
@@ -140,7 +154,8 @@ def _respond(rendered: Rendered, *, status: int = 200, location: bool = False) -
 
 def _projection(kind: Kind, attributes: Any, excluded: Any) -> Projection:
     for value in (attributes, excluded):
-        if value is not None and not isinstance(value, str | list):
+        if value is not None and (not isinstance(value, str | list) or (isinstance(
+                value, list) and not all(isinstance(v, str) for v in value))):
             raise e.InvalidValue("attributes and excludedAttributes are lists of paths")
     return parse_projection(kind, attributes, excluded)
 
@@ -221,6 +236,8 @@ async def _root_search(request: Request, principal: ScimPrincipal | None) -> Res
     body = await read_json(request)
     if not isinstance(body, dict) or SEARCH_SCHEMA not in (body.get("schemas") or []):
         raise e.InvalidSyntax(f"a search body is a {SEARCH_SCHEMA} object")
+    if isinstance(body.get("filter"), str):
+        check_filter(body["filter"])  # bad text is a 400 here too, not "matches no type"
     start = max(1, _int("startIndex", body.get("startIndex")) or 1)
     count = _int("count", body.get("count"))
     size = discovery.MAX_RESULTS if count is None else max(0, min(count,
@@ -242,6 +259,8 @@ async def _root_search(request: Request, principal: ScimPrincipal | None) -> Res
             found = await _query(kind, request, principal,  # type: ignore[arg-type]
                                  {**body, "startIndex": offset + 1, "count": wanted})
             resources += found["Resources"]
+            if len(found["Resources"]) < min(wanted, total - offset):
+                break  # the page was cut at its size bound: the next one starts here
         offset = max(0, offset - total)
     return ScimResponse(discovery.list_response(resources, total=sum(totals),
                                                 start_index=start))

@@ -1,0 +1,120 @@
+"""The input rule of ``core.text`` at the HTTP edge: every path, query string, form field and
+JSON body (the admin API, the console's forms, the device and break-glass pages) is checked
+before a route sees it; bad text is a 400 in the caller's shape (JSON on ``/api``, a readable
+page elsewhere), naming the field, and nothing is stored.
+
+SCIM is left to its routes, which answer in SCIM's words (``invalidValue`` naming the
+attribute, ``invalidFilter``). A body larger than :data:`MAX_CHECKED` bytes is passed on
+unchecked: the routes that take such bodies bound them themselves, and the services check
+what they keep.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jitprov.core.text import InvalidText, check_text, check_tree
+from jitprov.web.errors import render_error
+
+MAX_CHECKED = 4 * 1024 * 1024
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+
+
+#: fields whose text a parser with line-accurate errors checks itself (the mapping YAML: the
+#: editor shows where a bad character is; ``load_policy`` refuses it, escapes included)
+OWN_CHECK = frozenset({"mapping"})
+
+
+def _check_pairs(pairs: list[tuple[str, str]]) -> None:
+    for key, value in pairs:
+        check_text(key, "a field name", multiline=False)
+        if key not in OWN_CHECK:
+            check_text(value, key)
+
+
+def _check_body(content_type: str, body: bytes) -> None:
+    if not body:
+        return
+    if content_type == _FORM:
+        _check_pairs(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif content_type == _JSON or content_type.endswith("+json"):
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return  # malformed JSON: the route's validation answers it
+        if isinstance(value, dict):
+            for key, item in value.items():
+                check_text(key, "a field name", multiline=False)
+                if key not in OWN_CHECK:
+                    check_tree(item, key)
+        else:
+            check_tree(value, "")
+
+
+class TextGuard:
+    """Pure ASGI middleware: refuse a request whose text breaks the input rule."""
+
+    def __init__(self, app: ASGIApp, templates: Jinja2Templates) -> None:
+        self.app = app
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/scim/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        replay: Callable[[], Any] = receive
+        try:
+            check_text(scope["path"], "the path", multiline=False)
+            query = scope.get("query_string", b"").decode("latin-1")
+            _check_pairs(parse_qsl(query, keep_blank_values=True, errors="replace"))
+            if scope["method"] in ("POST", "PUT", "PATCH") and (
+                    content_type in (_FORM, _JSON) or content_type.endswith("+json")):
+                messages, body, complete = await _buffer(receive)
+                replay = _replayer(messages, receive)
+                if complete:
+                    _check_body(content_type, body)
+        except InvalidText as bad:
+            request = Request(scope)
+            response = render_error(request, self.templates, 400, bad.code,
+                                    f"invalid input: {bad}")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, replay, send)
+
+
+async def _buffer(receive: Receive) -> tuple[list[Message], bytes, bool]:
+    """The body's messages read so far, the body, and whether it is complete (not past
+    :data:`MAX_CHECKED`)."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, b"", False
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return messages, b"".join(m.get("body", b"") for m in messages), True
+        if size > MAX_CHECKED:
+            return messages, b"", False
+
+
+def _replayer(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

@@ -1,0 +1,108 @@
+"""The input rule of ``core.text`` at every other edge: the admin API, HTML forms, a login's
+claims, mapping files and the CLI each refuse a lone surrogate, a NUL or another control
+character with their own kind of error, and store nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from jitprov.cli.main import main
+from jitprov.core.errors import MappingError
+from jitprov.core.mapping import load_policy
+from jitprov.services import admin
+from jitprov.services.common import LoginRefused
+from jitprov.services.context import ServiceContext
+from jitprov.services.login.flow import provision_on_login
+from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
+from tests.web.helpers import make_client
+
+SURROGATE = "\ud800"
+
+
+@pytest.fixture
+def api(ctx: ServiceContext) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    setup_connection(ctx)
+    _, token = admin.create_admin_token(ctx, "ops")
+    with make_client(ctx) as client:
+        yield client, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("bad", [SURROGATE, "a\x00", "a\x07"])
+def test_admin_api_refuses_bad_text_with_a_json_400(api: tuple[TestClient, dict[str, str]],
+                                                    bad: str) -> None:
+    client, auth = api
+    body = {"slug": "clinic", "name": "Clinic" + bad}
+    r = client.post("/api/tenants", headers=auth, content=json.dumps(body).encode("ascii"))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_text" and "name" in r.json()["message"]
+    listed = client.get("/api/tenants", headers=auth)
+    assert listed.status_code == 200 and "clinic" not in listed.text
+    r = client.get("/api/tenants", headers=auth, params={"name": "x\x00"})
+    assert r.status_code == 400, r.text
+
+
+def test_html_forms_refuse_bad_text_with_a_readable_page(api: tuple[TestClient,
+                                                                    dict[str, str]]) -> None:
+    client, _ = api
+    r = client.post("/break-glass", data={"code": "t\x00"})
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("text/html")
+    assert "code" in r.text and "NUL" in r.text
+
+
+@pytest.mark.parametrize("claim", [{"name": "Ana" + SURROGATE}, {"department": "W\x00"},
+                                   {"groups": ["Nurses", "x\x1b"]}])
+def test_a_login_with_bad_claims_is_refused_readably(ctx: ServiceContext,
+                                                     claim: dict[str, object]) -> None:
+    setup_connection(ctx)
+    with pytest.raises(LoginRefused) as refused:
+        provision_on_login(ctx, "idp", nurse(**claim))
+    assert refused.value.code == "invalid_identity"
+    assert "cannot be stored" in refused.value.reason
+    provision_on_login(ctx, "idp", nurse())  # the tenant is unharmed
+
+
+@pytest.mark.parametrize("escape", ["\\0", "\\ud800", "\\e"])
+def test_mapping_files_refuse_escaped_control_text(escape: str) -> None:
+    good = HOSPITAL.format(linking="never")
+    bad = good.replace("reason: email not verified", f'reason: "email{escape} not verified"')
+    assert bad != good
+    load_policy(good.replace("reason: email not verified", 'reason: "email\\tnot verified"'))
+    with pytest.raises(MappingError) as refused:
+        load_policy(bad, "m.yaml")
+    assert str(refused.value).startswith("m.yaml: ")
+
+
+def test_cli_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["tenant", "create", "clinic\x00"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument 3" in err and "NUL" in err
+
+
+def test_stored_bad_text_still_reads_in_the_api_and_the_cli(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile written before the rule (a lone surrogate in its JSON) is answered with
+    U+FFFD by the access review, over HTTP and in the CLI."""
+    client, auth = api
+    account = provision_on_login(ctx, "idp", nurse()).account_id
+    with ctx.db.engine.begin() as conn:
+        conn.execute(sa.text("update account set profile = :p where id = :i"),
+                     {"p": json.dumps({"name": "Ana" + SURROGATE, "email":
+                                       "ana@hospital.example"}), "i": account})
+    r = client.get("/api/tenants/hospital/access-review", headers=auth,
+                   params={"format": "json"})
+    assert r.status_code == 200, r.text
+    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    with pytest.raises(SystemExit) as exited:
+        main(["access-review", "--tenant", "hospital", "--format", "json",
+              "--database-url", str(ctx.db.engine.url.render_as_string(hide_password=False))])
+    assert exited.value.code in (0, None)
+    assert "ana@hospital.example" in capsys.readouterr().out
