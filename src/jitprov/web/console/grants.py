@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from jitprov.services import accounts, audit_export, console
+from jitprov.services.console import AdminPrincipal
 from jitprov.web.console.shell import (
     AdminRefused,
     call,
@@ -50,16 +52,23 @@ async def _tenant(request: Request, account_id: str) -> str:
     return await call(console.account_tenant, ctx_of(request), account_id)
 
 
-def _back(account_id: str, done: str) -> Response:
-    return redirect(f"/admin/users/{quote(account_id, safe='')}?done={done}#roles")
-
-
-async def add_grant(request: Request) -> Response:
+async def _grant_form(request: Request) -> tuple[AdminPrincipal, FormData, str, str]:
+    """(admin, CSRF-checked form, account id, its tenant) of a grant form, the admin checked
+    against that tenant before anything is read from the form."""
     principal = await require_admin(request)
     form = await form_with_csrf(request)
     account_id = request.path_params["account_id"]
     tenant = await _tenant(request, account_id)
     check_tenant(principal, tenant)
+    return principal, form, account_id, tenant
+
+
+def _back(account_id: str, done: str) -> Response:
+    return redirect(f"/admin/users/{quote(account_id, safe='')}?done={done}#roles")
+
+
+async def add_grant(request: Request) -> Response:
+    principal, form, account_id, tenant = await _grant_form(request)
     role, reason = _required(form)
     days = _text(form, "expires_in_days", 10)
     if days and (not digits(days) or not 1 <= int(days) <= accounts.MAX_GRANT_DAYS):
@@ -72,11 +81,7 @@ async def add_grant(request: Request) -> Response:
 
 async def revoke_grant(request: Request) -> Response:
     """From the user page or an access-review row (``from=review`` returns there)."""
-    principal = await require_admin(request)
-    form = await form_with_csrf(request)
-    account_id = request.path_params["account_id"]
-    tenant = await _tenant(request, account_id)
-    check_tenant(principal, tenant)
+    principal, form, account_id, tenant = await _grant_form(request)
     role, reason = _required(form)
     block = _text(form, "block") == "on"
     await call(accounts.revoke_role, ctx_of(request), tenant, account_id, role,
@@ -88,11 +93,7 @@ async def revoke_grant(request: Request) -> Response:
 
 
 async def unblock(request: Request) -> Response:
-    principal = await require_admin(request)
-    form = await form_with_csrf(request)
-    account_id = request.path_params["account_id"]
-    tenant = await _tenant(request, account_id)
-    check_tenant(principal, tenant)
+    principal, form, account_id, tenant = await _grant_form(request)
     role, reason = _required(form)
     await call(accounts.unblock_role, ctx_of(request), tenant, account_id, role,
                reason=reason, actor=principal.actor)
