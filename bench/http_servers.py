@@ -45,7 +45,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTORY = "bench.http_servers:app_factory"
-SECRET = "http-servers-bench-key"  # noqa: S105 - throwaway databases only
+SECRET = "RtHNO9asCZ1_UaH6x2_YU_rqI5NxLSpCZO3vUl7r_Nk"  # noqa: S105 - throwaway databases
 PUBLIC_URL = "http://jitprov.bench"
 TENANT = CONNECTION = "demo"
 MAPPING = "profile: {email: email, name: name}\ngroups: groups\nroles: {default: [staff]}\n"
@@ -134,6 +134,9 @@ class Server:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
         env.pop("WEB_CONCURRENCY", None)
+        # one load generator is one client address: the per-address limits would cap it
+        env.update(JITPROV_RATE_LIMIT_LOGIN="off", JITPROV_RATE_LIMIT_PASSKEY="off",
+                   JITPROV_LOG_LEVEL="WARNING")
         self.proc = subprocess.Popen(SERVERS[name][0](self.port), cwd=ROOT, env=env,  # noqa: S603
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)

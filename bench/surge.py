@@ -45,7 +45,7 @@ from jitprov.store.database import Database, normalise_url
 
 CONNECTION = "demo"  # the demo tenant's mock connection that `jitprov dev` seeds
 TENANT = "demo"
-SECRET = "surge-bench-secret-key"  # noqa: S105 - the nodes' key, throwaway databases only
+SECRET = "awyb3NyFdmBkkGOmaLbtQXG0XvA24jAEz8Yhf93P13s"  # noqa: S105 - throwaway databases
 PUBLIC_URL = "http://jitprov.surge"  # both nodes sit behind one (notional) load balancer
 CLIENTS = 16
 

@@ -28,7 +28,7 @@ from jitprov.store.tables import metadata
 PG_URL = os.environ.get("JITPROV_TEST_DATABASE_URL",
                         "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("JITPROV_REQUIRE_POSTGRES") == "1"
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
+TEST_SECRET_KEY = "CWlAw4rAwH7uS1Ox89zChdCpFHHHFVXMAomYbPwKEus"
 
 # No per-example deadline: this is a shared 2-core machine, and speed is measured in bench/.
 # CI replays a fixed seed so a red run can be reproduced; locally examples vary each run.

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///var/jitprov.db"
-DEFAULT_KEY_FILE = Path("var/secret.key")
+#: the name of the key file kept next to an SQLite database (``jitprov dev``, ``secrets init``)
+KEY_FILE_NAME = "secret.key"
+#: a secret key is at least this many random bytes (base64 or hex)
+MIN_KEY_BYTES = 32
+_KEY_HELP = ("generate one with `jitprov secrets init` (or `python3 -c \"import secrets; "
+             "print(secrets.token_urlsafe(32))\"`)")
+
 
 
 class SettingsError(ValueError):
@@ -24,13 +32,20 @@ class Settings:
 
     ``secret_key`` seals every secret kept at rest (OIDC client secrets, SAML SP keys, identity
     token signing keys, webhook secrets) and keys the admin console's HMAC tokens (CSRF, the SSO
-    sign-in continuation): rotating it makes those unreadable, so it is backed up with the
-    database.
+    sign-in continuation); it is backed up with the database. ``previous_secret_keys`` (older
+    first-to-last, from ``JITPROV_SECRET_KEYS``) still open values sealed before a rotation
+    until ``jitprov secrets rotate`` has re-sealed them. An empty ``secret_key`` means none was
+    configured: ``key_problem`` says how to set one, and building a service context refuses.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""
+    previous_secret_keys: tuple[str, ...] = ()
+    #: why there is no secret key (and how to set one), when ``secret_key`` is empty
+    key_problem: str = ""
+    #: where the key was read from (a variable's name or a file path), for messages
+    key_source: str = field(default="", compare=False)
     session_ttl: timedelta = timedelta(hours=12)  # one long shift
     login_request_ttl: timedelta = timedelta(minutes=10)
     dev_mode: bool = False
@@ -56,18 +71,23 @@ class Settings:
         return (f"Settings(database_url={self.database_url!r}, base_url={self.base_url!r}, "
                 f"dev_mode={self.dev_mode})")
 
+    def require_key(self) -> None:
+        """Raise :class:`SettingsError` (saying how to set one) when no key is configured."""
+        if not self.secret_key:
+            raise SettingsError(self.key_problem or "no secret key: set JITPROV_SECRET_KEY")
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False) -> Settings:
-    """Read ``JITPROV_DATABASE_URL``, ``JITPROV_BASE_URL``, ``JITPROV_SECRET_KEY``,
-    ``JITPROV_SESSION_TTL_MINUTES``, ``JITPROV_FORWARD_AUTH_HEADER_PREFIX``,
-    ``JITPROV_WEBHOOK_ALLOW_PRIVATE``, ``JITPROV_OUTBOUND_ALLOW`` and the database time limits
-    in seconds: ``JITPROV_DB_CONNECT_TIMEOUT``, ``JITPROV_DB_STATEMENT_TIMEOUT``,
-    ``JITPROV_DB_POOL_TIMEOUT``, ``JITPROV_DB_BUSY_TIMEOUT``. Without a secret key,
-    one is created in ``var/secret.key`` (mode 0600) so the embedded setup works out of the
-    box."""
+def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = False,
+                  database_url: str | None = None) -> Settings:
+    """Read ``JITPROV_DATABASE_URL`` (``database_url`` wins when given), ``JITPROV_BASE_URL``,
+    the secret key (:func:`resolve_secret_keys`), ``JITPROV_SESSION_TTL_MINUTES``,
+    ``JITPROV_FORWARD_AUTH_HEADER_PREFIX``, ``JITPROV_WEBHOOK_ALLOW_PRIVATE``,
+    ``JITPROV_OUTBOUND_ALLOW`` and the database time limits in seconds:
+    ``JITPROV_DB_CONNECT_TIMEOUT``, ``JITPROV_DB_STATEMENT_TIMEOUT``,
+    ``JITPROV_DB_POOL_TIMEOUT``, ``JITPROV_DB_BUSY_TIMEOUT``."""
     env = dict(os.environ) if environ is None else environ
     ttl_text = env.get("JITPROV_SESSION_TTL_MINUTES", "720")
     try:
@@ -87,9 +107,12 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     statement_timeout = _seconds(env, "JITPROV_DB_STATEMENT_TIMEOUT", 15.0, zero=True)
     pool_timeout = _seconds(env, "JITPROV_DB_POOL_TIMEOUT", 5.0)
     busy_timeout = _seconds(env, "JITPROV_DB_BUSY_TIMEOUT", 10.0)
-    key = env.get("JITPROV_SECRET_KEY") or _key_from_file(DEFAULT_KEY_FILE)
-    return Settings(database_url=env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL),
-                    base_url=base_url, secret_key=key, session_ttl=ttl, dev_mode=dev_mode,
+    database_url = database_url or env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL)
+    keys, source, problem = resolve_secret_keys(env, database_url, dev_mode=dev_mode)
+    return Settings(database_url=database_url,
+                    base_url=base_url, secret_key=keys[0] if keys else "",
+                    previous_secret_keys=keys[1:], key_problem=problem, key_source=source,
+                    session_ttl=ttl, dev_mode=dev_mode,
                     forward_auth_header_prefix=prefix, outbound_allow=outbound_allow,
                     webhook_allow_private=dev_mode or env.get(
                         "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1",
@@ -125,12 +148,104 @@ def _networks(text: str) -> tuple[str, ...]:
     return items
 
 
-def _key_from_file(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
+def resolve_secret_keys(env: dict[str, str], database_url: str, *,
+                        dev_mode: bool = False) -> tuple[tuple[str, ...], str, str]:
+    """The secret keys, newest first, where they came from, and (when there is none) what to
+    do about it.
+
+    In order: ``JITPROV_SECRET_KEYS`` (comma-separated, newest first: a rotation),
+    ``JITPROV_SECRET_KEY``, ``JITPROV_SECRET_KEY_FILE`` (one key per line, newest first); set
+    only one of them. Without any, an SQLite database's own key file ``secret.key`` beside it
+    (what ``jitprov dev`` and ``jitprov secrets init`` write) is read. Only ``jitprov dev``
+    creates that file; any other command without a key answers with how to set one, so a key
+    is never made up silently in whatever directory a command ran from. Every key must be at
+    least :data:`MIN_KEY_BYTES` random bytes (base64 or hex), else :class:`SettingsError`.
+    """
+    given = [name for name in ("JITPROV_SECRET_KEYS", "JITPROV_SECRET_KEY",
+                               "JITPROV_SECRET_KEY_FILE") if env.get(name, "").strip()]
+    if len(given) > 1:
+        raise SettingsError(f"set only one of {' and '.join(given)}")
+    if given == ["JITPROV_SECRET_KEYS"]:
+        keys = tuple(part.strip() for part in env["JITPROV_SECRET_KEYS"].split(","))
+        source = "JITPROV_SECRET_KEYS"
+    elif given == ["JITPROV_SECRET_KEY"]:
+        keys, source = (env["JITPROV_SECRET_KEY"].strip(),), "JITPROV_SECRET_KEY"
+    else:
+        path = (Path(env["JITPROV_SECRET_KEY_FILE"].strip()) if given
+                else key_file_for(database_url))
+        if path is None or (not given and not path.exists() and not dev_mode):
+            where = f" (or create {path} with `jitprov secrets init`)" if path else ""
+            return (), "", ("no secret key: set JITPROV_SECRET_KEY on every node" + where
+                            + "; " + _KEY_HELP)
+        if not path.exists() and dev_mode:
+            write_key_file(path, generate_key())
+        keys, source = read_key_file(path), str(path)
+    for index, key in enumerate(keys):
+        what = source if len(keys) == 1 else f"key {index + 1} of {source}"
+        check_key_strength(key, what)
+    return keys, source, ""
+
+
+def key_file_for(database_url: str) -> Path | None:
+    """``secret.key`` beside an SQLite database file; None for other databases."""
+    if not database_url.startswith("sqlite:///"):
+        return None
+    path = database_url[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).parent / KEY_FILE_NAME
+
+
+def read_key_file(path: Path) -> tuple[str, ...]:
+    """A key file: one key per line, newest first; blank lines and ``#`` comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read the secret key file {path}: "
+                            f"{exc.strerror if isinstance(exc, OSError) else 'not text'}"
+                            ) from None
+    keys = tuple(line.strip() for line in text.splitlines()
+                 if line.strip() and not line.lstrip().startswith("#"))
+    if not keys:
+        raise SettingsError(f"the secret key file {path} holds no key; " + _KEY_HELP)
+    return keys
+
+
+def generate_key() -> str:
+    """A new key: 32 random bytes, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(MIN_KEY_BYTES)
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """Create ``path`` (mode 0600) holding ``key``; never overwrites an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
-    return key
+
+
+def check_key_strength(key: str, what: str) -> None:
+    """Refuse a key that is not at least :data:`MIN_KEY_BYTES` random bytes written in hex or
+    base64 (standard or URL-safe, padding optional): a short or guessable value would let an
+    offline dictionary attack on a database dump open every sealed secret. A decoded value
+    with fewer than 16 distinct bytes is refused as not random (32 random bytes have ~30)."""
+    raw = _decode_key(key)
+    if raw is None or len(raw) < MIN_KEY_BYTES:
+        raise SettingsError(f"{what} is too weak: a secret key is at least {MIN_KEY_BYTES} "
+                            "random bytes, written in base64 (43+ characters) or hex (64+); "
+                            + _KEY_HELP)
+    if len(set(raw)) < 16:
+        raise SettingsError(f"{what} does not look random (too few distinct bytes); "
+                            + _KEY_HELP)
+
+
+def _decode_key(key: str) -> bytes | None:
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", key):
+        return bytes.fromhex(key)
+    if not re.fullmatch(r"[A-Za-z0-9+/_-]+={0,2}", key):
+        return None
+    text = key.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None

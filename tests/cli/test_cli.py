@@ -16,6 +16,7 @@ from jitprov.services.context import ServiceContext, build_context
 from jitprov.settings import load_settings
 from jitprov.store.database import Database, normalise_url
 from jitprov.testing.builders import HOSPITAL, setup_connection
+from tests.conftest import TEST_SECRET_KEY
 
 GOOD = HOSPITAL.format(linking="never")
 
@@ -38,7 +39,7 @@ def cli_context() -> ServiceContext:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     (tmp_path / "hospital.yaml").write_text(GOOD)
     return tmp_path
 
@@ -72,7 +73,7 @@ def test_unmigrated_database_is_a_clear_error(capsys: pytest.CaptureFixture[str]
                                               tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "k")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     code, _, err = run(capsys, "users", "list", "--tenant", "x",
                        "--database-url", f"sqlite:///{tmp_path}/empty.db")
     assert code == 2
@@ -158,6 +159,7 @@ def test_console_script_is_installed() -> None:
 def test_unusable_database_url_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     code, _, err = run(capsys, "users", "list", "--tenant", "x", "--database-url", url)
     assert code == 2
     assert err.startswith("error: cannot use the database URL")

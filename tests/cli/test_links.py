@@ -11,13 +11,14 @@ from jitprov.services.common import LoginRefused
 from jitprov.services.login.flow import provision_on_login
 from jitprov.testing.builders import nurse, setup_connection
 from tests.cli.test_cli import cli_context, run
+from tests.conftest import TEST_SECRET_KEY
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     return tmp_path
 
 

@@ -12,6 +12,7 @@ from jitprov.services import admin
 from jitprov.services.login.flow import provision_on_login
 from jitprov.testing.builders import nurse, setup_connection
 from tests.cli.test_cli import GOOD, cli_context, run
+from tests.conftest import TEST_SECRET_KEY
 
 STRICTER = GOOD.replace("when: contains(groups, 'Nurses')",
                         "when: contains(groups, 'Nurses') && department == 'Ward 3'")
@@ -21,7 +22,7 @@ STRICTER = GOOD.replace("when: contains(groups, 'Nurses')",
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     (tmp_path / "stricter.yaml").write_text(STRICTER)
     ctx = cli_context()
     setup_connection(ctx)

@@ -14,13 +14,14 @@ import pytest
 from jitprov.services import admin, audit_export
 from jitprov.testing.saml_idp import SAML_MAPPING, FakeSamlIdp
 from tests.cli.test_cli import cli_context, run
+from tests.conftest import TEST_SECRET_KEY
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     monkeypatch.setenv("JITPROV_BASE_URL", "https://sso.hospital.example")
     monkeypatch.setenv("JITPROV_OUTBOUND_ALLOW", "127.0.0.1/32")  # the metadata server below
     (tmp_path / "saml.yaml").write_text(SAML_MAPPING)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import TEST_SECRET_KEY
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -36,7 +38,7 @@ def children_of(pid: int) -> set[int]:
 def test_serve_runs_the_requested_number_of_workers(tmp_path: Path) -> None:
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{tmp_path}/j.db",
-           "JITPROV_SECRET_KEY": "k" * 43}
+           "JITPROV_SECRET_KEY": TEST_SECRET_KEY}
     env.pop("JITPROV_BASE_URL", None)
     subprocess.run([jitprov, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
                    capture_output=True)
@@ -70,7 +72,7 @@ def test_serve_ignores_web_concurrency_from_the_environment(tmp_path: Path) -> N
     # object in several workers: one process serves unless --workers says otherwise
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{tmp_path}/j.db",
-           "JITPROV_SECRET_KEY": "k" * 43, "WEB_CONCURRENCY": "3"}
+           "JITPROV_SECRET_KEY": TEST_SECRET_KEY, "WEB_CONCURRENCY": "3"}
     env.pop("JITPROV_BASE_URL", None)
     subprocess.run([jitprov, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
                    capture_output=True)

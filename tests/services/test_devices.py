@@ -16,7 +16,7 @@ from jitprov.store.devices import DeviceRecord
 from jitprov.store.unit_of_work import UnitOfWork
 from jitprov.testing.authenticator import SoftAuthenticator
 from jitprov.testing.builders import setup_connection
-from tests.conftest import Clock
+from tests.conftest import TEST_SECRET_KEY, Clock
 from tests.services.test_passkeys import enrolled
 
 RP = RelyingParty.from_base_url("http://testserver")
@@ -232,7 +232,7 @@ def test_the_cli_registers_devices_sets_the_policy_and_revokes_passkeys(
         return (code if isinstance(code, int) else 0), out, err
 
     monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     monkeypatch.setenv("JITPROV_BASE_URL", "http://127.0.0.1:8000")
     setup_connection(ctx)
     account_id, _ = enrolled(ctx)

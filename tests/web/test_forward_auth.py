@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 from jitprov.services import accounts
 from jitprov.services.context import ServiceContext
 from jitprov.web.routes.forward_auth import header_list, header_value
+from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import sign_in
 
 
@@ -88,5 +89,5 @@ def test_a_malformed_header_prefix_is_refused_at_start() -> None:
     from jitprov.settings import SettingsError, load_settings
 
     with pytest.raises(SettingsError):
-        load_settings({"JITPROV_SECRET_KEY": "k",
+        load_settings({"JITPROV_SECRET_KEY": TEST_SECRET_KEY,
                        "JITPROV_FORWARD_AUTH_HEADER_PREFIX": "X-Bad:\r\n"})

@@ -63,7 +63,8 @@ def test_the_operators_allowlist_lets_a_local_idp_in(
 
 
 def test_the_allowlist_setting_is_read_and_checked() -> None:
-    env = {"JITPROV_SECRET_KEY": "k", "JITPROV_OUTBOUND_ALLOW": "127.0.0.1/32, 10.0.0.0/8"}
+    env = {"JITPROV_SECRET_KEY": TEST_SECRET_KEY,
+           "JITPROV_OUTBOUND_ALLOW": "127.0.0.1/32, 10.0.0.0/8"}
     assert load_settings(env).outbound_allow == ("127.0.0.1/32", "10.0.0.0/8")
     with pytest.raises(SettingsError, match="JITPROV_OUTBOUND_ALLOW"):
         load_settings({**env, "JITPROV_OUTBOUND_ALLOW": "intranet"})

@@ -19,6 +19,7 @@ from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import provision_on_login
 from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
+from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import make_client
 
 SURROGATE = "\ud800"
@@ -100,7 +101,7 @@ def test_stored_bad_text_still_reads_in_the_api_and_the_cli(
     r = client.get("/api/tenants/hospital/access-review", headers=auth,
                    params={"format": "json"})
     assert r.status_code == 200, r.text
-    monkeypatch.setenv("JITPROV_SECRET_KEY", "cli-test-key")
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
     with pytest.raises(SystemExit) as exited:
         main(["access-review", "--tenant", "hospital", "--format", "json",
               "--database-url", str(ctx.db.engine.url.render_as_string(hide_password=False))])

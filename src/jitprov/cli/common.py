@@ -30,9 +30,9 @@ class CliError(JitprovError):
 
 
 def cli_settings(database_url: str | None, *, dev_mode: bool = False) -> Settings:
-    """The settings from the environment, with ``--database-url`` over them when given."""
-    settings = load_settings(dev_mode=dev_mode)
-    return settings.with_overrides(database_url=database_url) if database_url else settings
+    """The settings from the environment, with ``--database-url`` over them when given (the
+    secret key file of an SQLite database is the one beside the database named here)."""
+    return load_settings(dev_mode=dev_mode, database_url=database_url)
 
 
 _OPENED: list[Database] = []  # disposed when the command ends (close_databases)
@@ -52,7 +52,9 @@ def close_databases() -> None:
 
 
 def service_context(settings: Settings, *, migrated: bool = True) -> ServiceContext:
-    """A context on the settings' database; refuses a database whose schema is behind."""
+    """A context on the settings' database; refuses a database whose schema is behind, and
+    (before touching the database) settings without a secret key."""
+    settings.require_key()
     db = open_database(settings)
     if migrated:
         db.require_current()

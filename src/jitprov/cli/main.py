@@ -26,6 +26,7 @@ from jitprov.cli import (
     links,
     mapping,
     scim,
+    secret_keys,
     serve,
     tenants,
     webhooks,
@@ -52,6 +53,7 @@ for sub, name in ((admin_tokens.token_app, "admin-token"), (approvals.approvals_
                   (grants.grants_app, "grants")):
     app.add_typer(sub, name=name)
 app.add_typer(links.links_app, name="links")
+app.add_typer(secret_keys.secrets_app, name="secrets")
 
 
 def main(argv: list[str] | None = None) -> None:

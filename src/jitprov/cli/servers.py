@@ -18,6 +18,7 @@ from jitprov.jobs import purge, saml_metadata, webhooks
 from jitprov.services import admin, console, devices
 from jitprov.services.context import build_context, open_database
 from jitprov.services.login.kinds import CONNECTION_KINDS
+from jitprov.services.readiness import readiness
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web.app import create_app
@@ -49,6 +50,10 @@ def run_serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> 
 def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: int) -> None:
     db.require_current()
     ctx = build_context(settings, db)
+    state = readiness(ctx)
+    if state.failing == "secret_key":  # a wrong key would fail only at a login's callback
+        raise InvalidInput(f"not starting: {state.checks['secret_key']} "
+                           f"(key from {settings.key_source})")
     dev_only = [c.slug for c in admin.list_connections(ctx)
                 if c.enabled and CONNECTION_KINDS.get(c.kind) is not None
                 and CONNECTION_KINDS[c.kind].dev_only]
@@ -70,7 +75,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
         if workers > 1:
             # each worker process imports the factory and reads the same environment; the
             # jobs above run once, in this supervising process
-            # (the secret key comes from the environment or var/secret.key, as here)
+            # (the secret key comes from the environment or the database's key file, as here)
             os.environ.update(JITPROV_DATABASE_URL=settings.database_url,
                               JITPROV_BASE_URL=settings.base_url)
             uvicorn.run("jitprov.web.asgi:app_from_environment", factory=True,
@@ -115,7 +120,7 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         f"  Admin console: {console.create_bootstrap_link(ctx, settings.base_url).url}\n"
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
-        f"  Database: {db.safe_url}   (Ctrl+C to stop)\n")
+        f"  Database: {db.safe_url}   Secret key: {settings.key_source}   (Ctrl+C to stop)\n")
     stop = threading.Event()  # the jobs `serve` runs, so webhooks and expiry work here too
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)

@@ -120,9 +120,13 @@ def open_database(settings: Settings, *, pool_size: int = 20) -> Database:
 
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:
-    """The context of a process, from its settings."""
+    """The context of a process, from its settings. Without a secret key this refuses with
+    :class:`~jitprov.settings.SettingsError` saying how to set one: nothing runs that could
+    seal a value under a key made up on the spot."""
+    settings.require_key()
     outbound = policy_from(settings.outbound_allow, allow_private=settings.dev_mode)
-    return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key),
+    return ServiceContext(db=db, secretbox=SecretBox(settings.secret_key,
+                                                     settings.previous_secret_keys),
                           session_ttl=settings.session_ttl,
                           login_request_ttl=settings.login_request_ttl,
                           webhook_allow_private=settings.webhook_allow_private,

@@ -272,9 +272,44 @@ class JobLocks:
                                     {"key": lock_key(f"job\0{name}")}).scalar_one())
 
 
+#: every column that holds a value sealed by the secret box: kind -> (table, key, column)
+SEALED_COLUMNS: dict[str, tuple[sa.Table, sa.Column[Any], sa.Column[Any]]] = {
+    "connection secrets": (t.connection, t.connection.c.id, t.connection.c.secrets),
+    "identity-token signing keys": (t.signing_key, t.signing_key.c.kid,
+                                    t.signing_key.c.private_jwk),
+    "webhook secrets": (t.webhook_endpoint, t.webhook_endpoint.c.id,
+                        t.webhook_endpoint.c.secret),
+}
+
+
+class SealedValues:
+    """``uow.config.sealed``: the stored sealed values, read in key order by batches and
+    replaced one by one (what ``jitprov secrets rotate`` walks)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def batch(self, kind: str, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` (key, sealed value) pairs of ``kind`` after the key ``after``, in
+        key order (keys as text, compared as the column's type)."""
+        _table, key, column = SEALED_COLUMNS[kind]
+        query = sa.select(key, column).where(column.is_not(None)).order_by(key).limit(limit)
+        if after is not None:
+            query = query.where(key > (int(after) if key.type.python_type is int else after))
+        return [(str(row[0]), str(row[1])) for row in self._c.execute(query)]
+
+    def replace(self, kind: str, key_value: str, old: str, new: str) -> bool:
+        """Store ``new`` where ``old`` still is (a concurrent change wins); True if replaced."""
+        table, key, column = SEALED_COLUMNS[kind]
+        typed: object = int(key_value) if key.type.python_type is int else key_value
+        done = self._c.execute(sa.update(table).where(key == typed, column == old)
+                               .values({column.name: new}))
+        return done.rowcount == 1
+
+
 class ConfigStore:
     """``uow.config``: ``tenants``, ``connections``, ``saml`` (the metadata refresh's writes),
-    ``signing_keys``, ``admin_tokens`` and ``jobs``."""
+    ``signing_keys``, ``admin_tokens``, ``jobs`` and ``sealed`` (every sealed value)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.tenants = TenantRepository(conn)
@@ -283,6 +318,7 @@ class ConfigStore:
         self.signing_keys = SigningKeyRepository(conn)
         self.admin_tokens = AdminTokenRepository(conn)
         self.jobs = JobLocks(conn)
+        self.sealed = SealedValues(conn)
         self._c = conn
 
     def sealed_samples(self) -> list[str]:
