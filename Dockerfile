@@ -20,17 +20,21 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /build
-# Only what the wheel is built from (templates, static files and migrations are package data).
+# Only what the wheel is built from (templates, static files and migrations are package data),
+# and the lock file: the exact versions, with hashes, that `make run` installs too.
 COPY pyproject.toml README.md ./
+COPY requirements/run.lock ./requirements/run.lock
 COPY src ./src
 
+# The dependencies from the lock (pip checks every hash), then the wheel without resolving again.
 # lxml and xmlsec must come as the manylinux wheels: those carry their own libxml2 and
 # libxmlsec1 (statically linked, one libxml2 shared by the pair; pyproject pins them together).
 # Built from source they would need libxmlsec1-dev here and libxmlsec1 in the runtime stage.
 RUN python -m venv /opt/jitprov \
- && /opt/jitprov/bin/pip install --upgrade pip \
+ && /opt/jitprov/bin/pip install --require-hashes --only-binary=lxml,xmlsec,psycopg-binary \
+        -r requirements/run.lock \
  && /opt/jitprov/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/jitprov/bin/pip install --only-binary=lxml,xmlsec,psycopg-binary /wheels/jitprov-*.whl \
+ && /opt/jitprov/bin/pip install --no-deps /wheels/jitprov-*.whl \
  && /opt/jitprov/bin/python -c "import lxml.etree, xmlsec, psycopg; print('xml stack ok')" \
  && /opt/jitprov/bin/jitprov --help > /dev/null
 

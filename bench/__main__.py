@@ -1,4 +1,5 @@
-"""``python -m bench``: run every benchmark, write bench/results/report.json and report.md."""
+"""``python -m bench``: run every benchmark, write bench/results/report.json and report.md.
+``--only NAME`` runs one and replaces its section of the report, keeping the others."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from bench import (
     code_exchange,
@@ -24,6 +26,7 @@ from bench import (
     scim,
     scim_filters,
     surge,
+    text_check,
     webhooks,
 )
 
@@ -33,7 +36,7 @@ BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
               "saml": saml.run, "frontline": frontline.run,
               "code_exchange": code_exchange.run, "entitlements": entitlements.run,
-              "scim_filters": scim_filters.run}
+              "scim_filters": scim_filters.run, "text_check": text_check.run}
 
 
 def machine() -> dict[str, object]:
@@ -45,9 +48,12 @@ def machine() -> dict[str, object]:
 def to_markdown(report: dict[str, object]) -> str:
     lines = [f"# jitprov benchmarks, {report['date']}", "",
              f"Machine: `{json.dumps(report['machine'])}`", ""]
+    updated: dict[str, str] = report.get("updated", {})  # type: ignore[assignment]
     for name, rows in report["results"].items():  # type: ignore[attr-defined]
-        lines += [f"## {name}", "",
-                  "| scenario | db | clients | ops | ops/s | CPU ms/op | p50 ms | p99 ms |",
+        lines += [f"## {name}", ""]
+        if name in updated:
+            lines += [f"(run alone, {updated[name]})", ""]
+        lines += ["| scenario | db | clients | ops | ops/s | CPU ms/op | p50 ms | p99 ms |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['scenario']} | {r['db']} | {r['clients']} | {r['ops']} | "
                   f"{r['ops_per_s']:.0f} | {r['cpu_ms_per_op']:.2f} | {r['p50_ms']:.2f} | "
@@ -65,8 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     results = {name: fn(ops=args.ops, postgres_url=args.postgres)
                for name, fn in BENCHMARKS.items() if args.only in (None, name)}
-    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-              "results": results}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    report: dict[str, Any] = {"date": now, "machine": machine(), "results": results}
+    if args.only and (RESULTS / "report.json").exists():  # one section replaced, dated apart
+        report = json.loads((RESULTS / "report.json").read_text())
+        report["results"] = {**report["results"], **results}
+        report["updated"] = {**report.get("updated", {}), args.only: now}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "report.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "report.md").write_text(to_markdown(report))

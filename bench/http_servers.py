@@ -137,7 +137,7 @@ class Server:
         # one load generator is one client address: the per-address limits would cap it
         env.update(JITPROV_RATE_LIMIT_LOGIN="off", JITPROV_RATE_LIMIT_PASSKEY="off",
                    JITPROV_LOG_LEVEL="WARNING")
-        self.proc = subprocess.Popen(SERVERS[name][0](self.port), cwd=ROOT, env=env,  # noqa: S603
+        self.proc = subprocess.Popen(SERVERS[name][0](self.port), cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + 60
@@ -177,7 +177,7 @@ def seeded_database(workdir: Path) -> tuple[Path, str]:
 
     path = workdir / "template.db"
     url = f"sqlite:///{path}"
-    subprocess.run([_bin("jitprov"), "db", "upgrade"], check=True, cwd=workdir,  # noqa: S603
+    subprocess.run([_bin("jitprov"), "db", "upgrade"], check=True, cwd=workdir,
                    env={**os.environ, "JITPROV_DATABASE_URL": url,
                         "JITPROV_SECRET_KEY": SECRET}, stdout=subprocess.DEVNULL)
     db = Database.connect(url, pool_size=1)
@@ -279,7 +279,7 @@ def generate(spec: dict[str, object]) -> None:
 
 def measure(server: Server, spec: dict[str, object]) -> dict[str, float]:
     """One scenario against a running server, the generator in its own process."""
-    gen = subprocess.Popen([sys.executable, "-m", "bench.http_servers", "--generate",  # noqa: S603
+    gen = subprocess.Popen([sys.executable, "-m", "bench.http_servers", "--generate",
                             json.dumps({**spec, "url": server.url})], cwd=ROOT,
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert gen.stdin is not None and gen.stdout is not None

@@ -9,6 +9,7 @@ unreachable the PostgreSQL half of the suite is skipped, unless ``JITPROV_REQUIR
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -24,6 +25,8 @@ from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database, normalise_url
 from jitprov.store.tables import metadata
+from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import executable as pgbouncer_executable
 
 PG_URL = os.environ.get("JITPROV_TEST_DATABASE_URL",
                         "postgresql://postgres@127.0.0.1:5432/test")
@@ -35,6 +38,17 @@ TEST_SECRET_KEY = "CWlAw4rAwH7uS1Ox89zChdCpFHHHFVXMAomYbPwKEus"
 hypothesis_settings.register_profile("dev", deadline=None)
 hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """A command run in-process (`serve`, `dev`) sets up the process's logging, even when it
+    then refuses to start: put the root logger back as it was after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class Clock:
@@ -92,11 +106,27 @@ def _truncate_postgres(db: Database) -> None:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path,
-                 sqlite_template: Path) -> str:
-    """The URL of an empty, migrated database: once on SQLite, once on PostgreSQL."""
-    if request.param == "sqlite":
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """A PgBouncer in transaction mode in front of the test PostgreSQL (fails under CI when
+    it is not installed, like PostgreSQL itself)."""
+    binary = pgbouncer_executable()
+    if binary is None:
+        message = "pgbouncer is not installed (apt-get install pgbouncer)"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    bouncer = PgBouncer()
+    bouncer.start(binary)
+    yield bouncer
+    bouncer.stop()
+
+
+def fresh_database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+                       sqlite_template: Path) -> str:
+    """The URL of an empty, migrated database of ``kind``: ``sqlite``, ``postgresql``, or
+    ``pgbouncer`` (the same PostgreSQL database, through a transaction pooler)."""
+    if kind == "sqlite":
         path = tmp_path / "jitprov.db"
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
@@ -104,7 +134,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path,
     db = Database.connect(url, pool_size=1)
     _truncate_postgres(db)
     db.dispose()
+    if kind == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.url_for(url)
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 sqlite_template: Path) -> str:
+    """The URL of an empty, migrated database: once on SQLite, once on PostgreSQL."""
+    return fresh_database_url(request.param, request, tmp_path, sqlite_template)
 
 
 @pytest.fixture

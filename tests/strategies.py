@@ -121,3 +121,23 @@ accounts: st.SearchStrategy[Account] = st.builds(
     grants=st.frozensets(st.builds(RoleGrant, _roles, _any_sources), max_size=5),
     pending=st.frozensets(st.builds(PendingGrant, _roles, _rule_sources), max_size=2),
 )
+
+
+# -- hostile text, for the fuzzers of the HTTP edges ----------------------------------------------
+
+#: Strings an attacker or a broken client sends: lone surrogates (JSON's ``"\ud800"``), NUL and
+#: other C0 controls, tab/CR/LF (allowed in free text), escape sequences, right-to-left and
+#: zero-width marks, astral characters, strings at and past the size limits, and arbitrary
+#: code points, surrogates included. Sent as JSON with ``\u`` escapes, they reach the server
+#: as the same Python strings.
+hostile_text: st.SearchStrategy[str] = st.one_of(
+    st.sampled_from([
+        "\ud800", "\udfff", "a\udc00b", "\x00", "a\x00b", "\x01", "\x1b[31mred", "\x7f",
+        "\x85", "\t", "a\r\nb", "\u202eevil", "\u200b", "\ufeff", "\uffff", "\U0001f600",
+        "\U0010ffff", "e\u0301", "", " ", "\"", "'\"\\", "%00", "${x}", "{{x}}", "<a>",
+        "x" * 1024, "x" * 1025, "\u00e9" * 1025, "\U0001f600" * 600, "x" * 70_000,
+    ]),
+    st.text(st.characters(codec=None, categories=None), max_size=40),
+    st.text(st.characters(max_codepoint=0x20), max_size=8),
+    st.text(max_size=20),
+)

@@ -21,9 +21,50 @@ _KEY_HELP = ("generate one with `jitprov secrets init` (or `python3 -c \"import 
              "print(secrets.token_urlsafe(32))\"`)")
 
 
-
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+#: the rate limits: name -> (the variable that sets it, its default), in the ``limits``
+#: notation (``"30/minute"``, ``"5/second;100/hour"``); ``off`` disables one
+RATE_LIMIT_DEFAULTS = {
+    # GET /sso/{c}/login per client address (each start writes a row)
+    "login": ("JITPROV_RATE_LIMIT_LOGIN", "120/minute"),
+    # SCIM requests per bearer token (20 a second on average)
+    "scim": ("JITPROV_RATE_LIMIT_SCIM", "1200/minute"),
+    # passkey sign-in requests per address (options, then the answer: 2 per attempt)
+    "passkey": ("JITPROV_RATE_LIMIT_PASSKEY", "60/minute"),
+    # break-glass code attempts per client address
+    "break_glass": ("JITPROV_RATE_LIMIT_BREAK_GLASS", "5/minute"),
+    # console sign-in attempts (bootstrap link, SSO continuation) per client address
+    "console": ("JITPROV_RATE_LIMIT_CONSOLE", "10/minute"),
+    # IdP logout messages (OIDC back-channel, SAML SLO) per address: an IdP sends a few
+    "idp_logout": ("JITPROV_RATE_LIMIT_IDP_LOGOUT", "600/minute"),
+}
+
+
+@dataclass(frozen=True)
+class Operations:
+    """How the server is run and watched: logs, proxies, metrics, rate limits.
+
+    ``trusted_proxies`` are the peers (addresses or CIDR networks, ``*`` for any) whose
+    ``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``X-Request-Id`` are believed.
+    ``metrics_token`` lets a scraper read ``/metrics`` without an admin token.
+    ``redis_url``, when set, is where the rate-limit counters of every node are kept.
+    ``rate_limits`` maps a name of :data:`RATE_LIMIT_DEFAULTS` to its limit, ``""`` for none.
+    """
+
+    log_format: str = "json"  # or "console"
+    log_level: str = "INFO"
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    metrics_token: str = field(default="", repr=False)
+    redis_url: str = field(default="", repr=False)
+    #: none unless given: :func:`load_operations` (the server's settings) applies the defaults
+    rate_limits: tuple[tuple[str, str], ...] = ()
+
+    def rate_limit(self, name: str) -> str:
+        """The limit named ``name``, ``""`` when it is off."""
+        return dict(self.rate_limits).get(name, "")
 
 
 @dataclass(frozen=True)
@@ -62,6 +103,13 @@ class Settings:
     db_statement_timeout: float = 15.0  # 0: none
     db_pool_timeout: float = 5.0
     db_busy_timeout: float = 10.0  # SQLite: waiting for the single writer
+    #: connections each process keeps open, and how many more it may open at peaks
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+    #: PostgreSQL through a transaction pooler (PgBouncer): auto | on | off
+    db_transaction_pooling: str = "auto"
+    #: logs, trusted proxies, the metrics token, rate limits (:func:`load_operations`)
+    ops: Operations = Operations()
 
     @property
     def cookie_secure(self) -> bool:
@@ -90,11 +138,11 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     ``JITPROV_DB_POOL_TIMEOUT``, ``JITPROV_DB_BUSY_TIMEOUT``."""
     env = dict(os.environ) if environ is None else environ
     ttl_text = env.get("JITPROV_SESSION_TTL_MINUTES", "720")
-    try:
-        ttl = timedelta(minutes=int(ttl_text))
-    except ValueError as exc:
-        raise SettingsError(f"JITPROV_SESSION_TTL_MINUTES must be a whole number of minutes, "
-                            f"not {ttl_text!r}") from exc
+    minutes = int(ttl_text) if re.fullmatch(r"\s*\d{1,6}\s*", ttl_text) else 0
+    if not 1 <= minutes <= 10_080:
+        raise SettingsError("JITPROV_SESSION_TTL_MINUTES must be a whole number of minutes "
+                            f"from 1 to 10080 (a week), not {ttl_text!r}")
+    ttl = timedelta(minutes=minutes)
     base_url = env.get("JITPROV_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise SettingsError(f"JITPROV_BASE_URL must start with http:// or https://: {base_url!r}")
@@ -107,6 +155,12 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     statement_timeout = _seconds(env, "JITPROV_DB_STATEMENT_TIMEOUT", 15.0, zero=True)
     pool_timeout = _seconds(env, "JITPROV_DB_POOL_TIMEOUT", 5.0)
     busy_timeout = _seconds(env, "JITPROV_DB_BUSY_TIMEOUT", 10.0)
+    pool_size = _count(env, "JITPROV_DB_POOL_SIZE", 20, least=1)
+    max_overflow = _count(env, "JITPROV_DB_MAX_OVERFLOW", pool_size, least=0)
+    pooling = env.get("JITPROV_DB_TRANSACTION_POOLING", "auto").strip().lower() or "auto"
+    if pooling not in ("auto", "on", "off"):
+        raise SettingsError("JITPROV_DB_TRANSACTION_POOLING must be auto, on or off, "
+                            f"not {pooling!r}")
     database_url = database_url or env.get("JITPROV_DATABASE_URL", DEFAULT_DATABASE_URL)
     keys, source, problem = resolve_secret_keys(env, database_url, dev_mode=dev_mode)
     return Settings(database_url=database_url,
@@ -117,7 +171,21 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
                     webhook_allow_private=dev_mode or env.get(
                         "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1",
                     db_connect_timeout=connect_timeout, db_statement_timeout=statement_timeout,
-                    db_pool_timeout=pool_timeout, db_busy_timeout=busy_timeout)
+                    db_pool_timeout=pool_timeout, db_busy_timeout=busy_timeout,
+                    db_pool_size=pool_size, db_max_overflow=max_overflow,
+                    db_transaction_pooling=pooling,
+                    ops=load_operations(env, dev_mode=dev_mode))
+
+
+def _count(env: dict[str, str], name: str, default: int, *, least: int) -> int:
+    """A number of connections: a whole number from ``least`` to 500."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    value = int(text) if text.isdigit() else -1
+    if not least <= value <= 500:
+        raise SettingsError(f"{name} must be a whole number from {least} to 500, not {text!r}")
+    return value
 
 
 def _seconds(env: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
@@ -148,6 +216,61 @@ def _networks(text: str) -> tuple[str, ...]:
     return items
 
 
+def load_operations(env: dict[str, str], *, dev_mode: bool = False) -> Operations:
+    """Read ``JITPROV_LOG_FORMAT`` (``json``, the default of ``serve``, or ``console``, the
+    default of ``dev``), ``JITPROV_LOG_LEVEL``, ``JITPROV_TRUSTED_PROXIES`` (addresses or
+    networks, ``*`` for any peer; loopback by default, as uvicorn), ``JITPROV_METRICS_TOKEN``
+    (at least 16 characters), ``JITPROV_REDIS_URL`` and the variables of
+    :data:`RATE_LIMIT_DEFAULTS`."""
+    from limits import parse_many
+
+    log_format = env.get("JITPROV_LOG_FORMAT", "").strip().lower() or (
+        "console" if dev_mode else "json")
+    if log_format not in ("json", "console"):
+        raise SettingsError(f"JITPROV_LOG_FORMAT must be json or console, not {log_format!r}")
+    log_level = env.get("JITPROV_LOG_LEVEL", "").strip().upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError("JITPROV_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or "
+                            f"CRITICAL, not {log_level!r}")
+    proxies_text = env.get("JITPROV_TRUSTED_PROXIES")
+    if proxies_text is None:
+        proxies = Operations.trusted_proxies
+    elif proxies_text.strip() == "*":
+        proxies = ("*",)
+    else:
+        proxies = tuple(part.strip() for part in proxies_text.split(",") if part.strip())
+        for item in proxies:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    "JITPROV_TRUSTED_PROXIES must be comma-separated IP addresses or networks "
+                    f"(like 10.0.0.0/8), or *, not {item!r}") from None
+    metrics_token = env.get("JITPROV_METRICS_TOKEN", "").strip()
+    if metrics_token and len(metrics_token) < 16:
+        raise SettingsError("JITPROV_METRICS_TOKEN must be at least 16 characters (a random "
+                            "string, like the output of `openssl rand -hex 16`)")
+    redis_url = env.get("JITPROV_REDIS_URL", "").strip()
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("JITPROV_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    limits: list[tuple[str, str]] = []
+    for name, (variable, default) in RATE_LIMIT_DEFAULTS.items():
+        text = env.get(variable, "").strip() or default
+        if text.lower() in ("off", "0", "none"):
+            limits.append((name, ""))
+            continue
+        try:
+            if any(item.amount < 1 for item in parse_many(text)):
+                raise ValueError(text)
+        except ValueError:
+            raise SettingsError(f"{variable} must be a limit like 30/minute or "
+                                f"5/second;100/hour, or off, not {text!r}") from None
+        limits.append((name, text))
+    return Operations(log_format=log_format, log_level=log_level, trusted_proxies=proxies,
+                      metrics_token=metrics_token, redis_url=redis_url,
+                      rate_limits=tuple(limits))
+
+
 def resolve_secret_keys(env: dict[str, str], database_url: str, *,
                         dev_mode: bool = False) -> tuple[tuple[str, ...], str, str]:
     """The secret keys, newest first, where they came from, and (when there is none) what to
@@ -174,9 +297,9 @@ def resolve_secret_keys(env: dict[str, str], database_url: str, *,
         path = (Path(env["JITPROV_SECRET_KEY_FILE"].strip()) if given
                 else key_file_for(database_url))
         if path is None or (not given and not path.exists() and not dev_mode):
-            where = f" (or create {path} with `jitprov secrets init`)" if path else ""
-            return (), "", ("no secret key: set JITPROV_SECRET_KEY on every node" + where
-                            + "; " + _KEY_HELP)
+            how = (f"or create {path} with `jitprov secrets init`" if path
+                   else _KEY_HELP)
+            return (), "", f"no secret key: set JITPROV_SECRET_KEY on every node; {how}"
         if not path.exists() and dev_mode:
             write_key_file(path, generate_key())
         keys, source = read_key_file(path), str(path)

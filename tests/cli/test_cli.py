@@ -190,9 +190,11 @@ def test_approvals_list_and_approve(capsys: pytest.CaptureFixture[str], workdir:
     ctx = cli_context()
     setup_connection(ctx)
     provision_on_login(ctx, "idp", nurse(groups=["Nurses", "Charge Nurses"]))
-    code, out, _ = run(capsys, "approvals", "list", "--tenant", "hospital")
-    request_id = out.split("\t")[0]
-    assert (code, out.split("\t")[1]) == (0, "charge-nurse")
+    code, out, _ = run(capsys, "approvals", "list", "--tenant", "hospital", "--json")
+    [waiting] = json.loads(out)
+    request_id = str(waiting["id"])
+    assert (code, waiting["role"], waiting["account"]) == (0, "charge-nurse",
+                                                            "ana@hospital.example")
     code, out, _ = run(capsys, "approvals", "approve", request_id, "--reason", "lead",
                        "--approver", "matron")
     assert (code, out) == (0, f"request {request_id}: charge-nurse granted to "

@@ -86,6 +86,19 @@ def test_add_saml_from_a_file_prints_what_to_give_the_idp(
     assert conn.mapping == SAML_MAPPING
 
 
+def test_add_saml_require_signed_assertion_flag(capsys: pytest.CaptureFixture[str],
+                                               workdir: Path) -> None:
+    for slug, flag in (("strict", ["--require-signed-assertion"]), ("lenient", [])):
+        code, _, err = run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",
+                           slug, "--idp-metadata-file", "idp.xml", *flag)
+        assert (code, err) == (0, ""), err
+    ctx = cli_context()
+    strict, lenient = admin.get_connection(ctx, "strict"), admin.get_connection(ctx, "lenient")
+    ctx.db.dispose()
+    assert (strict.config["require_signed_assertion"],
+            lenient.config["require_signed_assertion"]) == (True, False)
+
+
 def test_add_saml_from_a_metadata_url(capsys: pytest.CaptureFixture[str], workdir: Path,
                                       metadata_server: MetadataServer) -> None:
     code, _, err = run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,14 @@ def test_create_prints_the_token_once_and_list_never_shows_it(
         assert principal is not None and principal.actor == "scim:entra"
     finally:
         ctx.db.dispose()
+    code, out, _ = run(capsys, "scim-token", "list", "--tenant", "hospital", "--json")
+    assert code == 0 and token not in out
+    [listed] = json.loads(out)
+    assert (listed["name"], listed["state"]) == ("entra", "active") and listed["expires"]
     code, out, _ = run(capsys, "scim-token", "list", "--tenant", "hospital")
-    assert code == 0
-    assert "entra\tactive until" in out and token not in out
+    assert out.split("\n")[0].split() == ["ID", "NAME", "STATE", "EXPIRES", "CREATED",
+                                          "LAST_USED"]
+    assert out.split("\n")[1].split()[1:3] == ["entra", "active"] and token not in out
 
 
 def test_revoke_and_errors(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:

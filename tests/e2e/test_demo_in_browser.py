@@ -35,12 +35,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dev_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working directory of `jitprov dev`, which holds its database (jitprov.db)."""
+    return tmp_path_factory.mktemp("dev")
+
+
+@pytest.fixture(scope="module")
+def dev_server(dev_workdir: Path) -> Iterator[str]:
     if CHROMIUM is None:
         if os.environ.get("JITPROV_REQUIRE_BROWSER") == "1":
             pytest.fail("Chromium is required (JITPROV_REQUIRE_BROWSER=1) but not installed")
         pytest.skip("Debian chromium is not installed")
-    workdir = tmp_path_factory.mktemp("dev")
+    workdir = dev_workdir
     port = free_port()
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{workdir}/jitprov.db"}
     env.pop("JITPROV_BASE_URL", None)
@@ -119,4 +125,34 @@ def test_unverified_email_gets_a_readable_refusal(dev_server: str, browser: obje
     page.wait_for_selector("#message")
     assert page.locator("h1").inner_text() == "Access refused"
     assert "has not verified your email" in page.locator("#message").inner_text()
+    page.close()
+
+
+def test_the_landing_page_asks_for_the_email_once_a_domain_is_verified(
+        dev_server: str, dev_workdir: Path, browser: object) -> None:
+    """Last in this module: it verifies a domain on the shared dev database. The demo button
+    stays (dev mode); the email form routes to the demo connection with the hint."""
+    jitprov = str(Path(sys.executable).with_name("jitprov"))
+    env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{dev_workdir}/jitprov.db"}
+    added = subprocess.run([jitprov, "tenant", "add-domain", "demo", "demo.hospital",
+                            "--connection", "demo"], cwd=dev_workdir, env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert added.returncode == 0, added.stderr
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(dev_server + "/")
+    assert page.get_by_role("link", name="Sign in with demo").is_visible()
+    page.get_by_label("Your work email address").fill("chen.wei@Demo.Hospital")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_selector("#preset")
+    assert "/dev/idp/demo?" in page.url
+    page.select_option("#preset", label="Ana Lima: nurse on Ward 3")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector("#roles")
+    assert page.locator("h1").inner_text() == "Signed in as Ana Lima"
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(dev_server + "/")
+    page.get_by_label("Your work email address").fill("someone@elsewhere.example")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_selector("#message")
+    assert "no organisation signs in here" in page.locator("#message").inner_text()
     page.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.test_demo_in_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.interop.saml_idp import SamlIdp, SamlIdpUnavailable, check_available
 
@@ -70,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, idp: SamlIdp) -> Iterator[s
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{workdir}/jitprov.db",
-           "JITPROV_BASE_URL": url,
+           "JITPROV_BASE_URL": url, "JITPROV_SECRET_KEY": TEST_SECRET_KEY,
            "JITPROV_OUTBOUND_ALLOW": "127.0.0.1/32,::1/128"}  # the IdP is on loopback
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     (workdir / "mapping.yaml").write_text(MAPPING)

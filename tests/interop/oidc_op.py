@@ -7,6 +7,8 @@ Usage::
         url = op.issuer + "/auth?" + ...  # or the RP under test builds it from discovery
         redirect = complete_login(url, "alice")  # -> "<redirect_uri>?code=...&state=...&iss=..."
         op.set_account("alice", {...})  # the next login/token/userinfo sees the new claims
+        jar = httpx.Cookies(); complete_login(url, "alice", cookies=jar)  # keep the OP session
+        complete_logout(op.issuer + "/session/end", cookies=jar)  # sign out at the OP itself
 
 Client metadata is oidc-provider's (OpenID Connect Dynamic Client Registration names), e.g.::
 
@@ -18,7 +20,10 @@ Client metadata is oidc-provider's (OpenID Connect Dynamic Client Registration n
 The OP requires PKCE (S256), signs ID tokens with RS256 (an ES256 key is published too), and puts
 the claims of the requested scopes (``openid email profile groups``; ``groups`` carries ``groups``
 and ``department``) into the ID token as well as into userinfo. Storage is in memory: each
-``OpenIdProvider`` is a fresh OP with fresh keys.
+``OpenIdProvider`` is a fresh OP with fresh keys. RP-Initiated Logout and Back-Channel Logout
+are enabled: a client registered with ``backchannel_logout_uri`` (and
+``backchannel_logout_session_required: true`` for a ``sid`` in its tokens) gets a logout
+token POSTed when the OP session ends (see :func:`complete_logout`).
 """
 
 from __future__ import annotations
@@ -109,7 +114,11 @@ class OpenIdProvider:
     """Runs ``node server.mjs`` on a free loopback port for the duration of a ``with`` block."""
 
     def __init__(self, clients: Sequence[Mapping[str, Any]],
-                 accounts: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 accounts: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 acr_values: Sequence[str] = ()) -> None:
+        """``acr_values``: the acr values the OP supports (without any, its ID tokens carry
+        no ``acr``; a login's acr and amr are given to :func:`complete_login`)."""
+        self.acr_values = list(acr_values)
         self.clients = [dict(client) for client in clients]
         self.accounts: dict[str, dict[str, Any]] = {
             sub: dict(claims) for sub, claims in (accounts or {}).items()}
@@ -145,6 +154,7 @@ class OpenIdProvider:
         _write_json(self._dir / "config.json", {
             "clients": self.clients,
             "accounts_file": str(self._dir / "accounts.json"),
+            "acr_values": self.acr_values,
         })
         # Output goes to files, not pipes: nothing to drain, nothing left open.
         with (open(self._dir / "stdout.log", "wb") as stdout,
@@ -229,7 +239,8 @@ def _is_redirect_uri(url: str, redirect_uri: str | None) -> bool:
 
 
 def complete_login(authorize_url: str, username: str, *,
-                   cookies: httpx.Cookies | None = None) -> str:
+                   cookies: httpx.Cookies | None = None, acr: str | None = None,
+                   amr: Sequence[str] = ()) -> str:
     """Do what the user's browser would, from the RP's authorization URL to the RP's callback.
 
     Follows the OP's redirects, logs in as ``username`` (an account id, i.e. the ``sub``),
@@ -238,6 +249,8 @@ def complete_login(authorize_url: str, username: str, *,
     it. Only the OP (the authorization URL's origin) is ever contacted. Pass ``cookies`` to keep
     the OP session between calls (a second login then skips the login prompt); they are updated
     in place. An unknown ``username`` ends in ``error=access_denied`` at the redirect_uri.
+    ``acr`` and ``amr`` say how the user authenticated: the OP puts them in the ID token
+    (``acr`` only if the OP was started with that value in ``acr_values``).
     """
     op_origin = _origin(authorize_url)
     redirect_uri = parse_qs(urlsplit(authorize_url).query).get("redirect_uri", [None])[0]
@@ -245,14 +258,17 @@ def complete_login(authorize_url: str, username: str, *,
     with httpx.Client(cookies=jar, follow_redirects=False, timeout=HTTP_TIMEOUT,
                       trust_env=False) as client:
         try:
-            return _drive(client, authorize_url, username, op_origin, redirect_uri)
+            return _drive(client, authorize_url, username, op_origin, redirect_uri,
+                          how={**({"acr": acr} if acr else {}),
+                               **({"amr": ",".join(amr)} if amr else {})})
         finally:
             jar.clear()
             jar.update(client.cookies)
 
 
 def _drive(client: httpx.Client, authorize_url: str, username: str,
-           op_origin: tuple[str, str], redirect_uri: str | None) -> str:
+           op_origin: tuple[str, str], redirect_uri: str | None,
+           how: Mapping[str, str] | None = None) -> str:
     response = client.get(authorize_url)
     for _ in range(MAX_HOPS):
         url = str(response.url)
@@ -265,7 +281,7 @@ def _drive(client: httpx.Client, authorize_url: str, username: str,
         if response.status_code == 200 and urlsplit(url).path.startswith("/interaction/"):
             prompt = response.json()["prompt"]
             if prompt == "login":
-                form = {"prompt": "login", "login": username}
+                form = {"prompt": "login", "login": username, **(how or {})}
             elif prompt == "consent":
                 form = {"prompt": "consent"}
             else:
@@ -276,3 +292,34 @@ def _drive(client: httpx.Client, authorize_url: str, username: str,
             f"the OP answered {response.status_code} at {url} instead of redirecting:\n"
             f"{response.text[:2000]}")
     raise OidcOpError(f"no redirect to the client after {MAX_HOPS} steps")
+
+
+def complete_logout(logout_url: str, *, cookies: httpx.Cookies) -> str:
+    """Do what the user's browser would at the OP's logout: GET ``logout_url`` (the RP's
+    RP-initiated logout redirect, or ``<issuer>/session/end`` for a sign-out at the OP
+    itself) with the OP session's ``cookies``, confirm, and return where the OP sends the
+    browser afterwards (the RP's ``post_logout_redirect_uri`` with ``state``, not requested,
+    or the OP's own success page). The OP has POSTed its back-channel logout tokens, and
+    had their answers, before it answers the confirmation."""
+    op_origin = _origin(logout_url)
+    with httpx.Client(cookies=cookies, follow_redirects=False, timeout=HTTP_TIMEOUT,
+                      trust_env=False) as client:
+        try:
+            response = client.get(logout_url)
+            if response.status_code != 200 or response.json().get("prompt") != "logout":
+                raise OidcOpError(f"the OP answered {response.status_code} at its logout:\n"
+                                  f"{response.text[:2000]}")
+            prompt = response.json()
+            response = client.post(urljoin(logout_url, prompt["action"]),
+                                   data={"xsrf": prompt["xsrf"], "logout": "yes"})
+            for _ in range(MAX_HOPS):
+                if not response.is_redirect:
+                    return str(response.url)
+                location = urljoin(str(response.url), response.headers["location"])
+                if _origin(location) != op_origin:
+                    return location
+                response = client.get(location)
+            raise OidcOpError(f"no end to the OP's logout after {MAX_HOPS} steps")
+        finally:
+            cookies.clear()
+            cookies.update(client.cookies)

@@ -9,8 +9,10 @@ Usage::
         idp.set_user("alice", "pw", {...})   # the next login sees the new attributes
 
 The IdP names itself ``http://localhost:<port>`` by default (``host=``), a different site from
-``http://127.0.0.1:<port>``. It needs pysaml2 (the ``dev`` extra) and Debian's ``xmlsec1``;
-without them :class:`SamlIdpUnavailable` is raised.
+``http://127.0.0.1:<port>``. It signs the Assertion only by default; ``sign_response=True,
+sign_assertion=False`` makes it sign only the Response (Keycloak's default shape). It needs
+pysaml2 (the ``dev`` extra) and Debian's ``xmlsec1``; without them :class:`SamlIdpUnavailable`
+is raised.
 """
 
 from __future__ import annotations
@@ -106,14 +108,18 @@ def form_action(page: str) -> str:
 
 class SamlIdp:
     def __init__(self, users: Mapping[str, Mapping[str, Any]] | None = None, *,
-                 host: str = "localhost", want_authn_requests_signed: bool = False) -> None:
+                 host: str = "localhost", want_authn_requests_signed: bool = False,
+                 sign_assertion: bool = True, sign_response: bool = False) -> None:
         self.host = host
         self.want_authn_requests_signed = want_authn_requests_signed
+        self.sign_assertion = sign_assertion
+        self.sign_response = sign_response
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or {}).items()}
         self.base_url = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[str] | None = None
         self._sp_files = 0
+        self.requested_authn_context = ""  # of the last sign_in
 
     @property
     def metadata_url(self) -> str:
@@ -130,7 +136,8 @@ class SamlIdp:
             "host": self.host, "key_file": str(key_file), "cert_file": str(cert_file),
             "users_file": str(work / "users.json"), "sp_metadata_dir": str(work / "sp"),
             "xmlsec_binary": xmlsec1,
-            "want_authn_requests_signed": self.want_authn_requests_signed})
+            "want_authn_requests_signed": self.want_authn_requests_signed,
+            "sign_assertion": self.sign_assertion, "sign_response": self.sign_response})
         self._log = (work / "idp.log").open("w")
         self._process = subprocess.Popen(
             [sys.executable, "-W", "ignore", str(SERVER), str(work / "config.json")],
@@ -195,20 +202,51 @@ class SamlIdp:
         self._sp_files += 1
         (Path(self._tmp.name) / "sp" / f"sp-{self._sp_files}.xml").write_bytes(xml)
 
+    def sessions(self) -> dict[str, dict[str, Any]]:
+        """The IdP's sessions: {SessionIndex: {"user", "active"}}."""
+        answer = httpx.get(f"{self.base_url}/sessions", timeout=HTTP_TIMEOUT)
+        answer.raise_for_status()
+        result: dict[str, dict[str, Any]] = answer.json()
+        return result
+
+    def logout_responses(self) -> list[dict[str, Any]]:
+        """The LogoutResponses SPs sent back to the IdP's logout requests, as it read them:
+        {"binding", "in_response_to", "status", "destination", "signature_ok"} (or
+        {"error"})."""
+        answer = httpx.get(f"{self.base_url}/logout-responses", timeout=HTTP_TIMEOUT)
+        answer.raise_for_status()
+        result: list[dict[str, Any]] = answer.json()
+        return result
+
+    def initiate_logout(self, session_index: str, *, binding: str = "redirect",
+                        relay_state: str = "") -> httpx.Response:
+        """Start an IdP-initiated logout of one IdP session: the IdP's answer is a 303 to
+        the SP's SingleLogoutService with a signed LogoutRequest (``redirect``), or an
+        auto-submitting form that posts it there (``post``)."""
+        return httpx.get(f"{self.base_url}/initiate-logout", timeout=HTTP_TIMEOUT,
+                         params={"session_index": session_index, "binding": binding,
+                                 "relay_state": relay_state})
+
     # -- a browser, played by an HTTP client -------------------------------------------------
 
     def sign_in(self, sso_redirect_url: str, username: str,
-                password: str) -> tuple[str, dict[str, str]]:
+                password: str, *, otp: str | None = None) -> tuple[str, dict[str, str]]:
         """Follow the AuthnRequest to the IdP's login form, submit the credentials and return
         the auto-post form the IdP answers: (ACS URL, {SAMLResponse, RelayState}). Raises
-        SamlIdpError with the IdP's message when it refuses (a wrong password, say)."""
+        SamlIdpError with the IdP's message when it refuses (a wrong password, say). ``otp``:
+        the one-time code typed too (the user's ``otp`` makes it a two-factor sign-in).
+        ``requested_authn_context`` is then what the AuthnRequest asked for, as pysaml2
+        read it ("exact: <class refs>", or "")."""
         with httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False) as client:
             page = client.get(sso_redirect_url)
             if page.status_code != 200:
                 raise SamlIdpError(f"IdP SSO answered {page.status_code}: {page.text[:300]}")
             key = hidden_fields(page.text)["key"]
+            asked = re.search(r'<p id="requested-authn-context">([^<]*)</p>', page.text)
+            self.requested_authn_context = html.unescape(asked.group(1)) if asked else ""
             answer = client.post(f"{self.base_url}/login",
-                                 data={"key": key, "username": username, "password": password})
+                                 data={"key": key, "username": username, "password": password,
+                                       **({"otp": otp} if otp else {})})
         if answer.status_code != 200:
             error = re.search(r'<p id="error"[^>]*>([^<]*)</p>', answer.text)
             raise SamlIdpError(f"IdP refused the login ({answer.status_code}): "

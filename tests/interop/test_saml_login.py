@@ -1,17 +1,22 @@
 """jitprov's SAML sign-in against a real SAML IdP we did not write (pysaml2's ``Server``,
 signing with the xmlsec1 binary) on loopback: registration from its metadata URL, then logins
 through its username/password form. Our HTTP app runs in-process; the IdP is a real server.
+Every login test runs twice: with the IdP signing the Assertion only, and signing the Response
+only (Keycloak's default, an ADFS/Shibboleth option), which jitprov accepts unless the
+connection sets ``require_signed_assertion``.
 
 Skipped without pysaml2 or xmlsec1, unless ``JITPROV_REQUIRE_INTEROP=1`` (CI), where it fails.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from lxml import etree
 from starlette.testclient import TestClient
 
 from jitprov.services import admin, audit_export
@@ -55,11 +60,17 @@ def idp_runtime() -> None:
         pytest.skip(f"SAML interop IdP unavailable: {exc}")
 
 
-@pytest.fixture
-def idp(idp_runtime: None) -> Iterator[SamlIdp]:
-    users = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA},
-             "ben": {"password": "ben-pw", "subject": "ben-0002", "attributes": BEN}}
-    with SamlIdp(users=users) as running:
+USERS = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA},
+         "ben": {"password": "ben-pw", "subject": "ben-0002", "attributes": BEN}}
+DS = "http://www.w3.org/2000/09/xmldsig#"
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+
+
+@pytest.fixture(params=["signs-assertion", "signs-response-only"])
+def idp(request: pytest.FixtureRequest, idp_runtime: None) -> Iterator[SamlIdp]:
+    response_only = request.param == "signs-response-only"
+    with SamlIdp(users=USERS, sign_assertion=not response_only,
+                 sign_response=response_only) as running:
         yield running
 
 
@@ -199,5 +210,60 @@ def test_signed_authn_requests_verify_at_the_idp(idp_runtime: None, database_url
                 acs_url, fields = signing_idp.sign_in(location, "ana", "ana-pw")
                 assert client.post(acs_url, data=fields).status_code == 303
                 assert client.get("/me").json()["email"] == "ana@hospital.example"
+        finally:
+            context.db.dispose()
+
+
+def test_the_idp_signs_what_the_test_says(browser: TestClient, idp: SamlIdp) -> None:
+    """The two modes really differ: the Response-only IdP's assertion carries no signature."""
+    start = browser.get("/sso/shib/login", params={"return_to": "/me"})
+    assert "&SigAlg=" in start.headers["location"]  # signed, though pysaml2 did not ask
+    _, fields = idp.sign_in(start.headers["location"], "ana", "ana-pw")
+    root = etree.fromstring(base64.b64decode(fields["SAMLResponse"]))
+    assertion = root.find(f"{{{SAML}}}Assertion")
+    assert assertion is not None
+    assert (root.find(f"{{{DS}}}Signature") is not None,
+            assertion.find(f"{{{DS}}}Signature") is not None) == (
+        idp.sign_response, idp.sign_assertion)
+
+
+def test_a_group_removed_at_the_idp_takes_its_role_away(browser: TestClient,
+                                                        ctx: ServiceContext,
+                                                        idp: SamlIdp) -> None:
+    assert sign_in(browser, idp, "ana", "ana-pw").status_code == 303
+    idp.set_user("ana", "ana-pw", {**ANA, "isMemberOf": ["All Staff"]}, subject="ana-0001")
+    assert sign_in(browser, idp, "ana", "ana-pw").status_code == 303
+    assert accounts(ctx) == {"ana@hospital.example": ("Ana Lima", ["staff"], ["All Staff"])}
+
+
+def test_require_signed_assertion_refuses_a_response_only_idp(idp_runtime: None,
+                                                              database_url: str) -> None:
+    """With ``require_signed_assertion`` the SP metadata says WantAssertionsSigned="true"; an
+    IdP that signs the Response only is then refused with a readable page and a
+    ``login.failed`` event, and nothing is created."""
+    with SamlIdp(users=USERS, sign_assertion=False, sign_response=True) as response_only, \
+            httpx.Client(timeout=10) as http:
+        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
+                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
+        try:
+            admin.create_tenant(context, "hospital")
+            admin.add_saml_connection(
+                context, tenant="hospital", slug="shib", metadata_xml=None,
+                metadata_url=response_only.metadata_url, mapping=MAPPING,
+                mapping_source="shib.yaml", options={"require_signed_assertion": True})
+            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
+            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
+                            raise_server_exceptions=False, follow_redirects=False) as client:
+                metadata = client.get("/sso/shib/saml/metadata").content
+                assert b'WantAssertionsSigned="true"' in metadata
+                response_only.add_sp_metadata(metadata)
+                r = sign_in(client, response_only, "ana", "ana-pw")
+                assert r.status_code == 400
+                assert "requires a signed Assertion" in r.text
+                assert r.headers["x-request-id"] in r.text
+            event = list(audit_export.iter_events(context, "hospital"))[-1]
+            assert (event.type, event.data["code"], event.request_id) == (
+                "login.failed", "signature_missing", r.headers["x-request-id"])
+            assert admin.list_accounts(context, "hospital") == []
         finally:
             context.db.dispose()

@@ -69,11 +69,13 @@ def test_signature_covers_the_exact_query_string() -> None:
                   hashes.SHA256())  # raises if the signature does not cover this exact string
 
 
-def test_unsigned_when_the_idp_does_not_want_signed_requests() -> None:
+def test_signed_even_when_the_idp_does_not_ask_for_signed_requests() -> None:
+    # the SP metadata promises AuthnRequestsSigned="true": an IdP that trusts it (SimpleSAMLphp)
+    # refuses an unsigned request, whatever its own metadata says
     config = dataclasses.replace(CONFIG, want_authn_requests_signed=False)
     query = parse_qs(urlsplit(build_authn_request(SP, config, relay_state="",
                                                   now=NOW).redirect_url).query)
-    assert {"SAMLRequest"} == set(query)
+    assert {"SAMLRequest", "SigAlg", "Signature"} == set(query)
 
 
 def test_keeps_a_query_the_sso_url_already_has() -> None:

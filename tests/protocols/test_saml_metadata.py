@@ -104,8 +104,8 @@ def test_sp_metadata_describes_the_sp() -> None:
     root = etree.fromstring(build_sp_metadata(sp))
     assert "https://sp.example.test/sso/acme/saml/metadata" == root.get("entityID")
     descriptor = root.find(f"{{{MD}}}SPSSODescriptor")
-    assert ("true", "true") == (descriptor.get("AuthnRequestsSigned"),
-                                descriptor.get("WantAssertionsSigned"))
+    assert ("true", "false") == (descriptor.get("AuthnRequestsSigned"),
+                                 descriptor.get("WantAssertionsSigned"))
     uses = [k.get("use") for k in descriptor.findall(f"{{{MD}}}KeyDescriptor")]
     assert ["signing", "encryption"] == uses
     body = "".join(cert_pem.splitlines()[1:-1])
@@ -119,14 +119,15 @@ def test_sp_metadata_describes_the_sp() -> None:
         acs.get("Binding"), acs.get("Location"), acs.get("isDefault"))
 
 
-def test_sp_metadata_says_when_requests_are_not_signed() -> None:
+def test_sp_metadata_always_promises_signed_requests() -> None:
+    # every AuthnRequest is signed (build_authn_request), so the promise is always true;
+    # WantAssertionsSigned follows the connection's require_signed_assertion
     sp = sp_settings("https://sp.example.test", "acme",
                      certificate=(KEYS / "sp.crt").read_text(), private_key_pem="")
-    root = etree.fromstring(build_sp_metadata(sp, authn_requests_signed=False,
-                                              want_assertions_signed=False))
+    root = etree.fromstring(build_sp_metadata(sp, want_assertions_signed=True))
     descriptor = root.find(f"{{{MD}}}SPSSODescriptor")
-    assert ("false", "false") == (descriptor.get("AuthnRequestsSigned"),
-                                  descriptor.get("WantAssertionsSigned"))
+    assert ("true", "true") == (descriptor.get("AuthnRequestsSigned"),
+                                descriptor.get("WantAssertionsSigned"))
 
 
 def test_sp_settings_never_show_the_private_key() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -247,10 +248,11 @@ def test_the_cli_registers_devices_sets_the_policy_and_revokes_passkeys(
     assert devices.get_policy(ctx, "hospital").shifts == ("07:00", "19:00")
     code, _, err = run("device", "set-policy", "--tenant", "hospital", "--shifts", "7am")
     assert (code, err.startswith("error: shift boundary")) == (2, True)
-    code, out, _ = run("passkey", "list", "--account", account_id)
-    passkey_id = out.split("\t")[0]
-    assert (code, "badge" in out) == (0, True)
+    code, out, _ = run("passkey", "list", "--account", account_id, "--json")
+    [listed] = json.loads(out)
+    passkey_id = str(listed["id"])
+    assert (code, "badge" in listed["name"], listed["state"]) == (0, True, "active")
     code, out, _ = run("passkey", "revoke", passkey_id)
     assert code == 0 and passkeys.list_passkeys(ctx, account_id) == []
     code, out, _ = run("device", "list", "--tenant", "hospital")
-    assert "Ward 3\tSt Mary's\twaiting" in out
+    assert out.split("\n")[1].split()[1:6] == ["Ward", "3", "St", "Mary's", "waiting"]

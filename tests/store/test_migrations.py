@@ -98,3 +98,30 @@ def test_downgrading_0014_with_link_history_and_scim_deletions_then_upgrading_ag
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
         assert conn.execute(sa.select(sa.func.count()).select_from(t.account)).scalar() == 3
+
+
+def test_downgrading_0016_drops_the_logout_columns_and_upgrading_rebuilds_them(
+        ctx: ServiceContext) -> None:
+    """Sessions survive the round trip (without what an IdP's logout names); the replay
+    cache of logout tokens is dropped and built again empty."""
+    from alembic import command
+
+    from jitprov.services.login.flow import provision_on_login
+    from jitprov.store import tables as t
+    from jitprov.testing.builders import nurse
+
+    setup_connection(ctx)
+    provision_on_login(ctx, "idp", nurse())
+    db = ctx.db
+
+    command.downgrade(db.alembic_config(), "0015")
+
+    with db.engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("session")}
+        assert "idp_session_id" not in columns
+        assert not sa.inspect(conn).has_table("token_replay")
+    db.upgrade()
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.session)).scalar() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -172,3 +173,36 @@ def test_metrics_count_logins_and_need_a_token(api: tuple[TestClient, dict[str, 
     provision_on_login(ctx, "idp", nurse())
     assert (logins("create"), logins("no_change")) == (before[0] + 1, before[1] + 1)
     assert "jitprov_login_decision_seconds_bucket" in client.get("/metrics", headers=auth).text
+
+
+@pytest.mark.parametrize("body", [{"reason": "\ud800"}, {"reason": ["\ud800"]}])
+def test_a_delete_body_with_a_lone_surrogate_is_refused_not_a_500(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext,
+        body: dict[str, object]) -> None:
+    """The DELETE routes take a JSON body (the reason); a lone surrogate in it (JSON
+    ``"\\ud800"``) is bad input like anywhere else (it was a 500: FastAPI's validation error
+    echoes the input, which UTF-8 cannot encode)."""
+    client, auth = api
+    provision_on_login(ctx, "idp", nurse())
+    [user] = client.get("/api/tenants/hospital/users", headers=auth).json()
+    for path in ("grants", "overrides"):
+        r = client.request("DELETE", f"/api/tenants/hospital/accounts/{user['id']}/{path}/nurse",
+                           headers={**auth, "Content-Type": "application/json"},
+                           content=json.dumps(body).encode("ascii"))
+        assert r.status_code in (400, 422), r.text
+
+
+def test_a_validation_error_never_echoes_the_input(api: tuple[TestClient, dict[str, str]]
+                                                   ) -> None:
+    """FastAPI would repeat the body back: a huge value, or one no response can encode."""
+    client, auth = api
+    body = '{"role": "x", "reason": "r", "expires_in_days": "\\ud800' + "z" * 5000 + '"}'
+    r = client.post("/api/tenants/hospital/accounts/a-1/grants", content=body,
+                    headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code in (400, 422)
+    assert "zzzz" not in r.text and len(r.text) < 2000
+    r = client.post("/api/tenants", json={"slug": 12345678901234567890}, headers=auth)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_input" and r.json()["request_id"]
+    assert r.json()["detail"][0]["loc"] == ["body", "slug"]
+    assert "12345678901234567890" not in r.text

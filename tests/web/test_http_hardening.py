@@ -9,7 +9,7 @@ import pytest
 from httpx import Response
 from starlette.testclient import TestClient
 
-from jitprov.services import admin, devices
+from jitprov.services import admin, devices, discovery
 from jitprov.services.context import ServiceContext
 from jitprov.testing.builders import setup_connection
 from tests.web.helpers import make_client, sign_in
@@ -141,7 +141,7 @@ def test_an_unexpected_error_page_refuses_framing(client: TestClient,
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(admin, "list_connections", broken)
+    monkeypatch.setattr(discovery, "landing", broken)
     r = client.get("/", headers={"Accept": "text/html"})
     assert r.status_code == 500
     assert_not_frameable(r)

@@ -167,3 +167,39 @@ def test_a_key_is_published_before_it_signs(client: TestClient, ctx: ServiceCont
         assert header["kid"] == kid
         published_before = {k["kid"]
                             for k in client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+def test_forward_auth_hands_out_the_same_token_for_a_minute_then_a_new_one(
+        client: TestClient, ctx: ServiceContext, clock: Clock) -> None:
+    """Signing is most of forward-auth's CPU: the same identity gets the same token for
+    REUSE_FOR seconds; a role change or a new signing key gets a new one at once."""
+    from jitprov.services import accounts
+    from jitprov.services.identity_tokens import REUSE_FOR
+
+    sign_in(client)
+
+    def token() -> str:
+        answer = client.get("/auth/verify")
+        assert answer.status_code == 200
+        return answer.headers["x-jitprov-token"]
+
+    def claims(jwt: str) -> dict[str, object]:
+        payload = jwt.split(".")[1]
+        decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        return decoded
+
+    first = token()
+    clock.advance(seconds=REUSE_FOR - 1)
+    assert token() == first
+    assert claims(first)["exp"] == claims(first)["iat"] + 300  # type: ignore[operator]
+    clock.advance(seconds=2)
+    second = token()
+    assert second != first  # signed again after a minute
+    me = client.get("/me").json()
+    accounts.grant_role(ctx, "hospital", me["id"], "pharmacy:read", reason="cover",
+                        actor="test")
+    third = token()
+    assert third != second and "pharmacy:read" in claims(third)["roles"]  # type: ignore[operator]
+    rotate_keys(ctx, overlap=timedelta(hours=1))
+    ctx.caches.pop("identity_tokens.active_key", None)  # as every node does within 2 s
+    assert token() != third

@@ -4,11 +4,16 @@ and the admin API route."""
 
 from __future__ import annotations
 
+import base64
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from lxml import etree
 from starlette.testclient import TestClient
 
 from jitprov.services import admin, audit_export
@@ -20,6 +25,8 @@ from tests.web.helpers import hidden_fields, make_client
 ACS_PATH = "/sso/idp/saml/acs"
 ACS = BASE_URL + ACS_PATH
 AUDIENCE = f"{BASE_URL}/sso/idp/saml/metadata"
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+DS = "http://www.w3.org/2000/09/xmldsig#"
 
 
 @pytest.fixture
@@ -78,6 +85,42 @@ def test_login_sends_the_browser_to_the_idp_with_a_lax_binding_cookie(
     cookie = r.headers["set-cookie"]
     assert cookie.startswith("jitprov_login_")
     assert "samesite=lax" in cookie.lower() and "path=/sso/" in cookie.lower()
+
+
+@pytest.mark.parametrize("idp_wants_signed_requests", [None, "false", "true"])
+def test_every_authn_request_is_signed_as_the_sp_metadata_promises(
+        ctx: ServiceContext, idp_wants_signed_requests: str | None) -> None:
+    """Whatever the IdP metadata says about WantAuthnRequestsSigned (nothing, false, true),
+    the SP metadata says AuthnRequestsSigned="true" and the redirect carries SigAlg and a
+    Signature over the exact query string that verifies with the SP metadata's certificate."""
+    metadata = FakeSamlIdp().metadata()
+    if idp_wants_signed_requests is not None:
+        metadata = metadata.replace(b"<md:IDPSSODescriptor ", b"<md:IDPSSODescriptor "
+                                    b'WantAuthnRequestsSigned="%s" '
+                                    % idp_wants_signed_requests.encode())
+    admin.create_tenant(ctx, "clinic")
+    conn = admin.add_saml_connection(ctx, tenant="clinic", slug="plain", metadata_xml=metadata,
+                                     metadata_url=None, mapping=None, mapping_source=None)
+    assert conn.config["want_authn_requests_signed"] is (idp_wants_signed_requests == "true")
+    client = make_client(ctx, dev_mode=False)
+
+    sp_metadata = etree.fromstring(client.get("/sso/plain/saml/metadata").content)
+    descriptor = sp_metadata.find(f"{{{MD}}}SPSSODescriptor")
+    assert descriptor.get("AuthnRequestsSigned") == "true"
+    [signing] = [k for k in descriptor.findall(f"{{{MD}}}KeyDescriptor")
+                 if k.get("use") == "signing"]
+    der = base64.b64decode("".join(signing.findtext(f".//{{{DS}}}X509Certificate").split()))
+    public_key = x509.load_der_x509_certificate(der).public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+
+    location = client.get("/sso/plain/login", params={"return_to": "/me"}).headers["location"]
+    query = urlsplit(location).query
+    signed, _, signature = query.rpartition("&Signature=")
+    assert [part.split("=", 1)[0] for part in signed.split("&")] == [
+        "SAMLRequest", "RelayState", "SigAlg"]
+    assert parse_qs(query)["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
+    public_key.verify(base64.b64decode(unquote(signature)), signed.encode(),
+                      padding.PKCS1v15(), hashes.SHA256())  # raises if it does not verify
 
 
 def test_sp_metadata_is_served_as_saml_metadata(browser: TestClient) -> None:
@@ -201,10 +244,88 @@ def test_an_off_site_relay_state_is_refused(ctx: ServiceContext) -> None:
 def test_an_oversized_body_is_refused_before_parsing(ctx: ServiceContext,
                                                      browser: TestClient) -> None:
     relay_state, _ = start(browser)
-    r = browser.post(ACS_PATH, data={"SAMLResponse": "A" * 600_000, "RelayState": relay_state})
+    r = browser.post(ACS_PATH, data={"SAMLResponse": "A" * 600_000, "RelayState": relay_state},
+                     headers={"accept": "text/html"})
     assert r.status_code == 413
     assert_acs_headers(r)
+    assert "larger than" in r.text and r.headers["x-request-id"] in r.text
+    assert last_event(ctx) == ("login.failed", "too_large", r.headers["x-request-id"])
     assert counts(ctx) == (0, 0)
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/json", b'{"SAMLResponse": "PHNhbWxwOlJlc3BvbnNlLz4="}'),
+    ("multipart/form-data; boundary=x", b"--x\r\n"),
+    ("application/x-www-form-urlencoded", "SAMLResponse=\u00e9t\u00e9".encode()),
+])
+def test_a_post_that_is_not_a_form_is_refused_and_audited(ctx: ServiceContext,
+                                                          browser: TestClient,
+                                                          content_type: str,
+                                                          body: bytes) -> None:
+    r = browser.post(ACS_PATH, content=body,
+                     headers={"content-type": content_type, "accept": "text/html"})
+    assert r.status_code == 400
+    assert_acs_headers(r)
+    assert "not a" in r.text and r.headers["x-request-id"] in r.text
+    assert last_event(ctx) == ("login.failed", "not_a_form", r.headers["x-request-id"])
+    assert counts(ctx) == (0, 0)
+
+
+@pytest.mark.parametrize("signed", ["response", "both"])
+def test_a_response_signed_as_a_whole_signs_in_by_default(ctx: ServiceContext,
+                                                          idp: FakeSamlIdp,
+                                                          browser: TestClient,
+                                                          signed: str) -> None:
+    relay_state, request_id = start(browser, "/me")
+    r = browser.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id,
+                                                              signed=signed),
+                                     "RelayState": relay_state})
+    assert (r.status_code, r.headers.get("location")) == (303, "/me"), r.text
+    assert browser.get("/me").json()["email"] == "ada@hospital.example"
+
+
+def test_require_signed_assertion_refuses_a_response_only_signature(
+        ctx: ServiceContext) -> None:
+    idp = add_connection(ctx, require_signed_assertion=True)
+    client = make_client(ctx, dev_mode=False)
+    assert b'WantAssertionsSigned="true"' in client.get("/sso/idp/saml/metadata").content
+    relay_state, request_id = start(client)
+    r = client.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id,
+                                                             signed="response"),
+                                    "RelayState": relay_state},
+                    headers={"accept": "text/html"})
+    assert r.status_code == 400
+    assert_acs_headers(r)
+    assert "requires a signed Assertion" in r.text and r.headers["x-request-id"] in r.text
+    assert last_event(ctx) == ("login.failed", "signature_missing", r.headers["x-request-id"])
+    assert counts(ctx) == (0, 0)
+    # the same connection signs in with an IdP that signs both
+    relay_state, request_id = start(client)
+    r = client.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id,
+                                                             signed="both"),
+                                    "RelayState": relay_state})
+    assert r.status_code == 303, r.text
+
+
+def test_admin_api_sets_require_signed_assertion(ctx: ServiceContext) -> None:
+    admin.create_tenant(ctx, "hospital")
+    _, token = admin.create_admin_token(ctx, "ops")
+    client = make_client(ctx, dev_mode=False)
+    auth = {"authorization": f"Bearer {token}"}
+    metadata = FakeSamlIdp().metadata().decode()
+    for slug, body, expected in (
+            ("strict", {"require_signed_assertion": True}, True),
+            ("lenient", {}, False),
+            ("by-options", {"options": {"require_signed_assertion": True}}, True)):
+        r = client.post("/api/connections/saml", headers=auth, json={
+            "tenant": "hospital", "slug": slug, "idp_metadata_xml": metadata, **body})
+        assert r.status_code == 201, r.text
+        assert r.json()["require_signed_assertion"] is expected
+        assert admin.get_connection(ctx, slug).config["require_signed_assertion"] is expected
+    r = client.post("/api/connections/saml", headers=auth, json={
+        "tenant": "hospital", "slug": "typo", "idp_metadata_xml": metadata,
+        "require_signed_assertion": "sometimes"})
+    assert r.status_code == 422
 
 
 def test_admin_api_registers_a_saml_connection(ctx: ServiceContext) -> None:

@@ -208,3 +208,45 @@ def test_a_list_page_is_cut_at_its_size_bound(scim: Scim,
     assert sorted(seen) == [f"u{i}@hospital.example" for i in range(5)]
     root = raw(scim, "/.search", {"schemas": [SEARCH], "count": 5}).json()
     assert root["itemsPerPage"] < 5 and root["totalResults"] == 5
+
+
+@pytest.mark.parametrize("escaped", ["\\ud800", "\\udfff", "\\u0001", "\\u001b"])
+def test_a_bad_character_escaped_inside_a_filter_string_is_invalid_filter(
+        scim: Scim, escaped: str) -> None:
+    """The filter's own JSON string escapes (``"\\ud800"`` spelled with a backslash in the
+    filter text) decode to the same bad text: refused, never sent to the database."""
+    assert raw(scim, "/Users", user()).status_code == 201
+    text = f'name.givenName eq "{escaped}" or userName eq "ana@hospital.example"'
+    for path in ("/.search", "/Users/.search", "/Groups/.search"):
+        assert_scim_error(raw(scim, path, {"schemas": [SEARCH], "filter": text}), 400,
+                          "invalidFilter")
+    assert_scim_error(scim.get("/Users", filter=text), 400, "invalidFilter")
+    assert_scim_error(scim.get("/Groups", filter=f'displayName eq "{escaped}"'), 400,
+                      "invalidFilter")
+    ok = scim.get("/Users", filter='userName eq "ana@hospital.example" and title eq "\\t"')
+    assert ok.status_code == 200, ok.text  # tab stays allowed in free text
+
+
+def test_a_root_search_filter_no_resource_type_can_take_is_invalid_filter(scim: Scim) -> None:
+    """RFC 7644 section 3.4.3: a filter the server cannot parse is a 400 at the root too
+    (one that names attributes of one type only still matches that type)."""
+    for text in ("((", 'userName eq "\\ud800"', "title eq 5"):
+        assert_scim_error(raw(scim, "/.search", {"schemas": [SEARCH], "filter": text}), 400,
+                          "invalidFilter")
+    ok = raw(scim, "/.search", {"schemas": [SEARCH], "filter": 'displayName eq "Nurses"'})
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("field", ["startIndex", "count"])
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e999"])
+def test_a_non_finite_number_in_paging_is_invalid_value(scim: Scim, field: str,
+                                                        number: str) -> None:
+    """Python's JSON (like many clients) reads ``Infinity`` and ``NaN``: an integer field
+    holding one is a 400, not an overflow."""
+    for path in ("/.search", "/Users/.search", "/Groups/.search"):
+        body = f'{{"schemas": ["{SEARCH}"], "{field}": {number}}}'.encode()
+        r = scim.client.post(BASE + path, headers=scim.headers, content=body)
+        assert_scim_error(r, 400, "invalidValue")
+    body = f'{{"schemas": ["{BULK}"], "Operations": [], "failOnErrors": {number}}}'.encode()
+    assert_scim_error(scim.client.post(BASE + "/Bulk", headers=scim.headers, content=body),
+                      400, "invalidValue")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, Reason, context_for
 from jitprov.services import accounts, admin, lifecycle
 
 users_app = typer.Typer(no_args_is_help=True, help="Accounts.")
@@ -16,8 +16,8 @@ lifecycle_app = typer.Typer(no_args_is_help=True, help="Dormant accounts.")
 
 
 @users_app.command("list")
-def users_list(tenant: Annotated[str, typer.Option("--tenant")],
-               as_json: Annotated[bool, typer.Option("--json")] = False,
+def users_list(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+               as_json: JsonOutput = False,
                database_url: DatabaseUrl = None) -> None:
     """Accounts of a tenant with their roles and provenance."""
     views = admin.list_accounts(context_for(database_url), tenant)
@@ -43,7 +43,7 @@ def users_list(tenant: Annotated[str, typer.Option("--tenant")],
 
 
 @users_app.command("deactivate")
-def users_deactivate(account_id: str, reason: Annotated[str, typer.Option("--reason")],
+def users_deactivate(account_id: str, reason: Reason,
                      database_url: DatabaseUrl = None) -> None:
     """Deactivate an account: its sessions end now, and logins are refused until reactivated."""
     change = accounts.set_account_status(context_for(database_url), account_id,
@@ -53,7 +53,7 @@ def users_deactivate(account_id: str, reason: Annotated[str, typer.Option("--rea
 
 
 @users_app.command("reactivate")
-def users_reactivate(account_id: str, reason: Annotated[str, typer.Option("--reason")],
+def users_reactivate(account_id: str, reason: Reason,
                      database_url: DatabaseUrl = None) -> None:
     """Reactivate a deactivated or suspended account (explicit and audited)."""
     accounts.set_account_status(context_for(database_url), account_id, "active",
@@ -62,8 +62,10 @@ def users_reactivate(account_id: str, reason: Annotated[str, typer.Option("--rea
 
 
 @lifecycle_app.command("sweep")
-def lifecycle_sweep(tenant: Annotated[str | None, typer.Option()] = None,
-                    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+def lifecycle_sweep(tenant: Annotated[str | None, typer.Option(
+                        help="one tenant (default: all)")] = None,
+                    dry_run: Annotated[bool, typer.Option(
+                        "--dry-run", help="only print what would change")] = False,
                     database_url: DatabaseUrl = None) -> None:
     """Warn and deactivate dormant accounts per tenant policy (--dry-run: only print)."""
     verb = "would" if dry_run else "did"

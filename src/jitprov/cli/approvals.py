@@ -7,26 +7,26 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, Reason, context_for, print_rows
 from jitprov.services import accounts
 
 approvals_app = typer.Typer(no_args_is_help=True, help="Roles waiting for approval.")
 
 
 @approvals_app.command("list")
-def approvals_list(tenant: Annotated[str, typer.Option("--tenant")],
-                   database_url: DatabaseUrl = None) -> None:
+def approvals_list(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+                   as_json: JsonOutput = False, database_url: DatabaseUrl = None) -> None:
     """Roles waiting for an approver, oldest first."""
     requests = accounts.list_requests(context_for(database_url), tenant)
-    if not requests:
-        typer.echo(f"tenant {tenant}: nothing waits for approval")
-    for r in requests:
-        typer.echo(f"{r.id}\t{r.role}\t{r.email or r.account_id}\trequested by {r.source}\t"
-                   f"{r.requested_at.isoformat(timespec='seconds')}")
+    print_rows([{"id": r.id, "role": r.role, "account": r.email or r.account_id,
+                 "requested_by": r.source,
+                 "requested_at": r.requested_at.isoformat(timespec="seconds")}
+                for r in requests], ["id", "role", "account", "requested_by", "requested_at"],
+               as_json=as_json)
 
 
 @approvals_app.command("approve")
-def approvals_approve(request_id: int, reason: Annotated[str, typer.Option("--reason")],
+def approvals_approve(request_id: int, reason: Reason,
                       approver: Annotated[str, typer.Option(
                           "--approver", help="who approves (recorded in the audit log)")],
                       valid_days: Annotated[int | None, typer.Option(
@@ -45,9 +45,10 @@ def approvals_approve(request_id: int, reason: Annotated[str, typer.Option("--re
 
 
 @approvals_app.command("deny")
-def approvals_deny(request_id: int, reason: Annotated[str, typer.Option("--reason")],
-                   approver: Annotated[str, typer.Option("--approver")],
+def approvals_deny(request_id: int, reason: Reason,
+                   approver: Annotated[str, typer.Option("--approver", help="who decides")],
                    database_url: DatabaseUrl = None) -> None:
+    """Refuse a requested role (audited; the role is not granted)."""
     decision = accounts.decide_request(context_for(database_url), request_id,
                                         approve=False, reason=reason,
                                         approver=f"cli:{approver}")

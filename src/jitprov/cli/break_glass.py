@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, Reason, context_for
 from jitprov.services import break_glass
 
 break_glass_app = typer.Typer(no_args_is_help=True,
@@ -14,12 +14,14 @@ break_glass_app = typer.Typer(no_args_is_help=True,
 
 
 @break_glass_app.command("request")
-def break_glass_request(tenant: Annotated[str, typer.Option("--tenant")],
+def break_glass_request(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
                         roles: Annotated[str, typer.Option("--roles",
                                                            help="comma-separated")],
-                        reason: Annotated[str, typer.Option("--reason")],
-                        requested_by: Annotated[str, typer.Option("--requested-by")],
-                        valid_minutes: Annotated[int, typer.Option()] = 60,
+                        reason: Reason,
+                        requested_by: Annotated[str, typer.Option(
+                            "--requested-by", help="the first admin")],
+                        valid_minutes: Annotated[int, typer.Option(
+                            help="how long the code stays usable")] = 60,
                         database_url: DatabaseUrl = None) -> None:
     """First admin: ask for emergency access (a second admin must approve)."""
     request_id = break_glass.request_access(
@@ -31,7 +33,8 @@ def break_glass_request(tenant: Annotated[str, typer.Option("--tenant")],
 
 @break_glass_app.command("approve")
 def break_glass_approve(request_id: int,
-                        approved_by: Annotated[str, typer.Option("--approved-by")],
+                        approved_by: Annotated[str, typer.Option(
+                            "--approved-by", help="the second admin")],
                         database_url: DatabaseUrl = None) -> None:
     """Second admin: issue the single-use code (shown once)."""
     issued = break_glass.approve_access(context_for(database_url), request_id,

@@ -8,12 +8,16 @@ disposed when it ends (:func:`close_databases`, called by ``main``).
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from jitprov.core.errors import JitprovError
+from jitprov.core.errors import DatabaseNotReady, JitprovError
+from jitprov.services import instance
 from jitprov.services.context import ServiceContext, build_context, database_limits
 from jitprov.settings import Settings, load_settings
 from jitprov.store.database import Database
@@ -21,6 +25,11 @@ from jitprov.store.database import Database
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", envvar="JITPROV_DATABASE_URL",
     help="sqlite:///path or postgresql://user@host/db (default: sqlite:///var/jitprov.db)")]
+
+
+Reason = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
+JsonOutput = Annotated[bool, typer.Option(
+    "--json", help="print JSON (for programs) instead of text")]
 
 
 class CliError(JitprovError):
@@ -41,7 +50,8 @@ _OPENED: list[Database] = []  # disposed when the command ends (close_databases)
 def open_database(settings: Settings) -> Database:
     """The settings' database (with their time limits), disposed when the command ends."""
     db = Database.connect(settings.database_url, pool_size=2,
-                          limits=database_limits(settings))
+                          limits=database_limits(settings),
+                          pooling=settings.db_transaction_pooling)
     _OPENED.append(db)
     return db
 
@@ -61,6 +71,20 @@ def service_context(settings: Settings, *, migrated: bool = True) -> ServiceCont
     return build_context(settings, db)
 
 
+def public_settings(database_url: str | None) -> Settings:
+    """:func:`cli_settings` with the base URL the server on this database last ran under
+    (``serve``/``dev`` record it), for commands that print links or redirect URIs;
+    ``JITPROV_BASE_URL``, when set, wins."""
+    settings = cli_settings(database_url)
+    if os.environ.get("JITPROV_BASE_URL"):
+        return settings
+    try:
+        recorded = instance.recorded_base_url(service_context(settings))
+    except DatabaseNotReady:  # not migrated yet: the command itself will say so
+        return settings
+    return settings.with_overrides(base_url=recorded) if recorded else settings
+
+
 def context_for(database_url: str | None) -> ServiceContext:
     """The context most commands need: from the environment and ``--database-url``."""
     return service_context(cli_settings(database_url))
@@ -72,3 +96,31 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from exc
+
+
+def print_rows(rows: Sequence[Mapping[str, object]], columns: Sequence[str], *,
+               as_json: bool = False) -> None:
+    """A list for people (aligned columns under a header, ``none`` when empty) or, with
+    ``--json``, for programs (a JSON array of objects, ``[]`` when empty)."""
+    if as_json:
+        typer.echo(json.dumps([dict(row) for row in rows], default=str, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("none")
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells))
+              for i, column in enumerate(columns)]
+    for line in ([c.upper() for c in columns], *cells):
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                   .rstrip())
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)

@@ -3,6 +3,7 @@ mapping, re-read SAML metadata, enable and disable them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -11,33 +12,44 @@ import typer
 from jitprov.cli.common import (
     CliError,
     DatabaseUrl,
-    cli_settings,
+    JsonOutput,
     context_for,
+    print_rows,
+    public_settings,
     read_text,
     service_context,
 )
+from jitprov.core.auth_context import MfaRequirement
 from jitprov.jobs import saml_metadata
 from jitprov.services import admin
+from jitprov.services.login.oidc import (
+    backchannel_logout_uri,
+    post_logout_redirect_uri,
+    scope_warnings,
+)
 
 connection_app = typer.Typer(no_args_is_help=True, help="Connections to identity providers.")
 
 
 @connection_app.command("list")
-def connection_list(tenant: Annotated[str | None, typer.Option()] = None,
+def connection_list(tenant: Annotated[str | None, typer.Option(
+                        help="one tenant (default: all)")] = None,
+                    as_json: JsonOutput = False,
                     database_url: DatabaseUrl = None) -> None:
     """Connections with their kind, tenant and state."""
-    for c in admin.list_connections(context_for(database_url), tenant):
-        state = "enabled" if c.enabled else "disabled"
-        typer.echo(f"{c.slug}\t{c.kind}\t{c.tenant_slug}\t{state}\tmapping v{c.version} "
-                   f"({c.mapping_source})")
+    found = admin.list_connections(context_for(database_url), tenant)
+    print_rows([{"slug": c.slug, "kind": c.kind, "tenant": c.tenant_slug,
+                 "enabled": c.enabled, "mapping": f"v{c.version} ({c.mapping_source})"}
+                for c in found], ["slug", "kind", "tenant", "enabled", "mapping"],
+               as_json=as_json)
 
 
 @connection_app.command("add-oidc")
 def connection_add_oidc(
-        tenant: Annotated[str, typer.Option("--tenant")],
-        slug: Annotated[str, typer.Option("--slug")],
+        tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+        slug: Annotated[str, typer.Option("--slug", help="the connection's name in URLs")],
         issuer: Annotated[str, typer.Option("--issuer", help="the provider's issuer URL")],
-        client_id: Annotated[str, typer.Option("--client-id")],
+        client_id: Annotated[str, typer.Option("--client-id", help="the client id at the IdP")],
         client_secret: Annotated[str | None, typer.Option(
             "--client-secret", envvar="JITPROV_OIDC_CLIENT_SECRET",
             help="or set JITPROV_OIDC_CLIENT_SECRET, to keep it out of shell history")] = None,
@@ -64,32 +76,60 @@ def connection_add_oidc(
             help="with --entra-multi-tenant: accept every Entra tenant")] = False,
         check: Annotated[bool, typer.Option(
             "--check/--no-check", help="fetch the discovery document now")] = True,
+        idp_logout: Annotated[bool, typer.Option(
+            "--idp-logout/--no-idp-logout",
+            help="sign-out also ends the session at the provider (RP-initiated logout)")
+        ] = True,
+        require_mfa: Annotated[bool, typer.Option(
+            "--require-mfa",
+            help="refuse a sign-in whose ID token reports no accepted acr/amr value "
+                 "(default accepted: amr mfa)")] = False,
+        auth_context: Annotated[list[str] | None, typer.Option(
+            "--auth-context",
+            help="with --require-mfa: an accepted acr or amr value (repeat); acr values are "
+                 "requested as acr_values")] = None,
         database_url: DatabaseUrl = None) -> None:
-    """Register an OpenID Connect provider (Okta, Entra ID, Google, Keycloak, Auth0...)."""
-    settings = cli_settings(database_url)
+    """Register an OpenID Connect provider (Okta, Entra ID, Google, Keycloak, Auth0...).
+    Warns, naming the claim and the rules, when the mapping reads a claim the scopes are
+    unlikely to bring."""
+    settings = public_settings(database_url)
     config: dict[str, object] = {
         "issuer": issuer, "client_id": client_id, "scopes": scopes.split(),
         "token_auth_method": auth_method, "userinfo": userinfo,
         "entra_multi_tenant": entra_multi_tenant,
         "entra_allowed_tenants": entra_tenant or [], "entra_any_tenant": entra_any_tenant,
-        "google_hosted_domains": google_hd or [], "clock_skew_seconds": clock_skew}
-    record = admin.add_oidc_connection(
-        service_context(settings), tenant=tenant, slug=slug, config=config,
-        client_secret=client_secret, mapping=read_text(mapping) if mapping else None,
-        mapping_source=str(mapping) if mapping else None, check_provider=check)
+        "google_hosted_domains": google_hd or [], "clock_skew_seconds": clock_skew,
+        "idp_logout": idp_logout, "require_mfa": require_mfa,
+        "accepted_auth_contexts": auth_context or []}
+    ctx = service_context(settings)
+    try:
+        record = admin.add_oidc_connection(
+            ctx, tenant=tenant, slug=slug, config=config,
+            client_secret=client_secret, mapping=read_text(mapping) if mapping else None,
+            mapping_source=str(mapping) if mapping else None, check_provider=check)
+        warnings = scope_warnings(ctx, record.slug, discovery="fetch" if check else "none")
+    finally:
+        ctx.http.close()  # the provider's keep-alive connection
     typer.echo(f"connection {record.slug} (oidc) added to tenant {record.tenant_slug}")
     typer.echo(f"  redirect URI to register at the provider: "
                f"{settings.base_url}/sso/{record.slug}/oidc/callback")
     if auth_method == "private_key_jwt":
         typer.echo(f"  client JWKS URL for the provider: "
                    f"{settings.base_url}/sso/{record.slug}/oidc/jwks.json")
+    typer.echo(f"  post-logout redirect URI to register: "
+               f"{post_logout_redirect_uri(settings.base_url, record.slug)}")
+    typer.echo(f"  back-channel logout URI to register: "
+               f"{backchannel_logout_uri(settings.base_url, record.slug)}")
     typer.echo(f"  sign in at: {settings.base_url}/sso/{record.slug}/login")
+    _echo_mfa(record.config)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @connection_app.command("add-saml")
 def connection_add_saml(
-        tenant: Annotated[str, typer.Option("--tenant")],
-        slug: Annotated[str, typer.Option("--slug")],
+        tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+        slug: Annotated[str, typer.Option("--slug", help="the connection's name in URLs")],
         idp_metadata_url: Annotated[str | None, typer.Option(
             "--idp-metadata-url", help="the IdP's metadata URL (re-read every hour)")] = None,
         idp_metadata_file: Annotated[Path | None, typer.Option(
@@ -100,11 +140,23 @@ def connection_add_saml(
         allow_idp_initiated: Annotated[bool, typer.Option(
             "--allow-idp-initiated", help="accept unsolicited (IdP-initiated) responses")
         ] = False,
+        require_signed_assertion: Annotated[bool, typer.Option(
+            "--require-signed-assertion",
+            help="refuse an Assertion without its own signature, even inside a signed "
+                 "Response (the SP metadata then says WantAssertionsSigned)")] = False,
+        require_mfa: Annotated[bool, typer.Option(
+            "--require-mfa",
+            help="refuse an assertion whose AuthnContextClassRef is not an --auth-context "
+                 "value; they are requested (RequestedAuthnContext exact)")] = False,
+        auth_context: Annotated[list[str] | None, typer.Option(
+            "--auth-context",
+            help="with --require-mfa: an accepted AuthnContextClassRef URI (repeat; at "
+                 "least one)")] = None,
         database_url: DatabaseUrl = None) -> None:
     """Register a SAML 2.0 IdP from its metadata; prints what to give the IdP."""
     if (idp_metadata_url is None) == (idp_metadata_file is None):
         raise CliError("give exactly one of --idp-metadata-url or --idp-metadata-file")
-    settings = cli_settings(database_url)
+    settings = public_settings(database_url)
     xml: bytes | None = None
     if idp_metadata_file is not None:
         try:
@@ -115,7 +167,9 @@ def connection_add_saml(
         service_context(settings), tenant=tenant, slug=slug, metadata_xml=xml,
         metadata_url=idp_metadata_url, mapping=read_text(mapping) if mapping else None,
         mapping_source=str(mapping) if mapping else None, entity_id=idp_entity_id,
-        options={"allow_idp_initiated": allow_idp_initiated})
+        options={"allow_idp_initiated": allow_idp_initiated,
+                 "require_signed_assertion": require_signed_assertion,
+                 "require_mfa": require_mfa, "accepted_auth_contexts": auth_context or []})
     base = f"{settings.base_url}/sso/{record.slug}"
     typer.echo(f"connection {record.slug} (saml) added to tenant {record.tenant_slug}: IdP "
                f"{record.config.get('idp_entity_id')}")
@@ -124,6 +178,14 @@ def connection_add_saml(
     typer.echo(f"    SP entity id (audience):   {base}/saml/metadata")
     typer.echo(f"    ACS URL (HTTP-POST):       {base}/saml/acs")
     typer.echo(f"  sign in at: {base}/login")
+    _echo_mfa(record.config)
+
+
+def _echo_mfa(config: Mapping[str, object]) -> None:
+    requirement = MfaRequirement.of(config)
+    if requirement is not None:
+        typer.echo(f"  multi-factor authentication required; accepted: "
+                   f"{' '.join(requirement.accepted)}")
 
 
 @connection_app.command("refresh-metadata")
@@ -141,7 +203,7 @@ def connection_refresh_metadata(slug: str, database_url: DatabaseUrl = None) -> 
 @connection_app.command("set-mapping")
 def connection_set_mapping(
         mapping: Annotated[Path, typer.Argument(help="the mapping YAML file")],
-        connection: Annotated[str, typer.Option("--connection")],
+        connection: Annotated[str, typer.Option("--connection", help="connection slug")],
         database_url: DatabaseUrl = None) -> None:
     """Replace a connection's mapping; running servers use it at their next login."""
     version = admin.set_mapping(context_for(database_url), connection, read_text(mapping),
@@ -158,5 +220,6 @@ def connection_disable(slug: str, database_url: DatabaseUrl = None) -> None:
 
 @connection_app.command("enable")
 def connection_enable(slug: str, database_url: DatabaseUrl = None) -> None:
+    """Enable a connection: its login URL works again."""
     admin.set_connection_enabled(context_for(database_url), slug, enabled=True)
     typer.echo(f"connection {slug} enabled")

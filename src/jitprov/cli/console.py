@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, cli_settings, context_for, service_context
+from jitprov.cli.common import DatabaseUrl, context_for, public_settings, service_context
 from jitprov.services import console
 
 console_app = typer.Typer(no_args_is_help=True, help="The admin console (/admin).")
@@ -24,7 +24,7 @@ def bootstrap(
         ] = None,
         database_url: DatabaseUrl = None) -> None:
     """Print a one-time admin console link (single use, expires in 15 minutes)."""
-    settings = cli_settings(database_url)
+    settings = public_settings(database_url)
     ctx, base_url = service_context(settings), settings.base_url
     link = console.create_bootstrap_link(ctx, base_url, tenant=tenant,
                                                created_by="cli")

@@ -3,11 +3,19 @@ IdP outages, and passkeys (list, revoke). Same services as the admin API."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, cli_settings, context_for, service_context
+from jitprov.cli.common import (
+    DatabaseUrl,
+    JsonOutput,
+    context_for,
+    print_rows,
+    public_settings,
+    service_context,
+)
 from jitprov.protocols.webauthn import RelyingParty
 from jitprov.services import devices, passkeys
 
@@ -23,12 +31,12 @@ def enrolment_url(base_url: str, registered: devices.RegisteredDevice) -> str:
 
 
 @device_app.command("register")
-def device_register(tenant: Annotated[str, typer.Option("--tenant")],
-                    name: Annotated[str, typer.Option("--name")],
-                    location: Annotated[str, typer.Option("--location")],
+def device_register(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+                    name: Annotated[str, typer.Option("--name", help="what staff call it")],
+                    location: Annotated[str, typer.Option("--location", help="ward or site")],
                     database_url: DatabaseUrl = None) -> None:
     """Register a shared device; prints a one-time enrolment link (24 h) to open on it."""
-    settings = cli_settings(database_url)
+    settings = public_settings(database_url)
     ctx, base_url = service_context(settings), settings.base_url
     registered = devices.register_device(ctx, tenant, name=name, location=location,
                                          actor=ACTOR)
@@ -38,13 +46,15 @@ def device_register(tenant: Annotated[str, typer.Option("--tenant")],
 
 
 @device_app.command("list")
-def device_list(tenant: Annotated[str, typer.Option("--tenant")],
-                database_url: DatabaseUrl = None) -> None:
-    ctx = context_for(database_url)
-    for d in devices.list_devices(ctx, tenant):
-        state = "revoked" if d.revoked_at else ("enrolled" if d.enrolled else "waiting")
-        seen = d.last_seen_at.isoformat(timespec="seconds") if d.last_seen_at else "-"
-        typer.echo(f"{d.id}\t{d.name}\t{d.location}\t{state}\tlast seen {seen}")
+def device_list(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+                as_json: JsonOutput = False, database_url: DatabaseUrl = None) -> None:
+    """The tenant's shared devices and their state."""
+    found = devices.list_devices(context_for(database_url), tenant)
+    print_rows([{"id": d.id, "name": d.name, "location": d.location,
+                 "state": "revoked" if d.revoked_at else (
+                     "enrolled" if d.enrolled else "waiting"),
+                 "last_seen": _when(d.last_seen_at)} for d in found],
+               ["id", "name", "location", "state", "last_seen"], as_json=as_json)
 
 
 @device_app.command("revoke")
@@ -57,7 +67,7 @@ def device_revoke(device_id: int, database_url: DatabaseUrl = None) -> None:
 
 @device_app.command("set-policy")
 def device_set_policy(
-        tenant: Annotated[str, typer.Option("--tenant")],
+        tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
         idle_seconds: Annotated[int | None, typer.Option(
             help="lock a device session after this long without activity (default 300)")
         ] = None,
@@ -83,14 +93,21 @@ def device_set_policy(
         offline_seconds=current.offline_seconds if offline_minutes is None
         else offline_minutes * 60)
     devices.set_policy(ctx, tenant, policy, actor=ACTOR)
-    typer.echo(f"tenant {tenant}: {policy.as_dict()}")
+    typer.echo(f"tenant {tenant} frontline policy:\n"
+               f"  idle lock after:       {policy.idle_seconds} s\n"
+               f"  shift boundaries:      {', '.join(policy.shifts) or 'none'} "
+               f"({policy.timezone})\n"
+               f"  IdP roles trusted for: {policy.roles_max_age_seconds / 3600:g} h\n"
+               f"  offline sessions last: {policy.offline_seconds // 60} min")
 
 
 @device_app.command("idp-status")
-def device_idp_status(connection: Annotated[str, typer.Option("--connection")],
+def device_idp_status(connection: Annotated[str, typer.Option(
+                          "--connection", help="connection slug")],
                       down: Annotated[bool, typer.Option(
                           "--down/--up", help="declare the IdP unreachable, or back")] = True,
-                      reason: Annotated[str, typer.Option()] = "declared by an administrator",
+                      reason: Annotated[str, typer.Option(help="why (audited)")] = (
+                          "declared by an administrator"),
                       database_url: DatabaseUrl = None) -> None:
     """Declare a connection's IdP down (passkey sign-ins become short offline sessions) or
     back up (offline sessions end and go back through the IdP). Audited."""
@@ -101,13 +118,19 @@ def device_idp_status(connection: Annotated[str, typer.Option("--connection")],
 
 @passkey_app.command("list")
 def passkey_list(account: Annotated[str, typer.Option("--account", help="account id")],
-                 include_revoked: Annotated[bool, typer.Option()] = False,
-                 database_url: DatabaseUrl = None) -> None:
-    ctx = context_for(database_url)
-    for p in passkeys.list_passkeys(ctx, account, include_revoked=include_revoked):
-        used = p.last_used_at.isoformat(timespec="seconds") if p.last_used_at else "never"
-        state = "revoked" if p.revoked_at else "active"
-        typer.echo(f"{p.id}\t{p.name}\t{state}\tlast used {used}\taaguid {p.aaguid}")
+                 include_revoked: Annotated[bool, typer.Option(
+                     help="also the revoked ones")] = False,
+                 as_json: JsonOutput = False, database_url: DatabaseUrl = None) -> None:
+    """An account's passkeys."""
+    found = passkeys.list_passkeys(context_for(database_url), account,
+                                   include_revoked=include_revoked)
+    print_rows([{"id": p.id, "name": p.name, "state": "revoked" if p.revoked_at else "active",
+                 "last_used": _when(p.last_used_at), "aaguid": p.aaguid} for p in found],
+               ["id", "name", "state", "last_used", "aaguid"], as_json=as_json)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
 
 
 @passkey_app.command("revoke")

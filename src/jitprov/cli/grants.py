@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, context_for
 from jitprov.services import accounts
 
 grants_app = typer.Typer(no_args_is_help=True, help="Manual grants and role blocks.")
 
-Tenant = Annotated[str, typer.Option("--tenant")]
+Tenant = Annotated[str, typer.Option("--tenant", help="tenant slug")]
 AccountId = Annotated[str, typer.Option("--account", help="the account id")]
 Role = Annotated[str, typer.Option("--role", help="letters, digits and . _ : - (1 to 64)")]
 Reason = Annotated[str, typer.Option("--reason", help="recorded in the audit log")]
@@ -60,8 +60,9 @@ def grants_unblock(tenant: Tenant, account: AccountId, role: Role, reason: Reaso
 
 @grants_app.command("list")
 def grants_list(tenant: Tenant,
-                account: Annotated[str | None, typer.Option("--account")] = None,
-                as_json: Annotated[bool, typer.Option("--json")] = False,
+                account: Annotated[str | None, typer.Option(
+                    "--account", help="one account id")] = None,
+                as_json: JsonOutput = False,
                 database_url: DatabaseUrl = None) -> None:
     """Grants in force (expired ones are not held) with provenance and expiry, and blocks."""
     listing = accounts.list_grants(context_for(database_url), tenant, account_id=account)

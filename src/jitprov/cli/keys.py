@@ -15,7 +15,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Keys that sign identity token
 
 @keys_app.command("rotate")
 def keys_rotate(overlap_hours: Annotated[int, typer.Option(
-                    min=0, help="how long the previous key stays published")] = 24,
+                    min=0, max=24 * 366,
+                    help="how long the previous key stays published (at most a year)")] = 24,
                 database_url: DatabaseUrl = None) -> None:
     """Make a new signing key; tokens signed by the previous one verify during the overlap."""
     kid = rotate_keys(context_for(database_url),

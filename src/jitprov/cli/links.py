@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, context_for
 from jitprov.services import links
 
 links_app = typer.Typer(no_args_is_help=True,
                         help="Links of a login identity to an existing account, awaiting an "
                              "admin.")
 
-Tenant = Annotated[str, typer.Option("--tenant")]
+Tenant = Annotated[str, typer.Option("--tenant", help="tenant slug")]
 Reason = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
 Approver = Annotated[str | None, typer.Option(
     "--approver", help="who decides (recorded in the audit log as cli:NAME)")]
@@ -31,7 +31,7 @@ def _actor(approver: str | None) -> str:
 def links_list(tenant: Tenant,
                refused: Annotated[bool, typer.Option(
                    "--refused", help="list the refusals that hold instead")] = False,
-               as_json: Annotated[bool, typer.Option("--json")] = False,
+               as_json: JsonOutput = False,
                database_url: DatabaseUrl = None) -> None:
     """Links waiting for a decision (or, with --refused, refusals that hold), oldest first."""
     status = "refused" if refused else "pending"

@@ -8,9 +8,11 @@ code 2; ``audit verify`` exits 1 when a chain is broken.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+from jitprov import __version__
 from jitprov.cli import (
     accounts,
     admin_tokens,
@@ -36,8 +38,26 @@ from jitprov.core.errors import JitprovError
 from jitprov.core.text import check_text
 from jitprov.settings import SettingsError
 
+try:  # typer vendors click since 0.2x; its own exceptions are raised then
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - an older typer on the real click
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="jitprov: Just-in-Time user provisioning.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"jitprov {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="print the version and exit")] = False) -> None:
+    """jitprov: Just-in-Time user provisioning."""
 app.command("access-review")(audit.access_review_cmd)
 app.command("serve")(serve.serve)
 app.command("dev")(serve.dev)
@@ -61,11 +81,23 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for index, arg in enumerate(sys.argv[1:] if argv is None else argv, start=1):
             check_text(arg, f"argument {index}")  # core.text's rule: one line, exit 2
-        app(args=argv, prog_name="jitprov")
+        result = app(args=argv, prog_name="jitprov", standalone_mode=False)
     except (JitprovError, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except click_errors.NoArgsIsHelpError as exc:  # `jitprov users`: its help
+        typer.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(2)
+    except click_errors.UsageError as exc:  # one line, naming where the help is
+        where = exc.ctx.command_path if exc.ctx else "jitprov"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     finally:
         close_databases()
+    sys.exit(result if isinstance(result, int) else 0)

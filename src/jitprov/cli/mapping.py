@@ -16,12 +16,12 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import CliError, DatabaseUrl, context_for, read_text
+from jitprov.cli.common import CliError, DatabaseUrl, JsonOutput, context_for, read_text
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
 from jitprov.core.mapping.impact import ImpactReport
 from jitprov.services import mapping_preview
-from jitprov.services.login.flow import dry_run_login
+from jitprov.services.login.flow import DryRun, dry_run_login
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Mapping files.")
 
@@ -34,7 +34,7 @@ def mapping_preview_cmd(
             "--limit", min=1, max=mapping_preview.MAX_PREVIEW_LIMIT,
             help="how many of the most recent recorded logins to replay")
         ] = mapping_preview.DEFAULT_PREVIEW_LIMIT,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOutput = False,
         database_url: DatabaseUrl = None) -> None:
     """Impact preview: who would gain or lose which role, whose profile changes, who would
     be denied, if FILE replaced the connection's mapping. Writes nothing. A bad FILE fails
@@ -77,7 +77,7 @@ def describe(report: ImpactReport) -> list[str]:
 
 @mapping_app.command("retention")
 def mapping_retention_cmd(
-        tenant: Annotated[str, typer.Option("--tenant")],
+        tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
         days: Annotated[int, typer.Option(
             "--days", min=0, max=mapping_preview.MAX_CLAIMS_RETENTION_DAYS,
             help="keep recorded login claims this many days (default 30)")],
@@ -95,14 +95,26 @@ def mapping_check(mapping: Annotated[Path, typer.Argument(help="the mapping YAML
 
 
 @mapping_app.command("test")
-def mapping_test(connection: Annotated[str, typer.Option("--connection")],
-                 claims: Annotated[Path, typer.Option("--claims", help="JSON object of claims")],
+def mapping_test(connection: Annotated[str, typer.Option("--connection", help="connection slug")],
+                 claims: Annotated[Path | None, typer.Option(
+                     "--claims", help="JSON object of claims")] = None,
                  subject: Annotated[str | None, typer.Option(
                      help="the IdP subject (default: the claims' sub)")] = None,
-                 as_json: Annotated[bool, typer.Option("--json")] = False,
+                 recorded: Annotated[str | None, typer.Option(
+                     "--recorded", help="test the recorded last login of this IdP subject "
+                     "instead of --claims")] = None,
+                 as_json: JsonOutput = False,
                  database_url: DatabaseUrl = None) -> None:
-    """Dry run: the decision and rule trace a login with these claims would get. Writes
-    nothing."""
+    """Dry run: the decision and rule trace a login with these claims (or the recorded
+    login of a subject) would get, and the claims the rules read that it did not carry.
+    Writes nothing."""
+    if (claims is None) == (recorded is None):
+        raise CliError("give --claims FILE or --recorded SUBJECT")
+    if recorded is not None:
+        _print_dry_run(mapping_preview.test_mapping(context_for(database_url), connection,
+                                                    recorded_subject=recorded), as_json)
+        return
+    assert claims is not None  # noqa: S101 - checked above
     text = read_text(claims)
     try:
         data = json.loads(text)
@@ -115,6 +127,10 @@ def mapping_test(connection: Annotated[str, typer.Option("--connection")],
         raise CliError(f"{claims}: no subject: give --subject or a string 'sub' claim")
     result = dry_run_login(context_for(database_url), connection,
                            ExternalIdentity(issuer="dry-run", subject=sub, claims=data))
+    _print_dry_run(result, as_json)
+
+
+def _print_dry_run(result: DryRun, as_json: bool) -> None:
     decision = result.decision
     out = result.as_dict()
     if as_json:
@@ -132,4 +148,7 @@ def mapping_test(connection: Annotated[str, typer.Option("--connection")],
         roles = f" [{', '.join(entry.roles)}]" if entry.roles else ""
         detail = f": {entry.detail}" if entry.detail else ""
         typer.echo(f"  {entry.kind:<8} {entry.rule}{line}: {entry.outcome}{roles}{detail}")
+    for claim, readers in result.absent_claims.items():
+        typer.echo(f"absent claim: {claim!r}, read by {', '.join(readers)} (check the "
+                   "connection's scopes and the IdP's claim configuration)")
     typer.echo("(dry run: nothing was written)")

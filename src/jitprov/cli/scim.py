@@ -6,12 +6,12 @@ creating the new one, moving the IdP to it, then revoking the old one).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, context_for, print_rows
 from jitprov.services.scim import tokens as scim_tokens
 
 scim_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of SCIM clients (IdPs).")
@@ -41,14 +41,16 @@ def scim_token_create(
 
 
 @scim_app.command("list")
-def scim_token_list(tenant: Tenant, database_url: DatabaseUrl = None) -> None:
+def scim_token_list(tenant: Tenant, as_json: JsonOutput = False,
+                    database_url: DatabaseUrl = None) -> None:
     """The tenant's tokens (never the tokens themselves), newest first."""
-    for t in scim_tokens.list_tokens(context_for(database_url), tenant):
-        state = "revoked" if t.revoked_at else "active"
-        until = f" until {t.expires_at.isoformat(timespec='seconds')}" if t.expires_at else ""
-        used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never"
-        typer.echo(f"{t.id}\t{t.name}\t{state}{until}\tcreated "
-                   f"{t.created_at.isoformat(timespec='seconds')}\tlast used {used}")
+    def when(moment: datetime | None) -> str | None:
+        return moment.isoformat(timespec="seconds") if moment else None
+    found = scim_tokens.list_tokens(context_for(database_url), tenant)
+    print_rows([{"id": t.id, "name": t.name, "state": "revoked" if t.revoked_at else "active",
+                 "expires": when(t.expires_at), "created": when(t.created_at),
+                 "last_used": when(t.last_used_at)} for t in found],
+               ["id", "name", "state", "expires", "created", "last_used"], as_json=as_json)
 
 
 @scim_app.command("revoke")

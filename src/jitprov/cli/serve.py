@@ -10,8 +10,8 @@ import typer
 from jitprov.cli.common import DatabaseUrl, cli_settings
 
 
-def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
-          port: Annotated[int, typer.Option()] = 8000,
+def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
           workers: Annotated[int, typer.Option(
               min=1, max=64, help="worker processes (each with its own database pool)")] = 1,
           database_url: DatabaseUrl = None) -> None:
@@ -21,8 +21,8 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
     run_serve(cli_settings(database_url), host=host, port=port, workers=workers)
 
 
-def dev(host: Annotated[str, typer.Option()] = "127.0.0.1",
-        port: Annotated[int, typer.Option()] = 8000,
+def dev(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
         database_url: DatabaseUrl = None) -> None:
     """Embedded demo: migrates the SQLite database, adds a demo tenant and IdP, serves."""
     from jitprov.cli.servers import run_dev

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 import threading
 from datetime import timedelta
 from importlib import resources
@@ -15,7 +18,7 @@ from jitprov.core.errors import InvalidInput, NotFound
 from jitprov.jobs import devices as device_jobs
 from jitprov.jobs import entitlements as entitlement_jobs
 from jitprov.jobs import purge, saml_metadata, webhooks
-from jitprov.services import admin, console, devices
+from jitprov.services import admin, console, devices, instance, logs, metrics
 from jitprov.services.context import build_context, open_database
 from jitprov.services.login.kinds import CONNECTION_KINDS
 from jitprov.services.readiness import readiness
@@ -38,13 +41,41 @@ def _base_url(settings: Settings, host: str, port: int) -> Settings:
     return settings.with_overrides(base_url=f"http://{shown}:{port}")
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, before anything is printed or started, a port something else listens on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {host}:{port}: "
+                               f"{exc.strerror or exc}; choose another with --port") from None
+
+
 def run_serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    check_port(host, port)
     settings = _base_url(settings, host, port)
     db = open_database(settings)
     try:
         _serve(settings, db, host=host, port=port, workers=workers)
     finally:
         db.dispose()
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """Several workers: every process (the workers, and this one, where the jobs run) writes
+    its metrics to one directory that any worker's /metrics reads whole; a fresh one per run
+    (counters start at 0 with the server), which the caller removes at exit, unless the
+    operator set one. Returns the directory made here, if any."""
+    if workers == 1:
+        return None
+    directory = metrics.multiprocess_dir()
+    own_dir = None
+    if directory is None:
+        own_dir = directory = tempfile.mkdtemp(prefix="jitprov-metrics-")
+    metrics.use_multiprocess_dir(directory)
+    return own_dir
 
 
 def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: int) -> None:
@@ -54,6 +85,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
     if state.failing == "secret_key":  # a wrong key would fail only at a login's callback
         raise InvalidInput(f"not starting: {state.checks['secret_key']} "
                            f"(key from {settings.key_source})")
+    instance.record_base_url(ctx, settings.base_url)  # for the links other commands print
     dev_only = [c.slug for c in admin.list_connections(ctx)
                 if c.enabled and CONNECTION_KINDS.get(c.kind) is not None
                 and CONNECTION_KINDS[c.kind].dev_only]
@@ -62,6 +94,9 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
             f"connection(s) {', '.join(dev_only)} use the dev-only kind mock (the demo IdP "
             "signs in anyone as anyone); `jitprov connection disable SLUG` them, or run "
             "`jitprov dev`")
+    # from here on the process is the server: its log format, its metrics directory
+    logs.configure(settings.ops.log_format, settings.ops.log_level)
+    own_dir = _metrics_dir(workers)
     typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url}, "
                f"{workers} worker{'s' if workers > 1 else ''})")
     stop = threading.Event()
@@ -71,7 +106,9 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
     saml_metadata.run_periodically(ctx, saml_metadata.CHECK_EVERY, stop)
     device_jobs.run_periodically(ctx, device_jobs.PROBE_EVERY, stop)  # IdP health, challenges
     try:
-        # no access log: callback URLs carry codes and states, which never go to logs
+        # no uvicorn access log (callback URLs carry codes and states): web/observability.py
+        # writes one line per request, path without query string; it also reads the proxy
+        # headers, from JITPROV_TRUSTED_PROXIES only; uvicorn's lines go through logs.configure
         if workers > 1:
             # each worker process imports the factory and reads the same environment; the
             # jobs above run once, in this supervising process
@@ -80,17 +117,21 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
                               JITPROV_BASE_URL=settings.base_url)
             uvicorn.run("jitprov.web.asgi:app_from_environment", factory=True,
                         workers=workers, host=host, port=port, log_level="info",
-                        proxy_headers=True, access_log=False)
+                        proxy_headers=False, access_log=False, log_config=None)
         else:
             # workers=1 given: uvicorn would otherwise take WEB_CONCURRENCY from the
             # environment, which an app object (not an import string) cannot serve
             uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
-                        log_level="info", proxy_headers=True, access_log=False)
+                        log_level="info", proxy_headers=False, access_log=False,
+                        log_config=None)
     finally:
         stop.set()
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 def run_dev(settings: Settings, *, host: str, port: int) -> None:
+    check_port(host, port)
     settings = _base_url(settings, host, port)
     db = open_database(settings)
     try:
@@ -102,6 +143,7 @@ def run_dev(settings: Settings, *, host: str, port: int) -> None:
 def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     db.upgrade()
     ctx = build_context(settings, db)
+    instance.record_base_url(ctx, settings.base_url)  # for the links other commands print
     try:
         admin.list_accounts(ctx, DEMO_TENANT, limit=1)
     except NotFound:
@@ -121,12 +163,14 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
         f"  Open it, click 'Sign in with {DEMO_CONNECTION}', pick a demo user and sign in:\n"
         "  the account is created Just-in-Time, with roles from the demo mapping rules.\n"
         f"  Database: {db.safe_url}   Secret key: {settings.key_source}   (Ctrl+C to stop)\n")
+    logs.configure(settings.ops.log_format, settings.ops.log_level)  # the server's, from here
     stop = threading.Event()  # the jobs `serve` runs, so webhooks and expiry work here too
     purge.run_periodically(ctx, timedelta(minutes=15), stop)
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     entitlement_jobs.run_periodically(ctx, timedelta(seconds=1), stop)  # large SCIM changes
     try:
         uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
-                    log_level="warning", access_log=False)
+                    log_level="warning", access_log=False, proxy_headers=False,
+                    log_config=None)
     finally:
         stop.set()

@@ -6,17 +6,19 @@ from typing import Annotated
 
 import typer
 
-from jitprov.cli.common import DatabaseUrl, context_for
+from jitprov.cli.common import DatabaseUrl, JsonOutput, context_for, print_rows
+from jitprov.core.events import WEBHOOK_EVENTS
 from jitprov.services import webhooks
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook endpoints and deliveries.")
 
 
 @webhooks_app.command("add")
-def webhooks_add(tenant: Annotated[str, typer.Option("--tenant")],
-                 url: Annotated[str, typer.Option("--url")],
+def webhooks_add(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+                 url: Annotated[str, typer.Option("--url", help="https:// endpoint URL")],
                  events: Annotated[str, typer.Option(
-                     "--events", help="comma-separated event types, or *")] = "*",
+                     "--events", help="comma-separated event types (see `jitprov webhooks "
+                                      "events`), or *")] = "*",
                  database_url: DatabaseUrl = None) -> None:
     """Subscribe an endpoint; prints its signing secret once (Standard Webhooks)."""
     created = webhooks.add_endpoint(context_for(database_url), tenant, url,
@@ -26,23 +28,34 @@ def webhooks_add(tenant: Annotated[str, typer.Option("--tenant")],
 
 
 @webhooks_app.command("list")
-def webhooks_list(tenant: Annotated[str, typer.Option("--tenant")],
-                  database_url: DatabaseUrl = None) -> None:
-    for e in webhooks.list_endpoints(context_for(database_url), tenant):
-        state = "enabled" if e.enabled else "disabled"
-        typer.echo(f"{e.id}\t{e.url}\t{','.join(e.event_types)}\t{state}")
+def webhooks_list(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
+                  as_json: JsonOutput = False, database_url: DatabaseUrl = None) -> None:
+    """The tenant's webhook endpoints."""
+    endpoints = webhooks.list_endpoints(context_for(database_url), tenant)
+    print_rows([{"id": e.id, "url": e.url, "events": list(e.event_types), "enabled": e.enabled}
+                for e in endpoints], ["id", "url", "events", "enabled"], as_json=as_json)
+
+
+@webhooks_app.command("events")
+def webhooks_events(as_json: JsonOutput = False) -> None:
+    """The event types an endpoint can subscribe to."""
+    print_rows([{"event": name, "when": when} for name, when in WEBHOOK_EVENTS.items()],
+               ["event", "when"], as_json=as_json)
 
 
 @webhooks_app.command("deliveries")
-def webhooks_deliveries(tenant: Annotated[str, typer.Option("--tenant")],
+def webhooks_deliveries(tenant: Annotated[str, typer.Option("--tenant", help="tenant slug")],
                         status: Annotated[str | None, typer.Option(
                             help="pending | delivered | dead")] = None,
+                        as_json: JsonOutput = False,
                         database_url: DatabaseUrl = None) -> None:
     """The delivery log, newest first."""
-    for d in webhooks.list_deliveries(context_for(database_url), tenant,
-                                      status=status):
-        detail = d.last_error or (f"HTTP {d.last_status}" if d.last_status else "")
-        typer.echo(f"{d.id}\t{d.event_type}\t{d.status}\tattempts {d.attempts}\t{detail}")
+    found = webhooks.list_deliveries(context_for(database_url), tenant, status=status)
+    print_rows([{"id": d.id, "event": d.event_type, "status": d.status,
+                 "attempts": d.attempts,
+                 "detail": d.last_error or (f"HTTP {d.last_status}" if d.last_status else "")}
+                for d in found], ["id", "event", "status", "attempts", "detail"],
+               as_json=as_json)
 
 
 @webhooks_app.command("replay")

@@ -45,6 +45,9 @@ class ExternalIdentity:
     claims: Mapping[str, object] = field(default_factory=dict)
     #: what the adapter noticed and the audit log should say (an IdP quirk, a dropped claim)
     notes: tuple[str, ...] = ()
+    #: the IdP's own id of the sign-in session (OIDC ``sid``, SAML ``SessionIndex``): what its
+    #: logout names; recorded on the session, never a claim the mapping sees
+    idp_session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -60,6 +60,13 @@ def text_problem(value: str, *, multiline: bool = True) -> str | None:
     return f"contains a control character (U+{ord(char):04X})"
 
 
+def all_clean(values: list[str]) -> bool:
+    """Whether every string of ``values`` keeps the rule (free text: tab, CR and LF allowed):
+    one scan of them joined, for a caller that checks many strings and needs no name unless
+    one is bad (it then looks again, one by one, with :func:`text_problem`)."""
+    return _BAD_TEXT.search("".join(values)) is None
+
+
 def check_text(value: str, field: str, *, multiline: bool = True,
                max_chars: int | None = None) -> str:
     """``value`` unchanged, or InvalidText naming ``field``."""

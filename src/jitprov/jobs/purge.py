@@ -29,10 +29,12 @@ def purge_expired(ctx: ServiceContext) -> tuple[int, int]:
 
 
 def purge_saml_replay(ctx: ServiceContext) -> int:
-    """Forget SAML assertion IDs whose assertion has expired (it can no longer be replayed:
-    the ACS refuses it as expired); returns how many were removed."""
+    """Forget SAML assertion IDs and single-use token ids (logout tokens' ``jti``) whose
+    message has expired (it can no longer be replayed: it is refused as expired); returns
+    how many were removed."""
     with UnitOfWork(ctx.db) as uow:
         removed = uow.logins.saml_replay.purge_expired(ctx.clock())
+        removed += uow.logins.token_replay.purge_expired(ctx.clock())
         uow.commit()
     return removed
 

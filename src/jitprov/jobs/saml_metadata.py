@@ -82,7 +82,8 @@ def refresh_connection(ctx: ServiceContext, slug: str, *, actor: str = "job") ->
         updated = SamlConfig.parse({
             **config.as_dict(), "idp_entity_id": metadata.entity_id,
             "idp_sso_url": metadata.sso_redirect_url, "idp_certs": list(metadata.signing_certs),
-            "want_authn_requests_signed": metadata.want_authn_requests_signed})
+            "want_authn_requests_signed": metadata.want_authn_requests_signed,
+            **metadata.slo_fields()})
     except JitprovError as exc:
         _audit_failure(ctx, conn, exc, actor)
         return RefreshReport(slug, "failed", str(exc))

@@ -136,6 +136,13 @@ def list_accounts(ctx: ServiceContext, tenant: str, *, limit: int = 1000,
     return [replace(v, account=v.account.at(now)) for v in views]
 
 
+def get_account(ctx: ServiceContext, account_id: str) -> AccountView:
+    """One account, as :func:`list_accounts` shows it. Raises NotFound."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        view = uow.accounts.view(account_id)
+    return replace(view, account=view.account.at(ctx.clock()))
+
+
 ADMIN_TOKEN_PREFIX = "jpa_"  # noqa: S105 - a public prefix, not a secret
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from jitprov.core.audit import ChainedEvent, ChainProblem, canonical_json, verify_chain
 from jitprov.services.context import ServiceContext
+from jitprov.store.console import AuditFilter
 from jitprov.store.unit_of_work import UnitOfWork
 
 CSV_COLUMNS = ["tenant", "seq", "occurred_at", "type", "actor", "account_id", "request_id",
@@ -33,6 +34,19 @@ def iter_events(ctx: ServiceContext, tenant: str | None = None) -> Iterator[Chai
         tenants = [uow.config.tenants.get(tenant)] if tenant else uow.config.tenants.list()
         for ten in tenants:
             yield from uow.audit.events(ten.id)
+
+
+def search(ctx: ServiceContext, flt: AuditFilter, tenant: str | None = None, *,
+           limit: int = 50) -> list[ChainedEvent]:
+    """The newest ``limit`` events matching ``flt`` of one tenant (or of every tenant, newest
+    first): what ``jitprov audit search`` prints. Raises NotFound for an unknown tenant."""
+    found: list[ChainedEvent] = []
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        tenants = [uow.config.tenants.get(tenant)] if tenant else uow.config.tenants.list()
+        for ten in tenants:
+            found += uow.console.reads.audit_page(ten.id, flt, limit=limit).events
+    found.sort(key=lambda ev: (ev.occurred_at, ev.tenant, ev.seq), reverse=True)
+    return found[:limit]
 
 
 def export_lines(ctx: ServiceContext, fmt: str, tenant: str | None = None) -> Iterator[str]:

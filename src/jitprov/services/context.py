@@ -113,10 +113,15 @@ def database_limits(settings: Settings) -> DatabaseLimits:
                           busy_timeout=settings.db_busy_timeout)
 
 
-def open_database(settings: Settings, *, pool_size: int = 20) -> Database:
-    """The settings' database, with the settings' time limits."""
-    return Database.connect(settings.database_url, pool_size=pool_size,
-                            limits=database_limits(settings))
+def open_database(settings: Settings, *, pool_size: int | None = None) -> Database:
+    """The settings' database, with the settings' time limits, pool size (``pool_size`` wins
+    when given) and transaction-pooler mode."""
+    return Database.connect(settings.database_url,
+                            pool_size=settings.db_pool_size if pool_size is None else pool_size,
+                            max_overflow=settings.db_max_overflow if pool_size is None
+                            else pool_size,
+                            limits=database_limits(settings),
+                            pooling=settings.db_transaction_pooling)
 
 
 def build_context(settings: Settings, db: Database) -> ServiceContext:

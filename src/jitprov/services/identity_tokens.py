@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,10 @@ KEY_CACHE_SECONDS = 2.0  # a rotation reaches every node within this
 
 _lock = threading.Lock()
 CACHE = "identity_tokens.active_key"  # in ctx.caches: (read at, kid, key)
+ISSUED = "identity_tokens.issued"  # in ctx.caches: identity -> (token, exp), newest last
+#: a token is handed out again this long after it was signed (of its 5 minutes)
+REUSE_FOR = 60
+MAX_REUSED = 10_000  # identities remembered per process (the oldest are forgotten)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +102,35 @@ def _active_key(ctx: ServiceContext) -> tuple[str, ECKey]:
 
 def issue_token(ctx: ServiceContext, me: Mapping[str, object], *, issuer: str) -> IssuedToken:
     """An ES256 JWT for applications: who is signed in (``SignedIn.as_me()``), with their
-    current roles."""
+    current roles.
+
+    A token signed for the same identity, roles and key less than :data:`REUSE_FOR` ago is
+    handed out again instead of signing a new one (forward-auth asks for one on every request
+    an app gets; an ES256 signature is most of that request's CPU): it says exactly what a new
+    one would, and expires when it did. A change of roles, profile or signing key makes a new
+    one at once.
+    """
     kid, key = _active_key(ctx)
     now = int(ctx.clock().timestamp())
     lifetime = int(TOKEN_LIFETIME.total_seconds())
-    claims = {"iss": issuer, "aud": AUDIENCE, "sub": me["id"], "iat": now,
-              "exp": now + lifetime, "jti": uuid.uuid4().hex, "tenant": me["tenant"],
-              "email": me["email"], "name": me["name"], "roles": me["roles"],
-              "groups": me["groups"]}
+    identity = {"iss": issuer, "aud": AUDIENCE, "sub": me["id"], "tenant": me["tenant"],
+                "email": me["email"], "name": me["name"], "roles": me["roles"],
+                "groups": me["groups"]}
+    reuse_key = kid + "\0" + json.dumps(identity, sort_keys=True, default=str)
+    issued = ctx.caches.get(ISSUED)
+    if isinstance(issued, OrderedDict):
+        with _lock:
+            found = issued.get(reuse_key)
+        if found is not None and found[1] - lifetime <= now < found[1] - lifetime + REUSE_FOR:
+            return IssuedToken(found[0], found[1] - now)
+    claims = {**identity, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
     token = jwt.encode({"alg": "ES256", "kid": kid, "typ": "JWT"}, claims, key,
                        algorithms=["ES256"])
+    with _lock:
+        issued = ctx.caches.setdefault(ISSUED, OrderedDict())
+        assert isinstance(issued, OrderedDict)  # noqa: S101
+        issued[reuse_key] = (token, now + lifetime)
+        issued.move_to_end(reuse_key)
+        while len(issued) > MAX_REUSED:
+            issued.popitem(last=False)
     return IssuedToken(token, lifetime)

@@ -13,6 +13,7 @@ job lock; every write is conditional, so several nodes can run the schedule safe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from jitprov.store.unit_of_work import UnitOfWork
 
 ACTOR = "lifecycle:dormant"
 MIN_AUDIT_RETENTION_DAYS = 30  # a policy cannot be used to erase recent history
+MAX_POLICY_DAYS = 36_500  # a hundred years: beyond it a date cannot be computed
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +59,36 @@ def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | Non
                        deactivate_days: int | None, delete_after_days: int | None = None,
                        actor: str = "cli") -> DormantPolicy:
     """Set (or, with all None, turn off) the tenant's account lifecycle policy."""
-    for name, days in (("warn", warn_days), ("deactivate", deactivate_days),
-                       ("delete-after", delete_after_days)):
-        if days is not None and days < 1:
-            raise InvalidInput(f"{name} days must be at least 1")
-    if warn_days is not None and deactivate_days is not None and warn_days >= deactivate_days:
-        raise InvalidInput("the warning must come before the deactivation")
-    policy = DormantPolicy(warn_days, deactivate_days, delete_after_days)
+    return _write_dormant_policy(ctx, tenant, actor, lambda _current: DormantPolicy(
+        warn_days, deactivate_days, delete_after_days))
+
+
+def change_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | None = None,
+                          deactivate_days: int | None = None,
+                          delete_after_days: int | None = None,
+                          actor: str = "cli") -> DormantPolicy:
+    """Change only the options given (``0`` turns one off; ``None`` keeps the stored value),
+    checking the policy they make together with the kept ones."""
+    def merged(current: DormantPolicy) -> DormantPolicy:
+        def pick(given: int | None, kept: int | None) -> int | None:
+            return kept if given is None else (None if given == 0 else given)
+        return DormantPolicy(pick(warn_days, current.warn_days),
+                             pick(deactivate_days, current.deactivate_days),
+                             pick(delete_after_days, current.delete_after_days))
+    return _write_dormant_policy(ctx, tenant, actor, merged)
+
+
+def _write_dormant_policy(ctx: ServiceContext, tenant: str, actor: str,
+                          make: Callable[[DormantPolicy], DormantPolicy]) -> DormantPolicy:
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         ten = uow.config.tenants.get(tenant)
         settings = uow.config.tenants.settings(ten.id)
-        settings["dormant"] = {"warn_days": warn_days, "deactivate_days": deactivate_days,
-                               "delete_after_days": delete_after_days}
+        policy = make(_policy(settings))
+        _check_dormant(policy)
+        settings["dormant"] = {"warn_days": policy.warn_days,
+                               "deactivate_days": policy.deactivate_days,
+                               "delete_after_days": policy.delete_after_days}
         uow.config.tenants.set_settings(ten.id, settings)
         uow.audit.append(ten.id, ten.slug, AuditEvent(
             "tenant.policy_changed", actor, {"dormant": settings["dormant"]}), now)
@@ -77,12 +96,32 @@ def set_dormant_policy(ctx: ServiceContext, tenant: str, *, warn_days: int | Non
     return policy
 
 
+def _check_dormant(policy: DormantPolicy) -> None:
+    for name, days in (("warn", policy.warn_days), ("deactivate", policy.deactivate_days),
+                       ("delete-after", policy.delete_after_days)):
+        if days is not None and not 1 <= days <= MAX_POLICY_DAYS:
+            raise InvalidInput(f"{name} days must be from 1 to {MAX_POLICY_DAYS}")
+    if (policy.warn_days is not None and policy.deactivate_days is not None
+            and policy.warn_days >= policy.deactivate_days):
+        raise InvalidInput(f"the warning ({policy.warn_days} days) must come before the "
+                           f"deactivation ({policy.deactivate_days} days)")
+
+
+def lifecycle_policy(ctx: ServiceContext, tenant: str) -> tuple[DormantPolicy, int | None]:
+    """The tenant's stored lifecycle policy and audit retention in days (None: forever)."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        settings = uow.config.tenants.settings(uow.config.tenants.get(tenant).id)
+    retention = settings.get("audit_retention_days")
+    return _policy(settings), retention if isinstance(retention, int) else None
+
+
 def set_audit_retention(ctx: ServiceContext, tenant: str, days: int | None, *,
                         actor: str = "cli") -> None:
     """Keep the tenant's audit events this many days (None: forever). Pruning keeps the chain
     verifiable: the last removed event's hash becomes the anchor the kept chain starts from."""
-    if days is not None and days < MIN_AUDIT_RETENTION_DAYS:
-        raise InvalidInput(f"audit retention must be at least {MIN_AUDIT_RETENTION_DAYS} days")
+    if days is not None and not MIN_AUDIT_RETENTION_DAYS <= days <= MAX_POLICY_DAYS:
+        raise InvalidInput(f"audit retention must be from {MIN_AUDIT_RETENTION_DAYS} to "
+                           f"{MAX_POLICY_DAYS} days")
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         ten = uow.config.tenants.get(tenant)

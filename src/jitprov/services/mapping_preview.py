@@ -182,6 +182,13 @@ def claims_retention(settings: Mapping[str, object]) -> timedelta:
     return DEFAULT_CLAIMS_RETENTION
 
 
+def claims_retention_days(ctx: ServiceContext, tenant: str) -> int:
+    """How many days the tenant keeps each identity's last login claims. Raises NotFound."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        settings = uow.config.tenants.settings(uow.config.tenants.get(tenant).id)
+    return claims_retention(settings).days
+
+
 def set_claims_retention(ctx: ServiceContext, tenant: str, days: int, *,
                          actor: str = "cli") -> None:
     """Keep the tenant's recorded claims ``days`` days (0: cleared at the next purge, kept no

@@ -8,7 +8,7 @@ services, which own every unit of work. ``Database`` is here for the composition
 from jitprov.store.console import AuditFilter
 from jitprov.store.database import Database
 from jitprov.store.devices import DeviceRecord, PasskeyRecord
-from jitprov.store.records import AccountView, ConnectionRecord
+from jitprov.store.records import AccountView, ConnectionRecord, DomainRecord
 
 __all__ = [
     "AccountView",
@@ -16,5 +16,6 @@ __all__ = [
     "ConnectionRecord",
     "Database",
     "DeviceRecord",
+    "DomainRecord",
     "PasskeyRecord",
 ]

@@ -1,15 +1,24 @@
-"""Sessions: server-side, stored by hash, shared by every node."""
+"""Sessions: server-side, stored by hash, shared by every node; ended by their own sign-out
+or by their IdP's logout (:func:`revoke_idp_sessions`, shared by OIDC back-channel logout and
+SAML Single Logout)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from jitprov.core.audit import AuditEvent
+from jitprov.core.errors import InvalidInput, JitprovError
+from jitprov.services import metrics
 from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.store.records import AccountView, SessionState
+from jitprov.store.records import AccountView, EndedSession, IdpLogoutMatch, SessionState
 from jitprov.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger("jitprov.sessions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +126,78 @@ def end_session(ctx: ServiceContext, token: str | None) -> bool:
         revoked = uow.sessions.revoke(hash_token(token), ctx.clock())
         uow.commit()
     return revoked
+
+
+def sign_out(ctx: ServiceContext, token: str | None) -> EndedSession | None:
+    """Revoke the session of this cookie value and return what its IdP's logout needs (its
+    connection, the sealed ID token); None if no session was active."""
+    if not token:
+        return None
+    with UnitOfWork(ctx.db) as uow:
+        ended = uow.sessions.end(hash_token(token), ctx.clock())
+        uow.commit()
+    return ended
+
+
+class UnknownIdpSession(InvalidInput):
+    """An IdP's logout names a session id or subject no session of the connection ever
+    carried: nothing is revoked."""
+
+    code = "unknown_session"
+
+
+def revoke_idp_sessions(ctx: ServiceContext, connection: str, *, sid: str | None = None,
+                        sub: str | None = None, reason: str, request_id: str | None = None,
+                        guard: Callable[[UnitOfWork], None] | None = None,
+                        require_known: bool = True) -> IdpLogoutMatch:
+    """End the sessions an IdP's logout names: those of ``connection`` with the IdP session
+    id ``sid`` (OIDC ``sid``, SAML ``SessionIndex``) and/or the subject ``sub`` (OIDC ``sub``,
+    SAML NameID); both must match when both are given.
+
+    One unit of work: ``guard`` runs first and may raise (the logout token's ``jti`` is
+    spent there, so it is spent exactly when the revocation commits); then the sessions are
+    revoked, and each account whose sessions ended gets a ``session.revoked`` audit event
+    (actor ``idp:<connection>``, with ``reason``) and webhook event. ``/auth/verify`` and
+    every page read the session row at each request, so the next request is refused.
+    With ``require_known``, a session id or subject that no session of the connection ever
+    carried (revoked and expired ones count until the purge) raises UnknownIdpSession and
+    rolls back; one whose sessions already ended revokes nothing and succeeds. Raises
+    NotFound for an unknown connection."""
+    conn = ctx.connections.get(connection)
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        if guard is not None:
+            guard(uow)
+        match = uow.sessions.revoke_for_idp(conn.id, idp_session_id=sid, subject=sub, now=now)
+        if require_known and not match.known:
+            raise UnknownIdpSession("no session of this connection has that "
+                                    + ("session id (sid)" if sid is not None else "subject"))
+        for account_id, count in match.revoked:
+            data: dict[str, object] = {"connection": conn.slug, "reason": reason,
+                                       "sessions": count}
+            uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
+                "session.revoked", f"idp:{conn.slug}", data, account_id=account_id,
+                request_id=request_id), now)
+            uow.outbox.add(conn.tenant_id, "session.revoked", {
+                "tenant": conn.tenant_slug, "account_id": account_id, **data}, now)
+        uow.commit()
+    metrics.SESSIONS_REVOKED.inc(sum(count for _, count in match.revoked))
+    return match
+
+
+def record_logout_refusal(ctx: ServiceContext, connection: str, code: str, reason: str, *,
+                          request_id: str | None) -> None:
+    """Audit an IdP logout message that was refused (``logout.refused``, with its code and
+    reason, never the message) in the connection's tenant. Never raises: the protocol's
+    answer matters more, and the server log keeps the refusal if the database cannot."""
+    try:
+        conn = ctx.connections.get(connection)
+        with UnitOfWork(ctx.db) as uow:
+            uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
+                "logout.refused", f"idp:{conn.slug}",
+                {"connection": conn.slug, "code": code, "reason": reason},
+                request_id=request_id), ctx.clock())
+            uow.commit()
+    except JitprovError:
+        log.warning("logout.refused not audited (connection %s, code %s, request %s)",
+                    connection, code, request_id, exc_info=True)

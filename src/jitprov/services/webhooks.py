@@ -26,6 +26,7 @@ from standardwebhooks.webhooks import Webhook
 
 from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import InvalidInput
+from jitprov.core.events import unknown_event_types
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.outbound import CHECKED, OutboundPolicy
@@ -128,9 +129,13 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
                  actor: str = "cli") -> NewEndpoint:
     """Subscribe ``url`` to ``event_types`` (``*`` for all). Returns the signing secret, shown
     once (stored sealed). Raises InvalidInput (UnsafeDestination), NotFound."""
+    types = [t.strip() for t in event_types if t.strip()] or ["*"]
+    unknown = unknown_event_types(types)
+    if unknown:
+        raise InvalidInput(f"unknown event type(s) {', '.join(unknown)}: use * or names from "
+                           "`jitprov webhooks events`")
     check_url(url)
     check_destination(url, webhook_policy(ctx))
-    types = [t.strip() for t in event_types if t.strip()] or ["*"]
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
@@ -151,8 +156,16 @@ def list_endpoints(ctx: ServiceContext, tenant: str) -> list[WebhookEndpointReco
         return uow.outbox.webhooks.endpoints(uow.config.tenants.get(tenant).id)
 
 
+DELIVERY_STATUSES = ("pending", "delivered", "dead")
+
+
 def list_deliveries(ctx: ServiceContext, tenant: str, *, status: str | None = None,
                     limit: int = 100) -> list[DeliveryRecord]:
+    """The tenant's deliveries, newest first; ``status`` one of :data:`DELIVERY_STATUSES`.
+    Raises InvalidInput, NotFound."""
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(DELIVERY_STATUSES)}, "
+                           f"not {status!r}")
     with UnitOfWork(ctx.db, readonly=True) as uow:
         return uow.outbox.webhooks.deliveries(uow.config.tenants.get(tenant).id, status=status,
                                               limit=limit)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from jitprov.core.errors import Conflict, NotFound
 from jitprov.store import tables as t
 from jitprov.store._common import lock_key, opt_utc, utc
-from jitprov.store.records import ConnectionRecord, TenantRecord
+from jitprov.store.records import ConnectionRecord, DomainRecord, TenantRecord
 
 
 class TenantRepository:
@@ -279,6 +279,8 @@ SEALED_COLUMNS: dict[str, tuple[sa.Table, sa.Column[Any], sa.Column[Any]]] = {
                                     t.signing_key.c.private_jwk),
     "webhook secrets": (t.webhook_endpoint, t.webhook_endpoint.c.id,
                         t.webhook_endpoint.c.secret),
+    "sessions' ID tokens (for IdP logout)": (t.session, t.session.c.id,
+                                             t.session.c.id_token_sealed),
 }
 
 
@@ -307,9 +309,100 @@ class SealedValues:
         return done.rowcount == 1
 
 
+class InstanceSettings:
+    """``uow.config.instance``: named facts of this installation (``instance_setting``)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def get(self, name: str) -> str | None:
+        value = self._c.execute(sa.select(t.instance_setting.c.value)
+                                .where(t.instance_setting.c.name == name)).scalar()
+        return None if value is None else str(value)
+
+    def put(self, name: str, value: str, now: datetime) -> None:
+        """Insert or replace (one row per name; the last writer wins)."""
+        changed = self._c.execute(sa.update(t.instance_setting)
+                                  .where(t.instance_setting.c.name == name)
+                                  .values(value=value, updated_at=now)).rowcount
+        if not changed:
+            self._c.execute(t.instance_setting.insert().values(name=name, value=value,
+                                                               updated_at=now))
+
+
+class DomainRepository:
+    """``uow.config.domains``: tenants' verified email domains, each mapped to a connection
+    (home-realm discovery). The domain (lowercase ASCII form, normalised by the caller) is
+    the key, so a domain belongs to one tenant at most."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    _COLUMNS = (t.email_domain.c.domain, t.email_domain.c.verified_by,
+                t.email_domain.c.verified_at, t.tenant.c.slug.label("tenant_slug"),
+                t.connection.c.slug.label("connection_slug"),
+                t.connection.c.kind.label("connection_kind"),
+                t.connection.c.enabled.label("connection_enabled"))
+
+    def _select(self) -> sa.Select[Any]:
+        return (sa.select(*self._COLUMNS)
+                .join(t.tenant, t.tenant.c.id == t.email_domain.c.tenant_id)
+                .join(t.connection, t.connection.c.id == t.email_domain.c.connection_id))
+
+    @staticmethod
+    def _record(row: sa.Row[Any]) -> DomainRecord:
+        return DomainRecord(domain=row.domain, tenant_slug=row.tenant_slug,
+                            connection_slug=row.connection_slug,
+                            connection_kind=row.connection_kind,
+                            connection_enabled=bool(row.connection_enabled),
+                            verified_by=row.verified_by, verified_at=utc(row.verified_at))
+
+    def find(self, domain: str) -> DomainRecord | None:
+        """The record of ``domain``, or None when no tenant verified it."""
+        row = self._c.execute(self._select().where(t.email_domain.c.domain == domain)).first()
+        return None if row is None else self._record(row)
+
+    def put(self, domain: str, *, tenant_id: int, connection_id: int, verified_by: str,
+            now: datetime) -> None:
+        """Insert ``domain`` for the tenant, or point the tenant's existing row at another
+        connection. Raises Conflict when another tenant holds it (a concurrent insert of the
+        same domain loses the unique-key race at commit: RaceLost)."""
+        holder = self._c.execute(sa.select(t.email_domain.c.tenant_id)
+                                 .where(t.email_domain.c.domain == domain)).first()
+        if holder is None:
+            self._c.execute(t.email_domain.insert().values(
+                domain=domain, tenant_id=tenant_id, connection_id=connection_id,
+                verified_by=verified_by, verified_at=now))
+        elif holder.tenant_id == tenant_id:
+            self._c.execute(t.email_domain.update().where(t.email_domain.c.domain == domain)
+                            .values(connection_id=connection_id, verified_by=verified_by,
+                                    verified_at=now))
+        else:
+            raise Conflict(f"the domain {domain} is verified by another tenant")
+
+    def remove(self, domain: str, tenant_id: int) -> None:
+        """Raises NotFound unless the tenant holds ``domain``."""
+        result = self._c.execute(t.email_domain.delete().where(
+            t.email_domain.c.domain == domain, t.email_domain.c.tenant_id == tenant_id))
+        if not result.rowcount:
+            raise NotFound(f"the tenant has no verified domain {domain}")
+
+    def list(self, tenant_id: int) -> list[DomainRecord]:
+        """The tenant's domains, by name."""
+        rows = self._c.execute(self._select().where(t.email_domain.c.tenant_id == tenant_id)
+                               .order_by(t.email_domain.c.domain))
+        return [self._record(row) for row in rows]
+
+    def any(self) -> bool:
+        """Whether any tenant has verified a domain (the landing page asks for the email
+        then)."""
+        return self._c.execute(sa.select(t.email_domain.c.domain).limit(1)).first() is not None
+
+
 class ConfigStore:
     """``uow.config``: ``tenants``, ``connections``, ``saml`` (the metadata refresh's writes),
-    ``signing_keys``, ``admin_tokens``, ``jobs`` and ``sealed`` (every sealed value)."""
+    ``signing_keys``, ``admin_tokens``, ``jobs``, ``sealed`` (every sealed value),
+    ``instance`` (facts of the installation) and ``domains`` (verified email domains)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.tenants = TenantRepository(conn)
@@ -319,6 +412,8 @@ class ConfigStore:
         self.admin_tokens = AdminTokenRepository(conn)
         self.jobs = JobLocks(conn)
         self.sealed = SealedValues(conn)
+        self.instance = InstanceSettings(conn)
+        self.domains = DomainRepository(conn)
         self._c = conn
 
     def sealed_samples(self) -> list[str]:

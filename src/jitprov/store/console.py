@@ -121,6 +121,7 @@ class AuditFilter:
     account_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    request_id: str | None = None  # exact: the id a user quotes from an error page
 
 
 # -- bootstrap links and admin sessions --------------------------------------------------------
@@ -358,6 +359,8 @@ class ConsoleReads:
             stmt = stmt.where(e.actor.contains(flt.actor, autoescape=True))
         if flt.account_id:
             stmt = stmt.where(e.account_id == flt.account_id)
+        if flt.request_id:
+            stmt = stmt.where(e.request_id == flt.request_id)
         if flt.since is not None:
             stmt = stmt.where(e.occurred_at >= flt.since)
         if flt.until is not None:

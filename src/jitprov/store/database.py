@@ -11,11 +11,20 @@ statement timeout (PostgreSQL's ``statement_timeout``, sent as a startup option 
 round trip; on SQLite a progress handler interrupts a transaction's statements past the limit),
 a pool checkout timeout, and on SQLite a bounded wait for the single writer. Migrations run
 without the statement timeout.
+
+Behind a transaction pooler (PgBouncer ``pool_mode = transaction``), two things of a direct
+connection break: startup options (PgBouncer refuses ``options``) and server-side prepared
+statements (psycopg prepares a statement run five times on a connection, and the next
+transaction may run on another server connection). :class:`Pooling` switches both off: the
+statement timeout is then set per transaction (``SET LOCAL``, one more round trip) and
+psycopg never prepares. ``auto`` (the default) switches on by itself, with one log line, when
+the server refuses the startup option, as PgBouncer does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -34,6 +43,7 @@ from jitprov.core.errors import DatabaseNotReady, DatabaseTimeout
 from jitprov.core.text import safe_tree
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("jitprov.database")
 
 
 def load_json(text: str | bytes) -> Any:
@@ -71,6 +81,31 @@ class DatabaseLimits:
     statement_timeout: float = 15.0
     pool_timeout: float = 5.0
     busy_timeout: float = 10.0
+
+
+#: ``JITPROV_DB_TRANSACTION_POOLING``: how to talk to PostgreSQL through a transaction pooler
+POOLING_MODES = ("auto", "on", "off")
+
+
+@dataclass
+class Pooling:
+    """Whether the PostgreSQL connections go through a transaction pooler; ``mode`` as set
+    (``auto``: decided at the first connection), ``on`` as in force."""
+
+    mode: str = "auto"
+    on: bool = False
+
+    def __post_init__(self) -> None:
+        self.on = self.mode == "on"
+
+
+#: what a transaction pooler answers to a startup option it does not pass on
+_REFUSED_STARTUP = "unsupported startup parameter"
+
+
+def _through_pooler(cparams: dict[str, Any]) -> None:
+    cparams.pop("options", None)  # PgBouncer refuses startup options
+    cparams["prepare_threshold"] = None  # psycopg never prepares server-side
 
 
 #: execution option of a connection whose transactions run without the statement timeout
@@ -118,17 +153,40 @@ def _sqlite_hooks(limits: DatabaseLimits) -> tuple[Any, Any]:
     return on_connect, on_begin
 
 
-def _postgres_on_begin(conn: sa.Connection) -> None:
-    if conn.get_execution_options().get(UNLIMITED):  # migrations: transaction-scoped
-        conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-            "SET LOCAL statement_timeout = 0")
+def _postgres_hooks(limits: DatabaseLimits, pooling: Pooling) -> tuple[Any, Any]:
+    timeout_ms = math.ceil(limits.statement_timeout * 1000)
+
+    def do_connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        if pooling.on:
+            _through_pooler(cparams)
+            return dialect.connect(*cargs, **cparams)
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if pooling.mode != "auto" or _REFUSED_STARTUP not in str(exc):
+                raise
+        pooling.on = True
+        log.warning("the database refused a startup option: talking to it as to a transaction "
+                    "pooler (PgBouncer): statement timeout per transaction, no server-side "
+                    "prepared statements (set JITPROV_DB_TRANSACTION_POOLING=on to say so)")
+        _through_pooler(cparams)
+        return dialect.connect(*cargs, **cparams)
+
+    def on_begin(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get(UNLIMITED):  # migrations: transaction-scoped
+            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                "SET LOCAL statement_timeout = 0")
+        elif pooling.on and timeout_ms:  # no startup option through a pooler
+            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                f"SET LOCAL statement_timeout = {timeout_ms}")
+
+    return do_connect, on_begin
 
 
 def _postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
     """libpq parameters: ``connect_timeout`` and ``statement_timeout`` as a startup option
-    (added to any ``options`` of the URL). Behind PgBouncer in transaction mode, which does
-    not pass startup options on, set ``statement_timeout`` on the database role instead and
-    the setting to 0."""
+    (added to any ``options`` of the URL). Behind a transaction pooler, which refuses startup
+    options, :class:`Pooling` drops them and sets the timeout per transaction instead."""
     args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(limits.connect_timeout))}
     if limits.statement_timeout:
         option = f"-c statement_timeout={math.ceil(limits.statement_timeout * 1000)}"
@@ -149,27 +207,40 @@ class Database:
     #: rather than in SQLite's busy handler (which sleeps and backs off: seconds of p99).
     write_lock: threading.RLock | None = None
     limits: DatabaseLimits = field(default_factory=DatabaseLimits)
+    #: PostgreSQL: whether it is reached through a transaction pooler
+    pooling: Pooling = field(default_factory=Pooling)
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 20,
-                limits: DatabaseLimits | None = None) -> Database:
-        """Build the engine. Raises DatabaseNotReady for a URL it cannot use."""
+    def connect(cls, url: str, *, pool_size: int = 20, max_overflow: int | None = None,
+                limits: DatabaseLimits | None = None, pooling: str = "auto") -> Database:
+        """Build the engine: ``pool_size`` connections kept, ``max_overflow`` more at peaks
+        (default: as many again). Raises DatabaseNotReady for a URL it cannot use."""
+        if pooling not in POOLING_MODES:
+            raise DatabaseNotReady(f"transaction pooling must be one of "
+                                   f"{', '.join(POOLING_MODES)}, not {pooling!r}")
         url = normalise_url(url)
         if not url.startswith(("sqlite:", "postgresql+psycopg:")):
             raise DatabaseNotReady("cannot use the database URL: jitprov stores its data in "
                                    "SQLite (sqlite:///path) or PostgreSQL (postgresql://...)")
+        if url.startswith("sqlite:") and (sa.make_url(url).database or ":memory:") in (
+                ":memory:", ""):
+            raise DatabaseNotReady("cannot use the database URL: an SQLite database is a file "
+                                   "(sqlite:///path/to/jitprov.db), not memory")
         try:
-            return cls._connect(url, pool_size, limits or DatabaseLimits())
-        except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+            return cls._connect(url, pool_size,
+                                pool_size if max_overflow is None else max_overflow,
+                                limits or DatabaseLimits(), Pooling(pooling))
+        except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as exc:
             raise DatabaseNotReady(f"cannot use the database URL: {exc}") from exc
 
     @classmethod
-    def _connect(cls, url: str, pool_size: int, limits: DatabaseLimits) -> Database:
+    def _connect(cls, url: str, pool_size: int, max_overflow: int, limits: DatabaseLimits,
+                 pooling: Pooling) -> Database:
         if url.startswith("sqlite"):
             path = sa.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+            engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                       pool_timeout=limits.pool_timeout,
                                       hide_parameters=True,  # no claims or emails in logs
                                       json_deserializer=load_json,
@@ -180,13 +251,15 @@ class Database:
             sa.event.listen(engine, "connect", on_connect)
             sa.event.listen(engine, "begin", on_begin)
             return cls(url=url, engine=engine, write_lock=threading.RLock(), limits=limits)
-        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+        engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                   pool_timeout=limits.pool_timeout,
                                   pool_pre_ping=True, hide_parameters=True,
                                   json_deserializer=load_json,
                                   connect_args=_postgres_connect_args(url, limits))
-        sa.event.listen(engine, "begin", _postgres_on_begin)
-        return cls(url=url, engine=engine, limits=limits)
+        do_connect, on_begin = _postgres_hooks(limits, pooling)
+        sa.event.listen(engine, "do_connect", do_connect)
+        sa.event.listen(engine, "begin", on_begin)
+        return cls(url=url, engine=engine, limits=limits, pooling=pooling)
 
     @property
     def dialect(self) -> str:
@@ -216,6 +289,9 @@ class Database:
                 return MigrationContext.configure(conn).get_current_revision()
         except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
             raise unavailable(exc) from exc
+        except sa.exc.DatabaseError as exc:  # e.g. SQLite: "file is not a database"
+            raise DatabaseNotReady(f"cannot read the database {self.safe_url}: "
+                                   f"{_first_line(exc)}") from exc
 
     def require_current(self) -> None:
         """Raise :class:`DatabaseNotReady` unless the schema is at the head revision."""

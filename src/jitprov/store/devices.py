@@ -364,6 +364,18 @@ class HealthRepository:
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
 
+    def of_enabled_connections(self) -> list[tuple[str, HealthRecord]]:
+        """Each enabled connection's slug and health (never heard of: reachable)."""
+        rows = self._c.execute(
+            sa.select(t.connection.c.id, t.connection.c.slug,
+                      t.connection_health.c.last_success_at,
+                      t.connection_health.c.last_failure_at, t.connection_health.c.last_error)
+            .outerjoin(t.connection_health,
+                       t.connection_health.c.connection_id == t.connection.c.id)
+            .where(t.connection.c.enabled.is_(True)).order_by(t.connection.c.slug))
+        return [(r.slug, HealthRecord(r.id, opt_utc(r.last_success_at),
+                                      opt_utc(r.last_failure_at), r.last_error)) for r in rows]
+
     def get(self, connection_id: int) -> HealthRecord:
         """Never heard of: reachable (no failure recorded)."""
         row = self._c.execute(sa.select(t.connection_health).where(

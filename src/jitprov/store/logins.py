@@ -33,6 +33,20 @@ def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
 
 
 _REMEMBER = {name: _insert_ignoring_duplicates(name) for name in ("postgresql", "sqlite")}
+
+
+def _insert_token_ignoring_duplicates(dialect: str) -> sa.Insert:
+    """The same ``INSERT ... ON CONFLICT DO NOTHING`` into ``token_replay``."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(t.token_replay)
+            .values(connection_id=_B("connection_id"), token_id=_B("token_id"),
+                    expires_at=_B("expires_at"))
+            .on_conflict_do_nothing(index_elements=["connection_id", "token_id"])
+            .returning(t.token_replay.c.token_id))
+
+
+_REMEMBER_TOKEN = {name: _insert_token_ignoring_duplicates(name)
+                   for name in ("postgresql", "sqlite")}
 _CONSUME_LOGIN = Prepared(
     t.login_request.update()
     .where(t.login_request.c.id == _B("b_id"), t.login_request.c.consumed_at.is_(None),
@@ -122,9 +136,34 @@ class SamlLoginRequestReader:
 
 class LoginStore:
     """``uow.logins``: ``requests`` (logins in flight), ``saml_requests`` (the ACS's read-only
-    look at one) and ``saml_replay`` (assertion IDs already accepted)."""
+    look at one), ``saml_replay`` (assertion IDs already accepted) and ``token_replay``
+    (single-use token ids, such as logout tokens' ``jti``)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.requests = LoginRequestRepository(conn)
         self.saml_requests = SamlLoginRequestReader(conn)
         self.saml_replay = SamlReplayRepository(conn)
+        self.token_replay = TokenReplayRepository(conn)
+
+
+class TokenReplayRepository:
+    """Identifiers of single-use tokens a connection's IdP sent (an OIDC logout token's
+    ``jti``), kept until the token expires: the same contract as ``SamlReplayRepository``."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+
+    def remember(self, connection_id: int, token_id: str, expires_at: datetime) -> bool:
+        """True the first time ``token_id`` is seen at this connection; False for a replay,
+        whichever transaction recorded it first (the primary key decides, no exception)."""
+        statement = _REMEMBER_TOKEN["postgresql" if self._c.dialect.name == "postgresql"
+                                    else "sqlite"]
+        result = self._c.execute(statement, {"connection_id": connection_id,
+                                             "token_id": token_id, "expires_at": expires_at})
+        return result.first() is not None
+
+    def purge_expired(self, before: datetime) -> int:
+        """Delete entries whose token expired before ``before``; returns how many."""
+        result = self._c.execute(t.token_replay.delete()
+                                 .where(t.token_replay.c.expires_at < before))
+        return int(result.rowcount)

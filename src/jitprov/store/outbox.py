@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from jitprov.core.errors import Conflict, NotFound
+from jitprov.core.events import WEBHOOK_EVENTS
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
 from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
@@ -181,6 +182,14 @@ class WebhookRepository:
 
 
 
+def _check_types(types: Sequence[str]) -> None:
+    """An event type outside the catalogue is a programming error: no endpoint could ever
+    subscribe to it (``core.events``)."""
+    for kind in types:
+        if kind not in WEBHOOK_EVENTS:
+            raise ValueError(f"event type {kind!r} is not in core.events.WEBHOOK_EVENTS")
+
+
 class Outbox:
     """Events for webhooks, written in the same transaction as the change they announce;
     ``webhooks``: the endpoints and the deliveries fanned out from these events."""
@@ -191,6 +200,7 @@ class Outbox:
 
     def add(self, tenant_id: int, type: str, payload: Mapping[str, object],
             now: datetime) -> None:
+        _check_types((type,))
         self._c.execute(t.outbox_event.insert(), {
             "tenant_id": tenant_id, "type": type, "payload": dict(payload), "created_at": now,
             "delivered_at": None, "attempts": 0})
@@ -198,10 +208,17 @@ class Outbox:
     def add_many(self, tenant_id: int, events: Sequence[tuple[str, Mapping[str, object]]],
                  now: datetime) -> None:
         """Several (type, payload) events in one statement."""
+        _check_types([kind for kind, _ in events])
         _INSERT_OUTBOX_EVENT.many(self._c, [
             {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),
              "created_at": now, "delivered_at": None, "attempts": 0}
             for kind, payload in events])
+
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest event not yet fanned out to webhooks was written."""
+        return opt_utc(self._c.execute(sa.select(sa.func.min(t.outbox_event.c.created_at))
+                                       .where(t.outbox_event.c.delivered_at.is_(None))
+                                       ).scalar())
 
     def pending(self, limit: int = 100) -> Sequence[tuple[int, str, Mapping[str, object]]]:
         """Undelivered events, oldest first: (id, type, payload)."""

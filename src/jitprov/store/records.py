@@ -79,6 +79,36 @@ class SessionState(SessionRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class EndedSession:
+    """A session just revoked by its own sign-out, with what RP-initiated logout needs: its
+    connection (slug and kind) and the ID token it was opened with, still sealed."""
+
+    account_id: str
+    connection_slug: str | None
+    connection_kind: str | None
+    id_token_sealed: str | None
+    #: sso | passkey | offline | break_glass: only an ``sso`` session has an IdP session
+    method: str | None = None
+    #: what a SAML LogoutRequest names: the NameID and the SessionIndex of the sign-in
+    subject: str | None = None
+    idp_session_id: str | None = None
+
+    def __repr__(self) -> str:  # the sealed token stays out of logs too
+        return (f"EndedSession(account_id={self.account_id!r}, "
+                f"connection_slug={self.connection_slug!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class IdpLogoutMatch:
+    """What an IdP's logout found: ``known`` says a session (active or not, kept until the
+    purge) ever carried that session id or subject at the connection; ``revoked`` lists
+    (account id, sessions revoked now) per account, in account id order."""
+
+    known: bool
+    revoked: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LoginRequestRecord:
     connection_id: int
     return_to: str
@@ -177,3 +207,17 @@ class RoleBlockRecord:
     blocked_at: datetime
     blocked_by: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A tenant's verified email domain (lowercase ASCII form) and the connection its people
+    sign in through."""
+
+    domain: str
+    tenant_slug: str
+    connection_slug: str
+    connection_kind: str
+    connection_enabled: bool
+    verified_by: str
+    verified_at: datetime

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
-from jitprov.store.records import SessionRecord, SessionState
+from jitprov.store.records import EndedSession, IdpLogoutMatch, SessionRecord, SessionState
 
 # Statements of the request hot path, built once (see ``fast.py``).
 _B = sa.bindparam
@@ -32,7 +32,7 @@ _TOUCH_SESSION = (t.session.update().where(t.session.c.id == _B("b_id"))
                   .values(last_seen_at=_B("b_now")))
 _REVOKE_SESSION = (t.session.update()
                    .where(t.session.c.id == _B("b_id"), t.session.c.revoked_at.is_(None))
-                   .values(revoked_at=_B("b_now")))
+                   .values(revoked_at=_B("b_now"), id_token_sealed=None))  # (no longer needed)
 
 
 class SessionRepository:
@@ -43,17 +43,22 @@ class SessionRepository:
                subject: str | None, now: datetime, expires_at: datetime,
                user_agent: str | None, device_id: int | None = None, method: str | None = None,
                offline: bool = False, idle_seconds: int | None = None,
-               passkey_id: int | None = None) -> None:
+               passkey_id: int | None = None, idp_session_id: str | None = None,
+               id_token_sealed: str | None = None) -> None:
         """``session_id`` is the SHA-256 of the cookie value, never the value itself.
         ``method`` defaults to ``sso`` with a connection, ``break_glass`` without one;
-        ``idle_seconds`` (device sessions) makes ``get_active`` callers apply an idle lock."""
+        ``idle_seconds`` (device sessions) makes ``get_active`` callers apply an idle lock.
+        ``idp_session_id`` (OIDC ``sid``, SAML ``SessionIndex``) and ``subject`` are what an
+        IdP's logout names; ``id_token_sealed`` is the ID token, sealed, for RP-initiated
+        logout."""
         _INSERT_SESSION.rowcount(self._c, {
             "id": session_id, "account_id": account_id, "connection_id": connection_id,
             "subject": subject, "created_at": now, "expires_at": expires_at, "revoked_at": None,
             "user_agent": (user_agent or "")[:300] or None, "device_id": device_id,
             "method": method or ("sso" if connection_id is not None else "break_glass"),
             "offline": offline, "last_seen_at": now, "idle_seconds": idle_seconds,
-            "passkey_id": passkey_id})
+            "passkey_id": passkey_id, "idp_session_id": _idp_session(idp_session_id),
+            "id_token_sealed": id_token_sealed})
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""
@@ -90,13 +95,62 @@ class SessionRepository:
         result = self._c.execute(_REVOKE_SESSION, {"b_id": session_id, "b_now": now})
         return bool(result.rowcount)
 
+    def end(self, session_id: str, now: datetime) -> EndedSession | None:
+        """Revoke one session and return what its RP-initiated logout needs; None if it was
+        not active (unknown, revoked already, or expired)."""
+        row = self._c.execute(
+            sa.select(t.session.c.account_id, t.session.c.id_token_sealed,
+                      t.session.c.method, t.connection.c.slug, t.connection.c.kind,
+                      t.session.c.subject, t.session.c.idp_session_id)
+            .outerjoin(t.connection, t.connection.c.id == t.session.c.connection_id)
+            .where(t.session.c.id == session_id, t.session.c.revoked_at.is_(None),
+                   t.session.c.expires_at > now)).first()
+        if row is None or not self.revoke(session_id, now):
+            return None
+        return EndedSession(account_id=row.account_id, connection_slug=row.slug,
+                            connection_kind=row.kind, id_token_sealed=row.id_token_sealed,
+                            method=row.method, subject=row.subject,
+                            idp_session_id=row.idp_session_id)
+
+    def revoke_for_idp(self, connection_id: int, *, idp_session_id: str | None,
+                       subject: str | None, now: datetime) -> IdpLogoutMatch:
+        """Revoke the unrevoked, unexpired sessions of the connection that carry
+        ``idp_session_id`` and/or ``subject`` (both must match when both are given; at least
+        one is required). Every row it revokes is locked by the UPDATE, so a concurrent login
+        of the same IdP session either commits first (and is revoked) or after."""
+        if idp_session_id is None and subject is None:
+            raise ValueError("an IdP logout names a session id or a subject")
+        match = [t.session.c.connection_id == connection_id]
+        if idp_session_id is not None:
+            match.append(t.session.c.idp_session_id == idp_session_id)
+        if subject is not None:
+            match.append(t.session.c.subject == subject)
+        live = [*match, t.session.c.revoked_at.is_(None), t.session.c.expires_at > now]
+        rows = self._c.execute(
+            t.session.update().where(*live).values(revoked_at=now, id_token_sealed=None)
+            .returning(t.session.c.account_id)).all()
+        per_account: dict[str, int] = {}
+        for row in rows:
+            per_account[row.account_id] = per_account.get(row.account_id, 0) + 1
+        known = bool(rows) or self._c.execute(
+            sa.select(sa.literal(1)).select_from(t.session).where(*match).limit(1)
+        ).first() is not None
+        return IdpLogoutMatch(known=known, revoked=tuple(sorted(per_account.items())))
+
     def revoke_all(self, account_id: str, now: datetime) -> int:
         """Revoke every unrevoked session of an account (expired ones too); returns how many."""
         result = self._c.execute(t.session.update().where(
             t.session.c.account_id == account_id, t.session.c.revoked_at.is_(None))
-            .values(revoked_at=now))
+            .values(revoked_at=now, id_token_sealed=None))
         return int(result.rowcount)
 
     def purge_expired(self, before: datetime) -> int:
         result = self._c.execute(t.session.delete().where(t.session.c.expires_at < before))
         return int(result.rowcount)
+
+
+def _idp_session(value: str | None) -> str | None:
+    """An IdP's session id as stored: one longer than the column is not stored at all (cut
+    short, a logout naming a shared prefix would end another session); such a session ends
+    through a logout that names its subject."""
+    return value if value and len(value) <= 255 else None

@@ -495,3 +495,50 @@ reevaluation = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("created_at", TS, nullable=False),
 )
+
+# --- Logout propagation -----------------------------------------------------------------------
+# what an IdP's logout names, recorded at login: its own session id (OIDC ``sid``, SAML
+# ``SessionIndex``) beside the connection and the subject (``sub``, SAML NameID) the session
+# already holds; and, for OIDC RP-initiated logout, the ID token to send back as
+# ``id_token_hint``, sealed with the secret key (it carries the person's claims)
+session.append_column(sa.Column("idp_session_id", sa.String(255), nullable=True))
+session.append_column(sa.Column("id_token_sealed", sa.Text, nullable=True))
+# a logout names (connection, sid) or (connection, subject): each an index range scan
+sa.Index("ix_session_connection_idp_session", session.c.connection_id,
+         session.c.idp_session_id)
+sa.Index("ix_session_connection_subject", session.c.connection_id, session.c.subject)
+
+token_replay = sa.Table(
+    # identifiers of single-use messages an IdP sent (the ``jti`` of an OIDC logout token),
+    # kept until the message expires: the replay cache, shared by every node
+    "token_replay", metadata,
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("token_id", sa.String(256), primary_key=True),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+)
+
+# --- This installation ------------------------------------------------------------------------
+instance_setting = sa.Table(
+    # facts every process and command on this database shares: the public base URL a server
+    # last ran under (``base_url``), so the links a command prints match it
+    "instance_setting", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+# --- Home-realm discovery ---------------------------------------------------------------------
+email_domain = sa.Table(
+    # a tenant's email domains, each verified by an admin (recorded in the audit) and mapped
+    # to the connection its people sign in through: ``/sso/discover`` reads it. The domain,
+    # in lowercase ASCII (IDNA) form, is the key: a domain belongs to one tenant at most
+    "email_domain", metadata,
+    sa.Column("domain", sa.String(253), primary_key=True),
+    sa.Column("tenant_id", sa.ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("connection_id", sa.ForeignKey("connection.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("verified_by", sa.String(200), nullable=False),
+    sa.Column("verified_at", TS, nullable=False),
+)

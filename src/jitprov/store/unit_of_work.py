@@ -31,14 +31,15 @@ from jitprov.store.sessions import SessionRepository
 class UnitOfWork:
     """A transaction and the repositories bound to it, in a few groups by aggregate."""
 
-    #: tenants, connections, saml (metadata refresh), signing_keys, admin_tokens, jobs
+    #: tenants, connections, saml (metadata refresh), signing_keys, admin_tokens, jobs,
+    #: domains (verified email domains)
     config: ConfigStore
     accounts: AccountRepository
     #: identities, pending links, the login locks; ``.claims``: recorded claims
     identities: IdentityRepository
     #: single grants and approval requests
     grants: GrantRepository
-    #: requests (logins in flight), saml_requests, saml_replay
+    #: requests (logins in flight), saml_requests, saml_replay, token_replay
     logins: LoginStore
     sessions: SessionRepository
     audit: AuditLog

@@ -13,7 +13,8 @@ import re
 import secrets
 import zlib
 from functools import cache
-from urllib.parse import parse_qs, urlsplit
+from typing import Literal
+from urllib.parse import parse_qs, quote, urlsplit
 
 import xmlsec
 from cryptography import x509
@@ -23,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the pinned dev set
 
 from jitprov.core.errors import Conflict
+from jitprov.protocols.saml.authn_request import _sign_query as sign_query
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
 
@@ -34,9 +36,12 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 BASIC = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 
 ENTITY_ID = "https://idp.test.example/saml"
 SSO_URL = "https://idp.test.example/sso"
+SLO_URL = "https://idp.test.example/slo"
 
 
 @cache
@@ -63,11 +68,18 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: the AuthnContextClassRef of a password sign-in over TLS (what most IdPs send without MFA)
+PASSWORD_PROTECTED_TRANSPORT = (
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")  # noqa: S105 - a URI
+
+
 class FakeSamlIdp:
     def __init__(self, entity_id: str = ENTITY_ID, sso_url: str = SSO_URL, *,
-                 generation: int = 0) -> None:
+                 generation: int = 0, slo_url: str | None = None) -> None:
         self.entity_id = entity_id
         self.sso_url = sso_url
+        #: the IdP's SingleLogoutService (both bindings) in its metadata; None: no SLO
+        self.slo_url = slo_url
         self.key_pem, self.cert_pem = idp_keypair(generation)
 
     def metadata(self) -> bytes:
@@ -79,6 +91,10 @@ class FakeSamlIdp:
         info = etree.SubElement(kd, f"{{{DS}}}KeyInfo")
         data = etree.SubElement(info, f"{{{DS}}}X509Data")
         etree.SubElement(data, f"{{{DS}}}X509Certificate").text = _cert_base64(self.cert_pem)
+        if self.slo_url:
+            for binding in (REDIRECT, POST):
+                etree.SubElement(idp, f"{{{MD}}}SingleLogoutService", Binding=binding,
+                                 Location=self.slo_url)
         etree.SubElement(idp, f"{{{MD}}}NameIDFormat").text = PERSISTENT
         etree.SubElement(idp, f"{{{MD}}}SingleSignOnService", Binding=REDIRECT,
                          Location=self.sso_url)
@@ -87,8 +103,14 @@ class FakeSamlIdp:
     def response(self, *, acs_url: str, audience: str, subject: str,
                  attributes: dict[str, list[str]], in_response_to: str | None,
                  now: dt.datetime, assertion_id: str | None = None,
-                 lifetime: dt.timedelta = dt.timedelta(minutes=5)) -> str:
-        """A Response with one signed Assertion, base64 (the ``SAMLResponse`` form value)."""
+                 lifetime: dt.timedelta = dt.timedelta(minutes=5),
+                 signed: Literal["assertion", "response", "both"] = "assertion",
+                 class_ref: str = PASSWORD_PROTECTED_TRANSPORT,
+                 session_index: str | None = None) -> str:
+        """A Response with one Assertion, base64 (the ``SAMLResponse`` form value). ``signed``
+        says what carries a signature: the Assertion (Entra's default), the Response only
+        (Keycloak's default), or both (Okta, SimpleSAMLphp with WantAssertionsSigned).
+        ``class_ref`` is the AuthnStatement's AuthnContextClassRef (how the person signed in)."""
         irt = {"InResponseTo": in_response_to} if in_response_to else {}
         response = etree.Element(f"{{{SAMLP}}}Response", nsmap={"samlp": SAMLP, "saml": SAML},
                                  ID="_r" + secrets.token_hex(16), Version="2.0",
@@ -113,20 +135,64 @@ class FakeSamlIdp:
         restriction = etree.SubElement(cond, f"{{{SAML}}}AudienceRestriction")
         etree.SubElement(restriction, f"{{{SAML}}}Audience").text = audience
         authn = etree.SubElement(assertion, f"{{{SAML}}}AuthnStatement",
-                                 AuthnInstant=_iso(now), SessionIndex="_s" + secrets.token_hex(8))
+                                 AuthnInstant=_iso(now),
+                                 SessionIndex=session_index or "_s" + secrets.token_hex(8))
         ctx_el = etree.SubElement(authn, f"{{{SAML}}}AuthnContext")
-        etree.SubElement(ctx_el, f"{{{SAML}}}AuthnContextClassRef").text = (
-            "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+        etree.SubElement(ctx_el, f"{{{SAML}}}AuthnContextClassRef").text = class_ref
         statement = etree.SubElement(assertion, f"{{{SAML}}}AttributeStatement")
         for name, values in attributes.items():
             attr = etree.SubElement(statement, f"{{{SAML}}}Attribute", Name=name,
                                     NameFormat=BASIC)
             for value in values:
                 etree.SubElement(attr, f"{{{SAML}}}AttributeValue").text = value
-        self._sign(assertion, after=assertion[0])
+        if signed in ("assertion", "both"):
+            self._sign(assertion, after=assertion[0])
+        if signed in ("response", "both"):
+            self._sign(response, after=response[0])
         return base64.b64encode(etree.tostring(response)).decode()
 
-    def _sign(self, element: etree._Element, *, after: etree._Element) -> None:
+    def logout_message(self, kind: Literal["LogoutRequest", "LogoutResponse"], *,
+                       destination: str | None, now: dt.datetime,
+                       binding: Literal["redirect", "post"] = "redirect",
+                       name_id: str = "ada", session_indexes: tuple[str, ...] = (),
+                       in_response_to: str | None = None, status: str = SUCCESS,
+                       message_id: str | None = None, issuer: str | None = None,
+                       signed: bool = True, key_pem: str | None = None,
+                       relay_state: str | None = None) -> str:
+        """A Single Logout message from this IdP. ``binding="redirect"``: the query string
+        (SAMLRequest or SAMLResponse DEFLATEd, RelayState, SigAlg, Signature over them, as
+        Bindings 3.4.4.1 says); ``"post"``: the base64 form value, its root signed enveloped.
+        ``key_pem`` signs with another key (a forgery); ``signed=False`` sends no signature."""
+        attrs = {"ID": message_id or "_l" + secrets.token_hex(16), "Version": "2.0",
+                 "IssueInstant": _iso(now)}
+        if destination is not None:
+            attrs["Destination"] = destination
+        if in_response_to is not None:
+            attrs["InResponseTo"] = in_response_to
+        root = etree.Element(f"{{{SAMLP}}}{kind}", nsmap={"samlp": SAMLP, "saml": SAML},
+                             **attrs)
+        etree.SubElement(root, f"{{{SAML}}}Issuer").text = issuer or self.entity_id
+        if kind == "LogoutRequest":
+            etree.SubElement(root, f"{{{SAML}}}NameID", Format=PERSISTENT).text = name_id
+            for index in session_indexes:
+                etree.SubElement(root, f"{{{SAMLP}}}SessionIndex").text = index
+        else:
+            status_el = etree.SubElement(root, f"{{{SAMLP}}}Status")
+            etree.SubElement(status_el, f"{{{SAMLP}}}StatusCode", Value=status)
+        field = "SAMLRequest" if kind == "LogoutRequest" else "SAMLResponse"
+        if binding == "post":
+            if signed:
+                self._sign(root, after=root[0], key_pem=key_pem)
+            return base64.b64encode(etree.tostring(root)).decode()
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        deflated = compressor.compress(etree.tostring(root)) + compressor.flush()
+        query = f"{field}=" + quote(base64.b64encode(deflated).decode(), safe="")
+        if relay_state:
+            query += "&RelayState=" + quote(relay_state, safe="")
+        return sign_query(query, key_pem or self.key_pem) if signed else query
+
+    def _sign(self, element: etree._Element, *, after: etree._Element,
+              key_pem: str | None = None) -> None:
         signature = xmlsec.template.create(element, _T.TransformExclC14N,
                                            _T.TransformRsaSha256)
         after.addnext(signature)
@@ -137,7 +203,8 @@ class FakeSamlIdp:
         info = xmlsec.template.ensure_key_info(signature)
         xmlsec.template.add_x509_data(info)
         ctx = xmlsec.SignatureContext()
-        ctx.key = xmlsec.Key.from_memory(self.key_pem.encode(), _T.KeyDataFormatPem)
+        ctx.key = xmlsec.Key.from_memory((key_pem or self.key_pem).encode(),
+                                         _T.KeyDataFormatPem)
         ctx.key.load_cert_from_memory(self.cert_pem.encode(), _T.KeyDataFormatPem)
         ctx.register_id(element, "ID")
         ctx.sign(signature)

@@ -4,28 +4,34 @@ routes; FastAPI serves only the admin API, where its validation and OpenAPI pay 
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitprov import __version__
+from jitprov.services import metrics
 from jitprov.services.context import ServiceContext, build_context, open_database
+from jitprov.services.ratelimit import RateLimiter
 from jitprov.services.records import Database
 from jitprov.settings import Settings
-from jitprov.web import console, errors
+from jitprov.web import console, errors, tracing
 from jitprov.web.framing import NoFraming
+from jitprov.web.observability import RateLimit, RequestContext
 from jitprov.web.routes import (
     admin_api,
+    admin_config_api,
     break_glass,
     dev_idp,
     devices,
     devices_api,
+    discovery,
     forward_auth,
     health,
+    logout,
     pages,
     passkeys,
     scim,
@@ -35,25 +41,16 @@ from jitprov.web.text_guard import TextGuard
 
 TEMPLATES = Path(__file__).with_name("templates")
 
-class RequestId:
-    """Pure ASGI middleware: a request id per request, echoed as ``X-Request-ID``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """When the server stops: the metrics bookkeeping of a worker of ``serve --workers``, and
+    the last spans sent when tracing is on."""
+    yield
+    metrics.process_exiting()
+    provider = getattr(_app.state, "tracer_provider", None)
+    if provider is not None:
+        provider.shutdown()
 
 
 def create_app(settings: Settings, db: Database | None = None,
@@ -64,15 +61,15 @@ def create_app(settings: Settings, db: Database | None = None,
         ctx = build_context(settings, db or open_database(settings))
     templates = Jinja2Templates(directory=str(TEMPLATES))
     app = FastAPI(title="jitprov", version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/openapi.json")
+                  redoc_url=None, openapi_url="/openapi.json", lifespan=_lifespan)
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.templates = templates
     errors.install(app, templates)
     # Starlette tries routes in order: the hot paths first (forward-auth is asked for every
     # request an app gets; SCIM and the login callbacks next). Their paths do not overlap.
-    for module in (forward_auth, scim, sso, pages, health, break_glass, dev_idp, passkeys,
-                   devices):
+    for module in (forward_auth, scim, sso, logout, pages, health, break_glass, dev_idp,
+                   passkeys, devices, discovery):
         for path, endpoint, methods in module.ROUTES:
             if module is dev_idp and not settings.dev_mode:
                 continue
@@ -82,9 +79,15 @@ def create_app(settings: Settings, db: Database | None = None,
     console.shell.install(app)
     app.mount("/static", StaticFiles(packages=[("jitprov.web", "static")]), name="static")
     app.include_router(admin_api.router)
+    app.include_router(admin_config_api.router)
     app.include_router(admin_api.metrics_router)
     app.include_router(devices_api.router)
     app.add_middleware(TextGuard, templates=templates)  # core.text's rule at the edge
     app.add_middleware(NoFraming)  # every HTML page, the console's and /api/docs included
-    app.add_middleware(RequestId)
+    # outermost last: the request's context (address, id, log line, metrics), then its limit
+    app.add_middleware(RateLimit, limiter=RateLimiter(settings.ops), templates=templates)
+    app.add_middleware(RequestContext, trusted_proxies=settings.ops.trusted_proxies,
+                       routes=app.router.routes, base_url=settings.base_url)
+    # OpenTelemetry, only when the OTEL_* variables ask for it (flushed when the server stops)
+    app.state.tracer_provider = tracing.install(app, ctx)
     return app

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from jitprov.services import logs
 from jitprov.settings import load_settings
 from jitprov.web.app import create_app
 
 
 def app_from_environment() -> FastAPI:
-    return create_app(load_settings())
+    settings = load_settings()
+    logs.configure(settings.ops.log_format, settings.ops.log_level)  # as the supervisor's
+    return create_app(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +23,7 @@ from jitprov.core.errors import (
     NotFound,
     RaceLost,
 )
+from jitprov.core.text import safe_tree
 from jitprov.services.common import LoginRefused
 from jitprov.web.framing import FRAMING_HEADERS
 
@@ -37,7 +39,7 @@ STATUS: list[tuple[type[JitprovError], int]] = [
 ]
 
 TITLES = {400: "The sign-in could not be completed", 403: "Access refused",
-          404: "Not found", 409: "Conflict", 422: "Invalid input",
+          404: "Not found", 409: "Conflict", 422: "Invalid input", 429: "Too many attempts",
           503: "Service unavailable", 500: "Something went wrong"}
 
 
@@ -93,6 +95,20 @@ def install(app: object, templates: Jinja2Templates) -> None:
                             "an unexpected error occurred; the administrator can find it in the "
                             "server log by its request id")
 
+    async def on_invalid_request(request: Request, exc: Exception) -> Response:
+        """FastAPI's validation errors, without the input it would echo (which may be huge,
+        or hold text no response can encode): where and what, never the value."""
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        details = [{"loc": [str(part)[:100] for part in error.get("loc", ())][:10],
+                    "msg": str(error.get("msg", ""))[:200],
+                    "type": str(error.get("type", ""))[:100]}
+                   for error in exc.errors()[:20]]
+        return JSONResponse(safe_tree({"error": "invalid_input", "detail": details,
+                                       "request_id": getattr(request.state, "request_id",
+                                                             None)}),
+                            status_code=422)
+
     app.add_exception_handler(JitprovError, on_jitprov_error)
     app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(Exception, on_unexpected)

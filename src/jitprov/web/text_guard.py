@@ -77,7 +77,7 @@ class TextGuard:
             check_text(scope["path"], "the path", multiline=False)
             query = scope.get("query_string", b"").decode("latin-1")
             _check_pairs(parse_qsl(query, keep_blank_values=True, errors="replace"))
-            if scope["method"] in ("POST", "PUT", "PATCH") and (
+            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") and (
                     content_type in (_FORM, _JSON) or content_type.endswith("+json")):
                 messages, body, complete = await _buffer(receive)
                 replay = _replayer(messages, receive)

@@ -7,7 +7,8 @@
 // config.json:
 //   {
 //     "clients": [ <oidc-provider client metadata>, ... ],
-//     "accounts_file": "/abs/path/accounts.json"      // { "<sub>": { "email": ..., ... }, ... }
+//     "accounts_file": "/abs/path/accounts.json",     // { "<sub>": { "email": ..., ... }, ... }
+//     "acr_values": ["urn:example:mfa", ...]           // optional: the acr values supported
 //   }
 //
 // The accounts file is re-read on every account lookup, so a test can change a user's claims
@@ -19,9 +20,22 @@
 //   POST /interaction/<uid>  (application/x-www-form-urlencoded)
 //        prompt=login&login=<sub>   log in as <sub>; an unknown <sub> ends the flow with
 //                                   error=access_denied at the client's redirect_uri
+//                                   (&acr=<value>&amr=<m1,m2>: how the user authenticated,
+//                                   returned as the ID token's acr and amr claims)
 //        prompt=consent             grant everything that was requested
 //        prompt=abort               end the flow with error=access_denied
 //   Each POST answers 303 to the authorization endpoint's resume URL, as a browser form would.
+//
+// Logout (RP-Initiated Logout 1.0 and Back-Channel Logout 1.0 are enabled):
+//   GET  /session/end?...      -> 200 JSON {"prompt": "logout", "action", "xsrf"} (with an OP
+//                                 session) instead of the confirmation page
+//   POST <action> xsrf=<xsrf>&logout=yes
+//                              ends the OP session; first POSTs a logout token to every
+//                              client of the session that registered backchannel_logout_uri
+//                              (and waits for the answers), then 303 to the
+//                              post_logout_redirect_uri (with state) or to a JSON success page.
+//   Back-channel outcomes are logged on stderr: "backchannel.success <client>" or
+//   "backchannel.error <client> <message>".
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -103,7 +117,8 @@ function buildProvider(issuer) {
       };
     },
     claims: {
-      openid: ['sub'],
+      // amr: released with openid when the login set it (prompt=login&amr=...)
+      openid: ['sub', 'amr'],
       email: ['email', 'email_verified'],
       profile: [
         'name', 'given_name', 'family_name', 'middle_name', 'nickname', 'preferred_username',
@@ -112,12 +127,36 @@ function buildProvider(issuer) {
       groups: ['groups', 'department'],
     },
     scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+    // config.acr_values: the acr values the OP supports (discovery's acr_values_supported);
+    // without any, oidc-provider puts no acr in ID tokens
+    acrValues: config.acr_values ?? [],
     // Put the claims of the requested scopes into the ID token too, not only into userinfo.
     conformIdTokenClaims: false,
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false }, // replaced by the JSON interactions below
       userinfo: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // JSON instead of the confirmation page: the tests drive it as a browser would.
+        async logoutSource(ctx, form) {
+          const action = /action="([^"]+)"/.exec(form)?.[1];
+          const xsrf = /name="xsrf" value="([^"]+)"/.exec(form)?.[1];
+          ctx.type = 'json';
+          ctx.body = { prompt: 'logout', action, xsrf };
+        },
+        async postLogoutSuccessSource(ctx) {
+          ctx.type = 'json';
+          ctx.body = { signed_out: true, client_id: ctx.oidc.client?.clientId ?? null };
+        },
+      },
+    },
+    // TEST ONLY: the RP under test listens on loopback, which oidc-provider's SSRF guard
+    // refuses for back-channel logout requests; drop the guarded dispatcher.
+    fetch: (url, options) => {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
     },
     interactions: {
       url: (ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -155,6 +194,7 @@ function buildProvider(issuer) {
         details: prompt.details,
         client_id: params.client_id,
         login_hint: params.login_hint ?? null,
+        acr_values: params.acr_values ?? null,
         scope: params.scope ?? null,
         account_id: session?.accountId ?? null,
       };
@@ -174,7 +214,14 @@ function buildProvider(issuer) {
       const login = form.get('login') ?? '';
       result = findAccountClaims(login) === undefined
         ? { error: 'access_denied', error_description: 'unknown account' }
-        : { login: { accountId: login } };
+        : {
+          login: {
+            accountId: login,
+            // how the user "signed in": acr=<value>, amr=<comma-separated methods>
+            ...(form.get('acr') ? { acr: form.get('acr') } : {}),
+            ...(form.get('amr') ? { amr: form.get('amr').split(',') } : {}),
+          },
+        };
     } else if (action === 'consent') {
       const grant = details.grantId
         ? await provider.Grant.find(details.grantId)
@@ -199,6 +246,13 @@ function buildProvider(issuer) {
     ctx.status = 303;
     ctx.redirect(location);
     return undefined;
+  });
+
+  provider.on('backchannel.success', (ctx, client) => {
+    process.stderr.write(`backchannel.success ${client.clientId}\n`);
+  });
+  provider.on('backchannel.error', (ctx, err, client) => {
+    process.stderr.write(`backchannel.error ${client.clientId} ${err.message}\n`);
   });
 
   return provider;

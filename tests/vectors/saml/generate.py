@@ -189,15 +189,17 @@ def assertion_of(root: etree._Element) -> etree._Element:
 
 
 def sign(element: etree._Element, *, key: str = "idp.key", cert: str = "idp.crt",
-         method: Any = None, digest: Any = None) -> etree._Element:
+         method: Any = None, digest: Any = None, uri: str | None = None) -> etree._Element:
     """Sign ``element`` (an Assertion or the Response) the way IdPs do: an enveloped signature
-    right after its Issuer, exclusive c14n, the signing certificate in KeyInfo."""
+    right after its Issuer, exclusive c14n, the signing certificate in KeyInfo. ``uri`` is the
+    Reference URI (default ``#`` + the element's ID)."""
     method = method or xmlsec.constants.TransformRsaSha256
     digest = digest or xmlsec.constants.TransformSha256
     signature = xmlsec.template.create(element, xmlsec.constants.TransformExclC14N, method,
                                        ns="ds")
     element.find(q(SAML, "Issuer")).addnext(signature)
-    ref = xmlsec.template.add_reference(signature, digest, uri=f"#{element.get('ID')}")
+    ref = xmlsec.template.add_reference(signature, digest,
+                                        uri=f"#{element.get('ID')}" if uri is None else uri)
     xmlsec.template.add_transform(ref, xmlsec.constants.TransformEnveloped)
     xmlsec.template.add_transform(ref, xmlsec.constants.TransformExclC14N)
     key_info = xmlsec.template.ensure_key_info(signature)
@@ -573,6 +575,92 @@ def v_xsw_8_original_unsigned_in_evil_signature_object() -> etree._Element:
     return root
 
 
+# The same attacks on the other accepted shape: the Response signed as a whole, the Assertion
+# unsigned (Keycloak's default). The genuine signature covers the Response minus its own
+# Signature element (enveloped-signature transform): whatever is put inside that Signature is
+# not covered, and a reader that looks for "the first Assertion in the document" finds it.
+def _signed_response_only() -> etree._Element:
+    return sign(build())
+
+
+def v_xsw_response_evil_assertion_in_signature_object() -> etree._Element:
+    # the genuine Response signature still verifies: the evil assertion sits in its Object,
+    # before the original in document order
+    root = _signed_response_only()
+    etree.SubElement(signature_of(root), q(DS, "Object")).append(
+        _evil(assertion_of(root), "_evil-assertion"))
+    return root
+
+
+def v_xsw_response_evil_assertion_first() -> etree._Element:
+    root = _signed_response_only()
+    original = assertion_of(root)
+    original.addprevious(_evil(original, "_evil-assertion"))
+    return root
+
+
+def v_xsw_response_original_in_signature_object() -> etree._Element:
+    # the evil assertion takes the original's place; the original hides in the Signature
+    root = _signed_response_only()
+    original = assertion_of(root)
+    original.addprevious(_evil(original, "_evil-assertion"))
+    etree.SubElement(signature_of(root), q(DS, "Object")).append(original)
+    return root
+
+
+def v_xsw_response_evil_assertion_in_extensions() -> etree._Element:
+    root = _signed_response_only()
+    extensions = etree.Element(q(SAMLP, "Extensions"))
+    signature_of(root).addnext(extensions)
+    extensions.append(_evil(assertion_of(root), "_evil-assertion"))
+    return root
+
+
+def v_xsw_response_signed_original_in_evil_extensions() -> etree._Element:
+    # an unsigned evil Response carries the genuine signed Response in its Extensions
+    original = _signed_response_only()
+    evil = build(response_id="_evil-response", name_id="admin", assertion_id="_evil-assertion")
+    extensions = etree.Element(q(SAMLP, "Extensions"))
+    evil.find(q(SAML, "Issuer")).addnext(extensions)
+    extensions.append(original)
+    return evil
+
+
+def v_xsw_response_evil_assertion_borrows_response_id() -> etree._Element:
+    # a lookup of the Reference's "#ID" may find the evil element instead of the Response
+    root = _signed_response_only()
+    etree.SubElement(signature_of(root), q(DS, "Object")).append(
+        _evil(assertion_of(root), RESPONSE_ID))
+    return root
+
+
+def v_response_signature_reference_empty_uri() -> etree._Element:
+    # URI="" (the whole document) verifies, but SAML Core 5.4.2 wants the element's own ID
+    return sign(build(), uri="")
+
+
+def v_response_only_digest_mismatch() -> etree._Element:
+    root = _signed_response_only()
+    assertion_of(root).find(f".//{q(SAML, 'NameID')}").text = "admin"
+    return root
+
+
+def v_response_only_signed_by_other_key() -> etree._Element:
+    return sign(build(), key="attacker.key", cert="idp.crt")
+
+
+def v_signed_response_with_assertion_signed_by_other_key() -> etree._Element:
+    # the Response verifies, but a present Assertion signature must verify too
+    root = build()
+    sign(assertion_of(root), key="attacker.key", cert="idp.crt")
+    return sign(root)
+
+
+def v_encrypted_assertion_in_signed_response() -> etree._Element:
+    # Keycloak's "Sign documents" with "Encrypt assertions": the signature covers the ciphertext
+    return sign(encrypt_assertion(build()))
+
+
 BILLION_LAUGHS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE samlp:Response [
   <!ENTITY lol "lol">
@@ -612,9 +700,10 @@ VECTORS: dict[str, tuple[Callable[[], etree._Element | bytes], list[Case]]] = {
     "valid-signed-response-and-assertion.xml": (v_valid_signed_response_and_assertion, [
         {"expect": "ok", "spec": "Core 5.2; Okta and SimpleSAMLphp sign both"}]),
     "valid-signed-response-only.xml": (v_valid_signed_response_only, [
-        {"expect": "signature_missing", "spec": "require_signed_assertion (the default)"},
-        {"expect": "ok", "config": {"require_signed_assertion": False},
-         "spec": "Core 5.2: a signed Response covers its Assertion"}]),
+        {"expect": "ok", "spec": "Core 5.2: a signed Response covers its one Assertion "
+                                 "(the default; Keycloak's \"Sign documents\")"},
+        {"expect": "signature_missing", "config": {"require_signed_assertion": True},
+         "spec": "require_signed_assertion: the Assertion must be signed too"}]),
     "valid-signed-by-rollover-key.xml": (v_valid_signed_by_rollover_key, [
         {"expect": "signature_invalid", "spec": "only pinned certificates verify"},
         {"expect": "ok", "config": {"idp_certs": ["idp.crt", "idp-next.crt"]},
@@ -634,9 +723,9 @@ VECTORS: dict[str, tuple[Callable[[], etree._Element | bytes], list[Case]]] = {
         {"expect": "ok", "subject": "admin@x.org.evil.com",
          "spec": "Duo Labs 2018 / VU#475445: the comment must not truncate the NameID"}]),
     "signature-removed.xml": (v_signature_removed, [
-        {"expect": "signature_missing", "spec": "Profiles 4.1.3.5: the assertion must be signed"},
-        {"expect": "signature_missing", "config": {"require_signed_assertion": False},
-         "spec": "Profiles 4.1.3.5: nothing signed at all"}]),
+        {"expect": "signature_missing", "spec": "Profiles 4.1.3.5: nothing signed at all"},
+        {"expect": "signature_missing", "config": {"require_signed_assertion": True},
+         "spec": "Profiles 4.1.3.5: the assertion must be signed"}]),
     "signed-by-other-key.xml": (v_signed_by_other_key, [
         {"expect": "signature_invalid",
          "spec": "XML-DSig 4.4: the IdP's certificate in KeyInfo, the attacker's key"}]),
@@ -700,6 +789,47 @@ VECTORS: dict[str, tuple[Callable[[], etree._Element | bytes], list[Case]]] = {
         {"expect": "ok", "spec": "Core 6.2 EncryptedAssertion, signed inside"}]),
     "encrypted-assertion-unsigned.xml": (v_encrypted_assertion_unsigned, [
         {"expect": "signature_missing", "spec": "encryption is not authentication"}]),
+    "encrypted-assertion-in-signed-response.xml": (v_encrypted_assertion_in_signed_response, [
+        {"expect": "ok", "spec": "Core 5.2 and 6.2: a signed Response enveloping an "
+                                 "EncryptedAssertion (Keycloak: sign documents, encrypt)"},
+        {"expect": "signature_missing", "config": {"require_signed_assertion": True},
+         "spec": "require_signed_assertion: the decrypted Assertion carries no signature"}]),
+    "xsw-response-evil-assertion-in-signature-object.xml": (
+        v_xsw_response_evil_assertion_in_signature_object, [
+            {"expect": "signature_wrapping",
+             "spec": "signed Response: an Assertion inside its Signature is not covered"}]),
+    "xsw-response-evil-assertion-first.xml": (v_xsw_response_evil_assertion_first, [
+        {"expect": "multiple_assertions",
+         "spec": "signed Response: exactly one enveloped assertion (XSW3 shape)"}]),
+    "xsw-response-original-in-signature-object.xml": (
+        v_xsw_response_original_in_signature_object, [
+            {"expect": "signature_wrapping",
+             "spec": "signed Response: the original moved into the Signature (XSW8 shape)"}]),
+    "xsw-response-evil-assertion-in-extensions.xml": (
+        v_xsw_response_evil_assertion_in_extensions, [
+            {"expect": "signature_wrapping",
+             "spec": "signed Response: an Assertion in Extensions (XSW7 shape)"}]),
+    "xsw-response-signed-original-in-evil-extensions.xml": (
+        v_xsw_response_signed_original_in_evil_extensions, [
+            {"expect": "signature_wrapping",
+             "spec": "the genuine signed Response nested in an evil one (XSW2 shape)"}]),
+    "xsw-response-evil-assertion-borrows-response-id.xml": (
+        v_xsw_response_evil_assertion_borrows_response_id, [
+            {"expect": "signature_wrapping",
+             "spec": "XML-DSig 4.4.3.3: the Reference's ID must name one element"}]),
+    "response-signature-reference-empty-uri.xml": (v_response_signature_reference_empty_uri, [
+        {"expect": "signature_wrapping",
+         "spec": "SAML Core 5.4.2: the Reference is the signed element's own ID, not \"\""}]),
+    "response-only-digest-mismatch.xml": (v_response_only_digest_mismatch, [
+        {"expect": "signature_invalid",
+         "spec": "signed Response: the enveloped Assertion is covered by its digest"}]),
+    "response-only-signed-by-other-key.xml": (v_response_only_signed_by_other_key, [
+        {"expect": "signature_invalid",
+         "spec": "signed Response: only pinned certificates verify"}]),
+    "signed-response-with-assertion-signed-by-other-key.xml": (
+        v_signed_response_with_assertion_signed_by_other_key, [
+            {"expect": "signature_invalid",
+             "spec": "a present Assertion signature must verify, even under a signed Response"}]),
     "xsw-1-response-wrapper-original-in-signature.xml": (
         v_xsw_1_response_wrapper_original_in_signature, [
             {"expect": "signature_wrapping", "config": {"require_signed_assertion": False},
@@ -726,7 +856,8 @@ VECTORS: dict[str, tuple[Callable[[], etree._Element | bytes], list[Case]]] = {
 
 
 #: the encrypted vectors, and whether the assertion inside is signed
-ENCRYPTED = {"encrypted-assertion.xml": True, "encrypted-assertion-unsigned.xml": False}
+ENCRYPTED = {"encrypted-assertion.xml": True, "encrypted-assertion-unsigned.xml": False,
+             "encrypted-assertion-in-signed-response.xml": False}
 
 
 def _same_encrypted(path: Path, signed: bool) -> bool:

@@ -225,6 +225,31 @@ def test_create_saml_connection_from_pasted_metadata(console: tuple[TestClient, 
     assert admin.get_connection(ctx, "adfs").kind == "saml"
 
 
+def test_the_saml_form_sets_require_signed_assertion(console: tuple[TestClient, str],
+                                                    ctx: ServiceContext) -> None:
+    client, csrf = console
+    form = client.get("/admin/connections/new").text
+    assert 'name="require_signed_assertion"' in form
+    assert re.search(r'name="require_signed_assertion"[^>]*>', form).group(0).count(  # type: ignore[union-attr]
+        "checked") == 0  # off by default
+    metadata = FakeSamlIdp().metadata().decode()
+    for slug, box in (("strict", {"require_signed_assertion": "on"}), ("lenient", {})):
+        r = client.post("/admin/connections/saml", data={
+            "csrf_token": csrf, "tenant": "hospital", "slug": slug, "metadata_xml": metadata,
+            **box})
+        assert r.status_code == 303, r.text
+    assert admin.get_connection(ctx, "strict").config["require_signed_assertion"] is True
+    assert admin.get_connection(ctx, "lenient").config["require_signed_assertion"] is False
+    assert b'WantAssertionsSigned="true"' in client.get("/sso/strict/saml/metadata").content
+    assert b'WantAssertionsSigned="false"' in client.get("/sso/lenient/saml/metadata").content
+    # shown again, still ticked, when the form fails
+    r = client.post("/admin/connections/saml", data={
+        "csrf_token": csrf, "slug": "bad", "metadata_xml": "<not-metadata/>",
+        "require_signed_assertion": "on"})
+    assert r.status_code == 400
+    assert re.search(r'name="require_signed_assertion"[^>]* checked', r.text)
+
+
 def test_create_connection_errors_are_shown_with_the_form(
         console: tuple[TestClient, str]) -> None:
     client, csrf = console

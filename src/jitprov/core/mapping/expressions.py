@@ -230,6 +230,12 @@ def _fast_path(parsed: Any) -> Callable[[object], object] | None:
     return None
 
 
+#: JMESPath nodes whose first child reads the current node and whose other children read
+#: what it gave (``a.b``, ``a[0]``, ``a | b``, ``a[*].b``, ``a[?x].b``, ``a[]``)
+_LEFT_THEN_RESULT = frozenset({"subexpression", "index_expression", "pipe", "projection",
+                               "value_projection", "filter_projection", "flatten"})
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     """A compiled expression. ``evaluate`` returns the value or an :class:`EvaluationError`."""
@@ -264,6 +270,39 @@ class Expression:
             stack.extend(child for child in node.get("children", ())
                          if isinstance(child, dict))
         return False
+
+    def top_level_claims(self) -> frozenset[str] | None:
+        """The top-level claims the expression reads (``contains(groups, 'x') || hd``:
+        ``groups`` and ``hd``; ``address.country``: ``address``); None when it reads the
+        whole document (``@``, ``*``, a projection of the root), where any claim may be."""
+        found: set[str] = set()
+        whole = False
+
+        def walk(node: object, at_root: bool) -> None:
+            nonlocal whole
+            if not isinstance(node, dict):
+                return
+            kind = node.get("type")
+            children = [c for c in node.get("children", ()) if isinstance(c, dict)]
+            if kind == "field":
+                if at_root:
+                    found.add(str(node.get("value")))
+            elif kind in ("current", "identity"):
+                whole = whole or at_root
+            elif kind == "expref":  # ``&name``: applied to the elements later, not the root
+                for child in children:
+                    walk(child, False)
+            elif kind in _LEFT_THEN_RESULT and children:
+                # the first child reads the current node; the others read its result
+                walk(children[0], at_root)
+                for child in children[1:]:
+                    walk(child, False)
+            else:  # comparators, and/or/not, function arguments, multi-selects
+                for child in children:
+                    walk(child, at_root)
+
+        walk(self._parsed.parsed, True)
+        return None if whole else frozenset(found)
 
     def interpret(self, claims: object) -> object:
         """As :meth:`evaluate`, always through the budgeted JMESPath interpreter."""

@@ -86,6 +86,32 @@ class Policy:
             f"default roles: {defaults}"
         )
 
+    def claim_readers(self) -> dict[str, tuple[str, ...]]:
+        """Which parts of the mapping read which top-level claim, e.g. ``{"groups":
+        ("roles rule nurses (line 12)",)}``: what a scope check or a dry run names when the
+        claim is missing. The implicit ``groups`` field (no ``groups:`` line) counts only
+        where a rule reads the claim; an expression that reads the whole document names no
+        claim."""
+        readers: dict[str, list[str]] = {}
+
+        def note(expression: Expression | None, label: str, line: int | None) -> None:
+            claims = expression.top_level_claims() if expression is not None else None
+            for claim in sorted(claims or ()):
+                readers.setdefault(claim, []).append(
+                    f"{label} (line {line})" if line is not None else label)
+
+        for field in self.profile:
+            note(field.expression, f"profile.{field.name}", field.line)
+        if self.groups is not None and self.groups.line is not None:
+            note(self.groups.expression, "groups", self.groups.line)
+        note(self.email_verified.expression, "linking.email_verified",
+             self.email_verified.line)
+        for rule in self.deny:
+            note(rule.when, f"deny rule {rule.id}", rule.line)
+        for grant in self.rules:
+            note(grant.when, f"roles rule {grant.id}", grant.line)
+        return {claim: tuple(labels) for claim, labels in sorted(readers.items())}
+
     def map(self, claims: Mapping[str, object]) -> MappedIdentity:
         """Map one login's claims; never raises.
 

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from jitprov.core.auth_context import check_accepted_auth_contexts
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.urls import is_secure_url
 
@@ -45,6 +46,14 @@ class OidcConfig(BaseModel):
     #: ``/sso/{connection}/oidc/jwks.json`` for the IdP to fetch
     client_public_jwk: dict[str, str] | None = None
     jwks_refresh_interval_seconds: int = Field(60, ge=1)
+    #: RP-initiated logout: ``POST /logout`` also ends the session at the provider (when it
+    #: publishes an ``end_session_endpoint``); off, only the jitprov session ends
+    idp_logout: bool = True
+    #: refuse a sign-in whose ID token reports no accepted ``acr``/``amr`` value (the rule of
+    #: ``core/auth_context.py``); the accepted acr values are requested as ``acr_values``
+    require_mfa: bool = Field(False, strict=True)  # strict: read raw by the login flow
+    #: with ``require_mfa``: accepted ``acr`` and ``amr`` values (none listed: amr ``mfa``)
+    accepted_auth_contexts: tuple[str, ...] = ()
     # -- IdP quirks, each named after the vendor's behaviour --------------------------------
     #: Entra ID "common"/"organizations" endpoints: the issuer is a template
     #: ``https://login.microsoftonline.com/{tenantid}/v2.0`` checked against the ``tid`` claim.
@@ -84,6 +93,15 @@ class OidcConfig(BaseModel):
         if "openid" not in value:
             raise ValueError("the scopes must include openid")
         return value
+
+    @model_validator(mode="after")
+    def _auth_contexts_are_values(self) -> OidcConfig:
+        try:
+            check_accepted_auth_contexts(self.accepted_auth_contexts,
+                                         require_mfa=self.require_mfa)
+        except ValueError as exc:
+            raise ValueError(f"accepted_auth_contexts {exc}") from None
+        return self
 
     @field_validator("id_token_algs")
     @classmethod

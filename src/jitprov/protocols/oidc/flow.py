@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import ECKey
 
+from jitprov.core.auth_context import AuthContext, MfaRequirement, with_auth_context
 from jitprov.core.identity import ExternalIdentity
 from jitprov.protocols.oidc.config import TENANT_ID, OidcConfig
 from jitprov.protocols.oidc.errors import OidcError
@@ -54,17 +55,27 @@ def code_challenge(verifier: str) -> str:
 
 
 def build_authorization_request(metadata: ProviderMetadata, config: OidcConfig, *,
-                                state: str, redirect_uri: str) -> AuthorizationRequest:
-    """Authorization code request with PKCE (S256), ``state`` and ``nonce`` (Core 3.1.2.1)."""
+                                state: str, redirect_uri: str,
+                                login_hint: str | None = None) -> AuthorizationRequest:
+    """Authorization code request with PKCE (S256), ``state`` and ``nonce`` (Core 3.1.2.1),
+    and ``login_hint`` when given (the address home-realm discovery was given: the provider
+    may pre-fill its sign-in form with it). With ``require_mfa``, ``acr_values`` lists the
+    accepted values that are not amr names (``core/auth_context.py``), in the order given;
+    the answer is checked whatever the provider made of the request."""
     if metadata.code_challenge_methods and "S256" not in metadata.code_challenge_methods:
         raise OidcError("discovery_invalid", "the provider does not support PKCE S256")
     nonce = secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)  # 64 characters, within RFC 7636's 43-128
+    mfa = MfaRequirement.of({"require_mfa": config.require_mfa,
+                             "accepted_auth_contexts": config.accepted_auth_contexts})
+    acr_values = " ".join(mfa.requested()) if mfa is not None else ""
     query = urlencode({"response_type": "code", "client_id": config.client_id,
                        "redirect_uri": redirect_uri, "scope": " ".join(config.scopes),
                        "state": state, "nonce": nonce,
                        "code_challenge": code_challenge(verifier),
-                       "code_challenge_method": "S256"})
+                       "code_challenge_method": "S256",
+                       **({"login_hint": login_hint} if login_hint else {}),
+                       **({"acr_values": acr_values} if acr_values else {})})
     separator = "&" if "?" in metadata.authorization_endpoint else "?"
     return AuthorizationRequest(f"{metadata.authorization_endpoint}{separator}{query}", nonce,
                                 verifier)
@@ -140,8 +151,21 @@ def validate_id_token(token: str, providers: Providers, metadata: ProviderMetada
                       config: OidcConfig, *, nonce: str, now: float | None = None
                       ) -> dict[str, object]:
     """Verify an ID token (Core 3.1.3.7) and return its claims. Raises OidcError."""
+    _header, claims = verify_signed_token(token, providers, metadata, config,
+                                          code="id_token_invalid", what="ID token")
+    _check_claims(claims, config, nonce=nonce, now=time.time() if now is None else now)
+    return claims
+
+
+def verify_signed_token(token: str, providers: Providers, metadata: ProviderMetadata,
+                        config: OidcConfig, *, code: str, what: str
+                        ) -> tuple[dict[str, object], dict[str, object]]:
+    """(header, claims) of a JWS the provider signed (an ID token, a logout token), once its
+    signature verifies with a key of the provider's JWKS and an allowed algorithm (the JWKS
+    is re-fetched once on an unknown ``kid``, rate-limited). Checks no claim. Raises
+    OidcError with ``code``."""
     if len(token) > MAX_TOKEN_BYTES:
-        raise OidcError("id_token_invalid", "the ID token is too large")
+        raise OidcError(code, f"the {what} is too large")
     keys = providers.keys(metadata.jwks_uri)
     try:
         try:
@@ -153,29 +177,32 @@ def validate_id_token(token: str, providers: Providers, metadata: ProviderMetada
                 raise
             decoded = jwt.decode(token, fresh, algorithms=list(config.id_token_algs))
     except InvalidKeyIdError as exc:
-        raise OidcError("id_token_invalid", "the ID token is signed with a key the provider "
-                        "does not publish") from exc
+        raise OidcError(code, f"the {what} is signed with a key the provider does not "
+                        "publish") from exc
     except (JoseError, ValueError) as exc:
-        raise OidcError("id_token_invalid", f"the ID token does not verify: "
+        raise OidcError(code, f"the {what} does not verify: "
                         f"{getattr(exc, 'error', type(exc).__name__)}") from exc
-    claims = dict(decoded.claims)
-    _check_claims(claims, config, nonce=nonce, now=time.time() if now is None else now)
-    return claims
+    return dict(decoded.header), dict(decoded.claims)
+
+
+def expected_issuer(claims: Mapping[str, object], config: OidcConfig, *, code: str) -> str:
+    """The issuer a token of this connection must name: the configured one, or for Entra's
+    multi-tenant template the one of the token's (allowed) ``tid``. Raises OidcError."""
+    if not config.entra_multi_tenant:
+        return config.issuer
+    tid = claims.get("tid")
+    if not isinstance(tid, str) or not TENANT_ID.match(tid):
+        raise OidcError(code, "the token has no valid tid claim (Entra)")
+    if config.entra_allowed_tenants and tid not in config.entra_allowed_tenants:
+        raise OidcError("tenant_not_allowed", "your Entra ID tenant is not allowed to "
+                        "sign in here")
+    return config.issuer.replace("{tenantid}", tid)
 
 
 def _check_claims(claims: dict[str, object], config: OidcConfig, *, nonce: str,
                   now: float) -> None:
     skew = config.clock_skew_seconds
-    expected_issuer = config.issuer
-    if config.entra_multi_tenant:
-        tid = claims.get("tid")
-        if not isinstance(tid, str) or not TENANT_ID.match(tid):
-            raise OidcError("id_token_invalid", "the ID token has no valid tid claim (Entra)")
-        if config.entra_allowed_tenants and tid not in config.entra_allowed_tenants:
-            raise OidcError("tenant_not_allowed", "your Entra ID tenant is not allowed to "
-                            "sign in here")
-        expected_issuer = config.issuer.replace("{tenantid}", tid)
-    if claims.get("iss") != expected_issuer:
+    if claims.get("iss") != expected_issuer(claims, config, code="id_token_invalid"):
         raise OidcError("id_token_invalid", "the ID token was issued by another issuer")
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
@@ -226,7 +253,8 @@ def fetch_userinfo(http: httpx.Client, metadata: ProviderMetadata, access_token:
 def identity_from_claims(claims: Mapping[str, object],
                          userinfo: Mapping[str, object] | None = None) -> ExternalIdentity:
     """One ExternalIdentity: userinfo claims merged under the (signed) ID token's claims,
-    token-describing claims dropped, IdP quirks reported as notes."""
+    token-describing claims dropped, IdP quirks reported as notes, and the claim
+    ``auth_context`` made from the ID token's ``acr`` and ``amr`` alone (never userinfo's)."""
     merged = {**(userinfo or {}), **claims}
     notes: list[str] = []
     claim_names = merged.get("_claim_names")
@@ -245,7 +273,11 @@ def identity_from_claims(claims: Mapping[str, object],
     issuer = str(claims["iss"])
     subject = str(claims["sub"])
     kept = {k: v for k, v in merged.items() if k not in TOKEN_CLAIMS}
-    return ExternalIdentity(issuer=issuer, subject=subject, claims=kept, notes=tuple(notes))
+    sid = claims.get("sid")  # Front-/Back-Channel Logout: the OP's session, for its logout
+    identity = ExternalIdentity(issuer=issuer, subject=subject, claims=kept,
+                                notes=tuple(notes),
+                                idp_session_id=sid if isinstance(sid, str) and sid else None)
+    return with_auth_context(identity, AuthContext.from_id_token(claims))
 
 
 def check_response_issuer(metadata: ProviderMetadata, iss: str | None) -> None:

@@ -38,6 +38,14 @@ class ProviderMetadata:
     code_challenge_methods: tuple[str, ...]
     #: RFC 9207: the provider puts ``iss`` in its authorization responses
     iss_parameter: bool = False
+    #: RP-Initiated Logout 1.0: where to send the browser to sign out at the provider
+    end_session_endpoint: str | None = None
+    #: Back-Channel Logout 1.0 section 2.1: the provider sends logout tokens (with ``sid``)
+    backchannel_logout: bool = False
+    backchannel_logout_session: bool = False
+    #: what the provider says it offers; empty when it does not say
+    scopes_supported: tuple[str, ...] = ()
+    claims_supported: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, document: object, expected_issuer: str) -> ProviderMetadata:
@@ -61,8 +69,16 @@ class ProviderMetadata:
         userinfo = document.get("userinfo_endpoint")
         if isinstance(userinfo, str) and not is_secure_url(userinfo):
             userinfo = None
+        end_session = document.get("end_session_endpoint")
         return cls(issuer=issuer, userinfo_endpoint=userinfo if isinstance(userinfo, str)
                    else None,
+                   end_session_endpoint=end_session if isinstance(end_session, str)
+                   and is_secure_url(end_session) else None,
+                   backchannel_logout=document.get("backchannel_logout_supported") is True,
+                   backchannel_logout_session=document.get(
+                       "backchannel_logout_session_supported") is True,
+                   scopes_supported=_strings(document.get("scopes_supported"), default=()),
+                   claims_supported=_strings(document.get("claims_supported"), default=()),
                    iss_parameter=document.get(
                        "authorization_response_iss_parameter_supported") is True,
                    token_endpoint_auth_methods=_strings(
@@ -147,6 +163,13 @@ class Providers:
         with self._lock:
             self._metadata[issuer] = (now, metadata)
         return metadata
+
+    def cached_metadata(self, issuer: str, *, ttl: float = 3600) -> ProviderMetadata | None:
+        """The metadata if fetched less than ``ttl`` seconds ago; never asks the provider."""
+        cached = self._metadata.get(issuer)
+        if cached is not None and self._clock() - cached[0] < ttl:
+            return cached[1]
+        return None
 
     def keys(self, jwks_uri: str, *, ttl: float = JWKS_TTL) -> KeySet:
         """The cached key set, fetched on first use and again after ``ttl`` seconds, so a key

@@ -9,6 +9,8 @@ Specifications implemented:
 - SAML 2.0 Bindings: HTTP-Redirect for the AuthnRequest (3.4, signed per 3.4.4.1),
   HTTP-POST for the Response (3.5).
 - SAML 2.0 Metadata (2.4.3 IDPSSODescriptor, 2.4.4 SPSSODescriptor).
+- SAML 2.0 Profiles 4.4, Single Logout (Core 3.7 LogoutRequest/LogoutResponse) over
+  HTTP-Redirect and HTTP-POST, both ways: ``logout.py``.
 
 Signatures are verified by libxmlsec1 in process (python-xmlsec) against the pinned IdP
 certificates only: a key or certificate inside the message (``KeyInfo``) is never used. Only
@@ -16,12 +18,15 @@ the element the verified signature references is read afterwards (signature wrap
 XML is parsed with lxml, no DTD (a DOCTYPE is refused outright), no entities, no network.
 
 Decisions where the specifications leave a choice (each enforced by a test):
-- The Assertion must carry its own signature by default (``require_signed_assertion``). With
-  it False, a signed Response (whose Reference is the Response's own ID, hence covering the
-  assertion) is enough, and ``identity.notes`` says so. Both signed is accepted; a present
-  signature that does not verify is always refused, even if the other one verifies.
-- ``build_sp_metadata(..., authn_requests_signed=...)`` states what the SP really sends: the
-  metadata never promises signed requests that are not signed.
+- A signed Response that envelopes exactly one assertion is enough by default (SAML Core 5.2;
+  Keycloak's default, an ADFS/Shibboleth/Entra option): its one Reference is the Response's
+  own ID, so it covers the assertion, which is then taken from inside the verified Response,
+  and ``identity.notes`` says the assertion was unsigned. ``require_signed_assertion`` demands
+  the Assertion's own signature as well. Both signed is accepted; a present signature that does
+  not verify is always refused, even if the other one verifies.
+- Every AuthnRequest is signed with the connection's SP key, and the SP metadata says
+  ``AuthnRequestsSigned="true"``: what the metadata promises is what the SP sends, whatever
+  the IdP's ``WantAuthnRequestsSigned``.
 - Canonicalisation: exclusive c14n, c14n 1.0 and 1.1, all *without* comments;
   ``#WithComments`` variants are refused. Transforms: enveloped-signature plus those.
   Signatures: rsa-sha256/384/512 and ecdsa-sha256/384/512; digests sha256/384/512. SHA-1 only

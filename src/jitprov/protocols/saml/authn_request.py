@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from jitprov.core.auth_context import MfaRequirement
 from jitprov.protocols.saml.config import SamlConfig
 from jitprov.protocols.saml.errors import SamlError
 from jitprov.protocols.saml.keys import private_key
@@ -38,11 +39,18 @@ class AuthnRequest:
 def build_authn_request(sp: SpSettings, config: SamlConfig, *, relay_state: str,
                         now: datetime) -> AuthnRequest:
     """An AuthnRequest for ``config.idp_sso_url`` over HTTP-Redirect (SAML Bindings 3.4):
-    DEFLATE, base64, URL-encode; signed over the exact query string (Bindings 3.4.4.1,
-    rsa-sha256, or ecdsa-sha256 for an EC key) when ``config.want_authn_requests_signed``.
+    DEFLATE, base64, URL-encode; ALWAYS signed over the exact query string (Bindings
+    3.4.4.1, rsa-sha256, or ecdsa-sha256 for an EC key) with the connection's SP key, whatever
+    the IdP metadata's ``WantAuthnRequestsSigned`` says: the SP metadata promises
+    ``AuthnRequestsSigned="true"``, and an IdP that trusts that promise (SimpleSAMLphp,
+    Shibboleth) refuses an unsigned request; one that does not ask for signatures ignores it.
     ID is ``"_"`` + 32 random hex digits; NameIDPolicy persistent with AllowCreate;
     AssertionConsumerServiceURL is ``sp.acs_url`` (HTTP-POST). ``relay_state`` (at most 80
-    bytes, Bindings 3.4.3) is sent when not empty. ``now`` must be timezone-aware.
+    bytes, Bindings 3.4.3) is sent when not empty. With ``require_mfa``, a
+    ``RequestedAuthnContext Comparison="exact"`` lists the accepted AuthnContextClassRefs
+    (Core 3.3.2.2.1: the IdP must authenticate with one of them, or answer with an error
+    status); the signature covers it like the rest of the query. ``now`` must be
+    timezone-aware.
 
     Signing costs ~1 ms of CPU with RSA-2048 (the key itself is parsed once per process)."""
     if now.tzinfo is None:
@@ -50,6 +58,10 @@ def build_authn_request(sp: SpSettings, config: SamlConfig, *, relay_state: str,
     if len(relay_state.encode()) > MAX_RELAY_STATE_BYTES:
         raise SamlError("invalid_response", "the RelayState is longer than 80 bytes")
     request_id = f"_{secrets.token_hex(16)}"
+    mfa = MfaRequirement.of({"require_mfa": config.require_mfa,
+                             "accepted_auth_contexts": config.accepted_auth_contexts})
+    requested = "".join(f"<saml:AuthnContextClassRef>{escape(ref)}</saml:AuthnContextClassRef>"
+                        for ref in (mfa.requested() if mfa is not None else ()))
     xml = (
         '<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
         'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
@@ -59,14 +71,15 @@ def build_authn_request(sp: SpSettings, config: SamlConfig, *, relay_state: str,
         f"AssertionConsumerServiceURL={quoteattr(sp.acs_url)}>"
         f"<saml:Issuer>{escape(sp.entity_id)}</saml:Issuer>"
         f'<samlp:NameIDPolicy Format="{NAMEID_PERSISTENT}" AllowCreate="true"/>'
-        "</samlp:AuthnRequest>")
+        + (f'<samlp:RequestedAuthnContext Comparison="exact">{requested}'
+           "</samlp:RequestedAuthnContext>" if requested else "")
+        + "</samlp:AuthnRequest>")
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)  # raw DEFLATE
     deflated = compressor.compress(xml.encode()) + compressor.flush()
     query = "SAMLRequest=" + quote(base64.b64encode(deflated).decode(), safe="")
     if relay_state:
         query += "&RelayState=" + quote(relay_state, safe="")
-    if config.want_authn_requests_signed:
-        query = _sign_query(query, sp.private_key_pem)
+    query = _sign_query(query, sp.private_key_pem)
     separator = "&" if "?" in config.idp_sso_url else "?"
     return AuthnRequest(id=request_id, redirect_url=f"{config.idp_sso_url}{separator}{query}")
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jitprov.core.auth_context import check_accepted_auth_contexts
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.saml.errors import SamlError
 from jitprov.protocols.saml.keys import certificate_key
@@ -30,6 +31,8 @@ class SamlConfig:
     #: PEM certificates; a signature made by any of them is accepted (key rollover). Keys
     #: carried inside a message (``KeyInfo``) are never used.
     idp_certs: tuple[str, ...]
+    #: what the IdP metadata's ``WantAuthnRequestsSigned`` says, kept for the record: jitprov
+    #: signs every AuthnRequest whatever it says (the SP metadata promises signed requests)
     want_authn_requests_signed: bool
     metadata_url: str | None = None
     metadata_refresh_seconds: int = 3600
@@ -38,15 +41,27 @@ class SamlConfig:
     #: accept IdP-initiated (unsolicited) responses; they must then carry no InResponseTo
     allow_idp_initiated: bool = False
     clock_skew_seconds: int = 120
-    #: True: the Assertion itself must be signed. False: a signed Response that covers the
-    #: assertion is enough (some IdPs, e.g. ADFS/Entra in "sign response" mode, sign only it)
-    require_signed_assertion: bool = True
+    #: True: the Assertion itself must be signed. False (the default): a signed Response
+    #: that envelopes exactly one assertion is enough, as SAML Core 5.2 allows (Keycloak's
+    #: default "Sign documents"; ADFS, Shibboleth and Entra ID can be set to sign only it)
+    require_signed_assertion: bool = False
     #: accept an ``emailAddress`` NameID as the account key, with a note in the identity
     #: (email addresses can be reassigned to another person)
     allow_email_name_id: bool = True
     max_response_bytes: int = 256 * 1024
     #: accept rsa-sha1 / sha1 digests (SHAttered; off by default, for legacy IdPs only)
     allow_sha1: bool = False
+    #: refuse an assertion whose AuthnContextClassRef is not one of
+    #: ``accepted_auth_contexts`` (URIs, at least one; the rule of ``core/auth_context.py``);
+    #: they are requested in the AuthnRequest (RequestedAuthnContext, Comparison="exact")
+    require_mfa: bool = False
+    accepted_auth_contexts: tuple[str, ...] = ()
+    #: the IdP's SingleLogoutService (Location, and ResponseLocation when it differs), by
+    #: binding, from its metadata; None: the IdP has no Single Logout by that binding
+    idp_slo_url: str | None = None
+    idp_slo_response_url: str | None = None
+    idp_slo_post_url: str | None = None
+    idp_slo_post_response_url: str | None = None
 
     @classmethod
     def parse(cls, config: Mapping[str, object]) -> SamlConfig:
@@ -65,6 +80,12 @@ class SamlConfig:
         if not values["idp_certs"]:
             raise InvalidInput("SAML connection idp_certs: at least one IdP signing "
                                "certificate is required")
+        try:
+            values["accepted_auth_contexts"] = check_accepted_auth_contexts(
+                values.get("accepted_auth_contexts"), require_mfa=bool(values.get(
+                    "require_mfa")), uris_only=True)
+        except ValueError as exc:
+            raise InvalidInput(f"SAML connection accepted_auth_contexts: {exc}") from None
         return cls(**values)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, object]:
@@ -84,13 +105,18 @@ class SamlConfig:
             "idp_certs": list(md.signing_certs),
             "want_authn_requests_signed": md.want_authn_requests_signed,
             "metadata_url": metadata_url, "sp_certificate": sp_certificate,
+            **md.slo_fields(),
         })
 
 
+#: the IdP's Single Logout endpoints (each optional)
+_SLO_URLS = frozenset({"idp_slo_url", "idp_slo_response_url", "idp_slo_post_url",
+                       "idp_slo_post_response_url"})
 _REQUIRED = frozenset({"idp_entity_id", "idp_sso_url", "idp_certs",
                        "want_authn_requests_signed"})
 _BOOLS = frozenset({"want_authn_requests_signed", "allow_idp_initiated",
-                    "require_signed_assertion", "allow_email_name_id", "allow_sha1"})
+                    "require_signed_assertion", "allow_email_name_id", "allow_sha1",
+                    "require_mfa"})
 #: (minimum, maximum) of each integer field
 _INTS = {"metadata_refresh_seconds": (60, 7 * 86400), "clock_skew_seconds": (0, 600),
          "max_response_bytes": (4096, 4 * 1024 * 1024)}
@@ -107,6 +133,8 @@ def _check_field(name: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidInput(f"{where}: must be an integer between {low} and {high}")
         return value
+    if name == "accepted_auth_contexts":
+        return value  # checked with require_mfa, by parse
     if name == "idp_certs":
         if isinstance(value, str) or not isinstance(value, list | tuple):
             raise InvalidInput(f"{where}: must be a list of PEM certificates")
@@ -114,6 +142,12 @@ def _check_field(name: str, value: object) -> object:
         for cert in certs:
             _check_certificate(where, cert)
         return certs
+    if name in _SLO_URLS:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not is_secure_url(value):
+            raise InvalidInput(f"{where}: must be an https URL (http only on loopback)")
+        return value
     if name == "metadata_url":
         if value is None:
             return None

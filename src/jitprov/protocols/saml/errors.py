@@ -29,6 +29,7 @@ CODES = frozenset({
     "transient_name_id",
     "name_id_not_allowed",      # emailAddress refused by config, or no usable NameID
     "invalid_metadata",
+    "message_replayed",         # a logout message whose ID was already accepted
 })
 
 

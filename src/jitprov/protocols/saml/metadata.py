@@ -28,6 +28,7 @@ _ENTITY = f"{{{MD}}}EntityDescriptor"
 _IDPSSO = f"{{{MD}}}IDPSSODescriptor"
 _KEY_DESCRIPTOR = f"{{{MD}}}KeyDescriptor"
 _SSO_SERVICE = f"{{{MD}}}SingleSignOnService"
+_SLO_SERVICE = f"{{{MD}}}SingleLogoutService"
 _X509_CERTIFICATE = f"{{{DS}}}X509Certificate"
 #: metadata aggregates (InCommon, eduGAIN) run to tens of megabytes; one IdP's is a few KB
 MAX_METADATA_BYTES = 64 * 1024 * 1024
@@ -44,6 +45,17 @@ class IdpMetadata:
     signing_certs: tuple[str, ...]
     want_authn_requests_signed: bool
     valid_until: datetime | None
+    #: SingleLogoutService by binding: (Location, ResponseLocation or Location)
+    slo_redirect: tuple[str, str] | None = None
+    slo_post: tuple[str, str] | None = None
+
+    def slo_fields(self) -> dict[str, str | None]:
+        """The Single Logout endpoints as ``SamlConfig`` fields."""
+        redirect, post = self.slo_redirect, self.slo_post
+        return {"idp_slo_url": redirect[0] if redirect else None,
+                "idp_slo_response_url": redirect[1] if redirect else None,
+                "idp_slo_post_url": post[0] if post else None,
+                "idp_slo_post_response_url": post[1] if post else None}
 
 
 def parse_idp_metadata(xml: bytes, *, entity_id: str | None = None) -> IdpMetadata:
@@ -102,7 +114,20 @@ def parse_idp_metadata(xml: bytes, *, entity_id: str | None = None) -> IdpMetada
                        signing_certs=tuple(certs),
                        want_authn_requests_signed=idp.get("WantAuthnRequestsSigned") in (
                            "true", "1"),
-                       valid_until=_valid_until(entity))
+                       valid_until=_valid_until(entity),
+                       slo_redirect=_slo_service(idp, BINDING_REDIRECT),
+                       slo_post=_slo_service(idp, BINDING_POST))
+
+
+def _slo_service(idp: etree._Element, binding: str) -> tuple[str, str] | None:
+    """The first SingleLogoutService of ``binding``: (Location, ResponseLocation, which
+    defaults to Location, Metadata 2.2.2)."""
+    for service in idp:
+        if service.tag == _SLO_SERVICE and service.get("Binding") == binding:
+            location = service.get("Location")
+            if location:
+                return str(location), str(service.get("ResponseLocation") or location)
+    return None
 
 
 def _idp_descriptor(entity: etree._Element) -> etree._Element | None:
@@ -128,19 +153,22 @@ def _valid_until(entity: etree._Element) -> datetime | None:
     return min(instants) if instants else None
 
 
-def build_sp_metadata(sp: SpSettings, *, want_assertions_signed: bool = True,
-                      authn_requests_signed: bool = True) -> bytes:
+def build_sp_metadata(sp: SpSettings, *, want_assertions_signed: bool = False) -> bytes:
     """The SP's EntityDescriptor (UTF-8 XML): SPSSODescriptor with AuthnRequestsSigned and
     WantAssertionsSigned, the certificate as KeyDescriptor use="signing" and use="encryption",
-    NameIDFormat persistent and emailAddress, and the ACS (HTTP-POST, index 0, default).
+    the SingleLogoutService (HTTP-Redirect and HTTP-POST, one URL), NameIDFormat persistent
+    and emailAddress, and the ACS (HTTP-POST, index 0, default).
 
-    ``authn_requests_signed`` should be the connection's ``want_authn_requests_signed``
-    (some IdPs refuse unsigned requests from an SP whose metadata promises signed ones)."""
+    ``AuthnRequestsSigned`` is always "true" because :func:`build_authn_request` signs every
+    request (an IdP that trusts the metadata verifies the promise; one that says nothing about
+    it there would otherwise refuse an unsigned request). ``want_assertions_signed`` should be
+    the connection's ``require_signed_assertion``: without it, a signed Response that envelopes
+    the assertion is enough."""
     ns = {"md": MD, "ds": DS}
     root = etree.Element(f"{{{MD}}}EntityDescriptor", nsmap=ns, entityID=sp.entity_id)
     descriptor = etree.SubElement(
         root, f"{{{MD}}}SPSSODescriptor", protocolSupportEnumeration=PROTOCOL_SAML2,
-        AuthnRequestsSigned="true" if authn_requests_signed else "false",
+        AuthnRequestsSigned="true",
         WantAssertionsSigned="true" if want_assertions_signed else "false")
     body = "".join(line for line in sp.certificate.strip().splitlines()
                    if not line.startswith("-----"))
@@ -148,6 +176,10 @@ def build_sp_metadata(sp: SpSettings, *, want_assertions_signed: bool = True,
         key = etree.SubElement(descriptor, f"{{{MD}}}KeyDescriptor", use=use)
         x509 = etree.SubElement(etree.SubElement(key, f"{{{DS}}}KeyInfo"), f"{{{DS}}}X509Data")
         etree.SubElement(x509, f"{{{DS}}}X509Certificate").text = body
+    if sp.slo_url:  # Metadata 2.4.2: after the KeyDescriptors, before the NameIDFormats
+        for binding in (BINDING_REDIRECT, BINDING_POST):
+            etree.SubElement(descriptor, f"{{{MD}}}SingleLogoutService", Binding=binding,
+                             Location=sp.slo_url)
     for fmt in (NAMEID_PERSISTENT, NAMEID_EMAIL):
         etree.SubElement(descriptor, f"{{{MD}}}NameIDFormat").text = fmt
     etree.SubElement(descriptor, f"{{{MD}}}AssertionConsumerService", Binding=BINDING_POST,

@@ -8,14 +8,17 @@ Order of the checks (each refusal carries a stable :class:`SamlError` code):
    duplicate ``ID``/``xml:id`` values, exactly one Assertion or EncryptedAssertion as a direct
    child of the Response (``multiple_assertions``) and no Assertion anywhere else;
 3. unsolicited responses (``unsolicited_response``), Status (``status_not_success``);
-4. the Response signature, when present, verified against the pinned certificates; then the
-   Response's Destination (required when signed), Issuer and InResponseTo;
+4. the Response signature, when present, verified against the pinned certificates (its one
+   Reference must be the Response's own ID, so it covers the whole Response); the assertion is
+   then taken again from inside that verified Response, as its one direct (Encrypted)Assertion
+   child; then the Response's Destination (required when signed), Issuer and InResponseTo;
 5. an EncryptedAssertion is decrypted with the SP key (``decryption_failed``), then the
-   Assertion's own signature is verified (required unless ``require_signed_assertion`` is
-   False and the Response signature covered it);
+   Assertion's own signature, when present, is verified. It is required when the Response is
+   not signed, or when ``require_signed_assertion`` is set (``signature_missing``);
 6. everything after that is read from the verified Assertion element only: Issuer, bearer
    SubjectConfirmation (Recipient, NotOnOrAfter, InResponseTo), Conditions (time window,
-   AudienceRestriction required), AuthnStatement, NameID format, attributes.
+   AudienceRestriction required), AuthnStatement (its AuthnContextClassRefs become the claim
+   ``auth_context``, see ``core/auth_context.py``), NameID format, attributes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta
 import xmlsec
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the pinned dev set
 
+from jitprov.core.auth_context import AuthContext, with_auth_context
 from jitprov.core.identity import ExternalIdentity
 from jitprov.protocols.saml.config import SamlConfig
 from jitprov.protocols.saml.encryption import decrypt_assertion
@@ -69,6 +73,8 @@ _AUDIENCE = f"{{{SAML}}}Audience"
 _ONE_TIME_USE = f"{{{SAML}}}OneTimeUse"
 _PROXY_RESTRICTION = f"{{{SAML}}}ProxyRestriction"
 _AUTHN_STATEMENT = f"{{{SAML}}}AuthnStatement"
+_AUTHN_CONTEXT = f"{{{SAML}}}AuthnContext"
+_AUTHN_CONTEXT_CLASS_REF = f"{{{SAML}}}AuthnContextClassRef"
 _ATTRIBUTE_STATEMENT = f"{{{SAML}}}AttributeStatement"
 _ATTRIBUTE = f"{{{SAML}}}Attribute"
 _ATTRIBUTE_VALUE = f"{{{SAML}}}AttributeValue"
@@ -98,6 +104,9 @@ class ValidatedAssertion:
     in_response_to: str | None
     name_id_format: str
     session_index: str | None
+    #: the NameID's NameQualifier and SPNameQualifier as sent (a LogoutRequest repeats them)
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
 
 
 def validate_response(saml_response: str, *, sp: SpSettings, config: SamlConfig,
@@ -125,6 +134,8 @@ def validate_response(saml_response: str, *, sp: SpSettings, config: SamlConfig,
     response_signed = response_signature is not None
     if response_signature is not None:
         verify_signature(response_signature, root, config.idp_certs, allow_sha1=config.allow_sha1)
+        # what is read from now on comes from inside the element that was just verified
+        assertion_slot = _enveloped_assertion(root, assertion_slot)
     _check_response_envelope(root, sp, config, expected_in_response_to,
                              signed=response_signed)
 
@@ -139,7 +150,9 @@ def validate_response(saml_response: str, *, sp: SpSettings, config: SamlConfig,
         verify_signature(assertion_signature, assertion, config.idp_certs,
                          allow_sha1=config.allow_sha1)
     elif config.require_signed_assertion:
-        raise SamlError("signature_missing", "the Assertion is not signed")
+        raise SamlError("signature_missing", "the Assertion is not signed, and this connection "
+                                             "requires a signed Assertion (a signed Response "
+                                             "is not enough)")
     elif not response_signed:
         raise SamlError("signature_missing", "neither the Response nor the Assertion is signed")
     # From here on, only the verified Assertion element is read.
@@ -197,6 +210,18 @@ def _check_structure(root: etree._Element) -> etree._Element:
         xmlsec.tree.add_ids(root, ["ID"])
     except xmlsec.Error:  # a duplicate the scan above missed: refuse all the same
         raise SamlError("signature_wrapping", "two elements share one ID") from None
+    return direct[0]
+
+
+def _enveloped_assertion(response: etree._Element,
+                         found: etree._Element) -> etree._Element:
+    """The one (Encrypted)Assertion enveloped by the verified ``response``, as its direct
+    child: the element its signature covers. ``found`` is what the structure check picked
+    before; anything else (a second one, one moved elsewhere) is ``signature_wrapping``."""
+    direct = [child for child in response if child.tag in (_ASSERTION, _ENCRYPTED_ASSERTION)]
+    if len(direct) != 1 or direct[0] is not found:
+        raise SamlError("signature_wrapping", "the signed Response does not envelope exactly "
+                                              "one assertion")
     return direct[0]
 
 
@@ -308,11 +333,30 @@ def _read_assertion(assertion: etree._Element, sp: SpSettings, config: SamlConfi
     if not assertion_signed:
         notes.append("saml: the Assertion is unsigned; the Response signature covers it")
     until = min(confirmation_until, conditions_until or confirmation_until) + skew
-    identity = ExternalIdentity(issuer=config.idp_entity_id, subject=name_id,
-                                claims=_read_attributes(assertion), notes=tuple(notes))
+    identity = with_auth_context(
+        ExternalIdentity(issuer=config.idp_entity_id, subject=name_id,
+                         claims=_read_attributes(assertion), notes=tuple(notes)),
+        AuthContext.from_class_refs(_class_refs(statements)))
     return ValidatedAssertion(identity=identity, assertion_id=assertion_id,
                               not_on_or_after=until, in_response_to=expected_in_response_to,
-                              name_id_format=name_id_format, session_index=session_index)
+                              name_id_format=name_id_format, session_index=session_index,
+                              **_qualifiers(subject))
+
+
+def _qualifiers(subject: etree._Element) -> dict[str, str | None]:
+    """The NameQualifier and SPNameQualifier of the Subject's one NameID (read, not checked:
+    Single Logout repeats them to the IdP)."""
+    name_id = _one(subject, _NAME_ID, "NameID in its Subject")
+    return {"name_qualifier": name_id.get("NameQualifier"),
+            "sp_name_qualifier": name_id.get("SPNameQualifier")}
+
+
+def _class_refs(statements: list[etree._Element]) -> list[str]:
+    """Core 2.7.2.2: the AuthnContextClassRef of each AuthnStatement (direct children of the
+    verified Assertion), in document order."""
+    return [text_of(ref).strip() for statement in statements
+            for context in statement if context.tag == _AUTHN_CONTEXT
+            for ref in context if ref.tag == _AUTHN_CONTEXT_CLASS_REF]
 
 
 def _check_subject_confirmation(subject: etree._Element, sp: SpSettings,

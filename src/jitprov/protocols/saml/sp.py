@@ -23,16 +23,20 @@ class SpSettings:
     acs_url: str
     certificate: str
     private_key_pem: str = field(repr=False)
+    #: the Single Logout endpoint (both bindings), where the IdP sends logout messages
+    slo_url: str = ""
 
 
 def sp_settings(base_url: str, connection_slug: str, *, certificate: str,
                 private_key_pem: str) -> SpSettings:
     """The SP settings of a connection served under ``base_url`` (no trailing slash needed):
-    entity id ``{base_url}/sso/{slug}/saml/metadata``, ACS ``{base_url}/sso/{slug}/saml/acs``."""
+    entity id ``{base_url}/sso/{slug}/saml/metadata``, ACS ``{base_url}/sso/{slug}/saml/acs``,
+    Single Logout ``{base_url}/sso/{slug}/saml/slo``."""
     base = base_url.rstrip("/")
     return SpSettings(entity_id=f"{base}/sso/{connection_slug}/saml/metadata",
                       acs_url=f"{base}/sso/{connection_slug}/saml/acs",
-                      certificate=certificate, private_key_pem=private_key_pem)
+                      certificate=certificate, private_key_pem=private_key_pem,
+                      slo_url=f"{base}/sso/{connection_slug}/saml/slo")
 
 
 def generate_sp_keypair(common_name: str, *, now: dt.datetime | None = None,

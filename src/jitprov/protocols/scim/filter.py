@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jitprov.core.errors import InvalidInput
+from jitprov.core.text import text_problem
 
 #: characters; a longer filter is refused before it is parsed
 MAX_FILTER_LENGTH = 4096
@@ -350,6 +351,9 @@ class _Parser:
                 self.fail(what, exc.pos)
             if "\x00" in text:  # no stored value holds one (PostgreSQL text cannot)
                 self.fail("a string may not contain NUL (\\u0000)", start)
+            problem = text_problem(text)  # an escaped lone surrogate or control character
+            if problem is not None:
+                self.fail(f"the string {problem}", start)
             self.pos = end
             return str(text)
         word = self.word()

@@ -20,10 +20,10 @@ whatever ``count`` asks for.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jitprov.core.text import shown, text_problem
+from jitprov.core.text import all_clean, shown, text_problem
 from jitprov.protocols.scim.errors import InvalidFilter, InvalidValue
 
 MAX_STRING = 1024
@@ -37,6 +37,44 @@ MAX_FILTER = 8 * 1024
 
 _LONGER = {"x509certificates": MAX_CERTIFICATE}
 _UNCOUNTED = frozenset({"members"})
+_SCALARS = (bool, int, float, type(None))
+
+
+def surely_fine(payload: Any, *, max_values: int | None, max_total: int | None) -> bool:
+    """The fast path of the checks below: True only when ``payload`` (parsed JSON) surely
+    keeps every rule (no bad text, no string past :data:`MAX_STRING`, no list past
+    ``max_values``, at most ``max_total`` characters of strings, keys included). It declines
+    (False) when unsure: a longer certificate, a long ``members`` list, anything but JSON's
+    types; the caller then walks the payload slowly and names what is wrong, if anything.
+    Why: one scan of all strings joined costs about a third of a check per string."""
+    strings: list[str] = []
+    stack: list[Any] = [payload]
+    values: Iterable[Any]
+    try:
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is dict:
+                strings.extend(item)
+                values = item.values()
+            elif kind is list:
+                if max_values is not None and len(item) > max_values:
+                    return False
+                values = item
+            else:
+                return False
+            for value in values:
+                if type(value) is str:
+                    strings.append(value)
+                elif type(value) not in _SCALARS:
+                    stack.append(value)
+        if max(map(len, strings), default=0) > MAX_STRING:
+            return False
+        if max_total is not None and sum(map(len, strings)) > max_total:
+            return False
+        return all_clean(strings)
+    except TypeError:  # a key that is not a string: not JSON
+        return False
 
 
 class _Walk:
@@ -76,6 +114,12 @@ def check_resource(kind: str, payload: Mapping[str, Any]) -> None:
     """Refuse a User or Group body (POST, PUT, a PATCH's result, a Bulk operation's data)
     holding bad text, an oversized string or list, or more than :data:`MAX_RESOURCE`
     characters. An extension's attributes are named ``urn:...:User:department``."""
+    if not surely_fine(payload, max_values=MAX_VALUES, max_total=MAX_RESOURCE):
+        walk_resource(kind, payload)
+
+
+def walk_resource(kind: str, payload: Mapping[str, Any]) -> None:
+    """:func:`check_resource` the slow way: string by string, naming the first bad one."""
     walk = _Walk()
     for key, value in payload.items():
         if not isinstance(key, str):
@@ -96,6 +140,12 @@ def check_resource(kind: str, payload: Mapping[str, Any]) -> None:
 def check_patch_text(operations: list[Any]) -> None:
     """Refuse PATCH operations holding bad text or oversized strings (the result is checked
     again as a resource by the caller); ``members`` values are not counted."""
+    if not surely_fine(operations, max_values=None, max_total=None):
+        walk_patch_text(operations)
+
+
+def walk_patch_text(operations: list[Any]) -> None:
+    """:func:`check_patch_text` the slow way, naming the first bad string."""
     walk = _Walk()
     for index, op in enumerate(operations):
         walk.value(op, f"Operations[{index}]", "members", counted=False)

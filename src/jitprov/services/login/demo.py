@@ -28,8 +28,10 @@ class DemoConnection(MockKind):
     """Kind ``mock``: no configuration, dev-only, and a login starts at the demo IdP's page."""
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str) -> tuple[dict[str, object], str]:
-        """(nothing more for the login request to keep; the demo IdP's page)."""
+                      base_url: str, login_hint: str | None = None
+                      ) -> tuple[dict[str, object], str]:
+        """(nothing more for the login request to keep; the demo IdP's page, which takes no
+        login hint)."""
         return {}, f"/dev/idp/{conn.slug}?{urlencode({'state': state})}"
 
 

@@ -15,25 +15,48 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from jitprov.core.errors import RaceLost
 from jitprov.core.identity import Account, ExternalIdentity
-from jitprov.core.mapping import MappedIdentity, Policy
+from jitprov.core.mapping import MappedIdentity, Policy, TraceEntry
 from jitprov.core.provisioning import Create, Decision, Deny, Link, NoChange, Pending, Update
 from jitprov.core.recorded_claims import redact_claims
-from jitprov.services import metrics
+from jitprov.services import logs, metrics, tracing
 from jitprov.services.common import REQUEST_PROBLEMS, LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.entitlements import announcements, login_mapping, uses_scim_groups
+from jitprov.services.entitlements import (
+    SCIM_GROUPS_CLAIM,
+    announcements,
+    login_mapping,
+    uses_scim_groups,
+)
 from jitprov.services.login.failures import record_login_failure
 from jitprov.services.login.state import LoginState, spend_login_request
-from jitprov.services.login.steps import audit_event, check_sizes, decide_login
+from jitprov.services.login.steps import (
+    audit_event,
+    check_auth_context,
+    check_sizes,
+    decide_login,
+)
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
 MAX_ATTEMPTS = 8
+#: the trace entries that name a mapping rule (the others are fields, notes and linking)
+_RULE_KINDS = frozenset({"default", "grant", "approval", "deny"})
+log = logs.get_logger("jitprov.login")
+
+
+def _log_decision(conn: ConnectionRecord, outcome: str, account_id: str | None,
+                  trace: tuple[TraceEntry, ...] = ()) -> None:
+    """One log line per login decision: its outcome (the decision, or the refusal's code),
+    the account and the ids of the rules that applied; never a claim."""
+    rules = sorted({e.rule for e in trace if e.kind in _RULE_KINDS
+                    and e.outcome != "not_matched"})
+    log.info("login_decision", outcome=outcome, account_id=account_id,
+             tenant=conn.tenant_slug, connection=conn.slug, rules=rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +76,16 @@ class DryRun:
     decision: Decision
     mapped: MappedIdentity
     existing: Account | None
+    #: claims the mapping reads that this login did not carry -> the rules that read them
+    absent_claims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The decision, its changes and the rule trace, JSON-ready (CLI and API)."""
         d = self.decision
         out: dict[str, object] = {"decision": d.kind, "trace": [e.as_dict() for e in d.trace]}
+        if self.absent_claims:
+            out["absent_claims"] = {claim: list(readers)
+                                    for claim, readers in self.absent_claims.items()}
         if self.existing is not None:
             out["account_id"] = self.existing.id
         if isinstance(d, Create | Update | Link):
@@ -73,7 +101,8 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                        login: LoginState | None = None, request_id: str | None = None,
                        user_agent: str | None = None, previous_session: str | None = None,
                        start_session: bool = True,
-                       guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
+                       guard: Callable[[UnitOfWork], None] | None = None,
+                       id_token_sealed: str | None = None) -> LoginResult:
     """Provision (or sync) the account of ``identity`` and open a session.
 
     ``login`` is the state of the login request this callback answers: it is consumed in the
@@ -81,11 +110,13 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     first in that transaction (after the login is spent) and may raise LoginRefused, which
     rolls everything back: the SAML ACS records the assertion ID there, so the replay cache
     costs no transaction of its own and an assertion is spent exactly when a login or a
-    denial is committed. Raises
+    denial is committed. The session records ``identity.idp_session_id`` and
+    ``id_token_sealed`` (the OIDC ID token, sealed) for logout propagation. Raises
     :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
     audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
     conn = ctx.connections.get(connection_slug)
+    logs.annotate(tenant=conn.tenant_slug, connection=conn.slug)
     policy = ctx.policies.get(conn)
     mapped = policy.map(identity.claims).scoped(conn.slug)
     try:
@@ -96,14 +127,20 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     except LoginRefused as refused:
         record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                              request_id=request_id)
+        _log_decision(conn, refused.code, None)
         raise
     started = time.perf_counter()
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            result = _provision_once(ctx, conn, policy, mapped, identity, login=login,
-                                     request_id=request_id, user_agent=user_agent,
-                                     previous_session=previous_session,
-                                     start_session=start_session, guard=guard)
+            with tracing.span("jitprov.login.provision", connection=conn.slug,
+                              tenant=conn.tenant_slug) as span:
+                result = _provision_once(ctx, conn, policy, mapped, identity, login=login,
+                                         request_id=request_id, user_agent=user_agent,
+                                         previous_session=previous_session,
+                                         start_session=start_session, guard=guard,
+                                         id_token_sealed=id_token_sealed)
+                if span is not None:
+                    span.set_attribute("outcome", result.decision.kind)
         except RaceLost:
             continue
         except LoginRefused as refused:
@@ -111,9 +148,11 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
             if refused.code in REQUEST_PROBLEMS:  # policy refusals are audited in the unit
                 record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                                      request_id=request_id, subject=identity.subject)
+                _log_decision(conn, refused.code, None)  # (decisions log themselves)
             raise
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         metrics.LOGINS.labels(result.decision.kind).inc()
+        _log_decision(conn, result.decision.kind, result.account_id, result.decision.trace)
         return result
     raise LoginRefused("busy", "the login could not be completed because of concurrent "
                        "updates; try again", request_id)
@@ -123,7 +162,8 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                     mapped: MappedIdentity, identity: ExternalIdentity, *,
                     login: LoginState | None, request_id: str | None, user_agent: str | None,
                     previous_session: str | None, start_session: bool,
-                    guard: Callable[[UnitOfWork], None] | None = None) -> LoginResult:
+                    guard: Callable[[UnitOfWork], None] | None = None,
+                    id_token_sealed: str | None = None) -> LoginResult:
     now = ctx.clock()
     recorded = redact_claims(identity.claims)  # pure, before the lock; written by the touch
     with UnitOfWork(ctx.db) as uow:
@@ -137,6 +177,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
         existing, decision = decide_login(uow, conn, policy, mapped, identity, now=now)
         if existing is None and not isinstance(decision, Deny):
             decision = refused_link(uow, conn, identity, decision)
+        decision = check_auth_context(conn, identity, existing, decision)  # require_mfa
 
         account_id: str | None
         link_id: int | None = None
@@ -179,6 +220,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
             uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
             uow.commit()
             code = decision.code if isinstance(decision, Deny) else "pending_link"
+            _log_decision(conn, code, event.account_id, decision.trace)
             raise LoginRefused(code, decision.reason, request_id)
         assert account_id is not None  # noqa: S101
 
@@ -195,7 +237,9 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
             token = secrets.token_urlsafe(32)
             uow.sessions.create(session_id=hash_token(token), account_id=account_id,
                                 connection_id=conn.id, subject=identity.subject, now=now,
-                                expires_at=now + ctx.session_ttl, user_agent=user_agent)
+                                expires_at=now + ctx.session_ttl, user_agent=user_agent,
+                                idp_session_id=identity.idp_session_id,
+                                id_token_sealed=id_token_sealed)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
         uow.commit()
         return LoginResult(account_id=account_id, decision=decision, session_token=token,
@@ -230,6 +274,9 @@ def dry_run_login(ctx: ServiceContext, connection_slug: str,
                                           now=ctx.clock())
         if existing is None and not isinstance(decision, Deny):  # as the login itself
             decision = refused_link(uow, conn, identity, decision)
-    return DryRun(decision, mapped, existing)
+        decision = check_auth_context(conn, identity, existing, decision)
+    absent = {claim: readers for claim, readers in policy.claim_readers().items()
+              if claim not in identity.claims and claim != SCIM_GROUPS_CLAIM}
+    return DryRun(decision, mapped, existing, absent)
 
 

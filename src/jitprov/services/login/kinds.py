@@ -13,6 +13,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
+from jitprov.core.domains import MAX_EMAIL_CHARS
+from jitprov.core.errors import InvalidInput
 from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.demo import DemoConnection
@@ -35,9 +37,12 @@ class ConnectionKind(Protocol):
         """Raise ``InvalidInput`` naming the bad field."""
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str) -> tuple[dict[str, object], str]:
+                      base_url: str, login_hint: str | None = None
+                      ) -> tuple[dict[str, object], str]:
         """(what the login request keeps besides the browser binding; where to send the
-        browser). Raises (audited) when the IdP cannot be asked."""
+        browser). ``login_hint``: the address home-realm discovery was given, for a kind
+        whose protocol can carry it to the IdP (OIDC). Raises (audited) when the IdP cannot
+        be asked."""
 
 
 CONNECTION_KINDS: dict[str, ConnectionKind] = {
@@ -57,14 +62,19 @@ def check_connection_usable(conn: ConnectionRecord, *, dev_mode: bool) -> Connec
 
 
 def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None, *,
-                browser_nonce: str, base_url: str, dev_mode: bool) -> tuple[str, str]:
+                browser_nonce: str, base_url: str, dev_mode: bool,
+                login_hint: str | None = None) -> tuple[str, str]:
     """Start a login through the connection: (the ``state`` of its new login request, where
-    to send the browser). Raises NotFound, InvalidInput (unusable connection), and what the
-    kind's adapter raises (audited)."""
+    to send the browser; ``login_hint`` goes on to the IdP where the protocol carries it).
+    Raises NotFound, InvalidInput (unusable connection), and what the kind's adapter raises
+    (audited)."""
+    if login_hint is not None and len(login_hint) > MAX_EMAIL_CHARS:
+        raise InvalidInput(f"login_hint: longer than {MAX_EMAIL_CHARS} characters")
     conn = ctx.connections.get(connection_slug)
     kind = check_connection_usable(conn, dev_mode=dev_mode)
     state = secrets.token_urlsafe(32)
-    data, location = kind.login_request(ctx, conn, state, base_url=base_url)
+    data, location = kind.login_request(ctx, conn, state, base_url=base_url,
+                                        login_hint=login_hint)
     begin_login(ctx, conn.slug, return_to, {"browser": hash_token(browser_nonce), **data},
                 dev_mode=dev_mode, state=state)
     return state, location

@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections.abc import Mapping
+from typing import Literal
 
 from joserfc.jwk import ECKey
 
@@ -24,6 +25,7 @@ from jitprov.protocols.oidc import (
     ProviderMetadata,
     build_authorization_request,
     check_response_issuer,
+    check_scopes,
     exchange_code,
     fetch_userinfo,
     identity_from_claims,
@@ -44,6 +46,17 @@ def redirect_uri(base_url: str, connection: str) -> str:
     return f"{base_url}/sso/{connection}/oidc/callback"
 
 
+def post_logout_redirect_uri(base_url: str, connection: str) -> str:
+    """Where the provider sends the browser after its logout: a jitprov signed-out page (to
+    register at the provider)."""
+    return f"{base_url}/sso/{connection}/oidc/signed-out"
+
+
+def backchannel_logout_uri(base_url: str, connection: str) -> str:
+    """Where the provider POSTs logout tokens (to register at the provider)."""
+    return f"{base_url}/sso/{connection}/backchannel-logout"
+
+
 def connection_config(conn: ConnectionRecord) -> OidcConfig:
     if conn.kind != "oidc":
         raise InvalidInput(f"connection {conn.slug} is not an OIDC connection")
@@ -55,19 +68,44 @@ def provider_metadata(ctx: ServiceContext, config: OidcConfig) -> ProviderMetada
                              ttl=config.discovery_ttl_seconds)
 
 
+def scope_warnings(ctx: ServiceContext, connection: str, *,
+                   discovery: Literal["fetch", "cached", "none"] = "fetch") -> list[str]:
+    """The claims the connection's mapping reads that its requested scopes are unlikely to
+    bring, each named with the rules that read it and what to do (``protocols/oidc/
+    scopes.py``). The discovery document says which scopes and claims the provider offers:
+    ``fetch`` asks the provider (through the cache), ``cached`` uses only what this process
+    already read, ``none`` none; without it (or unreachable) only the standard scopes are
+    checked. Raises NotFound, InvalidInput (not an OIDC connection)."""
+    conn = ctx.connections.get(connection)
+    config = connection_config(conn)
+    metadata: ProviderMetadata | None = None
+    if discovery == "fetch":
+        try:
+            metadata = provider_metadata(ctx, config)
+        except OidcError:
+            metadata = None
+    elif discovery == "cached":
+        metadata = ctx.oidc.cached_metadata(config.issuer, ttl=config.discovery_ttl_seconds)
+    readers = ctx.policies.get(conn).claim_readers()
+    return [str(warning) for warning in check_scopes(readers, config.scopes, metadata)]
+
+
 class OidcConnection(OidcKind):
     """Kind ``oidc``: the protocol's configuration check, and the authorization request
     (with its nonce and PKCE verifier) that starts a login."""
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str) -> tuple[dict[str, object], str]:
+                      base_url: str, login_hint: str | None = None
+                      ) -> tuple[dict[str, object], str]:
         """(what the login request keeps: nonce and PKCE verifier; the IdP authorization
-        URL). A provider that cannot be reached or read is audited as ``login.failed``."""
+        URL, with ``login_hint`` when given). A provider that cannot be reached or read is
+        audited as ``login.failed``."""
         config = connection_config(conn)
         try:
             metadata = provider_metadata(ctx, config)
             request = build_authorization_request(
-                metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug))
+                metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug),
+                login_hint=login_hint)
         except OidcError as exc:
             record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=None)
             raise
@@ -109,8 +147,12 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         userinfo = (fetch_userinfo(ctx.http, metadata, tokens.access_token,
                                    subject=str(claims["sub"])) if config.userinfo else None)
         identity = identity_from_claims(claims, userinfo)
+        # kept for RP-initiated logout's id_token_hint, sealed (see oidc_logout.py)
+        sealed_token = (ctx.secretbox.seal({"id_token": tokens.id_token})
+                        if config.idp_logout and metadata.end_session_endpoint else None)
     result = provision_on_login(ctx, conn.slug, identity, request_id=request_id,
-                                user_agent=user_agent, previous_session=previous_session)
+                                user_agent=user_agent, previous_session=previous_session,
+                                id_token_sealed=sealed_token)
     return dataclasses.replace(result, return_to=record.return_to)
 
 

@@ -27,6 +27,7 @@ from jitprov.protocols.saml import (
     SamlError,
     SamlKind,
     SpSettings,
+    ValidatedAssertion,
     build_authn_request,
     build_sp_metadata,
     parse_idp_metadata,
@@ -54,6 +55,10 @@ METADATA_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 #: the ``state`` of a login request: ``secrets.token_urlsafe(32)``
 _STATE = re.compile(r"[A-Za-z0-9_-]{43}")
 _SP_CACHE_MAX = 256
+#: the keys of a SAML session's sealed logout data (see ``_sealed_name_id``)
+NAME_ID_FORMAT = "saml_name_id_format"
+NAME_QUALIFIER = "saml_name_qualifier"
+SP_NAME_QUALIFIER = "saml_sp_name_qualifier"
 
 _SP_LOCK = threading.Lock()
 _SP_CACHE: dict[str, SpSettings] = {}
@@ -89,7 +94,9 @@ def sp_for(ctx: ServiceContext, conn: ConnectionRecord, config: SamlConfig,
 
 
 def sp_metadata(ctx: ServiceContext, connection_slug: str, *, base_url: str) -> bytes:
-    """The SP metadata XML to give the IdP. Raises NotFound, InvalidInput."""
+    """The SP metadata XML to give the IdP: ``AuthnRequestsSigned="true"`` (every request is
+    signed with the connection's SP key) and ``WantAssertionsSigned`` as the connection's
+    ``require_signed_assertion``. Raises NotFound, InvalidInput."""
     conn = ctx.connections.get(connection_slug)
     config = connection_config(conn)
     return build_sp_metadata(sp_for(ctx, conn, config, base_url),
@@ -101,10 +108,13 @@ class SamlConnection(SamlKind):
     HTTP-Redirect) that starts a login."""
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str) -> tuple[dict[str, object], str]:
+                      base_url: str, login_hint: str | None = None
+                      ) -> tuple[dict[str, object], str]:
         """(what the login request keeps: the AuthnRequest ID; the IdP's SSO URL with the
         AuthnRequest). The state travels as RelayState and comes back with the Response.
-        A connection that cannot build one is audited as ``login.failed``."""
+        ``login_hint`` is not sent: SAML has no hint every IdP accepts (a ``<Subject>`` in
+        the AuthnRequest makes some refuse the request). A connection that cannot build one
+        is audited as ``login.failed``."""
         try:
             config = connection_config(conn)
             sp = sp_for(ctx, conn, config, base_url)
@@ -175,10 +185,34 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
             raise LoginRefused("replay", "this sign-in response was already used; start "
                                "again from the application", request_id)
 
-    result = provision_on_login(ctx, conn.slug, assertion.identity, login=login,
+    # the session keeps what Single Logout names: SessionIndex, and the NameID as sent
+    identity = dataclasses.replace(assertion.identity, idp_session_id=assertion.session_index)
+    result = provision_on_login(ctx, conn.slug, identity, login=login,
                                 request_id=request_id, user_agent=user_agent,
-                                previous_session=previous_session, guard=spend_assertion)
+                                previous_session=previous_session, guard=spend_assertion,
+                                id_token_sealed=_sealed_name_id(ctx, config, assertion))
     return result if login is not None else dataclasses.replace(result, return_to=value or "/")
+
+
+def _sealed_name_id(ctx: ServiceContext, config: SamlConfig,
+                    assertion: ValidatedAssertion) -> str | None:
+    """The NameID's Format and qualifiers, sealed, for the session's logout data (the column
+    OIDC uses for its ID token): a LogoutRequest must repeat the NameID exactly as the IdP
+    wrote it. Only when the IdP has an HTTP-Redirect SingleLogoutService."""
+    if not config.idp_slo_url:
+        return None
+    return ctx.secretbox.seal({
+        NAME_ID_FORMAT: assertion.name_id_format,
+        NAME_QUALIFIER: assertion.name_qualifier or "",
+        SP_NAME_QUALIFIER: assertion.sp_name_qualifier or ""})
+
+
+def record_refused_post(ctx: ServiceContext, connection_slug: str, error: JitprovError, *,
+                        request_id: str | None) -> None:
+    """Audit an ACS POST refused before any SAML was read (larger than the connection allows,
+    not a form, a connection that is not SAML) as ``login.failed`` with the error's code, like
+    every other refusal."""
+    record_login_failure(ctx, connection_slug, error.code, str(error), request_id=request_id)
 
 
 def _request_id_of(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,

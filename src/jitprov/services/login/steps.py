@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jitprov.core.audit import AuditEvent
+from jitprov.core.auth_context import AUTH_CONTEXT_CLAIM, AuthContext, MfaRequirement
 from jitprov.core.identity import Account, ExternalIdentity
 from jitprov.core.mapping import MappedIdentity, Policy
 from jitprov.core.provisioning import (
@@ -60,6 +61,24 @@ def check_sizes(identity: ExternalIdentity, email: str | None,
         raise LoginRefused("invalid_identity", "the identity provider sent text that cannot "
                            f"be stored (claim {bad.field}: {bad.reason})", request_id) from None
 
+
+
+def check_auth_context(conn: ConnectionRecord, identity: ExternalIdentity,
+                       existing: Account | None, decision: Decision) -> Decision:
+    """A connection with ``require_mfa`` denies (``mfa_required``) a login whose claim
+    ``auth_context`` (set by the protocol adapter from the verified token or assertion)
+    holds no accepted value, whatever the mapping decided: nothing is created, linked or
+    updated, and the denial is audited as ``login.denied`` like a deny rule's. A denial
+    stands as it is."""
+    requirement = MfaRequirement.of(conn.config)
+    if requirement is None or isinstance(decision, Deny):
+        return decision
+    context = AuthContext.from_claim(identity.claims.get(AUTH_CONTEXT_CLAIM))
+    if requirement.satisfied_by(context):
+        return decision
+    return Deny("mfa_required", requirement.refusal(context),
+                account_id=existing.id if existing is not None else None,
+                trace=decision.trace)
 
 
 def audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Policy,

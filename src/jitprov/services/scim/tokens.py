@@ -228,6 +228,12 @@ def scim_policy(settings: dict[str, object]) -> ScimPolicy:
                          POLICY_VALUES["scim_on_existing"] else "conflict"))
 
 
+def get_scim_policy(ctx: ServiceContext, tenant: str) -> ScimPolicy:
+    """The tenant's stored SCIM policy."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        return scim_policy(uow.config.tenants.settings(uow.config.tenants.get(tenant).id))
+
+
 def set_scim_policy(ctx: ServiceContext, tenant: str, *, delete: str | None = None,
                     on_existing: str | None = None, actor: str = "cli") -> ScimPolicy:
     """Set ``scim_delete`` and/or ``scim_on_existing``; audited ``tenant.policy_changed``.

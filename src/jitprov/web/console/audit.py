@@ -1,5 +1,5 @@
-"""The audit log: filter by type, actor, account and date, newest first, a page at a time;
-export (JSONL or CSV, ``services/audit_export.py``) and chain verification."""
+"""The audit log: filter by type, actor, account, request id and date, newest first, a page
+at a time; export (JSONL or CSV, ``services/audit_export.py``) and chain verification."""
 
 from __future__ import annotations
 
@@ -37,11 +37,12 @@ def _date(value: str, name: str) -> datetime | None:
 
 def _filter(request: Request) -> tuple[AuditFilter, dict[str, str]]:
     params = request.query_params
-    raw = {k: params.get(k, "").strip()[:200] for k in ("type", "actor", "account", "from",
-                                                         "to")}
+    raw = {k: params.get(k, "").strip()[:200] for k in ("type", "actor", "account", "request",
+                                                         "from", "to")}
     until = _date(raw["to"], "to")
     return AuditFilter(type=raw["type"] or None, actor=raw["actor"] or None,
-                       account_id=raw["account"] or None, since=_date(raw["from"], "from"),
+                       account_id=raw["account"] or None, request_id=raw["request"] or None,
+                       since=_date(raw["from"], "from"),
                        until=until + timedelta(days=1) if until else None), raw
 
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from jitprov.core.errors import JitprovError
 from jitprov.services import admin, mapping_preview
+from jitprov.services.login.oidc import scope_warnings
 from jitprov.web.console.shell import (
     call,
     form_with_csrf,
@@ -36,14 +37,30 @@ def _text(form: FormData, name: str, limit: int = 2000) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def _mfa_config(accepted: str) -> dict[str, object]:
+    """The one MFA field of the form: the accepted values, space-separated; empty, MFA is
+    not required."""
+    values = accepted.split()
+    return {"require_mfa": True, "accepted_auth_contexts": values} if values else {}
+
+
 async def list_connections(request: Request) -> Response:
     principal = await require_admin(request)
     tenant = tenant_of(request, principal)
     overview = await call(mapping_preview.connections_overview, ctx_of(request), tenant)
     saved = request.query_params.get("created")
     flash = f"Connection {saved} created." if saved else None
+    created = next((o.connection for o in overview if o.connection.slug == saved), None)
+    warnings: list[str] = []
+    if created is not None and created.kind == "oidc":  # discovery is cached from creation
+        try:
+            warnings = await run_in_threadpool(
+                lambda: scope_warnings(ctx_of(request), created.slug, discovery="cached"))
+        except JitprovError:
+            warnings = []
     return render(request, "admin/connections.html", principal, tenant=tenant,
-                  connections=overview, base_url=settings_of(request).base_url, flash=flash)
+                  connections=overview, base_url=settings_of(request).base_url, flash=flash,
+                  scope_warnings=warnings)
 
 
 async def new_connection(request: Request) -> Response:
@@ -73,15 +90,18 @@ async def create_oidc(request: Request) -> Response:
     secret = form.get("client_secret")
     scopes = _text(form, "scopes", 500) or DEFAULT_SCOPES
     check = form.get("check_provider") == "on"
+    mfa = _text(form, "auth_contexts", 2000)
     values: dict[str, object] = {"slug": slug, "issuer": issuer, "client_id": client_id,
-                                 "scopes": scopes, "check_provider": check}
+                                 "scopes": scopes, "check_provider": check,
+                                 "auth_contexts": mfa}
     if not (slug and issuer and client_id):
         return _form_page(request, principal, tenant, values, kind="oidc", status_code=400,
                           error="the slug, issuer and client id are required")
     try:
         await run_in_threadpool(
             admin.add_oidc_connection, ctx_of(request), tenant=tenant, slug=slug,
-            config={"issuer": issuer, "client_id": client_id, "scopes": scopes.split()},
+            config={"issuer": issuer, "client_id": client_id, "scopes": scopes.split(),
+                    **_mfa_config(mfa)},
             client_secret=secret.strip() if isinstance(secret, str) and secret.strip()
             else None, mapping=None, mapping_source=None, check_provider=check,
             actor=principal.actor)
@@ -99,7 +119,11 @@ async def create_saml(request: Request) -> Response:
     url = _text(form, "metadata_url")
     xml = form.get("metadata_xml")
     xml = xml.strip() if isinstance(xml, str) else ""
-    values: dict[str, object] = {"saml_slug": slug, "metadata_url": url}
+    require_signed_assertion = form.get("require_signed_assertion") == "on"
+    mfa = _text(form, "saml_auth_contexts", 2000)
+    values: dict[str, object] = {"saml_slug": slug, "metadata_url": url,
+                                 "require_signed_assertion": require_signed_assertion,
+                                 "saml_auth_contexts": mfa}
     problem = None
     if not slug:
         problem = "the slug is required"
@@ -114,7 +138,9 @@ async def create_saml(request: Request) -> Response:
         await run_in_threadpool(
             admin.add_saml_connection, ctx_of(request), tenant=tenant, slug=slug,
             metadata_xml=xml.encode() if xml else None, metadata_url=url or None,
-            mapping=None, mapping_source=None, actor=principal.actor)
+            mapping=None, mapping_source=None, actor=principal.actor,
+            options={"require_signed_assertion": require_signed_assertion,
+                     **_mfa_config(mfa)})
     except JitprovError as exc:
         return _form_page(request, principal, tenant, values, kind="saml", status_code=400,
                           error=str(exc))

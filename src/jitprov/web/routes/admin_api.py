@@ -5,6 +5,8 @@ FastAPI serves it for request validation and the OpenAPI document at ``/openapi.
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -14,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from jitprov.core.auth_context import MfaRequirement
 from jitprov.core.identity import ExternalIdentity
 from jitprov.core.mapping import load_policy
 from jitprov.services import (
@@ -21,6 +24,8 @@ from jitprov.services import (
     admin,
     audit_export,
     break_glass,
+    discovery,
+    health_metrics,
     links,
     mapping_preview,
     metrics,
@@ -28,8 +33,13 @@ from jitprov.services import (
 )
 from jitprov.services.admin import AdminPrincipal
 from jitprov.services.login.flow import dry_run_login
-from jitprov.services.records import AccountView
-from jitprov.web.routes.common import ctx_of
+from jitprov.services.login.oidc import (
+    backchannel_logout_uri,
+    post_logout_redirect_uri,
+    scope_warnings,
+)
+from jitprov.services.records import AccountView, DomainRecord
+from jitprov.web.routes.common import ctx_of, settings_of
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -94,6 +104,39 @@ def list_tenants(request: Request, _: Admin) -> list[dict[str, object]]:
 def create_tenant(request: Request, body: TenantIn, who: Admin) -> dict[str, object]:
     t = admin.create_tenant(ctx_of(request), body.slug, body.name, actor=who.actor)
     return {"slug": t.slug, "name": t.name, "created_at": t.created_at.isoformat()}
+
+
+class DomainIn(BaseModel):
+    domain: str = Field(examples=["st-marys.example"], max_length=1024,
+                        description="an email domain the tenant owns (Unicode or ASCII form)")
+    connection: str = Field(description="the tenant's connection its people sign in through")
+
+
+def _domain_json(d: DomainRecord) -> dict[str, object]:
+    return {"domain": d.domain, "tenant": d.tenant_slug, "connection": d.connection_slug,
+            "verified_by": d.verified_by, "verified_at": d.verified_at.isoformat()}
+
+
+@router.get("/tenants/{tenant}/domains")
+def list_domains(request: Request, tenant: str, _: Admin) -> list[dict[str, object]]:
+    """The tenant's verified email domains (home-realm discovery)."""
+    return [_domain_json(d) for d in discovery.list_domains(ctx_of(request), tenant)]
+
+
+@router.post("/tenants/{tenant}/domains", status_code=201)
+def add_domain(request: Request, tenant: str, body: DomainIn, who: Admin) -> dict[str, object]:
+    """Verify an email domain for the tenant (no DNS record is read: this call is the
+    verification, audited as ``domain.verified`` with the token as actor) and map it to one of
+    its connections. 409 when another tenant holds the domain."""
+    return _domain_json(discovery.add_domain(ctx_of(request), tenant, body.domain,
+                                             connection=body.connection, actor=who.actor))
+
+
+@router.delete("/tenants/{tenant}/domains/{domain}")
+def remove_domain(request: Request, tenant: str, domain: str, who: Admin) -> dict[str, object]:
+    """Audited as ``domain.removed``."""
+    name = discovery.remove_domain(ctx_of(request), tenant, domain, actor=who.actor)
+    return {"domain": name, "tenant": tenant, "removed": True}
 
 
 @router.get("/tenants/{tenant}/users")
@@ -345,18 +388,46 @@ class OidcConnectionIn(BaseModel):
     mapping: str | None = None
     mapping_source: str | None = None
     check_provider: bool = True
+    require_mfa: bool | None = Field(
+        None, description="refuse a sign-in whose ID token reports no accepted acr/amr value "
+        "(also settable as config.require_mfa)")
+    accepted_auth_contexts: list[str] | None = Field(
+        None, description="with require_mfa: accepted acr and amr values (default: amr "
+        "mfa); the acr values are requested as acr_values")
+
+
+def _with_mfa(config: dict[str, Any], require_mfa: bool | None,
+              accepted: list[str] | None) -> dict[str, Any]:
+    """A connection config with the body's MFA fields, when given, over its own."""
+    return {**config, **({"require_mfa": require_mfa} if require_mfa is not None else {}),
+            **({"accepted_auth_contexts": accepted} if accepted is not None else {})}
+
+
+def _mfa_fields(config: Mapping[str, object]) -> dict[str, object]:
+    """What the 201 body says of MFA: whether it is required, and the values in force."""
+    requirement = MfaRequirement.of(config)
+    return {"require_mfa": requirement is not None,
+            "accepted_auth_contexts": list(requirement.accepted) if requirement else []}
 
 
 @router.post("/connections/oidc", status_code=201)
 def add_oidc_connection(request: Request, body: OidcConnectionIn,
                         who: Admin) -> dict[str, object]:
     c = admin.add_oidc_connection(
-        ctx_of(request), tenant=body.tenant, slug=body.slug, config=body.config,
+        ctx_of(request), tenant=body.tenant, slug=body.slug,
+        config=_with_mfa(body.config, body.require_mfa, body.accepted_auth_contexts),
         client_secret=body.client_secret, mapping=body.mapping,
         mapping_source=body.mapping_source, check_provider=body.check_provider,
         actor=who.actor)
+    base_url = request.app.state.settings.base_url
     return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
-            "redirect_uri": f"{request.app.state.settings.base_url}/sso/{c.slug}/oidc/callback"}
+            "redirect_uri": f"{base_url}/sso/{c.slug}/oidc/callback",
+            "post_logout_redirect_uri": post_logout_redirect_uri(base_url, c.slug),
+            "backchannel_logout_uri": backchannel_logout_uri(base_url, c.slug),
+            **_mfa_fields(c.config),
+            # claims the mapping reads that the scopes are unlikely to bring
+            "warnings": scope_warnings(ctx_of(request), c.slug, discovery="fetch"
+                                       if body.check_provider else "none")}
 
 
 class SamlConnectionIn(BaseModel):
@@ -366,8 +437,16 @@ class SamlConnectionIn(BaseModel):
                                          "re-read every metadata_refresh_seconds")
     idp_metadata_xml: str | None = Field(None, description="the IdP metadata document")
     idp_entity_id: str | None = Field(None, description="picks one IdP of an aggregate")
+    require_signed_assertion: bool | None = Field(
+        None, description="true: the Assertion must carry its own signature; false (the "
+        "default): a signed Response that envelopes it is enough")
     options: dict[str, Any] = Field(default_factory=dict, description="other SAML config "
                                     "fields: allow_idp_initiated, clock_skew_seconds...")
+    require_mfa: bool | None = Field(
+        None, description="refuse an assertion whose AuthnContextClassRef is not accepted")
+    accepted_auth_contexts: list[str] | None = Field(
+        None, description="with require_mfa: the accepted AuthnContextClassRef URIs (at "
+        "least one), requested with RequestedAuthnContext Comparison=\"exact\"")
     mapping: str | None = None
     mapping_source: str | None = None
 
@@ -379,11 +458,15 @@ def add_saml_connection(request: Request, body: SamlConnectionIn,
         ctx_of(request), tenant=body.tenant, slug=body.slug,
         metadata_xml=body.idp_metadata_xml.encode() if body.idp_metadata_xml else None,
         metadata_url=body.idp_metadata_url, entity_id=body.idp_entity_id,
-        options=body.options, mapping=body.mapping, mapping_source=body.mapping_source,
-        actor=who.actor)
+        options=_with_mfa(body.options if body.require_signed_assertion is None else {
+            **body.options, "require_signed_assertion": body.require_signed_assertion},
+            body.require_mfa, body.accepted_auth_contexts),
+        mapping=body.mapping, mapping_source=body.mapping_source, actor=who.actor)
     base = f"{request.app.state.settings.base_url}/sso/{c.slug}"
     return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
             "idp_entity_id": c.config.get("idp_entity_id"),
+            "require_signed_assertion": c.config.get("require_signed_assertion"),
+            **_mfa_fields(c.config),
             "sp_metadata_url": f"{base}/saml/metadata", "sp_entity_id": f"{base}/saml/metadata",
             "acs_url": f"{base}/saml/acs", "login_url": f"{base}/login"}
 
@@ -436,10 +519,27 @@ def access_review(request: Request, tenant: str, _: Admin,
 metrics_router = APIRouter()
 
 
-@metrics_router.get("/metrics", include_in_schema=False)
-def prometheus_metrics(_: Admin) -> Response:
-    """Prometheus text format (scrape with the admin token as a bearer credential)."""
-    return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+async def require_scraper(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """The metrics token (``JITPROV_METRICS_TOKEN``, compared in constant time), which opens
+    nothing but ``/metrics``, or an admin token."""
+    expected = settings_of(request).ops.metrics_token
+    given = credentials.credentials if credentials else ""
+    if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+        return
+    await require_admin(request, credentials)
+
+
+@metrics_router.get("/metrics", include_in_schema=False,
+                    dependencies=[Depends(require_scraper)])
+def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text format (scrape with the metrics token, or an admin token, as a
+    bearer credential): the counters of every process, and gauges of the shared state (IdP
+    health, outbox age) read now."""
+    return Response(metrics.exposition() + health_metrics.exposition(ctx_of(request)),
+                    media_type="text/plain; version=0.0.4")
 
 
 @router.get("/audit/verify")

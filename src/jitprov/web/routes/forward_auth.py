@@ -3,7 +3,9 @@
 
 Signed in and allowed: 200 with identity headers. Not signed in: 401, or with
 ``mode=redirect&login=CONNECTION`` a 302 to that connection's login carrying the original path
-(``X-Original-URI`` from nginx, ``X-Forwarded-Uri`` from Traefik and Caddy). ``role=NAME``
+(``X-Original-URI`` from nginx, ``X-Forwarded-Uri`` from Traefik and Caddy); with
+``mode=redirect`` and no ``login``, a 302 to ``/sso/discover`` (the email form of home-realm
+discovery) once a tenant has verified an email domain. ``role=NAME``
 (repeatable) requires one of those roles: 403 otherwise. The session is read from the database
 at every request, so a revoked session or a deactivated account is refused on the very next one.
 The proxy configuration must overwrite client-sent headers of these names (docs/forward-auth/).
@@ -17,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from jitprov.services.discovery import domains_verified
 from jitprov.services.identity_tokens import issue_token
 from jitprov.services.sessions import current_session, safe_return_to
 from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
@@ -39,7 +42,7 @@ async def verify(request: Request) -> Response:
     signed_in = await run_in_threadpool(current_session, ctx_of(request),
                                         request.cookies.get(SESSION_COOKIE))
     if signed_in is None:
-        return _unauthenticated(request)
+        return await _unauthenticated(request)
     me = signed_in.as_me()
     roles = [str(r) for r in me["roles"]]  # type: ignore[attr-defined]
     required = request.query_params.getlist("role")
@@ -64,15 +67,20 @@ async def verify(request: Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-def _unauthenticated(request: Request) -> Response:
+async def _unauthenticated(request: Request) -> Response:
+    """401; in redirect mode a 302 to the named connection's login, or without ``login`` to
+    the email form of home-realm discovery (``/sso/discover``) once a domain is verified."""
     if request.query_params.get("mode") == "redirect":
         login = request.query_params.get("login", "")
         original = (request.headers.get("x-forwarded-uri")
                     or request.headers.get("x-original-uri"))
+        query = urlencode({"return_to": safe_return_to(original)})
         if login:
-            target = f"/sso/{quote(login, safe='')}/login?" + urlencode(
-                {"return_to": safe_return_to(original)})
+            target = f"/sso/{quote(login, safe='')}/login?{query}"
             return RedirectResponse(target, status_code=302, headers=NO_STORE)
+        if await run_in_threadpool(domains_verified, ctx_of(request)):
+            return RedirectResponse(f"/sso/discover?{query}", status_code=302,
+                                    headers=NO_STORE)
     return Response("unauthenticated", status_code=401, headers=NO_STORE)
 
 

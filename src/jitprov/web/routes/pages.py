@@ -6,9 +6,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from jitprov.services import admin
+from jitprov.services import discovery
 from jitprov.services.identity_tokens import issue_token, published_keys
-from jitprov.services.sessions import current_session, end_session
+from jitprov.services.login.logout import sign_out_everywhere
+from jitprov.services.sessions import current_session
 from jitprov.web.errors import render_error
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -21,14 +22,20 @@ from jitprov.web.routes.common import (
 
 
 async def home(request: Request) -> Response:
+    """The signed-in account, or the way in: the email form of home-realm discovery once a
+    domain is verified (and the demo IdP's button under ``jitprov dev``), else a button per
+    enabled connection (``services/discovery.landing``)."""
     ctx = ctx_of(request)
+    dev_mode = settings_of(request).dev_mode
     signed_in = await run_in_threadpool(current_session, ctx,
                                         request.cookies.get(SESSION_COOKIE))
-    connections = [c for c in await run_in_threadpool(admin.list_connections, ctx)
-                   if c.enabled and (settings_of(request).dev_mode or c.kind != "mock")]
+    choices = None if signed_in else await run_in_threadpool(
+        lambda: discovery.landing(ctx, dev_mode=dev_mode))
     return templates_of(request).TemplateResponse(request, "home.html", {
-        "me": signed_in.as_me() if signed_in else None, "connections": connections,
-        "dev_mode": settings_of(request).dev_mode})
+        "me": signed_in.as_me() if signed_in else None,
+        "connections": choices.connections if choices else [],
+        "ask_email": bool(choices and choices.ask_email), "return_to": "/",
+        "dev_mode": dev_mode})
 
 
 async def me(request: Request) -> Response:
@@ -61,7 +68,9 @@ async def jwks(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """End the session. Only from a page of this origin: the session cookie is SameSite=Lax,
+    """End the session, then, for a connection whose IdP has a logout endpoint (OIDC
+    RP-initiated logout), send the browser there to end its IdP session too; else home.
+    Only from a page of this origin: the session cookie is SameSite=Lax,
     which a sibling subdomain's form still carries, so the browser's word on where the POST
     comes from is checked (there is no CSRF token: an application behind forward-auth posts
     here from its own pages, on jitprov's host)."""
@@ -69,8 +78,11 @@ async def logout(request: Request) -> Response:
         return render_error(request, templates_of(request), 403, "cross_site",
                             "this sign-out was sent from another site; use the Sign out "
                             "button of this site")
-    await run_in_threadpool(end_session, ctx_of(request), request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse("/", status_code=303)
+    idp_logout = await run_in_threadpool(
+        lambda: sign_out_everywhere(ctx_of(request), request.cookies.get(SESSION_COOKIE),
+                                    base_url=settings_of(request).base_url))
+    response = RedirectResponse(idp_logout or "/", status_code=303,
+                                headers={"Cache-Control": "no-store"})
     clear_session_cookie(request, response)
     return response
 

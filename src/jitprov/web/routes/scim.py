@@ -29,6 +29,7 @@ from jitprov.protocols.scim import errors as e
 from jitprov.protocols.scim.limits import check_filter
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import Kind, Projection, parse_projection
+from jitprov.services import metrics
 from jitprov.services.scim.bulk import run_bulk
 from jitprov.services.scim.common import Rendered, as_scim_error
 from jitprov.services.scim.dispatch import RESOURCES
@@ -67,6 +68,7 @@ def scim_error(request: Request, error: e.ScimError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if error.status == 401 else None
     if error.status == 503:  # the database is unavailable or timed out (as_scim_error)
         headers = {"Retry-After": str(DatabaseNotReady.retry_after)}
+    request.state.scim_outcome = error.scim_type or str(error.status)  # for the metrics
     return ScimResponse(error.as_body(), status_code=error.status, headers=headers)
 
 
@@ -80,6 +82,11 @@ def scim_endpoint(handler: Callable[[Request, ScimPrincipal | None], Awaitable[R
     SCIM error bodies for every failure."""
 
     async def endpoint(request: Request) -> Response:
+        response = await answer(request)
+        _count_operation(request, response.status_code)
+        return response
+
+    async def answer(request: Request) -> Response:
         try:
             if request.method not in methods:
                 raise e.MethodNotAllowed(f"{request.method} is not allowed here")
@@ -96,6 +103,34 @@ def scim_endpoint(handler: Callable[[Request, ScimPrincipal | None], Awaitable[R
             return scim_error(request, as_scim_error(RuntimeError()))
 
     return endpoint
+
+
+#: the resource of a path segment after the tenant, as the metrics name it
+_RESOURCE_OF = {"Users": "User", "Groups": "Group", ".search": "Root", "Bulk": "Bulk"}
+
+
+def _count_operation(request: Request, status: int) -> None:
+    """``jitprov_scim_operations``: resource, operation and outcome (``ok`` or the error's
+    scimType, else its status) of one SCIM request, from its path."""
+    parts = request.scope["path"].split("/")[4:]  # "", "scim", "v2", tenant, ...
+    first = parts[0] if parts else ""
+    resource = _RESOURCE_OF.get(first) or (
+        "Discovery" if first in ("ServiceProviderConfig", "Schemas", "ResourceTypes")
+        else "Unknown")
+    method = request.method
+    if resource in ("Discovery", "Unknown"):
+        operation = "discover" if resource == "Discovery" else "other"
+    elif resource == "Bulk":
+        operation = "bulk"
+    elif parts[-1] == ".search":
+        operation = "search"
+    elif method == "GET":
+        operation = "get" if len(parts) > 1 else "list"
+    else:
+        operation = {"POST": "create", "PUT": "replace", "PATCH": "patch",
+                     "DELETE": "delete"}.get(method, "other")
+    outcome = "ok" if status < 400 else getattr(request.state, "scim_outcome", str(status))
+    metrics.SCIM_OPERATIONS.labels(resource, operation, outcome).inc()
 
 
 async def _authenticate(request: Request) -> ScimPrincipal:
@@ -167,7 +202,7 @@ def _int(name: str, value: Any) -> int | None:
         raise e.InvalidValue(f"{name} must be an integer")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise e.InvalidValue(f"{name} must be an integer") from None
     if abs(number) > MAX_INT:
         raise e.InvalidValue(f"{name} is out of range")
@@ -243,13 +278,17 @@ async def _root_search(request: Request, principal: ScimPrincipal | None) -> Res
     size = discovery.MAX_RESULTS if count is None else max(0, min(count,
                                                                    discovery.MAX_RESULTS))
     pages: list[dict[str, Any]] = []
+    refused: list[e.InvalidFilter] = []
     for kind in ("User", "Group"):
         params = {k: v for k, v in body.items() if k not in ("startIndex", "count")}
         try:
             pages.append(await _query(kind, request, principal,
                                       {**params, "startIndex": 1, "count": 0}))
-        except e.InvalidFilter:
+        except e.InvalidFilter as exc:
+            refused.append(exc)
             pages.append(discovery.list_response([], total=0))
+    if len(refused) == len(pages):  # no type can answer it (its syntax, its text): a 400
+        raise refused[0]
     totals = [p["totalResults"] for p in pages]
     resources: list[dict[str, Any]] = []
     offset = start - 1

@@ -13,7 +13,12 @@ from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services.login.demo import complete_demo_login
 from jitprov.services.login.kinds import start_login
 from jitprov.services.login.oidc import complete_oidc_login, connection_config
-from jitprov.services.login.saml import classify_relay_state, complete_saml_login, sp_metadata
+from jitprov.services.login.saml import (
+    classify_relay_state,
+    complete_saml_login,
+    record_refused_post,
+    sp_metadata,
+)
 from jitprov.services.login.saml import connection_config as saml_config
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -29,13 +34,15 @@ from jitprov.web.routes.common import (
 
 async def login(request: Request) -> Response:
     """Start a login through the connection: the kind's adapter says where the browser goes;
-    the browser keeps the nonce its login request is bound to."""
+    the browser keeps the nonce its login request is bound to. ``login_hint`` (from
+    ``/sso/discover``) goes on to an OIDC provider."""
     settings = settings_of(request)
     nonce = secrets.token_urlsafe(16)
     state, location = await run_in_threadpool(
         lambda: start_login(ctx_of(request), request.path_params["connection"],
                             request.query_params.get("return_to"), browser_nonce=nonce,
-                            base_url=settings.base_url, dev_mode=settings.dev_mode))
+                            base_url=settings.base_url, dev_mode=settings.dev_mode,
+                            login_hint=request.query_params.get("login_hint")))
     response = RedirectResponse(location, status_code=303)
     set_login_cookie(request, response, state, nonce)
     return response
@@ -130,14 +137,18 @@ async def _read_form(request: Request, limit: int) -> dict[str, str]:
             raise _TooLarge(limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise InvalidInput("the identity provider's answer is not a form post "
-                           "(SAML HTTP-POST binding expected)")
+        raise _NotAForm("the identity provider's answer is not a form post "
+                        "(SAML HTTP-POST binding expected)")
     try:
         fields = parse_qs(body.decode("ascii"), max_num_fields=8, strict_parsing=False)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the identity provider's answer is not a readable form") from exc
+        raise _NotAForm("the identity provider's answer is not a readable form") from exc
     return {name: values[0] for name, values in fields.items()
             if name in ("SAMLResponse", "RelayState", BOUNCE_FIELD) and values}
+
+
+class _NotAForm(InvalidInput):
+    code = "not_a_form"
 
 
 class _TooLarge(InvalidInput):
@@ -177,9 +188,14 @@ async def _saml_acs(request: Request) -> Response:
     slug = request.path_params["connection"]
     ctx = ctx_of(request)
     settings = settings_of(request)
-    conn = await run_in_threadpool(ctx.connections.get, slug)
-    config = saml_config(conn)
-    form = await _read_form(request, config.max_response_bytes * 4 // 3 + _FORM_OVERHEAD)
+    conn = await run_in_threadpool(ctx.connections.get, slug)  # unknown: no tenant to audit
+    try:
+        config = saml_config(conn)
+        form = await _read_form(request, config.max_response_bytes * 4 // 3 + _FORM_OVERHEAD)
+    except InvalidInput as exc:  # not SAML, too large, not a form: audited like every refusal
+        await run_in_threadpool(record_refused_post, ctx, conn.slug, exc,
+                                request_id=getattr(request.state, "request_id", None))
+        raise
     saml_response = form.get("SAMLResponse", "")
     relay_state = form.get("RelayState")
     kind, state = classify_relay_state(relay_state, settings.base_url)

@@ -1,0 +1,145 @@
+"""Structured logs: one line per event, JSON (``serve``) or readable (``dev``).
+
+:func:`configure` is called once per process by ``jitprov serve`` / ``jitprov dev`` and by each
+worker of ``serve --workers N``; it sends structlog's events and the standard library's records
+(uvicorn's, ``logging.getLogger("jitprov...")``) through the same renderer to stderr. Before
+that (tests, the CLI) structlog's events go to the standard library's logging, which drops
+``INFO`` unless a handler is set.
+
+What is never logged: secrets, tokens, codes, assertions, claims and query strings. The web
+layer logs paths without their query string and names no value it did not choose; as a last
+guard, :func:`redact` replaces the value of any field whose name says it holds a secret.
+
+:func:`request_fields` is the mutable set of fields of the request being served (its tenant and
+connection, when a service learns them); the request log line reads it when the answer is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+
+#: field names whose value is replaced by ``[redacted]`` wherever they appear
+SECRET_FIELDS = frozenset({
+    "token", "secret", "password", "code", "assertion", "authorization", "cookie", "state",
+    "claims", "samlresponse", "saml_response", "relaystate", "id_token", "access_token",
+    "refresh_token", "client_secret", "logout_token", "query", "query_string", "nonce",
+})
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "_code", "_assertion")
+_HANDLER_NAME = "jitprov"
+
+_request: ContextVar[dict[str, object] | None] = ContextVar("jitprov_request_fields",
+                                                            default=None)
+
+
+def redact(_logger: object, _method: str, event: MutableMapping[str, Any],
+           ) -> MutableMapping[str, Any]:
+    """structlog processor: the value of a field named like a secret is never written."""
+    for key in list(event):
+        lowered = key.lower()
+        if lowered in SECRET_FIELDS or lowered.endswith(_SECRET_SUFFIXES):
+            event[key] = "[redacted]"
+    return event
+
+
+def _drop_color_message(_logger: object, _method: str, event: MutableMapping[str, Any],
+                        ) -> MutableMapping[str, Any]:
+    """uvicorn passes a copy of its message with terminal colour codes: not for a log file."""
+    event.pop("color_message", None)
+    return event
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+]
+
+
+def _route_to_stdlib() -> None:
+    structlog.configure(
+        processors=[*_SHARED, redact, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is written, not when the handler was
+    made: a command run in-process (tests, tools) may swap the stream and close the old one."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure(log_format: str, level: str) -> None:
+    """Write every log line of this process to stderr as JSON (``log_format="json"``) or as
+    readable text (``"console"``), at ``level`` and above. Calling it again replaces the
+    previous setup (no line is written twice)."""
+    _route_to_stdlib()
+    renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder(), _drop_color_message,
+                           redact],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info if log_format == "json"
+                    else structlog.processors.StackInfoRenderer(),
+                    renderer])
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # migrations announce each step at INFO: only their warnings, unless DEBUG is asked for;
+    # httpx and httpcore log every outgoing URL at INFO (a webhook's or an IdP's URL may hold
+    # a secret in its query string): their warnings only, whatever the level
+    logging.getLogger("alembic").setLevel(level if level == "DEBUG" else "WARNING")
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel("WARNING")
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines, in the same format
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named ``name`` (``jitprov.login``, ``jitprov.request``...)."""
+    return structlog.stdlib.get_logger(name)
+
+
+def start_request(fields: dict[str, object]) -> object:
+    """Make ``fields`` the current request's (returns the token :func:`end_request` takes)."""
+    return _request.set(fields)
+
+
+def end_request(token: object) -> None:
+    _request.reset(token)  # type: ignore[arg-type]
+
+
+def annotate(**fields: object) -> None:
+    """Add ``fields`` (``tenant=``, ``connection=``) to the log line of the request being
+    served, if any; a no-op outside a request (CLI, jobs)."""
+    current = _request.get()
+    if current is not None:
+        current.update({k: v for k, v in fields.items() if v is not None})
+
+
+_route_to_stdlib()
