@@ -26,25 +26,33 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FORM_BYTES = 70 * 1024
 
 
-async def _logout_token(request: Request) -> str | None:
-    """The ``logout_token`` of an urlencoded form of at most MAX_FORM_BYTES. Raises
-    InvalidInput for anything else."""
+async def _bounded_form(request: Request, *, limit: int, max_fields: int,
+                        what: str, how: str) -> dict[str, list[str]]:
+    """The fields of an urlencoded form of at most ``limit`` bytes (read no further), or
+    InvalidInput naming ``what`` the form should carry and ``how`` it is sent."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise InvalidInput("a logout token is sent as an application/x-www-form-urlencoded "
-                           "form")
+        raise InvalidInput(f"{what} is sent as {how}")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise InvalidInput("the request is too large for a logout token")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidInput(f"the request is too large for {what}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise InvalidInput("the request is too large for a logout token")
+        if len(body) > limit:
+            raise InvalidInput(f"the request is too large for {what}")
     try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=4)
+        return parse_qs(body.decode("ascii"), max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput("the request is not a readable form") from exc
+
+
+async def _logout_token(request: Request) -> str | None:
+    """The ``logout_token`` of an urlencoded form of at most MAX_FORM_BYTES. Raises
+    InvalidInput for anything else."""
+    fields = await _bounded_form(request, limit=MAX_FORM_BYTES, max_fields=4,
+                                 what="a logout token",
+                                 how="an application/x-www-form-urlencoded form")
     values = fields.get("logout_token", [])
     if len(values) > 1:
         raise InvalidInput("the form has more than one logout_token")
@@ -83,22 +91,9 @@ MAX_SLO_FORM_BYTES = 512 * 1024
 async def _slo_form(request: Request) -> dict[str, str]:
     """The SAMLRequest/SAMLResponse and RelayState of an urlencoded form of at most
     MAX_SLO_FORM_BYTES. Raises InvalidInput for anything else."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise InvalidInput("a SAML logout message is posted as an "
-                           "application/x-www-form-urlencoded form (HTTP-POST binding)")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_SLO_FORM_BYTES:
-        raise InvalidInput("the request is too large for a SAML logout message")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_SLO_FORM_BYTES:
-            raise InvalidInput("the request is too large for a SAML logout message")
-    try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=8)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the request is not a readable form") from exc
+    fields = await _bounded_form(
+        request, limit=MAX_SLO_FORM_BYTES, max_fields=8, what="a SAML logout message",
+        how="an application/x-www-form-urlencoded form (HTTP-POST binding)")
     if any(len(values) > 1 for values in fields.values()):
         raise InvalidInput("the form repeats a field")
     return {name: values[0] for name, values in fields.items()
