@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
 from lxml import etree
 from starlette.testclient import TestClient
 
-from jitprov.protocols.saml.authn_request import _sign_query as sign_query
+from jitprov.protocols.saml.authn_request import sign_query
 from jitprov.protocols.saml.keys import certificate_key
 from jitprov.services import audit_export
 from jitprov.services.context import ServiceContext

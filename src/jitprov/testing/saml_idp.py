@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the pinned dev set
 
 from jitprov.core.errors import Conflict
-from jitprov.protocols.saml.authn_request import _sign_query as sign_query
+from jitprov.protocols.saml.authn_request import sign_query
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
 

@@ -79,12 +79,12 @@ def build_authn_request(sp: SpSettings, config: SamlConfig, *, relay_state: str,
     query = "SAMLRequest=" + quote(base64.b64encode(deflated).decode(), safe="")
     if relay_state:
         query += "&RelayState=" + quote(relay_state, safe="")
-    query = _sign_query(query, sp.private_key_pem)
+    query = sign_query(query, sp.private_key_pem)
     separator = "&" if "?" in config.idp_sso_url else "?"
     return AuthnRequest(id=request_id, redirect_url=f"{config.idp_sso_url}{separator}{query}")
 
 
-def _sign_query(query: str, private_key_pem: str) -> str:
+def sign_query(query: str, private_key_pem: str) -> str:
     """Bindings 3.4.4.1: sign ``SAMLRequest=...&RelayState=...&SigAlg=...`` exactly as sent
     (URL-encoded), then append ``&Signature=``."""
     key = private_key(private_key_pem)

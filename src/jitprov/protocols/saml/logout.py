@@ -29,8 +29,7 @@ import xmlsec
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the pinned dev set
 
-from jitprov.protocols.saml.authn_request import ECDSA_SHA256, MAX_RELAY_STATE_BYTES
-from jitprov.protocols.saml.authn_request import _sign_query as sign_query
+from jitprov.protocols.saml.authn_request import ECDSA_SHA256, MAX_RELAY_STATE_BYTES, sign_query
 from jitprov.protocols.saml.config import SamlConfig
 from jitprov.protocols.saml.errors import SamlError
 from jitprov.protocols.saml.keys import certificate_key, private_key, xmlsec_private_key
