@@ -1,5 +1,6 @@
 """The lock files: every dependency of pyproject.toml pinned to one version with hashes, the
-two locks agreeing, and both installs (make, the image) taking them with hashes checked."""
+two locks agreeing, and both installs (make, the image) taking them with hashes checked; and
+`make run PORT=` reaching `jitprov dev --port`."""
 
 from __future__ import annotations
 
@@ -60,3 +61,18 @@ def test_make_and_the_image_install_from_the_lock_with_hashes() -> None:
     assert "COPY requirements/run.lock" in dockerfile
     assert re.search(r"pip install --require-hashes[^\n]*\\\n\s+-r requirements/run\.lock",
                      dockerfile)
+
+
+def test_make_run_takes_the_port() -> None:
+    import shutil
+    import subprocess
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    planned = subprocess.run([make, "-n", "run", "PORT=8123"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    assert "jitprov dev --port 8123" in planned
+    default = subprocess.run([make, "-n", "run"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    assert "jitprov dev --port 8000" in default
