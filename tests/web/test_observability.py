@@ -8,10 +8,12 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import time_machine
 from starlette.testclient import TestClient
 
 from jitprov.cli.main import main
@@ -59,6 +61,16 @@ def redis_url() -> str:
 def hospital(ctx: ServiceContext) -> Iterator[ServiceContext]:
     setup_connection(ctx)
     yield ctx
+
+
+@pytest.fixture
+def mid_minute() -> Iterator[None]:
+    """Time (ticking) at second 5 of the current minute: the in-memory limits count in
+    minute windows, and a test that straddles a boundary sees the previous window weigh less
+    (a small limit lets one more through). 55 seconds is more than any test here takes."""
+    now = time.time()
+    with time_machine.travel(now - now % 60 + 5, tick=True):
+        yield
 
 
 # -- request ids ------------------------------------------------------------------------------
@@ -126,6 +138,7 @@ def test_login_request_id_is_searchable_in_the_console_and_the_cli(
 
 # -- client address ---------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("mid_minute")
 def test_forwarded_for_counts_only_through_a_trusted_hop(hospital: ServiceContext) -> None:
     limits = {"JITPROV_RATE_LIMIT_LOGIN": "1/minute"}
     with client_with(hospital, JITPROV_TRUSTED_PROXIES="*", **limits) as client:
@@ -138,6 +151,7 @@ def test_forwarded_for_counts_only_through_a_trusted_hop(hospital: ServiceContex
     assert (first.status_code, second.status_code) == (303, 429)  # one client, the peer
 
 
+@pytest.mark.usefixtures("mid_minute")
 def test_the_client_is_the_rightmost_address_not_a_trusted_hop(
         hospital: ServiceContext) -> None:
     # the edge proxy 10.0.0.5 appends what it saw (the client), after what the client sent;
@@ -166,6 +180,7 @@ def _assert_429(r: Any) -> None:
     assert "x-request-id" in r.headers
 
 
+@pytest.mark.usefixtures("mid_minute")
 def test_login_starts_are_limited_per_client_address(hospital: ServiceContext) -> None:
     with client_with(hospital, JITPROV_RATE_LIMIT_LOGIN="3/minute",
                      JITPROV_TRUSTED_PROXIES="*") as client:
@@ -179,6 +194,7 @@ def test_login_starts_are_limited_per_client_address(hospital: ServiceContext) -
     assert other.status_code == 303
 
 
+@pytest.mark.usefixtures("mid_minute")
 def test_scim_is_limited_per_token_with_a_scim_error_body(hospital: ServiceContext) -> None:
     first, second = scim_token(hospital), scim_token(hospital, name="okta")
     with client_with(hospital, JITPROV_RATE_LIMIT_SCIM="2/minute") as client:
@@ -196,6 +212,7 @@ def test_scim_is_limited_per_token_with_a_scim_error_body(hospital: ServiceConte
     assert other.status_code == 200
 
 
+@pytest.mark.usefixtures("mid_minute")
 @pytest.mark.parametrize(("method", "path", "limit"), [
     ("POST", "/passkeys/sign-in/options", "PASSKEY"),
     ("POST", "/passkeys/sign-in", "PASSKEY"),
@@ -225,12 +242,14 @@ def test_forward_auth_is_never_limited(hospital: ServiceContext) -> None:
     assert 429 not in answers
 
 
+@pytest.mark.usefixtures("mid_minute")
 def test_a_limit_set_to_off_never_refuses(hospital: ServiceContext) -> None:
     with client_with(hospital, JITPROV_RATE_LIMIT_LOGIN="off") as client:
         answers = {client.get("/sso/idp/login").status_code for _ in range(150)}
     assert answers == {303}
 
 
+@pytest.mark.usefixtures("mid_minute")
 def test_the_server_defaults_limit_login_starts(hospital: ServiceContext) -> None:
     # 120 a minute per address unless configured: the 121st start is refused (a few more
     # may pass when the requests straddle a minute: the sliding window's previous minute
