@@ -25,6 +25,8 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY requirements/run.lock ./requirements/run.lock
 COPY src ./src
+# jitprov_client (jitprov.client re-exports it): the server's wheel packages it from here too
+COPY clients/python/src ./clients/python/src
 
 # The dependencies from the lock (pip checks every hash), then the wheel without resolving again.
 # lxml and xmlsec must come as the manylinux wheels: those carry their own libxml2 and
@@ -36,6 +38,7 @@ RUN python -m venv /opt/jitprov \
  && /opt/jitprov/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/jitprov/bin/pip install --no-deps /wheels/jitprov-*.whl \
  && /opt/jitprov/bin/python -c "import lxml.etree, xmlsec, psycopg; print('xml stack ok')" \
+ && /opt/jitprov/bin/python -c "import jitprov.client" \
  && /opt/jitprov/bin/jitprov --help > /dev/null
 
 # -- runtime ------------------------------------------------------------------------------------

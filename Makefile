@@ -16,12 +16,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: requirements/run.lock | $(BIN)/python
+$(VENV)/.installed: requirements/run.lock pyproject.toml | $(BIN)/python
 	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements/run.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: requirements/dev.lock | $(BIN)/python
+$(VENV)/.installed-dev: requirements/dev.lock pyproject.toml | $(BIN)/python
 	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@ $(VENV)/.installed
@@ -44,7 +44,7 @@ test: $(VENV)/.installed-dev check
 check: lint typecheck imports
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples clients
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -1,7 +1,7 @@
 """An app behind jitprov, in a dozen lines: nginx (docs/forward-auth/nginx.conf) signs users
 in through jitprov and passes X-Jitprov-Token; this app verifies it and checks roles.
 
-    pip install jitprov fastapi uvicorn
+    pip install './clients/python[fastapi]' uvicorn   # jitprov-client, from a checkout
     JITPROV_ISSUER=https://sso.hospital.example JITPROV_TENANT=st-marys \
         uvicorn examples.fastapi_ward_rota:app
 """
@@ -12,7 +12,8 @@ import os
 
 from fastapi import Depends, FastAPI
 
-from jitprov.client import Identity, IdentityVerifier, requires_role
+from jitprov_client import Identity, IdentityVerifier
+from jitprov_client.fastapi import requires_role
 
 verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"),
                             tenant=os.environ.get("JITPROV_TENANT", "demo"))

@@ -1,7 +1,7 @@
 """A Flask app behind jitprov: the WSGI middleware verifies X-Jitprov-Token (passed by the
 proxy, docs/forward-auth/) and the views read who is there.
 
-    pip install jitprov flask
+    pip install ./clients/python flask   # jitprov-client, from a checkout
     JITPROV_ISSUER=https://sso.hospital.example JITPROV_TENANT=st-marys \
         flask --app examples.flask_pharmacy run
 """
@@ -12,7 +12,7 @@ import os
 
 from flask import Flask, abort, request
 
-from jitprov.client import Identity, IdentityVerifier, JitprovWsgiMiddleware
+from jitprov_client import Identity, IdentityVerifier, JitprovWsgiMiddleware
 
 verifier = IdentityVerifier(os.environ.get("JITPROV_ISSUER", "http://127.0.0.1:8000"),
                             tenant=os.environ.get("JITPROV_TENANT", "demo"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from tests.pgbouncer import executable as pgbouncer_executable
 PG_URL = os.environ.get("JITPROV_TEST_DATABASE_URL",
                         "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("JITPROV_REQUIRE_POSTGRES") == "1"
+REDIS_URL = os.environ.get("JITPROV_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_REDIS = os.environ.get("JITPROV_REQUIRE_REDIS") == "1"
 TEST_SECRET_KEY = "CWlAw4rAwH7uS1Ox89zChdCpFHHHFVXMAomYbPwKEus"
 
 # No per-example deadline: this is a shared 2-core machine, and speed is measured in bench/.
@@ -98,6 +101,20 @@ def postgres_url() -> Iterator[str]:
     with admin_engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin_engine.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (``JITPROV_TEST_REDIS_URL``) for the shared rate limits; skipped
+    when unreachable, unless ``JITPROV_REQUIRE_REDIS=1`` (CI), where it fails."""
+    host, port = REDIS_URL.split("//", 1)[1].split("/", 1)[0].split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis is required and unreachable at {REDIS_URL}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}")
+    return REDIS_URL
 
 
 def _truncate_postgres(db: Database) -> None:

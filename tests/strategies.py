@@ -141,3 +141,95 @@ hostile_text: st.SearchStrategy[str] = st.one_of(
     st.text(st.characters(max_codepoint=0x20), max_size=8),
     st.text(max_size=20),
 )
+
+
+# -- configuration files (``jitprov apply``) ------------------------------------------------------
+
+_ROUND_TRIP_MAPPINGS = ("groups: groups\n", "profile:\n  email: email\ngroups: groups\n",
+                        "roles:\n  default: [staff]\n  rules:\n    - id: nurses\n"
+                        "      grant: [nurse]\n      when: contains(groups, 'Nurses')\n")
+_CONFIG_EVENTS = st.lists(st.sampled_from(["account.created", "account.deactivated",
+                                           "role.granted", "session.revoked"]),
+                          min_size=1, max_size=3, unique=True)
+_SAML_MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"
+
+
+def config_env_name(*parts: str) -> str:
+    """The environment variable name ``jitprov export`` writes for a secret."""
+    return "CFG_" + "_".join(p.upper().replace("-", "_") for p in parts)
+
+
+@st.composite
+def _config_connection(draw: st.DrawFn, tenant: str, slug: str,
+                       idp_cert: str) -> dict[str, object]:
+    kind = draw(st.sampled_from(["oidc", "saml", "mock"]))
+    conn: dict[str, object] = {"enabled": draw(st.booleans()),
+                               "mapping": draw(st.sampled_from(_ROUND_TRIP_MAPPINGS))}
+    mfa = draw(st.booleans())
+    if kind == "oidc":
+        method = draw(st.sampled_from(["client_secret_basic", "client_secret_post",
+                                       "private_key_jwt"]))
+        settings: dict[str, object] = {
+            "issuer": f"https://{slug}.example", "client_id": draw(st.from_regex(
+                r"[A-Za-z0-9_-]{1,12}", fullmatch=True)),
+            "scopes": ["openid", *draw(st.lists(st.sampled_from(["email", "profile", "groups"]),
+                                                unique=True))],
+            "token_auth_method": method, "userinfo": draw(st.booleans()),
+            "idp_logout": draw(st.booleans()), "clock_skew_seconds": draw(
+                st.integers(0, 600)), "require_mfa": mfa,
+            "accepted_auth_contexts": draw(st.sampled_from([[], ["mfa"]])) if mfa else [],
+            "google_hosted_domains": draw(st.sampled_from([[], ["hospital.example"]]))}
+        if method != "private_key_jwt":
+            settings["client_secret"] = "${" + config_env_name(tenant, slug,
+                                                               "client_secret") + "}"
+        conn["oidc"] = settings
+    elif kind == "saml":
+        conn["saml"] = {
+            "idp_entity_id": f"https://{slug}.example/saml", "idp_sso_url":
+            f"https://{slug}.example/sso", "idp_certs": [idp_cert],
+            "want_authn_requests_signed": draw(st.booleans()),
+            "allow_idp_initiated": draw(st.booleans()),
+            "require_signed_assertion": draw(st.booleans()),
+            "allow_sha1": draw(st.booleans()), "require_mfa": mfa,
+            "accepted_auth_contexts": [_SAML_MFA] if mfa else [],
+            "idp_slo_url": draw(st.sampled_from([None, f"https://{slug}.example/slo"]))}
+    else:
+        conn["mock"] = {}
+    return conn
+
+
+@st.composite
+def config_documents(draw: st.DrawFn, idp_cert: str) -> dict[str, object]:
+    """A configuration file's content (as parsed YAML) that ``jitprov apply`` accepts, with
+    secret references named as ``jitprov export`` names them (one to three tenants,
+    connections of every kind, policies, domains, webhooks on loopback)."""
+    tenants: dict[str, object] = {}
+    for slug in draw(st.lists(st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True),
+                              min_size=1, max_size=3, unique=True)):
+        warn = draw(st.none() | st.integers(1, 400))
+        deactivate = draw(st.none() | st.integers(1, 400))
+        if warn is not None and deactivate is not None and warn >= deactivate:
+            deactivate = warn + 1
+        names = draw(st.lists(st.sampled_from(["okta", "entra", "adfs", "demo"]),
+                              max_size=3, unique=True))
+        connections = {f"{slug}-{n}": draw(_config_connection(slug, f"{slug}-{n}", idp_cert))
+                       for n in names}
+        tenants[slug] = {
+            "name": draw(st.from_regex(r"[A-Z][A-Za-z' ]{0,15}[a-z]", fullmatch=True)),
+            "policy": {"dormant_warn_days": warn, "dormant_deactivate_days": deactivate,
+                       "delete_after_days": draw(st.none() | st.integers(1, 400)),
+                       "audit_retention_days": draw(st.none() | st.integers(30, 3650)),
+                       "claims_retention_days": draw(st.integers(0, 90)),
+                       "scim_delete": draw(st.sampled_from(["deactivate", "erase"])),
+                       "scim_on_existing": draw(st.sampled_from(["conflict", "adopt"]))},
+            "frontline": {"idle_seconds": draw(st.integers(1, 3600)),
+                          "shifts": draw(st.sampled_from([[], ["07:00", "19:00"]])),
+                          "timezone": draw(st.sampled_from(["UTC", "Europe/Lisbon"]))},
+            "connections": connections,
+            "domains": {f"{c}.example": c for c in connections if draw(st.booleans())},
+            "webhooks": [{"url": f"http://127.0.0.1:9/{slug}/{i}", "events": draw(_CONFIG_EVENTS),
+                          "secret": "${" + config_env_name(slug, "webhook", str(i),
+                                                           "secret") + "}"}
+                         for i in range(1, draw(st.integers(0, 2)) + 1)],
+        }
+    return {"version": 1, "tenants": tenants}

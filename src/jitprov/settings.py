@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/jitprov.db"
 #: the name of the key file kept next to an SQLite database (``jitprov dev``, ``secrets init``)
@@ -61,6 +62,9 @@ class Operations:
     redis_url: str = field(default="", repr=False)
     #: none unless given: :func:`load_operations` (the server's settings) applies the defaults
     rate_limits: tuple[tuple[str, str], ...] = ()
+    #: signed-in sessions kept in memory (services/session_cache.py); off unless given:
+    #: :func:`load_operations` turns it on unless ``JITPROV_SESSION_CACHE=off``
+    session_cache: bool = False
 
     def rate_limit(self, name: str) -> str:
         """The limit named ``name``, ``""`` when it is off."""
@@ -92,6 +96,12 @@ class Settings:
     dev_mode: bool = False
     #: prefix of the forward-auth identity headers (``X-Jitprov-User``...)
     forward_auth_header_prefix: str = "X-Jitprov-"
+    #: the parent domain the session cookie is shared with (``example.org``: every host under
+    #: it receives it); empty: host-only on the base URL's host (:func:`parse_cookie_domain`)
+    cookie_domain: str = ""
+    #: hosts (``host`` or ``host:port``) an absolute ``return_to`` may lead to after a login
+    #: (:func:`parse_return_hosts`); none: only local paths
+    allowed_return_hosts: tuple[str, ...] = ()
     #: webhooks may target private/loopback addresses (always true in dev mode)
     webhook_allow_private: bool = False
     #: networks server-side requests (SAML metadata, OIDC endpoints) may reach besides public
@@ -133,7 +143,8 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
     """Read ``JITPROV_DATABASE_URL`` (``database_url`` wins when given), ``JITPROV_BASE_URL``,
     the secret key (:func:`resolve_secret_keys`), ``JITPROV_SESSION_TTL_MINUTES``,
     ``JITPROV_FORWARD_AUTH_HEADER_PREFIX``, ``JITPROV_WEBHOOK_ALLOW_PRIVATE``,
-    ``JITPROV_OUTBOUND_ALLOW`` and the database time limits in seconds:
+    ``JITPROV_OUTBOUND_ALLOW``, ``JITPROV_COOKIE_DOMAIN``, ``JITPROV_ALLOWED_RETURN_HOSTS``
+    and the database time limits in seconds:
     ``JITPROV_DB_CONNECT_TIMEOUT``, ``JITPROV_DB_STATEMENT_TIMEOUT``,
     ``JITPROV_DB_POOL_TIMEOUT``, ``JITPROV_DB_BUSY_TIMEOUT``."""
     env = dict(os.environ) if environ is None else environ
@@ -151,6 +162,8 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
         raise SettingsError("JITPROV_FORWARD_AUTH_HEADER_PREFIX must be letters, digits and "
                             f"hyphens (like X-Auth-), not {prefix!r}")
     outbound_allow = _networks(env.get("JITPROV_OUTBOUND_ALLOW", ""))
+    cookie_domain = parse_cookie_domain(env.get("JITPROV_COOKIE_DOMAIN", ""), base_url)
+    return_hosts = parse_return_hosts(env.get("JITPROV_ALLOWED_RETURN_HOSTS", ""))
     connect_timeout = _seconds(env, "JITPROV_DB_CONNECT_TIMEOUT", 5.0)
     statement_timeout = _seconds(env, "JITPROV_DB_STATEMENT_TIMEOUT", 15.0, zero=True)
     pool_timeout = _seconds(env, "JITPROV_DB_POOL_TIMEOUT", 5.0)
@@ -168,6 +181,7 @@ def load_settings(environ: dict[str, str] | None = None, *, dev_mode: bool = Fal
                     previous_secret_keys=keys[1:], key_problem=problem, key_source=source,
                     session_ttl=ttl, dev_mode=dev_mode,
                     forward_auth_header_prefix=prefix, outbound_allow=outbound_allow,
+                    cookie_domain=cookie_domain, allowed_return_hosts=return_hosts,
                     webhook_allow_private=dev_mode or env.get(
                         "JITPROV_WEBHOOK_ALLOW_PRIVATE") == "1",
                     db_connect_timeout=connect_timeout, db_statement_timeout=statement_timeout,
@@ -204,6 +218,49 @@ def _seconds(env: dict[str, str], name: str, default: float, *, zero: bool = Fal
     return value
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def parse_cookie_domain(text: str, base_url: str) -> str:
+    """``JITPROV_COOKIE_DOMAIN``: a DNS name of at least two labels (a leading dot is
+    dropped: ``.example.org`` is ``example.org``), which the base URL's host is, or is
+    inside; ``""`` when unset. An IP address, a single label (``org``, ``localhost``: browsers
+    refuse those) or a domain the base URL is outside of is refused."""
+    domain = text.strip().lower().removeprefix(".")
+    if not domain:
+        return ""
+    if not _HOST_NAME.fullmatch(domain) or "." not in domain or \
+            domain.rsplit(".", 1)[1].isdigit():
+        raise SettingsError("JITPROV_COOKIE_DOMAIN must be a parent domain name of at least "
+                            f"two labels (like example.org), not {text.strip()!r}")
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host != domain and not host.endswith("." + domain):
+        raise SettingsError(f"JITPROV_COOKIE_DOMAIN {domain!r} must contain the host of "
+                            f"JITPROV_BASE_URL ({host!r}): the session cookie is set there")
+    return domain
+
+
+def parse_return_hosts(text: str) -> tuple[str, ...]:
+    """``JITPROV_ALLOWED_RETURN_HOSTS``: comma-separated host names or IPv4 addresses, each
+    optionally with ``:port`` (without one, only the scheme's default port), lowercased.
+    Matched exactly: no wildcard, no scheme, no path."""
+    hosts: list[str] = []
+    for item in (part.strip().lower() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, port = item.partition(":")
+        if not _HOST_NAME.fullmatch(name) or (
+                port and not (re.fullmatch(r"[1-9][0-9]{0,4}", port)
+                              and int(port) <= 65535)):
+            why = " (wildcards are not accepted: list each host)" if "*" in item else ""
+            raise SettingsError("JITPROV_ALLOWED_RETURN_HOSTS must be comma-separated host "
+                                "names, each optionally with :port (like app1.example.org, "
+                                f"app2.example.org:8443), not {item!r}{why}")
+        hosts.append(item)
+    return tuple(dict.fromkeys(hosts))
+
+
 def _networks(text: str) -> tuple[str, ...]:
     """``JITPROV_OUTBOUND_ALLOW``: comma-separated IP addresses or CIDR networks."""
     items = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -220,8 +277,8 @@ def load_operations(env: dict[str, str], *, dev_mode: bool = False) -> Operation
     """Read ``JITPROV_LOG_FORMAT`` (``json``, the default of ``serve``, or ``console``, the
     default of ``dev``), ``JITPROV_LOG_LEVEL``, ``JITPROV_TRUSTED_PROXIES`` (addresses or
     networks, ``*`` for any peer; loopback by default, as uvicorn), ``JITPROV_METRICS_TOKEN``
-    (at least 16 characters), ``JITPROV_REDIS_URL`` and the variables of
-    :data:`RATE_LIMIT_DEFAULTS`."""
+    (at least 16 characters), ``JITPROV_REDIS_URL``, ``JITPROV_SESSION_CACHE`` (``on``, the
+    default, or ``off``) and the variables of :data:`RATE_LIMIT_DEFAULTS`."""
     from limits import parse_many
 
     log_format = env.get("JITPROV_LOG_FORMAT", "").strip().lower() or (
@@ -253,6 +310,9 @@ def load_operations(env: dict[str, str], *, dev_mode: bool = False) -> Operation
     redis_url = env.get("JITPROV_REDIS_URL", "").strip()
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("JITPROV_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    session_cache = env.get("JITPROV_SESSION_CACHE", "").strip().lower() or "on"
+    if session_cache not in ("on", "off"):
+        raise SettingsError(f"JITPROV_SESSION_CACHE must be on or off, not {session_cache!r}")
     limits: list[tuple[str, str]] = []
     for name, (variable, default) in RATE_LIMIT_DEFAULTS.items():
         text = env.get(variable, "").strip() or default
@@ -268,7 +328,7 @@ def load_operations(env: dict[str, str], *, dev_mode: bool = False) -> Operation
         limits.append((name, text))
     return Operations(log_format=log_format, log_level=log_level, trusted_proxies=proxies,
                       metrics_token=metrics_token, redis_url=redis_url,
-                      rate_limits=tuple(limits))
+                      rate_limits=tuple(limits), session_cache=session_cache == "on")
 
 
 def resolve_secret_keys(env: dict[str, str], database_url: str, *,

@@ -1,9 +1,11 @@
-"""Running the server from the command line: a busy port is said before anything else, and
-the links other commands print on the same database follow the server's base URL."""
+"""Running the server from the command line: a busy port is said before anything else, the
+links other commands print on the same database follow the server's base URL, and the passkey
+pages work from the URL ``dev`` prints."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -75,11 +77,56 @@ def test_commands_print_links_for_the_port_dev_runs_on(tmp_path: Path) -> None:
             assert done.returncode == 0, done.stderr
             return done.stdout
 
-        assert f"http://127.0.0.1:{port}/admin/bootstrap" in cli("admin", "bootstrap")
+        assert f"http://localhost:{port}/admin/bootstrap" in cli("admin", "bootstrap")
         assert f"http://localhost:{port}/device/enrol?code=" in cli(
             "device", "register", "--tenant", "demo", "--name", "Ward 9", "--location", "W9")
         assert "https://id.hospital.example/admin/bootstrap" in cli(
             "admin", "bootstrap", JITPROV_BASE_URL="https://id.hospital.example")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_passkey_pages_work_from_the_url_dev_prints(tmp_path: Path) -> None:
+    """WebAuthn needs a domain name, so ``dev`` prints (and builds every link from)
+    ``http://localhost:PORT``: signed in there, ``/passkeys`` is the page itself, not a
+    redirect to another host name where the session cookie is not."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JITPROV_")}
+    env.update(JITPROV_DATABASE_URL=f"sqlite:///{tmp_path}/jitprov.db",
+               JITPROV_SECRET_KEY=TEST_SECRET_KEY)
+    port = _free_port()
+    banner = tmp_path / "banner.txt"
+    with banner.open("w") as out:
+        proc = subprocess.Popen([JITPROV, "dev", "--port", str(port)], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while f"is running at http://localhost:{port}/" not in banner.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, banner.read_text()
+            time.sleep(0.2)
+        printed = banner.read_text().split("is running at ", 1)[1].split()[0].rstrip("/")
+        assert printed == f"http://localhost:{port}"
+        assert f"open http://localhost:{port}/device/enrol?code=" in banner.read_text()
+        with httpx.Client(base_url=printed, timeout=10) as browser:
+            while True:  # (the banner comes just before the server listens)
+                try:
+                    browser.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            start = browser.get("/sso/demo/login", params={"return_to": "/passkeys"})
+            state = start.headers["location"].split("state=", 1)[1]
+            page = browser.post("/dev/idp/demo/authorize", data={
+                "state": state, "email": "ana@hospital.example", "email_verified": "on",
+                "name": "Ana Lima", "groups": "Nurses"})
+            fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"',
+                                     page.text))
+            landed = browser.post("/sso/demo/mock/callback", data=fields)
+            assert landed.status_code == 303 and landed.headers["location"] == "/passkeys"
+            passkeys = browser.get("/passkeys")
+            assert passkeys.status_code == 200, passkeys.headers.get("location")
+            assert 'id="passkeys"' in passkeys.text  # the page itself, signed in
     finally:
         proc.terminate()
         proc.wait(timeout=20)

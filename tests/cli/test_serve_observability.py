@@ -176,7 +176,7 @@ def test_dev_json_log_has_a_line_per_request_and_no_secret(tmp_path: Path) -> No
            "JITPROV_LOG_FORMAT": "json", "JITPROV_SECRET_KEY": TEST_SECRET_KEY}
     env.pop("JITPROV_BASE_URL", None)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the URL dev prints
     proc = subprocess.Popen([JITPROV, "dev", "--port", str(port)], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     secrets: list[str] = []

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.a11y import serious_violations
 from tests.e2e.test_demo_in_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.pop("JITPROV_BASE_URL", None)
     proc = subprocess.Popen([JITPROV, "dev", "--port", str(port)], cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the URL dev prints
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -97,6 +98,9 @@ def demo_sign_in(browser: Any, server: Server, preset: str) -> Any:
 
 
 def shot(page: Any, name: str) -> None:
+    """Every main page of the console passes axe-core (no serious or critical violation);
+    with JITPROV_SCREENSHOTS=1 it is saved too."""
+    assert serious_violations(page) == [], name
     if os.environ.get("JITPROV_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"admin-{name}.png"), full_page=True)
@@ -138,8 +142,9 @@ def test_admin_reads_why_approves_and_deactivates(server: Server, browser: Any) 
     roles = dict(zip(page.locator("#roles tr.role th").all_inner_texts(),
                      page.locator("#roles tr.role td.provenance").all_inner_texts(),
                      strict=True))
-    assert roles["nurse"].startswith("granted by rule `nurses` (connection demo) at login on ")
-    assert roles["staff"].startswith("granted by rule `default` (connection demo)")
+    assert roles["nurse"].startswith("granted by rule nurses (connection demo) at login on ")
+    assert roles["staff"].startswith("granted by rule default (connection demo)")
+    assert page.locator("#roles td.provenance code").all_inner_texts()[:1] == ["nurses"]
     assert page.locator("#sessions tbody tr").count() == 1
     shot(page, "user")
 
@@ -165,6 +170,7 @@ def test_admin_reads_why_approves_and_deactivates(server: Server, browser: Any) 
     page.get_by_role("link", name="Audit").click()
     assert page.locator("#events code", has_text="account.deactivated").count() == 1
     shot(page, "audit")
+    assert_opened_details_keep_the_type_column(page)
     page.get_by_role("button", name="Verify the chain").click()
     assert "is intact" in page.locator("#verify-result").inner_text()
 
@@ -177,6 +183,25 @@ def test_admin_reads_why_approves_and_deactivates(server: Server, browser: Any) 
     assert [] == violations
     context.close()
     nurse.close()
+
+
+def assert_opened_details_keep_the_type_column(page: Any) -> None:
+    """An event's details, opened, must not squeeze the event-type column letter by letter:
+    at tablet width each type stays on one line, as wide as before."""
+    page.set_viewport_size({"width": 768, "height": 1024})
+    codes = page.locator("#events td.event-type code")
+    before = [codes.nth(i).bounding_box() for i in range(codes.count())]
+    page.locator("#events details").evaluate_all("all => all.forEach(d => { d.open = true; })")
+    after = [codes.nth(i).bounding_box() for i in range(codes.count())]
+    line = page.evaluate("parseFloat(getComputedStyle("
+                         "document.querySelector('#events td.event-type code')).fontSize)")
+    assert len(before) > 5
+    for old, new in zip(before, after, strict=True):
+        assert new["height"] < 1.8 * line  # one line
+        assert new["height"] == pytest.approx(old["height"], abs=1)
+        assert new["width"] >= old["width"] - 1
+    page.locator("#events details").evaluate_all("all => all.forEach(d => { d.open = false; })")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_keyboard_reaches_the_navigation_first(server: Server, browser: Any) -> None:

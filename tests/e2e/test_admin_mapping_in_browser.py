@@ -53,7 +53,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the URL dev prints
     deadline = time.monotonic() + 60
     link = None
     while time.monotonic() < deadline:

@@ -53,7 +53,7 @@ def dev_server(dev_workdir: Path) -> Iterator[str]:
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     proc = subprocess.Popen([jitprov, "dev", "--port", str(port)], cwd=workdir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://localhost:{port}"  # the URL dev prints
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

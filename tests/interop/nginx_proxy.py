@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,7 +43,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO / "docs" / "forward-auth" / "nginx.conf"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # `jitprov dev` migrates and seeds its demo: ~35 s on a loaded 2-core machine
 STOP_TIMEOUT = 10.0
 REQUIRE_INTEROP = os.environ.get("JITPROV_REQUIRE_INTEROP") == "1"
 
@@ -261,8 +262,10 @@ class EchoApp:
 # -- nginx -----------------------------------------------------------------------------------------
 
 def render_config(template: str, *, prefix: Path, listen_port: int, jitprov_port: int,
-                  app_port: int) -> str:
-    """The documented server block with loopback ports, in a main config of temp paths."""
+                  app_port: int, rename: Mapping[str, str] | None = None) -> str:
+    """The documented server block with loopback ports, in a main config of temp paths.
+    ``listen 80;`` may occur in several server blocks; ``rename`` replaces text everywhere
+    (the documented host names by loopback ones)."""
     replacements = {
         TEMPLATE_JITPROV: f"server 127.0.0.1:{jitprov_port};",
         TEMPLATE_APP: f"server 127.0.0.1:{app_port};",
@@ -271,8 +274,12 @@ def render_config(template: str, *, prefix: Path, listen_port: int, jitprov_port
     server_block = template
     for old, new in replacements.items():
         count = len(re.findall(re.escape(old), template))
-        if count != 1:
+        if count != 1 and not (old == TEMPLATE_LISTEN and count > 1):
             raise HarnessError(f"{NGINX_TEMPLATE.name}: expected {old!r} once, found {count}")
+        server_block = server_block.replace(old, new)
+    for old, new in (rename or {}).items():
+        if old not in server_block:
+            raise HarnessError(f"the template has no {old!r} to rename")
         server_block = server_block.replace(old, new)
     temp = {name: prefix / "temp" / name for name in
             ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
@@ -299,7 +306,8 @@ class NginxProxy:
     """nginx in the foreground on ``127.0.0.1:listen_port`` with the documented server block."""
 
     def __init__(self, prefix: Path, *, listen_port: int, jitprov_port: int, app_port: int,
-                 template: Path = NGINX_TEMPLATE) -> None:
+                 template: Path = NGINX_TEMPLATE,
+                 rename: Mapping[str, str] | None = None) -> None:
         self.prefix = prefix
         self.url = f"http://127.0.0.1:{listen_port}"
         self.binary = require_nginx()
@@ -307,7 +315,7 @@ class NginxProxy:
         self.error_log = prefix / "error.log"
         self.conf.write_text(render_config(template.read_text("utf-8"), prefix=prefix,
                                            listen_port=listen_port, jitprov_port=jitprov_port,
-                                           app_port=app_port), "utf-8")
+                                           app_port=app_port, rename=rename), "utf-8")
         globals_ = f"daemon off; pid {prefix / 'nginx.pid'}; error_log {self.error_log} info;"
         # -e: the error log nginx opens before it reads the configuration (default is /var/log)
         self.argv = [self.binary, "-p", str(prefix), "-c", str(self.conf),

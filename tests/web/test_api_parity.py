@@ -4,6 +4,7 @@ local-only with the reason. Then the new routes are exercised through HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import typer
 from starlette.testclient import TestClient
 
 from jitprov.cli.main import app as cli_app
-from jitprov.services import admin
+from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import provision_on_login
 from jitprov.testing.builders import nurse, setup_connection
@@ -23,6 +24,7 @@ from tests.web.helpers import make_client
 #: command -> "METHOD /api/path" of its route
 ROUTES = {
     "access-review": "GET /api/tenants/{tenant}/access-review",
+    "apply": "POST /api/config/apply",
     "admin revoke-sessions": "POST /api/console/revoke-sessions",
     "approvals approve": "POST /api/approvals/{request_id}",
     "approvals deny": "POST /api/approvals/{request_id}",
@@ -39,6 +41,7 @@ ROUTES = {
     "connection list": "GET /api/connections",
     "connection refresh-metadata": "POST /api/connections/{connection}/refresh-metadata",
     "connection set-mapping": "PUT /api/connections/{connection}/mapping",
+    "export": "GET /api/config/export",
     "device idp-status": "POST /api/connections/{connection}/health",
     "device list": "GET /api/tenants/{tenant}/devices",
     "device register": "POST /api/tenants/{tenant}/devices",
@@ -201,3 +204,53 @@ def test_keys_sweep_webhook_catalogue_delivery_audit_search_and_console_sessions
     assert client.get("/api/audit/search", headers=auth).status_code == 400
     assert client.post("/api/console/revoke-sessions", headers=auth,
                        json={}).json() == {"revoked": 0}
+
+
+def test_configuration_export_and_apply_over_http(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext) -> None:
+    client, auth = api
+    assert client.get("/api/config/export").status_code == 401
+    document = client.get("/api/config/export?tenant=hospital", headers=auth).json()["document"]
+    assert "  hospital:\n" in document and "mock: {}" in document
+    changed = document.replace("name: hospital", "name: Hospital of St Mary")
+    body = {"document": changed, "dry_run": True}
+    planned = client.post("/api/config/apply", headers=auth, json=body).json()
+    assert [c["line"] for c in planned["changes"]] == ["update tenant hospital: name"]
+    assert admin.list_tenants(ctx)[0].name == "hospital"
+    applied = client.post("/api/config/apply", headers=auth, json={**body, "dry_run": False})
+    [(token_id, *_)] = admin.list_admin_tokens(ctx)  # the fixture's token, named "ops"
+    digest = hashlib.sha256(changed.encode()).hexdigest()[:12]
+    actor = f"admin-token:{token_id}:ops apply:{digest}"
+    assert applied.json()["actor"] == actor
+    assert [(e.type, e.actor) for e in audit_export.iter_events(ctx, "hospital")
+            if e.type == "tenant.renamed"] == [("tenant.renamed", actor)]
+    assert admin.list_tenants(ctx)[0].name == "Hospital of St Mary"
+    refused = client.post("/api/config/apply", headers=auth, json={
+        "document": changed.replace("enabled: true", "enabled: maybe")})
+    assert refused.status_code == 400
+    assert "document:" in refused.text and "enabled" in refused.text
+    for nesting in ("[" * 5000, "[" * 40 + "]" * 40):  # beyond PyYAML's recursion; beyond 32
+        refused = client.post("/api/config/apply", headers=auth,
+                              json={"document": "version: 1\ntenants: " + nesting})
+        assert refused.status_code == 400, refused.text
+        assert "nested more than 32 levels deep" in refused.text
+
+
+def test_configuration_apply_reads_secret_references_from_the_request_only(
+        api: tuple[TestClient, dict[str, str]], ctx: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    client, auth = api
+    ctx.webhook_allow_private = True
+    document = client.get("/api/config/export", headers=auth).json()["document"].replace(
+        "    webhooks: []\n", "    webhooks:\n    - url: http://127.0.0.1:9/h\n"
+        "      secret: ${HOOK_SECRET}\n")
+    secret = "whsec_" + "a2V5" * 11
+    monkeypatch.setenv("HOOK_SECRET", secret)  # the server's own: never read
+    refused = client.post("/api/config/apply", headers=auth, json={"document": document})
+    assert refused.status_code == 400
+    assert "the environment variable HOOK_SECRET is not set" in refused.text
+    applied = client.post("/api/config/apply", headers=auth,
+                          json={"document": document, "env": {"HOOK_SECRET": secret}})
+    assert [c["line"] for c in applied.json()["changes"]] == [
+        "create webhook hospital/http://127.0.0.1:9/h"]
+    assert secret not in applied.text

@@ -19,6 +19,7 @@ from jitprov.cli import (
     approvals,
     audit,
     break_glass,
+    config_file,
     connections,
     console,
     db,
@@ -61,6 +62,8 @@ def _options(version: Annotated[bool, typer.Option(
 app.command("access-review")(audit.access_review_cmd)
 app.command("serve")(serve.serve)
 app.command("dev")(serve.dev)
+app.command("export")(config_file.export_cmd)
+app.command("apply")(config_file.apply_cmd)
 for sub, name in ((admin_tokens.token_app, "admin-token"), (approvals.approvals_app, "approvals"),
                   (db.db_app, "db"), (tenants.tenant_app, "tenant"),
                   (connections.connection_app, "connection"), (mapping.mapping_app, "mapping"),

@@ -28,16 +28,29 @@ from jitprov.web.app import create_app
 
 DEMO_TENANT = "demo"
 DEMO_CONNECTION = "demo"
+#: seconds a worker process of ``serve --workers N`` may take to start and to answer the
+#: supervisor's later pings: uvicorn's default of 5 s, on a loaded or cold host (a container
+#: starting beside others), kills each worker before it has imported and restarts it forever
+WORKER_START_TIMEOUT = 60
 
 
 def demo_mapping() -> str:
     return resources.files("jitprov.cli").joinpath("demo-mapping.yaml").read_text("utf-8")
 
 
-def _base_url(settings: Settings, host: str, port: int) -> Settings:
+#: the addresses of this host only, which ``dev`` names ``localhost``
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _base_url(settings: Settings, host: str, port: int, *, dev: bool = False) -> Settings:
+    """The URL to print and build links from when ``JITPROV_BASE_URL`` is not set. ``dev`` on
+    this host only says ``localhost``: passkeys need a domain name (an IP address is no
+    WebAuthn RP ID), and one name everywhere keeps the session cookie on the pages they use."""
     if os.environ.get("JITPROV_BASE_URL"):
         return settings
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
+    if dev and shown in LOOPBACK:
+        shown = "localhost"
     return settings.with_overrides(base_url=f"http://{shown}:{port}")
 
 
@@ -56,6 +69,9 @@ def check_port(host: str, port: int) -> None:
 def run_serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     check_port(host, port)
     settings = _base_url(settings, host, port)
+    # the server's log format from the first line on: opening the database may already say
+    # something (a transaction pooler noticed); refusals below are still one-line CLI errors
+    logs.configure(settings.ops.log_format, settings.ops.log_level)
     db = open_database(settings)
     try:
         _serve(settings, db, host=host, port=port, workers=workers)
@@ -94,8 +110,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
             f"connection(s) {', '.join(dev_only)} use the dev-only kind mock (the demo IdP "
             "signs in anyone as anyone); `jitprov connection disable SLUG` them, or run "
             "`jitprov dev`")
-    # from here on the process is the server: its log format, its metrics directory
-    logs.configure(settings.ops.log_format, settings.ops.log_level)
+    # from here on the process is the server: its metrics directory
     own_dir = _metrics_dir(workers)
     typer.echo(f"jitprov serving {settings.base_url} (database {db.safe_url}, "
                f"{workers} worker{'s' if workers > 1 else ''})")
@@ -117,7 +132,8 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
                               JITPROV_BASE_URL=settings.base_url)
             uvicorn.run("jitprov.web.asgi:app_from_environment", factory=True,
                         workers=workers, host=host, port=port, log_level="info",
-                        proxy_headers=False, access_log=False, log_config=None)
+                        proxy_headers=False, access_log=False, log_config=None,
+                        timeout_worker_healthcheck=WORKER_START_TIMEOUT)
         else:
             # workers=1 given: uvicorn would otherwise take WEB_CONCURRENCY from the
             # environment, which an app object (not an import string) cannot serve
@@ -132,7 +148,7 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
 
 def run_dev(settings: Settings, *, host: str, port: int) -> None:
     check_port(host, port)
-    settings = _base_url(settings, host, port)
+    settings = _base_url(settings, host, port, dev=True)
     db = open_database(settings)
     try:
         _dev(settings, db, host=host, port=port)

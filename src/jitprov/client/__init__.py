@@ -1,24 +1,19 @@
-"""For applications behind jitprov: verify the signed identity token and read who is there.
+"""``jitprov_client`` under its former name: the verifier, the middlewares and the FastAPI
+dependency for applications behind jitprov. The one source is ``clients/python/src`` (the
+``jitprov-client`` distribution, which an app installs alone); the server's distribution ships
+the same package, so ``from jitprov.client import ...`` keeps working where jitprov is
+installed."""
 
-The token is an ES256 JWT jitprov passes upstream on forward-auth (``X-Jitprov-Token``) and
-serves at ``/me/token``; its keys are at ``{issuer}/.well-known/jwks.json``. This package only
-needs joserfc and httpx, and never trusts plain ``X-Jitprov-*`` headers.
-
-    verifier = IdentityVerifier(issuer="https://sso.hospital.example", tenant="st-marys")
-    app = JitprovMiddleware(app, verifier)          # any ASGI app
-    app.wsgi_app = JitprovWsgiMiddleware(app.wsgi_app, verifier)   # Flask (WSGI)
-    @app.get("/rota")                                # FastAPI
-    def rota(who: Identity = Depends(requires_role("nurse", verifier=verifier))): ...
-"""
-
-from jitprov.client.verify import (
+from jitprov_client import (
+    AUDIENCE,
+    HEADER,
     Identity,
     IdentityVerifier,
     InvalidIdentity,
     JitprovMiddleware,
     JitprovWsgiMiddleware,
-    requires_role,
 )
+from jitprov_client.fastapi import requires_role
 
-__all__ = ["Identity", "IdentityVerifier", "InvalidIdentity", "JitprovMiddleware",
-           "JitprovWsgiMiddleware", "requires_role"]
+__all__ = ["AUDIENCE", "HEADER", "Identity", "IdentityVerifier", "InvalidIdentity",
+           "JitprovMiddleware", "JitprovWsgiMiddleware", "requires_role"]

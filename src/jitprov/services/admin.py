@@ -43,6 +43,21 @@ def create_tenant(ctx: ServiceContext, slug: str, name: str | None = None, *,
     return tenant
 
 
+def rename_tenant(ctx: ServiceContext, slug: str, name: str, *,
+                  actor: str = "cli") -> None:
+    """Change a tenant's display name; audited ``tenant.renamed``. Raises NotFound,
+    InvalidInput."""
+    if not name.strip() or len(name) > 200:
+        raise InvalidInput("a tenant name is 1-200 characters")
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        tenant = uow.config.tenants.get(slug)
+        uow.config.tenants.rename(tenant.id, name)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent(
+            "tenant.renamed", actor, {"before": tenant.name, "after": name}), now)
+        uow.commit()
+
+
 def list_tenants(ctx: ServiceContext) -> list[TenantRecord]:
     with UnitOfWork(ctx.db, readonly=True) as uow:
         return uow.config.tenants.list()
@@ -111,6 +126,44 @@ def set_connection_enabled(ctx: ServiceContext, slug: str, *, enabled: bool,
         uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
             "connection.enabled" if enabled else "connection.disabled", actor,
             {"connection": slug}), now)
+        uow.commit()
+
+
+def update_connection(ctx: ServiceContext, slug: str, *, config: Mapping[str, object],
+                      secrets_: Mapping[str, str] | None = None, changed: list[str],
+                      actor: str = "cli") -> int:
+    """Replace a connection's settings (validated by its kind) and, when given, merge
+    ``secrets_`` into its sealed secrets; running nodes use them at their next login.
+    ``changed`` names the settings that differ, for the audit event
+    ``connection.updated`` (never a secret's value). Returns the new version. Raises
+    InvalidInput, NotFound."""
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        conn = uow.config.connections.get(slug)
+        CONNECTION_KINDS[conn.kind].validate_config(config)
+        sealed = conn.secrets
+        if secrets_:
+            current = ctx.secretbox.open(conn.secrets) if conn.secrets else {}
+            sealed = ctx.secretbox.seal({**current, **secrets_})
+        version = uow.config.connections.update(slug, config=config, secrets=sealed, now=now)
+        ctx.connections.forget(slug)
+        uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
+            "connection.updated", actor, {"connection": slug, "changed": sorted(changed),
+                                          "version": version}), now)
+        uow.commit()
+    return version
+
+
+def remove_connection(ctx: ServiceContext, slug: str, *, actor: str = "cli") -> None:
+    """Delete a connection no identity signs in through (its verified domains go with it);
+    audited ``connection.removed``. Raises NotFound, Conflict (it has identities)."""
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        conn = uow.config.connections.get(slug)
+        uow.config.connections.remove(slug)
+        ctx.connections.forget(slug)
+        uow.audit.append(conn.tenant_id, conn.tenant_slug, AuditEvent(
+            "connection.removed", actor, {"connection": slug, "kind": conn.kind}), now)
         uow.commit()
 
 
@@ -263,3 +316,18 @@ def add_saml_connection(ctx: ServiceContext, *, tenant: str, slug: str,
                           secrets_={SP_KEY_SECRET: key_pem},
                           mapping=mapping or DEFAULT_SAML_MAPPING,
                           mapping_source=mapping_source or "default SAML mapping", actor=actor)
+
+
+def add_saml_connection_from_config(ctx: ServiceContext, *, tenant: str, slug: str,
+                                    config: Mapping[str, object], mapping: str,
+                                    mapping_source: str,
+                                    actor: str = "cli") -> ConnectionRecord:
+    """Register a SAML IdP from its settings as stored (no metadata read: ``jitprov
+    apply`` gives them), with a new SP key pair as :func:`add_saml_connection` makes.
+    Raises InvalidInput, MappingError, Conflict, NotFound."""
+    check_slug("connection", slug)
+    key_pem, cert_pem = generate_sp_keypair(f"jitprov {slug}")
+    stored = SamlConfig.parse({**config, "sp_certificate": cert_pem}).as_dict()
+    return add_connection(ctx, tenant=tenant, slug=slug, kind="saml", config=stored,
+                          secrets_={SP_KEY_SECRET: key_pem}, mapping=mapping,
+                          mapping_source=mapping_source, actor=actor)

@@ -15,6 +15,7 @@ from jitprov.core.mapping import Policy, load_policy
 from jitprov.protocols.oidc.provider import Providers
 from jitprov.services.outbound import OutboundPolicy, guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
+from jitprov.services.session_cache import SessionCache
 from jitprov.settings import Settings
 from jitprov.store.database import Database, DatabaseLimits
 from jitprov.store.records import ConnectionRecord
@@ -84,6 +85,9 @@ class ServiceContext:
     policies: PolicyCache = field(default_factory=PolicyCache)
     #: webhooks may go to private and loopback addresses (dev, tests, on-premises receivers)
     webhook_allow_private: bool = False
+    #: hosts an absolute ``return_to`` may lead to (``JITPROV_ALLOWED_RETURN_HOSTS``, see
+    #: ``sessions.safe_return_to``); empty: local paths only
+    return_hosts: tuple[str, ...] = ()
     #: where server-side requests may go (services/outbound.py); ``build_context`` sets it
     #: from the settings and guards ``http`` with it
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
@@ -97,6 +101,8 @@ class ServiceContext:
         timeout=httpx.Timeout(10.0), follow_redirects=False))
     connections: ConnectionCache = field(init=False)
     oidc: Providers = field(init=False)
+    #: signed-in sessions in memory (services/session_cache.py); None: read at each request
+    session_cache: SessionCache | None = None
     #: per-process caches of other services, keyed by their name (e.g. the signing key)
     caches: dict[str, object] = field(init=False, default_factory=dict)
 
@@ -135,4 +141,7 @@ def build_context(settings: Settings, db: Database) -> ServiceContext:
                           session_ttl=settings.session_ttl,
                           login_request_ttl=settings.login_request_ttl,
                           webhook_allow_private=settings.webhook_allow_private,
+                          return_hosts=settings.allowed_return_hosts,
+                          session_cache=SessionCache(db) if settings.ops.session_cache
+                          else None,
                           outbound=outbound, http=guarded_client(outbound))

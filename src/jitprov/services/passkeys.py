@@ -227,7 +227,7 @@ def finish_authentication(ctx: ServiceContext, rp: RelyingParty,
     earlier session of the device ends (``session.switched``). Raises PasskeyRefused; each
     refusal after the challenge is found is audited (``login.failed`` / ``login.denied``)."""
     now = ctx.clock()
-    target = safe_return_to(return_to) if device is None else "/device"
+    target = safe_return_to(return_to, ctx.return_hosts) if device is None else "/device"
     try:
         challenge = client_challenge(credential)
         credential_id = credential_id_of(credential)

@@ -4,8 +4,11 @@ SAML Single Logout)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -15,6 +18,7 @@ from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services import metrics
 from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
+from jitprov.services.session_cache import Entry as CachedSession
 from jitprov.store.records import AccountView, EndedSession, IdpLogoutMatch, SessionState
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -54,14 +58,79 @@ class SignedIn:
         }
 
 
-def safe_return_to(value: str | None) -> str:
-    """A local path only: anything else (absolute URL, ``//host``, backslashes) becomes ``/``."""
+def safe_return_to(value: str | None, allowed_hosts: Collection[str] = ()) -> str:
+    """A local path, or an absolute URL to one of ``allowed_hosts``
+    (``JITPROV_ALLOWED_RETURN_HOSTS``, see :func:`allowed_return_url`); anything else
+    (another host, ``//host``, backslashes, control characters) becomes ``/``."""
+    if value and allowed_hosts and not value.startswith("/"):
+        return allowed_return_url(value, allowed_hosts) or "/"
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or any(ord(c) < 0x20 for c in value):
         return "/"
     return value
+
+
+#: ``scheme://host[:port]`` and the rest, after the whole value was checked to be printable
+#: ASCII without spaces or backslashes; no userinfo (``@`` before the path), no IPv6 literal
+_ABSOLUTE_URL = re.compile(r"(https?)://([a-z0-9.-]+)(?::([0-9]{1,5}))?([/?#].*)?",
+                           re.IGNORECASE)
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def allowed_return_url(value: str, allowed_hosts: Collection[str]) -> str | None:
+    """``value`` as a normalised absolute URL (scheme and host lowercased, the default port
+    dropped) when it leads to one of ``allowed_hosts``, else None.
+
+    An entry ``host`` allows only the scheme's default port, ``host:port`` that port; the
+    match is exact (no wildcard, no parent domain). The scheme is https, or http for a
+    loopback host (:func:`is_loopback_host`). The whole value must be printable ASCII with
+    no space, backslash or control character: a browser and this parser then read the same
+    host (no userinfo, no IDN look-alike, no tab dropped inside ``//``)."""
+    if not value.isascii() or any(not 0x21 <= ord(c) <= 0x7E for c in value) or \
+            "\\" in value:
+        return None
+    match = _ABSOLUTE_URL.fullmatch(value)
+    if match is None:
+        return None
+    scheme, host, port_text, rest = match.groups()
+    scheme, host = scheme.lower(), host.lower()
+    port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    if not 1 <= port <= 65535:
+        return None
+    default = port == _DEFAULT_PORTS[scheme]
+    allowed = {h.lower() for h in allowed_hosts}
+    if f"{host}:{port}" not in allowed and not (default and host in allowed):
+        return None
+    if scheme == "http" and not is_loopback_host(host):
+        return None
+    rest = rest or "/"
+    return (f"{scheme}://{host}{'' if default else f':{port}'}"
+            f"{rest if rest.startswith('/') else '/' + rest}")
+
+
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, lowercased, the scheme's default port filled in: two
+    URLs of one origin give the same value; ("", "", None) for a value that is no URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed "[", a port out of range
+        return "", "", None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, a name under ``.localhost`` (RFC 6761 section 6.3: always loopback)
+    or a 127.0.0.0/8 address: where plain http may be used."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def refusal(record: SessionState, now: datetime) -> str | None:
@@ -91,18 +160,45 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive,
     idle past its device's limit, or offline while its IdP is back).
 
+    With the session cache (services/session_cache.py) a session seen before is answered
+    from memory: on PostgreSQL with no database read, on SQLite with the read of one counter.
     A device session's activity is recorded here (at most every few seconds: one small
-    write), which is the idle lock's clock; other sessions cost one read, as before."""
+    write), which is the idle lock's clock; it is never cached."""
     if not token:
         return None
     now = ctx.clock()
+    session_id = hash_token(token)
+    cache = ctx.session_cache
+    epoch = 0
+    if cache is not None and cache.shared:
+        cache.start()
+        if cache.serving:
+            epoch = cache.epoch()
+            entry = cache.get(session_id, now)
+            if entry is not None:
+                return SignedIn(entry.view, entry.connection, entry.subject, now,
+                                method=entry.method)
     with UnitOfWork(ctx.db, readonly=True) as uow:
-        record = uow.sessions.get_active_state(hash_token(token), now)
+        if cache is not None and not cache.shared:
+            if cache.sync_version(uow.sessions.auth_version()):
+                epoch = cache.epoch()
+                entry = cache.get(session_id, now)
+                if entry is not None:
+                    return SignedIn(entry.view, entry.connection, entry.subject, now,
+                                    method=entry.method)
+            else:
+                cache = None  # an older snapshot than the cache's: read, keep nothing
+        record = uow.sessions.get_active_state(session_id, now)
         if record is None or refusal(record, now) is not None:
             return None
         signed_in = SignedIn(uow.accounts.view(record.account_id), record.connection_slug,
                              record.subject, now, method=record.method,
                              offline=record.offline, device_id=record.device_id)
+    if cache is not None and record.idle_seconds is None and record.device_id is None and \
+            not record.offline and (cache.serving or not cache.shared):
+        cache.put(session_id, CachedSession(
+            record.account_id, signed_in.view, record.connection_slug, record.subject,
+            record.method, record.expires_at, time.monotonic()), epoch)
     if record.idle_seconds is not None and (
             record.last_seen_at is None
             or now - record.last_seen_at >= _touch_every(record.idle_seconds)):
@@ -125,7 +221,20 @@ def end_session(ctx: ServiceContext, token: str | None) -> bool:
     with UnitOfWork(ctx.db) as uow:
         revoked = uow.sessions.revoke(hash_token(token), ctx.clock())
         uow.commit()
+    _forget(ctx, session_id=hash_token(token))
     return revoked
+
+
+def _forget(ctx: ServiceContext, *, session_id: str | None = None,
+            accounts: Collection[str] = ()) -> None:
+    """This process's cache forgets at once what it just revoked (the database's
+    notification does the same on every node, a few milliseconds later)."""
+    if ctx.session_cache is None:
+        return
+    if session_id is not None:
+        ctx.session_cache.evict_session(session_id)
+    for account_id in accounts:
+        ctx.session_cache.evict_account(account_id)
 
 
 def sign_out(ctx: ServiceContext, token: str | None) -> EndedSession | None:
@@ -136,6 +245,7 @@ def sign_out(ctx: ServiceContext, token: str | None) -> EndedSession | None:
     with UnitOfWork(ctx.db) as uow:
         ended = uow.sessions.end(hash_token(token), ctx.clock())
         uow.commit()
+    _forget(ctx, session_id=hash_token(token))
     return ended
 
 
@@ -181,6 +291,7 @@ def revoke_idp_sessions(ctx: ServiceContext, connection: str, *, sid: str | None
             uow.outbox.add(conn.tenant_id, "session.revoked", {
                 "tenant": conn.tenant_slug, "account_id": account_id, **data}, now)
         uow.commit()
+    _forget(ctx, accounts=[account_id for account_id, _ in match.revoked])
     metrics.SESSIONS_REVOKED.inc(sum(count for _, count in match.revoked))
     return match
 

@@ -30,7 +30,12 @@ from jitprov.core.events import unknown_event_types
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.outbound import CHECKED, OutboundPolicy
-from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
+from jitprov.store.records import (
+    DeliveryRecord,
+    DueDelivery,
+    TenantRecord,
+    WebhookEndpointRecord,
+)
 from jitprov.store.unit_of_work import UnitOfWork
 
 MAX_ATTEMPTS = 12  # 5 s doubling to the 1 h cap: about 2.4 h of retries
@@ -125,18 +130,43 @@ def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[st
     return parts._replace(netloc=netloc).geturl(), {"host": host_header}, extensions
 
 
-def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequence[str], *,
-                 actor: str = "cli") -> NewEndpoint:
-    """Subscribe ``url`` to ``event_types`` (``*`` for all). Returns the signing secret, shown
-    once (stored sealed). Raises InvalidInput (UnsafeDestination), NotFound."""
+def check_event_types(event_types: Sequence[str]) -> list[str]:
+    """The subscription as stored (``["*"]`` when empty). Raises InvalidInput for a name
+    outside the catalogue."""
     types = [t.strip() for t in event_types if t.strip()] or ["*"]
     unknown = unknown_event_types(types)
     if unknown:
         raise InvalidInput(f"unknown event type(s) {', '.join(unknown)}: use * or names from "
                            "`jitprov webhooks events`")
+    return types
+
+
+MIN_SECRET_BYTES = 24
+
+
+def check_secret(secret: str) -> None:
+    """A Standard Webhooks signing secret: ``whsec_`` and base64 of at least
+    :data:`MIN_SECRET_BYTES` random bytes. Raises InvalidInput (never quoting it)."""
+    try:
+        raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raw = b""
+    if not secret.startswith("whsec_") or len(raw) < MIN_SECRET_BYTES:
+        raise InvalidInput(f"a webhook secret must be whsec_ followed by the base64 of at "
+                           f"least {MIN_SECRET_BYTES} random bytes")
+
+
+def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequence[str], *,
+                 actor: str = "cli", secret: str | None = None) -> NewEndpoint:
+    """Subscribe ``url`` to ``event_types`` (``*`` for all). Returns the signing secret
+    (``secret`` when given, else a new one), shown once (stored sealed). Raises InvalidInput
+    (UnsafeDestination), NotFound."""
+    types = check_event_types(event_types)
     check_url(url)
     check_destination(url, webhook_policy(ctx))
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if secret is None:
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    check_secret(secret)
     now = ctx.clock()
     with UnitOfWork(ctx.db) as uow:
         ten = uow.config.tenants.get(tenant)
@@ -149,6 +179,53 @@ def add_endpoint(ctx: ServiceContext, tenant: str, url: str, event_types: Sequen
                                        "event_types": types}), now)
         uow.commit()
     return NewEndpoint(endpoint_id, secret)
+
+
+def change_endpoint(ctx: ServiceContext, endpoint_id: int, *,
+                    event_types: Sequence[str] | None = None, secret: str | None = None,
+                    actor: str = "cli") -> None:
+    """Change what is given of an endpoint: its subscriptions, its signing secret (the
+    next deliveries are signed with it). Audited ``webhook.updated`` (the secret's value
+    never). Raises InvalidInput, NotFound."""
+    types = None if event_types is None else check_event_types(event_types)
+    if secret is not None:
+        check_secret(secret)
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        tenant = _endpoint_tenant(uow, endpoint_id)
+        uow.outbox.webhooks.change_endpoint(
+            endpoint_id, event_types=types,
+            sealed_secret=None if secret is None else ctx.secretbox.seal({"secret": secret}))
+        data: dict[str, object] = {"endpoint": endpoint_id}
+        if types is not None:
+            data["event_types"] = types
+        if secret is not None:
+            data["secret_changed"] = True
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("webhook.updated", actor, data),
+                         now)
+        uow.commit()
+
+
+def remove_endpoint(ctx: ServiceContext, endpoint_id: int, *, actor: str = "cli") -> None:
+    """Delete an endpoint and its delivery log; audited ``webhook.removed``. NotFound."""
+    now = ctx.clock()
+    with UnitOfWork(ctx.db) as uow:
+        tenant = _endpoint_tenant(uow, endpoint_id)
+        uow.outbox.webhooks.remove_endpoint(endpoint_id)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent(
+            "webhook.removed", actor, {"endpoint": endpoint_id}), now)
+        uow.commit()
+
+
+def endpoint_secret(ctx: ServiceContext, endpoint_id: int) -> str:
+    """An endpoint's signing secret (for comparison, never shown). Raises NotFound."""
+    with UnitOfWork(ctx.db, readonly=True) as uow:
+        sealed = uow.outbox.webhooks.endpoint_secret(endpoint_id)
+    return str(ctx.secretbox.open(sealed)["secret"])
+
+
+def _endpoint_tenant(uow: UnitOfWork, endpoint_id: int) -> TenantRecord:
+    return uow.config.tenants.get_by_id(uow.outbox.webhooks.endpoint_tenant(endpoint_id))
 
 
 def list_endpoints(ctx: ServiceContext, tenant: str) -> list[WebhookEndpointRecord]:

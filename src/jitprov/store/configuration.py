@@ -61,6 +61,10 @@ class TenantRepository:
         self._c.execute(t.tenant.update().where(t.tenant.c.id == tenant_id)
                         .values(settings=dict(settings)))
 
+    def rename(self, tenant_id: int, name: str) -> None:
+        """Change the tenant's display name (the slug stays)."""
+        self._c.execute(t.tenant.update().where(t.tenant.c.id == tenant_id).values(name=name))
+
     def list(self) -> list[TenantRecord]:
         rows = self._c.execute(sa.select(t.tenant).order_by(t.tenant.c.slug))
         return [TenantRecord(id=r.id, slug=r.slug, name=r.name, created_at=utc(r.created_at))
@@ -122,6 +126,34 @@ class ConnectionRepository:
             raise NotFound(f"no connection {slug!r}")
         return int(row[0])
 
+
+    def update(self, slug: str, *, config: Mapping[str, object], secrets: str | None,
+               now: datetime) -> int:
+        """Replace the config and the sealed secrets, bump the version; returns the new
+        version. Raises NotFound."""
+        row = self._c.execute(
+            t.connection.update().where(t.connection.c.slug == slug)
+            .values(config=dict(config), secrets=secrets, updated_at=now,
+                    version=t.connection.c.version + 1)
+            .returning(t.connection.c.version)).first()
+        if row is None:
+            raise NotFound(f"no connection {slug!r}")
+        return int(row[0])
+
+    def remove(self, slug: str) -> None:
+        """Delete a connection no identity signs in through. Raises NotFound, Conflict (it
+        has identities: deleting it would delete them)."""
+        found = self._c.execute(sa.select(t.connection.c.id)
+                                .where(t.connection.c.slug == slug)).first()
+        if found is None:
+            raise NotFound(f"no connection {slug!r}")
+        identities = self._c.execute(sa.select(sa.func.count()).select_from(t.identity)
+                                     .where(t.identity.c.connection_id == found.id)
+                                     ).scalar_one()
+        if identities:
+            raise Conflict(f"connection {slug!r} has {identities} identities: disable it "
+                           "instead")
+        self._c.execute(t.connection.delete().where(t.connection.c.id == found.id))
 
     def set_enabled(self, slug: str, enabled: bool, now: datetime) -> None:
         """Raises NotFound."""

@@ -196,6 +196,19 @@ def _postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
     return args
 
 
+class WriteCount:
+    """Write transactions this process committed, numbered: the session cache serves from
+    memory only once the database's notifications of every one of them have arrived."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def committed(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
 @dataclass
 class Database:
     """One engine and what we know about it. Build with :meth:`connect`."""
@@ -209,6 +222,7 @@ class Database:
     limits: DatabaseLimits = field(default_factory=DatabaseLimits)
     #: PostgreSQL: whether it is reached through a transaction pooler
     pooling: Pooling = field(default_factory=Pooling)
+    writes: WriteCount = field(default_factory=WriteCount)
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 20, max_overflow: int | None = None,

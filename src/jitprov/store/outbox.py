@@ -43,6 +43,45 @@ class WebhookRepository:
         assert new_id is not None  # noqa: S101
         return int(new_id[0])
 
+    def endpoint_secret(self, endpoint_id: int) -> str:
+        """The sealed signing secret of an endpoint. Raises NotFound."""
+        value = self._c.execute(sa.select(t.webhook_endpoint.c.secret)
+                                .where(t.webhook_endpoint.c.id == endpoint_id)).scalar()
+        if value is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+        return str(value)
+
+    def endpoint_tenant(self, endpoint_id: int) -> int:
+        """The id of the endpoint's tenant. Raises NotFound."""
+        value = self._c.execute(sa.select(t.webhook_endpoint.c.tenant_id)
+                                .where(t.webhook_endpoint.c.id == endpoint_id)).scalar()
+        if value is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+        return int(value)
+
+    def change_endpoint(self, endpoint_id: int, *, event_types: Sequence[str] | None = None,
+                        sealed_secret: str | None = None) -> None:
+        """Replace what is given of an endpoint's subscriptions and secret. NotFound."""
+        values: dict[str, object] = {}
+        if event_types is not None:
+            values["event_types"] = list(event_types)
+        if sealed_secret is not None:
+            values["secret"] = sealed_secret
+        result = self._c.execute(t.webhook_endpoint.update()
+                                 .where(t.webhook_endpoint.c.id == endpoint_id)
+                                 .values(**values))
+        if not result.rowcount:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+
+    def remove_endpoint(self, endpoint_id: int) -> None:
+        """Delete an endpoint and its deliveries. Raises NotFound."""
+        self._c.execute(t.webhook_delivery.delete()
+                        .where(t.webhook_delivery.c.endpoint_id == endpoint_id))
+        result = self._c.execute(t.webhook_endpoint.delete()
+                                 .where(t.webhook_endpoint.c.id == endpoint_id))
+        if not result.rowcount:
+            raise NotFound(f"no webhook endpoint {endpoint_id}")
+
     def endpoints(self, tenant_id: int) -> list[WebhookEndpointRecord]:
         rows = self._c.execute(sa.select(t.webhook_endpoint)
                                .where(t.webhook_endpoint.c.tenant_id == tenant_id)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from jitprov.store import auth_changes
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
 from jitprov.store.records import EndedSession, IdpLogoutMatch, SessionRecord, SessionState
@@ -85,6 +86,11 @@ class SessionRepository:
                             idle_seconds=row.idle_seconds,
                             idp_back=bool(row.offline) and row.idp_ok_at is not None
                             and utc(row.idp_ok_at) > created_at)
+
+    def auth_version(self) -> int:
+        """SQLite: the counter the triggers of migration 0019 bump at each change to what a
+        signed-in session shows (store/auth_changes.py)."""
+        return auth_changes.version(self._c)
 
     def touch(self, session_id: str, now: datetime) -> None:
         """Record activity on the session (the idle lock's clock)."""

@@ -542,3 +542,13 @@ email_domain = sa.Table(
     sa.Column("verified_by", sa.String(200), nullable=False),
     sa.Column("verified_at", TS, nullable=False),
 )
+
+# --- What /auth/verify shows changed ---------------------------------------------------------
+auth_change = sa.Table(
+    # one row, bumped by triggers on SQLite whenever a table the signed-in view is read from
+    # changes (migration 0019): a node's session cache is good while it has not moved.
+    # PostgreSQL's triggers NOTIFY instead (channel ``jitprov_auth``) and leave it alone
+    "auth_change", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)

@@ -114,6 +114,8 @@ class UnitOfWork:
             self._tx.commit()
         except sa.exc.IntegrityError as exc:
             raise RaceLost("commit lost a unique-key race") from exc
+        if not self._readonly:
+            self._db.writes.committed()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

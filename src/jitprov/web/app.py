@@ -18,7 +18,7 @@ from jitprov.services.context import ServiceContext, build_context, open_databas
 from jitprov.services.ratelimit import RateLimiter
 from jitprov.services.records import Database
 from jitprov.settings import Settings
-from jitprov.web import console, errors, tracing
+from jitprov.web import console, errors, i18n, tracing
 from jitprov.web.framing import NoFraming
 from jitprov.web.observability import RateLimit, RequestContext
 from jitprov.web.routes import (
@@ -44,9 +44,13 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    """When the server stops: the metrics bookkeeping of a worker of ``serve --workers``, and
-    the last spans sent when tracing is on."""
+    """When the server stops: the session cache's listening connection closed, the metrics
+    bookkeeping of a worker of ``serve --workers``, and the last spans sent when tracing is
+    on."""
     yield
+    cache = _app.state.ctx.session_cache
+    if cache is not None:
+        cache.stop()
     metrics.process_exiting()
     provider = getattr(_app.state, "tracer_provider", None)
     if provider is not None:
@@ -60,6 +64,9 @@ def create_app(settings: Settings, db: Database | None = None,
     if ctx is None:
         ctx = build_context(settings, db or open_database(settings))
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    i18n.install(templates)  # end-user pages in the reader's language
+    templates.env.globals["passkey_advice"] = i18n.advice_for(
+        {code: errors.ADVICE[code] for code in errors.PASSKEY_ADVICE})
     app = FastAPI(title="jitprov", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/openapi.json", lifespan=_lifespan)
     app.state.ctx = ctx

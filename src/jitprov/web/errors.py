@@ -26,6 +26,7 @@ from jitprov.core.errors import (
 from jitprov.core.text import safe_tree
 from jitprov.services.common import LoginRefused
 from jitprov.web.framing import FRAMING_HEADERS
+from jitprov.web.i18n import N_
 
 log = logging.getLogger("jitprov.web")
 
@@ -38,9 +39,52 @@ STATUS: list[tuple[type[JitprovError], int]] = [
     (DatabaseNotReady, 503),
 ]
 
-TITLES = {400: "The sign-in could not be completed", 403: "Access refused",
-          404: "Not found", 409: "Conflict", 422: "Invalid input", 429: "Too many attempts",
-          503: "Service unavailable", 500: "Something went wrong"}
+# translated when the page renders (web/i18n.py)
+TITLES = {400: N_("The sign-in could not be completed"), 403: N_("Access refused"),
+          404: N_("Not found"), 409: N_("Conflict"), 422: N_("Invalid input"),
+          429: N_("Too many attempts"), 503: N_("Service unavailable"),
+          500: N_("Something went wrong")}
+OTHER_TITLE = N_("Error")
+# what a refusal means for the person reading it, in their language (the detail that follows
+# is the service's own words, in English, for the administrator)
+ADVICE = {
+    "login_expired": N_("The sign-in took too long or was already used. Start again from the "
+                        "start page."),
+    "replay": N_("The sign-in took too long or was already used. Start again from the start "
+                 "page."),
+    "login_foreign": N_("This sign-in was started in another browser or window. Start again "
+                        "here."),
+    "break_glass_refused": N_("The emergency code was not accepted. Ask the administrators "
+                              "for a new one."),
+    "connection_disabled": N_("Signing in through this organisation is switched off. Ask "
+                              "your administrator."),
+    "busy": N_("Many sign-ins happened at once. Try again in a moment."),
+    "unknown_domain": N_("No organisation signs in here with this email address. Check it, "
+                         "or ask your administrator."),
+    "account_inactive": N_("Your account is not active. Ask your administrator."),
+    "denied_by_rule": N_("Your organisation's rules do not let this account sign in here. "
+                         "Ask your administrator."),
+    "email_in_use": N_("An account with your email address already exists: an administrator "
+                       "must link it to you."),
+    "email_ambiguous": N_("An account with your email address already exists: an "
+                          "administrator must link it to you."),
+    "email_unverified": N_("Your identity provider has not verified your email address. "
+                           "Verify it there, or ask your administrator."),
+    "pending_link": N_("An administrator must approve linking this sign-in to your existing "
+                       "account. Try again later."),
+    "internal_error": N_("Something went wrong on our side. Try again; if it happens again, "
+                         "give the request id below to your administrator."),
+    "database_not_ready": N_("The service is busy. Try again in a moment."),
+    "database_timeout": N_("The service is busy. Try again in a moment."),
+    # passkeys (shown by static/passkeys.js from the JSON error's code)
+    "unknown_passkey": N_("This passkey is not registered here. Sign in through your "
+                          "organisation, then add it."),
+    "challenge_expired": N_("That took too long. Try again."),
+    "already_registered": N_("This passkey is already registered."),
+}
+#: the codes whose advice the passkey pages carry for their script
+PASSKEY_ADVICE = ("account_inactive", "unknown_passkey", "challenge_expired",
+                  "already_registered", "busy")
 
 
 def wants_json(request: Request) -> bool:
@@ -60,7 +104,8 @@ def render_error(request: Request, templates: Jinja2Templates, status: int, code
     # the anti-framing headers here too: a 500 page leaves through Starlette's outermost
     # error middleware, past the NoFraming middleware
     return templates.TemplateResponse(request, "error.html", {
-        "title": TITLES.get(status, "Error"), "message": message, "code": code,
+        "title": TITLES.get(status, OTHER_TITLE), "advice": ADVICE.get(code),
+        "message": message, "code": code,
         "request_id": request_id}, status_code=status,
         headers={**FRAMING_HEADERS, **(headers or {})})
 

@@ -29,6 +29,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,17 +105,30 @@ def route_templates(routes: Sequence[object]) -> dict[object, str]:
     return {target: paths[0] for target, paths in seen.items() if len(set(paths)) == 1}
 
 
-def route_of(scope: Scope, templates: dict[object, str]) -> str:
+def route_of(scope: Scope, templates: dict[object, str],
+             routes: Sequence[object] = ()) -> str:
     """The route template that served the request (``/sso/{connection}/login``), from the
-    route the router recorded or else the endpoint it chose; ``unmatched`` when none."""
+    route the router recorded or else the endpoint it chose; for a request answered before
+    the router (a rate limit's 429, the text guard's 400) the first route that matches it;
+    ``unmatched`` when none."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str) and path:
         return path
     endpoint = scope.get("endpoint")
     try:
-        return templates.get(endpoint, "unmatched")
+        found = templates.get(endpoint)
     except TypeError:  # an unhashable endpoint: not one of ours
-        return "unmatched"
+        found = None
+    if found is not None:
+        return found
+    if endpoint is None:
+        for route in routes:
+            matches = getattr(route, "matches", None)
+            path = getattr(route, "path", None)
+            if matches is not None and isinstance(path, str) and \
+                    matches(scope)[0] is not Match.NONE:
+                return path
+    return "unmatched"
 
 
 #: paths machines call (probes, scrapers, proxies' subrequests, APIs): their Host header is
@@ -188,7 +202,7 @@ class RequestContext:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             if self._templates is None:
                 self._templates = route_templates(self.routes)
-            route = route_of(scope, self._templates)
+            route = route_of(scope, self._templates, self.routes)
             metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(method, route).observe(elapsed)
             params = scope.get("path_params") or {}

@@ -384,10 +384,11 @@ def test_user_page_says_why_the_user_has_each_role(app_client: TestClient,
 
     html = app_client.get(f"/admin/users/{account_id}").text
 
-    assert "granted by rule `nurses` (connection idp) at login on 2026-11-28" in html
-    assert "granted by rule `default` (connection idp)" in html
+    assert "granted by rule <code>nurses</code> (connection idp) at login on 2026-11-28" in html
+    assert "granted by rule <code>default</code> (connection idp)" in html
+    assert "`" not in html  # the names are code elements, not Markdown
     assert re.search(r"<strong>charge-nurse</strong> requested by", html)
-    assert "mapped from the identity provider at login (`email`)" in html
+    assert "mapped from the identity provider at login (<code>email</code>)" in html
     assert "<code>u-1</code>" in html  # the identity's subject
 
 

@@ -92,7 +92,8 @@ def begin_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
         conn = uow.config.connections.get(connection_slug)
         check_connection_usable(conn, dev_mode=dev_mode)
         uow.logins.requests.create(state_id=hash_token(state), connection_id=conn.id,
-                                   return_to=safe_return_to(return_to), data=data or {},
+                                   return_to=safe_return_to(return_to, ctx.return_hosts),
+                                   data=data or {},
                                    now=now, expires_at=now + ctx.login_request_ttl)
         uow.commit()
     return state, conn

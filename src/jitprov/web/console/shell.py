@@ -17,11 +17,13 @@ store; on top of it the admin cookie is ``SameSite=Strict`` and a POST whose ``O
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -218,6 +220,16 @@ def when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: str | None) -> Markup:
+    """Plain text whose `backticked` names (as ``services.console`` writes them) become
+    ``<code>`` elements; everything else is escaped."""
+    escaped = str(escape(text or ""))
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", escaped))  # noqa: S704 escaped above
+
+
 class AdminSecurityHeaders:
     """Pure ASGI middleware: the console's security headers on every ``/admin`` response,
     whoever produced it (a page, a redirect, an error handler)."""
@@ -264,4 +276,5 @@ def install(app: Any) -> None:
     app.add_exception_handler(AdminRefused, on_refused)
     templates = app.state.templates
     templates.env.filters["when"] = when
+    templates.env.filters["code_spans"] = code_spans
     app.add_middleware(AdminSecurityHeaders)

@@ -17,7 +17,15 @@ from pydantic import BaseModel, Field
 
 from jitprov.core.events import WEBHOOK_EVENTS
 from jitprov.jobs import saml_metadata
-from jitprov.services import admin, audit_export, console, lifecycle, mapping_preview, webhooks
+from jitprov.services import (
+    admin,
+    audit_export,
+    config_file,
+    console,
+    lifecycle,
+    mapping_preview,
+    webhooks,
+)
 from jitprov.services.identity_tokens import rotate_keys
 from jitprov.services.records import AuditFilter
 from jitprov.services.scim import tokens as scim_tokens
@@ -211,3 +219,39 @@ def revoke_console_sessions(request: Request, body: RevokeSessionsIn,
     """End every open admin console session (of one account if given)."""
     return {"revoked": console.revoke_admin_sessions(ctx_of(request),
                                                      account_id=body.account_id)}
+
+
+@router.get("/config/export")
+def export_configuration(request: Request, _: Admin,
+                         tenant: str | None = None) -> dict[str, str]:
+    """The configuration file (`jitprov export`): tenants (or one), policies, connections,
+    mappings, verified domains, webhooks; secrets as ${ENV_VAR} references."""
+    return {"document": config_file.export_config(ctx_of(request), tenant)}
+
+
+class ConfigApplyIn(BaseModel):
+    document: str = Field(max_length=config_file.MAX_FILE_BYTES,
+                          description="the configuration file (YAML); mappings inline")
+    env: dict[str, str] = Field(
+        {}, description="the values of the ${ENV_VAR} references the document makes; the "
+                        "server's own environment is never read")
+    dry_run: bool = False
+    prune: bool = False
+
+
+@router.post("/config/apply")
+def apply_configuration(request: Request, body: ConfigApplyIn,
+                        who: Admin) -> dict[str, object]:
+    """Make the database say what the document says, all or nothing (`jitprov apply`); a
+    refusal is a 400 naming the document's line and key."""
+    source = config_file.load_source(body.document.encode("utf-8"), "document",
+                                     base_dir=None, env=body.env)
+    # audited as admin-token:<id>:<name> apply:<digest>, the token's name shortened so the
+    # actor fits every *_by column (200 characters)
+    by = f"admin-token:{who.token_id}:{who.name[:100]}"
+    result = config_file.apply_config(ctx_of(request), source, dry_run=body.dry_run,
+                                      prune=body.prune, by=by)
+    return {"actor": result.actor, "dry_run": result.dry_run,
+            "changes": [{"action": c.action, "kind": c.kind, "name": c.name,
+                         "fields": list(c.fields), "line": str(c)} for c in result.changes],
+            "previews": {slug: report.as_dict() for slug, report in result.previews.items()}}

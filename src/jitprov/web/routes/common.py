@@ -39,15 +39,39 @@ def secure_cookies(request: Request) -> bool:
     return settings_of(request).cookie_secure or request.url.scheme == "https"
 
 
+def session_cookie_domain(request: Request) -> str | None:
+    """``JITPROV_COOKIE_DOMAIN`` when this request's host is inside it (the session cookie is
+    then shared by every host of that domain); None otherwise: host-only, as a browser would
+    drop a cookie for a domain its host is outside of (jitprov reached by its address)."""
+    domain = settings_of(request).cookie_domain
+    host = (request.url.hostname or "").lower()
+    if domain and (host == domain or host.endswith("." + domain)):
+        return domain
+    return None
+
+
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """The session cookie; shared with ``JITPROV_COOKIE_DOMAIN`` when set, and then a
+    host-only one of the same name (from before the setting) is expired in the same answer."""
     settings = settings_of(request)
+    domain = session_cookie_domain(request)
+    if domain is not None:
+        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
+                               secure=secure_cookies(request), path="/")
     response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.session_ttl.total_seconds()),
-                        httponly=True, samesite="lax", secure=secure_cookies(request), path="/")
+                        httponly=True, samesite="lax", secure=secure_cookies(request), path="/",
+                        domain=domain)
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
+    """Expire the session cookie, with the same Domain it was set with (and a host-only one
+    of the same name too)."""
+    domain = session_cookie_domain(request)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
                            secure=secure_cookies(request), path="/")
+    if domain is not None:
+        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
+                               secure=secure_cookies(request), path="/", domain=domain)
 
 
 def login_cookie_name(state: str) -> str:

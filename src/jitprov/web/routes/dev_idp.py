@@ -35,7 +35,7 @@ async def idp_page(request: Request) -> Response:
         raise InvalidInput(f"connection {slug} is not a demo connection")
     return templates_of(request).TemplateResponse(request, "dev_idp.html", {
         "connection": slug, "state": request.query_params.get("state", ""),
-        "users": DEMO_USERS})
+        "users": DEMO_USERS, "groups_example": "Nurses, Charge Nurses"})  # the demo's data
 
 
 async def authorize(request: Request) -> Response:

@@ -25,6 +25,7 @@ from jitprov.web.routes.passkeys import (
     PAGE_HEADERS,
     credential_of,
     json_body,
+    just_added,
     login_response,
     relying_party,
     request_id_of,
@@ -96,11 +97,36 @@ async def page(request: Request) -> Response:
     me = view.signed_in.as_me()
     policy = await run_in_threadpool(devices.get_policy, ctx_of(request), device.tenant_slug)
     mine = await run_in_threadpool(passkeys.list_passkeys, ctx_of(request), str(me["id"]))
+    now = ctx_of(request).clock()
+    shift_end = devices.next_shift_boundary(now, policy.shifts, policy.timezone)
     return templates_of(request).TemplateResponse(request, "device.html", {
         "device": device, "me": me, "offline": view.signed_in.offline,
-        "idle_seconds": policy.idle_seconds, "has_passkey": bool(mine),
+        "initials": initials(str(me.get("name") or me.get("email") or "")),
+        "idle_seconds": policy.idle_seconds, "idle_clock": clock(policy.idle_seconds),
+        "shift_end": shift_end, "timezone": policy.timezone,
+        "shift_clock": clock(int((shift_end - now).total_seconds())) if shift_end else "",
+        "has_passkey": bool(mine), "added": just_added(request, mine),
         "can_enrol": (view.signed_in.method or "sso") in passkeys.ENROL_METHODS},
         headers=PAGE_HEADERS)
+
+
+def initials(name: str) -> str:
+    """The photo-less avatar's letters: the first letters of the first and last words of a
+    name ("Ana Lima" -> "AL"), or of an email's local part."""
+    words = name.split("@", 1)[0].replace(".", " ").replace("_", " ").split()
+    if not words:
+        return "?"
+    letters = words[0][0] + (words[-1][0] if len(words) > 1 else "")
+    return letters.upper()
+
+
+def clock(seconds: int) -> str:
+    """A countdown as the kiosk shows it (``device.js`` keeps it running): ``4:59``,
+    ``2:05:00``."""
+    seconds = max(0, seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def passkey_options(request: Request) -> Response:

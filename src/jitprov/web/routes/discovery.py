@@ -30,7 +30,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 async def page(request: Request) -> Response:
     return templates_of(request).TemplateResponse(
         request, "discover.html",
-        {"return_to": safe_return_to(request.query_params.get("return_to"))},
+        {"return_to": safe_return_to(request.query_params.get("return_to"),
+                                     ctx_of(request).return_hosts)},
         headers=NO_STORE)
 
 
@@ -58,7 +59,8 @@ async def find(request: Request) -> Response:
     form = await _form(request)
     found = await run_in_threadpool(discover, ctx_of(request), form.get("email", ""))
     target = f"/sso/{quote(found.connection, safe='')}/login?" + urlencode(
-        {"return_to": safe_return_to(form.get("return_to")), "login_hint": found.login_hint})
+        {"return_to": safe_return_to(form.get("return_to"), ctx_of(request).return_hosts),
+         "login_hint": found.login_hint})
     return RedirectResponse(target, status_code=303, headers=NO_STORE)
 
 

@@ -6,14 +6,15 @@ Signed in and allowed: 200 with identity headers. Not signed in: 401, or with
 (``X-Original-URI`` from nginx, ``X-Forwarded-Uri`` from Traefik and Caddy); with
 ``mode=redirect`` and no ``login``, a 302 to ``/sso/discover`` (the email form of home-realm
 discovery) once a tenant has verified an email domain. ``role=NAME``
-(repeatable) requires one of those roles: 403 otherwise. The session is read from the database
-at every request, so a revoked session or a deactivated account is refused on the very next one.
+(repeatable) requires one of those roles: 403 otherwise. A revoked session or a deactivated
+account is refused on the very next request (the session cache forgets what the database says
+changed: services/session_cache.py).
 The proxy configuration must overwrite client-sent headers of these names (docs/forward-auth/).
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,7 +22,12 @@ from starlette.responses import RedirectResponse, Response
 
 from jitprov.services.discovery import domains_verified
 from jitprov.services.identity_tokens import issue_token
-from jitprov.services.sessions import current_session, safe_return_to
+from jitprov.services.sessions import (
+    allowed_return_url,
+    current_session,
+    safe_return_to,
+    url_origin,
+)
 from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -69,19 +75,48 @@ async def verify(request: Request) -> Response:
 
 async def _unauthenticated(request: Request) -> Response:
     """401; in redirect mode a 302 to the named connection's login, or without ``login`` to
-    the email form of home-realm discovery (``/sso/discover``) once a domain is verified."""
-    if request.query_params.get("mode") == "redirect":
-        login = request.query_params.get("login", "")
-        original = (request.headers.get("x-forwarded-uri")
-                    or request.headers.get("x-original-uri"))
-        query = urlencode({"return_to": safe_return_to(original)})
-        if login:
-            target = f"/sso/{quote(login, safe='')}/login?{query}"
-            return RedirectResponse(target, status_code=302, headers=NO_STORE)
-        if await run_in_threadpool(domains_verified, ctx_of(request)):
-            return RedirectResponse(f"/sso/discover?{query}", status_code=302,
-                                    headers=NO_STORE)
-    return Response("unauthenticated", status_code=401, headers=NO_STORE)
+    the email form of home-realm discovery (``/sso/discover``) once a domain is verified. A
+    401 asked with ``login`` carries that login's address in ``X-Jitprov-Login`` (nginx's
+    ``auth_request`` can only pass a 401 on, and sends the browser there itself).
+
+    The login comes back to the page the proxy was asked for: its path (``X-Forwarded-Uri``,
+    ``X-Original-URI``), on this host. With ``JITPROV_ALLOWED_RETURN_HOSTS`` set and the page
+    on another host (``X-Original-URL``, else ``X-Forwarded-Proto`` + ``X-Forwarded-Host`` +
+    ``X-Forwarded-Uri``), the login is on the base URL's host, whose session cookie
+    ``JITPROV_COOKIE_DOMAIN`` shares, and comes back to the page's absolute URL when its host
+    is listed (else to its path on the base URL's host)."""
+    redirect = request.query_params.get("mode") == "redirect"
+    login = request.query_params.get("login", "")
+    if not redirect and not login:
+        return Response("unauthenticated", status_code=401, headers=NO_STORE)
+    ctx, settings = ctx_of(request), settings_of(request)
+    headers = request.headers
+    path = headers.get("x-forwarded-uri") or headers.get("x-original-uri")
+    full = headers.get("x-original-url")
+    proto, host = headers.get("x-forwarded-proto"), headers.get("x-forwarded-host")
+    if not full and path and proto and host:
+        full = f"{proto}://{host}{path}"
+    if full and not path:
+        try:
+            parts = urlsplit(full)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        except ValueError:  # e.g. an unclosed "[": no path to come back to
+            path = None
+    return_to, prefix = safe_return_to(path), ""
+    if full and ctx.return_hosts and url_origin(full) != url_origin(settings.base_url):
+        prefix = settings.base_url  # another host: the login (and its cookie) is on ours
+        return_to = allowed_return_url(full, ctx.return_hosts) or return_to
+    query = urlencode({"return_to": return_to})
+    if login:
+        target = f"{prefix}/sso/{quote(login, safe='')}/login?{query}"
+    elif await run_in_threadpool(domains_verified, ctx):
+        target = f"{prefix}/sso/discover?{query}"
+    else:
+        return Response("unauthenticated", status_code=401, headers=NO_STORE)
+    if redirect:
+        return RedirectResponse(target, status_code=302, headers=NO_STORE)
+    return Response("unauthenticated", status_code=401,
+                    headers={**NO_STORE, f"{settings.forward_auth_header_prefix}Login": target})
 
 
 ROUTES = [

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from jitprov.services import discovery
+from jitprov.services import devices, discovery
 from jitprov.services.identity_tokens import issue_token, published_keys
 from jitprov.services.login.logout import sign_out_everywhere
 from jitprov.services.sessions import current_session
@@ -31,8 +31,10 @@ async def home(request: Request) -> Response:
                                         request.cookies.get(SESSION_COOKIE))
     choices = None if signed_in else await run_in_threadpool(
         lambda: discovery.landing(ctx, dev_mode=dev_mode))
+    timezone = (await run_in_threadpool(devices.get_policy, ctx, signed_in.view.tenant_slug)
+                ).timezone if signed_in else None
     return templates_of(request).TemplateResponse(request, "home.html", {
-        "me": signed_in.as_me() if signed_in else None,
+        "me": signed_in.as_me() if signed_in else None, "timezone": timezone,
         "connections": choices.connections if choices else [],
         "ask_email": bool(choices and choices.ask_email), "return_to": "/",
         "dev_mode": dev_mode})
@@ -91,6 +93,12 @@ async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def favicon(_request: Request) -> Response:
+    """Browsers that ask for ``/favicon.ico`` without reading the page's icon link."""
+    return RedirectResponse("/static/favicon.svg", status_code=301,
+                            headers={"Cache-Control": "max-age=86400"})
+
+
 ROUTES = [
     ("/", home, ["GET"]),
     ("/me", me, ["GET"]),
@@ -98,4 +106,5 @@ ROUTES = [
     ("/.well-known/jwks.json", jwks, ["GET"]),
     ("/logout", logout, ["POST"]),
     ("/healthz", healthz, ["GET"]),
+    ("/favicon.ico", favicon, ["GET"]),
 ]

@@ -7,6 +7,7 @@ session cookie is SameSite=Lax.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +16,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.webauthn import RelyingParty
-from jitprov.services import passkeys
+from jitprov.services import devices, passkeys
+from jitprov.services.records import PasskeyRecord
 from jitprov.services.sessions import current_session
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -27,7 +29,7 @@ from jitprov.web.routes.common import (
 )
 
 NO_STORE = {"Cache-Control": "no-store"}
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; "
             "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
             "frame-ancestors 'none'")
 PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"}
@@ -66,6 +68,13 @@ def credential_of(body: dict[str, Any]) -> dict[str, Any]:
     return credential
 
 
+def just_added(request: Request, mine: Sequence[PasskeyRecord]) -> PasskeyRecord | None:
+    """The passkey named by ``?added=ID`` (where the enrolment sends the browser), if it is
+    one of the signed-in account's: the page confirms it by name."""
+    added = request.query_params.get("added", "")
+    return next((p for p in mine if str(p.id) == added), None) if added else None
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -78,8 +87,10 @@ async def page(request: Request) -> Response:
     if signed_in is None:
         return RedirectResponse("/passkeys/sign-in", status_code=303, headers=NO_STORE)
     mine = await run_in_threadpool(passkeys.list_passkeys, ctx, signed_in.view.account.id)
+    policy = await run_in_threadpool(devices.get_policy, ctx, signed_in.view.tenant_slug)
     return templates_of(request).TemplateResponse(request, "passkeys.html", {
-        "me": signed_in.as_me(), "passkeys": mine,
+        "me": signed_in.as_me(), "passkeys": mine, "timezone": policy.timezone,
+        "added": just_added(request, mine),
         "can_enrol": (signed_in.method or "sso") in passkeys.ENROL_METHODS
         and not signed_in.offline}, headers=PAGE_HEADERS)
 

@@ -54,8 +54,34 @@
       body: JSON.stringify(body || {})
     });
     const data = await res.json().catch(function () { return {}; });
-    if (!res.ok) throw new Error(data.message || ("HTTP " + res.status));
+    if (!res.ok) {
+      const failure = new Error(data.message || ("HTTP " + res.status));
+      failure.code = data.error;
+      throw failure;
+    }
     return data;
+  }
+  // the page's words, in its language (data-msg-* on #passkey-status), English without them
+  const english = {
+    create: "Follow your browser's prompt to create a passkey…",
+    use: "Follow your browser's prompt to use your passkey…",
+    added: "Passkey added:",
+    unsupported: "This browser does not support passkeys.",
+    cancelled: "The passkey prompt was closed or timed out. Try again."
+  };
+  function msg(key) {
+    const el = document.getElementById("passkey-status");
+    const own = el && el.dataset["msg" + key.charAt(0).toUpperCase() + key.slice(1)];
+    return own || english[key];
+  }
+  // what an error code means for the reader, in the page's language; the server's detail
+  // (English, for the administrator) follows in brackets
+  function adviceFor(code) {
+    const el = document.getElementById("passkey-status");
+    try {
+      const all = JSON.parse((el && el.dataset.advice) || "{}");
+      return Object.prototype.hasOwnProperty.call(all, code) ? all[code] : "";
+    } catch (e) { return ""; }
   }
   function status(text, failed) {
     const el = document.getElementById("passkey-status");
@@ -63,18 +89,19 @@
   }
   async function enrol(button) {
     const nameField = document.getElementById("passkey-name");
-    status("Follow your browser's prompt to create a passkey…");
+    status(msg("create"));
     const options = await post("/passkeys/register/options", {});
     const cred = await navigator.credentials.create({ publicKey: creationOptions(options) });
     const saved = await post("/passkeys/register", {
       credential: credentialJSON(cred), name: nameField ? nameField.value : ""
     });
-    status("Passkey added: " + saved.name);
-    window.location.assign(button.dataset.after || saved.redirect);
+    status(msg("added") + " " + saved.name);
+    const after = button.dataset.after;
+    window.location.assign(after ? after + encodeURIComponent(saved.id) : saved.redirect);
   }
   async function signIn(button) {
     const endpoint = button.dataset.endpoint;
-    status("Follow your browser's prompt to use your passkey…");
+    status(msg("use"));
     const options = await post(endpoint + "/options", {});
     const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
     const result = await post(endpoint, {
@@ -87,9 +114,12 @@
     button.addEventListener("click", function () {
       button.disabled = true;
       actions[button.dataset.passkeyAction](button).catch(function (err) {
-        status(err && err.message ? err.message : String(err), true);
+        if (err && err.name === "NotAllowedError") { status(msg("cancelled"), true); return; }
+        const detail = err && err.message ? err.message : String(err);
+        const advice = err && err.code ? adviceFor(err.code) : "";
+        status(advice ? advice + " (" + detail + ")" : detail, true);
       }).finally(function () { button.disabled = false; });
     });
   });
-  if (!window.PublicKeyCredential) status("This browser does not support passkeys.", true);
+  if (!window.PublicKeyCredential) status(msg("unsupported"), true);
 })();

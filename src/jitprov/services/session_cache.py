@@ -1,0 +1,235 @@
+"""Signed-in sessions kept in memory, per process, so ``/auth/verify`` (every proxied request
+of every app) and ``/me`` need no database read in steady state, and still refuse a revoked
+session, a deactivated account or a changed role at once.
+
+Correct first: the database itself says what changed (store/auth_changes.py).
+
+- PostgreSQL: each commit that touched an account, its sessions, grants or identities (or a
+  tenant or connection: everything) sends a notification; :class:`SessionCache` evicts that
+  account's entries as it arrives (a few milliseconds after the commit, on every node). While
+  the listening connection is down, or before it listens, nothing is served from memory. An
+  entry filled by a read that began before an eviction is never stored (the read may have
+  seen the old rows).
+- SQLite (one host, possibly several processes and the CLI): the same triggers bump one
+  counter row; a request reads that one row instead of the session, the account and its
+  grants, and the whole cache is dropped when it moved.
+
+Not cached: device sessions (their idle lock is a clock, each request may write) and offline
+sessions (their IdP's health decides). An entry lives at most :data:`ENTRY_TTL`, and never
+past its session's expiry; time-bound grants are filtered at each request, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+from jitprov.services import logs
+from jitprov.store.auth_changes import EVERY_ACCOUNT, ChangeListener
+from jitprov.store.database import Database
+from jitprov.store.records import AccountView
+
+log = logs.get_logger("jitprov.session_cache")
+
+#: the longest an entry is served without a database read (defence in depth: every change
+#: is notified, this bounds the cost of one that somehow was not)
+ENTRY_TTL = 60.0
+#: entries kept at most per process (a few KB each: profile, groups, grants); past it the
+#: oldest go first
+MAX_ENTRIES = 20_000
+#: evictions remembered to judge a fill that raced with them (more: the fill is not kept)
+EVICTIONS_KEPT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    account_id: str
+    view: AccountView
+    connection: str | None
+    subject: str | None
+    method: str | None
+    expires_at: datetime  # the session's
+    filled: float  # time.monotonic()
+
+
+class SessionCache:
+    """Entries by session id (the SHA-256 of the cookie). Thread-safe: requests read it from
+    worker threads, the listener evicts from its own."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.shared = db.dialect == "postgresql"  # notified; SQLite: the counter row
+        self._lock = threading.Lock()
+        self._entries: dict[str, Entry] = {}
+        self._by_account: dict[str, set[str]] = {}
+        self._epoch = 0  # bumped at every eviction
+        #: the recent evictions, (epoch, account id or None for all): a fill from before one
+        #: that concerns its account (or everyone) is not stored
+        self._evictions: deque[tuple[int, str | None]] = deque(maxlen=EVICTIONS_KEPT)
+        self._version: int | None = None  # SQLite: the counter the entries are good for
+        self._listening = False
+        self._listener: ChangeListener | None = None
+        self._started = False
+        self._down_logged = False
+
+    # -- PostgreSQL: the listener ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start listening (PostgreSQL, once; later calls do nothing). Through a transaction
+        pooler a ``LISTEN`` cannot hold: the cache stays off and says so once."""
+        if self._started or not self.shared:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        try:  # a first connection decides the pooler question (JITPROV_DB_TRANSACTION_POOLING=auto)
+            with self._db.engine.connect():
+                pass
+        except Exception:  # the database is down: ask again at the next request
+            with self._lock:
+                self._started = False
+            return
+        if self._db.pooling.on:
+            log.info("session_cache_off", reason="the database is reached through a "
+                     "transaction pooler, which cannot keep a LISTEN: sessions are read from "
+                     "the database at each request")
+            return
+        self._listener = ChangeListener(self._db.url, self._changed, self._state,
+                                        self._db.writes)
+        self._listener.start()
+
+    def stop(self) -> None:
+        """Stop listening (the app's shutdown); a later request starts again."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        with self._lock:
+            self._started = False
+
+    def _state(self, listening: bool, error: str | None) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_account.clear()
+            self._evicted(None)
+            if not listening:
+                self._listening = False
+        if listening and self._down_logged:
+            self._down_logged = False
+            log.info("session_cache_on", reason="the database's change notifications are "
+                     "received again")
+        elif error is not None and not self._down_logged:
+            self._down_logged = True
+            log.warning("session_cache_off", reason="the database's change notifications "
+                        "are not received: sessions are read from the database until they "
+                        "are", error=error)
+        if listening:  # (said first: once it serves, the line is in the log)
+            with self._lock:
+                self._listening = True
+
+    def _changed(self, account_id: str) -> None:
+        if account_id == EVERY_ACCOUNT:
+            self.clear()
+        else:
+            self.evict_account(account_id)
+
+    @property
+    def serving(self) -> bool:
+        """PostgreSQL: whether entries may be served: the listener listens, and has handled
+        the notifications of every write this process committed (else the request reads
+        the database, as without a cache)."""
+        listener = self._listener
+        return self._listening and listener is not None and listener.alive and \
+            listener.synced == self._db.writes.value
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def epoch(self) -> int:
+        return self._epoch
+
+    def sync_version(self, version: int) -> bool:
+        """SQLite: the counter read with this request; a newer one drops every entry. False
+        when the request's snapshot is older than one already seen (a read that started
+        before a change another request has seen): it must neither use nor fill the cache."""
+        if version == self._version:
+            return True
+        with self._lock:
+            if self._version is not None and version < self._version:
+                return False
+            if version != self._version:
+                self._entries.clear()
+                self._by_account.clear()
+                self._evicted(None)
+                self._version = version
+        return True
+
+    def get(self, session_id: str, now: datetime) -> Entry | None:
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        if entry.expires_at <= now or time.monotonic() - entry.filled > ENTRY_TTL:
+            self._evict(session_id)
+            return None
+        return entry
+
+    def put(self, session_id: str, entry: Entry, epoch: int) -> None:
+        """Keep ``entry`` unless its account (or everything) was evicted since ``epoch``,
+        read before the database read that produced it: that read may have seen the rows
+        from before the change."""
+        with self._lock:
+            if epoch != self._epoch and not self._untouched_since(epoch, entry.account_id):
+                return
+            if len(self._entries) >= MAX_ENTRIES:
+                oldest = next(iter(self._entries))
+                self._drop(oldest)
+            self._entries[session_id] = entry
+            self._by_account.setdefault(entry.account_id, set()).add(session_id)
+
+    def _untouched_since(self, epoch: int, account_id: str) -> bool:  # under the lock
+        """Whether every eviction after ``epoch`` concerned other accounts (and the log
+        still reaches back that far)."""
+        if not self._evictions or self._evictions[0][0] > epoch + 1:
+            return False
+        return all(target is not None and target != account_id
+                   for at, target in self._evictions if at > epoch)
+
+    def _evicted(self, account_id: str | None) -> None:  # under the lock
+        self._epoch += 1
+        self._evictions.append((self._epoch, account_id))
+
+    def evict_account(self, account_id: str) -> None:
+        with self._lock:
+            self._evicted(account_id)
+            for session_id in self._by_account.pop(account_id, ()):
+                self._entries.pop(session_id, None)
+
+    def evict_session(self, session_id: str) -> None:
+        with self._lock:
+            entry = self._entries.get(session_id)
+            self._evicted(entry.account_id if entry is not None else None)
+            self._drop(session_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._evicted(None)
+            self._entries.clear()
+            self._by_account.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _evict(self, session_id: str) -> None:
+        with self._lock:
+            self._drop(session_id)
+
+    def _drop(self, session_id: str) -> None:  # under the lock
+        entry = self._entries.pop(session_id, None)
+        if entry is not None:
+            sessions = self._by_account.get(entry.account_id)
+            if sessions is not None:
+                sessions.discard(session_id)
+                if not sessions:
+                    del self._by_account[entry.account_id]

@@ -1,0 +1,153 @@
+"""What the database says about changes to the signed-in view (``/me``, ``/auth/verify``):
+the triggers of migration 0019 on accounts, sessions, grants, identities, tenants and
+connections.
+
+PostgreSQL sends ``NOTIFY jitprov_auth`` at each commit that changed one of them, its payload
+the account id (``*``: every account); :class:`ChangeListener` receives them on a connection
+of its own (never through a transaction pooler, which cannot keep a ``LISTEN``). SQLite, one
+host, bumps the row of ``auth_change`` instead: :func:`version` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy as sa
+
+from jitprov.store import tables as t
+from jitprov.store.database import WriteCount
+
+CHANNEL = "jitprov_auth"
+EVERY_ACCOUNT = "*"
+SYNC = "sync:"  # a listener's echo: sync:<pid>:<listener>:<n> (no account id has this form)
+SYNC_TIMEOUT = 5.0
+#: seconds between the listener's round trips when nothing else happens
+HEARTBEAT = 1.0
+#: seconds between looks at this process's write count while waiting for notifications
+POLL = 0.02
+
+_VERSION = sa.select(t.auth_change.c.version).where(t.auth_change.c.id == 1)
+
+
+def version(conn: sa.Connection) -> int:
+    """SQLite: the change counter (0 before the first change)."""
+    return int(conn.execute(_VERSION).scalar() or 0)
+
+
+def conninfo(url: str) -> str:
+    """A libpq URI of a SQLAlchemy PostgreSQL URL (its password kept)."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ChangeListener:
+    """A daemon thread that ``LISTEN``s on :data:`CHANNEL` and calls ``on_change(account_id)``
+    for each notification (``*`` for every account).
+
+    ``synced`` is the number of this process's write transactions (``writes``, counted by
+    the unit of work after each commit) whose notifications have all been handled: when
+    ``writes`` moves, the thread sends a notification of its own and waits for its echo.
+    PostgreSQL delivers notifications in commit order, so every one of the earlier
+    transactions' has been handled by then (a change made here is never served stale here,
+    not even for the milliseconds a notification takes).
+
+    ``on_state(True, None)`` once it listens (a cache may serve from then on),
+    ``on_state(False, error)`` when its connection is lost or cannot be made (a cache must read
+    the database until the next ``True``: notifications sent meanwhile are lost), ``error``
+    the exception's class name. It reconnects every ``retry`` seconds."""
+
+    def __init__(self, url: str, on_change: Callable[[str], None],
+                 on_state: Callable[[bool, str | None], None], writes: WriteCount, *,
+                 connect_timeout: float = 5.0, retry: float = 1.0) -> None:
+        self._conninfo = conninfo(url)
+        self._writes = writes
+        self.synced = -1
+        self._syncs = 0
+        #: time.monotonic() of the last round trip that worked: a listener stuck on a dead
+        #: connection stops looking alive (see :attr:`alive`)
+        self.heard = 0.0
+        self._on_change = on_change
+        self._on_state = on_state
+        self._connect_timeout = connect_timeout
+        self._retry = retry
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._thread = threading.Thread(target=self._run, name="jitprov-auth-listener",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread went round its loop lately (a round trip to the database at
+        least every :data:`HEARTBEAT` seconds); a read stuck on a silent peer is not."""
+        return time.monotonic() - self.heard < 3 * HEARTBEAT
+
+    def _handle(self, payload: str) -> None:
+        if not payload.startswith(SYNC):  # (any node's echo)
+            self._on_change(payload)
+
+    def _sync(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Send an echo and handle every notification up to it."""
+        self._syncs += 1
+        echo = f"{SYNC}{os.getpid()}:{id(self)}:{self._syncs}"
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, echo))
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        echoed = False
+        while not echoed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the database did not echo a notification")
+            # never leave the generator mid-batch: the rest of a batch would be lost
+            for notify in conn.notifies(timeout=remaining, stop_after=1):
+                if notify.payload == echo:
+                    echoed = True
+                else:
+                    self._handle(notify.payload)
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.cancel_safe()
+            except Exception:  # noqa: S110 - stopping: the thread exits either way
+                pass
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True,
+                                     connect_timeout=max(1, int(self._connect_timeout)),
+                                     application_name="jitprov-auth-listener",
+                                     # a peer gone silent (a failover, a cut link) is noticed
+                                     # in seconds, not at the kernel's TCP timeout
+                                     keepalives=1, keepalives_idle=5, keepalives_interval=2,
+                                     keepalives_count=3, tcp_user_timeout=10_000) as conn:
+                    self._conn = conn
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.synced = self._writes.value  # the cache starts empty
+                    self.heard = checked = time.monotonic()
+                    self._on_state(True, None)
+                    while not self._stop.is_set():
+                        writes = self._writes.value
+                        if writes != self.synced:
+                            self._sync(conn)
+                            self.synced = writes
+                        for notify in conn.notifies(timeout=POLL):
+                            self._handle(notify.payload)
+                        if time.monotonic() - checked > HEARTBEAT:
+                            conn.execute("SELECT 1")  # a dead peer shows here, not in a wait
+                            checked = time.monotonic()
+                        self.heard = time.monotonic()
+            except Exception as exc:
+                self._on_state(False, type(exc).__name__)
+                self._stop.wait(self._retry)
+            finally:
+                self._conn = None
+        self._on_state(False, None)

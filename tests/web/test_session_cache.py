@@ -1,0 +1,272 @@
+"""The session cache through ``GET /auth/verify`` and ``/me``: a session seen before is
+answered from memory (PostgreSQL: no connection taken from the pool at all; SQLite: one read of
+the change counter), and every change to what it shows, made on this node, on another node or
+by another process, is seen at the next request (another node's within a second, measured).
+While the database's notifications are not received (the listening connection killed, or a
+transaction pooler in the way) sessions are read from the database as without a cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from jitprov.services import accounts
+from jitprov.services.context import ServiceContext
+from jitprov.services.secretbox import SecretBox
+from jitprov.services.session_cache import SessionCache
+from jitprov.store.database import Database
+from jitprov.testing.builders import setup_connection
+from tests.conftest import TEST_SECRET_KEY, Clock, fresh_database_url
+from tests.web.helpers import make_client, sign_in
+from tests.web.scim_helpers import SCIM_JSON, auth, scim_token
+
+JITPROV = str(Path(sys.executable).with_name("jitprov"))
+
+
+class DatabaseUse:
+    """Connections taken from the pool and statements run through SQLAlchemy."""
+
+    def __init__(self, db: Database) -> None:
+        self.checkouts = self.statements = 0
+        sa.event.listen(db.engine, "checkout", self._checkout)
+        sa.event.listen(db.engine, "before_cursor_execute", self._statement)
+
+    def _checkout(self, *_: object) -> None:
+        self.checkouts += 1
+
+    def _statement(self, *_: object) -> None:
+        self.statements += 1
+
+    def during(self, work: Callable[[], object]) -> tuple[int, int]:
+        before = (self.checkouts, self.statements)
+        work()
+        return self.checkouts - before[0], self.statements - before[1]
+
+
+def wait_for(cache: SessionCache) -> None:
+    """PostgreSQL: until the listener listens and has caught up with this process's writes."""
+    cache.start()
+    deadline = time.monotonic() + 10
+    while not cache.serving:
+        assert time.monotonic() < deadline, "the listener did not start"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def cached(ctx: ServiceContext) -> Iterator[ServiceContext]:
+    setup_connection(ctx)
+    ctx.session_cache = SessionCache(ctx.db)
+    yield ctx
+    ctx.session_cache.stop()
+
+
+@pytest.fixture
+def client(cached: ServiceContext) -> Iterator[TestClient]:
+    with make_client(cached) as c:
+        yield c
+
+
+def test_a_session_seen_before_is_answered_from_memory(client: TestClient,
+                                                       cached: ServiceContext) -> None:
+    assert cached.session_cache is not None
+    sign_in(client)
+    use = DatabaseUse(cached.db)
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)
+    first = client.get("/auth/verify")  # (the first identity token makes a signing key)
+    assert first.status_code == 200
+    assert len(cached.session_cache) == 1
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)  # (after that write's notifications)
+    for _ in range(5):
+        checkouts, statements = use.during(lambda: client.get("/auth/verify"))
+        if cached.session_cache.shared:
+            assert (checkouts, statements) == (0, 0)  # PostgreSQL: not even a pool checkout
+        else:
+            assert (checkouts, statements) == (1, 1)  # SQLite: the change counter, only
+    again = client.get("/auth/verify")
+    assert {k: v for k, v in again.headers.items() if k.startswith("x-jitprov-")
+            and k != "x-jitprov-token"} == {k: v for k, v in first.headers.items()
+                                            if k.startswith("x-jitprov-")
+                                            and k != "x-jitprov-token"}
+    assert client.get("/me").json()["roles"] == ["nurse", "staff"]
+
+
+def _verify_roles(client: TestClient) -> tuple[int, str | None]:
+    r = client.get("/auth/verify")
+    return r.status_code, r.headers.get("x-jitprov-roles")
+
+
+@pytest.mark.parametrize("change", ["logout", "deactivate", "revoke_role", "grant_role",
+                                    "scim_deactivate", "session_expiry"])
+def test_a_change_on_this_node_is_seen_at_the_next_request(
+        client: TestClient, cached: ServiceContext, clock: Clock, change: str) -> None:
+    assert cached.session_cache is not None
+    sign_in(client)
+    account_id = client.get("/me").json()["id"]
+    token = scim_token(cached) if change == "scim_deactivate" else ""
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)
+    assert _verify_roles(client) == (200, "nurse,staff")
+    assert _verify_roles(client) == (200, "nurse,staff")  # (from memory)
+    assert len(cached.session_cache) == 1
+    if change == "logout":
+        assert client.post("/logout").status_code in (200, 303)
+    elif change == "deactivate":
+        accounts.set_account_status(cached, account_id, "deactivated", reason="left")
+    elif change == "revoke_role":
+        accounts.revoke_role(cached, "hospital", account_id, "staff", reason="moved",
+                             actor="admin:ops", block=True)
+    elif change == "grant_role":
+        accounts.grant_role(cached, "hospital", account_id, "pharmacist", reason="cover",
+                            actor="admin:ops")
+    elif change == "scim_deactivate":
+        users = client.get("/scim/v2/hospital/Users", headers=auth(token)).json()
+        (person,) = users["Resources"]
+        r = client.patch(f"/scim/v2/hospital/Users/{person['id']}", headers={
+            **auth(token), "Content-Type": SCIM_JSON}, json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}]})
+        assert r.status_code == 200, r.text
+    else:
+        clock.advance(hours=13)  # past the session's lifetime
+    expected = {"logout": (401, None), "deactivate": (401, None), "scim_deactivate": (401, None),
+                "session_expiry": (401, None), "revoke_role": (200, "nurse"),
+                "grant_role": (200, "nurse,pharmacist,staff")}[change]
+    assert _verify_roles(client) == expected
+
+
+@pytest.fixture
+def other_node(cached: ServiceContext, database_url: str) -> Iterator[ServiceContext]:
+    """A second node on the same database: its own engine, no shared memory."""
+    node = ServiceContext(db=Database.connect(database_url, pool_size=2),
+                          secretbox=SecretBox(TEST_SECRET_KEY), clock=cached.clock)
+    yield node
+    node.db.dispose()
+
+
+@pytest.mark.parametrize("change", ["deactivate", "revoke_role"])
+def test_a_change_on_another_node_is_seen_within_a_second(
+        client: TestClient, cached: ServiceContext, other_node: ServiceContext,
+        change: str) -> None:
+    assert cached.session_cache is not None
+    sign_in(client)
+    account_id = client.get("/me").json()["id"]
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)
+    assert _verify_roles(client) == (200, "nurse,staff")
+    assert len(cached.session_cache) == 1
+    started = time.monotonic()
+    if change == "deactivate":
+        accounts.set_account_status(other_node, account_id, "deactivated", reason="left")
+        expected: tuple[int, str | None] = (401, None)
+    else:
+        accounts.revoke_role(other_node, "hospital", account_id, "staff", reason="moved",
+                             actor="admin:ops", block=True)
+        expected = (200, "nurse")
+    while (seen := _verify_roles(client)) != expected:
+        assert seen == (200, "nurse,staff")  # the old answer until the notification, no other
+        assert time.monotonic() - started < 1.0, "not seen within a second"
+        time.sleep(0.005)
+    if not cached.session_cache.shared:  # SQLite: the counter makes it the very next request
+        assert time.monotonic() - started < 1.0
+
+
+def test_a_change_by_the_cli_in_another_process_is_seen(
+        client: TestClient, cached: ServiceContext, database_url: str, tmp_path: Path) -> None:
+    assert cached.session_cache is not None
+    sign_in(client)
+    account_id = client.get("/me").json()["id"]
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)
+    assert client.get("/auth/verify").status_code == 200
+    done = subprocess.run([JITPROV, "users", "deactivate", account_id, "--reason", "left",
+                           "--database-url", database_url],
+                          env={**os.environ, "JITPROV_SECRET_KEY": TEST_SECRET_KEY},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 1.0
+    while client.get("/auth/verify").status_code != 401:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+@pytest.mark.postgres
+def test_without_notifications_sessions_are_read_from_the_database(
+        request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="jitprov.session_cache")
+    url = fresh_database_url("postgresql", request, tmp_path, sqlite_template)
+    db = Database.connect(url, pool_size=2)
+    node = ServiceContext(db=db, secretbox=SecretBox(TEST_SECRET_KEY), clock=Clock())
+    other = ServiceContext(db=Database.connect(url, pool_size=2),
+                           secretbox=SecretBox(TEST_SECRET_KEY), clock=node.clock)
+    setup_connection(node)
+    cache = node.session_cache = SessionCache(db)
+    try:
+        with make_client(node) as client:
+            sign_in(client)
+            account_id = client.get("/me").json()["id"]
+            assert _verify_roles(client) == (200, "nurse,staff")  # (and a signing key)
+            wait_for(cache)
+            assert _verify_roles(client) == (200, "nurse,staff")
+            use = DatabaseUse(db)
+            assert use.during(lambda: client.get("/auth/verify")) == (0, 0)
+            with db.engine.connect() as conn:  # the listening connection dies
+                killed = conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'jitprov-auth-listener'")).scalars().all()
+            assert killed == [True]
+            deadline = time.monotonic() + 5
+            while cache.serving:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            # while nothing is received, a change elsewhere is seen at once: read, not cached
+            accounts.revoke_role(other, "hospital", account_id, "staff", reason="moved",
+                             actor="admin:ops", block=True)
+            if not cache.serving:
+                checkouts, _ = use.during(lambda: client.get("/auth/verify"))
+                assert checkouts == 1
+            assert _verify_roles(client) == (200, "nurse")
+            wait_for(cache)  # it listens again (a second later) and serves from memory
+            assert _verify_roles(client) == (200, "nurse")
+            assert use.during(lambda: client.get("/auth/verify")) == (0, 0)
+        logged = [r.msg for r in caplog.records if r.name == "jitprov.session_cache"]
+        assert [m["event"] for m in logged if isinstance(m, dict)] == [
+            "session_cache_off", "session_cache_on"]
+    finally:
+        cache.stop()
+        other.db.dispose()
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_through_a_transaction_pooler_the_cache_stays_off(
+        request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    url = fresh_database_url("pgbouncer", request, tmp_path, sqlite_template)
+    db = Database.connect(url, pool_size=2, pooling="on")
+    node = ServiceContext(db=db, secretbox=SecretBox(TEST_SECRET_KEY), clock=Clock())
+    setup_connection(node)
+    cache = node.session_cache = SessionCache(db)
+    try:
+        with make_client(node) as client, caplog.at_level("INFO"):
+            sign_in(client)
+            assert client.get("/auth/verify").status_code == 200  # (and a signing key)
+            use = DatabaseUse(db)
+            for _ in range(3):
+                checkouts, _ = use.during(lambda: client.get("/auth/verify"))
+                assert checkouts == 1
+            assert not cache.serving and len(cache) == 0
+        assert "transaction pooler" in caplog.text
+        assert caplog.text.count("session_cache_off") == 1
+    finally:
+        db.dispose()
