@@ -1,0 +1,353 @@
+"""Where a login's CPU goes in a worker of ``jitprov serve``: py-spy on one worker under load.
+
+``python -m bench.e2e --profile [-n 600] [-c 4] [--flow saml --flow oidc]`` starts the same
+stack as ``bench.e2e`` (SQLite), and for each flow records one of the two workers with
+``py-spy record --pid W --function --nonblocking --format raw`` (all threads, idle samples
+left out) during N first logins at c browsers. It writes the collapsed stacks to
+``bench/results/profiles/e2e-<flow>.txt`` (flamegraph.pl or speedscope read them) and a
+summary to ``bench/results/e2e-profile.md``: the share of the worker's samples spent under
+each step of the request path, converted to CPU microseconds per login with the workers' CPU
+per login measured from /proc in the same window.
+
+py-spy is not a dependency of jitprov: ``pip install py-spy`` (anywhere; ``--py-spy PATH``
+or ``$PY_SPY`` names the binary). It needs ptrace rights on the worker (root, or
+``kernel.yama.ptrace_scope=0``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import e2e
+
+PROFILES = e2e.RESULTS / "profiles"
+RATE = int(os.environ.get("E2E_PYSPY_RATE", "400"))  # samples per second and thread
+MODE = os.environ.get("E2E_PYSPY_MODE", "--function --nonblocking --gil").split()
+
+#: (step, frames that mark it), a frame being "function (file:line)" as py-spy prints it,
+#: matched by substring. A sample goes to the step of the INNERMOST frame that marks one of
+#: these login steps; failing that, to the layer (below) of its innermost frame that marks one.
+STEPS: list[tuple[str, tuple[str, ...]]] = [
+    ("SAML Response verification (validate_response)", ("validate_response (",)),
+    ("ID token verification (validate_id_token)", ("validate_id_token (",)),
+    ("code exchange, client side (exchange_code: httpx, the outbound guard)",
+     ("exchange_code (",)),
+    ("userinfo call, client side (fetch_userinfo)", ("fetch_userinfo (",)),
+    ("provisioning transaction (provision_on_login)", ("provision_on_login (",)),
+    ("login request read and spent (consume_login_request)", ("consume_login_request (",
+                                                              "read_login_request (")),
+    ("connection lookup and its config parsed (connections.get, *_config)",
+     ("ConnectionCache", "connection_config (", "SamlConfig.parse (", "OidcConfig.parse (")),
+    ("AuthnRequest built and RSA-signed (build_authn_request)", ("build_authn_request (",)),
+    ("OIDC authorization request built", ("build_authorization_request (",)),
+    ("login start, the rest: login request row written (start_login)", ("start_login (",)),
+    ("session read (current_session, /me)", ("current_session (",)),
+    ("bounce page rendered (Jinja2)", ("TemplateResponse (", "jinja2/")),
+    ("ACS form read and parsed (_read_form)", ("_read_form (",)),
+    ("cookies (set_cookie, delete_cookie, login_cookie_name)",
+     ("set_cookie (", "delete_cookie (", "login_cookie_name (", "set_login_cookie (",
+      "set_session_cookie (", "clear_login_cookie (")),
+]
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("request context: log line, metrics, request id (web/observability)",
+     ("observability.py",)),
+    ("logging (structlog, stdlib logging)", ("structlog/", "logging/__init__")),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("rate-limit middleware", ("RateLimit", "ratelimit.py", "limits/")),
+    ("text guard middleware (web/text_guard)", ("text_guard.py",)),
+    ("anti-framing middleware (web/framing)", ("framing.py",)),
+    ("OpenTelemetry", ("opentelemetry/",)),
+    ("SQLAlchemy and the unit of work outside the steps", ("sqlalchemy/", "jitprov/store/")),
+    ("thread pool hand-off (anyio, run_in_threadpool, threading)",
+     ("anyio/", "concurrent/futures", "threading.py", "starlette/concurrency")),
+    ("Starlette and FastAPI (routing, Request, Response, middleware)", ("starlette/",
+                                                                         "fastapi/")),
+    ("uvicorn and its HTTP parser (httptools/h11)", ("uvicorn/", "httptools", "h11/")),
+    ("asyncio / uvloop event loop", ("asyncio/", "uvloop")),
+]
+OTHER = "other (no step or layer on the stack)"
+
+
+def _frames(stack: str) -> list[str]:
+    return stack.split(";")
+
+
+def classify(stack: str) -> str:
+    frames = _frames(stack)
+    for table in (STEPS, LAYERS):
+        for frame in reversed(frames):
+            for step, marks in table:
+                if any(mark in frame for mark in marks):
+                    return step
+    return OTHER
+
+
+def read_collapsed(path: Path) -> Counter[str]:
+    """{stack: samples} from py-spy's raw (collapsed) output."""
+    stacks: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks[stack] += int(count)
+    return stacks
+
+
+def self_time(stacks: Counter[str]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        out[_frames(stack)[-1]] += count
+    return out
+
+
+def inclusive(stacks: Counter[str], needle: str) -> int:
+    return sum(c for s, c in stacks.items() if needle in s)
+
+
+def summarise(stacks: Counter[str], us_per_sample: float) -> dict[str, Any]:
+    total = sum(stacks.values())
+    steps: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        steps[classify(stack)] += count
+    return {
+        "samples": total,
+        "steps": [(step, count / total, count * us_per_sample)
+                  for step, count in sorted(steps.items(), key=lambda kv: -kv[1])],
+        "self": [(frame, count / total, count * us_per_sample)
+                 for frame, count in self_time(stacks).most_common(30)],
+    }
+
+
+def py_spy_binary(given: str | None = None) -> str:
+    for candidate in (given, os.environ.get("PY_SPY"), shutil.which("py-spy")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("py-spy not found: pip install py-spy (or set PY_SPY=/path/to/py-spy)")
+
+
+class Recorder:
+    """py-spy on one pid between :meth:`start` and :meth:`stop`; CPU of the workers read
+    from /proc over the same window."""
+
+    def __init__(self, binary: str, pid: int, workers: Sequence[int], out: Path) -> None:
+        self.binary, self.pid, self.workers, self.out = binary, pid, list(workers), out
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cpu0: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+
+    def __call__(self, starting: bool) -> None:
+        if starting:
+            self.proc = subprocess.Popen(
+                [self.binary, "record", "--pid", str(self.pid), "--rate", str(RATE),
+                 *MODE, "--format", "raw", "--output", str(self.out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.cpu0 = {w: e2e.proc_cpu(w) or 0.0 for w in self.workers}
+        else:
+            self.cpu = {w: (e2e.proc_cpu(w) or 0.0) - self.cpu0[w] for w in self.workers}
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGINT)
+            _, err = self.proc.communicate(timeout=60)
+            if not self.out.exists():
+                raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+
+
+def render(note: str | None = None) -> None:
+    """Rewrite e2e-profile.md from e2e-profile.json (``note`` replaces its note)."""
+    saved = json.loads((e2e.RESULTS / "e2e-profile.json").read_text())
+    if note:
+        saved["note"] = note
+        (e2e.RESULTS / "e2e-profile.json").write_text(json.dumps(saved, indent=2) + "\n")
+    profiles = [{**p, "row": saved["rows"][p["flow"]]} for p in saved["profiles"]]
+    (e2e.RESULTS / "e2e-profile.md").write_text(to_markdown(
+        profiles, saved["rows"], saved["in_process"], n=saved.get("n", 300),
+        clients=saved.get("clients", 4), note=saved.get("note"), date=saved.get("date"),
+        load=saved.get("load")))
+
+
+def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
+         py_spy: str | None = None, note: str | None = None) -> None:
+    """The decomposition (probes, logins with and without the request log, the in-process
+    figures), then py-spy on one worker during each flow's logins; writes the summary."""
+    del postgres_url  # SQLite: the server's own work, without the database server's
+    binary = py_spy_binary(py_spy)
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="jitprov-e2e-profile-"))
+    idp = e2e.Idp(workdir)
+    profiles: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    warm = max(2 * clients, 8)
+
+    def probe(server: e2e.Server, name: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        row = e2e.measure(server, url, flow=name, kind="first" if name in e2e.FLOWS
+                          else "probe", clients=clients, n=n, tag=f"{key}", warm=warm,
+                          bounce=True, **kwargs)
+        print(e2e.line_of({**row, "db": "sqlite"}), flush=True)
+        rows[key] = row
+        return row
+
+    try:
+        url = f"sqlite:///{workdir}/profile.db"
+        e2e.prepare_database(url, idp)
+        server = e2e.Server(url, workdir)
+        try:
+            for name in e2e.PROBES:
+                probe(server, name, name)
+            workers = server.workers()
+            for flow in flows:
+                out = PROFILES / f"e2e-{flow}.txt"
+                recorder = Recorder(binary, workers[0], workers, out)
+                row = probe(server, flow, flow, on_window=recorder)
+                stacks = read_collapsed(out)
+                samples = sum(stacks.values())
+                worker_cpu = recorder.cpu[workers[0]]
+                # the profiled worker's samples stand for its CPU; its share of the logins
+                # is its share of the workers' CPU (both run the same code)
+                share = worker_cpu / max(sum(recorder.cpu.values()), 1e-9)
+                us_per_sample = worker_cpu / max(samples, 1) / (n * share) * 1e6
+                profiles.append({
+                    "flow": flow, "row": row, "samples": samples,
+                    "sampled_s": samples / RATE, "worker_cpu_s": worker_cpu,
+                    "workers_cpu_ms_per_login": sum(recorder.cpu.values()) / n * 1e3,
+                    **summarise(stacks, us_per_sample)})
+        finally:
+            server.stop()
+        quiet = e2e.Server(url, workdir, env={"JITPROV_LOG_LEVEL": "WARNING"})
+        try:
+            for flow in flows:
+                probe(quiet, flow, f"{flow}-quiet")
+        finally:
+            quiet.stop()
+    finally:
+        idp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    # SQLite only: an address where no PostgreSQL listens
+    inproc = e2e.in_process(n, "postgresql://postgres@127.0.0.1:9/none", ["sqlite", "-"])
+    date, load = datetime.now(UTC).isoformat(timespec="seconds"), e2e.machine_note()
+    text = to_markdown(profiles, rows, inproc, n=n, clients=clients, note=note, date=date,
+                       load=load)
+    (e2e.RESULTS / "e2e-profile.md").write_text(text)
+    (e2e.RESULTS / "e2e-profile.json").write_text(json.dumps(
+        {"n": n, "clients": clients, "note": note, "date": date, "load": load,
+         "rows": rows, "in_process": inproc,
+         "profiles": [{k: v for k, v in p.items() if k != "row"} for p in profiles]},
+        indent=2) + "\n")
+    print(text)
+
+
+def _ms(rows: dict[str, dict[str, Any]], key: str) -> float | None:
+    row = rows.get(key)
+    return None if row is None else float(row["server_cpu_ms"])
+
+
+def _inproc(inproc: Sequence[dict[str, Any]], needle: str) -> float | None:
+    found = [r["cpu_ms_per_op"] for r in inproc if needle in r["scenario"]]
+    return float(found[0]) if found else None
+
+
+def decomposition(rows: dict[str, dict[str, Any]], inproc: Sequence[dict[str, Any]],
+                  flow: str) -> list[tuple[str, float | None, str]]:
+    """(part, ms per login, how it is measured) of one flow's first login."""
+    full, quiet = _ms(rows, flow), _ms(rows, f"{flow}-quiet")
+    floor = _ms(rows, "healthz")
+    out: list[tuple[str, float | None, str]] = [
+        ("whole first login, server CPU", full, "e2e, this run")]
+    if flow == "saml":
+        start, bounce = _ms(rows, "start-saml"), _ms(rows, "bounce")
+        acs_core = _inproc(inproc, "SAML ACS, first login")
+        acs = None if None in (full, start, bounce) else full - start - bounce  # type: ignore[operator]
+        out += [("GET /sso/saml/login (login start, AuthnRequest signed)", start, "probe"),
+                ("POST ACS without the cookie (bounce page)", bounce, "probe"),
+                ("POST ACS with the cookie (validation, provisioning, session)", acs,
+                 "whole - start - bounce"),
+                ("  of which the in-process ACS (bench.saml, first login)", acs_core,
+                 "in-process, this run"),
+                ("  of which the rest (HTTP, form, cookies, thread hand-off)",
+                 None if None in (acs, acs_core) else acs - acs_core,  # type: ignore[operator]
+                 "difference")]
+        requests = 3
+    else:
+        start = _ms(rows, "start-oidc")
+        core = _inproc(inproc, "OIDC callback, first login")
+        exchange = _inproc(inproc, "client_secret_basic")
+        callback = None if None in (full, start) else full - start  # type: ignore[operator]
+        out += [("GET /sso/oidc/login (login start)", start, "probe"),
+                ("GET callback (code exchange, ID token, provisioning, session)", callback,
+                 "whole - start"),
+                ("  of which the in-process callback (bench.oidc, no exchange)", core,
+                 "in-process, this run"),
+                ("  of which the code exchange, client side (bench.code_exchange)", exchange,
+                 "in-process, this run"),
+                ("  of which the rest (HTTP, cookies, thread hand-off)",
+                 None if None in (callback, core, exchange)
+                 else callback - core - exchange,  # type: ignore[operator]
+                 "difference")]
+        if flow == "oidc-userinfo":
+            out.append(("  of which userinfo (vs the oidc row)",
+                        None if None in (full, _ms(rows, "oidc"))
+                        else full - _ms(rows, "oidc"), "difference"))  # type: ignore[operator]
+        requests = 2
+    out += [(f"the HTTP floor, {requests} requests x GET /healthz", None if floor is None
+             else requests * floor, "probe (included in the parts above)"),
+            ("the request log lines at INFO (vs JITPROV_LOG_LEVEL=WARNING)",
+             None if None in (full, quiet) else full - quiet,  # type: ignore[operator]
+             "difference (included in the parts above)")]
+    return out
+
+
+def to_markdown(profiles: Sequence[dict[str, Any]], rows: dict[str, dict[str, Any]],
+                inproc: Sequence[dict[str, Any]], *, n: int, clients: int,
+                note: str | None = None, date: str | None = None,
+                load: str | None = None) -> str:
+    lines = [f"# Where a login's server CPU goes over HTTP, "
+             f"{date or datetime.now(UTC).isoformat(timespec='seconds')}", "",
+             f"`python -m bench.e2e --profile -n {n} -c {clients}`: `jitprov serve --workers 2`"
+             f" on SQLite, the IdP stub and the load generator in other processes, c={clients},"
+             f" N={n} per row. {load or e2e.machine_note()}.", "",
+             *([note, ""] if note else []),
+             "## The parts of a first login, each measured (server CPU per login, /proc)", "",
+             "Single requests measured alone like the logins (N each, server CPU per "
+             "request):", ""]
+    lines += [f"- {rows[k]['label']}: {rows[k]['server_cpu_ms']:.2f} ms"
+              for k in e2e.PROBES if k in rows]
+    for flow in [p["flow"] for p in profiles]:
+        lines += ["", f"### {e2e.FLOWS[flow][1]}", "", "| part | ms per login | measured as |",
+                  "|---|---:|---|"]
+        lines += [f"| {part} | {'-' if ms is None else f'{ms:.2f}'} | {how} |"
+                  for part, ms, how in decomposition(rows, inproc, flow)]
+    lines += ["", "## py-spy: one worker during the logins", "",
+              f"py-spy {RATE} Hz, `{' '.join(MODE)}`: only the thread holding the GIL is "
+              "sampled, so time in C code that releases it (SQLite's statements, socket "
+              "writes) and in the kernel is not seen; on a loaded machine a thread preempted "
+              "while it holds the GIL is still sampled, which inflates the points where a "
+              "thread wakes another (a socket write to the client, a thread-pool hand-off). "
+              "µs per login = share of samples x the workers' CPU per login in the same "
+              "window: read them as shares, the parts above as the totals.", ""]
+    for r in profiles:
+        row = r["row"]
+        lines += [f"### {row['label']}", "",
+                  f"Server CPU per login (whole tree) {row['server_cpu_ms']:.2f} ms, the workers "
+                  f"{r['workers_cpu_ms_per_login']:.2f} ms; {r['samples']} samples "
+                  f"({r['sampled_s']:.1f} s sampled for {r['worker_cpu_s']:.1f} s of the "
+                  f"profiled worker's CPU). Collapsed stacks: "
+                  f"`bench/results/profiles/e2e-{r['flow']}.txt`.", "",
+                  "| step or layer (`STEPS`, `LAYERS` in `bench/e2e_profile.py`: the "
+                  "innermost step on a sample's stack, else its innermost layer) | share | "
+                  "µs per login |",
+                  "|---|---:|---:|"]
+        lines += [f"| {step} | {share * 100:.1f} % | {us:.0f} |"
+                  for step, share, us in r["steps"]]
+        lines += ["", "Top functions by self time:", "", "| function | share | µs per login |",
+                  "|---|---:|---:|"]
+        lines += [f"| `{frame.replace('|', '/')}` | {share * 100:.1f} % | {us:.0f} |"
+                  for frame, share, us in r["self"][:20]]
+        lines.append("")
+    return "\n".join(lines)
