@@ -170,7 +170,8 @@ def test_serve_two_workers_behind_the_compose_nginx(
     with log_file.open("wb") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen([JITPROV, "serve", "--host", "127.0.0.1", "--port", str(port),
                                  "--workers", "2"], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=out)
+                                stdout=subprocess.DEVNULL, stderr=out,
+                                start_new_session=True)  # its workers stop with it, always
     try:
         wait_until_answering(f"http://127.0.0.1:{port}/healthz", proc, "jitprov serve",
                              log_file, timeout=120)
@@ -244,6 +245,10 @@ def test_serve_two_workers_behind_the_compose_nginx(
             access = nginx.access_log()
     finally:
         _stop(proc, signal.SIGTERM)
+        try:  # a worker still starting when the supervisor went: not left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     log = log_file.read_text("utf-8")
 
     assert all(status < 500 for status in statuses), statuses

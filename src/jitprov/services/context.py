@@ -70,6 +70,14 @@ class ConnectionCache:
         self._entries[slug] = (now, record)
         return record
 
+    def peek(self, slug: str) -> ConnectionRecord | None:
+        """The cached record while fresh, else None (then :meth:`get`, which may read): lets
+        an async caller skip a thread hand-off on a hit."""
+        cached = self._entries.get(slug)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        return None
+
     def forget(self, slug: str) -> None:
         """Drop a slug this process just changed, so its own next read is fresh."""
         self._entries.pop(slug, None)

@@ -64,10 +64,26 @@ _SP_LOCK = threading.Lock()
 _SP_CACHE: dict[str, SpSettings] = {}
 
 
+#: parsed configurations by the identity of the configuration object they come from (kept
+#: alive in the entry, so the identity cannot be reused): a connection record, cached per
+#: process for a few seconds, is parsed once, however many times a login asks
+_PARSED: dict[int, tuple[object, SamlConfig]] = {}
+
+
 def connection_config(conn: ConnectionRecord) -> SamlConfig:
+    """The connection's SAML configuration (parsed once per record read: start, bounce and
+    ACS of one login share it)."""
     if conn.kind != "saml":
         raise InvalidInput(f"connection {conn.slug} is not a SAML connection")
-    return SamlConfig.parse(conn.config)
+    cached = _PARSED.get(id(conn.config))
+    if cached is not None and cached[0] is conn.config:
+        return cached[1]
+    config = SamlConfig.parse(conn.config)
+    with _SP_LOCK:
+        if len(_PARSED) >= _SP_CACHE_MAX:
+            _PARSED.clear()
+        _PARSED[id(conn.config)] = (conn.config, config)
+    return config
 
 
 def sp_for(ctx: ServiceContext, conn: ConnectionRecord, config: SamlConfig,

@@ -188,7 +188,10 @@ async def _saml_acs(request: Request) -> Response:
     slug = request.path_params["connection"]
     ctx = ctx_of(request)
     settings = settings_of(request)
-    conn = await run_in_threadpool(ctx.connections.get, slug)  # unknown: no tenant to audit
+    # unknown: no tenant to audit; cached (most ACS posts): no thread hand-off
+    conn = ctx.connections.peek(slug)
+    if conn is None:
+        conn = await run_in_threadpool(ctx.connections.get, slug)
     try:
         config = saml_config(conn)
         form = await _read_form(request, config.max_response_bytes * 4 // 3 + _FORM_OVERHEAD)
