@@ -1,4 +1,4 @@
-"""WebAuthn relying party: passkeys and security keys (a thin wrapper over py_webauthn 2.x).
+"""WebAuthn relying party: passkeys and security keys (a thin wrapper over py_webauthn 3.x).
 
 Specification implemented: W3C Web Authentication Level 3
 (https://www.w3.org/TR/webauthn-3/):
