@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from jitprov import __version__
 from jitprov.cli.main import main
 from jitprov.core.events import WEBHOOK_EVENTS
-from jitprov.services import admin
+from jitprov.services import admin, devices
 from jitprov.services.context import ServiceContext
 from jitprov.settings import SettingsError, load_settings
 from jitprov.store.unit_of_work import UnitOfWork
@@ -175,7 +175,39 @@ def test_device_policy_is_printed_for_people(capsys: pytest.CaptureFixture[str],
                                 "  idle lock after:       120 s",
                                 "  shift boundaries:      07:00, 19:00 (Europe/Lisbon)",
                                 "  IdP roles trusted for: 168 h",
-                                "  offline sessions last: 30 min"]
+                                "  offline sessions last: 30 min",
+                                "  page language:         each reader's browser language"]
+
+
+def test_a_device_policy_change_touches_only_the_options_given(
+        capsys: pytest.CaptureFixture[str], workdir: Path, ctx: ServiceContext) -> None:
+    stored = devices.get_policy(ctx, "hospital").as_dict()
+    for option, value, key, kept in [
+            ("--idle-seconds", "120", "idle_seconds", 120),
+            ("--shifts", "07:00,19:00", "shifts", ["07:00", "19:00"]),
+            ("--timezone", "Europe/Lisbon", "timezone", "Europe/Lisbon"),
+            ("--roles-max-age-hours", "24", "roles_max_age_seconds", 24 * 3600),
+            ("--offline-minutes", "10", "offline_seconds", 600),
+            ("--locale", "pt", "locale", "pt")]:
+        code, out, err = run(capsys, "device", "set-policy", "--tenant", "hospital",
+                             option, value)
+        assert code == 0, err
+        stored[key] = kept
+        assert devices.get_policy(ctx, "hospital").as_dict() == stored, option  # others kept
+    assert out.splitlines()[-1] == "  page language:         pt"
+    code, out, _ = run(capsys, "device", "set-policy", "--tenant", "hospital",
+                       "--locale", "browser")
+    stored["locale"] = ""  # back to each reader's browser language
+    assert (code, devices.get_policy(ctx, "hospital").as_dict()) == (0, stored)
+
+
+def test_a_language_that_is_not_shipped_is_refused_in_one_line(
+        capsys: pytest.CaptureFixture[str], workdir: Path, ctx: ServiceContext) -> None:
+    code, out, err = run(capsys, "device", "set-policy", "--tenant", "hospital",
+                         "--locale", "fr")
+    assert (code, out) == (2, "")
+    assert err == "error: language 'fr' is not one of the shipped ones: en, pt, es\n"
+    assert devices.get_policy(ctx, "hospital").locale == ""
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,6 +81,7 @@ tenants:
       idle_seconds: 120
       shifts: ["07:00", "19:00"]
       timezone: Europe/Lisbon
+      locale: pt
     connections:
       okta:
         mapping: |
@@ -131,7 +132,7 @@ def test_builds_plans_a_mapping_change_with_its_impact_applies_and_round_trips(
         "create tenant hospital",
         "update policy hospital: dormant_warn_days, dormant_deactivate_days, "
         "audit_retention_days, scim_delete",
-        "update frontline hospital: idle_seconds, shifts, timezone",
+        "update frontline hospital: idle_seconds, shifts, timezone, locale",
         "create connection hospital/okta",
         "create connection hospital/adfs",
         "create domain hospital/hospital.example",
@@ -180,8 +181,9 @@ def test_builds_plans_a_mapping_change_with_its_impact_applies_and_round_trips(
                                                       "account.deactivated"],
         "secret": "${CFG_HOSPITAL_WEBHOOK_1_SECRET}"}]
     assert (hospital["name"], hospital["policy"]["scim_delete"],
-            hospital["frontline"]["shifts"], hospital["domains"]) == (
-        "St Mary's", "erase", ["07:00", "19:00"], {"hospital.example": "okta"})
+            hospital["frontline"]["shifts"], hospital["frontline"]["locale"],
+            hospital["domains"]) == (
+        "St Mary's", "erase", ["07:00", "19:00"], "pt", {"hospital.example": "okta"})
 
 
 def test_applying_the_same_file_twice_changes_nothing_and_writes_no_audit_event(
@@ -255,6 +257,10 @@ BAD_FILES = [
     ("wrong type", ("      idle_seconds: 120", '      idle_seconds: "120"'),
      'idle_seconds: "120"',
      "tenants.hospital.frontline.idle_seconds: Input should be a valid integer"),
+    ("unshipped language", ("      locale: pt", "      locale: fr"),
+     "locale: fr",
+     "tenants.hospital.frontline.locale: Value error, language 'fr' is not one of the "
+     "shipped ones: en, pt, es"),
     ("jitprov's own setting", ("CFG_HOSPITAL_OKTA_CLIENT_SECRET}", "JITPROV_SECRET_KEY}"),
      "JITPROV_SECRET_KEY}",
      "tenants.hospital.connections.okta.oidc.client_secret: ${JITPROV_SECRET_KEY}: a "
@@ -407,7 +413,8 @@ def test_a_mapping_file_is_read_relative_to_the_configuration_file(
     (cli / "conf" / "mappings" / "okta.yaml").write_text(MAPPING + "bogus: 1\n")
     code, _, err = run(capsys, "apply", "-f", "conf/jitprov.yaml")
     assert code == 2
-    assert err.startswith("error: conf/jitprov.yaml:16: "
+    line = text[:text.index("mapping: {file:")].count("\n") + 1
+    assert err.startswith(f"error: conf/jitprov.yaml:{line}: "
                           "tenants.hospital.connections.okta.mapping.file: "
                           "mappings/okta.yaml:"), err
 

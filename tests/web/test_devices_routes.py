@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from jitprov.cli.main import main
 from jitprov.services import accounts, admin, devices
 from jitprov.services.context import ServiceContext
 from jitprov.testing.authenticator import SoftAuthenticator
 from jitprov.testing.builders import setup_connection
+from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import make_client, sign_in
 
 JSON = {"Accept": "application/json"}
@@ -129,6 +131,53 @@ def test_switch_user_on_the_device_and_lock(client: TestClient, ctx: ServiceCont
         devices.enrol_device(ctx, code)
 
 
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        database_url: str, *argv: str) -> tuple[int, str, str]:
+    """``jitprov *argv`` on the test's database: exit code, stdout, stderr."""
+    monkeypatch.setenv("JITPROV_DATABASE_URL", database_url)
+    monkeypatch.setenv("JITPROV_SECRET_KEY", TEST_SECRET_KEY)
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+def test_a_kiosk_speaks_its_tenants_language_else_its_browsers(
+        client: TestClient, ctx: ServiceContext, database_url: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sign_in(client)
+    key = enrol_passkey(client)
+    client.cookies.clear()
+    kiosk(client, ctx)
+    english = {"Accept-Language": "en"}
+    page = client.get("/device", headers=english)
+    assert '<html lang="en" dir="ltr">' in page.text
+    assert "Tap to sign in with your passkey" in page.text
+
+    code, _, err = cli(monkeypatch, capsys, database_url,
+                       "device", "set-policy", "--tenant", "hospital", "--locale", "pt")
+    assert (code, err) == (0, "")
+
+    page = client.get("/device", headers=english)
+    assert '<html lang="pt" dir="ltr">' in page.text
+    assert "Toque para entrar com a sua chave de acesso" in page.text
+    registered = devices.register_device(ctx, "hospital", name="Ward 4", location="Ward 4")
+    enrol = client.get("/device/enrol", params={"code": registered.code}, headers=english)
+    assert "Registar este dispositivo" in enrol.text
+    with make_client(ctx) as stranger:  # no device credential: no tenant, its browser's
+        unknown = stranger.get("/device", headers=english)
+        assert (unknown.status_code, '<html lang="en"' in unknown.text) == (403, True)
+    assert tap(client, key, prefix="/device/passkey").status_code == 200
+    signed_in = client.get("/device", headers=english).text
+    assert '<html lang="pt" dir="ltr">' in signed_in and "Sessão iniciada como" in signed_in
+
+    code, _, _ = cli(monkeypatch, capsys, database_url,
+                     "device", "set-policy", "--tenant", "hospital", "--locale", "browser")
+    page = client.get("/device", headers={"Accept-Language": "es"})
+    assert (code, '<html lang="es" dir="ltr">' in page.text) == (0, True)
+
+
 def test_an_enrolment_link_works_once(client: TestClient, ctx: ServiceContext) -> None:
     code = kiosk(client, ctx)
     r = client.post("/device/enrol", data={"code": code})
@@ -189,6 +238,18 @@ def test_the_admin_api_registers_devices_and_revokes_passkeys(
     bad = client.put("/api/tenants/hospital/frontline-policy", headers=auth,
                      json={"shifts": ["7am"]})
     assert bad.status_code == 400
+    assert policy.json()["locale"] == ""  # each reader's browser language
+    policy = client.put("/api/tenants/hospital/frontline-policy", headers=auth,
+                        json={"idle_seconds": 120, "locale": "pt"})
+    assert (policy.status_code, policy.json()["locale"]) == (200, "pt")
+    stored = client.get("/api/tenants/hospital/frontline-policy", headers=auth).json()
+    assert (stored["locale"], stored["idle_seconds"]) == ("pt", 120)
+    bad = client.put("/api/tenants/hospital/frontline-policy", headers=auth,
+                     json={"locale": "fr"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_input")
+    assert "'fr' is not one of the shipped ones" in bad.json()["message"]
+    assert client.get("/api/tenants/hospital/frontline-policy",
+                      headers=auth).json()["locale"] == "pt"
     down = client.post("/api/connections/idp/health", headers=auth, json={"reachable": False})
     assert down.json() == {"connection": "idp", "reachable": False}
     r = client.post(f"/api/devices/{listed['id']}/revoke", headers=auth)

@@ -1,7 +1,8 @@
 """End-user pages in the reader's language: the catalogues are complete, every visible string
-of an end-user template goes through gettext, the locale follows ``Accept-Language`` (else
-English), ``lang``/``dir`` say so, and dates are written in the reader's locale and the
-tenant's time zone, the zone named."""
+of an end-user template goes through gettext, the locale is the tenant's language on a page
+that knows its tenant, else follows ``Accept-Language`` (else English), ``lang``/``dir`` say
+so, and dates are written in the reader's locale and the tenant's time zone, the zone
+named."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from starlette.testclient import TestClient
 from jitprov.services import devices
 from jitprov.services.context import ServiceContext
 from jitprov.web import i18n
-from tests.web.helpers import idp_response, sign_in, start
+from tests.web.helpers import idp_response, make_client, sign_in, start
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "src" / "jitprov" / "web"
@@ -94,6 +95,28 @@ def test_no_end_user_template_shows_text_outside_gettext(template: str) -> None:
 def test_the_locale_follows_accept_language_else_english(header: str | None,
                                                          expected: str) -> None:
     assert expected == i18n.negotiate(header)
+
+
+def test_the_languages_a_tenant_may_choose_are_the_shipped_catalogues() -> None:
+    shipped = {d.name for d in (WEB / "locales").iterdir()
+               if (d / "LC_MESSAGES" / "messages.po").is_file()}
+    assert shipped == set(devices.SHIPPED_LOCALES) == set(i18n.LOCALES)
+
+
+def test_a_tenants_language_wins_over_the_browsers_on_its_accounts_pages(
+        client: TestClient, ctx: ServiceContext) -> None:
+    english = {"Accept-Language": "en"}
+    devices.set_policy(ctx, "hospital", devices.FrontlinePolicy(locale="pt"))
+    with make_client(ctx) as stranger:  # the landing page knows no tenant: the browser's
+        landing = stranger.get("/", headers=english).text
+    sign_in(client, return_to="/")
+
+    home = client.get("/", headers=english).text
+    mine = client.get("/passkeys", headers=english).text
+
+    assert '<html lang="en" dir="ltr">' in landing
+    assert '<html lang="pt" dir="ltr">' in home and "Id da conta" in home
+    assert '<html lang="pt" dir="ltr">' in mine and "As suas chaves de acesso" in mine
 
 
 def test_the_landing_page_speaks_the_readers_language(client: TestClient) -> None:

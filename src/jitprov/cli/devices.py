@@ -23,6 +23,7 @@ device_app = typer.Typer(no_args_is_help=True, help="Shared devices (kiosks) and
 passkey_app = typer.Typer(no_args_is_help=True, help="Passkeys (WebAuthn) of accounts.")
 
 ACTOR = "cli"
+BROWSER = "browser"  # --locale's word for "no tenant language: each reader's browser's"
 
 
 def enrolment_url(base_url: str, registered: devices.RegisteredDevice) -> str:
@@ -79,6 +80,10 @@ def device_set_policy(
         ] = None,
         offline_minutes: Annotated[int | None, typer.Option(
             help="lifetime of an offline session while the IdP is down (default 30)")] = None,
+        locale: Annotated[str | None, typer.Option(
+            help=f"the language of the tenant's kiosk and account pages: "
+                 f"{', '.join(devices.SHIPPED_LOCALES)}, or {BROWSER} for each reader's "
+                 f"browser language (the default)")] = None,
         database_url: DatabaseUrl = None) -> None:
     """Set the tenant's frontline policy; what is not given stays as it is."""
     ctx = context_for(database_url)
@@ -91,14 +96,17 @@ def device_set_policy(
         roles_max_age_seconds=current.roles_max_age_seconds if roles_max_age_hours is None
         else int(roles_max_age_hours * 3600),
         offline_seconds=current.offline_seconds if offline_minutes is None
-        else offline_minutes * 60)
+        else offline_minutes * 60,
+        locale=current.locale if locale is None else "" if locale == BROWSER else locale)
     devices.set_policy(ctx, tenant, policy, actor=ACTOR)
+    language_of_browser = "each reader's browser language"
     typer.echo(f"tenant {tenant} frontline policy:\n"
                f"  idle lock after:       {policy.idle_seconds} s\n"
                f"  shift boundaries:      {', '.join(policy.shifts) or 'none'} "
                f"({policy.timezone})\n"
                f"  IdP roles trusted for: {policy.roles_max_age_seconds / 3600:g} h\n"
-               f"  offline sessions last: {policy.offline_seconds // 60} min")
+               f"  offline sessions last: {policy.offline_seconds // 60} min\n"
+               f"  page language:         {policy.locale or language_of_browser}")
 
 
 @device_app.command("idp-status")

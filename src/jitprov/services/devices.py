@@ -29,6 +29,9 @@ from jitprov.store.unit_of_work import UnitOfWork
 ENROLMENT_LIFETIME = timedelta(hours=24)
 CREDENTIAL_MAX_AGE = timedelta(days=400)  # the cookie's; the server-side credential has none
 _SHIFT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+#: the languages end-user pages are shipped in, each a catalogue ``web/locales/<lang>``
+#: (tests/web/test_i18n.py checks the two agree); English is the fallback
+SHIPPED_LOCALES = ("en", "pt", "es")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +43,12 @@ class FrontlinePolicy:
     timezone: str = "UTC"
     roles_max_age_seconds: int = 7 * 24 * 3600  # how long IdP-confirmed roles are trusted
     offline_seconds: int = 1800  # TTL of an offline (IdP unreachable) session
+    locale: str = ""  # the language of the tenant's pages; "" = each reader's browser's
 
     def as_dict(self) -> dict[str, object]:
         return {"idle_seconds": self.idle_seconds, "shifts": list(self.shifts),
                 "timezone": self.timezone, "roles_max_age_seconds": self.roles_max_age_seconds,
-                "offline_seconds": self.offline_seconds}
+                "offline_seconds": self.offline_seconds, "locale": self.locale}
 
 
 def policy_from_settings(settings: Mapping[str, object]) -> FrontlinePolicy:
@@ -59,7 +63,8 @@ def policy_from_settings(settings: Mapping[str, object]) -> FrontlinePolicy:
         timezone=str(raw.get("timezone", base.timezone)),
         roles_max_age_seconds=int(raw.get("roles_max_age_seconds",
                                           base.roles_max_age_seconds)),
-        offline_seconds=int(raw.get("offline_seconds", base.offline_seconds)))
+        offline_seconds=int(raw.get("offline_seconds", base.offline_seconds)),
+        locale=str(raw.get("locale", base.locale)))
 
 
 def check_policy(policy: FrontlinePolicy) -> None:
@@ -77,6 +82,9 @@ def check_policy(policy: FrontlinePolicy) -> None:
         raise InvalidInput("roles max age must be 1 minute to 365 days")
     if not 60 <= policy.offline_seconds <= 12 * 3600:
         raise InvalidInput("offline session lifetime must be 1 minute to 12 hours")
+    if policy.locale and policy.locale not in SHIPPED_LOCALES:
+        raise InvalidInput(f"language {policy.locale!r} is not one of the shipped ones: "
+                           f"{', '.join(SHIPPED_LOCALES)}")
 
 
 def next_shift_boundary(now: datetime, shifts: Sequence[str], timezone: str) -> datetime | None:

@@ -3,10 +3,12 @@
 The catalogues are ``locales/<lang>/LC_MESSAGES/messages.po`` beside this module, compiled in
 memory the first time a language is asked for (``babel.messages.pofile`` / ``mofile``): the
 ``.po`` file is the one source, so there is no compiled file to forget to rebuild. The locale
-of a request is negotiated from its ``Accept-Language`` (``babel.Locale.negotiate``; on a
-kiosk that is the device browser's language), else English. Dates and times are written with
-``babel.dates`` in that locale and in the tenant's time zone, the zone named. The admin console
-stays English (its templates call no gettext).
+of a request is the language its tenant's frontline policy names, on a page that knows its
+tenant (:func:`use_tenant_locale`: a kiosk, a signed-in account's pages), else the one
+negotiated from its ``Accept-Language`` (``babel.Locale.negotiate``; on a kiosk that is the
+device browser's language), else English. Dates and times are written with ``babel.dates`` in
+that locale and in the tenant's time zone, the zone named. The admin console stays English
+(its templates call no gettext).
 
 Python strings shown on those pages are marked with :func:`N_` and translated in the
 template, so one extraction (``babel.cfg``) finds them all.
@@ -31,11 +33,14 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from jitprov.services.devices import SHIPPED_LOCALES
+
 LOCALES_DIR = Path(__file__).with_name("locales")
 DOMAIN = "messages"
 DEFAULT_LOCALE = "en"
-#: the shipped languages, each complete (tests/web/test_i18n.py fails on a missing string)
-LOCALES = ("en", "pt", "es")
+#: the shipped languages, each complete (tests/web/test_i18n.py fails on a missing string);
+#: named in services, where a tenant's choice of one is checked
+LOCALES = SHIPPED_LOCALES
 _MAX_ACCEPT_LANGUAGE = 50  # entries read from one Accept-Language header
 
 
@@ -93,6 +98,14 @@ def locale_of(request: Request) -> str:
         locale = negotiate(request.headers.get("accept-language"))
         request.state.locale = locale
     return locale
+
+
+def use_tenant_locale(request: Request, locale: str) -> None:
+    """Serve the request in its tenant's language, when the tenant names a shipped one (the
+    frontline policy's ``locale``); with none, :func:`locale_of` negotiates
+    ``Accept-Language``. Called before the page renders."""
+    if locale in LOCALES:
+        request.state.locale = locale
 
 
 def _request_locale(context: Context) -> str:

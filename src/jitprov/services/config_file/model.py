@@ -16,9 +16,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from jitprov.services import mapping_preview
+from jitprov.services.devices import SHIPPED_LOCALES
 from jitprov.services.lifecycle import MAX_POLICY_DAYS, MIN_AUDIT_RETENTION_DAYS
 
 #: the one version of the file format
@@ -62,6 +70,17 @@ class Frontline(_Strict):
     timezone: str = "UTC"
     roles_max_age_seconds: int = Field(7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     offline_seconds: int = Field(1800, ge=60, le=12 * 3600)
+    locale: str = Field("", description="the language of the tenant's kiosk and account "
+                                        "pages; empty: each reader's browser language",
+                        json_schema_extra={"enum": ["", *SHIPPED_LOCALES]})
+
+    @field_validator("locale")
+    @classmethod
+    def _shipped(cls, locale: str) -> str:
+        if locale and locale not in SHIPPED_LOCALES:
+            raise ValueError(f"language {locale!r} is not one of the shipped ones: "
+                             f"{', '.join(SHIPPED_LOCALES)}")
+        return locale
 
 
 class MappingFile(_Strict):

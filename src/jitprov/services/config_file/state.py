@@ -58,7 +58,7 @@ def read_tenant(ctx: ServiceContext, slug: str) -> TenantState | None:
     frontline = Frontline(idle_seconds=front.idle_seconds, shifts=list(front.shifts),
                           timezone=front.timezone,
                           roles_max_age_seconds=front.roles_max_age_seconds,
-                          offline_seconds=front.offline_seconds)
+                          offline_seconds=front.offline_seconds, locale=front.locale)
     return TenantState(
         record=record, policy=policy, frontline=frontline,
         connections={c.slug: c for c in admin.list_connections(ctx, slug)},

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, devices, passkeys
 from jitprov.services.records import DeviceRecord
+from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,
@@ -40,6 +41,15 @@ async def _device(request: Request) -> DeviceRecord | None:
                                    request.cookies.get(DEVICE_COOKIE))
 
 
+async def _speak_tenants_language(request: Request,
+                                  device: DeviceRecord) -> devices.FrontlinePolicy:
+    """The device's tenant's frontline policy, its language made the page's (a device with
+    no tenant language follows its browser's)."""
+    policy = await run_in_threadpool(devices.get_policy, ctx_of(request), device.tenant_slug)
+    use_tenant_locale(request, policy.locale)
+    return policy
+
+
 def _not_a_device(request: Request) -> Response:
     return templates_of(request).TemplateResponse(
         request, "device_unknown.html", {}, status_code=403, headers=PAGE_HEADERS)
@@ -54,6 +64,7 @@ async def enrol_page(request: Request) -> Response:
     if device is None:
         raise InvalidInput("this enrolment link is not valid: it is unknown, already used or "
                            "expired; ask an administrator for a new one")
+    await _speak_tenants_language(request, device)
     return templates_of(request).TemplateResponse(request, "device_enrol.html", {
         "device": device, "code": code}, headers=PAGE_HEADERS)
 
@@ -80,6 +91,7 @@ async def page(request: Request) -> Response:
     device = await _device(request)
     if device is None:
         return _not_a_device(request)
+    policy = await _speak_tenants_language(request, device)
     view = await run_in_threadpool(lambda: devices.device_view(
         ctx_of(request), device, request.cookies.get(SESSION_COOKIE),
         request_id=request_id_of(request)))
@@ -95,7 +107,6 @@ async def page(request: Request) -> Response:
         clear_session_cookie(request, response)
         return response
     me = view.signed_in.as_me()
-    policy = await run_in_threadpool(devices.get_policy, ctx_of(request), device.tenant_slug)
     mine = await run_in_threadpool(passkeys.list_passkeys, ctx_of(request), str(me["id"]))
     now = ctx_of(request).clock()
     shift_end = devices.next_shift_boundary(now, policy.shifts, policy.timezone)

@@ -80,6 +80,9 @@ class PolicyIn(BaseModel):
     timezone: str = Field("UTC", examples=["Europe/Lisbon"])
     roles_max_age_seconds: int = Field(7 * 86400, ge=60)
     offline_seconds: int = Field(1800, ge=60, le=43200)
+    locale: str = Field("", max_length=35, examples=["pt"], description=(
+        "the language of the tenant's kiosk and account pages, one of "
+        f"{', '.join(devices.SHIPPED_LOCALES)}; empty: each reader's browser language"))
 
 
 @router.get("/tenants/{tenant}/frontline-policy")
@@ -91,7 +94,8 @@ def get_policy(request: Request, tenant: str, _: Admin) -> dict[str, object]:
 def set_policy(request: Request, tenant: str, body: PolicyIn, who: Admin) -> dict[str, object]:
     policy = devices.FrontlinePolicy(
         idle_seconds=body.idle_seconds, shifts=tuple(body.shifts), timezone=body.timezone,
-        roles_max_age_seconds=body.roles_max_age_seconds, offline_seconds=body.offline_seconds)
+        roles_max_age_seconds=body.roles_max_age_seconds, offline_seconds=body.offline_seconds,
+        locale=body.locale)
     return devices.set_policy(ctx_of(request), tenant, policy, actor=who.actor).as_dict()
 
 

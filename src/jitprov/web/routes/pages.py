@@ -11,6 +11,7 @@ from jitprov.services.identity_tokens import issue_token, published_keys
 from jitprov.services.login.logout import sign_out_everywhere
 from jitprov.services.sessions import current_session
 from jitprov.web.errors import render_error
+from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,
@@ -31,8 +32,11 @@ async def home(request: Request) -> Response:
                                         request.cookies.get(SESSION_COOKIE))
     choices = None if signed_in else await run_in_threadpool(
         lambda: discovery.landing(ctx, dev_mode=dev_mode))
-    timezone = (await run_in_threadpool(devices.get_policy, ctx, signed_in.view.tenant_slug)
-                ).timezone if signed_in else None
+    timezone: str | None = None
+    if signed_in:
+        policy = await run_in_threadpool(devices.get_policy, ctx, signed_in.view.tenant_slug)
+        timezone = policy.timezone
+        use_tenant_locale(request, policy.locale)
     return templates_of(request).TemplateResponse(request, "home.html", {
         "me": signed_in.as_me() if signed_in else None, "timezone": timezone,
         "connections": choices.connections if choices else [],

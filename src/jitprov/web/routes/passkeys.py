@@ -19,6 +19,7 @@ from jitprov.protocols.webauthn import RelyingParty
 from jitprov.services import devices, passkeys
 from jitprov.services.records import PasskeyRecord
 from jitprov.services.sessions import current_session
+from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
     ctx_of,
@@ -88,6 +89,7 @@ async def page(request: Request) -> Response:
         return RedirectResponse("/passkeys/sign-in", status_code=303, headers=NO_STORE)
     mine = await run_in_threadpool(passkeys.list_passkeys, ctx, signed_in.view.account.id)
     policy = await run_in_threadpool(devices.get_policy, ctx, signed_in.view.tenant_slug)
+    use_tenant_locale(request, policy.locale)
     return templates_of(request).TemplateResponse(request, "passkeys.html", {
         "me": signed_in.as_me(), "passkeys": mine, "timezone": policy.timezone,
         "added": just_added(request, mine),
