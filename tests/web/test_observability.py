@@ -322,6 +322,7 @@ def test_a_short_metrics_token_is_refused_at_start() -> None:
     ("JITPROV_RATE_LIMIT_LOGIN", "lots"), ("JITPROV_RATE_LIMIT_SCIM", "0/minute"),
     ("JITPROV_TRUSTED_PROXIES", "10.0.0.0/33"), ("JITPROV_LOG_FORMAT", "xml"),
     ("JITPROV_LOG_LEVEL", "LOUD"), ("JITPROV_REDIS_URL", "http://127.0.0.1:6379"),
+    ("JITPROV_SESSION_CACHE", "sometimes"),
 ])
 def test_bad_operations_settings_are_refused_naming_the_variable(variable: str,
                                                                  value: str) -> None:

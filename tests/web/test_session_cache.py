@@ -270,3 +270,31 @@ def test_through_a_transaction_pooler_the_cache_stays_off(
         assert caplog.text.count("session_cache_off") == 1
     finally:
         db.dispose()
+
+
+def test_a_shared_device_session_is_never_kept_and_still_locks_when_idle(
+        client: TestClient, cached: ServiceContext, clock: Clock) -> None:
+    """A device session's idle lock is a clock and each request may move it: read at every
+    request, never cached."""
+    from tests.web.test_devices_routes import enrol_passkey, kiosk, tap
+
+    assert cached.session_cache is not None
+    sign_in(client)
+    key = enrol_passkey(client)
+    client.cookies.clear()
+    kiosk(client, cached)
+    assert tap(client, key, prefix="/device/passkey").status_code == 200
+    if cached.session_cache.shared:
+        wait_for(cached.session_cache)
+    for _ in range(3):
+        assert client.get("/auth/verify").status_code == 200
+    assert len(cached.session_cache) == 0
+    clock.advance(minutes=6)  # past the default idle lock of 5 minutes
+    assert client.get("/auth/verify").status_code == 401
+
+
+@pytest.mark.parametrize(("value", "on"), [("", True), ("on", True), ("off", False)])
+def test_the_cache_is_on_unless_the_setting_says_off(value: str, on: bool) -> None:
+    from jitprov.settings import load_operations
+
+    assert load_operations({"JITPROV_SESSION_CACHE": value}).session_cache is on
