@@ -54,10 +54,6 @@ _CONSUME_LOGIN = Prepared(
     .values(consumed_at=_B("b_now"))
     .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
                t.login_request.c.data, t.login_request.c.expires_at))
-#: every login's start writes one: built and compiled once (store/fast.py)
-_CREATE_LOGIN = Prepared(t.login_request.insert().values(
-    id=_B("b_id"), connection_id=_B("b_conn"), return_to=_B("b_return_to"),
-    data=_B("b_data"), created_at=_B("b_now"), expires_at=_B("b_expires"), consumed_at=None))
 _PEEK_LOGIN = (
     sa.select(t.login_request.c.connection_id, t.login_request.c.return_to,
               t.login_request.c.data, t.login_request.c.expires_at)
@@ -73,9 +69,9 @@ class LoginRequestRepository:
 
     def create(self, *, state_id: str, connection_id: int, return_to: str,
                data: Mapping[str, object], now: datetime, expires_at: datetime) -> None:
-        _CREATE_LOGIN.rowcount(self._c, {"b_id": state_id, "b_conn": connection_id,
-                                         "b_return_to": return_to, "b_data": dict(data),
-                                         "b_now": now, "b_expires": expires_at})
+        self._c.execute(t.login_request.insert().values(
+            id=state_id, connection_id=connection_id, return_to=return_to, data=dict(data),
+            created_at=now, expires_at=expires_at, consumed_at=None))
 
     def consume(self, state_id: str, now: datetime) -> LoginRequestRecord | None:
         """Mark the request used and return it; None if unknown, expired or already used.
