@@ -1,7 +1,9 @@
-"""Login state (store/logins.py) on SQLite and PostgreSQL: a login request is single use and
-expires, and of any number of concurrent consumers exactly one gets the record; the SAML ACS
-peeks at one without spending it; an assertion ID is accepted once per connection, by exactly
-one of any number of concurrent ACS requests on any node, and expired IDs are purged."""
+"""Login state (store/logins.py) on SQLite and PostgreSQL: a stored request (a SAML
+LogoutRequest in flight) is single use and expires, and of any number of concurrent consumers
+exactly one gets the record; a login is spent once, by exactly one of any number of concurrent
+callbacks, and forgotten when its request expired; an assertion ID is accepted once per
+connection, by exactly one of any number of concurrent ACS requests on any node, and expired
+IDs are purged."""
 
 from __future__ import annotations
 
@@ -92,36 +94,58 @@ def test_exactly_one_of_concurrent_consumers_gets_the_request(
     assert DATA == winners[0].data
 
 
-def test_peek_reads_an_unspent_login_without_spending_it(db: Database, clock: Clock,
-                                                        connection: ConnectionRecord) -> None:
+def spend(db: Database, clock: Clock, connection: ConnectionRecord, state: str = "s" * 64,
+          *, commit: bool = True) -> bool:
     with UnitOfWork(db) as uow:
-        uow.logins.requests.create(state_id="s" * 64, connection_id=connection.id,
-                                   return_to="/me", data={"request_id": "_r1"}, now=clock(),
-                                   expires_at=clock() + timedelta(minutes=10))
-        uow.commit()
-    with UnitOfWork(db, readonly=True) as uow:
-        peeked = uow.logins.saml_requests.peek("s" * 64, clock())
-        assert uow.logins.saml_requests.peek("t" * 64, clock()) is None
-    assert peeked is not None
-    assert (peeked.connection_id, peeked.return_to, peeked.data) == (
-        connection.id, "/me", {"request_id": "_r1"})
-    with UnitOfWork(db) as uow:
-        assert uow.logins.requests.consume("s" * 64, clock()) is not None
-        uow.commit()
-    with UnitOfWork(db, readonly=True) as uow:
-        assert uow.logins.saml_requests.peek("s" * 64, clock()) is None
+        first = uow.logins.requests.spend(state_id=state, connection_id=connection.id,
+                                          return_to="/me", now=clock(),
+                                          expires_at=clock() + timedelta(minutes=10))
+        if commit:
+            uow.commit()
+    return first
 
 
-def test_peek_ignores_an_expired_login(db: Database, clock: Clock,
-                                       connection: ConnectionRecord) -> None:
-    with UnitOfWork(db) as uow:
-        uow.logins.requests.create(state_id="s" * 64, connection_id=connection.id,
-                                   return_to="/", data={}, now=clock(),
-                                   expires_at=clock() + timedelta(minutes=10))
-        uow.commit()
-    clock.advance(minutes=10)
+def test_a_login_is_spent_once_and_reads_as_spent(db: Database, clock: Clock,
+                                                  connection: ConnectionRecord) -> None:
     with UnitOfWork(db, readonly=True) as uow:
-        assert uow.logins.saml_requests.peek("s" * 64, clock()) is None
+        assert uow.logins.requests.is_spent("s" * 64) is False
+    assert spend(db, clock, connection) is True
+    assert spend(db, clock, connection) is False
+    assert spend(db, clock, connection, "t" * 64) is True
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.logins.requests.is_spent("s" * 64) is True
+        assert uow.logins.requests.is_spent("u" * 64) is False
+
+
+def test_a_spend_rolled_back_leaves_the_login_unspent(db: Database, clock: Clock,
+                                                      connection: ConnectionRecord) -> None:
+    assert spend(db, clock, connection, commit=False) is True
+    assert spend(db, clock, connection) is True
+
+
+def test_exactly_one_of_concurrent_spenders_wins(db: Database, clock: Clock,
+                                                connection: ConnectionRecord) -> None:
+    start = threading.Barrier(CONSUMERS)
+
+    def spender() -> bool:
+        start.wait(timeout=30)  # all threads race for the same key
+        return spend(db, clock, connection)
+
+    with ThreadPoolExecutor(max_workers=CONSUMERS) as pool:
+        futures = [pool.submit(spender) for _ in range(CONSUMERS)]
+        results = [f.result(timeout=60) for f in futures]
+
+    assert sorted(results) == [False] * (CONSUMERS - 1) + [True]
+
+
+def test_spent_logins_are_purged_once_their_request_expired(
+        db: Database, clock: Clock, connection: ConnectionRecord) -> None:
+    assert spend(db, clock, connection) is True
+    with UnitOfWork(db) as uow:
+        assert uow.logins.requests.purge_expired(clock() + timedelta(minutes=9)) == 0
+        assert uow.logins.requests.purge_expired(clock() + timedelta(minutes=11)) == 1
+        uow.commit()
+    assert spend(db, clock, connection) is True
 
 
 def remember(db: Database, connection_id: int, assertion_id: str, clock: Clock,

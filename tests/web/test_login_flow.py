@@ -41,6 +41,41 @@ def test_return_to_outside_this_site_becomes_root(client: TestClient, target: st
     assert r.headers["location"] == "/"
 
 
+def test_starting_a_login_writes_nothing_and_seals_the_request_in_its_cookie(
+        client: TestClient, ctx: ServiceContext) -> None:
+    import sqlalchemy as sa
+
+    from jitprov.store import tables as t
+
+    r = client.get("/sso/idp/login", params={"return_to": "/apps/wiki?tab=2"})
+    assert r.status_code == 303
+    state = r.headers["location"].split("state=", 1)[1]
+    cookie = r.headers["set-cookie"]
+    name, value = cookie.split(";", 1)[0].split("=", 1)
+    assert name.startswith("jitprov_login_")
+    assert "httponly" in cookie.lower() and "path=/sso/" in cookie.lower()
+    for plain in (state, "/apps/wiki", "hospital"):  # sealed: nothing readable in it
+        assert plain not in value
+    with ctx.db.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.login_request)
+                            ).scalar_one() == 0
+    r = client.post("/sso/idp/mock/callback", data=idp_response(client, state))
+    assert (r.status_code, r.headers["location"]) == (303, "/apps/wiki?tab=2")
+    with ctx.db.engine.connect() as conn:  # spent: its hash kept until it expires
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.login_request)
+                            .where(t.login_request.c.consumed_at.is_not(None))
+                            ).scalar_one() == 1
+
+
+def test_a_return_to_too_long_for_the_cookie_is_a_readable_400(client: TestClient) -> None:
+    assert client.get("/sso/idp/login",
+                      params={"return_to": "/" + "a" * 2047}).status_code == 303
+    r = client.get("/sso/idp/login", params={"return_to": "/" + "a" * 2048})
+    assert r.status_code == 400
+    assert "return_to: longer than 2048 characters" in r.text
+    assert "Traceback" not in r.text
+
+
 def test_me_without_session_is_401_json(client: TestClient) -> None:
     r = client.get("/me")
     assert r.status_code == 401
@@ -123,8 +158,11 @@ def test_callback_from_another_browser_is_refused(client: TestClient, ctx: Servi
         assert "not started in this browser" in r.text
         assert victim.get("/me").status_code == 401
     assert admin.list_accounts(ctx, "hospital") == []
-    # and the state is spent: the attacker cannot use it afterwards either
-    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 400
+    # a refused attempt spends nothing (whoever learns a state cannot burn a login they do
+    # not hold): only the browser that started it completes it, once
+    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 303
+    assert [a.account.profile.get("email") for a in admin.list_accounts(ctx, "hospital")] == [
+        "mallory@hospital.example"]
 
 
 def test_session_cookie_is_secure_when_served_over_https(ctx: ServiceContext) -> None:
@@ -187,9 +225,14 @@ def test_every_failed_login_is_audited_as_login_failed(client: TestClient,
     fields = idp_response(client, state)
     with make_client(ctx) as other_browser:
         assert other_browser.post("/sso/idp/mock/callback", data=fields).status_code == 400
+    # another browser could not spend it: the browser that started it signs in, once
+    login_cookies = {k: v for k, v in client.cookies.items() if k.startswith("jitprov_login_")}
+    assert client.post("/sso/idp/mock/callback", data=fields).status_code == 303
+    for name, value in login_cookies.items():  # the same callback again, cookie and all
+        client.cookies.set(name, value, path="/sso/")
     assert client.post("/sso/idp/mock/callback", data=fields).status_code == 400  # spent
     failed = [e for e in audit_export.iter_events(ctx, "hospital") if e.type == "login.failed"]
     assert [e.data["code"] for e in failed] == ["invalid_response", "login_foreign",
                                                 "login_expired"]
     assert all(e.request_id for e in failed)
-    assert admin.list_accounts(ctx, "hospital") == []
+    assert len(admin.list_accounts(ctx, "hospital")) == 1

@@ -187,8 +187,19 @@ def test_callback_replayed_or_from_another_browser_is_refused(
     with TestClient(create_app(settings, ctx=oidc_ctx), base_url="http://testserver",
                     raise_server_exceptions=False, follow_redirects=False) as other:
         assert other.get(back).status_code == 400
-    assert browser.get(back).status_code == 400  # the state is spent
     assert admin.list_accounts(oidc_ctx, "hospital") == []
+    cookies = {k: v for k, v in browser.cookies.items() if k.startswith("jitprov_login_")}
+    # the refusal spent nothing: the browser that started the login completes it
+    assert browser.get(back).status_code == 303
+    assert browser.get(back).status_code == 400  # the state is spent (its cookie is gone)
+    # the same callback with its binding cookie: the provider redeems a code once
+    for name, value in cookies.items():
+        browser.cookies.set(name, value, path="/sso/")
+    assert browser.get(back).status_code == 400
+    failed = [e.data["code"] for e in audit_export.iter_events(oidc_ctx, "hospital")
+              if e.type == "login.failed"]
+    assert failed[:2] == ["login_foreign", "login_expired"] and len(failed) == 3
+    assert len(admin.list_accounts(oidc_ctx, "hospital")) == 1
 
 
 def test_expired_id_token_is_refused(browser: TestClient, provider: FakeProvider,

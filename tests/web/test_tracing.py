@@ -55,11 +55,14 @@ def test_a_login_is_traced_by_route_with_sql_and_provisioning_spans(
     [provision] = [s for s in spans if s.name == "jitprov.login.provision"]
     assert dict(provision.attributes or {}) == {"connection": "idp", "tenant": "hospital",
                                                 "outcome": "create"}
-    [route] = [s for s in spans if s.name == "GET /sso/{connection}/login"]
-    inserts = [s for s in spans if str((s.attributes or {}).get("db.statement", ""))
-               .startswith("INSERT INTO login_request")]
-    assert inserts and inserts[0].parent is not None
-    assert inserts[0].parent.span_id == route.context.span_id  # SQL under its request
+    [route] = [s for s in spans if s.name == "POST /sso/{connection}/mock/callback"]
+    assert provision.parent is not None
+    assert provision.parent.span_id == route.context.span_id  # under its request
+    # the login request is spent in the provisioning transaction: its SQL under that span
+    spends = [s for s in spans if str((s.attributes or {}).get("db.statement", ""))
+              .startswith("INSERT INTO login_request")]
+    assert len(spends) == 1 and spends[0].parent is not None
+    assert spends[0].parent.span_id == provision.context.span_id
     assert any(s.parent is not None and s.parent.span_id == provision.context.span_id
                for s in spans), "the provisioning's database work is its child"
     everything = _all_values(exporter)

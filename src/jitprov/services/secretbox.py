@@ -23,19 +23,35 @@ class SecretsUnreadable(JitprovError):
     code = "secrets_unreadable"
 
 
-def _fernet(secret_key: str) -> Fernet:
-    derived = hashlib.sha256(b"jitprov connection secrets\0" + secret_key.encode()).digest()
+#: the label of the Fernet keys that seal connection secrets (and the session's logout data)
+SECRETS_LABEL = "jitprov connection secrets"
+
+
+def _fernet(secret_key: str, label: str = SECRETS_LABEL) -> Fernet:
+    derived = hashlib.sha256(label.encode() + b"\0" + secret_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
 class SecretBox:
     """Encrypts JSON objects of secrets under the newest key; opens them under any key."""
 
-    def __init__(self, secret_key: str, previous_keys: Sequence[str] = ()) -> None:
+    def __init__(self, secret_key: str, previous_keys: Sequence[str] = (), *,
+                 label: str = SECRETS_LABEL) -> None:
         if not secret_key:
             raise ValueError("a secret key is required to encrypt connection secrets")
-        self._newest = _fernet(secret_key)
-        self._all = MultiFernet([self._newest, *(_fernet(key) for key in previous_keys)])
+        self._keys = (secret_key, *previous_keys)
+        self._newest = _fernet(secret_key, label)
+        self._all = MultiFernet([self._newest, *(_fernet(key, label) for key in previous_keys)])
+        self._derived: dict[str, SecretBox] = {}
+
+    def derive(self, label: str) -> SecretBox:
+        """A box with the same configured keys under another label: what it seals, no box
+        of another label opens (a value sealed for one purpose is never taken for another).
+        Built once per label."""
+        box = self._derived.get(label)
+        if box is None:
+            box = self._derived[label] = SecretBox(self._keys[0], self._keys[1:], label=label)
+        return box
 
     def __repr__(self) -> str:
         return "SecretBox(<key hidden>)"

@@ -1,6 +1,7 @@
-"""Login state shared by every node: the requests of logins in flight (single use, expiring),
-the SAML ACS's read-only look at one before it verifies the Response, and the SAML assertion
-replay cache. ``uow.logins`` groups them.
+"""Login state shared by every node: the logins already spent (a login request itself travels
+sealed in the browser's binding cookie; only its spending is written, so it is single use on
+every node), the SAML LogoutRequests in flight, and the replay caches of SAML assertions and
+single-use tokens. ``uow.logins`` groups them.
 
 Same contract as every repository here: narrow methods over one open transaction (see
 ``unit_of_work.py``), copies out (records of ``records.py``), never a SQLAlchemy exception.
@@ -47,6 +48,21 @@ def _insert_token_ignoring_duplicates(dialect: str) -> sa.Insert:
 
 _REMEMBER_TOKEN = {name: _insert_token_ignoring_duplicates(name)
                    for name in ("postgresql", "sqlite")}
+
+
+def _insert_spent_login(dialect: str) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of a spent login into ``login_request``."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(t.login_request)
+            .values(id=_B("state_id"), connection_id=_B("connection_id"),
+                    return_to=_B("return_to"), data=_B("data"), created_at=_B("now"),
+                    expires_at=_B("expires_at"), consumed_at=_B("now"))
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.login_request.c.id))
+
+
+_SPEND_LOGIN = {name: _insert_spent_login(name) for name in ("postgresql", "sqlite")}
+_IS_SPENT = sa.select(t.login_request.c.consumed_at).where(t.login_request.c.id == _B("state_id"))
 _CONSUME_LOGIN = Prepared(
     t.login_request.update()
     .where(t.login_request.c.id == _B("b_id"), t.login_request.c.consumed_at.is_(None),
@@ -54,15 +70,11 @@ _CONSUME_LOGIN = Prepared(
     .values(consumed_at=_B("b_now"))
     .returning(t.login_request.c.connection_id, t.login_request.c.return_to,
                t.login_request.c.data, t.login_request.c.expires_at))
-_PEEK_LOGIN = (
-    sa.select(t.login_request.c.connection_id, t.login_request.c.return_to,
-              t.login_request.c.data, t.login_request.c.expires_at)
-    .where(t.login_request.c.id == _B("state_id"), t.login_request.c.consumed_at.is_(None),
-           t.login_request.c.expires_at > _B("now")))
 
 
 class LoginRequestRepository:
-    """Server-side state of logins in flight: single use, expiring, shared by all nodes."""
+    """Rows by the SHA-256 of a ``state``: the logins already spent (until their request
+    expires), and the SAML LogoutRequests in flight (single use, expiring)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
@@ -72,6 +84,23 @@ class LoginRequestRepository:
         self._c.execute(t.login_request.insert().values(
             id=state_id, connection_id=connection_id, return_to=return_to, data=dict(data),
             created_at=now, expires_at=expires_at, consumed_at=None))
+
+    def spend(self, *, state_id: str, connection_id: int, return_to: str, now: datetime,
+              expires_at: datetime) -> bool:
+        """Record the login ``state_id`` as spent. True the first time; False when it was
+        already spent, by this or any concurrent transaction on any node (the primary key
+        decides; no exception escapes, the transaction stays usable)."""
+        statement = _SPEND_LOGIN["postgresql" if self._c.dialect.name == "postgresql"
+                                 else "sqlite"]
+        result = self._c.execute(statement, {
+            "state_id": state_id, "connection_id": connection_id, "return_to": return_to,
+            "data": {}, "now": now, "expires_at": expires_at})
+        return result.first() is not None
+
+    def is_spent(self, state_id: str) -> bool:
+        """Whether a login ``state_id`` was spent here (and not yet purged)."""
+        row = self._c.execute(_IS_SPENT, {"state_id": state_id}).first()
+        return row is not None and row.consumed_at is not None
 
     def consume(self, state_id: str, now: datetime) -> LoginRequestRecord | None:
         """Mark the request used and return it; None if unknown, expired or already used.
@@ -115,33 +144,13 @@ class SamlReplayRepository:
         return int(result.rowcount)
 
 
-class SamlLoginRequestReader:
-    """The ACS reads the login it answers before verifying the Response (the AuthnRequest ID
-    and the browser binding); the login is spent later, in the provisioning transaction
-    (``LoginRequestRepository.consume``), so exactly one ACS request can still use it."""
-
-    def __init__(self, conn: sa.Connection) -> None:
-        self._c = conn
-
-    def peek(self, state_id: str, now: datetime) -> LoginRequestRecord | None:
-        """The unspent, unexpired login request ``state_id`` (a copy), or None. Writes
-        nothing."""
-        row = self._c.execute(_PEEK_LOGIN, {"state_id": state_id, "now": now}).first()
-        if row is None:
-            return None
-        return LoginRequestRecord(connection_id=row.connection_id, return_to=row.return_to,
-                                  data=row.data, expires_at=utc(row.expires_at))
-
-
-
 class LoginStore:
-    """``uow.logins``: ``requests`` (logins in flight), ``saml_requests`` (the ACS's read-only
-    look at one), ``saml_replay`` (assertion IDs already accepted) and ``token_replay``
+    """``uow.logins``: ``requests`` (spent logins, LogoutRequests in flight), ``saml_replay``
+    (assertion IDs already accepted) and ``token_replay``
     (single-use token ids, such as logout tokens' ``jti``)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.requests = LoginRequestRepository(conn)
-        self.saml_requests = SamlLoginRequestReader(conn)
         self.saml_replay = SamlReplayRepository(conn)
         self.token_replay = TokenReplayRepository(conn)
 

@@ -14,7 +14,7 @@ from jitprov.services.login.kinds import CONNECTION_KINDS, start_login
 from jitprov.testing.builders import nurse, setup_connection
 
 BASE_URL = "http://testserver"
-NONCE = "browser-nonce"
+COOKIES: dict[str, str] = {}
 
 
 def signed(ctx: ServiceContext, state: str, subject: str = "u-1") -> str:
@@ -27,10 +27,11 @@ def signed(ctx: ServiceContext, state: str, subject: str = "u-1") -> str:
 
 
 def start(ctx: ServiceContext) -> str:
-    state, location = start_login(ctx, "idp", "/me", browser_nonce=NONCE, base_url=BASE_URL,
-                                  dev_mode=True)
-    assert location == f"/dev/idp/idp?state={state}"
-    return state
+    """The state of a new login; its binding cookie is kept in ``COOKIES``."""
+    started = start_login(ctx, "idp", "/me", base_url=BASE_URL, dev_mode=True)
+    assert started.location == f"/dev/idp/idp?state={started.state}"
+    COOKIES[started.state] = started.cookie
+    return started.state
 
 
 def failures(ctx: ServiceContext) -> list[object]:
@@ -46,7 +47,7 @@ def test_the_demo_kind_is_registered_and_dev_only() -> None:
 def test_a_demo_login_provisions_and_opens_a_session(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     state = start(ctx)
-    result = complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=NONCE,
+    result = complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=COOKIES[state],
                                  base_url=BASE_URL, dev_mode=True, request_id="req-1")
     assert result.decision.kind == "create"
     assert result.session_token
@@ -58,10 +59,10 @@ def test_an_invalid_assertion_is_audited_and_spends_nothing(ctx: ServiceContext)
     state = start(ctx)
     tampered = signed(ctx, state)[:-4] + "AAAA"
     with pytest.raises(InvalidInput):
-        complete_demo_login(ctx, "idp", tampered, state, browser=NONCE, base_url=BASE_URL,
+        complete_demo_login(ctx, "idp", tampered, state, browser=COOKIES[state], base_url=BASE_URL,
                             dev_mode=True, request_id="req-1")
     assert failures(ctx) == ["invalid_response"]
-    result = complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=NONCE,
+    result = complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=COOKIES[state],
                                  base_url=BASE_URL, dev_mode=True, request_id="req-2")
     assert result.session_token
 
@@ -69,9 +70,9 @@ def test_an_invalid_assertion_is_audited_and_spends_nothing(ctx: ServiceContext)
 def test_the_demo_is_refused_outside_dev_mode(ctx: ServiceContext) -> None:
     setup_connection(ctx)
     with pytest.raises(InvalidInput, match="dev-only"):
-        start_login(ctx, "idp", "/", browser_nonce=NONCE, base_url=BASE_URL, dev_mode=False)
+        start_login(ctx, "idp", "/", base_url=BASE_URL, dev_mode=False)
     state = start(ctx)
     with pytest.raises(InvalidInput, match="dev-only"):
-        complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=NONCE,
+        complete_demo_login(ctx, "idp", signed(ctx, state), state, browser=COOKIES[state],
                             base_url=BASE_URL, dev_mode=False, request_id=None)
     assert admin.list_accounts(ctx, "hospital") == []

@@ -9,15 +9,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from jitprov.core.errors import JitprovError
+from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.core.provisioning import Create, NoChange
 from jitprov.jobs.purge import purge_saml_replay
 from jitprov.jobs.saml_metadata import refresh_due
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import LoginResult
-from jitprov.services.login.kinds import start_login
+from jitprov.services.login.kinds import MAX_RETURN_TO_CHARS, start_login
 from jitprov.services.login.saml import complete_saml_login
+from jitprov.services.login.state import LOGIN_REQUEST_LABEL
 from jitprov.store import tables as t
 from jitprov.testing.saml_idp import (
     BASE_URL,
@@ -31,7 +32,9 @@ from tests.conftest import Clock
 
 ACS = f"{BASE_URL}/sso/idp/saml/acs"
 AUDIENCE = f"{BASE_URL}/sso/idp/saml/metadata"
-NONCE = "browser-nonce-1"
+#: ``browser`` meaning the binding cookie the login's own start gave (see ``start``)
+OWN = "the browser that started the login"
+COOKIES: dict[str, str] = {}
 
 
 def events(ctx: ServiceContext) -> list[tuple[str, object]]:
@@ -46,12 +49,13 @@ def counts(ctx: ServiceContext) -> tuple[int, int]:
             for table in (t.account, t.session))
 
 
-def start(ctx: ServiceContext, return_to: str = "/me", nonce: str = NONCE) -> tuple[str, str]:
-    """(state, AuthnRequest ID) of a new SP-initiated login."""
-    state, url = start_login(ctx, "idp", return_to, browser_nonce=nonce, base_url=BASE_URL,
-                             dev_mode=False)
-    assert url.startswith("https://idp.test.example/sso?SAMLRequest=")
-    return state, request_id_of(url)
+def start(ctx: ServiceContext, return_to: str = "/me") -> tuple[str, str]:
+    """(state, AuthnRequest ID) of a new SP-initiated login; its binding cookie is kept in
+    ``COOKIES``."""
+    started = start_login(ctx, "idp", return_to, base_url=BASE_URL, dev_mode=False)
+    assert started.location.startswith("https://idp.test.example/sso?SAMLRequest=")
+    COOKIES[started.state] = started.cookie
+    return started.state, request_id_of(started.location)
 
 
 def respond(idp: FakeSamlIdp, ctx: ServiceContext, in_response_to: str | None,
@@ -64,13 +68,15 @@ def respond(idp: FakeSamlIdp, ctx: ServiceContext, in_response_to: str | None,
 
 
 def complete(ctx: ServiceContext, response: str, relay_state: str | None,
-             browser: str | None = NONCE) -> LoginResult:
+             browser: str | None = OWN) -> LoginResult:
+    if browser == OWN:
+        browser = COOKIES.get(relay_state or "")
     return complete_saml_login(ctx, "idp", response, relay_state, browser=browser,
                                base_url=BASE_URL, request_id="req-1")
 
 
 def refused(ctx: ServiceContext, response: str, relay_state: str | None,
-            browser: str | None = NONCE) -> str:
+            browser: str | None = OWN) -> str:
     """The code of the refusal; asserts it was audited and wrote no account or session."""
     before = counts(ctx)
     with pytest.raises(JitprovError) as caught:
@@ -148,6 +154,54 @@ def test_a_response_for_another_browsers_login_is_refused(ctx: ServiceContext,
     assert isinstance(complete(ctx, response, state).decision, Create)
 
 
+def test_the_cookie_of_another_login_or_an_altered_one_is_refused(
+        ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    state, request_id = start(ctx)
+    other_state, _ = start(ctx)
+    response = respond(idp, ctx, request_id)
+    assert refused(ctx, response, state, browser=COOKIES[other_state]) == "login_foreign"
+    cookie = COOKIES[state]
+    altered = cookie[:40] + ("A" if cookie[40] != "A" else "B") + cookie[41:]
+    assert refused(ctx, response, state, browser=altered) == "login_foreign"
+    assert isinstance(complete(ctx, response, state).decision, Create)
+
+
+def test_a_login_request_sealed_for_another_purpose_is_refused(
+        ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    """A value sealed under the connection secrets' keys (same configured key, another
+    label) never opens as a login request."""
+    state, request_id = start(ctx)
+    opened = ctx.secretbox.derive(LOGIN_REQUEST_LABEL).open(COOKIES[state])
+    resealed = ctx.secretbox.seal(opened)
+    assert refused(ctx, respond(idp, ctx, request_id), state,
+                   browser=resealed) == "login_foreign"
+
+
+def test_an_expired_login_request_is_refused(ctx: ServiceContext, clock: Clock,
+                                             idp: FakeSamlIdp) -> None:
+    state, request_id = start(ctx)
+    clock.advance(minutes=10)  # the login request's lifetime (login_request_ttl)
+    assert refused(ctx, respond(idp, ctx, request_id), state) == "login_expired"
+
+
+def test_starting_a_login_writes_nothing(ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    with ctx.db.engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(t.login_request)
+                              ).scalar_one()
+        start(ctx)
+        start(ctx, "/apps/wiki")
+        after = conn.execute(sa.select(sa.func.count()).select_from(t.login_request)
+                             ).scalar_one()
+    assert (before, after) == (0, 0)
+
+
+def test_a_return_to_too_long_for_a_cookie_is_refused(ctx: ServiceContext,
+                                                      idp: FakeSamlIdp) -> None:
+    start(ctx, "/" + "a" * (MAX_RETURN_TO_CHARS - 1))
+    with pytest.raises(InvalidInput, match="return_to: longer than 2048"):
+        start(ctx, "/" + "a" * MAX_RETURN_TO_CHARS)
+
+
 def test_a_response_without_a_binding_cookie_is_refused(ctx: ServiceContext,
                                                        idp: FakeSamlIdp) -> None:
     state, request_id = start(ctx)
@@ -162,8 +216,7 @@ def test_a_stripped_in_response_to_is_refused(ctx: ServiceContext, idp: FakeSaml
 
 def test_a_foreign_in_response_to_is_refused(ctx: ServiceContext, idp: FakeSamlIdp) -> None:
     state, _ = start(ctx)
-    other_state, other_request = start(ctx, nonce="other-browser")
-    del other_state
+    _, other_request = start(ctx)
     assert refused(ctx, respond(idp, ctx, other_request), state) == "in_response_to_mismatch"
 
 

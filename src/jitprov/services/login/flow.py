@@ -3,7 +3,7 @@
 Claims are mapped before the transaction opens (pure work holds no lock), except when the
 mapping names ``scim_groups``: then in the transaction, after the identity's login lock, so the
 SCIM membership it reads and a concurrent SCIM change are serialized (``entitlements.py``).
-Then in ONE transaction: consume the login request (single use, bound to the browser that
+Then in ONE transaction: spend the login request (single use, bound to the browser that
 started it) -> find the account by (connection, subject) -> ``decide`` -> apply the decision ->
 outbox event -> session -> audit event (last, so the tenant's chain head is locked only until
 the commit that follows). A lost unique-key race rolls back and runs again; the loser then
@@ -105,8 +105,9 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                        id_token_sealed: str | None = None) -> LoginResult:
     """Provision (or sync) the account of ``identity`` and open a session.
 
-    ``login`` is the state of the login request this callback answers: it is consumed in the
-    same transaction, and must come from the browser that started the login. ``guard`` runs
+    ``login`` is the state of the login request this callback answers and the browser's
+    binding cookie: the request is spent in the same transaction, and must come from the
+    browser that started the login. ``guard`` runs
     first in that transaction (after the login is spent) and may raise LoginRefused, which
     rolls everything back: the SAML ACS records the assertion ID there, so the replay cache
     costs no transaction of its own and an assertion is spent exactly when a login or a
@@ -169,7 +170,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
     with UnitOfWork(ctx.db) as uow:
         return_to = "/"
         if login is not None:
-            return_to = spend_login_request(uow, conn, login, request_id, now).return_to
+            return_to = spend_login_request(uow, ctx, conn, login, request_id, now).return_to
         if guard is not None:
             guard(uow)
         if uses_scim_groups(conn):  # SCIM membership, read under the identity's login lock

@@ -8,7 +8,6 @@ shown as a readable page; no account or session is written for it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 import threading
@@ -35,7 +34,7 @@ from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.failures import failures_audited, record_login_failure
 from jitprov.services.login.flow import LoginResult, provision_on_login
-from jitprov.services.login.state import LoginState, consume_login_request
+from jitprov.services.login.state import LoginState, opened_login_request
 from jitprov.store.records import ConnectionRecord
 
 _KEYS_LOCK = threading.Lock()
@@ -116,11 +115,15 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
                         *, browser: str | None, base_url: str, request_id: str | None,
                         user_agent: str | None = None,
                         previous_session: str | None = None) -> LoginResult:
-    """The callback: spend the state, redeem the code, verify the ID token, provision.
+    """The callback: open the login request (the binding cookie), redeem the code, verify the
+    ID token, provision, spending the request in the provisioning transaction (a replayed
+    callback cannot sign in twice: the IdP redeems a code once, and the state is spent).
     Raises LoginRefused or OidcError (both audited as ``login.failed`` or ``login.denied``)."""
-    record = consume_login_request(ctx, connection_slug,
-                                   LoginState(params.get("state", ""), browser),
-                                   request_id=request_id)
+    login = opened_login_request(ctx, connection_slug,
+                                 LoginState(params.get("state", ""), browser),
+                                 request_id=request_id)
+    record = login.opened
+    assert record is not None  # noqa: S101 - opened_login_request opens it or raises
     conn = ctx.connections.get(connection_slug)
     with failures_audited(ctx, conn.slug, request_id):
         config = connection_config(conn)
@@ -150,10 +153,9 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         # kept for RP-initiated logout's id_token_hint, sealed (see oidc_logout.py)
         sealed_token = (ctx.secretbox.seal({"id_token": tokens.id_token})
                         if config.idp_logout and metadata.end_session_endpoint else None)
-    result = provision_on_login(ctx, conn.slug, identity, request_id=request_id,
-                                user_agent=user_agent, previous_session=previous_session,
-                                id_token_sealed=sealed_token)
-    return dataclasses.replace(result, return_to=record.return_to)
+    return provision_on_login(ctx, conn.slug, identity, login=login, request_id=request_id,
+                              user_agent=user_agent, previous_session=previous_session,
+                              id_token_sealed=sealed_token)
 
 
 def _private_key(sealed: Mapping[str, str]) -> ECKey | None:

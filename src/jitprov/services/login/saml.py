@@ -35,11 +35,11 @@ from jitprov.protocols.saml import (
     validate_response,
 )
 from jitprov.protocols.urls import is_secure_url
-from jitprov.services.common import LoginRefused, hash_token
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.failures import failures_audited, record_login_failure
 from jitprov.services.login.flow import LoginResult, provision_on_login
-from jitprov.services.login.state import LoginState, check_login_request
+from jitprov.services.login.state import EXPIRED, LoginState, open_login_request
 from jitprov.services.sessions import safe_return_to
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -183,8 +183,9 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
                                "sign-ins started here; start again from the application",
                                request_id)
         if kind == "sp":
-            login = LoginState(value or "", browser)
-            expected = _request_id_of(ctx, conn, login, request_id)
+            login = _opened(ctx, conn, LoginState(value or "", browser), request_id)
+            assert login.opened is not None  # noqa: S101 - _opened opens it or raises
+            expected = str(login.opened.data["request_id"])
     with failures_audited(ctx, conn.slug, request_id):
         sp = sp_for(ctx, conn, config, base_url)
         assertion = validate_response(saml_response, sp=sp, config=config,
@@ -231,16 +232,15 @@ def record_refused_post(ctx: ServiceContext, connection_slug: str, error: Jitpro
     record_login_failure(ctx, connection_slug, error.code, str(error), request_id=request_id)
 
 
-def _request_id_of(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,
-                   request_id: str | None) -> str:
-    """The AuthnRequest ID of the unspent login ``login.state`` of this connection, started
-    by this browser. Reads only (no write lock); raises LoginRefused like the consuming
-    check in provision_on_login, which runs again, atomically, when the login is spent."""
-    with UnitOfWork(ctx.db, readonly=True) as uow:
-        record = uow.logins.saml_requests.peek(hash_token(login.state), ctx.clock())
-    if record is not None and not record.data.get("request_id"):
-        record = None  # not a SAML login: as good as none
-    return str(check_login_request(record, conn, login, request_id).data["request_id"])
+def _opened(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,
+            request_id: str | None) -> LoginState:
+    """``login`` with the SAML login request of this connection, started by this browser,
+    opened from its binding cookie (it carries the AuthnRequest ID). Writes nothing; raises
+    LoginRefused like the check in provision_on_login, where the request is spent."""
+    record = open_login_request(ctx, conn, login, request_id, ctx.clock())
+    if not record.data.get("request_id"):  # not a SAML login: as good as none
+        raise LoginRefused("login_expired", EXPIRED, request_id)
+    return dataclasses.replace(login, opened=record)
 
 
 def fetch_idp_metadata(http: httpx.Client, url: str) -> bytes:

@@ -1,14 +1,22 @@
-"""The login request a callback answers: who may start one, and the one check that a
-callback's ``state`` names an unspent request of this connection, started by this browser.
+"""The login request a callback answers: who may start one, where it is kept, and the one
+check that a callback's ``state`` names an unspent request of this connection, started by this
+browser.
 
-The request row (stored by the SHA-256 of its ``state``) is valid across nodes, single use and
-expiring; the browser that started the login holds a random nonce whose hash the row keeps,
-so a callback posted from another browser (login CSRF) is refused.
+A login request lives in the browser that started it, not in the database: its binding
+cookie (one per login in flight, named after the ``state``) holds it sealed (Fernet, under a
+key of its own label, so nothing sealed for another purpose opens as one): the hash of the
+``state`` it answers, the connection, the return address, its expiry and what the protocol
+needs back (the OIDC nonce and PKCE verifier, the SAML AuthnRequest ID). Starting a login
+writes nothing. A callback from another browser has no such cookie (login CSRF is refused);
+a request is spent in the provisioning transaction by inserting the hash of its ``state``
+(the primary key lets one of any number of callbacks through, on every node), kept until the
+request expires.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -17,16 +25,22 @@ from jitprov.core.errors import InvalidInput
 from jitprov.services.common import LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.failures import record_login_failure
+from jitprov.services.secretbox import SecretBox, SecretsUnreadable
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord
 from jitprov.store.unit_of_work import UnitOfWork
+
+#: the label of the keys that seal login requests (see ``SecretBox.derive``)
+LOGIN_REQUEST_LABEL = "jitprov login requests"
 
 
 @dataclass(frozen=True, slots=True)
 class LoginState:
-    """The ``state`` a callback carries and the browser binding cookie that must go with it."""
+    """The ``state`` a callback carries and the binding cookie that must go with it (the
+    sealed login request); ``opened``: the request already opened and checked from them."""
 
     state: str
     browser: str | None
+    opened: LoginRequestRecord | None = None
 
 
 class KindRule(Protocol):
@@ -46,47 +60,93 @@ def check_usable(conn: ConnectionRecord, kind: KindRule | None, *, dev_mode: boo
                            "server does not accept (dev-only kinds run under `jitprov dev`)")
 
 
-def check_login_request(record: LoginRequestRecord | None, conn: ConnectionRecord,
-                        login: LoginState, request_id: str | None) -> LoginRequestRecord:
-    """``record`` (found by ``login.state``) if it is a live request of ``conn`` started by the
-    browser of ``login``. Raises LoginRefused: ``login_expired`` (unknown, spent, expired or
-    of another connection), ``login_foreign`` (another browser, or none)."""
-    if record is None or record.connection_id != conn.id:
-        raise LoginRefused("login_expired", "this sign-in link has expired or was already "
-                           "used; start again", request_id)
-    expected = str(record.data.get("browser", ""))
-    presented = hash_token(login.browser) if login.browser else ""
-    if not expected or not hmac.compare_digest(expected, presented):
+def _box(ctx: ServiceContext) -> SecretBox:
+    return ctx.secretbox.derive(LOGIN_REQUEST_LABEL)
+
+
+def seal_login_request(ctx: ServiceContext, conn: ConnectionRecord, state: str,
+                       record: LoginRequestRecord) -> str:
+    """``record`` sealed for the binding cookie of the login ``state`` through ``conn``."""
+    return _box(ctx).seal({"state": hash_token(state), "connection": str(conn.id),
+                           "return_to": record.return_to,
+                           "expires_at": record.expires_at.isoformat(),
+                           "data": json.dumps(record.data, separators=(",", ":"))})
+
+
+def _unseal(ctx: ServiceContext, login: LoginState) -> tuple[str, LoginRequestRecord] | None:
+    """(the state hash, the request) sealed in ``login.browser``; None when there is none or
+    it does not open (altered, or sealed under a key no longer configured)."""
+    if not login.browser:
+        return None
+    try:
+        sealed = _box(ctx).open(login.browser)
+        return sealed["state"], LoginRequestRecord(
+            connection_id=int(sealed["connection"]), return_to=sealed["return_to"],
+            data=json.loads(sealed["data"]),
+            expires_at=datetime.fromisoformat(sealed["expires_at"]))
+    except (SecretsUnreadable, KeyError, ValueError, TypeError):
+        return None
+
+
+def open_login_request(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,
+                       request_id: str | None, now: datetime,
+                       uow: UnitOfWork | None = None) -> LoginRequestRecord:
+    """The login request of ``login.state`` through ``conn``, sealed in the binding cookie
+    this browser sent with it. Writes nothing. Raises LoginRefused: ``login_expired``
+    (expired, of another connection, or already spent: read from ``uow``, else in a read
+    transaction of its own, only when the browser has no usable cookie), ``login_foreign``
+    (no cookie of this state: another browser, or none)."""
+    if login.opened is not None:
+        return login.opened
+    state_id = hash_token(login.state)
+    unsealed = _unseal(ctx, login)
+    if unsealed is None or not hmac.compare_digest(unsealed[0], state_id):
+        if login.state and _spent(ctx, state_id, uow):
+            raise LoginRefused("login_expired", EXPIRED, request_id)
         raise LoginRefused("login_foreign", "this sign-in was not started in this browser; "
                            "start again from the application", request_id)
+    record = unsealed[1]
+    if record.connection_id != conn.id or record.expires_at <= now:
+        raise LoginRefused("login_expired", EXPIRED, request_id)
     return record
 
 
-def spend_login_request(uow: UnitOfWork, conn: ConnectionRecord, login: LoginState,
-                        request_id: str | None, now: datetime) -> LoginRequestRecord:
-    """Within ``uow``: consume the request and check it. A foreign browser's attempt still
-    spends it (committed before the refusal: the state may be an attacker's)."""
-    record = uow.logins.requests.consume(hash_token(login.state), now)
-    try:
-        return check_login_request(record, conn, login, request_id)
-    except LoginRefused as refused:
-        if refused.code == "login_foreign":
-            uow.commit()
-        raise
+EXPIRED = "this sign-in link has expired or was already used; start again"
 
 
-def consume_login_request(ctx: ServiceContext, connection_slug: str, login: LoginState, *,
-                          request_id: str | None) -> LoginRequestRecord:
-    """Spend the login request a callback answers, before talking to the IdP (OIDC needs its
-    nonce and PKCE verifier for the code exchange). Raises LoginRefused (audited) when the
-    state is unknown, spent, expired, of another connection or from another browser."""
+def _spent(ctx: ServiceContext, state_id: str, uow: UnitOfWork | None) -> bool:
+    if uow is not None:
+        return uow.logins.requests.is_spent(state_id)
+    with UnitOfWork(ctx.db, readonly=True) as reader:
+        return reader.logins.requests.is_spent(state_id)
+
+
+def spend_login_request(uow: UnitOfWork, ctx: ServiceContext, conn: ConnectionRecord,
+                        login: LoginState, request_id: str | None,
+                        now: datetime) -> LoginRequestRecord:
+    """Within ``uow``: check the login request and spend it (single use on every node: of
+    two callbacks racing with one state, one wins). Raises LoginRefused like
+    :func:`open_login_request`, and ``login_expired`` for the loser of a race."""
+    record = open_login_request(ctx, conn, login, request_id, now, uow)
+    if not uow.logins.requests.spend(state_id=hash_token(login.state), connection_id=conn.id,
+                                     return_to=record.return_to, now=now,
+                                     expires_at=record.expires_at):
+        raise LoginRefused("login_expired", EXPIRED, request_id)
+    return record
+
+
+def opened_login_request(ctx: ServiceContext, connection_slug: str, login: LoginState, *,
+                         request_id: str | None) -> LoginState:
+    """``login`` with its request opened and checked, before the callback talks to the IdP
+    (OIDC needs the nonce and PKCE verifier for the code exchange; the SAML ACS the
+    AuthnRequest ID); it is spent later, in the provisioning transaction. Raises LoginRefused
+    (audited) when the request is missing, foreign, expired, spent or of another
+    connection."""
     conn = ctx.connections.get(connection_slug)
     try:
-        with UnitOfWork(ctx.db) as uow:
-            record = spend_login_request(uow, conn, login, request_id, ctx.clock())
-            uow.commit()
-            return record
+        record = open_login_request(ctx, conn, login, request_id, ctx.clock())
     except LoginRefused as refused:
         record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                              request_id=request_id)
         raise
+    return LoginState(login.state, login.browser, opened=record)

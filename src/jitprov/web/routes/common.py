@@ -79,11 +79,13 @@ def login_cookie_name(state: str) -> str:
     return LOGIN_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def set_login_cookie(request: Request, response: Response, state: str, nonce: str) -> None:
-    """Bind a login to this browser. SameSite=Lax reaches top-level GET redirects and
-    same-site POSTs (OIDC, the demo IdP); a cross-site POST binding (SAML) needs None."""
-    seconds = int(ctx_of(request).login_request_ttl.total_seconds())
-    response.set_cookie(login_cookie_name(state), nonce, max_age=seconds, httponly=True,
+def set_login_cookie(request: Request, response: Response, state: str, sealed: str) -> None:
+    """Bind a login to this browser: the cookie holds its login request, sealed. SameSite=Lax
+    reaches top-level GET redirects and same-site POSTs (OIDC, the demo IdP; the SAML ACS
+    re-posts itself to get it). It outlives the request (twice its lifetime) so that a late
+    callback is told the sign-in expired, not that another browser started it."""
+    seconds = 2 * int(ctx_of(request).login_request_ttl.total_seconds())
+    response.set_cookie(login_cookie_name(state), sealed, max_age=seconds, httponly=True,
                         samesite="lax", secure=secure_cookies(request), path="/sso/")
 
 
