@@ -167,6 +167,26 @@ def test_cross_site_post_without_the_cookie_bounces_through_our_origin(
     assert browser.get("/me").json()["email"] == "ada@hospital.example"
 
 
+def test_on_https_the_binding_cookie_comes_with_the_idps_post_and_nothing_bounces(
+        ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    """On https the SAML binding cookie is ``SameSite=None; Secure``: browsers send it with
+    the IdP's cross-site top-level POST, so the ACS completes the login at once. (The OIDC
+    and demo cookies stay Lax: their answers are a GET redirect and a same-site POST.)"""
+    browser = make_client(ctx, dev_mode=False)
+    browser.base_url = "https://testserver"  # type: ignore[assignment]
+    r = browser.get("/sso/idp/login", params={"return_to": "/me"})
+    cookie = r.headers["set-cookie"].lower()
+    assert "samesite=none" in cookie and "secure" in cookie and "httponly" in cookie
+    location = r.headers["location"]
+    relay_state = parse_qs(urlsplit(location).query)["RelayState"][0]
+    form = {"SAMLResponse": response(ctx, idp, request_id_of(location)),
+            "RelayState": relay_state}
+    done = browser.post(ACS_PATH, data=form)  # no jitprov_bounce: the IdP's own POST
+    assert done.status_code == 303, done.text
+    assert_acs_headers(done)
+    assert browser.get("/me").json()["email"] == "ada@hospital.example"
+
+
 def test_the_bounce_happens_once_and_then_refuses(ctx: ServiceContext, idp: FakeSamlIdp,
                                                  browser: TestClient) -> None:
     relay_state, request_id = start(browser)

@@ -27,6 +27,9 @@ SIGNING_KEY_SECRET = "signing_key"  # noqa: S105 - a field name
 class DemoConnection(MockKind):
     """Kind ``mock``: no configuration, dev-only, and a login starts at the demo IdP's page."""
 
+    #: the demo IdP's page is ours: its form posts back from this very site
+    answers_cross_site_post = False
+
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
                       base_url: str, login_hint: str | None = None
                       ) -> tuple[dict[str, object], str]:

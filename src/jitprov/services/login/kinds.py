@@ -37,6 +37,11 @@ class ConnectionKind(Protocol):
     @property
     def dev_only(self) -> bool: ...
 
+    @property
+    def answers_cross_site_post(self) -> bool:
+        """Whether the IdP's answer reaches the callback as a POST from another site (the
+        binding cookie must then be ``SameSite=None`` to come along, on https)."""
+
     def validate_config(self, config: Mapping[str, object]) -> None:
         """Raise ``InvalidInput`` naming the bad field."""
 
@@ -67,12 +72,14 @@ def check_connection_usable(conn: ConnectionRecord, *, dev_mode: bool) -> Connec
 
 @dataclass(frozen=True, slots=True)
 class StartedLogin:
-    """A login started: its ``state``, where to send the browser, and the value of the
-    binding cookie the browser must keep (the login request, sealed)."""
+    """A login started: its ``state``, where to send the browser, the value of the binding
+    cookie the browser must keep (the login request, sealed), and whether the IdP answers
+    with a cross-site POST."""
 
     state: str
     location: str
     cookie: str
+    cross_site_post: bool = False
 
 
 def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None, *,
@@ -94,4 +101,5 @@ def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
     record = LoginRequestRecord(connection_id=conn.id,
                                 return_to=safe_return_to(return_to, ctx.return_hosts),
                                 data=data, expires_at=now + ctx.login_request_ttl)
-    return StartedLogin(state, location, seal_login_request(ctx, conn, state, record))
+    return StartedLogin(state, location, seal_login_request(ctx, conn, state, record),
+                        cross_site_post=kind.answers_cross_site_post)

@@ -93,6 +93,9 @@ class OidcConnection(OidcKind):
     """Kind ``oidc``: the protocol's configuration check, and the authorization request
     (with its nonce and PKCE verifier) that starts a login."""
 
+    #: the provider answers with a top-level GET redirect, which SameSite=Lax cookies reach
+    answers_cross_site_post = False
+
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
                       base_url: str, login_hint: str | None = None
                       ) -> tuple[dict[str, object], str]:

@@ -123,6 +123,9 @@ class SamlConnection(SamlKind):
     """Kind ``saml``: the protocol's configuration check, and the AuthnRequest (over
     HTTP-Redirect) that starts a login."""
 
+    #: the IdP answers with a form the browser posts from the IdP's site (HTTP-POST binding)
+    answers_cross_site_post = True
+
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
                       base_url: str, login_hint: str | None = None
                       ) -> tuple[dict[str, object], str]:

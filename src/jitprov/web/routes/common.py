@@ -79,14 +79,19 @@ def login_cookie_name(state: str) -> str:
     return LOGIN_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def set_login_cookie(request: Request, response: Response, state: str, sealed: str) -> None:
+def set_login_cookie(request: Request, response: Response, state: str, sealed: str, *,
+                     cross_site_post: bool = False) -> None:
     """Bind a login to this browser: the cookie holds its login request, sealed. SameSite=Lax
-    reaches top-level GET redirects and same-site POSTs (OIDC, the demo IdP; the SAML ACS
-    re-posts itself to get it). It outlives the request (twice its lifetime) so that a late
-    callback is told the sign-in expired, not that another browser started it."""
+    reaches top-level GET redirects and same-site POSTs (OIDC, the demo IdP). When the IdP
+    answers with a cross-site POST (SAML) and the cookie can be Secure (https), it is
+    ``SameSite=None``, which that POST carries; on http the ACS re-posts itself to get the
+    Lax cookie (see ``sso.saml_acs``). It outlives the request (twice its lifetime) so that a
+    late callback is told the sign-in expired, not that another browser started it."""
     seconds = 2 * int(ctx_of(request).login_request_ttl.total_seconds())
+    secure = secure_cookies(request)
     response.set_cookie(login_cookie_name(state), sealed, max_age=seconds, httponly=True,
-                        samesite="lax", secure=secure_cookies(request), path="/sso/")
+                        samesite="none" if cross_site_post and secure else "lax",
+                        secure=secure, path="/sso/")
 
 
 def clear_login_cookie(request: Request, response: Response, state: str) -> None:

@@ -52,7 +52,8 @@ async def login(request: Request) -> Response:
     inline = conn is not None and conn.kind in ("saml", "mock")
     started = start() if inline else await run_in_threadpool(start)
     response = RedirectResponse(started.location, status_code=303)
-    set_login_cookie(request, response, started.state, started.cookie)
+    set_login_cookie(request, response, started.state, started.cookie,
+                     cross_site_post=started.cross_site_post)
     return response
 
 
@@ -180,11 +181,12 @@ async def _render_refusal(request: Request, exc: JitprovError) -> Response:
 async def saml_acs(request: Request) -> Response:
     """The Assertion Consumer Service (HTTP-POST binding).
 
-    The IdP's POST is a cross-site top-level POST: browsers do not send our SameSite=Lax
-    binding cookie with it. When the cookie of the login named by RelayState is missing, we
-    validate and spend nothing and answer a page that re-POSTs the same fields to this URL
-    from our own origin (a same-site POST, which carries the cookie), marked so it happens
-    once. See docs/decisions.md, "SAML ACS and SameSite".
+    The IdP's POST is a cross-site top-level POST. On https the binding cookie is
+    ``SameSite=None; Secure`` and comes with it: the login completes at once. On http it is
+    ``SameSite=Lax``, which browsers do not send with that POST: when the cookie of the login
+    named by RelayState is missing, we validate and spend nothing and answer a page that
+    re-POSTs the same fields to this URL from our own origin (a same-site POST, which carries
+    the cookie), marked so it happens once. See docs/decisions.md, "SAML ACS and SameSite".
     """
     try:
         return await _saml_acs(request)
