@@ -56,6 +56,29 @@ def test_html_forms_refuse_bad_text_with_a_readable_page(api: tuple[TestClient,
     assert "code" in r.text and "NUL" in r.text
 
 
+@pytest.mark.parametrize(("body", "query", "named"), [
+    (b"code=t%1b", b"", "code"),  # percent-encoded, lower-case hex
+    (b"code=t\x07", b"", "code"),  # a control byte as is
+    (b"co%09de=t", b"", "a field name"),  # a tab: free text may hold one, a name may not
+    (b"code=t", b"next=%1F", "next"),  # the query string too
+])
+def test_url_encoded_text_is_refused_however_it_is_spelled(
+        api: tuple[TestClient, dict[str, str]], body: bytes, query: bytes, named: str) -> None:
+    client, _ = api
+    r = client.post("/break-glass?" + query.decode(), content=body,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400, r.text
+    assert "invalid input" in r.text and named in r.text
+
+
+def test_url_encoded_free_text_keeps_tabs_and_line_breaks(
+        api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api
+    r = client.post("/break-glass?q=a%09b", content=b"code=a%09b%0D%0Ac+d%E2%82%AC",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code != 400 or "invalid input" not in r.text, r.text
+
+
 @pytest.mark.parametrize("claim", [{"name": "Ana" + SURROGATE}, {"department": "W\x00"},
                                    {"groups": ["Nurses", "x\x1b"]}])
 def test_a_login_with_bad_claims_is_refused_readably(ctx: ServiceContext,

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -32,18 +34,24 @@ SECRET_FIELDS = frozenset({
 })
 _SECRET_SUFFIXES = ("_token", "_secret", "_password", "_code", "_assertion")
 _HANDLER_NAME = "jitprov"
+#: held while a line is written to stderr, by structlog's writer and by the handler alike
+_WRITE_LOCK = threading.RLock()
 
 _request: ContextVar[dict[str, object] | None] = ContextVar("jitprov_request_fields",
                                                             default=None)
 
 
+@lru_cache(maxsize=4096)
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in SECRET_FIELDS or lowered.endswith(_SECRET_SUFFIXES)
+
+
 def redact(_logger: object, _method: str, event: MutableMapping[str, Any],
            ) -> MutableMapping[str, Any]:
     """structlog processor: the value of a field named like a secret is never written."""
-    for key in list(event):
-        lowered = key.lower()
-        if lowered in SECRET_FIELDS or lowered.endswith(_SECRET_SUFFIXES):
-            event[key] = "[redacted]"
+    for key in [k for k in event if _is_secret(k)]:
+        event[key] = "[redacted]"
     return event
 
 
@@ -86,21 +94,92 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _LineWriter:
+    """structlog's logger once :func:`configure` ran: writes each rendered line to whatever
+    ``sys.stderr`` is at that moment, in one write under a lock (lines of several threads never
+    interleave, with each other or with the handler's). Named like the standard library's
+    logger of the same name, whose level decides what is written: the same levels as the
+    standard library's lines, without building a ``LogRecord`` and formatting it again for
+    each line."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or "root"
+        self.stdlib = logging.getLogger(name)
+
+    def write(self, line: str) -> None:
+        with _WRITE_LOCK:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    debug = info = warning = error = critical = msg = write
+
+
+class _LevelledLogger(structlog.BoundLoggerBase):
+    """The methods jitprov's structlog loggers offer (``debug`` to ``critical``,
+    ``exception``), each a no-op below the standard library's level for the logger's name
+    (``logging.getLogger(name).isEnabledFor``, cached by the standard library and reset when a
+    level changes)."""
+
+    _logger: _LineWriter
+
+    def _emit(self, method: str, level: int, event: str | None, args: tuple[Any, ...],
+              kw: dict[str, Any]) -> Any:
+        if not self._logger.stdlib.isEnabledFor(level):
+            return None
+        if args:  # as structlog's stdlib logger keeps them
+            kw["positional_args"] = args
+        return self._proxy_to_logger(method, event, **kw)
+
+    def debug(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("debug", logging.DEBUG, event, args, kw)
+
+    def info(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("info", logging.INFO, event, args, kw)
+
+    def warning(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("warning", logging.WARNING, event, args, kw)
+
+    warn = warning
+
+    def error(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("error", logging.ERROR, event, args, kw)
+
+    def critical(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return self._emit("critical", logging.CRITICAL, event, args, kw)
+
+    def exception(self, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("exc_info", True)
+        return self._emit("error", logging.ERROR, event, args, kw)
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self._logger.stdlib.isEnabledFor(level)
+
+
 def configure(log_format: str, level: str) -> None:
     """Write every log line of this process to stderr as JSON (``log_format="json"``) or as
     readable text (``"console"``), at ``level`` and above. Calling it again replaces the
-    previous setup (no line is written twice)."""
-    _route_to_stdlib()
+    previous setup (no line is written twice).
+
+    structlog's events (``get_logger``) are rendered by structlog's own chain and written
+    straight to stderr (:class:`_LineWriter`); the standard library's records (uvicorn's,
+    ``logging.getLogger(...)``) go through a handler that renders them with the same
+    processors and renderer, so both read alike. A logger already used before this call
+    keeps writing through the standard library, in the same format."""
     renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    exceptions: Any = (structlog.processors.format_exc_info if log_format == "json"
+                       else structlog.processors.StackInfoRenderer())
+    structlog.configure(
+        processors=[*_SHARED, redact, exceptions, renderer],
+        logger_factory=_LineWriter, wrapper_class=_LevelledLogger,
+        cache_logger_on_first_use=True)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder(), _drop_color_message,
                            redact],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info if log_format == "json"
-                    else structlog.processors.StackInfoRenderer(),
-                    renderer])
+                    exceptions, renderer])
     handler = _StderrHandler()
+    handler.lock = _WRITE_LOCK
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     root = logging.getLogger()

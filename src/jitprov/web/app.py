@@ -67,8 +67,13 @@ def create_app(settings: Settings, db: Database | None = None,
     i18n.install(templates)  # end-user pages in the reader's language
     templates.env.globals["passkey_advice"] = i18n.advice_for(
         {code: errors.ADVICE[code] for code in errors.PASSKEY_ADVICE})
+    # FastAPI's own OpenTelemetry support off: jitprov's traces are web/tracing.py's (the
+    # OTEL_* variables); FastAPI's would act only under a process-wide provider, which jitprov
+    # never sets, and would then double each server span, and it looks up the process-wide
+    # providers on every request to find out
     app = FastAPI(title="jitprov", version=__version__, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/openapi.json", lifespan=_lifespan)
+                  redoc_url=None, openapi_url="/openapi.json", lifespan=_lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.templates = templates

@@ -23,6 +23,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -45,22 +46,36 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class TrustedProxies:
-    """The peers whose forwarding headers are believed (addresses, networks, or ``*``)."""
+    """The peers whose forwarding headers are believed (addresses, networks, or ``*``).
+    An address's answer is remembered (a server meets few peers: its proxies, or a bounded
+    number of clients), so a request does not parse its peer's address again."""
+
+    _KNOWN_MAX = 4096
 
     def __init__(self, entries: Sequence[str]) -> None:
         self.any = "*" in entries
         self.networks = [ipaddress.ip_network(e, strict=False) for e in entries if e != "*"]
+        self._known: dict[str, bool] = {}
 
     def __contains__(self, address: str | None) -> bool:
         if address is None:
             return False
         if self.any:
             return True
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        if not self.networks:
             return False
-        return any(ip in net for net in self.networks)
+        known = self._known.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip in net for net in self.networks)
+            if len(self._known) >= self._KNOWN_MAX:
+                self._known.clear()
+            self._known[address] = known
+        return known
 
     def client(self, peer: str | None, forwarded_for: str) -> str | None:
         """The client's address: the peer, or (when the peer is trusted) the right-most
@@ -84,14 +99,23 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name; a repeated header's values joined by
-    commas, as HTTP defines it for list-valued headers (several ``X-Forwarded-For``)."""
+def _headers(scope: Scope, wanted: frozenset[bytes] | None = None) -> dict[str, str]:
+    """The request's headers by lower-case name (only those named in ``wanted``, when
+    given); a repeated header's values joined by commas, as HTTP defines it for list-valued
+    headers (several ``X-Forwarded-For``)."""
     headers: dict[str, str] = {}
     for key, value in scope["headers"]:
-        name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+        key = key.lower()
+        if wanted is not None and key not in wanted:
+            continue
+        name, text = key.decode("latin-1"), value.decode("latin-1")
         headers[name] = f"{headers[name]}, {text}" if name in headers else text
     return headers
+
+
+#: the request headers :class:`RequestContext` reads
+_CONTEXT_HEADERS = frozenset({b"host", b"x-request-id", b"x-forwarded-for",
+                              b"x-forwarded-proto"})
 
 
 def route_templates(routes: Sequence[object]) -> dict[object, str]:
@@ -110,7 +134,7 @@ def route_of(scope: Scope, templates: dict[object, str],
     """The route template that served the request (``/sso/{connection}/login``), from the
     route the router recorded or else the endpoint it chose; for a request answered before
     the router (a rate limit's 429, the text guard's 400) the first route that matches it;
-    ``unmatched`` when none."""
+    ``unmatched`` when none (at once when the router ran and chose none)."""
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str) and path:
         return path
@@ -121,7 +145,7 @@ def route_of(scope: Scope, templates: dict[object, str],
         found = None
     if found is not None:
         return found
-    if endpoint is None:
+    if endpoint is None and "router" not in scope:  # the router sets it, and tried them all
         for route in routes:
             matches = getattr(route, "matches", None)
             path = getattr(route, "path", None)
@@ -144,6 +168,22 @@ def _authority(base_url: str) -> str:
     return netloc[:-len(default)] if default and netloc.endswith(default) else netloc
 
 
+_children: dict[tuple[object, ...], object] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the HTTP metrics' labels come from a bounded
+    set (methods, route templates, statuses), and ``labels`` takes a lock and checks them
+    each time. Keyed by the metric itself: ``metrics.use_multiprocess_dir`` makes new ones."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        if len(_children) >= 10_000:
+            _children.clear()
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 class RequestContext:
     """Client address, request id, the request's log line and HTTP metrics. The first page
     request whose ``Host`` is not the base URL's is logged once (a warning): cookies and the
@@ -164,13 +204,14 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = _headers(scope)
+        headers = _headers(scope, _CONTEXT_HEADERS)
         peer = scope["client"][0] if scope.get("client") else None
         trusted = peer in self.trusted
         request_id = headers.get("x-request-id", "") if trusted else ""
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = secrets.token_hex(8)
-        client = self.trusted.client(peer, headers.get("x-forwarded-for", ""))
+        client = (self.trusted.client(peer, headers.get("x-forwarded-for", "")) if trusted
+                  else peer)
         if self._base_host:
             self._check_host(headers.get("host", ""), scope["path"])
         if trusted:
@@ -203,8 +244,8 @@ class RequestContext:
             if self._templates is None:
                 self._templates = route_templates(self.routes)
             route = route_of(scope, self._templates, self.routes)
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(method, route).observe(elapsed)
+            _child(metrics.HTTP_REQUESTS, method, route, str(status)).inc()
+            _child(metrics.HTTP_SECONDS, method, route).observe(elapsed)
             params = scope.get("path_params") or {}
             for name in ("tenant", "connection"):
                 if name not in fields and isinstance(params.get(name), str):
@@ -234,15 +275,36 @@ _LIMITED: list[tuple[str | None, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/passkeys/sign-in(/options)?"), "passkey"),
     ("POST", re.compile(r"/device/passkey(/options)?"), "passkey"),
     ("POST", re.compile(r"/break-glass"), "break_glass"),
-    ("POST", re.compile(r"/admin/bootstrap|/admin/sign-in/sso"), "console"),
+    ("POST", re.compile(r"/admin/bootstrap"), "console"),
+    ("POST", re.compile(r"/admin/sign-in/sso"), "console"),
     ("POST", re.compile(r"/sso/[^/]+/backchannel-logout"), "idp_logout"),
     (None, re.compile(r"/sso/[^/]+/saml/slo"), "idp_logout"),
 ]
 _SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+_METACHAR = re.compile(r"[\\.^$*+?{}\[\]|()]")
+
+
+def _literal_prefix(pattern: str) -> str:
+    """What every string ``pattern`` fully matches starts with (``""`` when unsure)."""
+    if "|" in pattern:
+        return ""
+    found = _METACHAR.search(pattern)
+    if found is None:
+        return pattern
+    end = found.start()
+    if found.group() in "*+?{":  # a quantifier: the character before it is optional
+        end -= 1
+    return pattern[:max(end, 0)]
+
+
+#: the literal start of each limited path: a path starting with none of them is not limited
+_LIMITED_PREFIXES = tuple({_literal_prefix(pattern.pattern) for _, pattern, _ in _LIMITED})
 
 
 def limit_of(method: str, path: str) -> str | None:
     """The name of the rate limit a request counts against, if any."""
+    if not path.startswith(_LIMITED_PREFIXES):
+        return None
     for wanted, pattern, name in _LIMITED:
         if (wanted is None or wanted == method) and pattern.fullmatch(path):
             return name

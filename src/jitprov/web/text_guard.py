@@ -12,6 +12,7 @@ what they keep.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -32,6 +33,13 @@ _JSON = "application/json"
 #: editor shows where a bad character is; ``load_policy`` refuses it, escapes included)
 OWN_CHECK = frozenset({"mapping"})
 
+#: what URL-encoded text (a query string, a form body) needs to decode to a character the rule
+#: refuses: a C0 control as is, or percent-encoded. Decoding replaces invalid UTF-8 (no lone
+#: surrogate can come out of it), so text without either decodes to clean names and values
+#: and needs no parsing here; text with one is parsed and checked field by field.
+_MAYBE_BAD = re.compile(r"[\x00-\x1f]|%[01][0-9A-Fa-f]")
+_MAYBE_BAD_BYTES = re.compile(rb"[\x00-\x1f]|%[01][0-9A-Fa-f]")
+
 
 def _check_pairs(pairs: list[tuple[str, str]]) -> None:
     for key, value in pairs:
@@ -44,6 +52,8 @@ def _check_body(content_type: str, body: bytes) -> None:
     if not body:
         return
     if content_type == _FORM:
+        if _MAYBE_BAD_BYTES.search(body) is None:
+            return
         _check_pairs(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     elif content_type == _JSON or content_type.endswith("+json"):
         try:
@@ -70,15 +80,15 @@ class TextGuard:
         if scope["type"] != "http" or scope["path"].startswith("/scim/"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         replay: Callable[[], Any] = receive
         try:
             check_text(scope["path"], "the path", multiline=False)
             query = scope.get("query_string", b"").decode("latin-1")
-            _check_pairs(parse_qsl(query, keep_blank_values=True, errors="replace"))
-            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") and (
-                    content_type in (_FORM, _JSON) or content_type.endswith("+json")):
+            if query and _MAYBE_BAD.search(query) is not None:
+                _check_pairs(parse_qsl(query, keep_blank_values=True, errors="replace"))
+            content_type = (_content_type(scope)
+                            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") else "")
+            if content_type in (_FORM, _JSON) or content_type.endswith("+json"):
                 messages, body, complete = await _buffer(receive)
                 replay = _replayer(messages, receive)
                 if complete:
@@ -90,6 +100,16 @@ class TextGuard:
             await response(scope, receive, send)
             return
         await self.app(scope, replay, send)
+
+
+def _content_type(scope: Scope) -> str:
+    """The request's media type (``Content-Type`` without parameters), lower-case; the last
+    one when a request repeats the header."""
+    found = b""
+    for key, value in scope["headers"]:
+        if key.lower() == b"content-type":
+            found = value
+    return found.decode("latin-1").split(";")[0].strip().lower()
 
 
 async def _buffer(receive: Receive) -> tuple[list[Message], bytes, bool]:
