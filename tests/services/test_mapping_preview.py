@@ -4,6 +4,7 @@ the impact preview tells who gains, loses or becomes denied. SQLite and PostgreS
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -127,10 +128,10 @@ def test_a_denied_login_records_nothing(ctx: ServiceContext, db: Database) -> No
     assert {} == recorded_rows(db)
 
 
-def test_login_touch_stays_one_statement_per_identity(
-        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_touch_stays_one_statement_per_identity(ctx: ServiceContext) -> None:
     """The claims ride on the UPDATE that moves last_login_at: a returning login runs the
-    same number of statements on the identity table as before (one)."""
+    same number of statements on the identity table as before (one; on PostgreSQL it also
+    moves the account's, in one statement)."""
     setup_connection(ctx)
     provision_on_login(ctx, "idp", nurse())
     statements: list[str] = []
@@ -139,17 +140,9 @@ def test_login_touch_stays_one_statement_per_identity(
     def spy(conn: object, cursor: object, statement: str, *args: object) -> None:
         statements.append(statement)
 
-    from jitprov.store import fast
-    real = fast.Prepared._cursor
-
-    def counting(self: fast.Prepared, conn: sa.Connection, params: object) -> object:
-        statements.append(self._plan(conn.dialect)[0].sql)
-        return real(self, conn, params)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fast.Prepared, "_cursor", counting)
     provision_on_login(ctx, "idp", nurse())
-    identity_writes = [s for s in statements if s.lstrip().upper().startswith(
-        ("UPDATE IDENTITY", "INSERT INTO IDENTITY"))]
+    identity_writes = [s for s in statements
+                       if re.search(r"\b(UPDATE identity|INSERT INTO identity)\b", s)]
     assert 1 == len(identity_writes)
     assert "claims" in identity_writes[0]
 

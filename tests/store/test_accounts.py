@@ -4,6 +4,7 @@ and identities, written from a ``Changes`` and read back as equal core values.""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -51,6 +52,66 @@ def test_create_then_find_by_identity_returns_an_equal_account(
         pending=frozenset({PendingGrant("admin", "rule:admins")}),
         provisioned_by="jit", external_id=None)
     assert expected == found
+
+
+def test_create_writes_the_account_its_grants_and_pending_grants_in_one_statement_on_postgresql(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    changes = Changes(
+        profile={"email": (None, "grace@example.com")},
+        grants_added=frozenset({RoleGrant(f"role-{n}", "rule:many") for n in range(5)}),
+        pending_added=frozenset({PendingGrant("admin", "rule:admins"),
+                                 PendingGrant("auditor", "rule:audit")}))
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with UnitOfWork(db) as uow:
+            account_id = uow.accounts.create(tenant_id=tenant.id, changes=changes,
+                                             provisioned_by="jit", now=clock(),
+                                             granted_by="test")
+            uow.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+
+    with UnitOfWork(db, readonly=True) as uow:
+        account = uow.accounts.get(account_id)
+        grants = uow.grants.grants(tenant.id, account_id=account_id)
+        requests = uow.grants.requests(tenant.id)
+    assert changes.grants_added == account.grants
+    assert changes.pending_added == account.pending
+    assert {("test", clock.now)} == {(g.granted_by, g.granted_at) for g in grants}
+    assert [("admin", "pending", clock.now), ("auditor", "pending", clock.now)] == sorted(
+        (r.role, r.status, r.requested_at) for r in requests)
+    writes = [s for s in statements if s.lstrip().startswith(("INSERT", "WITH"))]
+    assert len(writes) == (1 if db.dialect == "postgresql" else 3)
+
+
+def test_create_without_grants_writes_only_the_account(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    with UnitOfWork(db) as uow:
+        account_id = uow.accounts.create(
+            tenant_id=tenant.id, changes=Changes(profile={"email": (None, "a@b.test")}),
+            provisioned_by="jit", now=clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        account = uow.accounts.get(account_id)
+    assert (frozenset(), frozenset()) == (account.grants, account.pending)
+
+
+def test_create_for_a_tenant_deleted_meanwhile_raises_race_lost_and_writes_nothing(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    with pytest.raises(RaceLost), UnitOfWork(db) as uow:
+        uow.accounts.create(tenant_id=tenant.id + 1000, changes=first_login_changes(clock),
+                            provisioned_by="jit", now=clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        assert [] == uow.accounts.list(tenant.id + 1000)
+        assert [] == uow.grants.grants(tenant.id + 1000)
 
 
 def test_find_by_identity_of_an_unbound_subject_returns_none(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import sqlalchemy as sa
+
 from jitprov.store.database import Database
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -46,6 +50,44 @@ def test_an_event_added_in_a_rolled_back_unit_is_not_pending(
     with UnitOfWork(db) as uow:
         uow.outbox.add(tenant.id, "account.created", {"id": "a-1"}, clock())
         # leave without commit
+
+    with UnitOfWork(db, readonly=True) as uow:
+        assert [] == list(uow.outbox.pending())
+
+
+def test_add_many_keeps_the_order_given_in_one_statement(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    # webhooks are delivered in outbox id order: the ids must follow the announcements
+    events = [("account.created" if n % 7 == 0 else "role.granted",
+               {"n": n, "role": f"r{49 - n}", "note": "Zoë \\ \"q\" ☃", "in": {"a": [n]}})
+              for n in range(50)]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with UnitOfWork(db) as uow:
+            uow.outbox.add_many(tenant.id, events, clock())
+            uow.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+
+    with UnitOfWork(db, readonly=True) as uow:
+        pending = uow.outbox.pending(limit=100)
+    assert events == [(type_, payload) for _, type_, payload in pending]
+    ids = [event_id for event_id, _, _ in pending]
+    assert sorted(ids) == ids
+    inserts = [s for s in statements if "outbox_event" in s]
+    assert len(inserts) == 1
+
+
+def test_add_many_of_no_events_writes_nothing(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    with UnitOfWork(db) as uow:
+        uow.outbox.add_many(tenant.id, [], clock())
+        uow.commit()
 
     with UnitOfWork(db, readonly=True) as uow:
         assert [] == list(uow.outbox.pending())

@@ -63,6 +63,10 @@ def test_a_login_is_traced_by_route_with_sql_and_provisioning_spans(
               .startswith("INSERT INTO login_request")]
     assert len(spends) == 1 and spends[0].parent is not None
     assert spends[0].parent.span_id == provision.context.span_id
+    # the fast path's statements too: the audit event is written under the provisioning
+    assert any("audit_event" in str((s.attributes or {}).get("db.statement", ""))
+               and s.parent is not None and s.parent.span_id == provision.context.span_id
+               for s in spans)
     assert any(s.parent is not None and s.parent.span_id == provision.context.span_id
                for s in spans), "the provisioning's database work is its child"
     everything = _all_values(exporter)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from jitprov.core.errors import NotFound
 from jitprov.core.identity import (
@@ -90,9 +91,13 @@ class AccountRepository:
         self._c = conn
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
-        """The account this (connection, subject) signs in to, or None."""
-        row = _FIND_BY_IDENTITY.first(self._c, {"connection_id": connection_id,
-                                                "subject": subject})
+        """The account this (connection, subject) signs in to, or None (one statement on
+        PostgreSQL, with its grants; two on SQLite)."""
+        params = {"connection_id": connection_id, "subject": subject}
+        if self._c.dialect.name == "postgresql":
+            row = _FIND_WITH_GRANTS.first(self._c, params)
+            return None if row is None else self._account(row, _json_entries(row.entries))
+        row = _FIND_BY_IDENTITY.first(self._c, params)
         return None if row is None else self._account(row)
 
     def get(self, account_id: str) -> Account:
@@ -148,11 +153,12 @@ class AccountRepository:
                external_id_connection_id: int | None = None,
                granted_by: str = "login") -> str:
         """Insert an account with the profile, groups, grants and pending grants of
-        ``changes``; returns its new id."""
+        ``changes``; returns its new id. One statement on PostgreSQL (rows of the three
+        tables in a data-modifying CTE); SQLite inserts the account, then its grants."""
         account_id = str(uuid.uuid4())
         profile = {k: after for k, (_, after) in changes.profile.items()}
         email = profile.get("email")
-        _INSERT_ACCOUNT.rowcount(self._c, {
+        account = {
             "id": account_id, "tenant_id": tenant_id, "status": "active", "kind": kind,
             "provisioned_by": provisioned_by, "external_id": external_id,
             "external_id_connection_id": external_id_connection_id, "email": email,
@@ -160,7 +166,19 @@ class AccountRepository:
             "profile_sources": {k: f"{PROFILE_SOURCE_PREFIX}{k}" for k in profile},
             "idp_groups": sorted(changes.groups_added), "created_at": now, "updated_at": now,
             "last_login_at": now if provisioned_by == "jit" else None, "deactivated_at": None,
-            "version": 1})
+            "version": 1}
+        if self._c.dialect.name == "postgresql":
+            grants = sorted(changes.grants_added)
+            pending = sorted(changes.pending_added)
+            _CREATE_WITH_GRANTS.rowcount(self._c, {
+                **account,
+                "g_role": [g.role for g in grants], "g_source": [g.source for g in grants],
+                "g_expires_at": [g.expires_at for g in grants], "g_at": now,
+                "g_by": granted_by,
+                "p_role": [p.role for p in pending], "p_source": [p.source for p in pending],
+                "p_at": now})
+            return account_id
+        _INSERT_ACCOUNT.rowcount(self._c, account)
         self._write_grants(account_id, changes, now, granted_by)
         return account_id
 
@@ -367,17 +385,84 @@ def _grants_and_pending_of(account_ids: list[str]) -> sa.CompoundSelect[Any]:
         .where(b.account_id.in_(account_ids)))
 
 
-# One round trip for an account's grants (expired ones included: readers filter them with
-# ``Account.at``, the sweep deletes them), open pending grants and blocked roles.
-_GRANTS_AND_PENDING = Prepared(sa.union_all(
-    sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
-              t.role_grant.c.expires_at)
-    .where(t.role_grant.c.account_id == sa.bindparam("account_id")),
-    sa.select(sa.literal("p").label("kind"), t.pending_grant.c.role, t.pending_grant.c.source,
-              sa.null().label("expires_at"))
-    .where(t.pending_grant.c.account_id == sa.bindparam("account_id"),
-           t.pending_grant.c.status == "pending"),
-    sa.select(sa.literal("b").label("kind"), t.role_block.c.role, sa.null().label("source"),
-              sa.null().label("expires_at"))
-    .where(t.role_block.c.account_id == sa.bindparam("account_id")),
-))
+def _grants_and_pending(account_id: sa.ColumnElement[Any],
+                        correlate: tuple[sa.Table, ...] = ()) -> sa.CompoundSelect[Any]:
+    """An account's grants (expired ones included: readers filter them with ``Account.at``,
+    the sweep deletes them), open pending grants and blocked roles: (kind, role, source,
+    expires_at), kind ``g``, ``p`` or ``b``."""
+    return sa.union_all(
+        sa.select(sa.literal("g").label("kind"), t.role_grant.c.role, t.role_grant.c.source,
+                  t.role_grant.c.expires_at)
+        .where(t.role_grant.c.account_id == account_id).correlate(*correlate),
+        sa.select(sa.literal("p").label("kind"), t.pending_grant.c.role,
+                  t.pending_grant.c.source, sa.null().label("expires_at"))
+        .where(t.pending_grant.c.account_id == account_id,
+               t.pending_grant.c.status == "pending").correlate(*correlate),
+        sa.select(sa.literal("b").label("kind"), t.role_block.c.role,
+                  sa.null().label("source"), sa.null().label("expires_at"))
+        .where(t.role_block.c.account_id == account_id).correlate(*correlate))
+
+
+# One round trip for an account's grants, open pending grants and blocked roles.
+_GRANTS_AND_PENDING = Prepared(_grants_and_pending(sa.bindparam("account_id")))
+
+
+def _find_with_grants() -> sa.Select[Any]:
+    """PostgreSQL: ``_FIND_BY_IDENTITY`` with the account's ``_GRANTS_AND_PENDING`` as one
+    JSON array column ``entries`` ([kind, role, source, expires_at], in one statement)."""
+    entries = _grants_and_pending(t.account.c.id, (t.account,)).subquery("entries")
+    agg = (sa.select(sa.func.coalesce(
+        sa.func.json_agg(sa.func.json_build_array(entries.c.kind, entries.c.role,
+                                                  entries.c.source, entries.c.expires_at)),
+        sa.literal_column("'[]'::json")))
+        .scalar_subquery())
+    return (sa.select(*_ACCOUNT_COLUMNS, sa.type_coerce(agg, sa.JSON).label("entries"))
+            .join(t.identity, t.identity.c.account_id == t.account.c.id)
+            .join(t.tenant, t.tenant.c.id == t.account.c.tenant_id)
+            .where(t.identity.c.connection_id == _B("connection_id"),
+                   t.identity.c.subject == _B("subject")))
+
+
+_FIND_WITH_GRANTS = Prepared(_find_with_grants())
+
+
+def _create_with_grants() -> sa.Insert:
+    """PostgreSQL: ``_INSERT_ACCOUNT`` and its role grants and pending grants in one
+    statement. The account row is inserted by a data-modifying CTE whose ``RETURNING id`` the
+    grant rows take their ``account_id`` from (so the foreign keys hold within the
+    statement); the grant rows come from parallel arrays (``unnest``): ``g_role``,
+    ``g_source``, ``g_expires_at`` with ``g_at``/``g_by``, and ``p_role``, ``p_source`` with
+    ``p_at``. Empty arrays insert no rows, so one plan serves every account."""
+    array = postgresql.ARRAY
+    new_account = (cast(sa.Insert, _INSERT_ACCOUNT.stmt).returning(t.account.c.id)
+                   .cte("new_account"))
+    g = (sa.func.unnest(_B("g_role", type_=array(sa.String)),
+                        _B("g_source", type_=array(sa.String)),
+                        _B("g_expires_at", type_=array(t.TS)))
+         .table_valued("role", "source", "expires_at").render_derived(name="g"))
+    grants = (t.role_grant.insert().from_select(
+        ["account_id", "role", "source", "granted_at", "granted_by", "expires_at"],
+        sa.select(new_account.c.id, g.c.role, g.c.source, _B("g_at", type_=t.TS),
+                  _B("g_by", type_=sa.String), g.c.expires_at)
+        .select_from(new_account).join(g, sa.true()))
+        .cte("new_grants"))
+    p = (sa.func.unnest(_B("p_role", type_=array(sa.String)),
+                        _B("p_source", type_=array(sa.String)))
+         .table_valued("role", "source").render_derived(name="p"))
+    return (t.pending_grant.insert().from_select(
+        ["account_id", "role", "source", "status", "requested_at"],
+        sa.select(new_account.c.id, p.c.role, p.c.source, sa.literal_column("'pending'"),
+                  _B("p_at", type_=t.TS))
+        .select_from(new_account).join(p, sa.true()))
+        .add_cte(new_account, grants))
+
+
+_CREATE_WITH_GRANTS = Prepared(_create_with_grants())
+
+
+def _json_entries(entries: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The rows of ``_FIND_WITH_GRANTS.entries`` as ``_GRANTS_AND_PENDING`` gives them (its
+    ``expires_at`` is ISO 8601 text in JSON)."""
+    return [(kind, role, source, None if expires_at is None
+             else datetime.fromisoformat(expires_at))
+            for kind, role, source, expires_at in entries]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 
@@ -27,6 +28,11 @@ _MOVE_AUDIT_HEAD = Prepared(t.audit_head.update()
                             .where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
                             .values(seq=_B("b_seq"), hash=_B("b_hash")))
 _INSERT_AUDIT_EVENT = prepared_insert(t.audit_event)
+# PostgreSQL: the event's INSERT and the head's move in one statement (a data-modifying CTE;
+# the head row is already locked by ``_AUDIT_HEAD``)
+_INSERT_AND_MOVE = Prepared(cast(sa.Insert, _INSERT_AUDIT_EVENT.stmt).add_cte(
+    t.audit_head.update().where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
+    .values(seq=_B("b_seq"), hash=_B("b_hash")).cte("moved_head")))
 
 
 class AuditLog:
@@ -39,15 +45,21 @@ class AuditLog:
                now: datetime) -> ChainedEvent:
         """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
         one tenant are numbered without gaps even across nodes. Raises RaceLost when the
-        tenant's first event is written concurrently (run the unit of work again)."""
+        tenant's first event is written concurrently (run the unit of work again). Two
+        statements on PostgreSQL (read and lock the head; insert and move it), three on
+        SQLite."""
         head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
         seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         chained = chain(event, tenant=tenant_slug, seq=seq + 1, prev_hash=prev, occurred_at=now)
-        _INSERT_AUDIT_EVENT.rowcount(self._c, {
-            "tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now, "type": chained.type,
-            "actor": chained.actor, "account_id": chained.account_id,
-            "request_id": chained.request_id, "data": chained.data,
-            "prev_hash": chained.prev_hash, "hash": chained.hash})
+        row = {"tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now,
+               "type": chained.type, "actor": chained.actor, "account_id": chained.account_id,
+               "request_id": chained.request_id, "data": chained.data,
+               "prev_hash": chained.prev_hash, "hash": chained.hash}
+        if head is not None and self._c.dialect.name == "postgresql":
+            _INSERT_AND_MOVE.rowcount(self._c, {**row, "b_tenant_id": tenant_id,
+                                                "b_seq": chained.seq, "b_hash": chained.hash})
+            return chained
+        _INSERT_AUDIT_EVENT.rowcount(self._c, row)
         if head is None:
             try:
                 self._c.execute(t.audit_head.insert(), {

@@ -19,6 +19,9 @@ transaction may run on another server connection). :class:`Pooling` switches bot
 statement timeout is then set per transaction (``SET LOCAL``, one more round trip) and
 psycopg never prepares. ``auto`` (the default) switches on by itself, with one log line, when
 the server refuses the startup option, as PgBouncer does.
+
+A pooled PostgreSQL connection is pinged before use only after it sat idle a while
+(:data:`PING_AFTER_IDLE`), not at every checkout: a round trip per transaction otherwise.
 """
 
 from __future__ import annotations
@@ -173,14 +176,50 @@ def _postgres_hooks(limits: DatabaseLimits, pooling: Pooling) -> tuple[Any, Any]
         return dialect.connect(*cargs, **cparams)
 
     def on_begin(conn: sa.Connection) -> None:
-        if conn.get_execution_options().get(UNLIMITED):  # migrations: transaction-scoped
-            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                "SET LOCAL statement_timeout = 0")
+        options = conn.get_execution_options()
+        raw: Any = conn.connection.dbapi_connection
+        # psycopg sends this with its BEGIN (no round trip of its own); set at every begin, as
+        # the pool hands the connection to read-only and writing units alike
+        read_only = True if options.get("readonly") else None
+        if raw.read_only is not read_only:
+            raw.read_only = read_only
+        if options.get(UNLIMITED):  # migrations: transaction-scoped
+            raw.execute("SET LOCAL statement_timeout = 0")
         elif pooling.on and timeout_ms:  # no startup option through a pooler
-            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                f"SET LOCAL statement_timeout = {timeout_ms}")
+            raw.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
 
     return do_connect, on_begin
+
+
+#: a pooled PostgreSQL connection idle longer than this (seconds) is pinged before use
+PING_AFTER_IDLE = 2.0
+_IDLE_SINCE = "jitprov_idle_since"
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection at checkout only when it sat idle past
+    :data:`PING_AFTER_IDLE`, instead of at every checkout (``pool_pre_ping``: one round trip
+    per transaction). What the ping catches (a server restart, a pooler or firewall closing
+    idle connections) happens while a connection is idle; a connection that breaks within
+    the idle window fails its one request as ``unavailable``, and SQLAlchemy then discards
+    every connection of the pool opened before it."""
+    dialect = engine.dialect
+
+    def on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+            dbapi_conn.commit()  # psycopg began a transaction for the ping
+        except dialect.loaded_dbapi.Error as exc:  # the pool retries with a new connection
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+    sa.event.listen(engine, "checkin", on_checkin)
+    sa.event.listen(engine, "checkout", on_checkout)
 
 
 def _postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
@@ -267,12 +306,13 @@ class Database:
             return cls(url=url, engine=engine, write_lock=threading.RLock(), limits=limits)
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                   pool_timeout=limits.pool_timeout,
-                                  pool_pre_ping=True, hide_parameters=True,
+                                  hide_parameters=True,
                                   json_deserializer=load_json,
                                   connect_args=_postgres_connect_args(url, limits))
         do_connect, on_begin = _postgres_hooks(limits, pooling)
         sa.event.listen(engine, "do_connect", do_connect)
         sa.event.listen(engine, "begin", on_begin)
+        _ping_when_idle(engine)
         return cls(url=url, engine=engine, limits=limits, pooling=pooling)
 
     @property

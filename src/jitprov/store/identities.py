@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 
@@ -33,6 +34,9 @@ _TOUCH_IDENTITY = Prepared(t.identity.update()
                    .values(last_login_at=_B("b_now"), claims=_B("b_claims", type_=sa.JSON),
                            claims_at=_B("b_claims_at", type_=t.TS)))
 _INSERT_IDENTITY = prepared_insert(t.identity)
+# PostgreSQL: both touches in one statement (a data-modifying CTE)
+_TOUCH_BOTH = Prepared(cast(sa.Update, _TOUCH_IDENTITY.stmt).add_cte(
+    cast(sa.Update, _TOUCH_ACCOUNT.stmt).cte("touched_account")))
 
 
 class IdentityRepository:
@@ -87,13 +91,16 @@ class IdentityRepository:
 
     def record_login(self, *, account_id: str, connection_id: int, subject: str,
                      now: datetime, claims: Mapping[str, object] | None = None) -> None:
-        """Move last_login_at; the identity's recorded claims become ``claims`` (already
-        redacted; None clears them), in the same UPDATE."""
+        """Move last_login_at of the account and the identity; the identity's recorded claims
+        become ``claims`` (already redacted; None clears them), in the same UPDATE (one
+        statement for both rows on PostgreSQL)."""
+        identity = {"b_connection_id": connection_id, "b_subject": subject, "b_now": now,
+                    "b_claims": claims, "b_claims_at": None if claims is None else now}
+        if self._c.dialect.name == "postgresql":
+            _TOUCH_BOTH.rowcount(self._c, {**identity, "b_account_id": account_id})
+            return
         _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
-        _TOUCH_IDENTITY.rowcount(self._c, {"b_connection_id": connection_id,
-                                          "b_subject": subject, "b_now": now,
-                                          "b_claims": claims,
-                                          "b_claims_at": None if claims is None else now})
+        _TOUCH_IDENTITY.rowcount(self._c, identity)
 
     def take_over(self, *, tenant_id: int, connection_id: int, subject: str,
                   account_id: str) -> str | None:

@@ -18,9 +18,28 @@ from jitprov.core.errors import Conflict, NotFound
 from jitprov.core.events import WEBHOOK_EVENTS
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
+from jitprov.store.fast import Prepared
 from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
 
 _INSERT_OUTBOX_EVENT = prepared_insert(t.outbox_event)
+
+
+def _insert_outbox_events() -> sa.Insert:
+    """PostgreSQL: the events of ``events`` (a JSON array of ``[type, payload]``) in one
+    INSERT. ``ORDER BY`` the array position: the ids (defaults, evaluated per row as the
+    sorted rows reach the INSERT) follow the order of the array."""
+    e = (sa.func.json_array_elements(sa.bindparam("events", type_=sa.JSON))
+         .table_valued("value", with_ordinality="n").render_derived(name="e"))
+    return t.outbox_event.insert().from_select(
+        ["tenant_id", "type", "payload", "created_at", "delivered_at", "attempts"],
+        sa.select(sa.bindparam("tenant_id", type_=sa.Integer),
+                  e.c.value.op("->>")(sa.literal_column("0")),
+                  e.c.value.op("->")(sa.literal_column("1")),
+                  sa.bindparam("created_at", type_=t.TS), sa.null(), sa.literal_column("0"))
+        .select_from(e).order_by(e.c.n))
+
+
+_INSERT_OUTBOX_EVENTS = Prepared(_insert_outbox_events())
 
 
 class WebhookRepository:
@@ -246,8 +265,17 @@ class Outbox:
 
     def add_many(self, tenant_id: int, events: Sequence[tuple[str, Mapping[str, object]]],
                  now: datetime) -> None:
-        """Several (type, payload) events in one statement."""
+        """Several (type, payload) events, their ids in the order given (webhooks are
+        delivered in outbox id order). PostgreSQL: one statement (``_INSERT_OUTBOX_EVENTS``);
+        SQLite: one ``executemany``."""
         _check_types([kind for kind, _ in events])
+        if not events:
+            return
+        if self._c.dialect.name == "postgresql":
+            _INSERT_OUTBOX_EVENTS.rowcount(self._c, {
+                "tenant_id": tenant_id, "created_at": now,
+                "events": [[kind, dict(payload)] for kind, payload in events]})
+            return
         _INSERT_OUTBOX_EVENT.many(self._c, [
             {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),
              "created_at": now, "delivered_at": None, "attempts": 0}

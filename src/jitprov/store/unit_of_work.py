@@ -1,7 +1,11 @@
 """One transaction, with every repository bound to it.
 
 ``with UnitOfWork(db) as uow: ...; uow.commit()``: leaving the block without ``commit()``
-rolls back. Read-only units (``readonly=True``) take no write lock on SQLite.
+rolls back. Read-only units (``readonly=True``) take no write lock on SQLite; on PostgreSQL
+they run as ``READ ONLY`` transactions (a write fails) and end with a COMMIT when the block
+ends normally: psycopg forgets every server-side prepared statement of a connection at a
+ROLLBACK (and sends ``DEALLOCATE ALL``), so a read that rolled back made the next
+transactions on that connection parse and plan each statement again.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class UnitOfWork:
     identities: IdentityRepository
     #: single grants and approval requests
     grants: GrantRepository
-    #: requests (logins in flight), saml_requests, saml_replay, token_replay
+    #: requests (spent logins, LogoutRequests in flight), saml_replay, token_replay
     logins: LoginStore
     sessions: SessionRepository
     audit: AuditLog
@@ -122,7 +126,13 @@ class UnitOfWork:
         assert self._conn is not None  # noqa: S101
         try:
             if self._tx is not None and self._tx.is_active:
-                self._tx.rollback()
+                if exc is None and self._readonly and self._db.dialect == "postgresql":
+                    try:  # READ ONLY: nothing to keep; see the module docstring
+                        self._tx.commit()
+                    except sa.exc.OperationalError as failed:
+                        raise _translate(failed) from failed
+                else:
+                    self._tx.rollback()
         finally:
             self._conn.close()
             self._release()
