@@ -64,21 +64,21 @@ def _run_on(ctx: ServiceContext, db_name: str, idp: FakeSamlIdp,
     admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
                               metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
 
-    def prepare(subjects: range) -> list[tuple[str, str]]:
-        """(RelayState, signed SAMLResponse) of one started login per subject."""
+    def prepare(subjects: range) -> list[tuple[str, str, str]]:
+        """(RelayState, binding cookie, signed SAMLResponse) of one started login per
+        subject."""
         out = []
         for n in subjects:
-            state, location = start_login(ctx, "bench", "/", browser_nonce="b",
-                                          base_url=BASE_URL, dev_mode=False)
-            out.append((state, idp.response(
+            started = start_login(ctx, "bench", "/", base_url=BASE_URL, dev_mode=False)
+            out.append((started.state, started.cookie, idp.response(
                 acs_url=ACS, audience=AUDIENCE, subject=f"user-{n}", attributes=_attributes(n),
-                in_response_to=request_id_of(location), now=ctx.clock())))
+                in_response_to=request_id_of(started.location), now=ctx.clock())))
         return out
 
-    def acs(logins: list[tuple[str, str]]) -> Callable[[int], object]:
+    def acs(logins: list[tuple[str, str, str]]) -> Callable[[int], object]:
         def one(i: int) -> object:
-            state, response = logins[i]
-            return complete_saml_login(ctx, "bench", response, state, browser="b",
+            state, cookie, response = logins[i]
+            return complete_saml_login(ctx, "bench", response, state, browser=cookie,
                                        base_url=BASE_URL, request_id=None)
         return one
 
@@ -92,11 +92,11 @@ def _run_on(ctx: ServiceContext, db_name: str, idp: FakeSamlIdp,
         config = connection_config(conn)
         sp = sp_for(ctx, conn, config, BASE_URL)
         logins = prepare(range(ops))
-        ids = [request_id_of_response(r) for _, r in logins]
-        size = len(base64.b64decode(logins[0][1])) / 1024
+        ids = [request_id_of_response(r) for _, _, r in logins]
+        size = len(base64.b64decode(logins[0][2])) / 1024
 
         def validate(i: int) -> object:
-            return validate_response(logins[i][1], sp=sp, config=config,
+            return validate_response(logins[i][2], sp=sp, config=config,
                                      expected_in_response_to=ids[i], now=ctx.clock())
 
         rows.append({"scenario": f"SAML Response validation only ({size:.1f} KB)",

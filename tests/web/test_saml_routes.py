@@ -187,6 +187,67 @@ def test_on_https_the_binding_cookie_comes_with_the_idps_post_and_nothing_bounce
     assert browser.get("/me").json()["email"] == "ada@hospital.example"
 
 
+def test_on_https_the_session_held_at_the_start_ends_though_the_post_carries_none(
+        ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    """The IdP's cross-site POST carries the None binding cookie but not the Lax session
+    cookie: the session the browser held when the login started is ended all the same (it
+    travels, hashed, in the sealed login request)."""
+    browser = make_client(ctx, dev_mode=False)
+    browser.base_url = "https://testserver"  # type: ignore[assignment]
+
+    def sign_in(client: TestClient) -> str:
+        r = client.get("/sso/idp/login", params={"return_to": "/me"})
+        location = r.headers["location"]
+        form = {"SAMLResponse": response(ctx, idp, request_id_of(location)),
+                "RelayState": parse_qs(urlsplit(location).query)["RelayState"][0]}
+        name, value = r.headers["set-cookie"].split(";", 1)[0].split("=", 1)
+        idp_post = make_client(ctx, dev_mode=False)  # what the cross-site POST carries
+        idp_post.base_url = "https://testserver"  # type: ignore[assignment]
+        idp_post.cookies.set(name, value, path="/sso/")
+        done = idp_post.post(ACS_PATH, data=form)
+        assert done.status_code == 303, done.text
+        return done.cookies["jitprov_session"]
+
+    first = sign_in(browser)
+    browser.cookies.set("jitprov_session", first)
+    assert browser.get("/me").status_code == 200
+    second = sign_in(browser)  # started with the first session's cookie
+    assert second != first
+    assert browser.get("/me").status_code == 401  # the first session ended
+    browser.cookies.set("jitprov_session", second)
+    assert browser.get("/me").status_code == 200
+
+
+def test_a_cross_site_subresource_never_gets_a_samesite_none_cookie(
+        ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    """An <img> or fetch from another site that points at the login start must not plant a
+    cookie the browser would then send everywhere under /sso/: it gets a Lax one, which
+    browsers refuse to store from a cross-site subresource."""
+    browser = make_client(ctx, dev_mode=False)
+    browser.base_url = "https://testserver"  # type: ignore[assignment]
+    r = browser.get("/sso/idp/login", headers={"sec-fetch-mode": "no-cors",
+                                              "sec-fetch-dest": "image"})
+    assert r.status_code == 303
+    assert "samesite=lax" in r.headers["set-cookie"].lower()
+    r = browser.get("/sso/idp/login", headers={"sec-fetch-mode": "navigate"})
+    assert "samesite=none" in r.headers["set-cookie"].lower()
+
+
+def test_a_connection_that_cannot_build_its_request_is_a_readable_page_audited_once(
+        ctx: ServiceContext, idp: FakeSamlIdp, browser: TestClient) -> None:
+    with ctx.db.engine.begin() as conn:  # the SP key is gone (a key no longer configured)
+        conn.execute(sa.update(t.connection).where(t.connection.c.slug == "idp")
+                     .values(secrets=ctx.secretbox.seal({})))
+    ctx.connections.forget("idp")
+    browser.get("/sso/idp/saml/metadata")  # the connection read again, and cached
+    r = browser.get("/sso/idp/login", headers={"accept": "text/html"})
+    assert r.status_code == 400
+    assert "no SP key pair" in r.text and r.headers["x-request-id"] in r.text
+    failed = [e for e in audit_export.iter_events(ctx, "hospital") if e.type == "login.failed"]
+    assert [(e.data["code"], e.request_id) for e in failed] == [
+        ("invalid_input", r.headers["x-request-id"])]
+
+
 def test_the_bounce_happens_once_and_then_refuses(ctx: ServiceContext, idp: FakeSamlIdp,
                                                  browser: TestClient) -> None:
     relay_state, request_id = start(browser)

@@ -198,7 +198,7 @@ def test_starting_a_login_writes_nothing(ctx: ServiceContext, idp: FakeSamlIdp) 
 def test_a_return_to_too_long_for_a_cookie_is_refused(ctx: ServiceContext,
                                                       idp: FakeSamlIdp) -> None:
     start(ctx, "/" + "a" * (MAX_RETURN_TO_CHARS - 1))
-    with pytest.raises(InvalidInput, match="return_to: longer than 2048"):
+    with pytest.raises(InvalidInput, match="return_to: longer than 1024"):
         start(ctx, "/" + "a" * MAX_RETURN_TO_CHARS)
 
 

@@ -33,7 +33,7 @@ from jitprov.services.entitlements import (
     uses_scim_groups,
 )
 from jitprov.services.login.failures import record_login_failure
-from jitprov.services.login.state import LoginState, spend_login_request
+from jitprov.services.login.state import PREVIOUS_SESSION, LoginState, spend_login_request
 from jitprov.services.login.steps import (
     audit_event,
     check_auth_context,
@@ -169,8 +169,12 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
     recorded = redact_claims(identity.claims)  # pure, before the lock; written by the touch
     with UnitOfWork(ctx.db) as uow:
         return_to = "/"
+        ended: set[str] = {hash_token(previous_session)} if previous_session else set()
         if login is not None:
-            return_to = spend_login_request(uow, ctx, conn, login, request_id, now).return_to
+            spent = spend_login_request(uow, ctx, conn, login, request_id, now)
+            return_to = spent.return_to
+            if spent.data.get(PREVIOUS_SESSION):  # the session the browser held at the start
+                ended.add(str(spent.data[PREVIOUS_SESSION]))
         if guard is not None:
             guard(uow)
         if uses_scim_groups(conn):  # SCIM membership, read under the identity's login lock
@@ -233,8 +237,8 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                                         subject=identity.subject, now=now, claims=recorded)
         token: str | None = None
         if start_session:
-            if previous_session:
-                uow.sessions.revoke(hash_token(previous_session), now)
+            for session_id in sorted(ended):  # rotated: the browser's sessions end here
+                uow.sessions.revoke(session_id, now)
             token = secrets.token_urlsafe(32)
             uow.sessions.create(session_id=hash_token(token), account_id=account_id,
                                 connection_id=conn.id, subject=identity.subject, now=now,

@@ -16,18 +16,23 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from jitprov.core.domains import MAX_EMAIL_CHARS
-from jitprov.core.errors import InvalidInput
+from jitprov.core.errors import InvalidInput, JitprovError
+from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.demo import DemoConnection
+from jitprov.services.login.failures import record_login_failure
 from jitprov.services.login.oidc import OidcConnection
 from jitprov.services.login.saml import SamlConnection
-from jitprov.services.login.state import check_usable, seal_login_request
+from jitprov.services.login.state import PREVIOUS_SESSION, check_usable, seal_login_request
 from jitprov.services.sessions import safe_return_to
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord
 
-#: the longest ``return_to`` a login keeps: the request travels in a cookie, which browsers
-#: keep only up to 4096 bytes
-MAX_RETURN_TO_CHARS = 2048
+#: the longest ``return_to`` a login keeps: the request travels in a cookie
+MAX_RETURN_TO_CHARS = 1024
+#: the largest binding cookie value: browsers keep 4 KB per cookie, but a proxy's defaults
+#: bound whole headers (nginx: 4 KB of response headers, 8 KB per request header line) and
+#: a browser may hold a few logins in flight
+MAX_COOKIE_BYTES = 2048
 
 
 class ConnectionKind(Protocol):
@@ -48,10 +53,10 @@ class ConnectionKind(Protocol):
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
                       base_url: str, login_hint: str | None = None
                       ) -> tuple[dict[str, object], str]:
-        """(what the login request keeps besides the browser binding; where to send the
-        browser). ``login_hint``: the address home-realm discovery was given, for a kind
-        whose protocol can carry it to the IdP (OIDC). Raises (audited) when the IdP cannot
-        be asked."""
+        """(what the login request keeps; where to send the browser). ``login_hint``: the
+        address home-realm discovery was given, for a kind whose protocol can carry it to
+        the IdP (OIDC). Raises a JitprovError when the IdP cannot be asked (audited by
+        :func:`start_login`)."""
 
 
 CONNECTION_KINDS: dict[str, ConnectionKind] = {
@@ -83,23 +88,40 @@ class StartedLogin:
 
 
 def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None, *,
-                base_url: str, dev_mode: bool, login_hint: str | None = None) -> StartedLogin:
+                base_url: str, dev_mode: bool, login_hint: str | None = None,
+                previous_session: str | None = None, request_id: str | None = None,
+                connection: ConnectionRecord | None = None,
+                audit: bool = True) -> StartedLogin:
     """Start a login through the connection (``login_hint`` goes on to the IdP where the
     protocol carries it). Writes nothing: the login request is sealed into the binding
-    cookie. Raises NotFound, InvalidInput (an unusable connection, a ``return_to`` or
-    ``login_hint`` too long), and what the kind's adapter raises (audited)."""
+    cookie, with the hash of ``previous_session`` (the browser's session cookie at the
+    start: the callback ends it, though a cross-site POST back does not carry it).
+    ``connection``: the record, when the caller already holds it. Raises NotFound,
+    InvalidInput (an unusable connection, a ``return_to`` or ``login_hint`` too long), and
+    what the kind's adapter raises: a JitprovError audited as ``login.failed`` unless
+    ``audit`` is false (a caller that will try again where it may write)."""
     if login_hint is not None and len(login_hint) > MAX_EMAIL_CHARS:
         raise InvalidInput(f"login_hint: longer than {MAX_EMAIL_CHARS} characters")
     if return_to is not None and len(return_to) > MAX_RETURN_TO_CHARS:
         raise InvalidInput(f"return_to: longer than {MAX_RETURN_TO_CHARS} characters")
-    conn = ctx.connections.get(connection_slug)
+    conn = connection if connection is not None else ctx.connections.get(connection_slug)
     kind = check_connection_usable(conn, dev_mode=dev_mode)
     state = secrets.token_urlsafe(32)
-    data, location = kind.login_request(ctx, conn, state, base_url=base_url,
-                                        login_hint=login_hint)
+    try:
+        data, location = kind.login_request(ctx, conn, state, base_url=base_url,
+                                            login_hint=login_hint)
+    except JitprovError as exc:
+        if audit:
+            record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)
+        raise
+    if previous_session:
+        data = {**data, PREVIOUS_SESSION: hash_token(previous_session)}
     now = ctx.clock()
     record = LoginRequestRecord(connection_id=conn.id,
                                 return_to=safe_return_to(return_to, ctx.return_hosts),
                                 data=data, expires_at=now + ctx.login_request_ttl)
-    return StartedLogin(state, location, seal_login_request(ctx, conn, state, record),
-                        cross_site_post=kind.answers_cross_site_post)
+    cookie = seal_login_request(ctx, conn, state, record)
+    if len(cookie) > MAX_COOKIE_BYTES:  # escapes and non-ASCII grow a return_to
+        raise InvalidInput("return_to: too long to keep with the sign-in (at most "
+                           f"{MAX_COOKIE_BYTES} bytes sealed); use a shorter link")
+    return StartedLogin(state, location, cookie, cross_site_post=kind.answers_cross_site_post)

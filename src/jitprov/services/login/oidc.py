@@ -32,7 +32,7 @@ from jitprov.protocols.oidc import (
 )
 from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login.failures import failures_audited, record_login_failure
+from jitprov.services.login.failures import failures_audited
 from jitprov.services.login.flow import LoginResult, provision_on_login
 from jitprov.services.login.state import LoginState, opened_login_request
 from jitprov.store.records import ConnectionRecord
@@ -100,17 +100,13 @@ class OidcConnection(OidcKind):
                       base_url: str, login_hint: str | None = None
                       ) -> tuple[dict[str, object], str]:
         """(what the login request keeps: nonce and PKCE verifier; the IdP authorization
-        URL, with ``login_hint`` when given). A provider that cannot be reached or read is
-        audited as ``login.failed``."""
+        URL, with ``login_hint`` when given). Raises OidcError when the provider cannot be
+        reached or read."""
         config = connection_config(conn)
-        try:
-            metadata = provider_metadata(ctx, config)
-            request = build_authorization_request(
-                metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug),
-                login_hint=login_hint)
-        except OidcError as exc:
-            record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=None)
-            raise
+        metadata = provider_metadata(ctx, config)
+        request = build_authorization_request(
+            metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug),
+            login_hint=login_hint)
         return {"nonce": request.nonce, "code_verifier": request.code_verifier}, request.url
 
 

@@ -132,15 +132,11 @@ class SamlConnection(SamlKind):
         """(what the login request keeps: the AuthnRequest ID; the IdP's SSO URL with the
         AuthnRequest). The state travels as RelayState and comes back with the Response.
         ``login_hint`` is not sent: SAML has no hint every IdP accepts (a ``<Subject>`` in
-        the AuthnRequest makes some refuse the request). A connection that cannot build one
-        is audited as ``login.failed``."""
-        try:
-            config = connection_config(conn)
-            sp = sp_for(ctx, conn, config, base_url)
-            authn = build_authn_request(sp, config, relay_state=state, now=ctx.clock())
-        except JitprovError as exc:
-            record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=None)
-            raise
+        the AuthnRequest makes some refuse the request). Raises a JitprovError when the
+        connection cannot build one (no SP key, a configuration that does not parse)."""
+        config = connection_config(conn)
+        sp = sp_for(ctx, conn, config, base_url)
+        authn = build_authn_request(sp, config, relay_state=state, now=ctx.clock())
         return {"request_id": authn.id}, authn.redirect_url
 
 

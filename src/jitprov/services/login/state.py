@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from jitprov.core.errors import InvalidInput
@@ -31,6 +32,11 @@ from jitprov.store.unit_of_work import UnitOfWork
 
 #: the label of the keys that seal login requests (see ``SecretBox.derive``)
 LOGIN_REQUEST_LABEL = "jitprov login requests"
+#: the login request's key for the hash of the session the browser held at the start
+PREVIOUS_SESSION = "previous_session"
+#: logins one browser may have in flight (binding cookies): a few tabs, never a pile of
+#: cookies that outgrows a proxy's header limits
+LOGINS_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,24 @@ def _unseal(ctx: ServiceContext, login: LoginState) -> tuple[str, LoginRequestRe
             expires_at=datetime.fromisoformat(sealed["expires_at"]))
     except (SecretsUnreadable, KeyError, ValueError, TypeError):
         return None
+
+
+def older_logins(ctx: ServiceContext, cookies: Mapping[str, str], *, keep: int) -> list[str]:
+    """The names of the binding cookies to drop so that at most ``keep`` of ``cookies``
+    (name -> value) remain: the oldest by their request's expiry, those that do not open
+    first. Opens nothing when there are no more than ``keep``."""
+    if len(cookies) <= keep:
+        return []
+    box = _box(ctx)
+
+    def expiry(value: str) -> datetime:
+        try:
+            return datetime.fromisoformat(box.open(value)["expires_at"])
+        except (SecretsUnreadable, KeyError, ValueError, TypeError):
+            return datetime.min.replace(tzinfo=UTC)
+
+    ordered = sorted(cookies, key=lambda name: expiry(cookies[name]))
+    return ordered[:len(cookies) - keep]
 
 
 def open_login_request(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,

@@ -95,7 +95,11 @@ def set_login_cookie(request: Request, response: Response, state: str, sealed: s
 
 
 def clear_login_cookie(request: Request, response: Response, state: str) -> None:
-    response.delete_cookie(login_cookie_name(state), httponly=True, samesite="lax",
+    clear_login_cookie_named(request, response, login_cookie_name(state))
+
+
+def clear_login_cookie_named(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(name, httponly=True, samesite="lax",
                            secure=secure_cookies(request), path="/sso/")
 
 

@@ -19,9 +19,13 @@ from jitprov.services.login.saml import (
     sp_metadata,
 )
 from jitprov.services.login.saml import connection_config as saml_config
+from jitprov.services.login.state import LOGINS_IN_FLIGHT, older_logins
+from jitprov.services.records import ConnectionRecord
 from jitprov.web.routes.common import (
+    LOGIN_COOKIE_PREFIX,
     SESSION_COOKIE,
     clear_login_cookie,
+    clear_login_cookie_named,
     ctx_of,
     login_cookie_name,
     set_login_cookie,
@@ -34,26 +38,42 @@ from jitprov.web.routes.common import (
 async def login(request: Request) -> Response:
     """Start a login through the connection: the kind's adapter says where the browser goes;
     the browser keeps the login request, sealed, in its binding cookie. ``login_hint`` (from
-    ``/sso/discover``) goes on to an OIDC provider. Nothing is written: on a connection
-    already cached, no thread hand-off either (an AuthnRequest's signature is ~1 ms of CPU
-    the event loop can pay)."""
+    ``/sso/discover``) goes on to an OIDC provider. Nothing is written: on a SAML or demo
+    connection already cached, no thread hand-off either (an AuthnRequest's signature is
+    ~1 ms of CPU the event loop can pay); should that fail, the start runs again in a thread,
+    where its failure is audited. A browser keeps at most :data:`LOGINS_IN_FLIGHT` binding
+    cookies: starting another drops the oldest."""
     settings = settings_of(request)
     ctx = ctx_of(request)
     slug = request.path_params["connection"]
 
-    def start() -> StartedLogin:
+    def start(conn: ConnectionRecord | None = None, *, audit: bool = True) -> StartedLogin:
         return start_login(ctx, slug, request.query_params.get("return_to"),
                            base_url=settings.base_url, dev_mode=settings.dev_mode,
-                           login_hint=request.query_params.get("login_hint"))
+                           login_hint=request.query_params.get("login_hint"),
+                           previous_session=request.cookies.get(SESSION_COOKIE),
+                           request_id=getattr(request.state, "request_id", None),
+                           connection=conn, audit=audit)
 
-    # a cached SAML or demo connection builds its request from what this process holds (no
-    # I/O, but for the audit of a broken configuration); OIDC may fetch the discovery document
     conn = ctx.connections.peek(slug)
-    inline = conn is not None and conn.kind in ("saml", "mock")
-    started = start() if inline else await run_in_threadpool(start)
+    started: StartedLogin | None = None
+    if conn is not None and conn.kind in ("saml", "mock"):
+        try:
+            started = start(conn, audit=False)
+        except JitprovError:
+            started = None  # again in a thread, which audits the failure
+    if started is None:
+        started = await run_in_threadpool(start)
     response = RedirectResponse(started.location, status_code=303)
+    # SameSite=None only for a top-level navigation: a cross-site <img> or fetch must not
+    # plant a login cookie (browsers that send no Sec-Fetch-Mode are taken as navigating)
+    navigating = request.headers.get("sec-fetch-mode", "navigate") == "navigate"
     set_login_cookie(request, response, started.state, started.cookie,
-                     cross_site_post=started.cross_site_post)
+                     cross_site_post=started.cross_site_post and navigating)
+    for name in older_logins(ctx, {k: v for k, v in request.cookies.items()
+                                   if k.startswith(LOGIN_COOKIE_PREFIX)},
+                             keep=LOGINS_IN_FLIGHT - 1):
+        clear_login_cookie_named(request, response, name)
     return response
 
 
