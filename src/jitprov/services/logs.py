@@ -78,9 +78,27 @@ def _route_to_stdlib() -> None:
         cache_logger_on_first_use=True)
 
 
+def _write_line(text: str) -> None:
+    """Write ``text`` (one or more whole lines) to whatever ``sys.stderr`` is now, in one write
+    under the lock. A stream that fails (a broken pipe when the log reader went away, a closed
+    or full non-blocking one, no stream at all) costs the line and nothing else: logging never
+    fails the code that logs (a login already committed must still answer), as the standard
+    library's ``Handler.handleError`` makes sure, and the failure is not reported on the
+    stream that just failed."""
+    with _WRITE_LOCK:
+        try:
+            stream = sys.stderr
+            stream.write(text)
+            stream.flush()
+        except Exception:  # noqa: S110 - dropping the line is the point (see above)
+            pass
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a line is written, not when the handler was
-    made: a command run in-process (tests, tools) may swap the stream and close the old one."""
+    made: a command run in-process (tests, tools) may swap the stream and close the old one.
+    A line the stream does not take is dropped (:func:`_write_line`); a record that cannot be
+    formatted is reported as the standard library does, unless that fails too."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -93,11 +111,30 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, _value: Any) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except RecursionError:  # as the standard library's handlers
+            raise
+        except Exception:
+            self.handleError(record)
+            return
+        _write_line(line)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # the standard library's report catches only OSError: a closed stream raises
+        # ValueError out of it
+        try:
+            super().handleError(record)
+        except Exception:  # noqa: S110 - the report is written where the failure was
+            pass
+
 
 class _LineWriter:
     """structlog's logger once :func:`configure` ran: writes each rendered line to whatever
     ``sys.stderr`` is at that moment, in one write under a lock (lines of several threads never
-    interleave, with each other or with the handler's). Named like the standard library's
+    interleave, with each other or with the handler's); a line the stream does not take is
+    dropped, never raised to the caller (:func:`_write_line`). Named like the standard library's
     logger of the same name, whose level decides what is written: the same levels as the
     standard library's lines, without building a ``LogRecord`` and formatting it again for
     each line."""
@@ -107,9 +144,7 @@ class _LineWriter:
         self.stdlib = logging.getLogger(name)
 
     def write(self, line: str) -> None:
-        with _WRITE_LOCK:
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
+        _write_line(line + "\n")
 
     debug = info = warning = error = critical = msg = write
 

@@ -10,7 +10,13 @@ and the values are exactly what SQLAlchemy would send, without its per-call over
 Only for simple statements with named ``bindparam``s and fixed values: no expanding ``IN``.
 :meth:`Prepared.many` runs one statement for several parameter sets (DBAPI
 ``executemany``). A driver's integrity error is raised as SQLAlchemy's ``IntegrityError``,
-as callers expect.
+as callers expect; any other driver error goes through SQLAlchemy's own handling of a failed
+statement (``Connection._handle_dbapi_exception``, the one SQLAlchemy's execution calls): the
+``handle_error`` listeners see it, a disconnect invalidates the connection and the pool's
+connections opened before it, and it is raised as SQLAlchemy's exception of that kind
+(``OperationalError``...), so a dead pooled connection ends the unit as ``unavailable`` like a
+Core statement. That method is private: it is called rather than copied because the pool's
+invalidation has no public entry point, and the tests of a failover catch a change of it.
 
 When the engine or connection has listeners (OpenTelemetry's SQLAlchemy instrumentation, a
 test's statement counter), each execution is reported to them as SQLAlchemy reports its own:
@@ -24,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -45,6 +51,7 @@ class _Plan:
     keys: tuple[str, ...]  # result columns
     results: tuple[_Processor, ...]
     integrity_error: type[Exception]
+    driver_error: type[Exception]  # the DBAPI's base ``Error``
 
 
 class Row(tuple[Any, ...]):
@@ -93,7 +100,8 @@ class Prepared:
                              defaults=defaults, binds=binds,
                              fields=tuple((n, defaults.get(n), binds.get(n)) for n in names),
                              keys=keys, results=results,
-                             integrity_error=dialect.loaded_dbapi.IntegrityError)
+                             integrity_error=dialect.loaded_dbapi.IntegrityError,
+                             driver_error=dialect.loaded_dbapi.Error)
                 index = {k: i for i, k in enumerate(keys)}
                 self._rows[dialect.name] = type("Row", (Row,), {"__slots__": (),
                                                                 "_index": index})
@@ -122,6 +130,8 @@ class Prepared:
         except plan.integrity_error as exc:
             cursor.close()
             raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
+        except plan.driver_error as exc:
+            _failed(conn, cursor, plan.sql, exc)
         except BaseException:
             cursor.close()
             raise
@@ -153,6 +163,8 @@ class Prepared:
                 cursor.executemany(plan.sql, values)
         except plan.integrity_error as exc:
             raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
+        except plan.driver_error as exc:
+            _failed(conn, cursor, plan.sql, exc)
         finally:
             cursor.close()
 
@@ -173,6 +185,15 @@ class Prepared:
         finally:
             cursor.close()
         return [self._row(plan, row_type, raw) for raw in raws]
+
+
+def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoReturn:
+    """Raise the driver's error ``exc`` as SQLAlchemy raises a failed statement's (see the
+    module docstring); the parameters are left out of it, as from the integrity error."""
+    try:
+        conn._handle_dbapi_exception(exc, sql, None, cursor, None)
+    finally:
+        cursor.close()
 
 
 class _EventContext:

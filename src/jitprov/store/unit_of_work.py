@@ -132,7 +132,13 @@ class UnitOfWork:
                     except sa.exc.OperationalError as failed:
                         raise _translate(failed) from failed
                 else:
-                    self._tx.rollback()
+                    try:
+                        self._tx.rollback()
+                    except sa.exc.OperationalError as failed:
+                        # the connection died under the unit without a statement of it
+                        # noticing (SQLAlchemy has now discarded it): the unit's own error,
+                        # if any, stays the cause
+                        raise _translate(failed) from (exc or failed)
         finally:
             self._conn.close()
             self._release()

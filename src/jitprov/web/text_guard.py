@@ -3,6 +3,12 @@ JSON body (the admin API, the console's forms, the device and break-glass pages)
 before a route sees it; bad text is a 400 in the caller's shape (JSON on ``/api``, a readable
 page elsewhere), naming the field, and nothing is stored.
 
+Forms are checked as the routes read them (Starlette's ``request.form()``): URL-encoded or
+``multipart/form-data``, parsed by Starlette's own multipart parser (the same limits, the
+same decoding), whose text fields and field names are checked; a file part's name and
+content are a route's to judge (no route takes files today). The media type is that of the
+first ``Content-Type`` header, the one Starlette reads.
+
 SCIM is left to its routes, which answer in SCIM's words (``invalidValue`` naming the
 attribute, ``invalidFilter``). A body larger than :data:`MAX_CHECKED` bytes is passed on
 unchecked: the routes that take such bodies bound them themselves, and the services check
@@ -13,10 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +35,7 @@ from jitprov.web.errors import render_error
 MAX_CHECKED = 4 * 1024 * 1024
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
+_MULTIPART = "multipart/form-data"
 
 
 #: fields whose text a parser with line-accurate errors checks itself (the mapping YAML: the
@@ -69,6 +78,24 @@ def _check_body(content_type: str, body: bytes) -> None:
             check_tree(value, "")
 
 
+async def _check_multipart(scope: Scope, body: bytes) -> None:
+    """Check a complete ``multipart/form-data`` body's field names and text fields."""
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        form = await MultiPartParser(Headers(scope=scope), chunks()).parse()
+    except MultiPartException:
+        return  # malformed: the route's own parsing answers it
+    try:
+        for key, value in form.multi_items():
+            check_text(key, "a field name", multiline=False)
+            if isinstance(value, str) and key not in OWN_CHECK:
+                check_text(value, key)
+    finally:
+        await form.close()
+
+
 class TextGuard:
     """Pure ASGI middleware: refuse a request whose text breaks the input rule."""
 
@@ -88,10 +115,12 @@ class TextGuard:
                 _check_pairs(parse_qsl(query, keep_blank_values=True, errors="replace"))
             content_type = (_content_type(scope)
                             if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") else "")
-            if content_type in (_FORM, _JSON) or content_type.endswith("+json"):
+            if content_type in (_FORM, _JSON, _MULTIPART) or content_type.endswith("+json"):
                 messages, body, complete = await _buffer(receive)
                 replay = _replayer(messages, receive)
-                if complete:
+                if complete and content_type == _MULTIPART:
+                    await _check_multipart(scope, body)
+                elif complete:
                     _check_body(content_type, body)
         except InvalidText as bad:
             request = Request(scope)
@@ -103,13 +132,14 @@ class TextGuard:
 
 
 def _content_type(scope: Scope) -> str:
-    """The request's media type (``Content-Type`` without parameters), lower-case; the last
-    one when a request repeats the header."""
-    found = b""
+    """The request's media type (``Content-Type`` without parameters), lower-case; the first
+    one when a request repeats the header, as Starlette's ``request.headers.get`` (what the
+    routes' parsing reads)."""
+    value: bytes
     for key, value in scope["headers"]:
         if key.lower() == b"content-type":
-            found = value
-    return found.decode("latin-1").split(";")[0].strip().lower()
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
 
 
 async def _buffer(receive: Receive) -> tuple[list[Message], bytes, bool]:

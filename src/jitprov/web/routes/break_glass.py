@@ -16,8 +16,8 @@ async def page(request: Request) -> Response:
 
 
 async def use(request: Request) -> Response:
-    form = await request.form()
-    code = str(form.get("code", ""))
+    async with request.form() as form:  # closed after: a multipart file part is a temp file
+        code = str(form.get("code", ""))
     session = await run_in_threadpool(
         lambda: break_glass.redeem(ctx_of(request), code,
                                    request_id=getattr(request.state, "request_id", None),

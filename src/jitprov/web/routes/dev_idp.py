@@ -44,19 +44,21 @@ async def authorize(request: Request) -> Response:
     conn = await run_in_threadpool(get_connection, ctx, slug)
     if conn.kind != "mock":
         raise InvalidInput(f"connection {slug} is not a demo connection")
-    form = await request.form()
-    email = str(form.get("email", "")).strip()
+    async with request.form() as form:  # closed after: a multipart file part is a temp file
+        fields = {name: str(form.get(name, "")) for name in (
+            "email", "groups", "email_verified", "name", "department", "subject", "state")}
+    email = fields["email"].strip()
     if not email:
         raise InvalidInput("the demo IdP needs an email to sign someone in")
-    groups = [g.strip() for g in str(form.get("groups", "")).split(",") if g.strip()]
-    claims: dict[str, object] = {"email": email, "email_verified": form.get("email_verified")
+    groups = [g.strip() for g in fields["groups"].split(",") if g.strip()]
+    claims: dict[str, object] = {"email": email, "email_verified": fields["email_verified"]
                                  == "on", "groups": groups}
     for name in ("name", "department"):
-        value = str(form.get(name, "")).strip()
+        value = fields[name].strip()
         if value:
             claims[name] = value
-    subject = str(form.get("subject", "")).strip() or email.lower()
-    state = str(form.get("state", ""))
+    subject = fields["subject"].strip() or email.lower()
+    state = fields["state"]
     key = ctx.secretbox.open(conn.secrets).get("signing_key", "")
     assertion = mock.sign_assertion(
         key=key, issuer=mock.issuer_for(settings_of(request).base_url, slug), audience=slug,

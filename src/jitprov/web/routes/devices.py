@@ -73,9 +73,10 @@ async def enrol(request: Request) -> Response:
     if not same_origin(request):  # another site must not turn this browser into its kiosk
         return PlainTextResponse("cross-site request refused", status_code=403,
                                  headers=NO_STORE)
-    form = await request.form()
+    async with request.form() as form:  # closed after: a multipart file part is a temp file
+        code = str(form.get("code", ""))
     _device_record, credential = await run_in_threadpool(
-        lambda: devices.enrol_device(ctx_of(request), str(form.get("code", "")),
+        lambda: devices.enrol_device(ctx_of(request), code,
                                      request_id=request_id_of(request)))
     response = RedirectResponse("/device", status_code=303, headers=NO_STORE)
     response.set_cookie(DEVICE_COOKIE, credential,

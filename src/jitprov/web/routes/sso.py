@@ -109,9 +109,9 @@ async def oidc_jwks(request: Request) -> Response:
 async def mock_callback(request: Request) -> Response:
     """The demo IdP's form post (``jitprov dev`` only)."""
     slug = request.path_params["connection"]
-    form = await request.form()
-    state = str(form.get("state", ""))
-    assertion = str(form.get("assertion", ""))
+    async with request.form() as form:  # closed after: a multipart file part is a temp file
+        state = str(form.get("state", ""))
+        assertion = str(form.get("assertion", ""))
     settings = settings_of(request)
     result = await run_in_threadpool(
         lambda: complete_demo_login(
