@@ -1,5 +1,9 @@
 """What a person's login costs end to end: HTTP through a real ``jitprov serve --workers 2``.
 
+Targets (:data:`TARGETS`, checked in the report; this machine, server CPU per first login):
+SAML <= 2.5 ms and OIDC <= 2.0 ms on SQLite; on PostgreSQL <= 4 ms in jitprov and <= 2 ms in
+PostgreSQL; no growth of CPU per login from c=4 to c=16; p99 <= 5x p50 at c=16.
+
 ``python -m bench.e2e`` (N=300 logins per row, c=1/4/16, both databases) prints a markdown
 table and writes ``bench/results/e2e.md`` and ``e2e.json``; ``--quick`` is a smoke run (few
 logins, c=1/4, correctness checked, results not written unless ``--write``); ``--profile``
@@ -587,9 +591,19 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines.append("Idle server CPU (jobs, supervisor; measured after the rows): " + ", ".join(
         f"{db} {ms:.1f} ms/s" for db, ms in idle.items()) + ".")
     lines.append("")
+    baseline = report.get("baseline")
+    before = {_key(b): b for b in baseline["rows"]} if baseline else {}
+    if baseline:
+        lines += [f"Beside each row, the same row of a run of other code just before "
+                  f"({baseline.get('date')}: `python -m bench.e2e "
+                  f"{' '.join(baseline.get('argv') or [])}`; {baseline.get('note') or ''}), "
+                  "and this run's figure over it.", ""]
     lines += ["| db | flow | login | c | server CPU ms/login | scaled | PostgreSQL CPU "
-              "ms/login | scaled | p50 ms | p99 ms | logins/s | canary | correct |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "ms/login | scaled | p50 ms | p99 ms | logins/s | canary | correct |"
+              + (" before: server CPU | ratio | before: PostgreSQL CPU | ratio |"
+                 if baseline else ""),
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+              + ("---:|---:|---:|---:|" if baseline else "")]
     for r in rows:
         pg = (f"{r['postgres_cpu_ms']:.2f} | {r['postgres_cpu_ms_scaled']:.2f}"
               if r.get("postgres_cpu_ms") is not None else "- | -")
@@ -599,7 +613,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['db']} | {r['label']} | {r['kind']} | {r['clients']} | "
                      f"{r['server_cpu_ms']:.2f} | {r['server_cpu_ms_scaled']:.2f} | {pg} | "
                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['logins_per_s']:.0f} | "
-                     f"{r['cpu_scale']:.2f}x | {ok} |")
+                     f"{r['cpu_scale']:.2f}x | {ok} |" + _versus(r, before.get(_key(r))
+                                                           if baseline else None, baseline))
+    lines += ["", "Targets (see `TARGETS` in `bench/e2e.py`; CPU growth allows 10 % for "
+              "noise):", "", *targets_markdown(rows)]
     if report.get("in_process"):
         lines += ["", "In-process figures of the same run (`bench.saml`, `bench.oidc`: the ACS "
                   "or callback work without HTTP, no code exchange; CPU ms per login, "
@@ -632,6 +649,65 @@ def to_markdown(report: dict[str, Any]) -> str:
               "none for returning ones, and `GET /me` is right for a sample of about 10 "
               "people (email, subject, connection, the mapped role)."]
     return "\n".join(lines) + "\n"
+
+
+#: (what, db, flow, the row's figure -> measured, limit) for first logins at c=4
+TARGETS: list[tuple[str, str, str, str, float]] = [
+    ("SAML server CPU", "sqlite", "saml", "server_cpu_ms_scaled", 2.5),
+    ("OIDC server CPU", "sqlite", "oidc", "server_cpu_ms_scaled", 2.0),
+    ("SAML server CPU", "postgresql", "saml", "server_cpu_ms_scaled", 4.0),
+    ("SAML PostgreSQL CPU", "postgresql", "saml", "postgres_cpu_ms_scaled", 2.0),
+    ("OIDC server CPU", "postgresql", "oidc", "server_cpu_ms_scaled", 4.0),
+    ("OIDC PostgreSQL CPU", "postgresql", "oidc", "postgres_cpu_ms_scaled", 2.0),
+]
+
+
+def targets_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The targets against this run: first logins at c=4 (scaled), CPU growth from c=4 to
+    c=16, p99 over p50 at c=16."""
+    def row(db: str, flow: str, kind: str, clients: int) -> dict[str, Any] | None:
+        found = [r for r in rows if (r["db"], r["flow"], r["kind"], r["clients"])
+                 == (db, flow, kind, clients)]
+        return found[0] if found else None
+
+    lines = ["| target | db | limit | measured | met |", "|---|---|---:|---:|---|"]
+    for what, db, flow, field, limit in TARGETS:
+        r = row(db, flow, "first", 4)
+        if r is None or r.get(field) is None:
+            continue
+        lines.append(f"| {what}, first login, c=4 | {db} | {limit:.1f} ms | "
+                     f"{r[field]:.2f} ms | {'yes' if r[field] <= limit else 'no'} |")
+    for db, flow in sorted({(r["db"], r["flow"]) for r in rows}):
+        at4, at16 = row(db, flow, "first", 4), row(db, flow, "first", 16)
+        if at4 is None or at16 is None:
+            continue
+        growth = at16["server_cpu_ms_scaled"] / at4["server_cpu_ms_scaled"]
+        spread = at16["p99_ms"] / at16["p50_ms"]
+        lines.append(f"| {at4['label']}: CPU per login c=16 / c=4 | {db} | 1.10x | "
+                     f"{growth:.2f}x | {'yes' if growth <= 1.10 else 'no'} |")
+        lines.append(f"| {at4['label']}: p99 / p50 at c=16 | {db} | 5.0x | {spread:.1f}x | "
+                     f"{'yes' if spread <= 5 else 'no'} |")
+    return lines
+
+
+def _key(row: dict[str, Any]) -> tuple[object, ...]:
+    return (row["db"], row["flow"], row["kind"], row["clients"])
+
+
+def _versus(row: dict[str, Any], old: dict[str, Any] | None,
+            baseline: object) -> str:
+    """The baseline's server and PostgreSQL CPU of the same row, and this row's over them."""
+    if not baseline:
+        return ""
+    if old is None:
+        return " - | - | - | - |"
+    cells = f" {old['server_cpu_ms']:.2f} | {row['server_cpu_ms'] / old['server_cpu_ms']:.2f}x |"
+    if row.get("postgres_cpu_ms") is not None and old.get("postgres_cpu_ms"):
+        cells += (f" {old['postgres_cpu_ms']:.2f} | "
+                  f"{row['postgres_cpu_ms'] / old['postgres_cpu_ms']:.2f}x |")
+    else:
+        cells += " - | - |"
+    return cells
 
 
 def machine_note() -> str:
@@ -667,6 +743,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="run this jitprov source tree (a `src` directory, e.g. from "
                              "`git archive HEAD src`) instead of the installed one")
     parser.add_argument("--note", help="a line for the report (which code was measured...)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write e2e.json and e2e.md into this directory instead of "
+                             "bench/results (e.g. a baseline run of older code)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="an e2e.json of a run of other code (e.g. --src of the previous "
+                             "commit, run just before): the table gains its figures beside "
+                             "each row, and the ratio")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite e2e.md from e2e.json (with --note: replace it)")
     parser.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)  # child: seed a database
@@ -711,6 +794,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
         "load_note": machine_note(), "wall_s": round(time.perf_counter() - started, 1),
         "note": args.note, "rows": rows}
+    if args.baseline:
+        before = json.loads(args.baseline.read_text())
+        report["baseline"] = {"note": before.get("note"), "argv": before.get("argv"),
+                              "date": before.get("date"), "rows": before["rows"]}
     if args.in_process:
         with Canary() as canary:
             report["in_process"] = in_process(n, args.postgres, [*dbs, "-"])
@@ -723,9 +810,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     markdown = to_markdown(report)
     print(markdown)
     if args.write or not args.quick:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "e2e.json").write_text(json.dumps(report, indent=2) + "\n")
-        (RESULTS / "e2e.md").write_text(markdown)
+        out = args.out or RESULTS
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "e2e.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "e2e.md").write_text(markdown)
     if not correct(rows):
         print("e2e: INCORRECT results (see the rows above)", file=sys.stderr)
         raise SystemExit(1)

@@ -143,9 +143,14 @@ class Login:
 class PostgresBackends:
     """CPU seconds of the PostgreSQL backend processes serving one database, read from /proc
     (PostgreSQL on this machine only). A sampler thread follows backends that come and go
-    (pool overflow connections): each pid counts from its first sample to its last."""
+    (pool overflow connections): each pid counts from its first sample to its last.
 
-    def __init__(self, database_url: str, every: float = 0.25) -> None:
+    The same samples count the backends waiting for a lock (``pg_stat_activity``), by what
+    they wait for: the tenant's audit chain head (``SELECT ... FROM audit_head ... FOR
+    UPDATE``), an advisory lock (a login's identity or email lock), anything else. Waiting
+    backends x the sampling interval estimates the lock wait (seconds summed over backends)."""
+
+    def __init__(self, database_url: str, every: float = 0.05) -> None:
         self.engine = sa.create_engine(normalise_url(database_url), pool_size=1)
         self.every = every
         self.first: dict[int, float] = {}
@@ -154,6 +159,8 @@ class PostgresBackends:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.own_pid: int | None = None
         self.running = False
+        self.waits: dict[str, int] = {"audit_head": 0, "advisory": 0, "other": 0}
+        self.samples = 0
 
     def available(self) -> bool:
         with self.engine.connect() as conn:
@@ -162,10 +169,18 @@ class PostgresBackends:
 
     def sample(self) -> None:
         with self.engine.connect() as conn:
-            pids = conn.execute(sa.text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()")).scalars().all()
-        for pid in pids:
+            rows = conn.execute(sa.text(
+                "SELECT pid, wait_event_type, wait_event, query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+        if self.running:
+            self.samples += 1
+            for row in rows:
+                if row.wait_event_type != "Lock":
+                    continue
+                kind = ("audit_head" if "audit_head" in (row.query or "")
+                        else "advisory" if row.wait_event == "advisory" else "other")
+                self.waits[kind] += 1
+        for pid in (row.pid for row in rows):
             cpu = proc_cpu(pid)
             if cpu is None:
                 continue
@@ -191,6 +206,10 @@ class PostgresBackends:
 
     def cpu(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+    def lock_wait_seconds(self) -> dict[str, float]:
+        """Estimated seconds of lock wait, summed over backends, by what was waited for."""
+        return {kind: count * self.every for kind, count in self.waits.items()}
 
 
 def proc_cpu(pid: int) -> float | None:
@@ -331,6 +350,7 @@ def run(*, ops: int, postgres_url: str, pairs: int = 50) -> list[dict[str, objec
         latencies.sort()
         n = max(len(latencies), 1)
         pg_cpu = backends.cpu() if measure_pg else None
+        waits = backends.lock_wait_seconds() if measure_pg else {}
         rows.append({
             "scenario": f"surge: {ops} first logins, 2 nodes, {CLIENTS} clients",
             "db": db_name, "clients": CLIENTS, "ops": ops, "wall_s": wall,
@@ -341,6 +361,9 @@ def run(*, ops: int, postgres_url: str, pairs: int = 50) -> list[dict[str, objec
             "p99_ms": latencies[int(n * 0.99) - 1] * 1000 if latencies else 0.0,
             "errors": len(errors), "first_errors": errors[:3],
             "load_generator_cpu_ms_per_op": gen / ops * 1000,
+            # estimated from pg_stat_activity samples every 50 ms: backends waiting x 50 ms
+            "lock_wait_ms_per_op": {kind: seconds / ops * 1000
+                                    for kind, seconds in waits.items()},
             "same_user_both_nodes_errors": len(pair_errors),
             "same_user_both_nodes_first_errors": pair_errors[:3], **checked})
     return rows

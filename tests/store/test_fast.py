@@ -16,6 +16,16 @@ from jitprov.store.unit_of_work import UnitOfWork
 from .seed import ISSUER, Clock, first_login_changes
 
 
+def new_account(uow: UnitOfWork, tenant: TenantRecord, connection: ConnectionRecord,
+                clock: Clock) -> str:
+    """A first login's account with its identity (subject ``s-1``), in ``uow``."""
+    account_id = uow.accounts.create(tenant_id=tenant.id, changes=first_login_changes(clock),
+                                     provisioned_by="jit", now=clock())
+    uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
+                                subject="s-1", issuer=ISSUER, now=clock())
+    return account_id
+
+
 def test_hot_statements_reach_the_cursor_listeners_in_order(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:
@@ -35,11 +45,7 @@ def test_hot_statements_reach_the_cursor_listeners_in_order(
     sa.event.listen(db.engine, "after_cursor_execute", after)
     try:
         with UnitOfWork(db) as uow:
-            account_id = uow.accounts.create(tenant_id=tenant.id,
-                                             changes=first_login_changes(clock),
-                                             provisioned_by="jit", now=clock())
-            uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
-                                        subject="s-1", issuer=ISSUER, now=clock())
+            account_id = new_account(uow, tenant, connection, clock)
             uow.identities.record_login(account_id=account_id, connection_id=connection.id,
                                         subject="s-1", now=clock())
             uow.audit.append(tenant.id, tenant.slug, AuditEvent("login.succeeded", "test", {}),
@@ -72,11 +78,7 @@ def test_a_failing_hot_statement_still_closes_what_its_listener_opened(
         opened.append("closed")
 
     with UnitOfWork(db) as uow:
-        account_id = uow.accounts.create(tenant_id=tenant.id,
-                                         changes=first_login_changes(clock),
-                                         provisioned_by="jit", now=clock())
-        uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
-                                    subject="s-1", issuer=ISSUER, now=clock())
+        account_id = new_account(uow, tenant, connection, clock)
         uow.commit()
     sa.event.listen(db.engine, "before_cursor_execute", before)
     sa.event.listen(db.engine, "after_cursor_execute", after)
