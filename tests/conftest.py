@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
+from jitprov.services import logs
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import Database, normalise_url
@@ -52,6 +53,7 @@ def _keep_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    logs.reset()  # structlog's events through the standard library again, as caplog reads
 
 
 class Clock:
