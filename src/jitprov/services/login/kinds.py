@@ -43,6 +43,11 @@ class ConnectionKind(Protocol):
     def dev_only(self) -> bool: ...
 
     @property
+    def starts_offline(self) -> bool:
+        """Whether :meth:`login_request` builds its request from what this process holds
+        (no network: it may run on the event loop)."""
+
+    @property
     def answers_cross_site_post(self) -> bool:
         """Whether the IdP's answer reaches the callback as a POST from another site (the
         binding cookie must then be ``SameSite=None`` to come along, on https)."""
@@ -64,6 +69,13 @@ CONNECTION_KINDS: dict[str, ConnectionKind] = {
     "oidc": OidcConnection(),
     "saml": SamlConnection(),
 }
+
+
+def starts_offline(conn: ConnectionRecord) -> bool:
+    """Whether a login through ``conn`` starts without network I/O (see
+    ``ConnectionKind.starts_offline``); False for a kind this server does not know."""
+    kind = CONNECTION_KINDS.get(conn.kind)
+    return kind is not None and kind.starts_offline
 
 
 def check_connection_usable(conn: ConnectionRecord, *, dev_mode: bool) -> ConnectionKind:

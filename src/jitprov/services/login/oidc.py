@@ -93,6 +93,8 @@ class OidcConnection(OidcKind):
     """Kind ``oidc``: the protocol's configuration check, and the authorization request
     (with its nonce and PKCE verifier) that starts a login."""
 
+    #: the provider's discovery document may have to be fetched
+    starts_offline = False
     #: the provider answers with a top-level GET redirect, which SameSite=Lax cookies reach
     answers_cross_site_post = False
 

@@ -123,6 +123,8 @@ class SamlConnection(SamlKind):
     """Kind ``saml``: the protocol's configuration check, and the AuthnRequest (over
     HTTP-Redirect) that starts a login."""
 
+    #: the AuthnRequest is built and signed from the connection and its SP key
+    starts_offline = True
     #: the IdP answers with a form the browser posts from the IdP's site (HTTP-POST binding)
     answers_cross_site_post = True
 

@@ -37,6 +37,8 @@ PREVIOUS_SESSION = "previous_session"
 #: logins one browser may have in flight (binding cookies): a few tabs, never a pile of
 #: cookies that outgrows a proxy's header limits
 LOGINS_IN_FLIGHT = 3
+#: why an expired, spent or foreign-connection login request is refused
+EXPIRED = "this sign-in link has expired or was already used; start again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +81,13 @@ def seal_login_request(ctx: ServiceContext, conn: ConnectionRecord, state: str,
                            "data": json.dumps(record.data, separators=(",", ":"))})
 
 
-def _unseal(ctx: ServiceContext, login: LoginState) -> tuple[str, LoginRequestRecord] | None:
-    """(the state hash, the request) sealed in ``login.browser``; None when there is none or
-    it does not open (altered, or sealed under a key no longer configured)."""
-    if not login.browser:
+def _unseal(ctx: ServiceContext, cookie: str | None) -> tuple[str, LoginRequestRecord] | None:
+    """(the state hash, the request) sealed in the binding ``cookie``; None when there is none
+    or it does not open (altered, or sealed under a key no longer configured)."""
+    if not cookie:
         return None
     try:
-        sealed = _box(ctx).open(login.browser)
+        sealed = _box(ctx).open(cookie)
         return sealed["state"], LoginRequestRecord(
             connection_id=int(sealed["connection"]), return_to=sealed["return_to"],
             data=json.loads(sealed["data"]),
@@ -100,13 +102,10 @@ def older_logins(ctx: ServiceContext, cookies: Mapping[str, str], *, keep: int) 
     first. Opens nothing when there are no more than ``keep``."""
     if len(cookies) <= keep:
         return []
-    box = _box(ctx)
 
     def expiry(value: str) -> datetime:
-        try:
-            return datetime.fromisoformat(box.open(value)["expires_at"])
-        except (SecretsUnreadable, KeyError, ValueError, TypeError):
-            return datetime.min.replace(tzinfo=UTC)
+        unsealed = _unseal(ctx, value)
+        return unsealed[1].expires_at if unsealed else datetime.min.replace(tzinfo=UTC)
 
     ordered = sorted(cookies, key=lambda name: expiry(cookies[name]))
     return ordered[:len(cookies) - keep]
@@ -123,7 +122,7 @@ def open_login_request(ctx: ServiceContext, conn: ConnectionRecord, login: Login
     if login.opened is not None:
         return login.opened
     state_id = hash_token(login.state)
-    unsealed = _unseal(ctx, login)
+    unsealed = _unseal(ctx, login.browser)
     if unsealed is None or not hmac.compare_digest(unsealed[0], state_id):
         if login.state and _spent(ctx, state_id, uow):
             raise LoginRefused("login_expired", EXPIRED, request_id)
@@ -133,9 +132,6 @@ def open_login_request(ctx: ServiceContext, conn: ConnectionRecord, login: Login
     if record.connection_id != conn.id or record.expires_at <= now:
         raise LoginRefused("login_expired", EXPIRED, request_id)
     return record
-
-
-EXPIRED = "this sign-in link has expired or was already used; start again"
 
 
 def _spent(ctx: ServiceContext, state_id: str, uow: UnitOfWork | None) -> bool:

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services.login.demo import complete_demo_login
-from jitprov.services.login.kinds import StartedLogin, start_login
+from jitprov.services.login.kinds import StartedLogin, start_login, starts_offline
 from jitprov.services.login.oidc import complete_oidc_login, connection_config
 from jitprov.services.login.saml import (
     classify_relay_state,
@@ -57,7 +57,7 @@ async def login(request: Request) -> Response:
 
     conn = ctx.connections.peek(slug)
     started: StartedLogin | None = None
-    if conn is not None and conn.kind in ("saml", "mock"):
+    if conn is not None and starts_offline(conn):
         try:
             started = start(conn, audit=False)
         except JitprovError:
