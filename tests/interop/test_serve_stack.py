@@ -242,7 +242,8 @@ def test_serve_two_workers_behind_the_compose_nginx(
                     assert samples.get(key, 0.0) >= old, key
                 previous = samples
             assert (created, refused) == (SCIM_LIMIT, SCIM_BURST - SCIM_LIMIT)
-            access = nginx.access_log()
+        # read once nginx has stopped: it writes a request's line after sending the response
+        access = nginx.access_log()
     finally:
         _stop(proc, signal.SIGTERM)
         try:  # a worker still starting when the supervisor went: not left behind

@@ -86,6 +86,7 @@ def test_the_sweep_commits_each_tenant_apart_and_never_waits_holding_another_hea
         clinic = uow.config.tenants.get("clinic")
         uow.audit.append(clinic.id, clinic.slug, AuditEvent("test.hold", "test", {}),
                          clock.now)
+        uow.audit.flush()  # written: the clinic's head is locked until this unit ends
         sweeper = threading.Thread(target=lambda: done.append(purge.purge_expired_grants(ctx)))
         sweeper.start()
         assert _waiting_on_a_lock(ctx)

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, verify_chain
+from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain, verify_chain
+from jitprov.core.errors import InvalidInput
 from jitprov.store.database import Database
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -25,19 +26,24 @@ WRITERS = 8
 
 
 def append(db: Database, clock: Clock, tenant: TenantRecord, n: int) -> list[ChainedEvent]:
-    """``n`` events, each in its own committed unit of work, 1.000001 s apart."""
-    out = []
+    """``n`` events, each in its own committed unit of work, 1.000001 s apart; returns them as
+    :func:`chain` places them after the stored head (the reference the stored rows, numbered
+    and hashed by the database on PostgreSQL, must equal)."""
+    seq, prev = stored(db, tenant)[1] or (0, GENESIS_HASH)
+    expected = []
     for i in range(n):
         clock.advance(seconds=1, microseconds=1)
-        with UnitOfWork(db) as uow:
-            out.append(uow.audit.append(
-                tenant.id, tenant.slug,
-                AuditEvent("account.updated", "login:okta", {**DATA, "i": i},
+        event = AuditEvent("account.updated", "login:okta", {**DATA, "i": i},
                            account_id="7d3c1f9e-0000-4000-8000-000000000001",
-                           request_id=f"req-{i}"),
-                clock()))
+                           request_id=f"req-{i}")
+        with UnitOfWork(db) as uow:
+            uow.audit.append(tenant.id, tenant.slug, event, clock())
             uow.commit()
-    return out
+        seq += 1
+        expected.append(chain(event, tenant=tenant.slug, seq=seq, prev_hash=prev,
+                              occurred_at=clock()))
+        prev = expected[-1].hash
+    return expected
 
 
 def stored(db: Database, tenant: TenantRecord) -> tuple[list[ChainedEvent],
@@ -68,7 +74,7 @@ def test_append_numbers_events_from_one_and_links_each_to_the_previous_hash(
         assert (4, appended[-1].hash) == uow.audit.head(tenant.id)
 
 
-def test_events_read_back_equal_to_what_append_returned_and_verify_intact(
+def test_events_read_back_equal_to_the_chain_computed_here_and_verify_intact(
         db: Database, clock: Clock, tenant: TenantRecord) -> None:
     appended = append(db, clock, tenant, 5)
 
@@ -112,18 +118,83 @@ def test_concurrent_appends_are_numbered_without_gaps(
     append(db, clock, tenant, 1)  # the chain head exists: writers queue on it
     start = threading.Barrier(WRITERS)
 
-    def writer(i: int) -> int:
+    def writer(i: int) -> None:
         start.wait(timeout=30)
         with UnitOfWork(db) as uow:
-            event = uow.audit.append(tenant.id, tenant.slug,
-                                     AuditEvent("session.created", f"writer-{i}"), clock())
+            uow.audit.append(tenant.id, tenant.slug,
+                             AuditEvent("session.created", f"writer-{i}"), clock())
             uow.commit()
-        return event.seq
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        seqs = sorted(pool.map(writer, range(WRITERS), timeout=60))
+        list(pool.map(writer, range(WRITERS), timeout=60))
 
-    assert list(range(2, WRITERS + 2)) == seqs
+    events = stored(db, tenant)[0]
+    assert list(range(1, WRITERS + 2)) == [e.seq for e in events]
+    assert {f"writer-{i}" for i in range(WRITERS)} == {e.actor for e in events[1:]}
+    assert [] == problems(db, tenant)
+
+
+def test_concurrent_first_events_of_a_tenant_are_numbered_without_gaps(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """No head yet: the writers race to create it. On PostgreSQL the head's upsert makes one
+    create it and the others move it; SQLite takes writers one at a time."""
+    start = threading.Barrier(WRITERS)
+
+    def writer(i: int) -> None:
+        start.wait(timeout=30)
+        with UnitOfWork(db) as uow:
+            uow.audit.append(tenant.id, tenant.slug, AuditEvent("tenant.created", f"w-{i}"),
+                             clock())
+            uow.commit()
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        list(pool.map(writer, range(WRITERS), timeout=60))
+
+    events, head = stored(db, tenant)
+    assert list(range(1, WRITERS + 1)) == [e.seq for e in events]
+    assert (WRITERS, events[-1].hash) == head
+    assert [] == problems(db, tenant)
+
+
+def test_a_unit_takes_the_chain_head_at_its_commit_not_at_its_append(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """A unit that queued an event and is still working does not hold the tenant's head:
+    another unit appends and commits meanwhile, and the first one's event comes after."""
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite runs write transactions one at a time (the write lock)")
+    append(db, clock, tenant, 1)
+    with UnitOfWork(db) as slow:
+        slow.audit.append(tenant.id, tenant.slug, AuditEvent("account.updated", "slow"),
+                          clock())
+        with ThreadPoolExecutor(max_workers=1) as pool:  # would wait for a held head
+            pool.submit(append, db, clock, tenant, 1).result(timeout=30)
+        slow.commit()
+
+    events, _ = stored(db, tenant)
+    assert [(1, "login:okta"), (2, "login:okta"), (3, "slow")] == [
+        (e.seq, e.actor) for e in events]
+    assert [] == problems(db, tenant)
+
+
+def test_an_event_the_database_refuses_leaves_nothing_of_its_unit(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """The events go last, with the COMMIT: when the database refuses one (here a type longer
+    than its column), the unit's other writes are not committed either, and the connection
+    serves the next unit."""
+    if db.dialect == "sqlite":
+        pytest.skip("SQLite does not enforce a column's length")
+    append(db, clock, tenant, 1)
+    with pytest.raises(InvalidInput), UnitOfWork(db) as uow:
+        uow.config.admin_tokens.create("ci", "h" * 64, clock(), None)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("x" * 65, "test"), clock())
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("account.updated", "test"),
+                         clock())
+        uow.commit()
+
+    with UnitOfWork(db, readonly=True) as uow:
+        assert [] == uow.config.admin_tokens.list()
+    assert [1] == [e.seq for e in stored(db, tenant)[0]]
+    assert [2] == [e.seq for e in append(db, clock, tenant, 1)]
     assert [] == problems(db, tenant)
 
 

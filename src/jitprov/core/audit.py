@@ -74,14 +74,33 @@ def compute_hash(prev_hash: str, *, tenant: str, seq: int, occurred_at: datetime
 
 def _digest(prev_hash: str, *, tenant: str, seq: int, occurred_at: datetime, type: str,
             actor: str, account_id: str | None, request_id: str | None, data_json: str) -> str:
-    # the canonical JSON of {fields..., "data": data} with ``data`` already encoded: keys sort
-    # as account_id < actor < data < occurred_at < request_id < seq < tenant < type, so the
-    # encoded data goes between the two halves (one encoding of the data per event, not two)
+    return link_hash(prev_hash, seq, hash_body(
+        tenant=tenant, occurred_at=occurred_at, type=type, actor=actor, account_id=account_id,
+        request_id=request_id, data_json=data_json))
+
+
+def link_hash(prev_hash: str, seq: int, body: tuple[str, str]) -> str:
+    """The hash of the event whose :func:`hash_body` is ``body``, numbered ``seq`` after
+    ``prev_hash``: SHA-256 of the previous hash, a newline and the body."""
+    prefix, suffix = body
+    return hashlib.sha256(f"{prev_hash}\n{prefix}{seq}{suffix}".encode()).hexdigest()
+
+
+def hash_body(*, tenant: str, occurred_at: datetime, type: str, actor: str,
+              account_id: str | None, request_id: str | None,
+              data_json: str) -> tuple[str, str]:
+    """The hashed canonical JSON of an event, split around its ``seq``: the body is
+    ``prefix + str(seq) + suffix``. So the database can number and hash an event at the
+    moment it takes the chain's head, with the JSON still encoded here, once.
+
+    ``data_json`` is the canonical JSON of the event's data. Keys sort as account_id < actor
+    < data < occurred_at < request_id < seq < tenant < type, so the encoded data goes in the
+    middle of the first half and the number between the two halves."""
     before = canonical_json({"account_id": account_id, "actor": actor})
-    after = canonical_json({"occurred_at": format_instant(occurred_at), "request_id": request_id,
-                            "seq": seq, "tenant": tenant, "type": type})
-    body = f'{before[:-1]},"data":{data_json},{after[1:]}'
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+    around = canonical_json({"occurred_at": format_instant(occurred_at),
+                             "request_id": request_id})
+    after = canonical_json({"tenant": tenant, "type": type})
+    return f'{before[:-1]},"data":{data_json},{around[1:-1]},"seq":', f",{after[1:]}"
 
 
 def chain(event: AuditEvent, *, tenant: str, seq: int, prev_hash: str,

@@ -1,5 +1,6 @@
-"""The append-only, hash-chained audit log, one chain per tenant: append (the login hot path),
-read in chain order, prune for retention behind an anchor. ``uow.audit``.
+"""The append-only, hash-chained audit log, one chain per tenant: append (the login hot path;
+chained and written at the end of the unit of work), read in chain order, prune for retention
+behind an anchor. ``uow.audit``.
 
 Same contract as every repository here: narrow methods over one open transaction (see
 ``unit_of_work.py``), copies out (core values or ``records.py`` records), ``NotFound`` or
@@ -8,13 +9,21 @@ Same contract as every repository here: narrow methods over one open transaction
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import cast
 
 import sqlalchemy as sa
 
-from jitprov.core.audit import GENESIS_HASH, AuditEvent, ChainedEvent, chain
+from jitprov.core.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    ChainedEvent,
+    canonical_json,
+    chain,
+    hash_body,
+    link_hash,
+)
 from jitprov.core.errors import RaceLost
 from jitprov.store import tables as t
 from jitprov.store._common import prepared_insert, utc
@@ -28,80 +37,118 @@ _MOVE_AUDIT_HEAD = Prepared(t.audit_head.update()
                             .where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
                             .values(seq=_B("b_seq"), hash=_B("b_hash")))
 _INSERT_AUDIT_EVENT = prepared_insert(t.audit_event)
-# PostgreSQL: the event's INSERT and the head's move in one statement (a data-modifying CTE;
-# the head row is already locked by ``_AUDIT_HEAD``)
-_INSERT_AND_MOVE = Prepared(cast(sa.Insert, _INSERT_AUDIT_EVENT.stmt).add_cte(
-    t.audit_head.update().where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
-    .values(seq=_B("b_seq"), hash=_B("b_hash")).cte("moved_head")))
+# PostgreSQL: take the tenant's head, number and hash the event, insert it: one statement. The
+# head's upsert computes the hash from the previous one (``hash_body`` gives the rest of the
+# hashed text, encoded here once); a tenant without a head gets one, as the event's first
+_APPEND = Prepared(sa.text(f"""
+WITH moved AS (
+    INSERT INTO audit_head AS h (tenant_id, seq, hash, prev_hash, anchor_seq, anchor_hash)
+    VALUES (:tenant_id, 1, :first_hash, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
+    ON CONFLICT (tenant_id) DO UPDATE SET
+        seq = h.seq + 1,
+        prev_hash = h.hash,
+        hash = encode(sha256(convert_to(h.hash || E'\\n', 'UTF8') || :prefix
+                             || convert_to(CAST(h.seq + 1 AS text), 'UTF8') || :suffix), 'hex')
+    RETURNING h.seq, h.hash, h.prev_hash)
+INSERT INTO audit_event (tenant_id, seq, occurred_at, type, actor, account_id, request_id,
+                         data, prev_hash, hash)
+SELECT :tenant_id, moved.seq, :occurred_at, :type, :actor, :account_id, :request_id, :data,
+       moved.prev_hash, moved.hash
+FROM moved""").bindparams(
+    sa.bindparam("tenant_id", type_=sa.Integer), sa.bindparam("first_hash", type_=sa.String),
+    sa.bindparam("prefix", type_=sa.LargeBinary), sa.bindparam("suffix", type_=sa.LargeBinary),
+    sa.bindparam("occurred_at", type_=t.audit_event.c.occurred_at.type),
+    sa.bindparam("type", type_=sa.String), sa.bindparam("actor", type_=sa.String),
+    sa.bindparam("account_id", type_=sa.String), sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("data", type_=t.audit_event.c.data.type)))
 
 
 class AuditLog:
-    """The append-only, hash-chained audit log (one chain per tenant)."""
+    """The append-only, hash-chained audit log (one chain per tenant).
+
+    :meth:`append` queues an event; :meth:`flush` chains and writes what is queued, and the
+    unit of work calls it right before its COMMIT. The tenant's chain head is locked from
+    that point to the end of the commit, not from the event's place in the unit: on
+    PostgreSQL every writer of a tenant waits for that row, so the shorter it is held the
+    more units of work commit side by side. An event queued in a unit that rolls back is
+    never written, as before. Every read here flushes first, so a unit reads its own
+    events."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._c = conn
+        self._pending: list[tuple[int, str, AuditEvent, datetime]] = []
 
     def append(self, tenant_id: int, tenant_slug: str, event: AuditEvent,
-               now: datetime) -> ChainedEvent:
-        """Chain and insert ``event``. Locks the tenant's chain head until commit, so events of
-        one tenant are numbered without gaps even across nodes. Raises RaceLost when the
-        tenant's first event is written concurrently (run the unit of work again). Two
-        statements on PostgreSQL (read and lock the head; insert and move it), three on
-        SQLite."""
-        head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
-        seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-        chained = chain(event, tenant=tenant_slug, seq=seq + 1, prev_hash=prev, occurred_at=now)
-        row = {"tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now,
-               "type": chained.type, "actor": chained.actor, "account_id": chained.account_id,
-               "request_id": chained.request_id, "data": chained.data,
-               "prev_hash": chained.prev_hash, "hash": chained.hash}
-        if head is not None and self._c.dialect.name == "postgresql":
-            _INSERT_AND_MOVE.rowcount(self._c, {**row, "b_tenant_id": tenant_id,
-                                                "b_seq": chained.seq, "b_hash": chained.hash})
-            return chained
-        _INSERT_AUDIT_EVENT.rowcount(self._c, row)
-        if head is None:
-            try:
-                self._c.execute(t.audit_head.insert(), {
-                    "tenant_id": tenant_id, "seq": chained.seq, "hash": chained.hash,
-                    "anchor_seq": 0, "anchor_hash": GENESIS_HASH})
-            except sa.exc.IntegrityError as exc:
-                raise RaceLost("audit chain head created concurrently") from exc
-        else:
-            _MOVE_AUDIT_HEAD.rowcount(self._c, {"b_tenant_id": tenant_id, "b_seq": chained.seq,
-                                                "b_hash": chained.hash})
-        return chained
+               now: datetime) -> None:
+        """Queue ``event`` for the tenant's chain, at ``now`` (written by :meth:`flush`)."""
+        self._pending.append((tenant_id, tenant_slug, event, now))
 
     def append_many(self, tenant_id: int, tenant_slug: str, events: list[AuditEvent],
                     now: datetime) -> None:
-        """:meth:`append` for several events of one tenant, in order: one head read, one
-        INSERT of them all, one head move (a batch costs three round trips, not three each)."""
-        if not events:
+        """:meth:`append` for several events of one tenant, in order."""
+        self._pending.extend((tenant_id, tenant_slug, event, now) for event in events)
+
+    def flush(self, *, commit: bool = False) -> None:
+        """Chain and insert the queued events: tenant by tenant in id order (two units with
+        events of the same two tenants take their heads in the same order, so they cannot
+        deadlock), each tenant's in the order they were queued. Each head stays locked until
+        the commit, so events of one tenant are numbered without gaps even across nodes.
+
+        PostgreSQL: one statement per event takes the head, numbers and hashes the event and
+        inserts it (``_APPEND``); with ``commit`` the statements and the transaction's COMMIT
+        go in one round trip, so a head is held for the time the database takes and not for
+        a round trip to this process (which may have to wait for the GIL to read the answer).
+        The caller ends its transaction object after, as always. SQLite (one writer at a
+        time): the head is read, the events hashed here and written, the head moved; a
+        tenant's first event written concurrently raises RaceLost (run the unit again)."""
+        if not self._pending:
             return
+        pending, self._pending = self._pending, []
+        pending.sort(key=lambda queued: queued[0])  # stable: each tenant's events in order
+        if self._c.dialect.name == "postgresql":
+            _APPEND.pipelined(self._c, [_append_params(*queued) for queued in pending],
+                              commit=commit)
+            return
+        by_tenant: dict[int, tuple[str, list[tuple[AuditEvent, datetime]]]] = {}
+        for tenant_id, tenant_slug, event, now in pending:
+            by_tenant.setdefault(tenant_id, (tenant_slug, []))[1].append((event, now))
+        for tenant_id, (tenant_slug, events) in by_tenant.items():
+            self._write(tenant_id, tenant_slug, events)
+
+    def _write(self, tenant_id: int, tenant_slug: str,
+               events: list[tuple[AuditEvent, datetime]]) -> None:
         head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
-        if head is None:  # the tenant's first events: the head is created by the first
-            self.append(tenant_id, tenant_slug, events[0], now)
-            self.append_many(tenant_id, tenant_slug, events[1:], now)
-            return
-        seq, prev = head.seq, head.hash
+        seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         rows = []
-        for event in events:
+        for event, now in events:
             seq += 1
             chained = chain(event, tenant=tenant_slug, seq=seq, prev_hash=prev,
                             occurred_at=now)
             prev = chained.hash
-            rows.append({"tenant_id": tenant_id, "seq": chained.seq, "occurred_at": now,
+            rows.append({"tenant_id": tenant_id, "seq": seq, "occurred_at": now,
                          "type": chained.type, "actor": chained.actor,
                          "account_id": chained.account_id, "request_id": chained.request_id,
                          "data": chained.data, "prev_hash": chained.prev_hash,
                          "hash": chained.hash})
-        _INSERT_AUDIT_EVENT.many(self._c, rows)
-        _MOVE_AUDIT_HEAD.rowcount(self._c, {"b_tenant_id": tenant_id, "b_seq": seq,
-                                            "b_hash": prev})
+        if len(rows) == 1:
+            _INSERT_AUDIT_EVENT.rowcount(self._c, rows[0])
+        else:
+            _INSERT_AUDIT_EVENT.many(self._c, rows)
+        if head is not None:
+            _MOVE_AUDIT_HEAD.rowcount(self._c, {"b_tenant_id": tenant_id, "b_seq": seq,
+                                                "b_hash": prev})
+            return
+        try:
+            self._c.execute(t.audit_head.insert(), {
+                "tenant_id": tenant_id, "seq": seq, "hash": prev,
+                "anchor_seq": 0, "anchor_hash": GENESIS_HASH})
+        except sa.exc.IntegrityError as exc:
+            raise RaceLost("audit chain head created concurrently") from exc
 
     def events(self, tenant_id: int, *, after_seq: int = 0,
                batch: int = 1000) -> Iterator[ChainedEvent]:
         """Events of one tenant in chain order, read in batches."""
+        self.flush()
         while True:
             rows = self._c.execute(
                 sa.select(t.audit_event, t.tenant.c.slug.label("tenant_slug"))
@@ -119,6 +166,7 @@ class AuditLog:
 
     def anchor(self, tenant_id: int) -> tuple[int, str]:
         """(seq, hash) of the last event the retention policy removed; (0, genesis) if none."""
+        self.flush()
         row = self._c.execute(sa.select(t.audit_head.c.anchor_seq, t.audit_head.c.anchor_hash)
                               .where(t.audit_head.c.tenant_id == tenant_id)).first()
         return (0, GENESIS_HASH) if row is None else (row.anchor_seq, row.anchor_hash)
@@ -126,6 +174,7 @@ class AuditLog:
     def prune(self, tenant_id: int, before: datetime) -> int:
         """Remove the events that occurred before ``before`` (retention), keeping the chain
         verifiable: the last removed event becomes the anchor. Returns how many went."""
+        self.flush()
         _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})  # lock out appends
         last = self._c.execute(
             sa.select(t.audit_event.c.seq, t.audit_event.c.hash)
@@ -141,6 +190,21 @@ class AuditLog:
         return int(result.rowcount)
 
     def head(self, tenant_id: int) -> tuple[int, str] | None:
+        self.flush()
         row = self._c.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
                               .where(t.audit_head.c.tenant_id == tenant_id)).first()
         return None if row is None else (row.seq, row.hash)
+
+
+def _append_params(tenant_id: int, tenant_slug: str, event: AuditEvent,
+                   now: datetime) -> dict[str, object]:
+    """``_APPEND``'s parameters: the event's columns and its hashed text around the number."""
+    data_json = canonical_json(event.data)
+    body = hash_body(tenant=tenant_slug, occurred_at=now, type=event.type, actor=event.actor,
+                     account_id=event.account_id, request_id=event.request_id,
+                     data_json=data_json)
+    return {"tenant_id": tenant_id, "first_hash": link_hash(GENESIS_HASH, 1, body),
+            "prefix": body[0].encode(), "suffix": body[1].encode(), "occurred_at": now,
+            "type": event.type, "actor": event.actor, "account_id": event.account_id,
+            "request_id": event.request_id,
+            "data": json.loads(data_json)}  # what a JSON column gives back, as chain() stores

@@ -168,6 +168,41 @@ class Prepared:
         finally:
             cursor.close()
 
+    def pipelined(self, conn: sa.Connection, params: Sequence[Mapping[str, object]], *,
+                  commit: bool) -> list[int]:
+        """Execute once per parameter set without waiting for each answer (psycopg's pipeline
+        mode), then, with ``commit``, the transaction's COMMIT: one round trip for all. The
+        caller still ends its SQLAlchemy transaction, which then finds the connection idle
+        and sends nothing. Returns each execution's rowcount. PostgreSQL only.
+
+        An error of any of them (or of the COMMIT) is raised as from :meth:`rowcount`; the
+        statements after it and the COMMIT did not run, and the transaction is left failed
+        for the caller's rollback."""
+        plan, _ = self._plan(conn.dialect)
+        raw: Any = conn.connection.dbapi_connection
+        observed = conn._has_events or conn.engine._has_events
+        cursors: list[Any] = []
+        try:
+            with raw.pipeline():
+                for p in params:
+                    cursor = raw.cursor()
+                    cursors.append(cursor)
+                    values = self._params(plan, p)
+                    if observed:
+                        _observed(conn, cursor, plan.sql, values, many=False)
+                    else:
+                        cursor.execute(plan.sql, values)
+                if commit:
+                    raw.commit()
+            return [int(cursor.rowcount) for cursor in cursors]
+        except plan.integrity_error as exc:
+            raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
+        except plan.driver_error as exc:
+            _failed(conn, cursors[-1] if cursors else raw.cursor(), plan.sql, exc)
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     def first(self, conn: sa.Connection, params: Mapping[str, object]) -> Row | None:
         """Execute; the first result row or None."""
         cursor, plan, row_type = self._cursor(conn, params)

@@ -552,3 +552,9 @@ auth_change = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
 )
+
+# --- The audit chain head, moved by the database ----------------------------------------------
+# the hash the head held before its last move: on PostgreSQL one statement takes the head,
+# numbers and hashes the event and inserts it (store/audit.py), and the event's ``prev_hash``
+# comes back from the head's ``RETURNING`` (migration 0020). Not read anywhere else
+audit_head.append_column(sa.Column("prev_hash", sa.String(64), nullable=True))

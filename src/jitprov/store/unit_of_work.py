@@ -115,6 +115,10 @@ class UnitOfWork:
     def commit(self) -> None:
         assert self._tx is not None  # noqa: S101
         try:
+            # the audit events last: each tenant's chain head is held from here to the end of
+            # the commit. On PostgreSQL a unit that ends its own transaction sends them with
+            # its COMMIT in one round trip (then ``_tx.commit()`` has nothing left to send)
+            self.audit.flush(commit=isinstance(self._tx, sa.RootTransaction))
             self._tx.commit()
         except sa.exc.IntegrityError as exc:
             raise RaceLost("commit lost a unique-key race") from exc
