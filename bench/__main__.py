@@ -53,13 +53,25 @@ def to_markdown(report: dict[str, object]) -> str:
         lines += [f"## {name}", ""]
         if name in updated:
             lines += [f"(run alone, {updated[name]})", ""]
-        lines += ["| scenario | db | clients | ops | ops/s | CPU ms/op | p50 ms | p99 ms |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        waits = any("lock_wait_ms_per_op" in r for r in rows)
+        lines += ["| scenario | db | clients | ops | ops/s | CPU ms/op | p50 ms | p99 ms |"
+                  + (" PostgreSQL CPU ms/op | lock wait ms/op (audit head) |" if waits else ""),
+                  "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if waits else "")]
         lines += [f"| {r['scenario']} | {r['db']} | {r['clients']} | {r['ops']} | "
                   f"{r['ops_per_s']:.0f} | {r['cpu_ms_per_op']:.2f} | {r['p50_ms']:.2f} | "
-                  f"{r['p99_ms']:.2f} |" for r in rows]
+                  f"{r['p99_ms']:.2f} |" + (_database_cells(r) if waits else "")
+                  for r in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def _database_cells(row: dict[str, Any]) -> str:
+    """PostgreSQL's CPU and the lock wait per operation (total, and the audit head's)."""
+    if "lock_wait_ms_per_op" not in row:
+        return "  |  |"
+    waits: dict[str, float] = row["lock_wait_ms_per_op"]
+    return (f" {row['postgres_cpu_ms_per_op']:.2f} | {sum(waits.values()):.1f} "
+            f"({waits.get('audit_head', 0.0):.1f}) |")
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 parsing, one transaction with audit and outbox, rendering), SQLite and PostgreSQL:
 
 - ``POST /Users``: users created per second, 1 client and 16 concurrent clients (asyncio
-  tasks on the app, database work in its threadpool), CPU ms per POST (this process);
+  tasks on the app, database work in its threadpool), CPU ms per POST (this process); on
+  PostgreSQL also its backends' CPU and their lock wait per POST by kind (sampled from
+  ``pg_stat_activity``, as ``bench/surge.py`` does: the tenant's audit chain head);
 - ``GET /Users?filter=userName eq "..."`` p50/p99 at 100,000 users (the store's data
   generator, ``bench/scim_store.populate``);
 - ``PATCH /Groups/{id}`` adding 100 members, to an empty group and to one of 50,000.
@@ -25,6 +27,7 @@ from typing import Any
 
 from bench.provision import databases
 from bench.scim_store import BIG_GROUP, populate
+from bench.surge import PostgresBackends
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
 from jitprov.services.scim import tokens as scim_tokens
@@ -145,9 +148,19 @@ async def _bench_db(db_name: str, url: str, ops: int) -> list[dict[str, object]]
     client = InProcess(app, token)
     await _post_users(client, 50, 10_000_000, 1)  # warm: caches, pool, statements
     for clients in (1, 16):
-        figures = await _post_users(client, ops, 20_000_000 + clients * ops, clients)
+        start = 20_000_000 + clients * ops
+        database: dict[str, object] = {}
+        if db_name != "postgresql":
+            figures = await _post_users(client, ops, start, clients)
+        else:  # the backends' CPU, and what they waited for (the tenant's audit chain head)
+            with PostgresBackends(url) as backends:
+                figures = await _post_users(client, ops, start, clients)
+            database = {"postgres_cpu_ms_per_op": backends.cpu() / ops * 1000,
+                        "lock_wait_ms_per_op": {
+                            kind: seconds / ops * 1000
+                            for kind, seconds in backends.lock_wait_seconds().items()}}
         rows.append({"scenario": "POST /Users (Entra-shaped user)", "db": db_name,
-                     "clients": clients, **figures})
+                     "clients": clients, **figures, **database})
 
     rng = random.Random(7)
     scim_n = [n for n in range(LOOKUP_USERS) if n % 10 != 9]
