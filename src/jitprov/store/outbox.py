@@ -259,7 +259,7 @@ class Outbox:
     def add(self, tenant_id: int, type: str, payload: Mapping[str, object],
             now: datetime) -> None:
         _check_types((type,))
-        self._c.execute(t.outbox_event.insert(), {
+        _INSERT_OUTBOX_EVENT.rowcount(self._c, {
             "tenant_id": tenant_id, "type": type, "payload": dict(payload), "created_at": now,
             "delivered_at": None, "attempts": 0})
 
