@@ -34,6 +34,9 @@ _TOUCH_IDENTITY = Prepared(t.identity.update()
                    .values(last_login_at=_B("b_now"), claims=_B("b_claims", type_=sa.JSON),
                            claims_at=_B("b_claims_at", type_=t.TS)))
 _INSERT_IDENTITY = prepared_insert(t.identity)
+_ADVISORY_LOCKS = Prepared(sa.text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) "
+    "WITH ORDINALITY AS u(k, n) ORDER BY n"))
 # PostgreSQL: both touches in one statement (a data-modifying CTE)
 _TOUCH_BOTH = Prepared(cast(sa.Update, _TOUCH_IDENTITY.stmt).add_cte(
     cast(sa.Update, _TOUCH_ACCOUNT.stmt).cte("touched_account")))
@@ -48,31 +51,33 @@ class IdentityRepository:
         self.claims = RecordedClaimsRepository(conn)
         self.links = PendingLinkRepository(conn)
 
-    def lock_identity(self, connection_id: int, subject: str) -> None:
+    def lock_identity(self, connection_id: int, subject: str, *,
+                      email: tuple[int, str] | None = None) -> None:
         """Serialize, until commit, the logins of one (connection, subject) across all nodes,
         so the reads that follow see what a concurrent first login committed. Take it before
-        :meth:`lock_email` (a fixed order cannot deadlock). PostgreSQL: a transaction-scoped
-        advisory lock; SQLite: a no-op, as write transactions run one at a time."""
-        self._advisory_lock(f"identity\0{connection_id}\0{subject}")
+        :meth:`lock_email` (a fixed order cannot deadlock); ``email`` (tenant id, email)
+        takes that one too, right after, in the same statement. PostgreSQL: transaction-scoped
+        advisory locks; SQLite: a no-op, as write transactions run one at a time."""
+        keys = [f"identity\0{connection_id}\0{subject}"]
+        if email is not None:
+            keys.append(_email_key(*email))
+        self._advisory_locks(keys)
 
     def lock_identities(self, identities: list[tuple[int, str]]) -> None:
         """:meth:`lock_identity` for several (connection, subject), in the order given, in one
         statement (a batch re-evaluation sorts them, so two batches cannot deadlock)."""
-        if self._c.dialect.name != "postgresql" or not identities:
+        self._advisory_locks([f"identity\0{c}\0{s}" for c, s in identities])
+
+    def _advisory_locks(self, texts: list[str]) -> None:
+        """PostgreSQL: the advisory lock of each text, in the order given, in one statement
+        (the lock calls are volatile, so they run after the ORDER BY)."""
+        if self._c.dialect.name != "postgresql" or not texts:
             return
-        keys = [lock_key(f"identity\0{c}\0{s}") for c, s in identities]
-        self._c.execute(sa.text(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) "
-            "WITH ORDINALITY AS u(k, n)"), {"keys": keys})
+        _ADVISORY_LOCKS.rowcount(self._c, {"keys": [lock_key(text) for text in texts]})
 
     def lock_email(self, tenant_id: int, email: str) -> None:
         """Serialize, until commit, the logins that would create or take ``email`` in a tenant."""
-        self._advisory_lock(f"email\0{tenant_id}\0{email.lower()}")
-
-    def _advisory_lock(self, text: str) -> None:
-        if self._c.dialect.name == "postgresql":
-            self._c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                            {"key": lock_key(text)})
+        self._advisory_locks([_email_key(tenant_id, email)])
 
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
                      now: datetime, claims: Mapping[str, object] | None = None,
@@ -129,3 +134,7 @@ class IdentityRepository:
         return self.links.queue(tenant_id=tenant_id, connection_id=connection_id,
                                 subject=subject, issuer=issuer, account_id=account_id,
                                 email=email, claims=claims, now=now)
+
+
+def _email_key(tenant_id: int, email: str) -> str:
+    return f"email\0{tenant_id}\0{email.lower()}"

@@ -111,18 +111,19 @@ def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
                  mapped: MappedIdentity, identity: ExternalIdentity, *,
                  now: datetime) -> tuple[Account | None, Decision]:
     """The account of (connection, subject), if any, and what this login does to it at
-    ``now`` (grants expired by then are not held). Locks the identity (and, when other
-    accounts matter, the email) for the rest of ``uow``."""
-    uow.identities.lock_identity(conn.id, identity.subject)
-    existing = uow.accounts.find_by_identity(conn.id, identity.subject)
+    ``now`` (grants expired by then are not held). Locks the identity and the email for the
+    rest of ``uow``: both in one statement, before the account is read (the email lock matters
+    only when other accounts do, at a first login or an email change, but a returning login
+    pays nothing more for it)."""
     email = mapped.profile.get("email")
+    uow.identities.lock_identity(conn.id, identity.subject,
+                                 email=(conn.tenant_id, email) if email else None)
+    existing = uow.accounts.find_by_identity(conn.id, identity.subject)
     # Other accounts matter at a first login (linking), or when this login changes the email.
     look_up = existing is None or (
         email is not None and email.lower() != (existing.email or "").lower())
     candidates: list[LinkCandidate] = []
     if look_up:
-        if email:
-            uow.identities.lock_email(conn.tenant_id, email)
         found = uow.accounts.find_link_candidates(
             conn.tenant_id, connection_id=conn.id, email=email,
             external_id=identity.subject if existing is None else None)

@@ -174,10 +174,11 @@ def create_user(ctx: ServiceContext, principal: ScimPrincipal, base: str, payloa
         now = ctx.clock()
         with UnitOfWork(ctx.db) as uow:
             users = uow.scim.users
-            if login_identity is not None:  # before the email lock, as a login takes them
-                uow.identities.lock_identity(*login_identity)
-            if email:
-                uow.identities.lock_email(principal.tenant_id, email)
+            email_lock = (principal.tenant_id, email) if email else None
+            if login_identity is not None:  # then the email's, as a login takes them
+                uow.identities.lock_identity(*login_identity, email=email_lock)
+            elif email_lock is not None:
+                uow.identities.lock_email(*email_lock)
             existing = _by_email(uow, principal, email) if email else None
             if existing is None:
                 try:  # the store checks userName uniqueness itself (one read saved)
