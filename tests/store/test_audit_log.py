@@ -198,6 +198,35 @@ def test_an_event_the_database_refuses_leaves_nothing_of_its_unit(
     assert [] == problems(db, tenant)
 
 
+def test_an_event_is_audited_as_it_was_when_appended(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """The event is written at the commit, its data as it was at the append: a caller that
+    changes the dict in between does not change what is audited."""
+    data: dict[str, object] = {"roles": ["nurse"]}
+    with UnitOfWork(db) as uow:
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("role.granted", "test", data),
+                         clock())
+        data["roles"] = ["admin"]
+        uow.commit()
+
+    assert [{"roles": ["nurse"]}] == [e.data for e in stored(db, tenant)[0]]
+    assert [] == problems(db, tenant)
+
+
+def test_an_event_that_would_never_be_written_is_refused_at_the_append(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    event = AuditEvent("account.updated", "test")
+    with UnitOfWork(db, readonly=True) as uow, pytest.raises(RuntimeError):
+        uow.audit.append(tenant.id, tenant.slug, event, clock())
+    with UnitOfWork(db) as uow:
+        uow.audit.append(tenant.id, tenant.slug, event, clock())
+        uow.commit()
+        with pytest.raises(RuntimeError):
+            uow.audit.append(tenant.id, tenant.slug, event, clock())
+
+    assert [1] == [e.seq for e in stored(db, tenant)[0]]
+
+
 def test_reformatted_json_in_a_stored_event_keeps_the_chain_intact(
         db: Database, clock: Clock, tenant: TenantRecord) -> None:
     appended = append(db, clock, tenant, 3)

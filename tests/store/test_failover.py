@@ -6,11 +6,13 @@ ping would notice): the unit that meets a dead connection fails as ``unavailable
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from jitprov.core.audit import AuditEvent
 from jitprov.core.errors import DatabaseNotReady
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
@@ -105,6 +107,32 @@ def test_a_unit_whose_connection_dies_under_it_is_unavailable_when_it_rolls_back
     for _ in range(POOL + 1):
         with UnitOfWork(db) as uow:
             assert uow.accounts.find_by_identity(1, "nobody") is None
+
+
+def test_a_unit_whose_connection_dies_before_its_audited_commit_writes_nothing(
+        pg: tuple[Database, list[int]]) -> None:
+    """The audit events go to the server with the COMMIT, in one pipeline: a connection dead
+    by then fails the unit as ``unavailable``, nothing of it is written, and the units after
+    it get fresh connections."""
+    db, pids = pg
+    _warm(db)
+    now = datetime.now(UTC)
+    with pytest.raises(DatabaseNotReady, match="cannot reach the database") as failed, \
+            UnitOfWork(db) as uow:
+        tenant = uow.config.tenants.create("acme", "Acme", now)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("tenant.created", "test"), now)
+        _kill(db, pids)
+        uow.commit()
+    assert isinstance(failed.value.__cause__, sa.exc.OperationalError)
+    for _ in range(POOL + 1):
+        with UnitOfWork(db, readonly=True) as uow:
+            assert uow.config.tenants.list() == []
+    with UnitOfWork(db) as uow:  # the same write goes through on a fresh connection
+        tenant = uow.config.tenants.create("acme", "Acme", now)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("tenant.created", "test"), now)
+        uow.commit()
+    with UnitOfWork(db, readonly=True) as uow:
+        assert [1] == [e.seq for e in uow.audit.events(tenant.id)]
 
 
 def test_a_login_callback_on_killed_connections_answers_503_then_the_next_one_signs_in(

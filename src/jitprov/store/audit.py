@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -40,10 +41,10 @@ _INSERT_AUDIT_EVENT = prepared_insert(t.audit_event)
 # PostgreSQL: take the tenant's head, number and hash the event, insert it: one statement. The
 # head's upsert computes the hash from the previous one (``hash_body`` gives the rest of the
 # hashed text, encoded here once); a tenant without a head gets one, as the event's first
-_APPEND = Prepared(sa.text(f"""
+_APPEND = Prepared(sa.text("""
 WITH moved AS (
     INSERT INTO audit_head AS h (tenant_id, seq, hash, prev_hash, anchor_seq, anchor_hash)
-    VALUES (:tenant_id, 1, :first_hash, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
+    VALUES (:tenant_id, 1, :first_hash, :genesis, 0, :genesis)
     ON CONFLICT (tenant_id) DO UPDATE SET
         seq = h.seq + 1,
         prev_hash = h.hash,
@@ -56,6 +57,7 @@ SELECT :tenant_id, moved.seq, :occurred_at, :type, :actor, :account_id, :request
        moved.prev_hash, moved.hash
 FROM moved""").bindparams(
     sa.bindparam("tenant_id", type_=sa.Integer), sa.bindparam("first_hash", type_=sa.String),
+    sa.bindparam("genesis", GENESIS_HASH, type_=sa.String),
     sa.bindparam("prefix", type_=sa.LargeBinary), sa.bindparam("suffix", type_=sa.LargeBinary),
     sa.bindparam("occurred_at", type_=t.audit_event.c.occurred_at.type),
     sa.bindparam("type", type_=sa.String), sa.bindparam("actor", type_=sa.String),
@@ -72,21 +74,35 @@ class AuditLog:
     PostgreSQL every writer of a tenant waits for that row, so the shorter it is held the
     more units of work commit side by side. An event queued in a unit that rolls back is
     never written, as before. Every read here flushes first, so a unit reads its own
-    events."""
+    events. An event's data is encoded when it is queued: what the caller changes after
+    is not what is audited."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, *, readonly: bool = False) -> None:
         self._c = conn
-        self._pending: list[tuple[int, str, AuditEvent, datetime]] = []
+        self._readonly = readonly
+        self._closed = False
+        #: (tenant id, tenant slug, event, when, the canonical JSON of its data)
+        self._pending: list[tuple[int, str, AuditEvent, datetime, str]] = []
 
     def append(self, tenant_id: int, tenant_slug: str, event: AuditEvent,
                now: datetime) -> None:
-        """Queue ``event`` for the tenant's chain, at ``now`` (written by :meth:`flush`)."""
-        self._pending.append((tenant_id, tenant_slug, event, now))
+        """Queue ``event`` for the tenant's chain, at ``now`` (written by :meth:`flush`).
+        Raises RuntimeError in a read-only unit or after its commit: the event would never
+        be written."""
+        if self._readonly or self._closed:
+            raise RuntimeError("an audit event appended in a read-only or committed unit of "
+                               "work would never be written")
+        self._pending.append((tenant_id, tenant_slug, event, now, canonical_json(event.data)))
 
     def append_many(self, tenant_id: int, tenant_slug: str, events: list[AuditEvent],
                     now: datetime) -> None:
         """:meth:`append` for several events of one tenant, in order."""
-        self._pending.extend((tenant_id, tenant_slug, event, now) for event in events)
+        for event in events:
+            self.append(tenant_id, tenant_slug, event, now)
+
+    def close(self) -> None:
+        """The unit has committed: nothing more can be appended."""
+        self._closed = True
 
     def flush(self, *, commit: bool = False) -> None:
         """Chain and insert the queued events: tenant by tenant in id order (two units with
@@ -96,9 +112,9 @@ class AuditLog:
 
         PostgreSQL: one statement per event takes the head, numbers and hashes the event and
         inserts it (``_APPEND``); with ``commit`` the statements and the transaction's COMMIT
-        go in one round trip, so a head is held for the time the database takes and not for
-        a round trip to this process (which may have to wait for the GIL to read the answer).
-        The caller ends its transaction object after, as always. SQLite (one writer at a
+        go in one round trip (one Sync), so a head is held for the time the database takes,
+        not for a round trip to this process (which may have to wait for the GIL to read the
+        answer). The caller ends its transaction object after, as always. SQLite (one writer at a
         time): the head is read, the events hashed here and written, the head moved; a
         tenant's first event written concurrently raises RaceLost (run the unit again)."""
         if not self._pending:
@@ -110,8 +126,9 @@ class AuditLog:
                               commit=commit)
             return
         by_tenant: dict[int, tuple[str, list[tuple[AuditEvent, datetime]]]] = {}
-        for tenant_id, tenant_slug, event, now in pending:
-            by_tenant.setdefault(tenant_id, (tenant_slug, []))[1].append((event, now))
+        for tenant_id, tenant_slug, event, now, data_json in pending:
+            as_queued = replace(event, data=json.loads(data_json))
+            by_tenant.setdefault(tenant_id, (tenant_slug, []))[1].append((as_queued, now))
         for tenant_id, (tenant_slug, events) in by_tenant.items():
             self._write(tenant_id, tenant_slug, events)
 
@@ -196,10 +213,9 @@ class AuditLog:
         return None if row is None else (row.seq, row.hash)
 
 
-def _append_params(tenant_id: int, tenant_slug: str, event: AuditEvent,
-                   now: datetime) -> dict[str, object]:
+def _append_params(tenant_id: int, tenant_slug: str, event: AuditEvent, now: datetime,
+                   data_json: str) -> dict[str, object]:
     """``_APPEND``'s parameters: the event's columns and its hashed text around the number."""
-    data_json = canonical_json(event.data)
     body = hash_body(tenant=tenant_slug, occurred_at=now, type=event.type, actor=event.actor,
                      account_id=event.account_id, request_id=event.request_id,
                      data_json=data_json)

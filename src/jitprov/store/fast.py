@@ -171,9 +171,10 @@ class Prepared:
     def pipelined(self, conn: sa.Connection, params: Sequence[Mapping[str, object]], *,
                   commit: bool) -> list[int]:
         """Execute once per parameter set without waiting for each answer (psycopg's pipeline
-        mode), then, with ``commit``, the transaction's COMMIT: one round trip for all. The
-        caller still ends its SQLAlchemy transaction, which then finds the connection idle
-        and sends nothing. Returns each execution's rowcount. PostgreSQL only.
+        mode), then, with ``commit``, the transaction's COMMIT: one round trip (one Sync) for
+        all, so a transaction pooler hands the server connection back once. The caller still
+        ends its SQLAlchemy transaction, which then finds the connection idle and sends
+        nothing. Returns each execution's rowcount. PostgreSQL only.
 
         An error of any of them (or of the COMMIT) is raised as from :meth:`rowcount`; the
         statements after it and the COMMIT did not run, and the transaction is left failed
@@ -192,9 +193,11 @@ class Prepared:
                         _observed(conn, cursor, plan.sql, values, many=False)
                     else:
                         cursor.execute(plan.sql, values)
-                if commit:
-                    raw.commit()
-            return [int(cursor.rowcount) for cursor in cursors]
+                if commit:  # a statement, not ``raw.commit()``, which would sync on its own
+                    commit_cursor = raw.cursor()
+                    cursors.append(commit_cursor)
+                    commit_cursor.execute("COMMIT")
+            return [int(cursor.rowcount) for cursor in cursors[:len(params)]]
         except plan.integrity_error as exc:
             raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
         except plan.driver_error as exc:

@@ -103,7 +103,7 @@ class UnitOfWork:
         self.grants = GrantRepository(conn)
         self.logins = LoginStore(conn)
         self.sessions = SessionRepository(conn)
-        self.audit = AuditLog(conn)
+        self.audit = AuditLog(conn, readonly=self._readonly)
         self.outbox = Outbox(conn)
         self.devices = DeviceStore(conn)
         self.scim = ScimStore(conn)
@@ -120,6 +120,7 @@ class UnitOfWork:
             # its COMMIT in one round trip (then ``_tx.commit()`` has nothing left to send)
             self.audit.flush(commit=isinstance(self._tx, sa.RootTransaction))
             self._tx.commit()
+            self.audit.close()
         except sa.exc.IntegrityError as exc:
             raise RaceLost("commit lost a unique-key race") from exc
         if not self._readonly:
