@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import re
+
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from jitprov.cli.main import main
@@ -19,6 +23,7 @@ from jitprov.services import admin
 from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import provision_on_login
+from jitprov.web.text_guard import _maybe_bad_body
 from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
 from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import make_client
@@ -62,6 +67,9 @@ def test_html_forms_refuse_bad_text_with_a_readable_page(api: tuple[TestClient,
     (b"code=t\x07", b"", "code"),  # a control byte as is
     (b"co%09de=t", b"", "a field name"),  # a tab: free text may hold one, a name may not
     (b"code=t", b"next=%1F", "next"),  # the query string too
+    # at the end of a SAMLResponse-sized body full of percent-encoded characters
+    (b"code=" + b"a%2Bb%2F%3D" * 1000 + b"%0A%1b", b"", "code"),
+    (b"code=" + b"a%2Bb%2F%3D" * 1000 + b"\x1f", b"", "code"),
 ])
 def test_url_encoded_text_is_refused_however_it_is_spelled(
         api: tuple[TestClient, dict[str, str]], body: bytes, query: bytes, named: str) -> None:
@@ -70,6 +78,19 @@ def test_url_encoded_text_is_refused_however_it_is_spelled(
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400, r.text
     assert "invalid input" in r.text and named in r.text
+
+
+#: the plain statement of what a body may decode to: a C0 control, as is or percent-encoded
+_MAYBE_BAD_PLAIN = re.compile(rb"[\x00-\x1f]|%[01][0-9A-Fa-f]")
+
+
+@given(st.lists(st.sampled_from([b"%", b"0", b"1", b"2", b"a", b"F", b"g", b"=", b"&", b"+",
+                                 b"\x00", b"\x1f", b" ", b"\x7f", b"\xc3\xa9"]),
+                max_size=40).map(b"".join))
+def test_the_body_prefilter_agrees_with_the_plain_pattern(body: bytes) -> None:
+    """The two-scan prefilter that lets a clean form body through unparsed says "maybe bad"
+    exactly when the one-pattern statement of the rule does."""
+    assert _maybe_bad_body(body) == (_MAYBE_BAD_PLAIN.search(body) is not None)
 
 
 def test_url_encoded_free_text_keeps_tabs_and_line_breaks(

@@ -47,7 +47,17 @@ OWN_CHECK = frozenset({"mapping"})
 #: surrogate can come out of it), so text without either decodes to clean names and values
 #: and needs no parsing here; text with one is parsed and checked field by field.
 _MAYBE_BAD = re.compile(r"[\x00-\x1f]|%[01][0-9A-Fa-f]")
-_MAYBE_BAD_BYTES = re.compile(rb"[\x00-\x1f]|%[01][0-9A-Fa-f]")
+#: the same for a body, in two scans: one alternation tries both branches at every byte, ten
+#: times slower on a SAMLResponse (10 KB, every ``+ / =`` percent-encoded) than deleting the
+#: controls (a C loop) and one literal-led search
+_ENCODED_CONTROL = re.compile(rb"%[01][0-9A-Fa-f]")
+_CONTROLS = bytes(range(0x20))
+
+
+def _maybe_bad_body(body: bytes) -> bool:
+    """Whether a URL-encoded body may decode to a character the rule refuses."""
+    return (len(body.translate(None, _CONTROLS)) != len(body)
+            or _ENCODED_CONTROL.search(body) is not None)
 
 
 def _check_pairs(pairs: list[tuple[str, str]]) -> None:
@@ -61,7 +71,7 @@ def _check_body(content_type: str, body: bytes) -> None:
     if not body:
         return
     if content_type == _FORM:
-        if _MAYBE_BAD_BYTES.search(body) is None:
+        if not _maybe_bad_body(body):
             return
         _check_pairs(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     elif content_type == _JSON or content_type.endswith("+json"):
