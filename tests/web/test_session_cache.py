@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -74,8 +76,26 @@ def client(cached: ServiceContext) -> Iterator[TestClient]:
         yield c
 
 
-def test_a_session_seen_before_is_answered_from_memory(client: TestClient,
-                                                       cached: ServiceContext) -> None:
+class HandOffs:
+    """Functions run in a worker thread (anyio's, which every hand-off of the app uses)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        real = anyio.to_thread.run_sync
+
+        async def counted(func: Callable[..., object], *args: object, **kwargs: Any
+                          ) -> object:
+            inner = getattr(func, "func", func)  # starlette hands over a partial
+            self.calls.append(getattr(inner, "__name__", type(inner).__name__))
+            return await real(func, *args, **kwargs)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+
+
+def test_a_session_seen_before_is_answered_from_memory(
+        client: TestClient, cached: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From memory, and on PostgreSQL on the event loop itself: no worker thread is woken
+    for the session or the identity token (a hand-off costs more CPU than the answer)."""
     assert cached.session_cache is not None
     sign_in(client)
     use = DatabaseUse(cached.db)
@@ -83,15 +103,23 @@ def test_a_session_seen_before_is_answered_from_memory(client: TestClient,
         wait_for(cached.session_cache)
     first = client.get("/auth/verify")  # (the first identity token makes a signing key)
     assert first.status_code == 200
+    assert client.get("/me/token").status_code == 200
     assert len(cached.session_cache) == 1
     if cached.session_cache.shared:
         wait_for(cached.session_cache)  # (after that write's notifications)
+    hand_offs = HandOffs(monkeypatch)
     for _ in range(5):
         checkouts, statements = use.during(lambda: client.get("/auth/verify"))
         if cached.session_cache.shared:
             assert (checkouts, statements) == (0, 0)  # PostgreSQL: not even a pool checkout
         else:
             assert (checkouts, statements) == (1, 1)  # SQLite: the change counter, only
+    token = client.get("/me/token")
+    assert token.status_code == 200
+    assert token.json()["token"] == first.headers["x-jitprov-token"]  # handed out again
+    # SQLite: the counter is read in a worker thread; the token comes from memory either way
+    assert hand_offs.calls == ([] if cached.session_cache.shared
+                               else ["current_session"] * 6)
     again = client.get("/auth/verify")
     assert {k: v for k, v in again.headers.items() if k.startswith("x-jitprov-")
             and k != "x-jitprov-token"} == {k: v for k, v in first.headers.items()

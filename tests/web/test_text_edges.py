@@ -5,9 +5,8 @@ character with their own kind of error, and store nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -23,8 +22,8 @@ from jitprov.services import admin
 from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import provision_on_login
-from jitprov.web.text_guard import _maybe_bad_body
 from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
+from jitprov.web.text_guard import _maybe_bad_body
 from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import make_client
 

@@ -100,6 +100,41 @@ def _active_key(ctx: ServiceContext) -> tuple[str, ECKey]:
     return kid, key
 
 
+def _identity(me: Mapping[str, object], issuer: str) -> dict[str, object]:
+    return {"iss": issuer, "aud": AUDIENCE, "sub": me["id"], "tenant": me["tenant"],
+            "email": me["email"], "name": me["name"], "roles": me["roles"],
+            "groups": me["groups"]}
+
+
+def _reuse_key(kid: str, identity: Mapping[str, object]) -> str:
+    return kid + "\0" + json.dumps(identity, sort_keys=True, default=str)
+
+
+def _reused(ctx: ServiceContext, reuse_key: str, now: int) -> IssuedToken | None:
+    """The token signed for ``reuse_key`` less than :data:`REUSE_FOR` ago, if any."""
+    issued = ctx.caches.get(ISSUED)
+    if not isinstance(issued, OrderedDict):
+        return None
+    with _lock:
+        found = issued.get(reuse_key)
+    lifetime = int(TOKEN_LIFETIME.total_seconds())
+    if found is not None and found[1] - lifetime <= now < found[1] - lifetime + REUSE_FOR:
+        return IssuedToken(found[0], found[1] - now)
+    return None
+
+
+def reissued_token(ctx: ServiceContext, me: Mapping[str, object], *,
+                   issuer: str) -> IssuedToken | None:
+    """The token :func:`issue_token` would hand out again, from memory alone, or None when it
+    would read the database (the key is not fresh in memory) or sign. No I/O and no wait
+    beyond a short lock: the event loop may call it and skip a worker thread."""
+    cached = ctx.caches.get(CACHE)
+    if not (isinstance(cached, tuple) and time.monotonic() - cached[0] < KEY_CACHE_SECONDS):
+        return None
+    return _reused(ctx, _reuse_key(cached[1], _identity(me, issuer)),
+                   int(ctx.clock().timestamp()))
+
+
 def issue_token(ctx: ServiceContext, me: Mapping[str, object], *, issuer: str) -> IssuedToken:
     """An ES256 JWT for applications: who is signed in (``SignedIn.as_me()``), with their
     current roles.
@@ -113,16 +148,11 @@ def issue_token(ctx: ServiceContext, me: Mapping[str, object], *, issuer: str) -
     kid, key = _active_key(ctx)
     now = int(ctx.clock().timestamp())
     lifetime = int(TOKEN_LIFETIME.total_seconds())
-    identity = {"iss": issuer, "aud": AUDIENCE, "sub": me["id"], "tenant": me["tenant"],
-                "email": me["email"], "name": me["name"], "roles": me["roles"],
-                "groups": me["groups"]}
-    reuse_key = kid + "\0" + json.dumps(identity, sort_keys=True, default=str)
-    issued = ctx.caches.get(ISSUED)
-    if isinstance(issued, OrderedDict):
-        with _lock:
-            found = issued.get(reuse_key)
-        if found is not None and found[1] - lifetime <= now < found[1] - lifetime + REUSE_FOR:
-            return IssuedToken(found[0], found[1] - now)
+    identity = _identity(me, issuer)
+    reuse_key = _reuse_key(kid, identity)
+    found = _reused(ctx, reuse_key, now)
+    if found is not None:
+        return found
     claims = {**identity, "iat": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
     token = jwt.encode({"alg": "ES256", "kid": kid, "typ": "JWT"}, claims, key,
                        algorithms=["ES256"])

@@ -156,6 +156,22 @@ def read_session(ctx: ServiceContext, token: str | None) -> tuple[SessionState |
     return record, (None if record is None else refusal(record, ctx.clock()))
 
 
+def remembered_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
+    """What :func:`current_session` answers for a cookie value, when the session cache can say
+    it from memory alone (PostgreSQL's notified cache, serving, holding the session); else
+    None, and the caller asks :func:`current_session`. No I/O and no wait beyond a short
+    lock: the event loop may call it and skip a worker thread. A remembered session is never
+    a device or offline one (those are not cached), so nothing is left to write."""
+    cache = ctx.session_cache
+    if not token or cache is None or not cache.shared or not cache.serving:
+        return None
+    now = ctx.clock()
+    entry = cache.get(hash_token(token), now)
+    if entry is None:
+        return None
+    return SignedIn(entry.view, entry.connection, entry.subject, now, method=entry.method)
+
+
 def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     """The signed-in account for a cookie value, or None (unknown, expired, revoked, inactive,
     idle past its device's limit, or offline while its IdP is back).

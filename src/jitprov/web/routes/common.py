@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from jitprov.services.context import ServiceContext
+from jitprov.services.identity_tokens import IssuedToken, issue_token, reissued_token
+from jitprov.services.sessions import SignedIn, current_session, remembered_session
 from jitprov.settings import Settings
 
 SESSION_COOKIE = "jitprov_session"
@@ -28,6 +32,27 @@ def settings_of(request: Request) -> Settings:
 def templates_of(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
+
+
+async def signed_in_of(request: Request) -> SignedIn | None:
+    """The session of the request's cookie (``current_session``): from memory on the event
+    loop when the session cache can say it, else read in a worker thread. A thread hand-off
+    costs more CPU than the whole answer from memory (forward-auth asks on every request)."""
+    ctx, token = ctx_of(request), request.cookies.get(SESSION_COOKIE)
+    remembered = remembered_session(ctx, token)
+    if remembered is not None:
+        return remembered
+    return await run_in_threadpool(current_session, ctx, token)
+
+
+async def identity_token_of(request: Request, me: Mapping[str, object]) -> IssuedToken:
+    """``issue_token`` for ``me``: a token still handed out again from memory on the event
+    loop, else signed (or the key read) in a worker thread."""
+    ctx, issuer = ctx_of(request), settings_of(request).base_url
+    reissued = reissued_token(ctx, me, issuer=issuer)
+    if reissued is not None:
+        return reissued
+    return await run_in_threadpool(issue_token, ctx, me, issuer=issuer)
 
 
 LOGIN_COOKIE_PREFIX = "jitprov_login_"

@@ -21,14 +21,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from jitprov.services.discovery import domains_verified
-from jitprov.services.identity_tokens import issue_token
-from jitprov.services.sessions import (
-    allowed_return_url,
-    current_session,
-    safe_return_to,
-    url_origin,
-)
-from jitprov.web.routes.common import SESSION_COOKIE, ctx_of, settings_of
+from jitprov.services.sessions import allowed_return_url, safe_return_to, url_origin
+from jitprov.web.routes.common import ctx_of, identity_token_of, settings_of, signed_in_of
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -45,8 +39,7 @@ def header_list(items: list[str]) -> str:
 
 
 async def verify(request: Request) -> Response:
-    signed_in = await run_in_threadpool(current_session, ctx_of(request),
-                                        request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     if signed_in is None:
         return await _unauthenticated(request)
     me = signed_in.as_me()
@@ -65,9 +58,7 @@ async def verify(request: Request) -> Response:
         f"{prefix}Groups": header_list(groups),
         f"{prefix}Tenant": str(me["tenant"]),
         # the same identity, signed: apps that verify it need not trust the proxy hop
-        f"{prefix}Token": (await run_in_threadpool(
-            issue_token, ctx_of(request), me,
-            issuer=settings_of(request).base_url)).token,
+        f"{prefix}Token": (await identity_token_of(request, me)).token,
         **NO_STORE,
     }
     return Response(status_code=200, headers=headers)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from jitprov.services import devices, discovery
-from jitprov.services.identity_tokens import issue_token, published_keys
+from jitprov.services.identity_tokens import published_keys
 from jitprov.services.login.logout import sign_out_everywhere
 from jitprov.services.sessions import current_session
 from jitprov.web.errors import render_error
@@ -16,8 +16,10 @@ from jitprov.web.routes.common import (
     SESSION_COOKIE,
     clear_session_cookie,
     ctx_of,
+    identity_token_of,
     same_origin,
     settings_of,
+    signed_in_of,
     templates_of,
 )
 
@@ -45,8 +47,7 @@ async def home(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    signed_in = await run_in_threadpool(current_session, ctx_of(request),
-                                        request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     if signed_in is None:
         return JSONResponse({"error": "unauthenticated", "message": "no valid session"},
                             status_code=401, headers={"Cache-Control": "no-store"})
@@ -55,14 +56,11 @@ async def me(request: Request) -> Response:
 
 async def me_token(request: Request) -> Response:
     """A short-lived signed identity token (ES256 JWT) for the signed-in account."""
-    ctx = ctx_of(request)
-    signed_in = await run_in_threadpool(current_session, ctx,
-                                        request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     if signed_in is None:
         return JSONResponse({"error": "unauthenticated", "message": "no valid session"},
                             status_code=401, headers={"Cache-Control": "no-store"})
-    issued = await run_in_threadpool(issue_token, ctx, signed_in.as_me(),
-                                     issuer=settings_of(request).base_url)
+    issued = await identity_token_of(request, signed_in.as_me())
     return JSONResponse({"token": issued.token, "token_type": "JWT",
                          "expires_in": issued.expires_in},
                         headers={"Cache-Control": "no-store"})
