@@ -100,12 +100,13 @@ def _path(url: str, base: str) -> str:
 #: single requests, measured alone to split a login's cost: flow -> what one operation is
 PROBES = {"healthz": "GET /healthz", "start": "GET /sso/{c}/login (a login start)",
           "bounce": "POST /sso/{c}/saml/acs without the binding cookie (the bounce page)",
-          "me": "GET /me, signed in"}
+          "me": "GET /me, signed in",
+          "verify": "GET /auth/verify, signed in (forward-auth: 200, identity headers, token)"}
 
 
 class Probe:
-    """One request of a kind in :data:`PROBES`, repeated; ``bounce`` and ``me`` first make
-    what they repeat (a signed SAMLResponse; a session) with one real login."""
+    """One request of a kind in :data:`PROBES`, repeated; ``bounce``, ``me`` and ``verify``
+    first make what they repeat (a signed SAMLResponse; a session) with one real login."""
 
     def __init__(self, http: httpx.Client, base: str, flow: str, slug: str) -> None:
         self.http, self.base, self.flow, self.slug = http, base, flow, slug
@@ -115,8 +116,8 @@ class Probe:
             idp = http.get(start.headers["location"] + "&login=probe")
             self.action = _path(html.unescape(_ACTION.search(idp.text).group(1)), base)  # type: ignore[union-attr]
             self.fields = {n: html.unescape(v) for n, v in _INPUT.findall(idp.text)}
-        elif flow == "me":
-            self.browser, _ = login(http, base, "oidc", slug, "probe-me")
+        elif flow in ("me", "verify"):
+            self.browser, _ = login(http, base, "oidc", slug, f"probe-{flow}")
 
     def __call__(self) -> None:
         http, browser = self.http, Browser(self.base)
@@ -127,6 +128,12 @@ class Probe:
                     303, "login start")
         elif self.flow == "bounce":
             _expect(browser.post(http, self.action, self.fields, cookies=False), 200, "bounce")
+        elif self.flow == "verify":
+            answer = self.browser.get(http, "/auth/verify")
+            _expect(answer, 200, "/auth/verify")
+            if answer.headers.get("x-jitprov-email") != "probe-verify@hospital.example" \
+                    or not answer.headers.get("x-jitprov-token"):
+                raise LoginFailed("/auth/verify answered 200 without the identity headers")
         else:
             _expect(self.browser.get(http, "/me"), 200, "/me")
 

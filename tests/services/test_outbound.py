@@ -3,8 +3,10 @@ sent to the address that was checked."""
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
 import re
+import threading
 
 import httpx
 import pytest
@@ -108,3 +110,42 @@ def test_the_composition_root_guards_the_servers_client() -> None:
         assert ctx.http._transport.policy == ctx.outbound
         assert ctx.outbound.allow_private is dev_mode
         assert ctx.outbound.permits(ipaddress.ip_address("10.2.3.4"))
+
+
+def test_the_servers_client_keeps_no_cookie_from_one_answer_for_the_next() -> None:
+    """The server's client is shared by every tenant: a cookie one IdP sets (a load
+    balancer's, say) is not sent with any later request, to that host or another."""
+    from jitprov.services.context import build_context
+    from jitprov.settings import Settings
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "AWSALB=sticky-to-one-node; Path=/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(secret_key="k", outbound_allow=("127.0.0.1/32",))
+        ctx = build_context(settings, object())  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{server.server_port}"
+        first = ctx.http.get(f"{url}/token")
+        assert first.headers["set-cookie"].startswith("AWSALB=")  # the IdP did set one
+        ctx.http.get(f"{url}/token")
+        ctx.http.get(f"{url}/userinfo")
+        assert seen == [None, None, None]
+        assert len(ctx.http.cookies) == 0
+        ctx.http.close()
+    finally:
+        server.shutdown()
+        server.server_close()

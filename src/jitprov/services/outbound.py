@@ -112,10 +112,33 @@ class GuardedTransport(httpx.BaseTransport):
         self._inner.close()
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class _CookielessClient(httpx.Client):
+    """An httpx client that neither keeps nor sends cookies. The server's client is shared by
+    every tenant and connection: a cookie one IdP's token endpoint sets (a load balancer's
+    affinity cookie, say) would otherwise go with the next tenant's requests to that host.
+    It also spares each answer the standard library's cookie parsing."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()
+
+    @cookies.setter
+    def cookies(self, _cookies: object) -> None:
+        pass
+
+
 def guarded_client(policy: OutboundPolicy, *, timeout: float = 10.0) -> httpx.Client:
-    """The server's client for every outbound request: guarded, redirects not followed."""
-    return httpx.Client(transport=GuardedTransport(policy), timeout=httpx.Timeout(timeout),
-                        follow_redirects=False)
+    """The server's client for every outbound request: guarded, redirects not followed, no
+    cookies kept."""
+    return _CookielessClient(transport=GuardedTransport(policy),
+                             timeout=httpx.Timeout(timeout), follow_redirects=False)
 
 
 def policy_from(allow: Iterable[str], *, allow_private: bool) -> OutboundPolicy:
