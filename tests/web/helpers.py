@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
+import anyio.to_thread
+import pytest
 from starlette.testclient import TestClient
 
 from jitprov.services.context import ServiceContext
@@ -48,3 +52,19 @@ def sign_in(client: TestClient, return_to: str = "/me", **fields: str) -> TestCl
     r = client.post("/sso/idp/mock/callback", data=idp_response(client, state, **fields))
     assert r.status_code == 303, r.text
     return client
+
+
+class HandOffs:
+    """Functions run in a worker thread (anyio's, which every hand-off of the app uses)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        real = anyio.to_thread.run_sync
+
+        async def counted(func: Callable[..., object], *args: object, **kwargs: Any
+                          ) -> object:
+            inner = getattr(func, "func", func)  # starlette hands over a partial
+            self.calls.append(getattr(inner, "__name__", type(inner).__name__))
+            return await real(func, *args, **kwargs)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)

@@ -16,14 +16,17 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from starlette.testclient import TestClient
 
+from jitprov.protocols.oidc.provider import Providers
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
+from jitprov.services.login.oidc import OFFLINE_MARGIN
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.testing.builders import HOSPITAL
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY, Clock
+from tests.web.helpers import HandOffs
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "jitprov-test"
@@ -134,6 +137,47 @@ def test_first_oidc_login_provisions_with_mapped_roles(browser: TestClient,
     me = browser.get("/me").json()
     assert (me["email"], me["roles"], me["connection"], me["external_id"]) == (
         "ana@hospital.example", ["nurse", "staff"], "okta", "00u1")
+
+
+def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thread(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start fetches the provider's discovery document in a worker thread; later
+    ones are built on the event loop from memory, until the document is nearly due again
+    (then a thread fetches it once more): no network on the event loop, ever."""
+    fetched: list[str] = []
+    handler = provider.handler
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.path)
+        return handler(request)
+
+    now = [1000.0]
+    http = httpx.Client(transport=httpx.MockTransport(counting))
+    monkeypatch.setattr(oidc_ctx, "http", http)
+    monkeypatch.setattr(oidc_ctx, "oidc", Providers(http, clock=lambda: now[0]))
+    hand_offs = HandOffs(monkeypatch)
+    provider.users["00u1"] = dict(NURSE)
+
+    assert sign_in(browser, provider, "00u1").headers["location"] == "/me"
+    assert hand_offs.calls[0] == "start"  # the document fetched, in a worker thread
+    assert fetched.count("/.well-known/openid-configuration") == 1
+    hand_offs.calls.clear()
+    for _ in range(3):
+        r = browser.get("/sso/okta/login", params={"return_to": "/me"})
+        assert r.status_code == 303 and r.headers["location"].startswith(f"{ISSUER}/authorize?")
+    assert hand_offs.calls == []
+    assert fetched.count("/.well-known/openid-configuration") == 1
+    now[0] += 3600 - OFFLINE_MARGIN  # the document's hour nearly over
+    r = browser.get("/sso/okta/login", params={"return_to": "/me"})
+    assert r.status_code == 303
+    assert hand_offs.calls == ["start"]
+    assert fetched.count("/.well-known/openid-configuration") == 1  # not due yet: kept
+    now[0] += OFFLINE_MARGIN
+    assert browser.get("/sso/okta/login").status_code == 303
+    assert hand_offs.calls == ["start", "start"]
+    assert fetched.count("/.well-known/openid-configuration") == 2  # due: fetched again
+    http.close()
 
 
 def test_changed_groups_at_the_provider_revoke_the_rule_role(

@@ -13,9 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -27,7 +25,7 @@ from jitprov.services.session_cache import SessionCache
 from jitprov.store.database import Database
 from jitprov.testing.builders import setup_connection
 from tests.conftest import TEST_SECRET_KEY, Clock, fresh_database_url
-from tests.web.helpers import make_client, sign_in
+from tests.web.helpers import HandOffs, make_client, sign_in
 from tests.web.scim_helpers import SCIM_JSON, auth, scim_token
 
 JITPROV = str(Path(sys.executable).with_name("jitprov"))
@@ -74,22 +72,6 @@ def cached(ctx: ServiceContext) -> Iterator[ServiceContext]:
 def client(cached: ServiceContext) -> Iterator[TestClient]:
     with make_client(cached) as c:
         yield c
-
-
-class HandOffs:
-    """Functions run in a worker thread (anyio's, which every hand-off of the app uses)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[str] = []
-        real = anyio.to_thread.run_sync
-
-        async def counted(func: Callable[..., object], *args: object, **kwargs: Any
-                          ) -> object:
-            inner = getattr(func, "func", func)  # starlette hands over a partial
-            self.calls.append(getattr(inner, "__name__", type(inner).__name__))
-            return await real(func, *args, **kwargs)
-
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
 
 
 def test_a_session_seen_before_is_answered_from_memory(

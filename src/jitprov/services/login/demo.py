@@ -27,8 +27,10 @@ SIGNING_KEY_SECRET = "signing_key"  # noqa: S105 - a field name
 class DemoConnection(MockKind):
     """Kind ``mock``: no configuration, dev-only, and a login starts at the demo IdP's page."""
 
-    #: the demo IdP's page is a local URL
-    starts_offline = True
+    def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
+        """Always: the demo IdP's page is a local URL."""
+        return True
+
     #: the demo IdP's page is ours: its form posts back from this very site
     answers_cross_site_post = False
 

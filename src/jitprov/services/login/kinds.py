@@ -42,10 +42,9 @@ class ConnectionKind(Protocol):
     @property
     def dev_only(self) -> bool: ...
 
-    @property
-    def starts_offline(self) -> bool:
-        """Whether :meth:`login_request` builds its request from what this process holds
-        (no network: it may run on the event loop)."""
+    def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
+        """Whether :meth:`login_request` builds its request now from what this process
+        holds (no network: it may run on the event loop)."""
 
     @property
     def answers_cross_site_post(self) -> bool:
@@ -71,11 +70,11 @@ CONNECTION_KINDS: dict[str, ConnectionKind] = {
 }
 
 
-def starts_offline(conn: ConnectionRecord) -> bool:
-    """Whether a login through ``conn`` starts without network I/O (see
+def starts_offline(ctx: ServiceContext, conn: ConnectionRecord) -> bool:
+    """Whether a login through ``conn`` starts now without network I/O (see
     ``ConnectionKind.starts_offline``); False for a kind this server does not know."""
     kind = CONNECTION_KINDS.get(conn.kind)
-    return kind is not None and kind.starts_offline
+    return kind is not None and kind.starts_offline(ctx, conn)
 
 
 def check_connection_usable(conn: ConnectionRecord, *, dev_mode: bool) -> ConnectionKind:

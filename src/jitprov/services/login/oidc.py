@@ -89,12 +89,23 @@ def scope_warnings(ctx: ServiceContext, connection: str, *,
     return [str(warning) for warning in check_scopes(readers, config.scopes, metadata)]
 
 
+#: seconds of freshness a cached discovery document must have left for a login to start on
+#: the event loop (:meth:`OidcConnection.starts_offline`)
+OFFLINE_MARGIN = 5.0
+
+
 class OidcConnection(OidcKind):
     """Kind ``oidc``: the protocol's configuration check, and the authorization request
     (with its nonce and PKCE verifier) that starts a login."""
 
-    #: the provider's discovery document may have to be fetched
-    starts_offline = False
+    def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
+        """When this process holds the provider's discovery document, with a margin of
+        :data:`OFFLINE_MARGIN` seconds before it is due again (so the start, a moment
+        later, cannot be the one that fetches it)."""
+        config = connection_config(conn)
+        return ctx.oidc.cached_metadata(
+            config.issuer, ttl=config.discovery_ttl_seconds - OFFLINE_MARGIN) is not None
+
     #: the provider answers with a top-level GET redirect, which SameSite=Lax cookies reach
     answers_cross_site_post = False
 

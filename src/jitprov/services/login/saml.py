@@ -123,8 +123,11 @@ class SamlConnection(SamlKind):
     """Kind ``saml``: the protocol's configuration check, and the AuthnRequest (over
     HTTP-Redirect) that starts a login."""
 
-    #: the AuthnRequest is built and signed from the connection and its SP key
-    starts_offline = True
+    def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
+        """Always: the AuthnRequest is built and signed from the connection and its SP
+        key."""
+        return True
+
     #: the IdP answers with a form the browser posts from the IdP's site (HTTP-POST binding)
     answers_cross_site_post = True
 

@@ -38,8 +38,9 @@ from jitprov.web.routes.common import (
 async def login(request: Request) -> Response:
     """Start a login through the connection: the kind's adapter says where the browser goes;
     the browser keeps the login request, sealed, in its binding cookie. ``login_hint`` (from
-    ``/sso/discover``) goes on to an OIDC provider. Nothing is written: on a SAML or demo
-    connection already cached, no thread hand-off either (an AuthnRequest's signature is
+    ``/sso/discover``) goes on to an OIDC provider. Nothing is written: on a connection
+    already cached whose start needs no network (SAML, demo, and OIDC with the provider's
+    discovery document in memory), no thread hand-off either (an AuthnRequest's signature is
     ~1 ms of CPU the event loop can pay); should that fail, the start runs again in a thread,
     where its failure is audited. A browser keeps at most :data:`LOGINS_IN_FLIGHT` binding
     cookies: starting another drops the oldest."""
@@ -57,7 +58,7 @@ async def login(request: Request) -> Response:
 
     conn = ctx.connections.peek(slug)
     started: StartedLogin | None = None
-    if conn is not None and starts_offline(conn):
+    if conn is not None and starts_offline(ctx, conn):
         try:
             started = start(conn, audit=False)
         except JitprovError:
