@@ -64,6 +64,9 @@ def create_app(settings: Settings, db: Database | None = None,
     if ctx is None:
         ctx = build_context(settings, db or open_database(settings))
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    # the templates ship with the package: outside `jitprov dev`, no stat of each template
+    # file at every page to see whether it changed
+    templates.env.auto_reload = settings.dev_mode
     i18n.install(templates)  # end-user pages in the reader's language
     templates.env.globals["passkey_advice"] = i18n.advice_for(
         {code: errors.ADVICE[code] for code in errors.PASSKEY_ADVICE})

@@ -86,7 +86,19 @@ def parse_accept_language(header: str | None) -> list[str]:
 
 def negotiate(header: str | None) -> str:
     """The shipped locale that best fits an ``Accept-Language`` header, else English
-    (``pt-BR`` is served ``pt``)."""
+    (``pt-BR`` is served ``pt``). Remembered by header (browsers send a few values, each
+    again and again), for headers of a usual length."""
+    if header is not None and len(header) > 200:
+        return _negotiate(header)
+    return _negotiate_remembered(header)
+
+
+@lru_cache(maxsize=512)
+def _negotiate_remembered(header: str | None) -> str:
+    return _negotiate(header)
+
+
+def _negotiate(header: str | None) -> str:
     chosen = Locale.negotiate(parse_accept_language(header), list(LOCALES), sep="-")
     return str(chosen) if chosen is not None else DEFAULT_LOCALE
 
