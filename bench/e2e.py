@@ -21,7 +21,9 @@ What runs, each in its own process:
 - the IdP (``bench/e2e_idp.py``): signs every SAML Response and ID token for real (RSA-2048),
   checks PKCE and the client secret; apart from the measured processes.
 - the load generator (``bench/e2e_driver.py``): c browsers (threads), each person a fresh
-  cookie jar; the SAML flow includes the ACS bounce a browser makes (see the driver).
+  cookie jar; the SAML flow includes the ACS bounce a browser makes (see the driver). After
+  the logins of a database, forward-auth's steady state: ``GET /auth/verify`` on 4 kept-alive
+  connections, as a reverse proxy's subrequests, each with a signed-in person's cookie.
 
 Measured per row, in one window around the N logins (after a warm-up):
 
@@ -663,9 +665,11 @@ def to_markdown(report: dict[str, Any]) -> str:
               "the accounts created are exactly N (plus the warm-up's) for first logins and "
               "none for returning ones, and `GET /me` is right for a sample of about 10 "
               "people (email, subject, connection, the mapped role). The forward-auth row "
-              f"(`request`): {FORWARD_AUTH_PER_LOGIN} x N `GET /auth/verify` by 4 clients, "
-              "each signed in once before the window; its figures are per request, and "
-              "correct = every answer a 200 with the person's identity headers and token."]
+              f"(`request`): {FORWARD_AUTH_PER_LOGIN} x N `GET /auth/verify` on 4 kept-alive "
+              "connections, as a proxy's subrequests (plain sockets: the load generator "
+              "shares the cores), each with the cookie of a person signed in before the "
+              "window; its figures are per request, and correct = every answer a 200 with "
+              "the person's identity headers and token."]
     return "\n".join(lines) + "\n"
 
 
