@@ -4,10 +4,12 @@ same provisioning path as every protocol. The real-provider interop test is in t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import httpx
@@ -18,8 +20,8 @@ from starlette.testclient import TestClient
 
 from jitprov.protocols.oidc.provider import Providers
 from jitprov.services import admin, audit_export
-from jitprov.services.context import ServiceContext
-from jitprov.services.login.oidc import OFFLINE_MARGIN
+from jitprov.services.context import ConnectionCache, ServiceContext
+from jitprov.services.login.oidc import OFFLINE_MARGIN, OidcConnection
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -150,9 +152,14 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
 
     def counting(request: httpx.Request) -> httpx.Response:
         fetched.append(request.url.path)
+        with pytest.raises(RuntimeError):  # never on the event loop's thread
+            asyncio.get_running_loop()
         return handler(request)
 
     now = [1000.0]
+    # the connection stays cached however slow this machine (else a start hands off)
+    monkeypatch.setattr(oidc_ctx, "connections",
+                        ConnectionCache(oidc_ctx.db, ttl=timedelta(hours=1)))
     http = httpx.Client(transport=httpx.MockTransport(counting))
     monkeypatch.setattr(oidc_ctx, "http", http)
     monkeypatch.setattr(oidc_ctx, "oidc", Providers(http, clock=lambda: now[0]))
@@ -177,6 +184,14 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
     assert browser.get("/sso/okta/login").status_code == 303
     assert hand_offs.calls == ["start", "start"]
     assert fetched.count("/.well-known/openid-configuration") == 2  # due: fetched again
+    # however the check and the start disagree (the document gone between them), the start on
+    # the event loop builds from memory only, and a thread fetches
+    monkeypatch.setattr(OidcConnection, "starts_offline", lambda *_: True)
+    now[0] += 3600
+    hand_offs.calls.clear()
+    assert browser.get("/sso/okta/login").status_code == 303
+    assert hand_offs.calls == ["start"]
+    assert fetched.count("/.well-known/openid-configuration") == 3
     http.close()
 
 

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from jitprov.services import accounts
+from jitprov.services import accounts, identity_tokens
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
 from jitprov.services.session_cache import SessionCache
@@ -79,6 +79,8 @@ def test_a_session_seen_before_is_answered_from_memory(
     """From memory, and on PostgreSQL on the event loop itself: no worker thread is woken
     for the session or the identity token (a hand-off costs more CPU than the answer)."""
     assert cached.session_cache is not None
+    # the signing key stays in memory however slow this machine (else a token reads it)
+    monkeypatch.setattr(identity_tokens, "KEY_CACHE_SECONDS", 3600.0)
     sign_in(client)
     use = DatabaseUse(cached.db)
     if cached.session_cache.shared:

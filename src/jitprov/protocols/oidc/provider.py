@@ -160,8 +160,10 @@ class Providers:
         document = get_json(self.http, f"{base}/.well-known/openid-configuration",
                             what="discovery document")
         metadata = ProviderMetadata.parse(document, issuer)
-        with self._lock:
-            self._metadata[issuer] = (now, metadata)
+        with self._lock:  # a slower fetch that began earlier does not replace a newer one
+            kept = self._metadata.get(issuer)
+            if kept is None or kept[0] <= now:
+                self._metadata[issuer] = (now, metadata)
         return metadata
 
     def cached_metadata(self, issuer: str, *, ttl: float = 3600) -> ProviderMetadata | None:

@@ -35,7 +35,7 @@ class DemoConnection(MockKind):
     answers_cross_site_post = False
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str, login_hint: str | None = None
+                      base_url: str, login_hint: str | None = None, offline: bool = False
                       ) -> tuple[dict[str, object], str]:
         """(nothing more for the login request to keep; the demo IdP's page, which takes no
         login hint)."""

@@ -43,8 +43,8 @@ class ConnectionKind(Protocol):
     def dev_only(self) -> bool: ...
 
     def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
-        """Whether :meth:`login_request` builds its request now from what this process
-        holds (no network: it may run on the event loop)."""
+        """Whether :meth:`login_request` can build its request now from what this process
+        holds: worth trying on the event loop with ``offline=True``."""
 
     @property
     def answers_cross_site_post(self) -> bool:
@@ -55,12 +55,13 @@ class ConnectionKind(Protocol):
         """Raise ``InvalidInput`` naming the bad field."""
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str, login_hint: str | None = None
+                      base_url: str, login_hint: str | None = None, offline: bool = False
                       ) -> tuple[dict[str, object], str]:
         """(what the login request keeps; where to send the browser). ``login_hint``: the
         address home-realm discovery was given, for a kind whose protocol can carry it to
-        the IdP (OIDC). Raises a JitprovError when the IdP cannot be asked (audited by
-        :func:`start_login`)."""
+        the IdP (OIDC). ``offline``: from what this process holds only, never the network
+        (the caller is the event loop); a JitprovError when that is not enough. Raises a
+        JitprovError when the IdP cannot be asked (audited by :func:`start_login`)."""
 
 
 CONNECTION_KINDS: dict[str, ConnectionKind] = {
@@ -71,10 +72,17 @@ CONNECTION_KINDS: dict[str, ConnectionKind] = {
 
 
 def starts_offline(ctx: ServiceContext, conn: ConnectionRecord) -> bool:
-    """Whether a login through ``conn`` starts now without network I/O (see
-    ``ConnectionKind.starts_offline``); False for a kind this server does not know."""
+    """Whether a login through ``conn`` is likely to start now without network I/O (see
+    ``ConnectionKind.starts_offline``); False for a kind this server does not know, and for
+    a connection whose kind cannot tell (its configuration unreadable: the start in a
+    thread says why, audited)."""
     kind = CONNECTION_KINDS.get(conn.kind)
-    return kind is not None and kind.starts_offline(ctx, conn)
+    if kind is None:
+        return False
+    try:
+        return kind.starts_offline(ctx, conn)
+    except JitprovError:
+        return False
 
 
 def check_connection_usable(conn: ConnectionRecord, *, dev_mode: bool) -> ConnectionKind:
@@ -102,7 +110,7 @@ def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
                 base_url: str, dev_mode: bool, login_hint: str | None = None,
                 previous_session: str | None = None, request_id: str | None = None,
                 connection: ConnectionRecord | None = None,
-                audit: bool = True) -> StartedLogin:
+                audit: bool = True, offline: bool = False) -> StartedLogin:
     """Start a login through the connection (``login_hint`` goes on to the IdP where the
     protocol carries it). Writes nothing: the login request is sealed into the binding
     cookie, with the hash of ``previous_session`` (the browser's session cookie at the
@@ -110,7 +118,9 @@ def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
     ``connection``: the record, when the caller already holds it. Raises NotFound,
     InvalidInput (an unusable connection, a ``return_to`` or ``login_hint`` too long), and
     what the kind's adapter raises: a JitprovError audited as ``login.failed`` unless
-    ``audit`` is false (a caller that will try again where it may write)."""
+    ``audit`` is false (a caller that will try again where it may write). ``offline``: with
+    no network I/O, from what this process holds (the caller is the event loop); a
+    JitprovError when that is not enough."""
     if login_hint is not None and len(login_hint) > MAX_EMAIL_CHARS:
         raise InvalidInput(f"login_hint: longer than {MAX_EMAIL_CHARS} characters")
     if return_to is not None and len(return_to) > MAX_RETURN_TO_CHARS:
@@ -120,7 +130,7 @@ def start_login(ctx: ServiceContext, connection_slug: str, return_to: str | None
     state = secrets.token_urlsafe(32)
     try:
         data, location = kind.login_request(ctx, conn, state, base_url=base_url,
-                                            login_hint=login_hint)
+                                            login_hint=login_hint, offline=offline)
     except JitprovError as exc:
         if audit:
             record_login_failure(ctx, conn.slug, exc.code, str(exc), request_id=request_id)

@@ -89,8 +89,8 @@ def scope_warnings(ctx: ServiceContext, connection: str, *,
     return [str(warning) for warning in check_scopes(readers, config.scopes, metadata)]
 
 
-#: seconds of freshness a cached discovery document must have left for a login to start on
-#: the event loop (:meth:`OidcConnection.starts_offline`)
+#: seconds of freshness a cached discovery document must have left for a login to be tried
+#: on the event loop (:meth:`OidcConnection.starts_offline`)
 OFFLINE_MARGIN = 5.0
 
 
@@ -100,8 +100,8 @@ class OidcConnection(OidcKind):
 
     def starts_offline(self, ctx: ServiceContext, conn: ConnectionRecord) -> bool:
         """When this process holds the provider's discovery document, with a margin of
-        :data:`OFFLINE_MARGIN` seconds before it is due again (so the start, a moment
-        later, cannot be the one that fetches it)."""
+        :data:`OFFLINE_MARGIN` seconds before it is due again (the start a moment later, in
+        offline mode, then almost never finds it gone and tries again in a thread)."""
         config = connection_config(conn)
         return ctx.oidc.cached_metadata(
             config.issuer, ttl=config.discovery_ttl_seconds - OFFLINE_MARGIN) is not None
@@ -110,13 +110,19 @@ class OidcConnection(OidcKind):
     answers_cross_site_post = False
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str, login_hint: str | None = None
+                      base_url: str, login_hint: str | None = None, offline: bool = False
                       ) -> tuple[dict[str, object], str]:
         """(what the login request keeps: nonce and PKCE verifier; the IdP authorization
         URL, with ``login_hint`` when given). Raises OidcError when the provider cannot be
-        reached or read."""
+        reached or read, or (``offline``) when its discovery document is not in memory."""
         config = connection_config(conn)
-        metadata = provider_metadata(ctx, config)
+        if offline:
+            metadata = ctx.oidc.cached_metadata(config.issuer, ttl=config.discovery_ttl_seconds)
+            if metadata is None:
+                raise OidcError("idp_unreachable", "the provider's discovery document is not "
+                                "in memory")
+        else:
+            metadata = provider_metadata(ctx, config)
         request = build_authorization_request(
             metadata, config, state=state, redirect_uri=redirect_uri(base_url, conn.slug),
             login_hint=login_hint)

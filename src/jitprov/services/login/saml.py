@@ -132,7 +132,7 @@ class SamlConnection(SamlKind):
     answers_cross_site_post = True
 
     def login_request(self, ctx: ServiceContext, conn: ConnectionRecord, state: str, *,
-                      base_url: str, login_hint: str | None = None
+                      base_url: str, login_hint: str | None = None, offline: bool = False
                       ) -> tuple[dict[str, object], str]:
         """(what the login request keeps: the AuthnRequest ID; the IdP's SSO URL with the
         AuthnRequest). The state travels as RelayState and comes back with the Response.

@@ -39,6 +39,8 @@ async def signed_in_of(request: Request) -> SignedIn | None:
     loop when the session cache can say it, else read in a worker thread. A thread hand-off
     costs more CPU than the whole answer from memory (forward-auth asks on every request)."""
     ctx, token = ctx_of(request), request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None  # as current_session answers, without a thread
     remembered = remembered_session(ctx, token)
     if remembered is not None:
         return remembered

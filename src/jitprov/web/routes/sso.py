@@ -48,19 +48,20 @@ async def login(request: Request) -> Response:
     ctx = ctx_of(request)
     slug = request.path_params["connection"]
 
-    def start(conn: ConnectionRecord | None = None, *, audit: bool = True) -> StartedLogin:
+    def start(conn: ConnectionRecord | None = None, *, audit: bool = True,
+              offline: bool = False) -> StartedLogin:
         return start_login(ctx, slug, request.query_params.get("return_to"),
                            base_url=settings.base_url, dev_mode=settings.dev_mode,
                            login_hint=request.query_params.get("login_hint"),
                            previous_session=request.cookies.get(SESSION_COOKIE),
                            request_id=getattr(request.state, "request_id", None),
-                           connection=conn, audit=audit)
+                           connection=conn, audit=audit, offline=offline)
 
     conn = ctx.connections.peek(slug)
     started: StartedLogin | None = None
     if conn is not None and starts_offline(ctx, conn):
         try:
-            started = start(conn, audit=False)
+            started = start(conn, audit=False, offline=True)
         except JitprovError:
             started = None  # again in a thread, which audits the failure
     if started is None:
