@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from jitprov.services import accounts
 from jitprov.services.context import ServiceContext
 from jitprov.web.routes.forward_auth import header_list, header_value
 from tests.conftest import TEST_SECRET_KEY
-from tests.web.helpers import sign_in
+from tests.web.helpers import HandOffs, sign_in
 
 
-def test_no_session_is_401(client: TestClient) -> None:
+def test_no_session_is_401(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    hand_offs = HandOffs(monkeypatch)
     r = client.get("/auth/verify")
     assert (r.status_code, r.headers["cache-control"]) == (401, "no-store")
+    assert hand_offs.calls == []  # no cookie: nothing to read, no worker thread woken
 
 
 def test_signed_in_user_gets_identity_headers(client: TestClient) -> None:
