@@ -169,6 +169,11 @@ def remembered_session(ctx: ServiceContext, token: str | None) -> SignedIn | Non
     entry = cache.get(hash_token(token), now)
     if entry is None:
         return None
+    return _remembered(entry, now)
+
+
+def _remembered(entry: CachedSession, now: datetime) -> SignedIn:
+    """The signed-in view a cache entry holds, read at ``now``."""
     return SignedIn(entry.view, entry.connection, entry.subject, now, method=entry.method)
 
 
@@ -192,16 +197,14 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
             epoch = cache.epoch()
             entry = cache.get(session_id, now)
             if entry is not None:
-                return SignedIn(entry.view, entry.connection, entry.subject, now,
-                                method=entry.method)
+                return _remembered(entry, now)
     with UnitOfWork(ctx.db, readonly=True) as uow:
         if cache is not None and not cache.shared:
             if cache.sync_version(uow.sessions.auth_version()):
                 epoch = cache.epoch()
                 entry = cache.get(session_id, now)
                 if entry is not None:
-                    return SignedIn(entry.view, entry.connection, entry.subject, now,
-                                    method=entry.method)
+                    return _remembered(entry, now)
             else:
                 cache = None  # an older snapshot than the cache's: read, keep nothing
         record = uow.sessions.get_active_state(session_id, now)

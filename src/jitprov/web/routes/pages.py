@@ -9,7 +9,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from jitprov.services import devices, discovery
 from jitprov.services.identity_tokens import published_keys
 from jitprov.services.login.logout import sign_out_everywhere
-from jitprov.services.sessions import current_session
 from jitprov.web.errors import render_error
 from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
@@ -30,8 +29,7 @@ async def home(request: Request) -> Response:
     enabled connection (``services/discovery.landing``)."""
     ctx = ctx_of(request)
     dev_mode = settings_of(request).dev_mode
-    signed_in = await run_in_threadpool(current_session, ctx,
-                                        request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     choices = None if signed_in else await run_in_threadpool(
         lambda: discovery.landing(ctx, dev_mode=dev_mode))
     timezone: str | None = None

@@ -18,7 +18,6 @@ from jitprov.core.errors import InvalidInput
 from jitprov.protocols.webauthn import RelyingParty
 from jitprov.services import devices, passkeys
 from jitprov.services.records import PasskeyRecord
-from jitprov.services.sessions import current_session
 from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -26,6 +25,7 @@ from jitprov.web.routes.common import (
     same_origin,
     set_session_cookie,
     settings_of,
+    signed_in_of,
     templates_of,
 )
 
@@ -84,7 +84,7 @@ async def page(request: Request) -> Response:
     if (moved := wrong_origin(request)) is not None:
         return moved
     ctx = ctx_of(request)
-    signed_in = await run_in_threadpool(current_session, ctx, request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     if signed_in is None:
         return RedirectResponse("/passkeys/sign-in", status_code=303, headers=NO_STORE)
     mine = await run_in_threadpool(passkeys.list_passkeys, ctx, signed_in.view.account.id)
@@ -120,7 +120,7 @@ async def revoke(request: Request) -> Response:
         return PlainTextResponse("cross-site request refused", status_code=403,
                                  headers=NO_STORE)
     ctx = ctx_of(request)
-    signed_in = await run_in_threadpool(current_session, ctx, request.cookies.get(SESSION_COOKIE))
+    signed_in = await signed_in_of(request)
     if signed_in is None:
         return RedirectResponse("/passkeys/sign-in", status_code=303, headers=NO_STORE)
     raw = str(request.path_params["passkey_id"])
