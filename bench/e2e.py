@@ -25,6 +25,10 @@ What runs, each in its own process:
   the logins of a database, forward-auth's steady state: ``GET /auth/verify`` on 4 kept-alive
   connections, as a reverse proxy's subrequests, each with a signed-in person's cookie.
 
+Before each row, the PostgreSQL database is ``VACUUM ANALYZE``d, as autovacuum keeps a
+deployment's statistics (it is off on this machine's server, and a never-analysed database
+gets plans that read every account of the tenant per login).
+
 Measured per row, in one window around the N logins (after a warm-up):
 
 - server CPU per login: utime + stime of the ``serve`` process and all its descendants (the
@@ -317,6 +321,22 @@ class PostgresCpu:
         return sum(self.last[p] - self.first[p] for p in self.last), len(self.last)
 
 
+def analyze(url: str) -> None:
+    """``VACUUM ANALYZE`` a PostgreSQL bench database, as autovacuum does in a deployment
+    soon after its tables grow (it is off on this machine's server). A fresh database is
+    never analysed otherwise, and the planner, with no statistics, can pick an index that
+    matches the tenant only and read every account of it per login. SQLite: nothing, as in
+    a deployment (its plans must not depend on statistics)."""
+    if not url.startswith("postgresql"):  # a URL of databases() below or bench.provision's
+        return
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+
+
 def databases(postgres_url: str, workdir: Path
               ) -> Iterator[tuple[str, str, Callable[[], None]]]:
     """(name, SQLAlchemy URL, cleanup) of a fresh SQLite file, then of a fresh PostgreSQL
@@ -525,6 +545,7 @@ def run(*, n: int, clients: Sequence[int], flows: Sequence[str], dbs: Sequence[s
                         for c in clients:
                             tag = f"{flow}-c{c}"
                             for kind in ("first", "returning"):
+                                analyze(url)  # autovacuum's statistics, before each row
                                 row = measure(server, url, flow=flow, kind=kind, clients=c,
                                               n=n, tag=tag, bounce=bounce,
                                               warm=warm if warm is not None
@@ -534,6 +555,7 @@ def run(*, n: int, clients: Sequence[int], flows: Sequence[str], dbs: Sequence[s
                                 log(line_of(row))
                     # forward-auth in steady state: one signed-in browser per client, each
                     # asking again and again, as a proxy asks for every request of its app
+                    analyze(url)
                     row = measure(server, url, flow="verify", kind="request", clients=4,
                                   n=n * FORWARD_AUTH_PER_LOGIN, tag="verify", bounce=bounce,
                                   warm=warm if warm is not None else 200)

@@ -26,16 +26,16 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
 import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+
+from bench.plain_http import KeptAlive, PlainHTTPError
 
 _INPUT = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 _ACTION = re.compile(r'<form[^>]*action="([^"]*)"')
@@ -109,44 +109,29 @@ PROBES = {"healthz": "GET /healthz", "start": "GET /sso/{c}/login (a login start
 class ProxyConnection:
     """What a reverse proxy's forward-auth subrequests look like to jitprov: one kept-alive
     connection, a short request with the browser's cookie and the proxy's headers, the answer
-    read to its end. Plain sockets, so that the load generator, on the same cores, costs
-    little beside the server it measures (httpx costs several times the answer)."""
+    read to its end. Plain sockets (:mod:`bench.plain_http`), so that the load generator, on
+    the same cores, costs little beside the server it measures."""
 
     def __init__(self, base: str, cookie: str) -> None:
-        parts = urlsplit(base)
-        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.request = (f"GET /auth/verify HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                        f"Cookie: {cookie}\r\nX-Forwarded-Method: GET\r\n"
-                        "X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.hospital.example\r\n"
-                        "X-Forwarded-Uri: /ward/3/patients\r\n\r\n").encode()
-        self.sock: socket.socket | None = None
+        self.connection = KeptAlive(base)
+        self.headers = {"Cookie": cookie, "X-Forwarded-Method": "GET",
+                        "X-Forwarded-Proto": "https",
+                        "X-Forwarded-Host": "app.hospital.example",
+                        "X-Forwarded-Uri": "/ward/3/patients"}
 
     def verify(self, email: str) -> None:
         """One subrequest; raises LoginFailed unless 200 with ``email``'s identity headers."""
-        if self.sock is None:
-            self.sock = socket.create_connection(self.address, timeout=30)
-        self.sock.sendall(self.request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise LoginFailed("/auth/verify: connection closed")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip()
-                   for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            body += self.sock.recv(65536)
-        if not lines[0].startswith("HTTP/1.1 200"):
-            raise LoginFailed(f"/auth/verify: {lines[0]}")
-        if headers.get("x-jitprov-email") != email or not headers.get("x-jitprov-token"):
+        try:
+            answer = self.connection.request("GET", "/auth/verify", self.headers)
+        except (OSError, PlainHTTPError) as exc:
+            raise LoginFailed(f"/auth/verify: {exc}") from exc
+        if answer.status != 200:
+            raise LoginFailed(f"/auth/verify: HTTP {answer.status}")
+        if answer.header("x-jitprov-email") != email or not answer.header("x-jitprov-token"):
             raise LoginFailed("/auth/verify answered 200 without the identity headers")
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
+        self.connection.close()
 
 
 class Probe:

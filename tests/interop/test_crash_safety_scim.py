@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from bench.plain_http import KeptAlive
 from bench.surge import SECRET, Login, Node, cluster, signing_key, surge
 
 from jitprov.services import audit_export, webhooks
@@ -101,15 +102,17 @@ class LoginStream:
         self.threads = [threading.Thread(target=self._run) for _ in range(LOGIN_CLIENTS)]
 
     def _run(self) -> None:
-        with httpx.Client(timeout=30) as http:
-            while not self.stopping.is_set():
+        connections = {node.url: KeptAlive(node.url) for node in self.nodes}
+        while not self.stopping.is_set():
+            with self.lock:
+                user, self.next_user = self.next_user, self.next_user + 1
+            try:
+                self.login(connections[self.nodes[user % len(self.nodes)].url], user)
+            except (OSError, RuntimeError) as exc:
                 with self.lock:
-                    user, self.next_user = self.next_user, self.next_user + 1
-                try:
-                    self.login(http, self.nodes[user % len(self.nodes)], user)
-                except (httpx.HTTPError, RuntimeError) as exc:
-                    with self.lock:
-                        self.errors.append(f"user-{user}: {exc}")
+                    self.errors.append(f"user-{user}: {exc}")
+        for connection in connections.values():
+            connection.close()
 
     def start(self) -> None:
         for t in self.threads:
