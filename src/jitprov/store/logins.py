@@ -33,7 +33,8 @@ def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
             .returning(t.saml_replay.c.assertion_id))
 
 
-_REMEMBER = {name: _insert_ignoring_duplicates(name) for name in ("postgresql", "sqlite")}
+_REMEMBER = {name: Prepared(_insert_ignoring_duplicates(name))
+             for name in ("postgresql", "sqlite")}
 
 
 def _insert_token_ignoring_duplicates(dialect: str) -> sa.Insert:
@@ -61,7 +62,7 @@ def _insert_spent_login(dialect: str) -> sa.Insert:
             .returning(t.login_request.c.id))
 
 
-_SPEND_LOGIN = {name: _insert_spent_login(name) for name in ("postgresql", "sqlite")}
+_SPEND_LOGIN = {name: Prepared(_insert_spent_login(name)) for name in ("postgresql", "sqlite")}
 _IS_SPENT = sa.select(t.login_request.c.consumed_at).where(t.login_request.c.id == _B("state_id"))
 _CONSUME_LOGIN = Prepared(
     t.login_request.update()
@@ -92,10 +93,9 @@ class LoginRequestRepository:
         decides; no exception escapes, the transaction stays usable)."""
         statement = _SPEND_LOGIN["postgresql" if self._c.dialect.name == "postgresql"
                                  else "sqlite"]
-        result = self._c.execute(statement, {
+        return statement.first(self._c, {
             "state_id": state_id, "connection_id": connection_id, "return_to": return_to,
-            "data": {}, "now": now, "expires_at": expires_at})
-        return result.first() is not None
+            "data": {}, "now": now, "expires_at": expires_at}) is not None
 
     def is_spent(self, state_id: str) -> bool:
         """Whether a login ``state_id`` was spent here (and not yet purged)."""
@@ -132,10 +132,9 @@ class SamlReplayRepository:
         seen."""
         statement = _REMEMBER["postgresql" if self._c.dialect.name == "postgresql"
                               else "sqlite"]
-        result = self._c.execute(statement, {"connection_id": connection_id,
-                                             "assertion_id": assertion_id,
-                                             "expires_at": expires_at})
-        return result.first() is not None
+        return statement.first(self._c, {"connection_id": connection_id,
+                                         "assertion_id": assertion_id,
+                                         "expires_at": expires_at}) is not None
 
     def purge_expired(self, before: datetime) -> int:
         """Delete entries whose assertion expired before ``before``; returns how many."""
