@@ -61,6 +61,9 @@ def to_markdown(report: dict[str, object]) -> str:
                   f"{r['ops_per_s']:.0f} | {r['cpu_ms_per_op']:.2f} | {r['p50_ms']:.2f} | "
                   f"{r['p99_ms']:.2f} |" + (_database_cells(r) if waits else "")
                   for r in rows]
+        lines += [f"\nThe load generator's own CPU (same cores, not in CPU ms/op): "
+                  f"{r['load_generator_cpu_ms_per_op']:.2f} ms/op ({r['scenario']}, {r['db']})."
+                  for r in rows if r.get("load_generator_cpu_ms_per_op") is not None]
         lines.append("")
     return "\n".join(lines)
 
