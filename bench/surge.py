@@ -38,8 +38,8 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from bench.plain_http import KeptAlive
 from bench.e2e import analyze
+from bench.plain_http import KeptAlive
 from bench.provision import databases
 from jitprov.protocols import mock
 from jitprov.services import audit_export

@@ -137,9 +137,8 @@ def test_a_unit_whose_connection_dies_before_its_audited_commit_writes_nothing(
 
 def test_a_login_callback_on_killed_connections_answers_503_then_the_next_one_signs_in(
         pg: tuple[Database, list[int]]) -> None:
-    """Through HTTP: the readable 503, not a 500 (the callback's first statement is the spend
-    of the login request, through SQLAlchemy; the identity's look-up, on the DBAPI cursor,
-    comes after it)."""
+    """Through HTTP: the readable 503, not a 500 (the callback's first statement, the spend of
+    the login request, runs on the DBAPI cursor like the identity's look-up after it)."""
     db, pids = pg
     ctx = ServiceContext(db=db, secretbox=SecretBox(TEST_SECRET_KEY))
     setup_connection(ctx)

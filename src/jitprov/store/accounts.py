@@ -29,7 +29,7 @@ from jitprov.core.identity import (
 from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
-from jitprov.store.fast import Prepared
+from jitprov.store.fast import Prepared, WithCommit
 from jitprov.store.records import AccountView, IdentityLink
 
 MatchedBy = Literal["email", "external_id"]
@@ -87,8 +87,9 @@ _IDENTITIES = (
 class AccountRepository:
     """Accounts with their grants and pending grants."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, later: WithCommit) -> None:
         self._c = conn
+        self._later = later
 
     def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
         """The account this (connection, subject) signs in to, or None (one statement on
@@ -151,10 +152,11 @@ class AccountRepository:
     def create(self, *, tenant_id: int, changes: Changes, provisioned_by: ProvisionedBy,
                now: datetime, kind: AccountKind = "user", external_id: str | None = None,
                external_id_connection_id: int | None = None,
-               granted_by: str = "login") -> str:
+               granted_by: str = "login", with_commit: bool = False) -> str:
         """Insert an account with the profile, groups, grants and pending grants of
         ``changes``; returns its new id. One statement on PostgreSQL (rows of the three
-        tables in a data-modifying CTE); SQLite inserts the account, then its grants."""
+        tables in a data-modifying CTE; ``with_commit``: written with the unit's commit);
+        SQLite inserts the account, then its grants."""
         account_id = str(uuid.uuid4())
         profile = {k: after for k, (_, after) in changes.profile.items()}
         email = profile.get("email")
@@ -170,13 +172,17 @@ class AccountRepository:
         if self._c.dialect.name == "postgresql":
             grants = sorted(changes.grants_added)
             pending = sorted(changes.pending_added)
-            _CREATE_WITH_GRANTS.rowcount(self._c, {
+            row = {
                 **account,
                 "g_role": [g.role for g in grants], "g_source": [g.source for g in grants],
                 "g_expires_at": [g.expires_at for g in grants], "g_at": now,
                 "g_by": granted_by,
                 "p_role": [p.role for p in pending], "p_source": [p.source for p in pending],
-                "p_at": now})
+                "p_at": now}
+            if with_commit:
+                self._later.add(_CREATE_WITH_GRANTS, row)
+            else:
+                _CREATE_WITH_GRANTS.rowcount(self._c, row)
             return account_id
         _INSERT_ACCOUNT.rowcount(self._c, account)
         self._write_grants(account_id, changes, now, granted_by)

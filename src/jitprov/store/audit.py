@@ -10,7 +10,7 @@ Same contract as every repository here: narrow methods over one open transaction
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -28,7 +28,7 @@ from jitprov.core.audit import (
 from jitprov.core.errors import RaceLost
 from jitprov.store import tables as t
 from jitprov.store._common import prepared_insert, utc
-from jitprov.store.fast import Prepared
+from jitprov.store.fast import Prepared, pipeline
 
 # Statements of the login hot path, built once (see ``fast.py``).
 _B = sa.bindparam
@@ -104,7 +104,8 @@ class AuditLog:
         """The unit has committed: nothing more can be appended."""
         self._closed = True
 
-    def flush(self, *, commit: bool = False) -> None:
+    def flush(self, *, commit: bool = False,
+              before: Sequence[tuple[Prepared, Mapping[str, object]]] = ()) -> None:
         """Chain and insert the queued events: tenant by tenant in id order (two units with
         events of the same two tenants take their heads in the same order, so they cannot
         deadlock), each tenant's in the order they were queued. Each head stays locked until
@@ -114,17 +115,22 @@ class AuditLog:
         inserts it (``_APPEND``); with ``commit`` the statements and the transaction's COMMIT
         go in one round trip (one Sync), so a head is held for the time the database takes,
         not for a round trip to this process (which may have to wait for the GIL to read the
-        answer). The caller ends its transaction object after, as always. SQLite (one writer at a
-        time): the head is read, the events hashed here and written, the head moved; a
-        tenant's first event written concurrently raises RaceLost (run the unit again)."""
+        answer). ``before``: the unit's writes sent with its commit (``WithCommit``), sent
+        first in the same round trip. The caller ends its transaction object after, as always.
+        SQLite (one writer at a time; ``before`` is always empty there): the head is read, the
+        events hashed here and written, the head moved; a tenant's first event written
+        concurrently raises RaceLost (run the unit again)."""
         if not self._pending:
+            if before:
+                pipeline(self._c, before, commit=commit)
             return
         pending, self._pending = self._pending, []
         pending.sort(key=lambda queued: queued[0])  # stable: each tenant's events in order
         if self._c.dialect.name == "postgresql":
-            _APPEND.pipelined(self._c, [_append_params(*queued) for queued in pending],
-                              commit=commit)
+            pipeline(self._c, [*before, *((_APPEND, _append_params(*queued))
+                                          for queued in pending)], commit=commit)
             return
+        assert not before  # noqa: S101 - WithCommit runs SQLite's writes at once
         by_tenant: dict[int, tuple[str, list[tuple[AuditEvent, datetime]]]] = {}
         for tenant_id, tenant_slug, event, now, data_json in pending:
             as_queued = replace(event, data=json.loads(data_json))

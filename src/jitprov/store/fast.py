@@ -170,41 +170,8 @@ class Prepared:
 
     def pipelined(self, conn: sa.Connection, params: Sequence[Mapping[str, object]], *,
                   commit: bool) -> list[int]:
-        """Execute once per parameter set without waiting for each answer (psycopg's pipeline
-        mode), then, with ``commit``, the transaction's COMMIT: one round trip (one Sync) for
-        all, so a transaction pooler hands the server connection back once. The caller still
-        ends its SQLAlchemy transaction, which then finds the connection idle and sends
-        nothing. Returns each execution's rowcount. PostgreSQL only.
-
-        An error of any of them (or of the COMMIT) is raised as from :meth:`rowcount`; the
-        statements after it and the COMMIT did not run, and the transaction is left failed
-        for the caller's rollback."""
-        plan, _ = self._plan(conn.dialect)
-        raw: Any = conn.connection.dbapi_connection
-        observed = conn._has_events or conn.engine._has_events
-        cursors: list[Any] = []
-        try:
-            with raw.pipeline():
-                for p in params:
-                    cursor = raw.cursor()
-                    cursors.append(cursor)
-                    values = self._params(plan, p)
-                    if observed:
-                        _observed(conn, cursor, plan.sql, values, many=False)
-                    else:
-                        cursor.execute(plan.sql, values)
-                if commit:  # a statement, not ``raw.commit()``, which would sync on its own
-                    commit_cursor = raw.cursor()
-                    cursors.append(commit_cursor)
-                    commit_cursor.execute("COMMIT")
-            return [int(cursor.rowcount) for cursor in cursors[:len(params)]]
-        except plan.integrity_error as exc:
-            raise sa.exc.IntegrityError(plan.sql, None, exc) from exc
-        except plan.driver_error as exc:
-            _failed(conn, cursors[-1] if cursors else raw.cursor(), plan.sql, exc)
-        finally:
-            for cursor in cursors:
-                cursor.close()
+        """Execute once per parameter set in one round trip (see :func:`pipeline`)."""
+        return pipeline(conn, [(self, p) for p in params], commit=commit)
 
     def first(self, conn: sa.Connection, params: Mapping[str, object]) -> Row | None:
         """Execute; the first result row or None."""
@@ -223,6 +190,76 @@ class Prepared:
         finally:
             cursor.close()
         return [self._row(plan, row_type, raw) for raw in raws]
+
+
+def pipeline(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping[str, object]]],
+             *, commit: bool) -> list[int]:
+    """Execute each (statement, parameters) in order without waiting for each answer
+    (psycopg's pipeline mode), then, with ``commit``, the transaction's COMMIT: one round trip
+    (one Sync) for all, so a transaction pooler hands the server connection back once. The
+    caller still ends its SQLAlchemy transaction, which then finds the connection idle and
+    sends nothing. Returns each execution's rowcount. PostgreSQL only.
+
+    An error of any of them (or of the COMMIT) is raised as from :meth:`Prepared.rowcount`;
+    the statements after it and the COMMIT did not run, and the transaction is left failed
+    for the caller's rollback."""
+    if not statements and not commit:
+        return []
+    raw: Any = conn.connection.dbapi_connection
+    observed = conn._has_events or conn.engine._has_events
+    cursors: list[Any] = []
+    plans = [statement._plan(conn.dialect)[0] for statement, _ in statements]
+    sql = plans[-1].sql if plans else "COMMIT"  # the pipeline fails as a whole
+    errors = plans[0] if plans else None
+    try:
+        with raw.pipeline():
+            for plan, (statement, params) in zip(plans, statements, strict=True):
+                cursor = raw.cursor()
+                cursors.append(cursor)
+                values = statement._params(plan, params)
+                if observed:
+                    _observed(conn, cursor, plan.sql, values, many=False)
+                else:
+                    cursor.execute(plan.sql, values)
+            if commit:  # a statement, not ``raw.commit()``, which would sync on its own
+                commit_cursor = raw.cursor()
+                cursors.append(commit_cursor)
+                commit_cursor.execute("COMMIT")
+        return [int(cursor.rowcount) for cursor in cursors[:len(statements)]]
+    except Exception as exc:
+        if errors is not None and isinstance(exc, errors.integrity_error):
+            raise sa.exc.IntegrityError(sql, None, exc) from exc
+        if errors is not None and isinstance(exc, errors.driver_error):
+            _failed(conn, cursors[-1] if cursors else raw.cursor(), sql, exc)
+        raise
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+class WithCommit:
+    """Writes a unit of work sends with its COMMIT: on PostgreSQL they wait, in order, and go
+    in the commit's round trip (:func:`pipeline`, before the audit events); on SQLite, where a
+    statement costs no round trip, each runs at once.
+
+    Only for writes whose result the caller does not need and that nothing later in the unit
+    reads back (the last writes of a login: its account, identity, session). An error of one
+    is raised by the commit as the statement's own would be (a unique key: RaceLost)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+        self._queued: list[tuple[Prepared, Mapping[str, object]]] = []
+
+    def add(self, statement: Prepared, params: Mapping[str, object]) -> None:
+        if self._c.dialect.name == "postgresql":
+            self._queued.append((statement, params))
+        else:
+            statement.rowcount(self._c, params)
+
+    def take(self) -> list[tuple[Prepared, Mapping[str, object]]]:
+        """The queued writes, in order; the queue is then empty."""
+        queued, self._queued = self._queued, []
+        return queued
 
 
 def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoReturn:

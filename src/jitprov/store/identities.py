@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from jitprov.core.errors import RaceLost
 from jitprov.store import tables as t
 from jitprov.store._common import lock_key, prepared_insert
-from jitprov.store.fast import Prepared
+from jitprov.store.fast import Prepared, WithCommit
 from jitprov.store.pending_links import PendingLinkRepository
 from jitprov.store.recorded_claims import RecordedClaimsRepository
 
@@ -46,8 +46,9 @@ class IdentityRepository:
     """Identities of accounts, pending links, and the login locks; ``claims`` reads the
     recorded claims of identities."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, later: WithCommit) -> None:
         self._c = conn
+        self._later = later
         self.claims = RecordedClaimsRepository(conn)
         self.links = PendingLinkRepository(conn)
 
@@ -81,28 +82,37 @@ class IdentityRepository:
 
     def add_identity(self, *, account_id: str, connection_id: int, subject: str, issuer: str,
                      now: datetime, claims: Mapping[str, object] | None = None,
-                     claims_at: datetime | None = None) -> None:
+                     claims_at: datetime | None = None, with_commit: bool = False) -> None:
         """Bind (connection, subject) to the account, recording ``claims`` (already redacted)
         as its latest login's, received at ``claims_at`` (default ``now``; the claims'
-        retention runs from then). Raises RaceLost if it is already bound;
-        the transaction is then unusable and the unit of work must be run again."""
+        retention runs from then). Raises RaceLost if it is already bound (``with_commit``:
+        written with the commit, which raises it); the transaction is then unusable and the
+        unit of work must be run again."""
+        row = {"connection_id": connection_id, "subject": subject, "issuer": issuer,
+               "account_id": account_id, "created_at": now, "last_login_at": now,
+               "claims": claims, "claims_at": None if claims is None else (claims_at or now)}
+        if with_commit:
+            self._later.add(_INSERT_IDENTITY, row)
+            return
         try:
-            _INSERT_IDENTITY.rowcount(self._c, {
-                "connection_id": connection_id, "subject": subject, "issuer": issuer,
-                "account_id": account_id, "created_at": now, "last_login_at": now,
-                "claims": claims, "claims_at": None if claims is None else (claims_at or now)})
+            _INSERT_IDENTITY.rowcount(self._c, row)
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
     def record_login(self, *, account_id: str, connection_id: int, subject: str,
-                     now: datetime, claims: Mapping[str, object] | None = None) -> None:
+                     now: datetime, claims: Mapping[str, object] | None = None,
+                     with_commit: bool = False) -> None:
         """Move last_login_at of the account and the identity; the identity's recorded claims
         become ``claims`` (already redacted; None clears them), in the same UPDATE (one
-        statement for both rows on PostgreSQL)."""
+        statement for both rows on PostgreSQL; ``with_commit``: written with the commit)."""
         identity = {"b_connection_id": connection_id, "b_subject": subject, "b_now": now,
                     "b_claims": claims, "b_claims_at": None if claims is None else now}
         if self._c.dialect.name == "postgresql":
-            _TOUCH_BOTH.rowcount(self._c, {**identity, "b_account_id": account_id})
+            both = {**identity, "b_account_id": account_id}
+            if with_commit:
+                self._later.add(_TOUCH_BOTH, both)
+            else:
+                _TOUCH_BOTH.rowcount(self._c, both)
             return
         _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
         _TOUCH_IDENTITY.rowcount(self._c, identity)

@@ -18,7 +18,7 @@ from jitprov.core.errors import Conflict, NotFound
 from jitprov.core.events import WEBHOOK_EVENTS
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
-from jitprov.store.fast import Prepared
+from jitprov.store.fast import Prepared, WithCommit
 from jitprov.store.records import DeliveryRecord, DueDelivery, WebhookEndpointRecord
 
 _INSERT_OUTBOX_EVENT = prepared_insert(t.outbox_event)
@@ -252,8 +252,9 @@ class Outbox:
     """Events for webhooks, written in the same transaction as the change they announce;
     ``webhooks``: the endpoints and the deliveries fanned out from these events."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, later: WithCommit) -> None:
         self._c = conn
+        self._later = later
         self.webhooks = WebhookRepository(conn)
 
     def add(self, tenant_id: int, type: str, payload: Mapping[str, object],
@@ -264,17 +265,20 @@ class Outbox:
             "delivered_at": None, "attempts": 0})
 
     def add_many(self, tenant_id: int, events: Sequence[tuple[str, Mapping[str, object]]],
-                 now: datetime) -> None:
+                 now: datetime, with_commit: bool = False) -> None:
         """Several (type, payload) events, their ids in the order given (webhooks are
-        delivered in outbox id order). PostgreSQL: one statement (``_INSERT_OUTBOX_EVENTS``);
-        SQLite: one ``executemany``."""
+        delivered in outbox id order). PostgreSQL: one statement (``_INSERT_OUTBOX_EVENTS``;
+        ``with_commit``: written with the unit's commit); SQLite: one ``executemany``."""
         _check_types([kind for kind, _ in events])
         if not events:
             return
         if self._c.dialect.name == "postgresql":
-            _INSERT_OUTBOX_EVENTS.rowcount(self._c, {
-                "tenant_id": tenant_id, "created_at": now,
-                "events": [[kind, dict(payload)] for kind, payload in events]})
+            row = {"tenant_id": tenant_id, "created_at": now,
+                   "events": [[kind, dict(payload)] for kind, payload in events]}
+            if with_commit:
+                self._later.add(_INSERT_OUTBOX_EVENTS, row)
+            else:
+                _INSERT_OUTBOX_EVENTS.rowcount(self._c, row)
             return
         _INSERT_OUTBOX_EVENT.many(self._c, [
             {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),

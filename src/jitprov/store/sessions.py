@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from jitprov.store import auth_changes
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
+from jitprov.store.fast import WithCommit
 from jitprov.store.records import EndedSession, IdpLogoutMatch, SessionRecord, SessionState
 
 # Statements of the request hot path, built once (see ``fast.py``).
@@ -37,29 +38,34 @@ _REVOKE_SESSION = (t.session.update()
 
 
 class SessionRepository:
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, later: WithCommit) -> None:
         self._c = conn
+        self._later = later
 
     def create(self, *, session_id: str, account_id: str, connection_id: int | None,
                subject: str | None, now: datetime, expires_at: datetime,
                user_agent: str | None, device_id: int | None = None, method: str | None = None,
                offline: bool = False, idle_seconds: int | None = None,
                passkey_id: int | None = None, idp_session_id: str | None = None,
-               id_token_sealed: str | None = None) -> None:
+               id_token_sealed: str | None = None, with_commit: bool = False) -> None:
         """``session_id`` is the SHA-256 of the cookie value, never the value itself.
         ``method`` defaults to ``sso`` with a connection, ``break_glass`` without one;
         ``idle_seconds`` (device sessions) makes ``get_active`` callers apply an idle lock.
         ``idp_session_id`` (OIDC ``sid``, SAML ``SessionIndex``) and ``subject`` are what an
         IdP's logout names; ``id_token_sealed`` is the ID token, sealed, for RP-initiated
-        logout."""
-        _INSERT_SESSION.rowcount(self._c, {
+        logout. ``with_commit``: written with the unit's commit (``WithCommit``)."""
+        row = {
             "id": session_id, "account_id": account_id, "connection_id": connection_id,
             "subject": subject, "created_at": now, "expires_at": expires_at, "revoked_at": None,
             "user_agent": (user_agent or "")[:300] or None, "device_id": device_id,
             "method": method or ("sso" if connection_id is not None else "break_glass"),
             "offline": offline, "last_seen_at": now, "idle_seconds": idle_seconds,
             "passkey_id": passkey_id, "idp_session_id": _idp_session(idp_session_id),
-            "id_token_sealed": id_token_sealed})
+            "id_token_sealed": id_token_sealed}
+        if with_commit:
+            self._later.add(_INSERT_SESSION, row)
+        else:
+            _INSERT_SESSION.rowcount(self._c, row)
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""

@@ -24,6 +24,7 @@ from jitprov.store.console import ConsoleStore
 from jitprov.store.database import Database, unavailable
 from jitprov.store.devices import DeviceStore
 from jitprov.store.entitlements import EntitlementStore
+from jitprov.store.fast import WithCommit
 from jitprov.store.grants import GrantRepository
 from jitprov.store.identities import IdentityRepository
 from jitprov.store.logins import LoginStore
@@ -47,6 +48,8 @@ class UnitOfWork:
     logins: LoginStore
     sessions: SessionRepository
     audit: AuditLog
+    #: writes sent with the COMMIT (the ``with_commit=True`` of some repository methods)
+    with_commit: WithCommit
     #: outbox events; ``.webhooks``: endpoints and deliveries
     outbox: Outbox
     #: passkeys, devices, challenges, accounts (passkey sign-in), health (IdPs')
@@ -97,14 +100,15 @@ class UnitOfWork:
         except sa.exc.OperationalError as exc:
             conn.close()
             raise _translate(exc) from exc
+        self.with_commit = WithCommit(conn)
         self.config = ConfigStore(conn)
-        self.accounts = AccountRepository(conn)
-        self.identities = IdentityRepository(conn)
+        self.accounts = AccountRepository(conn, self.with_commit)
+        self.identities = IdentityRepository(conn, self.with_commit)
         self.grants = GrantRepository(conn)
         self.logins = LoginStore(conn)
-        self.sessions = SessionRepository(conn)
+        self.sessions = SessionRepository(conn, self.with_commit)
         self.audit = AuditLog(conn, readonly=self._readonly)
-        self.outbox = Outbox(conn)
+        self.outbox = Outbox(conn, self.with_commit)
         self.devices = DeviceStore(conn)
         self.scim = ScimStore(conn)
         self.console = ConsoleStore(conn)
@@ -118,7 +122,8 @@ class UnitOfWork:
             # the audit events last: each tenant's chain head is held from here to the end of
             # the commit. On PostgreSQL a unit that ends its own transaction sends them with
             # its COMMIT in one round trip (then ``_tx.commit()`` has nothing left to send)
-            self.audit.flush(commit=isinstance(self._tx, sa.RootTransaction))
+            self.audit.flush(commit=isinstance(self._tx, sa.RootTransaction),
+                             before=self.with_commit.take())
             self._tx.commit()
             self.audit.close()
         except sa.exc.IntegrityError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from jitprov.core.provisioning import Create, Link, NoChange, Update
@@ -318,3 +320,73 @@ def test_role_and_approval_events_are_announced_one_by_one(ctx: ServiceContext) 
     assert events == [("account.created", None), ("role.granted", "nurse"),
                       ("role.granted", "staff"), ("approval.requested", "charge-nurse"),
                       ("account.updated", None), ("role.revoked", "nurse")]
+
+
+def test_a_write_sent_with_the_commit_that_fails_undoes_the_login_and_it_runs_again(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session is written with the commit (on PostgreSQL, in its round trip, after the
+    account and identity): a unique key it breaks there fails the whole unit, nothing of that
+    try is kept, and the login runs again."""
+    from jitprov.services.common import hash_token
+    from jitprov.store.sessions import SessionRepository
+
+    setup_connection(ctx)
+    taken = provision_on_login(ctx, "idp", nurse(subject="u-0", email="other@hospital.example"))
+    assert taken.session_token is not None
+    real = SessionRepository.create
+    tries: list[str] = []
+
+    def colliding(self: SessionRepository, **kw: object) -> None:
+        tries.append(str(kw["session_id"]))
+        if len(tries) == 1:  # the first try takes the id of the session above
+            kw["session_id"] = hash_token(taken.session_token or "")
+        real(self, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SessionRepository, "create", colliding)
+    result = provision_on_login(ctx, "idp", nurse())
+    assert isinstance(result.decision, Create)
+    assert len(tries) == 2
+    assert sorted(a.account.profile["email"] for a in admin.list_accounts(ctx, "hospital")) == [
+        "ana@hospital.example", "other@hospital.example"]
+    assert audit_types(ctx).count("account.created") == 2
+    assert outbox_types(ctx).count("account.created") == 2
+    assert current_session(ctx, result.session_token or "") is not None
+    [report] = audit_export.verify(ctx, "hospital")
+    assert report.intact
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_logins_writes_go_with_its_commit(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the decision, a first login's account, identity, outbox events, session and audit
+    event are sent in one pipeline with the COMMIT (one round trip); a returning login's
+    touch and session too."""
+    import sqlalchemy as sa
+    from psycopg import pq
+
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("SQLite: no round trips, each write runs at once")
+    setup_connection(ctx)
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: sa.Connection, cursor: object, statement: str, *_: object) -> None:
+        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", statement)
+        if written is not None:
+            target = written.group(1)
+            raw = conn.connection.dbapi_connection
+            seen.append((target, raw.pgconn.pipeline_status != pq.PipelineStatus.OFF))  # type: ignore[union-attr]
+
+    sa.event.listen(ctx.db.engine, "before_cursor_execute", record)
+    try:
+        provision_on_login(ctx, "idp", nurse())
+        first = list(seen)
+        seen.clear()
+        provision_on_login(ctx, "idp", nurse())
+    finally:
+        sa.event.remove(ctx.db.engine, "before_cursor_execute", record)
+    assert [t for t, _ in first if t != "login_request"] == [
+        "account", "identity", "outbox_event", "session", "audit_head"], first
+    assert all(piped for _, piped in first), first
+    assert [t for t, _ in seen if t != "login_request"] == [
+        "account", "session", "audit_head"], seen  # the touch: account and identity
+    assert all(piped for _, piped in seen), seen

@@ -184,21 +184,24 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
             decision = refused_link(uow, conn, identity, decision)
         decision = check_auth_context(conn, identity, existing, decision)  # require_mfa
 
+        # Decided: from here the unit only writes, and nothing reads back what it writes, so
+        # the writes that need no answer go with the commit (one round trip on PostgreSQL)
         account_id: str | None
         link_id: int | None = None
         match decision:
             case Create(changes=changes):
                 account_id = uow.accounts.create(tenant_id=conn.tenant_id, changes=changes,
-                                                 provisioned_by="jit", now=now)
+                                                 provisioned_by="jit", now=now,
+                                                 with_commit=True)
                 uow.identities.add_identity(account_id=account_id, connection_id=conn.id,
                                             subject=identity.subject, issuer=identity.issuer,
-                                            now=now, claims=recorded)
+                                            now=now, claims=recorded, with_commit=True)
             case Link(account_id=target, changes=changes, target=linked):
                 account_id = target
                 uow.accounts.apply(linked, changes, now)
                 uow.identities.add_identity(account_id=target, connection_id=conn.id,
                                             subject=identity.subject, issuer=identity.issuer,
-                                            now=now, claims=recorded)
+                                            now=now, claims=recorded, with_commit=True)
             case Update(account_id=target, changes=changes):
                 account_id = target
                 assert existing is not None  # noqa: S101 - decide() updates only what exists
@@ -231,10 +234,11 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
 
         if isinstance(decision, Create | Update | Link):
             uow.outbox.add_many(conn.tenant_id, announcements(
-                decision, account_id, conn), now)
+                decision, account_id, conn), now, with_commit=True)
         if not isinstance(decision, Create):  # a new account is born logged in
             uow.identities.record_login(account_id=account_id, connection_id=conn.id,
-                                        subject=identity.subject, now=now, claims=recorded)
+                                        subject=identity.subject, now=now, claims=recorded,
+                                        with_commit=True)
         token: str | None = None
         if start_session:
             for session_id in sorted(ended):  # rotated: the browser's sessions end here
@@ -244,7 +248,7 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                                 connection_id=conn.id, subject=identity.subject, now=now,
                                 expires_at=now + ctx.session_ttl, user_agent=user_agent,
                                 idp_session_id=identity.idp_session_id,
-                                id_token_sealed=id_token_sealed)
+                                id_token_sealed=id_token_sealed, with_commit=True)
         uow.audit.append(conn.tenant_id, conn.tenant_slug, event, now)
         uow.commit()
         return LoginResult(account_id=account_id, decision=decision, session_token=token,
