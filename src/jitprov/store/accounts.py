@@ -10,7 +10,7 @@ what is missing, never a SQLAlchemy exception.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
 
@@ -29,7 +29,7 @@ from jitprov.core.identity import (
 from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
-from jitprov.store.fast import Prepared, WithCommit
+from jitprov.store.fast import Prepared, WithCommit, first_after
 from jitprov.store.records import AccountView, IdentityLink
 
 MatchedBy = Literal["email", "external_id"]
@@ -91,12 +91,16 @@ class AccountRepository:
         self._c = conn
         self._later = later
 
-    def find_by_identity(self, connection_id: int, subject: str) -> Account | None:
+    def find_by_identity(self, connection_id: int, subject: str, *,
+                         after: Sequence[tuple[Prepared, Mapping[str, object]]] = ()
+                         ) -> Account | None:
         """The account this (connection, subject) signs in to, or None (one statement on
-        PostgreSQL, with its grants; two on SQLite)."""
+        PostgreSQL, with its grants; two on SQLite). ``after``: statements to run first, in
+        the same round trip (``IdentityRepository.identity_locks``; empty on SQLite)."""
         params = {"connection_id": connection_id, "subject": subject}
         if self._c.dialect.name == "postgresql":
-            row = _FIND_WITH_GRANTS.first(self._c, params)
+            row = (first_after(self._c, after, _FIND_WITH_GRANTS, params) if after
+                   else _FIND_WITH_GRANTS.first(self._c, params))
             return None if row is None else self._account(row, _json_entries(row.entries))
         row = _FIND_BY_IDENTITY.first(self._c, params)
         return None if row is None else self._account(row)

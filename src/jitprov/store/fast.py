@@ -28,7 +28,8 @@ are in traces like every other; without listeners that costs one attribute test.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -205,6 +206,25 @@ def pipeline(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping[s
     for the caller's rollback."""
     if not statements and not commit:
         return []
+    with _pipelined(conn, statements, commit=commit) as cursors:
+        return [int(cursor.rowcount) for cursor in cursors[:len(statements)]]
+
+
+def first_after(conn: sa.Connection, before: Sequence[tuple[Prepared, Mapping[str, object]]],
+                statement: Prepared, params: Mapping[str, object]) -> Row | None:
+    """``before`` (statements whose answers are not needed: a lock), then ``statement``, in
+    one round trip (:func:`pipeline`, PostgreSQL only); ``statement``'s first row or None.
+    The server runs them in order, so the read comes after what ``before`` took."""
+    plan, row_type = statement._plan(conn.dialect)
+    with _pipelined(conn, [*before, (statement, params)], commit=False) as cursors:
+        raw = cursors[-1].fetchone()
+    return None if raw is None else statement._row(plan, row_type, raw)
+
+
+@contextmanager
+def _pipelined(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping[str, object]]],
+               *, commit: bool) -> Iterator[list[Any]]:
+    """The cursors of ``statements`` (and of the COMMIT) after one Sync, closed after."""
     raw: Any = conn.connection.dbapi_connection
     observed = conn._has_events or conn.engine._has_events
     cursors: list[Any] = []
@@ -212,26 +232,27 @@ def pipeline(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping[s
     sql = plans[-1].sql if plans else "COMMIT"  # the pipeline fails as a whole
     errors = plans[0] if plans else None
     try:
-        with raw.pipeline():
-            for plan, (statement, params) in zip(plans, statements, strict=True):
-                cursor = raw.cursor()
-                cursors.append(cursor)
-                values = statement._params(plan, params)
-                if observed:
-                    _observed(conn, cursor, plan.sql, values, many=False)
-                else:
-                    cursor.execute(plan.sql, values)
-            if commit:  # a statement, not ``raw.commit()``, which would sync on its own
-                commit_cursor = raw.cursor()
-                cursors.append(commit_cursor)
-                commit_cursor.execute("COMMIT")
-        return [int(cursor.rowcount) for cursor in cursors[:len(statements)]]
-    except Exception as exc:
-        if errors is not None and isinstance(exc, errors.integrity_error):
-            raise sa.exc.IntegrityError(sql, None, exc) from exc
-        if errors is not None and isinstance(exc, errors.driver_error):
-            _failed(conn, cursors[-1] if cursors else raw.cursor(), sql, exc)
-        raise
+        try:
+            with raw.pipeline():
+                for plan, (statement, params) in zip(plans, statements, strict=True):
+                    cursor = raw.cursor()
+                    cursors.append(cursor)
+                    values = statement._params(plan, params)
+                    if observed:
+                        _observed(conn, cursor, plan.sql, values, many=False)
+                    else:
+                        cursor.execute(plan.sql, values)
+                if commit:  # a statement, not ``raw.commit()``, which would sync on its own
+                    commit_cursor = raw.cursor()
+                    cursors.append(commit_cursor)
+                    commit_cursor.execute("COMMIT")
+        except Exception as exc:
+            if errors is not None and isinstance(exc, errors.integrity_error):
+                raise sa.exc.IntegrityError(sql, None, exc) from exc
+            if errors is not None and isinstance(exc, errors.driver_error):
+                _failed(conn, cursors[-1] if cursors else raw.cursor(), sql, exc)
+            raise
+        yield cursors
     finally:
         for cursor in cursors:
             cursor.close()

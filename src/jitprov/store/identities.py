@@ -59,10 +59,20 @@ class IdentityRepository:
         :meth:`lock_email` (a fixed order cannot deadlock); ``email`` (tenant id, email)
         takes that one too, right after, in the same statement. PostgreSQL: transaction-scoped
         advisory locks; SQLite: a no-op, as write transactions run one at a time."""
+        for statement, params in self.identity_locks(connection_id, subject, email=email):
+            statement.rowcount(self._c, params)
+
+    def identity_locks(self, connection_id: int, subject: str, *,
+                       email: tuple[int, str] | None = None
+                       ) -> list[tuple[Prepared, Mapping[str, object]]]:
+        """The statement :meth:`lock_identity` runs, not run: to send it with the read that
+        follows it (``AccountRepository.find_by_identity(after=...)``). Empty on SQLite."""
+        if self._c.dialect.name != "postgresql":
+            return []
         keys = [f"identity\0{connection_id}\0{subject}"]
         if email is not None:
             keys.append(_email_key(*email))
-        self._advisory_locks(keys)
+        return [(_ADVISORY_LOCKS, {"keys": [lock_key(text) for text in keys]})]
 
     def lock_identities(self, identities: list[tuple[int, str]]) -> None:
         """:meth:`lock_identity` for several (connection, subject), in the order given, in one

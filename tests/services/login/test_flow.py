@@ -358,9 +358,9 @@ def test_a_write_sent_with_the_commit_that_fails_undoes_the_login_and_it_runs_ag
 @pytest.mark.postgres
 def test_on_postgresql_a_logins_writes_go_with_its_commit(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After the decision, a first login's account, identity, outbox events, session and audit
-    event are sent in one pipeline with the COMMIT (one round trip); a returning login's
-    touch and session too."""
+    """The login lock goes with the identity's read (one round trip); after the decision, a
+    first login's account, identity, outbox events, session and audit event are sent in one
+    pipeline with the COMMIT (one round trip); a returning login's touch and session too."""
     import sqlalchemy as sa
     from psycopg import pq
 
@@ -371,8 +371,10 @@ def test_on_postgresql_a_logins_writes_go_with_its_commit(
 
     def record(conn: sa.Connection, cursor: object, statement: str, *_: object) -> None:
         written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", statement)
-        if written is not None:
-            target = written.group(1)
+        target = ("lock" if "pg_advisory_xact_lock" in statement
+                  else "find" if statement.startswith("SELECT") and "JOIN identity" in statement
+                  else written.group(1) if written is not None else None)
+        if target is not None:
             raw = conn.connection.dbapi_connection
             seen.append((target, raw.pgconn.pipeline_status != pq.PipelineStatus.OFF))  # type: ignore[union-attr]
 
@@ -385,8 +387,8 @@ def test_on_postgresql_a_logins_writes_go_with_its_commit(
     finally:
         sa.event.remove(ctx.db.engine, "before_cursor_execute", record)
     assert [t for t, _ in first if t != "login_request"] == [
-        "account", "identity", "outbox_event", "session", "audit_head"], first
+        "lock", "find", "account", "identity", "outbox_event", "session", "audit_head"], first
     assert all(piped for _, piped in first), first
     assert [t for t, _ in seen if t != "login_request"] == [
-        "account", "session", "audit_head"], seen  # the touch: account and identity
+        "lock", "find", "account", "session", "audit_head"], seen  # touch: account, identity
     assert all(piped for _, piped in seen), seen

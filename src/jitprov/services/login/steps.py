@@ -112,13 +112,13 @@ def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
                  now: datetime) -> tuple[Account | None, Decision]:
     """The account of (connection, subject), if any, and what this login does to it at
     ``now`` (grants expired by then are not held). Locks the identity and the email for the
-    rest of ``uow``: both in one statement, before the account is read (the email lock matters
-    only when other accounts do, at a first login or an email change, but a returning login
-    pays nothing more for it)."""
+    rest of ``uow``: both in one statement, sent with the account's read in one round trip and
+    run before it (the email lock matters only when other accounts do, at a first login or an
+    email change, but a returning login pays nothing more for it)."""
     email = mapped.profile.get("email")
-    uow.identities.lock_identity(conn.id, identity.subject,
-                                 email=(conn.tenant_id, email) if email else None)
-    existing = uow.accounts.find_by_identity(conn.id, identity.subject)
+    locks = uow.identities.identity_locks(conn.id, identity.subject,
+                                          email=(conn.tenant_id, email) if email else None)
+    existing = uow.accounts.find_by_identity(conn.id, identity.subject, after=locks)
     # Other accounts matter at a first login (linking), or when this login changes the email.
     look_up = existing is None or (
         email is not None and email.lower() != (existing.email or "").lower())
