@@ -67,6 +67,9 @@ class KeptAlive:
         except (OSError, PlainHTTPError):
             self.close()  # the next request opens a new connection
             raise
+        except ValueError as exc:  # a status line or length that does not parse
+            self.close()
+            raise PlainHTTPError(f"an answer that does not parse: {exc}") from exc
 
     def _read(self) -> Answer:
         assert self.sock is not None

@@ -104,3 +104,36 @@ def test_a_read_only_unit_cannot_write_on_postgresql(db: Database, clock: Clock)
         uow.commit()
     with UnitOfWork(db, readonly=True) as uow:
         assert "initech" in [t.slug for t in uow.config.tenants.list()]
+
+
+@pytest.mark.postgres
+def test_a_write_sent_with_the_commit_that_fails_is_named_in_the_error(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    """Of the writes sent with the commit, the one that broke a key is the statement of the
+    error (not the last of the pipeline), the unit is a lost race, and nothing of it stays."""
+    from jitprov.core.errors import RaceLost
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite runs each write at once")
+    with UnitOfWork(db) as uow:
+        new_account(uow, tenant, connection, clock)
+        uow.commit()
+    with pytest.raises(RaceLost) as lost, UnitOfWork(db) as uow:
+        account_id = uow.accounts.create(tenant_id=tenant.id, changes=first_login_changes(clock),
+                                         provisioned_by="jit", now=clock(), with_commit=True)
+        uow.identities.add_identity(account_id=account_id, connection_id=connection.id,
+                                    subject="s-1", issuer=ISSUER, now=clock(),
+                                    with_commit=True)  # bound already: the identity's key
+        uow.sessions.create(session_id="s" * 64, account_id=account_id,
+                            connection_id=connection.id, subject="s-1", now=clock(),
+                            expires_at=clock(), user_agent=None, with_commit=True)
+        uow.audit.append(tenant.id, tenant.slug, AuditEvent("account.created", "test"), clock())
+        uow.commit()
+    failed = lost.value.__cause__
+    assert isinstance(failed, sa.exc.IntegrityError)
+    assert str(failed.statement).startswith("INSERT INTO identity"), failed.statement
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.sessions.get_active("s" * 64, clock()) is None
+        assert [e.seq for e in uow.audit.events(tenant.id)] == []
+        assert uow.accounts.find_by_identity(connection.id, "s-1") is not None

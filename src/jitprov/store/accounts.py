@@ -102,6 +102,7 @@ class AccountRepository:
             row = (first_after(self._c, after, _FIND_WITH_GRANTS, params) if after
                    else _FIND_WITH_GRANTS.first(self._c, params))
             return None if row is None else self._account(row, _json_entries(row.entries))
+        assert not after  # noqa: S101 - SQLite takes no lock (identity_locks is empty)
         row = _FIND_BY_IDENTITY.first(self._c, params)
         return None if row is None else self._account(row)
 

@@ -169,11 +169,6 @@ class Prepared:
         finally:
             cursor.close()
 
-    def pipelined(self, conn: sa.Connection, params: Sequence[Mapping[str, object]], *,
-                  commit: bool) -> list[int]:
-        """Execute once per parameter set in one round trip (see :func:`pipeline`)."""
-        return pipeline(conn, [(self, p) for p in params], commit=commit)
-
     def first(self, conn: sa.Connection, params: Mapping[str, object]) -> Row | None:
         """Execute; the first result row or None."""
         cursor, plan, row_type = self._cursor(conn, params)
@@ -229,8 +224,7 @@ def _pipelined(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping
     observed = conn._has_events or conn.engine._has_events
     cursors: list[Any] = []
     plans = [statement._plan(conn.dialect)[0] for statement, _ in statements]
-    sql = plans[-1].sql if plans else "COMMIT"  # the pipeline fails as a whole
-    errors = plans[0] if plans else None
+    dbapi: Any = conn.dialect.loaded_dbapi
     try:
         try:
             with raw.pipeline():
@@ -246,12 +240,15 @@ def _pipelined(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping
                     commit_cursor = raw.cursor()
                     cursors.append(commit_cursor)
                     commit_cursor.execute("COMMIT")
-        except Exception as exc:
-            if errors is not None and isinstance(exc, errors.integrity_error):
+        except dbapi.Error as exc:
+            # the statement that failed: the first without a result (those after it did not
+            # run); none: the COMMIT
+            failed = next((i for i, c in enumerate(cursors) if c.pgresult is None),
+                          len(cursors) - 1)
+            sql = plans[failed].sql if failed < len(plans) else "COMMIT"
+            if isinstance(exc, dbapi.IntegrityError):
                 raise sa.exc.IntegrityError(sql, None, exc) from exc
-            if errors is not None and isinstance(exc, errors.driver_error):
-                _failed(conn, cursors[-1] if cursors else raw.cursor(), sql, exc)
-            raise
+            _failed(conn, cursors[failed] if cursors else raw.cursor(), sql, exc)
         yield cursors
     finally:
         for cursor in cursors:

@@ -324,9 +324,9 @@ def test_role_and_approval_events_are_announced_one_by_one(ctx: ServiceContext) 
 
 def test_a_write_sent_with_the_commit_that_fails_undoes_the_login_and_it_runs_again(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The session is written with the commit (on PostgreSQL, in its round trip, after the
-    account and identity): a unique key it breaks there fails the whole unit, nothing of that
-    try is kept, and the login runs again."""
+    """The session, written with the commit (on PostgreSQL in its pipeline, after the account
+    and identity; on SQLite at once), breaks a unique key: the whole unit fails as a lost
+    race, nothing of that try is kept, and the login runs again."""
     from jitprov.services.common import hash_token
     from jitprov.store.sessions import SessionRepository
 
@@ -356,39 +356,40 @@ def test_a_write_sent_with_the_commit_that_fails_undoes_the_login_and_it_runs_ag
 
 
 @pytest.mark.postgres
-def test_on_postgresql_a_logins_writes_go_with_its_commit(
+def test_on_postgresql_a_login_sends_its_lock_with_its_read_and_its_writes_with_the_commit(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """The login lock goes with the identity's read (one round trip); after the decision, a
-    first login's account, identity, outbox events, session and audit event are sent in one
-    pipeline with the COMMIT (one round trip); a returning login's touch and session too."""
-    import sqlalchemy as sa
-    from psycopg import pq
+    first login's account, identity, outbox events, session and audit event go in one
+    pipeline with the COMMIT; a returning login's touch and session too."""
+    from jitprov.store import fast
 
     if ctx.db.dialect != "postgresql":
         pytest.skip("SQLite: no round trips, each write runs at once")
     setup_connection(ctx)
-    seen: list[tuple[str, bool]] = []
+    calls: list[tuple[list[str], bool]] = []
+    real = fast._pipelined
 
-    def record(conn: sa.Connection, cursor: object, statement: str, *_: object) -> None:
-        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", statement)
-        target = ("lock" if "pg_advisory_xact_lock" in statement
-                  else "find" if statement.startswith("SELECT") and "JOIN identity" in statement
-                  else written.group(1) if written is not None else None)
-        if target is not None:
-            raw = conn.connection.dbapi_connection
-            seen.append((target, raw.pgconn.pipeline_status != pq.PipelineStatus.OFF))  # type: ignore[union-attr]
+    def label(sql: str) -> str:
+        if "pg_advisory_xact_lock" in sql:
+            return "lock"
+        if sql.startswith("SELECT") and "JOIN identity" in sql:
+            return "find"
+        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", sql)
+        return written.group(1) if written else sql[:30]
 
-    sa.event.listen(ctx.db.engine, "before_cursor_execute", record)
-    try:
-        provision_on_login(ctx, "idp", nurse())
-        first = list(seen)
-        seen.clear()
-        provision_on_login(ctx, "idp", nurse())
-    finally:
-        sa.event.remove(ctx.db.engine, "before_cursor_execute", record)
-    assert [t for t, _ in first if t != "login_request"] == [
-        "lock", "find", "account", "identity", "outbox_event", "session", "audit_head"], first
-    assert all(piped for _, piped in first), first
-    assert [t for t, _ in seen if t != "login_request"] == [
-        "lock", "find", "account", "session", "audit_head"], seen  # touch: account, identity
-    assert all(piped for _, piped in seen), seen
+    def spy(conn: object, statements: list[tuple[fast.Prepared, object]], *,
+            commit: bool) -> object:
+        dialect = ctx.db.engine.dialect
+        calls.append(([label(s._plan(dialect)[0].sql) for s, _ in statements], commit))
+        return real(conn, statements, commit=commit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast, "_pipelined", spy)
+    provision_on_login(ctx, "idp", nurse())
+    assert calls == [
+        (["lock", "find"], False),
+        (["account", "identity", "outbox_event", "session", "audit_head"], True)], calls
+    calls.clear()
+    provision_on_login(ctx, "idp", nurse())
+    assert calls == [
+        (["lock", "find"], False),
+        (["account", "session", "audit_head"], True)], calls  # the touch: account, identity
