@@ -184,10 +184,7 @@ class AccountRepository:
                 "g_by": granted_by,
                 "p_role": [p.role for p in pending], "p_source": [p.source for p in pending],
                 "p_at": now}
-            if with_commit:
-                self._later.add(_CREATE_WITH_GRANTS, row)
-            else:
-                _CREATE_WITH_GRANTS.rowcount(self._c, row)
+            self._later.write(_CREATE_WITH_GRANTS, row, with_commit=with_commit)
             return account_id
         _INSERT_ACCOUNT.rowcount(self._c, account)
         self._write_grants(account_id, changes, now, granted_by)

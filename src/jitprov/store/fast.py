@@ -245,7 +245,7 @@ def _pipelined(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping
             # run); none: the COMMIT
             failed = next((i for i, c in enumerate(cursors) if c.pgresult is None),
                           len(cursors) - 1)
-            sql = plans[failed].sql if failed < len(plans) else "COMMIT"
+            sql = plans[failed].sql if 0 <= failed < len(plans) else "COMMIT"
             if isinstance(exc, dbapi.IntegrityError):
                 raise sa.exc.IntegrityError(sql, None, exc) from exc
             _failed(conn, cursors[failed] if cursors else raw.cursor(), sql, exc)
@@ -268,8 +268,11 @@ class WithCommit:
         self._c = conn
         self._queued: list[tuple[Prepared, Mapping[str, object]]] = []
 
-    def add(self, statement: Prepared, params: Mapping[str, object]) -> None:
-        if self._c.dialect.name == "postgresql":
+    def write(self, statement: Prepared, params: Mapping[str, object], *,
+              with_commit: bool) -> None:
+        """Run ``statement`` now, or with ``with_commit`` queue it for the commit (PostgreSQL;
+        SQLite runs it now all the same)."""
+        if with_commit and self._c.dialect.name == "postgresql":
             self._queued.append((statement, params))
         else:
             statement.rowcount(self._c, params)

@@ -67,12 +67,10 @@ class IdentityRepository:
                        ) -> list[tuple[Prepared, Mapping[str, object]]]:
         """The statement :meth:`lock_identity` runs, not run: to send it with the read that
         follows it (``AccountRepository.find_by_identity(after=...)``). Empty on SQLite."""
-        if self._c.dialect.name != "postgresql":
-            return []
         keys = [f"identity\0{connection_id}\0{subject}"]
         if email is not None:
             keys.append(_email_key(*email))
-        return [(_ADVISORY_LOCKS, {"keys": [lock_key(text) for text in keys]})]
+        return self._locks(keys)
 
     def lock_identities(self, identities: list[tuple[int, str]]) -> None:
         """:meth:`lock_identity` for several (connection, subject), in the order given, in one
@@ -82,9 +80,14 @@ class IdentityRepository:
     def _advisory_locks(self, texts: list[str]) -> None:
         """PostgreSQL: the advisory lock of each text, in the order given, in one statement
         (the lock calls are volatile, so they run after the ORDER BY)."""
+        for statement, params in self._locks(texts):
+            statement.rowcount(self._c, params)
+
+    def _locks(self, texts: list[str]) -> list[tuple[Prepared, Mapping[str, object]]]:
+        """The statement that takes the advisory locks of ``texts`` (none on SQLite)."""
         if self._c.dialect.name != "postgresql" or not texts:
-            return
-        _ADVISORY_LOCKS.rowcount(self._c, {"keys": [lock_key(text) for text in texts]})
+            return []
+        return [(_ADVISORY_LOCKS, {"keys": [lock_key(text) for text in texts]})]
 
     def lock_email(self, tenant_id: int, email: str) -> None:
         """Serialize, until commit, the logins that would create or take ``email`` in a tenant."""
@@ -101,11 +104,8 @@ class IdentityRepository:
         row = {"connection_id": connection_id, "subject": subject, "issuer": issuer,
                "account_id": account_id, "created_at": now, "last_login_at": now,
                "claims": claims, "claims_at": None if claims is None else (claims_at or now)}
-        if with_commit:
-            self._later.add(_INSERT_IDENTITY, row)
-            return
         try:
-            _INSERT_IDENTITY.rowcount(self._c, row)
+            self._later.write(_INSERT_IDENTITY, row, with_commit=with_commit)
         except sa.exc.IntegrityError as exc:
             raise RaceLost("identity already bound") from exc
 
@@ -118,11 +118,8 @@ class IdentityRepository:
         identity = {"b_connection_id": connection_id, "b_subject": subject, "b_now": now,
                     "b_claims": claims, "b_claims_at": None if claims is None else now}
         if self._c.dialect.name == "postgresql":
-            both = {**identity, "b_account_id": account_id}
-            if with_commit:
-                self._later.add(_TOUCH_BOTH, both)
-            else:
-                _TOUCH_BOTH.rowcount(self._c, both)
+            self._later.write(_TOUCH_BOTH, {**identity, "b_account_id": account_id},
+                              with_commit=with_commit)
             return
         _TOUCH_ACCOUNT.rowcount(self._c, {"b_account_id": account_id, "b_now": now})
         _TOUCH_IDENTITY.rowcount(self._c, identity)

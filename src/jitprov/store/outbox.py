@@ -275,10 +275,7 @@ class Outbox:
         if self._c.dialect.name == "postgresql":
             row = {"tenant_id": tenant_id, "created_at": now,
                    "events": [[kind, dict(payload)] for kind, payload in events]}
-            if with_commit:
-                self._later.add(_INSERT_OUTBOX_EVENTS, row)
-            else:
-                _INSERT_OUTBOX_EVENTS.rowcount(self._c, row)
+            self._later.write(_INSERT_OUTBOX_EVENTS, row, with_commit=with_commit)
             return
         _INSERT_OUTBOX_EVENT.many(self._c, [
             {"tenant_id": tenant_id, "type": kind, "payload": dict(payload),

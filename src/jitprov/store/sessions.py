@@ -62,10 +62,7 @@ class SessionRepository:
             "offline": offline, "last_seen_at": now, "idle_seconds": idle_seconds,
             "passkey_id": passkey_id, "idp_session_id": _idp_session(idp_session_id),
             "id_token_sealed": id_token_sealed}
-        if with_commit:
-            self._later.add(_INSERT_SESSION, row)
-        else:
-            _INSERT_SESSION.rowcount(self._c, row)
+        self._later.write(_INSERT_SESSION, row, with_commit=with_commit)
 
     def get_active(self, session_id: str, now: datetime) -> SessionRecord | None:
         """The session if it exists, is not revoked, not expired and its account is active."""
