@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +23,9 @@ from jitprov.services import accounts, identity_tokens
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
 from jitprov.services.session_cache import SessionCache
+from jitprov.store import auth_changes
 from jitprov.store.database import Database
+from jitprov.store.unit_of_work import UnitOfWork
 from jitprov.testing.builders import setup_connection
 from tests.conftest import TEST_SECRET_KEY, Clock, fresh_database_url
 from tests.web.helpers import HandOffs, make_client, sign_in
@@ -209,6 +212,40 @@ def test_a_change_by_the_cli_in_another_process_is_seen(
     while client.get("/auth/verify").status_code != 401:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+
+
+@pytest.mark.postgres
+def test_an_idle_listener_sleeps_until_this_process_commits(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listener waits in one ``select`` between heartbeats (no polling: an idle node
+    costs nothing), and a commit of this process wakes it at once, so the cache serves again
+    right after its notifications are echoed, not at the next heartbeat."""
+    if ctx.db.dialect != "postgresql" or ctx.db.pooling.on:
+        pytest.skip("the listener of PostgreSQL, on a direct connection")
+    monkeypatch.setattr(auth_changes, "HEARTBEAT", 30.0)  # only a commit can wake it soon
+    waits: list[float] = []
+    real_select = auth_changes.select.select
+
+    def counted(r: list[int], w: list[int], x: list[int], timeout: float) -> object:
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(auth_changes, "select", SimpleNamespace(select=counted))
+    setup_connection(ctx)
+    cache = ctx.session_cache = SessionCache(ctx.db)
+    try:
+        wait_for(cache)
+        time.sleep(0.5)
+        assert len(waits) <= 2  # one wait (a wake-up while starting: two), not a poll loop
+        with UnitOfWork(ctx.db) as uow:  # a write transaction of this process
+            uow.commit()
+        assert not cache.serving  # this process's write, not yet echoed
+        deadline = time.monotonic() + 10
+        while not cache.serving:
+            assert time.monotonic() < deadline, "the commit did not wake the listener"
+            time.sleep(0.005)
+    finally:
+        cache.stop()
 
 
 @pytest.mark.postgres

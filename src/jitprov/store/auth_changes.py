@@ -11,6 +11,7 @@ host, bumps the row of ``auth_change`` instead: :func:`version` reads it.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +28,6 @@ SYNC = "sync:"  # a listener's echo: sync:<pid>:<listener>:<n> (no account id ha
 SYNC_TIMEOUT = 5.0
 #: seconds between the listener's round trips when nothing else happens
 HEARTBEAT = 1.0
-#: seconds between looks at this process's write count while waiting for notifications
-POLL = 0.02
 
 _VERSION = sa.select(t.auth_change.c.version).where(t.auth_change.c.id == 1)
 
@@ -54,6 +53,10 @@ class ChangeListener:
     transactions' has been handled by then (a change made here is never served stale here,
     not even for the milliseconds a notification takes).
 
+    Between round trips the thread sleeps in one ``select`` on the connection's socket and a
+    pipe that each commit of this process (``writes``' watcher) and :meth:`stop` write to: an
+    idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once.
+
     ``on_state(True, None)`` once it listens (a cache may serve from then on),
     ``on_state(False, error)`` when its connection is lost or cannot be made (a cache must read
     the database until the next ``True``: notifications sent meanwhile are lost), ``error``
@@ -74,12 +77,37 @@ class ChangeListener:
         self._connect_timeout = connect_timeout
         self._retry = retry
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._thread = threading.Thread(target=self._run, name="jitprov-auth-listener",
                                         daemon=True)
 
     def start(self) -> None:
+        self._writes.watch(self._wake)
         self._thread.start()
+
+    def _wake(self) -> None:
+        """Wake the thread's wait (a commit of this process, or stopping). A full pipe is
+        already a wake-up."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _woken(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _drain(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Handle the notifications already received: those in the socket, and those psycopg
+        kept aside while a statement of this thread ran (an echo, a heartbeat)."""
+        for notify in conn.notifies(timeout=0):
+            self._handle(notify.payload)
 
     @property
     def alive(self) -> bool:
@@ -111,13 +139,19 @@ class ChangeListener:
 
     def stop(self) -> None:
         self._stop.set()
+        self._writes.unwatch(self._wake)
+        self._wake()
         conn = self._conn
-        if conn is not None:
-            try:
+        if conn is not None and \
+                conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+            try:  # a statement in flight (an echo, a heartbeat): cut it short
                 conn.cancel_safe()
             except Exception:  # noqa: S110 - stopping: the thread exits either way
                 pass
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -135,16 +169,23 @@ class ChangeListener:
                     self.heard = checked = time.monotonic()
                     self._on_state(True, None)
                     while not self._stop.is_set():
+                        self._drain(conn)
                         writes = self._writes.value
                         if writes != self.synced:
                             self._sync(conn)
                             self.synced = writes
-                        for notify in conn.notifies(timeout=POLL):
-                            self._handle(notify.payload)
                         if time.monotonic() - checked > HEARTBEAT:
                             conn.execute("SELECT 1")  # a dead peer shows here, not in a wait
                             checked = time.monotonic()
                         self.heard = time.monotonic()
+                        if writes != self._writes.value:
+                            continue  # a commit while echoing the last: echo it too
+                        self._drain(conn)  # (what the echo or heartbeat set aside)
+                        wait = max(0.0, HEARTBEAT - (time.monotonic() - checked))
+                        ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [],
+                                                    wait)
+                        if self._wake_r in ready:
+                            self._woken()
             except Exception as exc:
                 self._on_state(False, type(exc).__name__)
                 self._stop.wait(self._retry)

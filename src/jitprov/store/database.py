@@ -32,6 +32,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,15 +238,27 @@ def _postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
 
 class WriteCount:
     """Write transactions this process committed, numbered: the session cache serves from
-    memory only once the database's notifications of every one of them have arrived."""
+    memory only once the database's notifications of every one of them have arrived.
+    Watchers (the change listener) are called after each commit, so they need not poll."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.value = 0
+        self._watchers: tuple[Callable[[], None], ...] = ()
 
     def committed(self) -> None:
         with self._lock:
             self.value += 1
+        for watcher in self._watchers:
+            watcher()
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        with self._lock:
+            self._watchers = (*self._watchers, watcher)
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        with self._lock:
+            self._watchers = tuple(w for w in self._watchers if w != watcher)
 
 
 @dataclass
