@@ -66,3 +66,33 @@ def test_a_fill_older_than_the_remembered_evictions_is_not_kept(tmp_path: Path) 
         c.evict_account("b")  # none of them concerns "a", but the log no longer reaches back
     c.put("s-new", entry("a"), epoch)
     assert c.get("s-new", NOW) is None
+
+
+def test_on_sqlite_entries_are_served_unread_only_while_nothing_was_committed(
+        tmp_path: Path) -> None:
+    """SQLite's data version says whether anything was committed since the counter was read:
+    a commit of another connection (another process: the CLI) moves it, a read does not; a
+    counter read in an older snapshot than the one the entries are good for confirms
+    nothing."""
+    import sqlite3
+
+    c = cache(tmp_path)
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    seen = c.observe()
+    assert seen is not None and not c.unchanged(seen)  # nothing confirmed yet
+    assert c.sync_version(7)
+    c.confirm(seen, 7)
+    assert c.unchanged(c.observe())
+    other.execute("SELECT count(*) FROM t").fetchall()
+    assert c.unchanged(c.observe())  # a read moves nothing
+    other.execute("INSERT INTO t VALUES (1)")
+    moved = c.observe()
+    assert not c.unchanged(moved)  # another connection committed: read the counter
+    assert c.sync_version(8)  # (that commit moved the counter: every entry dropped)
+    c.confirm(moved, 7)  # a request whose snapshot showed the older counter
+    assert not c.unchanged(moved)
+    c.confirm(moved, 8)
+    assert c.unchanged(c.observe())
+    c.stop()
+    other.close()

@@ -11,8 +11,11 @@ Correct first: the database itself says what changed (store/auth_changes.py).
   entry filled by a read that began before an eviction is never stored (the read may have
   seen the old rows).
 - SQLite (one host, possibly several processes and the CLI): the same triggers bump one
-  counter row; a request reads that one row instead of the session, the account and its
-  grants, and the whole cache is dropped when it moved.
+  counter row, and the whole cache is dropped when it moved. A request first asks SQLite's
+  data version (``PRAGMA data_version`` on a connection of its own: shared memory, no table
+  read, no wait), which moves at any commit of any other connection or process: unmoved
+  since the counter was last read, the entries are current and the request reads nothing;
+  moved, it reads the counter row instead of the session, the account and its grants.
 
 Not cached: device sessions (their idle lock is a clock, each request may write) and offline
 sessions (their IdP's health decides). An entry lives at most :data:`ENTRY_TTL`, and never
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jitprov.services import logs
-from jitprov.store.auth_changes import EVERY_ACCOUNT, ChangeListener
+from jitprov.store.auth_changes import EVERY_ACCOUNT, ChangeListener, DataVersion
 from jitprov.store.database import Database
 from jitprov.store.records import AccountView
 
@@ -70,6 +73,10 @@ class SessionCache:
         #: that concerns its account (or everyone) is not stored
         self._evictions: deque[tuple[int, str | None]] = deque(maxlen=EVICTIONS_KEPT)
         self._version: int | None = None  # SQLite: the counter the entries are good for
+        #: SQLite: the data version seen before a snapshot that showed ``_version``: while
+        #: SQLite's data version stays this, nothing was committed since
+        self._confirmed: int | None = None
+        self._data_version = None if self.shared else DataVersion(db.url)
         self._listening = False
         self._listener: ChangeListener | None = None
         self._started = False
@@ -104,6 +111,8 @@ class SessionCache:
 
     def stop(self) -> None:
         """Stop listening (the app's shutdown); a later request starts again."""
+        if self._data_version is not None:
+            self._data_version.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
@@ -150,6 +159,29 @@ class SessionCache:
     def epoch(self) -> int:
         return self._epoch
 
+    # -- SQLite: the counter and the data version -----------------------------------------
+
+    def observe(self) -> int | None:
+        """SQLite: the database's data version now, observed before a request's snapshot
+        (None on PostgreSQL, or when SQLite cannot say)."""
+        return self._data_version.read() if self._data_version is not None else None
+
+    def unchanged(self, seen: int | None) -> bool:
+        """SQLite: whether ``seen`` (:meth:`observe`) is the data version :meth:`confirm`
+        recorded: nothing was committed since the counter was read, the entries may be
+        served with no read at all."""
+        return seen is not None and seen == self._confirmed
+
+    def confirm(self, seen: int | None, version: int) -> None:
+        """SQLite: a snapshot begun after the data version ``seen`` was observed showed the
+        counter ``version``. A commit after the observation moves the data version, so while
+        it stays ``seen`` the counter is still ``version``."""
+        if seen is None:
+            return
+        with self._lock:
+            if self._version == version:
+                self._confirmed = seen
+
     def sync_version(self, version: int) -> bool:
         """SQLite: the counter read with this request; a newer one drops every entry. False
         when the request's snapshot is older than one already seen (a read that started
@@ -164,6 +196,7 @@ class SessionCache:
                 self._by_account.clear()
                 self._evicted(None)
                 self._version = version
+                self._confirmed = None
         return True
 
     def get(self, session_id: str, now: datetime) -> Entry | None:

@@ -158,12 +158,18 @@ def read_session(ctx: ServiceContext, token: str | None) -> tuple[SessionState |
 
 def remembered_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     """What :func:`current_session` answers for a cookie value, when the session cache can say
-    it from memory alone (PostgreSQL's notified cache, serving, holding the session); else
-    None, and the caller asks :func:`current_session`. No I/O and no wait beyond a short
-    lock: the event loop may call it and skip a worker thread. A remembered session is never
-    a device or offline one (those are not cached), so nothing is left to write."""
+    it from memory alone (PostgreSQL's notified cache serving, or SQLite's data version
+    unmoved since the counter was read; and the session held); else None, and the caller
+    asks :func:`current_session`. No wait beyond a short lock and no table read: the event
+    loop may call it and skip a worker thread. A remembered session is never a device or
+    offline one (those are not cached), so nothing is left to write."""
     cache = ctx.session_cache
-    if not token or cache is None or not cache.shared or not cache.serving:
+    if not token or cache is None:
+        return None
+    if cache.shared:
+        if not cache.serving:
+            return None
+    elif not cache.unchanged(cache.observe()):
         return None
     now = ctx.clock()
     entry = cache.get(hash_token(token), now)
@@ -182,7 +188,8 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     idle past its device's limit, or offline while its IdP is back).
 
     With the session cache (services/session_cache.py) a session seen before is answered
-    from memory: on PostgreSQL with no database read, on SQLite with the read of one counter.
+    from memory: on PostgreSQL with no database read, on SQLite with none either while
+    nothing was committed since the change counter was read, else with that counter's read.
     A device session's activity is recorded here (at most every few seconds: one small
     write), which is the idle lock's clock; it is never cached."""
     if not token:
@@ -198,9 +205,18 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
             entry = cache.get(session_id, now)
             if entry is not None:
                 return _remembered(entry, now)
+    seen = None
+    if cache is not None and not cache.shared:
+        seen = cache.observe()  # before the snapshot: a commit after it moves it
+        if cache.unchanged(seen):
+            entry = cache.get(session_id, now)
+            if entry is not None:
+                return _remembered(entry, now)
     with UnitOfWork(ctx.db, readonly=True) as uow:
         if cache is not None and not cache.shared:
-            if cache.sync_version(uow.sessions.auth_version()):
+            version = uow.sessions.auth_version()
+            if cache.sync_version(version):
+                cache.confirm(seen, version)
                 epoch = cache.epoch()
                 entry = cache.get(session_id, now)
                 if entry is not None:

@@ -5,13 +5,15 @@ connections.
 PostgreSQL sends ``NOTIFY jitprov_auth`` at each commit that changed one of them, its payload
 the account id (``*``: every account); :class:`ChangeListener` receives them on a connection
 of its own (never through a transaction pooler, which cannot keep a ``LISTEN``). SQLite, one
-host, bumps the row of ``auth_change`` instead: :func:`version` reads it.
+host, bumps the row of ``auth_change`` instead: :func:`version` reads it, and
+:class:`DataVersion` says without a read whether anything at all was committed since.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,9 @@ SYNC = "sync:"  # a listener's echo: sync:<pid>:<listener>:<n> (no account id ha
 SYNC_TIMEOUT = 5.0
 #: seconds between the listener's round trips when nothing else happens
 HEARTBEAT = 1.0
+#: seconds at least between two echoes: under a stream of commits one echo covers many (each
+#: is a notification every listener of every node receives)
+SYNC_EVERY = 0.02
 
 _VERSION = sa.select(t.auth_change.c.version).where(t.auth_change.c.id == 1)
 
@@ -35,6 +40,45 @@ _VERSION = sa.select(t.auth_change.c.version).where(t.auth_change.c.id == 1)
 def version(conn: sa.Connection) -> int:
     """SQLite: the change counter (0 before the first change)."""
     return int(conn.execute(_VERSION).scalar() or 0)
+
+
+class DataVersion:
+    """SQLite: ``PRAGMA data_version`` on a connection of its own, which moves at every commit
+    of any other connection, of this process or another (the CLI, another worker). Unmoved,
+    nothing was committed since: the counter of :func:`version` is what it was. No table is
+    read (the header in shared memory) and nothing waits (no busy timeout), so the event loop
+    may ask; None when it cannot say (busy, an error): read the counter."""
+
+    def __init__(self, url: str) -> None:
+        self._path = sa.make_url(url).database or ""
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def read(self) -> int | None:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = sqlite3.connect(self._path, timeout=0, isolation_level=None,
+                                                 check_same_thread=False)
+                # fetchall: the statement runs to its end, so no read transaction stays open
+                # (it would pin this connection's view and hold back checkpoints)
+                ((value,),) = self._conn.execute("PRAGMA data_version").fetchall()
+                return int(value)
+            except (sqlite3.Error, ValueError):
+                self._close()
+                return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:  # under the lock
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
 
 def conninfo(url: str) -> str:
@@ -55,7 +99,8 @@ class ChangeListener:
 
     Between round trips the thread sleeps in one ``select`` on the connection's socket and a
     pipe that each commit of this process (``writes``' watcher) and :meth:`stop` write to: an
-    idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once.
+    idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once, or
+    :data:`SYNC_EVERY` after the last echo.
 
     ``on_state(True, None)`` once it listens (a cache may serve from then on),
     ``on_state(False, error)`` when its connection is lost or cannot be made (a cache must read
@@ -167,13 +212,18 @@ class ChangeListener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.synced = self._writes.value  # the cache starts empty
                     self.heard = checked = time.monotonic()
+                    echoed = 0.0
                     self._on_state(True, None)
                     while not self._stop.is_set():
                         self._drain(conn)
                         writes = self._writes.value
                         if writes != self.synced:
+                            early = SYNC_EVERY - (time.monotonic() - echoed)
+                            if early > 0:  # notifications handled meanwhile, commits wait
+                                select.select([conn.fileno()], [], [], early)
+                                continue
                             self._sync(conn)
-                            self.synced = writes
+                            self.synced, echoed = writes, time.monotonic()
                         if time.monotonic() - checked > HEARTBEAT:
                             conn.execute("SELECT 1")  # a dead peer shows here, not in a wait
                             checked = time.monotonic()
