@@ -148,9 +148,17 @@ class ChangeListener:
         except (BlockingIOError, OSError):
             pass
 
-    def _drain(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
-        """Handle the notifications already received: those in the socket, and those psycopg
-        kept aside while a statement of this thread ran (an echo, a heartbeat)."""
+    def _receive(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Handle the notifications the socket has brought: libpq's own calls, no generator
+        (one per notification of every commit of every node: the listener's hot path)."""
+        pgconn = conn.pgconn
+        pgconn.consume_input()
+        while (notify := pgconn.notifies()) is not None:
+            self._handle(notify.extra.decode())
+
+    def _set_aside(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        """Handle the notifications psycopg kept aside while a statement of this thread ran
+        (an echo, a heartbeat)."""
         for notify in conn.notifies(timeout=0):
             self._handle(notify.payload)
 
@@ -214,28 +222,31 @@ class ChangeListener:
                     self.heard = checked = time.monotonic()
                     echoed = 0.0
                     self._on_state(True, None)
+                    socket = conn.fileno()
                     while not self._stop.is_set():
-                        self._drain(conn)
-                        writes = self._writes.value
-                        if writes != self.synced:
-                            early = SYNC_EVERY - (time.monotonic() - echoed)
-                            if early > 0:  # notifications handled meanwhile, commits wait
-                                select.select([conn.fileno()], [], [], early)
-                                continue
+                        if self._writes.value != self.synced and \
+                                time.monotonic() - echoed >= SYNC_EVERY:
+                            writes = self._writes.value
                             self._sync(conn)
                             self.synced, echoed = writes, time.monotonic()
+                            self._set_aside(conn)
                         if time.monotonic() - checked > HEARTBEAT:
                             conn.execute("SELECT 1")  # a dead peer shows here, not in a wait
                             checked = time.monotonic()
-                        self.heard = time.monotonic()
-                        if writes != self._writes.value:
-                            continue  # a commit while echoing the last: echo it too
-                        self._drain(conn)  # (what the echo or heartbeat set aside)
-                        wait = max(0.0, HEARTBEAT - (time.monotonic() - checked))
-                        ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [],
-                                                    wait)
+                            self._set_aside(conn)
+                        now = self.heard = time.monotonic()
+                        # sleep until a notification, the heartbeat, or a commit of this
+                        # process (one waiting for SYNC_EVERY: until then)
+                        if self._writes.value != self.synced:
+                            watched, wait = [socket], max(0.0, SYNC_EVERY - (now - echoed))
+                        else:
+                            watched = [socket, self._wake_r]
+                            wait = max(0.0, HEARTBEAT - (now - checked))
+                        ready, _, _ = select.select(watched, [], [], wait)
                         if self._wake_r in ready:
                             self._woken()
+                        if socket in ready:
+                            self._receive(conn)
             except Exception as exc:
                 self._on_state(False, type(exc).__name__)
                 self._stop.wait(self._retry)
