@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import sqlite3
 import threading
 import time
@@ -98,8 +99,8 @@ class ChangeListener:
     not even for the milliseconds a notification takes).
 
     Between round trips the thread sleeps in one ``select`` on the connection's socket and a
-    pipe that each commit of this process (``writes``' watcher) and :meth:`stop` write to: an
-    idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once, or
+    socket pair that each commit of this process (``writes``' watcher) and :meth:`stop` write
+    to: an idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once, or
     :data:`SYNC_EVERY` after the last echo.
 
     ``on_state(True, None)`` once it listens (a cache may serve from then on),
@@ -122,9 +123,11 @@ class ChangeListener:
         self._connect_timeout = connect_timeout
         self._retry = retry
         self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # socket objects, not raw descriptors: once closed, a late commit's wake-up fails on
+        # the object instead of writing to whatever file reuses the number
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._thread = threading.Thread(target=self._run, name="jitprov-auth-listener",
                                         daemon=True)
@@ -134,18 +137,18 @@ class ChangeListener:
         self._thread.start()
 
     def _wake(self) -> None:
-        """Wake the thread's wait (a commit of this process, or stopping). A full pipe is
-        already a wake-up."""
+        """Wake the thread's wait (a commit of this process, or stopping). A full buffer is
+        already a wake-up; a closed pair (stopped) needs none."""
         try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+        except OSError:
             pass
 
     def _woken(self) -> None:
         try:
-            while os.read(self._wake_r, 512):
+            while self._wake_r.recv(512):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:
             pass
 
     def _receive(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
@@ -203,8 +206,8 @@ class ChangeListener:
                 pass
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._wake_r.close()
+            self._wake_w.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -222,7 +225,7 @@ class ChangeListener:
                     self.heard = checked = time.monotonic()
                     echoed = 0.0
                     self._on_state(True, None)
-                    socket = conn.fileno()
+                    listening = conn.fileno()
                     while not self._stop.is_set():
                         if self._writes.value != self.synced and \
                                 time.monotonic() - echoed >= SYNC_EVERY:
@@ -238,14 +241,14 @@ class ChangeListener:
                         # sleep until a notification, the heartbeat, or a commit of this
                         # process (one waiting for SYNC_EVERY: until then)
                         if self._writes.value != self.synced:
-                            watched, wait = [socket], max(0.0, SYNC_EVERY - (now - echoed))
+                            watched, wait = [listening], max(0.0, SYNC_EVERY - (now - echoed))
                         else:
-                            watched = [socket, self._wake_r]
+                            watched = [listening, self._wake_r.fileno()]
                             wait = max(0.0, HEARTBEAT - (now - checked))
                         ready, _, _ = select.select(watched, [], [], wait)
-                        if self._wake_r in ready:
+                        if self._wake_r.fileno() in ready:
                             self._woken()
-                        if socket in ready:
+                        if listening in ready:
                             self._receive(conn)
             except Exception as exc:
                 self._on_state(False, type(exc).__name__)
