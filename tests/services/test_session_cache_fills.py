@@ -73,7 +73,8 @@ def test_on_sqlite_entries_are_served_unread_only_while_nothing_was_committed(
     """SQLite's data version says whether anything was committed since the counter was read:
     a commit of another connection (another process: the CLI) moves it, a read does not; a
     counter read in an older snapshot than the one the entries are good for confirms
-    nothing."""
+    nothing; a data version of a reopened connection never matches one of the last (each
+    connection counts from the same start)."""
     import sqlite3
 
     c = cache(tmp_path)
@@ -81,7 +82,7 @@ def test_on_sqlite_entries_are_served_unread_only_while_nothing_was_committed(
     other.execute("CREATE TABLE t (x)")
     seen = c.observe()
     assert seen is not None and not c.unchanged(seen)  # nothing confirmed yet
-    assert c.sync_version(7)
+    assert c.sync_version(7) is not None
     c.confirm(seen, 7)
     assert c.unchanged(c.observe())
     other.execute("SELECT count(*) FROM t").fetchall()
@@ -89,10 +90,36 @@ def test_on_sqlite_entries_are_served_unread_only_while_nothing_was_committed(
     other.execute("INSERT INTO t VALUES (1)")
     moved = c.observe()
     assert not c.unchanged(moved)  # another connection committed: read the counter
-    assert c.sync_version(8)  # (that commit moved the counter: every entry dropped)
+    assert c.sync_version(8) is not None  # (that commit moved the counter: entries dropped)
     c.confirm(moved, 7)  # a request whose snapshot showed the older counter
     assert not c.unchanged(moved)
+    assert c.sync_version(7) is None  # ...and it may neither use nor fill the cache
     c.confirm(moved, 8)
     assert c.unchanged(c.observe())
+    c.stop()  # (a shutdown, or a failed read: the connection is opened again)
+    other.execute("INSERT INTO t VALUES (2)")
+    reopened = c.observe()  # a count restarted, which may equal the confirmed one...
+    assert reopened is not None and reopened[0] != moved[0]
+    assert not c.unchanged(reopened)  # ...but of another connection: read the counter
+    assert not c.unchanged((moved[0] + 1, moved[1]))
     c.stop()
     other.close()
+
+
+def test_on_sqlite_a_fill_synced_just_before_a_newer_counter_is_not_kept(
+        tmp_path: Path) -> None:
+    """The epoch a fill passes to ``put`` comes with its counter's comparison: a request that
+    synced the old counter, then lost the race to one that synced a newer counter, reads
+    rows the newer counter may have changed and keeps nothing."""
+    c = cache(tmp_path)
+    assert c.sync_version(7) is not None
+    fill = c.sync_version(7)  # request A: its snapshot shows counter 7
+    assert fill is not None
+    assert c.sync_version(8) is not None  # request B: another process changed something
+    c.put("s-a", entry("a"), fill)  # A's fill, read from its older snapshot
+    assert c.get("s-a", NOW) is None
+    fresh = c.sync_version(8)
+    assert fresh is not None
+    c.put("s-a", entry("a"), fresh)
+    assert c.get("s-a", NOW) is not None
+    c.stop()

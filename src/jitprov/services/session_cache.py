@@ -75,8 +75,8 @@ class SessionCache:
         self._version: int | None = None  # SQLite: the counter the entries are good for
         #: SQLite: the data version seen before a snapshot that showed ``_version``: while
         #: SQLite's data version stays this, nothing was committed since
-        self._confirmed: int | None = None
-        self._data_version = None if self.shared else DataVersion(db.url)
+        self._confirmed: tuple[int, int] | None = None
+        self._data_version = None if self.shared else DataVersion(db.engine)
         self._listening = False
         self._listener: ChangeListener | None = None
         self._started = False
@@ -161,18 +161,18 @@ class SessionCache:
 
     # -- SQLite: the counter and the data version -----------------------------------------
 
-    def observe(self) -> int | None:
+    def observe(self) -> tuple[int, int] | None:
         """SQLite: the database's data version now, observed before a request's snapshot
         (None on PostgreSQL, or when SQLite cannot say)."""
         return self._data_version.read() if self._data_version is not None else None
 
-    def unchanged(self, seen: int | None) -> bool:
+    def unchanged(self, seen: tuple[int, int] | None) -> bool:
         """SQLite: whether ``seen`` (:meth:`observe`) is the data version :meth:`confirm`
         recorded: nothing was committed since the counter was read, the entries may be
         served with no read at all."""
         return seen is not None and seen == self._confirmed
 
-    def confirm(self, seen: int | None, version: int) -> None:
+    def confirm(self, seen: tuple[int, int] | None, version: int) -> None:
         """SQLite: a snapshot begun after the data version ``seen`` was observed showed the
         counter ``version``. A commit after the observation moves the data version, so while
         it stays ``seen`` the counter is still ``version``."""
@@ -182,22 +182,29 @@ class SessionCache:
             if self._version == version:
                 self._confirmed = seen
 
-    def sync_version(self, version: int) -> bool:
-        """SQLite: the counter read with this request; a newer one drops every entry. False
-        when the request's snapshot is older than one already seen (a read that started
-        before a change another request has seen): it must neither use nor fill the cache."""
+    def sync_version(self, version: int) -> int | None:
+        """SQLite: the counter read with this request; a newer one drops every entry. Returns
+        the epoch a fill of this request passes to :meth:`put`, taken with the comparison (a
+        change synced by another request right after it must refuse this request's fill);
+        None when the request's snapshot is older than one already seen (a read that started
+        before a change another request has seen): it must neither use nor fill the cache.
+
+        Without the lock when the counter is the cache's: the epoch is read first, and a
+        newer counter is stored before the epoch moves, so a request that still saw the old
+        counter holds an epoch from before the change."""
+        epoch = self._epoch
         if version == self._version:
-            return True
+            return epoch
         with self._lock:
             if self._version is not None and version < self._version:
-                return False
+                return None
             if version != self._version:
+                self._version = version
+                self._confirmed = None
                 self._entries.clear()
                 self._by_account.clear()
                 self._evicted(None)
-                self._version = version
-                self._confirmed = None
-        return True
+            return self._epoch
 
     def get(self, session_id: str, now: datetime) -> Entry | None:
         entry = self._entries.get(session_id)

@@ -215,9 +215,10 @@ def current_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     with UnitOfWork(ctx.db, readonly=True) as uow:
         if cache is not None and not cache.shared:
             version = uow.sessions.auth_version()
-            if cache.sync_version(version):
+            synced = cache.sync_version(version)
+            if synced is not None:
                 cache.confirm(seen, version)
-                epoch = cache.epoch()
+                epoch = synced
                 entry = cache.get(session_id, now)
                 if entry is not None:
                     return _remembered(entry, now)

@@ -11,6 +11,7 @@ host, bumps the row of ``auth_change`` instead: :func:`version` reads it, and
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import socket
@@ -47,24 +48,33 @@ class DataVersion:
     """SQLite: ``PRAGMA data_version`` on a connection of its own, which moves at every commit
     of any other connection, of this process or another (the CLI, another worker). Unmoved,
     nothing was committed since: the counter of :func:`version` is what it was. No table is
-    read (the header in shared memory) and nothing waits (no busy timeout), so the event loop
-    may ask; None when it cannot say (busy, an error): read the counter."""
+    read (the header in shared memory) and nothing waits on a lock (no busy timeout), so the
+    event loop may ask; None when it cannot say (busy, an error): read the counter.
 
-    def __init__(self, url: str) -> None:
-        self._path = sa.make_url(url).database or ""
+    The value is ``(connection, data_version)``: a data version is a count of one connection,
+    which a new connection starts again, so two values of different connections never match.
+    The file is the one the engine's connections open, however the URL names it (a path, a
+    ``file:`` URI)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        args, options = engine.dialect.create_connect_args(engine.url)
+        self._target, self._uri = str(args[0]), bool(options.get("uri"))
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._opened = 0  # connections opened so far: the first half of each value
 
-    def read(self) -> int | None:
+    def read(self) -> tuple[int, int] | None:
         with self._lock:
             try:
                 if self._conn is None:
-                    self._conn = sqlite3.connect(self._path, timeout=0, isolation_level=None,
+                    self._conn = sqlite3.connect(self._target, uri=self._uri, timeout=0,
+                                                 isolation_level=None,
                                                  check_same_thread=False)
+                    self._opened += 1
                 # fetchall: the statement runs to its end, so no read transaction stays open
                 # (it would pin this connection's view and hold back checkpoints)
                 ((value,),) = self._conn.execute("PRAGMA data_version").fetchall()
-                return int(value)
+                return self._opened, int(value)
             except (sqlite3.Error, ValueError):
                 self._close()
                 return None
@@ -98,7 +108,7 @@ class ChangeListener:
     transactions' has been handled by then (a change made here is never served stale here,
     not even for the milliseconds a notification takes).
 
-    Between round trips the thread sleeps in one ``select`` on the connection's socket and a
+    Between round trips the thread sleeps in one ``poll`` of the connection's socket and a
     socket pair that each commit of this process (``writes``' watcher) and :meth:`stop` write
     to: an idle listener wakes once per :data:`HEARTBEAT`, and a commit is echoed at once, or
     :data:`SYNC_EVERY` after the last echo.
@@ -153,11 +163,16 @@ class ChangeListener:
 
     def _receive(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         """Handle the notifications the socket has brought: libpq's own calls, no generator
-        (one per notification of every commit of every node: the listener's hot path)."""
+        (one per notification of every commit of every node: the listener's hot path). Read
+        again after any: over TLS the rest may wait in libpq's buffer, not in the socket."""
         pgconn = conn.pgconn
-        pgconn.consume_input()
-        while (notify := pgconn.notifies()) is not None:
-            self._handle(notify.extra.decode())
+        received = True
+        while received:
+            received = False
+            pgconn.consume_input()
+            while (notify := pgconn.notifies()) is not None:
+                received = True
+                self._handle(notify.extra.decode())
 
     def _set_aside(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         """Handle the notifications psycopg kept aside while a statement of this thread ran
@@ -221,11 +236,17 @@ class ChangeListener:
                                      keepalives_count=3, tcp_user_timeout=10_000) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._set_aside(conn)
                     self.synced = self._writes.value  # the cache starts empty
                     self.heard = checked = time.monotonic()
                     echoed = 0.0
                     self._on_state(True, None)
-                    listening = conn.fileno()
+                    listening, woken = conn.fileno(), self._wake_r.fileno()
+                    # poll, not select: a busy worker's descriptors pass 1024
+                    alone, both = select.poll(), select.poll()
+                    alone.register(listening, select.POLLIN)
+                    both.register(listening, select.POLLIN)
+                    both.register(woken, select.POLLIN)
                     while not self._stop.is_set():
                         if self._writes.value != self.synced and \
                                 time.monotonic() - echoed >= SYNC_EVERY:
@@ -241,14 +262,13 @@ class ChangeListener:
                         # sleep until a notification, the heartbeat, or a commit of this
                         # process (one waiting for SYNC_EVERY: until then)
                         if self._writes.value != self.synced:
-                            watched, wait = [listening], max(0.0, SYNC_EVERY - (now - echoed))
+                            watched, wait = alone, max(0.0, SYNC_EVERY - (now - echoed))
                         else:
-                            watched = [listening, self._wake_r.fileno()]
-                            wait = max(0.0, HEARTBEAT - (now - checked))
-                        ready, _, _ = select.select(watched, [], [], wait)
-                        if self._wake_r.fileno() in ready:
+                            watched, wait = both, max(0.0, HEARTBEAT - (now - checked))
+                        ready = {fd for fd, _ in watched.poll(math.ceil(wait * 1000))}
+                        if woken in ready:
                             self._woken()
-                        if listening in ready:
+                        if listening in ready:  # (also an error or hang-up: it raises there)
                             self._receive(conn)
             except Exception as exc:
                 self._on_state(False, type(exc).__name__)
