@@ -123,3 +123,27 @@ def test_on_sqlite_a_fill_synced_just_before_a_newer_counter_is_not_kept(
     c.put("s-a", entry("a"), fresh)
     assert c.get("s-a", NOW) is not None
     c.stop()
+
+
+def test_on_sqlite_a_newer_counter_is_seen_only_once_the_older_entries_are_gone(
+        tmp_path: Path) -> None:
+    """``sync_version`` compares without the lock when the counter is the cache's: while a
+    newer counter is synced, the older entries are dropped before the counter is stored, and
+    the epoch moves after it (a request seeing the old counter holds the older epoch)."""
+    c = cache(tmp_path)
+    before = c.sync_version(7)
+    assert before is not None
+    c.put("s-a", entry("a"), before)
+    during: list[tuple[int | None, int]] = []
+
+    class Entries(dict):  # type: ignore[type-arg]
+        def clear(self) -> None:
+            during.append((c._version, c.epoch()))  # what a lock-free reader sees meanwhile
+            super().clear()
+
+    c._entries = Entries(c._entries)
+    after = c.sync_version(8)
+    assert during == [(7, before)]  # old entries: the old counter, the old epoch
+    assert after is not None and after > before and c._version == 8
+    assert c.get("s-a", NOW) is None
+    c.stop()

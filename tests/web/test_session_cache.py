@@ -248,7 +248,7 @@ def test_a_change_by_the_cli_in_another_process_is_seen(
 @pytest.mark.postgres
 def test_an_idle_listener_sleeps_until_this_process_commits(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The listener waits in one ``select`` between heartbeats (no polling: an idle node
+    """The listener waits in one ``poll`` between heartbeats (no polling: an idle node
     costs nothing), and a commit of this process wakes it at once, so the cache serves again
     right after its notifications are echoed, not at the next heartbeat."""
     if ctx.db.dialect != "postgresql" or ctx.db.pooling.on:

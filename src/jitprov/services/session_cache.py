@@ -190,8 +190,9 @@ class SessionCache:
         before a change another request has seen): it must neither use nor fill the cache.
 
         Without the lock when the counter is the cache's: the epoch is read first, and a
-        newer counter is stored before the epoch moves, so a request that still saw the old
-        counter holds an epoch from before the change."""
+        newer counter is stored after the entries are dropped and before the epoch moves, so
+        a request that still saw the old counter holds an epoch from before the change, and
+        one that sees the newer counter finds none of the older entries."""
         epoch = self._epoch
         if version == self._version:
             return epoch
@@ -199,10 +200,10 @@ class SessionCache:
             if self._version is not None and version < self._version:
                 return None
             if version != self._version:
-                self._version = version
                 self._confirmed = None
                 self._entries.clear()
                 self._by_account.clear()
+                self._version = version
                 self._evicted(None)
             return self._epoch
 
