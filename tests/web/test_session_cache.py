@@ -9,6 +9,7 @@ are read from the database as without a cache."""
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -283,6 +284,35 @@ def test_an_idle_listener_sleeps_until_this_process_commits(
             time.sleep(0.005)
     finally:
         cache.stop()
+
+
+@pytest.mark.postgres
+def test_a_listener_whose_descriptors_pass_1024_still_serves(ctx: ServiceContext) -> None:
+    """A busy worker holds many sockets (kept-alive proxy connections): the listener's own
+    connection and wake-up then get descriptors past 1024, which ``select`` refuses."""
+    if ctx.db.dialect != "postgresql" or ctx.db.pooling.on:
+        pytest.skip("the listener of PostgreSQL, on a direct connection")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("this machine allows fewer than 1,200 descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    setup_connection(ctx)
+    cache = ctx.session_cache = SessionCache(ctx.db)
+    try:
+        wait_for(cache)
+        listener = cache._listener
+        assert listener is not None and listener._wake_r.fileno() > 1024
+        with UnitOfWork(ctx.db) as uow:  # a commit: echoed, then it serves again
+            uow.commit()
+        wait_for(cache)
+        time.sleep(0.3)
+        assert cache.serving
+    finally:
+        cache.stop()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.postgres
