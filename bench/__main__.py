@@ -18,6 +18,7 @@ from bench import (
     entitlements,
     forward_auth,
     frontline,
+    handoff,
     lifecycle,
     oidc,
     provision,
@@ -36,7 +37,8 @@ BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "revocation": revocation.run, "webhooks": webhooks.run, "surge": surge.run,
               "saml": saml.run, "frontline": frontline.run,
               "code_exchange": code_exchange.run, "entitlements": entitlements.run,
-              "scim_filters": scim_filters.run, "text_check": text_check.run}
+              "scim_filters": scim_filters.run, "text_check": text_check.run,
+              "handoff": handoff.run}
 
 
 def machine() -> dict[str, object]:

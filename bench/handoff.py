@@ -1,0 +1,242 @@
+"""What a request costs in the app alone, and what its worker-thread hand-off costs.
+
+The requests of a SAML login (the start, the ACS bounce, the ACS) and a SCIM ``POST /Users``
+go through the whole ASGI app (middleware, routing, the service, its SQLite transaction,
+cookies, the log line at INFO) in this process: no socket, no HTTP server, no load generator
+on the cores, one request at a time, so the CPU is the app's own. ``bench.e2e`` measures the
+same requests over HTTP; the difference is uvicorn, the kernel and the load generator's share
+of the machine.
+
+The ACS and the create run their service in a worker thread (``run_in_threadpool``). They run
+again with the route's ``run_in_threadpool`` replaced by a direct call on the event loop,
+which the server never does (a SQLite lock wait or a checkpoint's fsync would stall every
+request of the worker): the difference is what the hand-off costs, and an empty hand-off is
+timed alone. Each set runs in its own process twice: free on every CPU, and pinned to one,
+where the worker thread shares the event loop's core and caches.
+
+``python -m bench --only handoff`` (report.md), or ``python -m bench.handoff [N]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+
+from bench.saml import MAPPING, _attributes
+from bench.scim import InProcess, _measure, user_body
+from jitprov.services import admin, logs
+from jitprov.services.context import ServiceContext
+from jitprov.services.scim import tokens as scim_tokens
+from jitprov.services.secretbox import SecretBox
+from jitprov.settings import Settings
+from jitprov.store.database import Database
+from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
+from jitprov.web.app import create_app
+from jitprov.web.routes import scim as scim_routes
+from jitprov.web.routes import sso as sso_routes
+
+BASE_URL = "http://bench.example"
+ACS = f"{BASE_URL}/sso/bench/saml/acs"
+AUDIENCE = f"{BASE_URL}/sso/bench/saml/metadata"
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+_FORM = [(b"content-type", b"application/x-www-form-urlencoded")]
+
+Request = tuple[int, dict[str, list[str]], bytes]
+
+
+async def call(app: Any, method: str, target: str, headers: list[tuple[bytes, bytes]],
+               body: bytes = b"") -> Request:
+    """One request through the ASGI app: (status, headers by lower-case name, body)."""
+    path, _, query = target.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": query.encode(), "root_path": "",
+             "headers": [(b"host", b"bench.example"), *headers,
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("bench.example", 80)}
+    sent = False
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await app(scope, receive, send)
+    found: dict[str, list[str]] = {}
+    for name, value in messages[0]["headers"]:
+        found.setdefault(name.decode(), []).append(value.decode())
+    return (messages[0]["status"], found,
+            b"".join(m.get("body", b"") for m in messages[1:]))
+
+
+def _cookies(headers: dict[str, list[str]]) -> str:
+    return "; ".join(line.split(";", 1)[0] for line in headers.get("set-cookie", []))
+
+
+@contextmanager
+def without_handoff() -> Iterator[None]:
+    """The SSO and SCIM routes call their service directly on the event loop."""
+    async def direct(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    modules = (sso_routes, scim_routes)
+    saved = [module.run_in_threadpool for module in modules]
+    for module in modules:
+        setattr(module, "run_in_threadpool", direct)  # noqa: B010
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            setattr(module, "run_in_threadpool", original)  # noqa: B010
+
+
+class SamlLogins:
+    """People signing in through the connection ``bench``, each request one call of the app."""
+
+    def __init__(self, app: Any, ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+        self.app, self.ctx, self.idp = app, ctx, idp
+        self.next = 0
+        self.started: list[tuple[str, str]] = []  # (IdP redirect, binding cookie)
+        self.posted: list[bytes] = []  # the IdP's form, as the browser posts it
+        self.bounced: list[tuple[bytes, str]] = []  # the bounce page's form, the cookie
+
+    def reset(self) -> None:
+        self.started, self.posted, self.bounced = [], [], []
+
+    async def start(self, _i: int) -> None:
+        status, headers, _ = await call(self.app, "GET", "/sso/bench/login?return_to=/me", [])
+        if status != 303:
+            raise RuntimeError(f"login start: HTTP {status}")
+        self.started.append((headers["location"][0], _cookies(headers)))
+
+    def sign(self) -> None:
+        """The IdP's signed answers to every login started (not measured)."""
+        for location, _ in self.started:
+            self.next += 1
+            relay = parse_qs(urlsplit(location).query)["RelayState"][0]
+            response = self.idp.response(
+                acs_url=ACS, audience=AUDIENCE, subject=f"person-{self.next}",
+                attributes=_attributes(self.next), in_response_to=request_id_of(location),
+                now=self.ctx.clock())
+            self.posted.append(urlencode({"SAMLResponse": response,
+                                          "RelayState": relay}).encode())
+
+    async def bounce(self, i: int) -> None:
+        status, _, page = await call(self.app, "POST", "/sso/bench/saml/acs", _FORM,
+                                     self.posted[i])
+        fields = {k: html.unescape(v) for k, v in _HIDDEN.findall(page.decode())}
+        if status != 200 or "SAMLResponse" not in fields:
+            raise RuntimeError(f"ACS without the cookie: HTTP {status}, no bounce form")
+        self.bounced.append((urlencode(fields).encode(), self.started[i][1]))
+
+    async def acs(self, i: int) -> None:
+        form, cookie = self.bounced[i]
+        status, headers, page = await call(self.app, "POST", "/sso/bench/saml/acs",
+                                           [*_FORM, (b"cookie", cookie.encode())], form)
+        if status != 303 or "jitprov_session=" not in _cookies(headers):
+            raise RuntimeError(f"ACS: HTTP {status} {page[:200]!r}")
+
+
+async def _rows(n: int) -> list[dict[str, Any]]:
+    workdir = tempfile.mkdtemp(prefix="jitprov-bench-")
+    db = Database.connect(f"sqlite:///{workdir}/handoff.db", pool_size=4)
+    db.upgrade()
+    ctx = ServiceContext(db=db, secretbox=SecretBox("bench"))
+    app = create_app(Settings(base_url=BASE_URL, secret_key="bench"), ctx=ctx)
+    idp = FakeSamlIdp()
+    admin.create_tenant(ctx, "bench")
+    admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
+                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
+    scim = InProcess(app, scim_tokens.create_token(ctx, "bench", "bench")[1])
+    logins = SamlLogins(app, ctx, idp)
+    rows: list[dict[str, Any]] = []
+
+    async def timed(scenario: str | None, fn: Callable[[int], Awaitable[None]],
+                    ops: int) -> None:
+        figures = await _measure(fn, ops, 1)
+        if scenario is not None:
+            rows.append({"scenario": scenario, "db": "sqlite", "clients": 1, **figures})
+
+    def created(start: int) -> Callable[[int], Awaitable[None]]:
+        async def post(i: int) -> None:
+            status, out = await scim("POST", "/Users", user_body(start + i))
+            if status != 201:
+                raise RuntimeError(f"POST /Users: HTTP {status} {out[:200]!r}")
+        return post
+
+    async def empty(_i: int) -> None:
+        await run_in_threadpool(lambda: None)
+
+    async def login_round(ops: int, acs: str | None, *, parts: bool) -> None:
+        """``ops`` first logins; the start and the bounce recorded when ``parts``, the ACS
+        as ``acs``."""
+        logins.reset()
+        await timed("SAML login start (AuthnRequest signed)" if parts else None,
+                    logins.start, ops)
+        logins.sign()
+        await timed("SAML ACS without the cookie (the bounce page)" if parts else None,
+                    logins.bounce, ops)
+        await timed(acs, logins.acs, ops)
+
+    await login_round(20, None, parts=False)  # warm: caches, pool, statements
+    await timed(None, created(0), 50)
+    await timed(None, empty, 200)
+    await login_round(n, "SAML ACS, first login (service in a worker thread)", parts=True)
+    with without_handoff():
+        await login_round(n, "SAML ACS, first login, no hand-off (direct call)", parts=False)
+    await timed("SCIM POST /Users (service in a worker thread)", created(10**6), 4 * n)
+    with without_handoff():
+        await timed("SCIM POST /Users, no hand-off (direct call)", created(2 * 10**6),
+                    4 * n)
+    await timed("an empty hand-off (run_in_threadpool of a no-op)", empty, 10 * n)
+    db.dispose()
+    return rows
+
+
+def _child(n: int, cpu: int | None) -> None:
+    if cpu is not None:  # before any thread exists: every thread inherits it
+        os.sched_setaffinity(0, {cpu})
+    logs.configure("json", "INFO")  # as `jitprov serve`: the request line at INFO (to stderr)
+    print(json.dumps(asyncio.run(_rows(n))))
+
+
+def run(*, ops: int, postgres_url: str = "") -> list[dict[str, Any]]:
+    """Both sets (free, pinned to one CPU), each in a child process; SQLite only."""
+    n = max(50, min(ops, 2000) // 4)
+    rows: list[dict[str, Any]] = []
+    cpus = sorted(os.sched_getaffinity(0))
+    for label, cpu in (("", None), (", pinned to one CPU", cpus[-1])):
+        done = subprocess.run([sys.executable, "-m", "bench.handoff", "--child",
+                               json.dumps([n, cpu])], check=True, capture_output=True,
+                              text=True)
+        for row in json.loads(done.stdout.strip().splitlines()[-1]):
+            row["scenario"] += label
+            rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        _child(*json.loads(sys.argv[2]))
+    else:
+        for row in run(ops=int(sys.argv[1]) if len(sys.argv) > 1 else 2000):
+            print(f"{row['scenario']:<75} {row['cpu_ms_per_op']:.3f} ms CPU  "
+                  f"p50 {row['p50_ms']:.3f} ms")
