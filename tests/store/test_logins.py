@@ -99,7 +99,7 @@ def spend(db: Database, clock: Clock, connection: ConnectionRecord, state: str =
     with UnitOfWork(db) as uow:
         first = uow.logins.requests.spend(state_id=state, connection_id=connection.id,
                                           return_to="/me", now=clock(),
-                                          expires_at=clock() + timedelta(minutes=10))
+                                          expires_at=clock() + timedelta(minutes=10)).taken
         if commit:
             uow.commit()
     return first
@@ -115,6 +115,21 @@ def test_a_login_is_spent_once_and_reads_as_spent(db: Database, clock: Clock,
     with UnitOfWork(db, readonly=True) as uow:
         assert uow.logins.requests.is_spent("s" * 64) is True
         assert uow.logins.requests.is_spent("u" * 64) is False
+
+
+def test_a_spend_whose_answer_nobody_asked_for_is_still_written(
+        db: Database, clock: Clock, connection: ConnectionRecord) -> None:
+    """On PostgreSQL a spend waits for the unit's next read to carry it; a unit that commits
+    without one sends it first, so the login is spent all the same."""
+    with UnitOfWork(db) as uow:
+        claim = uow.logins.requests.spend(state_id="s" * 64, connection_id=connection.id,
+                                          return_to="/me", now=clock(),
+                                          expires_at=clock() + timedelta(minutes=10))
+        uow.commit()
+    assert claim.taken is True
+    with UnitOfWork(db, readonly=True) as uow:
+        assert uow.logins.requests.is_spent("s" * 64) is True
+    assert spend(db, clock, connection) is False
 
 
 def test_a_spend_rolled_back_leaves_the_login_unspent(db: Database, clock: Clock,
@@ -151,7 +166,8 @@ def test_spent_logins_are_purged_once_their_request_expired(
 def remember(db: Database, connection_id: int, assertion_id: str, clock: Clock,
              lifetime: timedelta = timedelta(minutes=5)) -> bool:
     with UnitOfWork(db) as uow:
-        first = uow.logins.saml_replay.remember(connection_id, assertion_id, clock() + lifetime)
+        first = uow.logins.saml_replay.remember(connection_id, assertion_id,
+                                                clock() + lifetime).taken
         uow.commit()
     return first
 
@@ -166,8 +182,8 @@ def test_a_replay_leaves_the_transaction_usable(db: Database, clock: Clock,
                                                 connection: ConnectionRecord) -> None:
     remember(db, connection.id, ASSERTION, clock)
     with UnitOfWork(db) as uow:
-        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()) is False
-        assert uow.logins.saml_replay.remember(connection.id, "_other", clock()) is True
+        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()).taken is False
+        assert uow.logins.saml_replay.remember(connection.id, "_other", clock()).taken is True
         uow.commit()
     assert remember(db, connection.id, "_other", clock) is False
 
@@ -182,7 +198,7 @@ def test_the_same_id_through_another_connection_is_not_a_replay(
 def test_a_rolled_back_remember_is_forgotten(db: Database, clock: Clock,
                                              connection: ConnectionRecord) -> None:
     with UnitOfWork(db) as uow:
-        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()) is True
+        assert uow.logins.saml_replay.remember(connection.id, ASSERTION, clock()).taken is True
     assert remember(db, connection.id, ASSERTION, clock) is True
 
 

@@ -282,6 +282,52 @@ def test_a_replayed_form_is_refused_with_a_readable_page(ctx: ServiceContext,
     assert counts(ctx) == (1, 1)
 
 
+@pytest.mark.postgres
+def test_on_postgresql_the_acs_spends_its_login_and_assertion_with_the_identitys_read(
+        ctx: ServiceContext, idp: FakeSamlIdp, browser: TestClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What decides whether this POST may sign in (the login request spent, the assertion ID
+    recorded: single use on every node) goes in the round trip of the login lock and the
+    identity's read; then the writes with the COMMIT. A replay is still refused."""
+    from jitprov.store import fast
+
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("SQLite: no round trips, each statement runs at once")
+    sent: list[tuple[list[str], bool]] = []
+    real = fast._pipelined
+
+    def label(sql: str) -> str:
+        if "pg_advisory_xact_lock" in sql:
+            return "lock"
+        if sql.startswith("SELECT") and "JOIN identity" in sql:
+            return "find"
+        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", sql)
+        return written.group(1) if written else sql[:30]
+
+    def spy(conn: object, statements: list[tuple[fast.Prepared, object]], *,
+            commit: bool) -> object:
+        dialect = ctx.db.engine.dialect
+        sent.append(([label(s._plan(dialect)[0].sql) for s, _ in statements], commit))
+        return real(conn, statements, commit=commit)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast, "_pipelined", spy)
+    relay_state, request_id = start(browser)
+    r = browser.post(ACS_PATH, data={
+        "SAMLResponse": response(ctx, idp, request_id, assertion_id="_once"),
+        "RelayState": relay_state})
+    assert r.status_code == 303, r.text
+    assert sent[0] == (["login_request", "saml_replay", "lock", "find"], False), sent
+    assert [commit for _, commit in sent] == [False, True], sent
+    # the same assertion ID in a new login: its spend goes through, the replay is refused
+    relay_state, request_id = start(browser)
+    r = browser.post(ACS_PATH, data={
+        "SAMLResponse": response(ctx, idp, request_id, assertion_id="_once"),
+        "RelayState": relay_state})
+    assert r.status_code == 400, r.text
+    assert last_event(ctx)[:2] == ("login.failed", "replay")
+    assert counts(ctx) == (1, 1)
+
+
 def test_a_garbage_response_is_a_readable_error_not_a_500(ctx: ServiceContext,
                                                           browser: TestClient) -> None:
     relay_state, _ = start(browser)

@@ -29,7 +29,7 @@ from jitprov.core.identity import (
 from jitprov.core.provisioning import PROFILE_SOURCE_PREFIX, Changes
 from jitprov.store import tables as t
 from jitprov.store._common import opt_utc, prepared_insert, utc
-from jitprov.store.fast import Prepared, WithCommit, first_after
+from jitprov.store.fast import Claim, Prepared, WithCommit, first_after
 from jitprov.store.records import AccountView, IdentityLink
 
 MatchedBy = Literal["email", "external_id"]
@@ -92,17 +92,18 @@ class AccountRepository:
         self._later = later
 
     def find_by_identity(self, connection_id: int, subject: str, *,
-                         after: Sequence[tuple[Prepared, Mapping[str, object]]] = ()
-                         ) -> Account | None:
+                         after: Sequence[tuple[Prepared, Mapping[str, object]]] = (),
+                         claims: Sequence[Claim] = ()) -> Account | None:
         """The account this (connection, subject) signs in to, or None (one statement on
         PostgreSQL, with its grants; two on SQLite). ``after``: statements to run first, in
-        the same round trip (``IdentityRepository.identity_locks``; empty on SQLite)."""
+        the same round trip (``IdentityRepository.identity_locks``; empty on SQLite), after
+        ``claims`` (``WithNextRead.take``; empty on SQLite, which answers them at once)."""
         params = {"connection_id": connection_id, "subject": subject}
         if self._c.dialect.name == "postgresql":
-            row = (first_after(self._c, after, _FIND_WITH_GRANTS, params) if after
-                   else _FIND_WITH_GRANTS.first(self._c, params))
+            row = (first_after(self._c, after, _FIND_WITH_GRANTS, params, claims=claims)
+                   if after or claims else _FIND_WITH_GRANTS.first(self._c, params))
             return None if row is None else self._account(row, _json_entries(row.entries))
-        assert not after  # noqa: S101 - SQLite takes no lock (identity_locks is empty)
+        assert not after and not claims  # noqa: S101 - SQLite: no lock, claims answered
         row = _FIND_BY_IDENTITY.first(self._c, params)
         return None if row is None else self._account(row)
 

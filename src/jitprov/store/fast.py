@@ -206,13 +206,18 @@ def pipeline(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping[s
 
 
 def first_after(conn: sa.Connection, before: Sequence[tuple[Prepared, Mapping[str, object]]],
-                statement: Prepared, params: Mapping[str, object]) -> Row | None:
-    """``before`` (statements whose answers are not needed: a lock), then ``statement``, in
-    one round trip (:func:`pipeline`, PostgreSQL only); ``statement``'s first row or None.
-    The server runs them in order, so the read comes after what ``before`` took."""
+                statement: Prepared, params: Mapping[str, object], *,
+                claims: Sequence[Claim] = ()) -> Row | None:
+    """``claims`` (sent ahead by :class:`WithNextRead`), ``before`` (statements whose answers
+    are not needed: a lock), then ``statement``, in one round trip (:func:`pipeline`,
+    PostgreSQL only); ``statement``'s first row or None, and each claim's answer set. The
+    server runs them in order, so the read comes after what ``before`` took."""
     plan, row_type = statement._plan(conn.dialect)
-    with _pipelined(conn, [*before, (statement, params)], commit=False) as cursors:
-        raw = cursors[-1].fetchone()
+    ahead = [(claim.statement, claim.params) for claim in claims]
+    with _pipelined(conn, [*ahead, *before, (statement, params)], commit=False) as cursors:
+        for claim, cursor in zip(claims, cursors, strict=False):
+            claim.answer(cursor.fetchone() is not None)
+        raw = cursors[len(ahead) + len(before)].fetchone()
     return None if raw is None else statement._row(plan, row_type, raw)
 
 
@@ -281,6 +286,71 @@ class WithCommit:
         """The queued writes, in order; the queue is then empty."""
         queued, self._queued = self._queued, []
         return queued
+
+
+class Claim:
+    """A single-use record sent ahead (an ``INSERT ... ON CONFLICT DO NOTHING RETURNING``):
+    ``taken`` says whether this unit's row went in (True) or one was there already, of this
+    or any concurrent transaction (False). Asked for before a read carried it, it is sent
+    then, on its own."""
+
+    __slots__ = ("_next", "_taken", "params", "statement")
+
+    def __init__(self, next_read: WithNextRead, statement: Prepared,
+                 params: Mapping[str, object]) -> None:
+        self._next = next_read
+        self.statement = statement
+        self.params = params
+        self._taken: bool | None = None
+
+    def answer(self, taken: bool) -> None:
+        self._taken = taken
+
+    @property
+    def taken(self) -> bool:
+        if self._taken is None:
+            self._next.send()
+        assert self._taken is not None  # noqa: S101 - send() answers every queued claim
+        return self._taken
+
+
+class WithNextRead:
+    """Claims a unit of work needs the answers of, but not before its next read: on
+    PostgreSQL they wait and go in that read's round trip (``first_after``, which the login's
+    read of its identity uses), before it; on SQLite, where a statement costs no round trip,
+    each runs at once.
+
+    Only for statements whose answer nothing needs before that read and that nothing before
+    it reads back (a login's spend of its request, a SAML assertion's ID): the caller checks
+    ``Claim.taken`` after the read, and raising then rolls the unit back like raising
+    before."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._c = conn
+        self._queued: list[Claim] = []
+
+    def claim(self, statement: Prepared, params: Mapping[str, object]) -> Claim:
+        claim = Claim(self, statement, params)
+        if self._c.dialect.name == "postgresql":
+            self._queued.append(claim)
+        else:
+            claim.answer(statement.first(self._c, params) is not None)
+        return claim
+
+    def take(self) -> list[Claim]:
+        """The queued claims, in order, for a read to carry; the queue is then empty."""
+        queued, self._queued = self._queued, []
+        return queued
+
+    def send(self) -> None:
+        """The queued claims, in one round trip of their own."""
+        queued = self.take()
+        if not queued:
+            return
+        with _pipelined(self._c, [(c.statement, c.params) for c in queued],
+                        commit=False) as cursors:
+            for claim, cursor in zip(queued, cursors, strict=True):
+                claim.answer(cursor.fetchone() is not None)
 
 
 def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoReturn:

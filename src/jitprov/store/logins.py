@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from jitprov.store import tables as t
 from jitprov.store._common import utc
-from jitprov.store.fast import Prepared
+from jitprov.store.fast import Claim, Prepared, WithNextRead
 from jitprov.store.records import LoginRequestRecord
 
 _B = sa.bindparam
@@ -77,8 +77,9 @@ class LoginRequestRepository:
     """Rows by the SHA-256 of a ``state``: the logins already spent (until their request
     expires), and the SAML LogoutRequests in flight (single use, expiring)."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, next_read: WithNextRead) -> None:
         self._c = conn
+        self._next = next_read
 
     def create(self, *, state_id: str, connection_id: int, return_to: str,
                data: Mapping[str, object], now: datetime, expires_at: datetime) -> None:
@@ -87,15 +88,16 @@ class LoginRequestRepository:
             created_at=now, expires_at=expires_at, consumed_at=None))
 
     def spend(self, *, state_id: str, connection_id: int, return_to: str, now: datetime,
-              expires_at: datetime) -> bool:
-        """Record the login ``state_id`` as spent. True the first time; False when it was
+              expires_at: datetime) -> Claim:
+        """Record the login ``state_id`` as spent. ``taken`` the first time; not when it was
         already spent, by this or any concurrent transaction on any node (the primary key
-        decides; no exception escapes, the transaction stays usable)."""
+        decides; no exception escapes, the transaction stays usable). On PostgreSQL it goes
+        with the unit's next read (``WithNextRead``)."""
         statement = _SPEND_LOGIN["postgresql" if self._c.dialect.name == "postgresql"
                                  else "sqlite"]
-        return statement.first(self._c, {
+        return self._next.claim(statement, {
             "state_id": state_id, "connection_id": connection_id, "return_to": return_to,
-            "data": {}, "now": now, "expires_at": expires_at}) is not None
+            "data": {}, "now": now, "expires_at": expires_at})
 
     def is_spent(self, state_id: str) -> bool:
         """Whether a login ``state_id`` was spent here (and not yet purged)."""
@@ -121,20 +123,21 @@ class LoginRequestRepository:
 class SamlReplayRepository:
     """Assertion IDs a connection's ACS has accepted, kept until the assertion expires."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, next_read: WithNextRead) -> None:
         self._c = conn
+        self._next = next_read
 
-    def remember(self, connection_id: int, assertion_id: str, expires_at: datetime) -> bool:
-        """Record that ``assertion_id`` was accepted through this connection. True the first
-        time; False when it was already recorded (a replay), by this or any concurrent
+    def remember(self, connection_id: int, assertion_id: str, expires_at: datetime) -> Claim:
+        """Record that ``assertion_id`` was accepted through this connection. ``taken`` the
+        first time; not when it was already recorded (a replay), by this or any concurrent
         transaction (the primary key decides; no exception escapes, the transaction stays
         usable). An ID already past its ``expires_at`` but not yet purged still counts as
-        seen."""
+        seen. On PostgreSQL it goes with the unit's next read (``WithNextRead``)."""
         statement = _REMEMBER["postgresql" if self._c.dialect.name == "postgresql"
                               else "sqlite"]
-        return statement.first(self._c, {"connection_id": connection_id,
-                                         "assertion_id": assertion_id,
-                                         "expires_at": expires_at}) is not None
+        return self._next.claim(statement, {"connection_id": connection_id,
+                                            "assertion_id": assertion_id,
+                                            "expires_at": expires_at})
 
     def purge_expired(self, before: datetime) -> int:
         """Delete entries whose assertion expired before ``before``; returns how many."""
@@ -148,9 +151,9 @@ class LoginStore:
     (assertion IDs already accepted) and ``token_replay``
     (single-use token ids, such as logout tokens' ``jti``)."""
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self.requests = LoginRequestRepository(conn)
-        self.saml_replay = SamlReplayRepository(conn)
+    def __init__(self, conn: sa.Connection, next_read: WithNextRead) -> None:
+        self.requests = LoginRequestRepository(conn, next_read)
+        self.saml_replay = SamlReplayRepository(conn, next_read)
         self.token_replay = TokenReplayRepository(conn)
 
 

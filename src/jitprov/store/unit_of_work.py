@@ -24,7 +24,7 @@ from jitprov.store.console import ConsoleStore
 from jitprov.store.database import Database, unavailable
 from jitprov.store.devices import DeviceStore
 from jitprov.store.entitlements import EntitlementStore
-from jitprov.store.fast import WithCommit
+from jitprov.store.fast import WithCommit, WithNextRead
 from jitprov.store.grants import GrantRepository
 from jitprov.store.identities import IdentityRepository
 from jitprov.store.logins import LoginStore
@@ -50,6 +50,8 @@ class UnitOfWork:
     audit: AuditLog
     #: writes sent with the COMMIT (the ``with_commit=True`` of some repository methods)
     with_commit: WithCommit
+    #: claims sent with the next read (``uow.logins``' spend and replay records)
+    with_next_read: WithNextRead
     #: outbox events; ``.webhooks``: endpoints and deliveries
     outbox: Outbox
     #: passkeys, devices, challenges, accounts (passkey sign-in), health (IdPs')
@@ -101,11 +103,12 @@ class UnitOfWork:
             conn.close()
             raise _translate(exc) from exc
         self.with_commit = WithCommit(conn)
+        self.with_next_read = WithNextRead(conn)
         self.config = ConfigStore(conn)
         self.accounts = AccountRepository(conn, self.with_commit)
         self.identities = IdentityRepository(conn, self.with_commit)
         self.grants = GrantRepository(conn)
-        self.logins = LoginStore(conn)
+        self.logins = LoginStore(conn, self.with_next_read)
         self.sessions = SessionRepository(conn, self.with_commit)
         self.audit = AuditLog(conn, readonly=self._readonly)
         self.outbox = Outbox(conn, self.with_commit)
@@ -119,6 +122,7 @@ class UnitOfWork:
     def commit(self) -> None:
         assert self._tx is not None  # noqa: S101
         try:
+            self.with_next_read.send()  # claims no read carried: never left unsent
             # the audit events last: each tenant's chain head is held from here to the end of
             # the commit. On PostgreSQL a unit that ends its own transaction sends them with
             # its COMMIT in one round trip (then ``_tx.commit()`` has nothing left to send)

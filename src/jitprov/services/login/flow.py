@@ -33,13 +33,19 @@ from jitprov.services.entitlements import (
     uses_scim_groups,
 )
 from jitprov.services.login.failures import record_login_failure
-from jitprov.services.login.state import PREVIOUS_SESSION, LoginState, spend_login_request
+from jitprov.services.login.state import (
+    PREVIOUS_SESSION,
+    LoginState,
+    check_spent,
+    spend_login_request,
+)
 from jitprov.services.login.steps import (
     audit_event,
     check_auth_context,
     check_sizes,
     decide_login,
 )
+from jitprov.store.fast import Claim
 from jitprov.store.records import ConnectionRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -47,6 +53,9 @@ MAX_ATTEMPTS = 8
 #: the trace entries that name a mapping rule (the others are fields, notes and linking)
 _RULE_KINDS = frozenset({"default", "grant", "approval", "deny"})
 log = logs.get_logger("jitprov.login")
+#: run in the provisioning transaction before the identity's read: raises, or returns a
+#: check to run once that read is in (the answers of its claims came with it)
+Guard = Callable[[UnitOfWork], Callable[[], None] | None]
 
 
 def _log_decision(conn: ConnectionRecord, outcome: str, account_id: str | None,
@@ -101,18 +110,20 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
                        login: LoginState | None = None, request_id: str | None = None,
                        user_agent: str | None = None, previous_session: str | None = None,
                        start_session: bool = True,
-                       guard: Callable[[UnitOfWork], None] | None = None,
+                       guard: Guard | None = None,
                        id_token_sealed: str | None = None) -> LoginResult:
     """Provision (or sync) the account of ``identity`` and open a session.
 
     ``login`` is the state of the login request this callback answers and the browser's
     binding cookie: the request is spent in the same transaction, and must come from the
-    browser that started the login. ``guard`` runs
-    first in that transaction (after the login is spent) and may raise LoginRefused, which
-    rolls everything back: the SAML ACS records the assertion ID there, so the replay cache
-    costs no transaction of its own and an assertion is spent exactly when a login or a
-    denial is committed. The session records ``identity.idp_session_id`` and
-    ``id_token_sealed`` (the OIDC ID token, sealed) for logout propagation. Raises
+    browser that started the login. ``guard`` runs first in that transaction (after the login
+    is spent) and may raise LoginRefused, which rolls everything back, or return a check that
+    runs (and may raise) once the identity is read: the SAML ACS records the assertion ID
+    there, so the replay cache costs no transaction of its own and an assertion is spent
+    exactly when a login or a denial is committed; on PostgreSQL the spend and that record go
+    with the identity's read (``uow.with_next_read``), in one round trip. The session records
+    ``identity.idp_session_id`` and ``id_token_sealed`` (the OIDC ID token, sealed) for logout
+    propagation. Raises
     :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
     audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
     """
@@ -163,23 +174,28 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
                     mapped: MappedIdentity, identity: ExternalIdentity, *,
                     login: LoginState | None, request_id: str | None, user_agent: str | None,
                     previous_session: str | None, start_session: bool,
-                    guard: Callable[[UnitOfWork], None] | None = None,
+                    guard: Guard | None = None,
                     id_token_sealed: str | None = None) -> LoginResult:
     now = ctx.clock()
     recorded = redact_claims(identity.claims)  # pure, before the lock; written by the touch
     with UnitOfWork(ctx.db) as uow:
         return_to = "/"
         ended: set[str] = {hash_token(previous_session)} if previous_session else set()
+        spent: Claim | None = None
         if login is not None:
-            spent = spend_login_request(uow, ctx, conn, login, request_id, now)
-            return_to = spent.return_to
-            if spent.data.get(PREVIOUS_SESSION):  # the session the browser held at the start
-                ended.add(str(spent.data[PREVIOUS_SESSION]))
-        if guard is not None:
-            guard(uow)
+            request, spent = spend_login_request(uow, ctx, conn, login, request_id, now)
+            return_to = request.return_to
+            if request.data.get(PREVIOUS_SESSION):  # the session the browser held at the start
+                ended.add(str(request.data[PREVIOUS_SESSION]))
+        check = guard(uow) if guard is not None else None
         if uses_scim_groups(conn):  # SCIM membership, read under the identity's login lock
             mapped = login_mapping(uow, conn, policy, identity)
         existing, decision = decide_login(uow, conn, policy, mapped, identity, now=now)
+        # the spend and the guard's claims went with that read (PostgreSQL): answered now
+        if spent is not None:
+            check_spent(spent, request_id)
+        if check is not None:
+            check()
         if existing is None and not isinstance(decision, Deny):
             decision = refused_link(uow, conn, identity, decision)
         decision = check_auth_context(conn, identity, existing, decision)  # require_mfa

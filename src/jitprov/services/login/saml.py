@@ -17,6 +17,7 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 import httpx
 
@@ -195,16 +196,20 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
         assertion = validate_response(saml_response, sp=sp, config=config,
                                       expected_in_response_to=expected, now=ctx.clock())
 
-    def spend_assertion(uow: UnitOfWork) -> None:
+    def spend_assertion(uow: UnitOfWork) -> Callable[[], None]:
         # In the provisioning transaction, before the decision: the assertion is spent exactly
         # when a login (or its denial) commits, and of two nodes racing with one assertion the
         # primary key lets one through. (not_on_or_after already includes the clock skew.)
-        if not uow.logins.saml_replay.remember(conn.id, assertion.assertion_id,
-                                               assertion.not_on_or_after):
-            log.info("connection %s: assertion %s presented again", conn.slug,
-                     assertion.assertion_id)
-            raise LoginRefused("replay", "this sign-in response was already used; start "
-                               "again from the application", request_id)
+        recorded = uow.logins.saml_replay.remember(conn.id, assertion.assertion_id,
+                                                   assertion.not_on_or_after)
+
+        def check() -> None:  # once the identity's read has brought the answer
+            if not recorded.taken:
+                log.info("connection %s: assertion %s presented again", conn.slug,
+                         assertion.assertion_id)
+                raise LoginRefused("replay", "this sign-in response was already used; start "
+                                   "again from the application", request_id)
+        return check
 
     # the session keeps what Single Logout names: SessionIndex, and the NameID as sent
     identity = dataclasses.replace(assertion.identity, idp_session_id=assertion.session_index)

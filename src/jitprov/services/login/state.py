@@ -27,6 +27,7 @@ from jitprov.services.common import LoginRefused, hash_token
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.failures import record_login_failure
 from jitprov.services.secretbox import SecretBox, SecretsUnreadable
+from jitprov.store.fast import Claim
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -143,16 +144,22 @@ def _spent(ctx: ServiceContext, state_id: str, uow: UnitOfWork | None) -> bool:
 
 def spend_login_request(uow: UnitOfWork, ctx: ServiceContext, conn: ConnectionRecord,
                         login: LoginState, request_id: str | None,
-                        now: datetime) -> LoginRequestRecord:
+                        now: datetime) -> tuple[LoginRequestRecord, Claim]:
     """Within ``uow``: check the login request and spend it (single use on every node: of
     two callbacks racing with one state, one wins). Raises LoginRefused like
-    :func:`open_login_request`, and ``login_expired`` for the loser of a race."""
+    :func:`open_login_request`. The spend's answer comes with the unit's next read (on
+    PostgreSQL, ``uow.with_next_read``): :func:`check_spent` then refuses the loser of a
+    race."""
     record = open_login_request(ctx, conn, login, request_id, now, uow)
-    if not uow.logins.requests.spend(state_id=hash_token(login.state), connection_id=conn.id,
-                                     return_to=record.return_to, now=now,
-                                     expires_at=record.expires_at):
+    return record, uow.logins.requests.spend(
+        state_id=hash_token(login.state), connection_id=conn.id, return_to=record.return_to,
+        now=now, expires_at=record.expires_at)
+
+
+def check_spent(spent: Claim, request_id: str | None) -> None:
+    """LoginRefused ``login_expired`` unless this unit spent the login request."""
+    if not spent.taken:
         raise LoginRefused("login_expired", EXPIRED, request_id)
-    return record
 
 
 def opened_login_request(ctx: ServiceContext, connection_slug: str, login: LoginState, *,

@@ -114,11 +114,14 @@ def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
     ``now`` (grants expired by then are not held). Locks the identity and the email for the
     rest of ``uow``: both in one statement, sent with the account's read in one round trip and
     run before it (the email lock matters only when other accounts do, at a first login or an
-    email change, but a returning login pays nothing more for it)."""
+    email change, but a returning login pays nothing more for it). The claims the unit sent
+    ahead (``uow.with_next_read``: the login's spend, a SAML assertion's ID) go first, in
+    that round trip too."""
     email = mapped.profile.get("email")
     locks = uow.identities.identity_locks(conn.id, identity.subject,
                                           email=(conn.tenant_id, email) if email else None)
-    existing = uow.accounts.find_by_identity(conn.id, identity.subject, after=locks)
+    existing = uow.accounts.find_by_identity(conn.id, identity.subject, after=locks,
+                                             claims=uow.with_next_read.take())
     # Other accounts matter at a first login (linking), or when this login changes the email.
     look_up = existing is None or (
         email is not None and email.lower() != (existing.email or "").lower())
