@@ -20,6 +20,7 @@ from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
 from jitprov.store import tables as t
 from jitprov.testing.saml_idp import BASE_URL, FakeSamlIdp, ada, add_connection, request_id_of
+from tests.pipelines import spy_pipelines
 from tests.web.helpers import hidden_fields, make_client
 
 ACS_PATH = "/sso/idp/saml/acs"
@@ -289,28 +290,9 @@ def test_on_postgresql_the_acs_spends_its_login_and_assertion_with_the_identitys
     """What decides whether this POST may sign in (the login request spent, the assertion ID
     recorded: single use on every node) goes in the round trip of the login lock and the
     identity's read; then the writes with the COMMIT. A replay is still refused."""
-    from jitprov.store import fast
-
     if ctx.db.dialect != "postgresql":
         pytest.skip("SQLite: no round trips, each statement runs at once")
-    sent: list[tuple[list[str], bool]] = []
-    real = fast._pipelined
-
-    def label(sql: str) -> str:
-        if "pg_advisory_xact_lock" in sql:
-            return "lock"
-        if sql.startswith("SELECT") and "JOIN identity" in sql:
-            return "find"
-        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", sql)
-        return written.group(1) if written else sql[:30]
-
-    def spy(conn: object, statements: list[tuple[fast.Prepared, object]], *,
-            commit: bool) -> object:
-        dialect = ctx.db.engine.dialect
-        sent.append(([label(s._plan(dialect)[0].sql) for s, _ in statements], commit))
-        return real(conn, statements, commit=commit)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fast, "_pipelined", spy)
+    sent = spy_pipelines(ctx, monkeypatch)
     relay_state, request_id = start(browser)
     r = browser.post(ACS_PATH, data={
         "SAMLResponse": response(ctx, idp, request_id, assertion_id="_once"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from jitprov.core.provisioning import Create, Link, NoChange, Update
@@ -15,6 +13,7 @@ from jitprov.services.sessions import current_session, end_session
 from jitprov.store.unit_of_work import UnitOfWork
 from jitprov.testing.builders import HOSPITAL, nurse, setup_connection
 from tests.conftest import Clock
+from tests.pipelines import spy_pipelines
 
 
 def audit_types(ctx: ServiceContext, tenant: str = "hospital") -> list[str]:
@@ -361,29 +360,10 @@ def test_on_postgresql_a_login_sends_its_lock_with_its_read_and_its_writes_with_
     """The login lock goes with the identity's read (one round trip); after the decision, a
     first login's account, identity, outbox events, session and audit event go in one
     pipeline with the COMMIT; a returning login's touch and session too."""
-    from jitprov.store import fast
-
     if ctx.db.dialect != "postgresql":
         pytest.skip("SQLite: no round trips, each write runs at once")
     setup_connection(ctx)
-    calls: list[tuple[list[str], bool]] = []
-    real = fast._pipelined
-
-    def label(sql: str) -> str:
-        if "pg_advisory_xact_lock" in sql:
-            return "lock"
-        if sql.startswith("SELECT") and "JOIN identity" in sql:
-            return "find"
-        written = re.search(r"(?:INSERT INTO|UPDATE) (\w+)", sql)
-        return written.group(1) if written else sql[:30]
-
-    def spy(conn: object, statements: list[tuple[fast.Prepared, object]], *,
-            commit: bool) -> object:
-        dialect = ctx.db.engine.dialect
-        calls.append(([label(s._plan(dialect)[0].sql) for s, _ in statements], commit))
-        return real(conn, statements, commit=commit)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fast, "_pipelined", spy)
+    calls = spy_pipelines(ctx, monkeypatch)
     provision_on_login(ctx, "idp", nurse())
     assert calls == [
         (["lock", "find"], False),
