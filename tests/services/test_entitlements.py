@@ -3,6 +3,7 @@ when SCIM changes membership (in the request's transaction, or queued for the jo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from jitprov.core.identity import ExternalIdentity
 from jitprov.services import admin, audit_export, entitlements
+from jitprov.services.common import LoginRefused
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.flow import dry_run_login, provision_on_login
 from jitprov.services.scim import bulk
@@ -21,6 +23,7 @@ from jitprov.store import tables as t
 from jitprov.store.entitlements import EntitlementStore
 from jitprov.store.unit_of_work import UnitOfWork
 from jitprov.testing.builders import nurse
+from tests.pipelines import label
 from tests.services.scim.helpers import BASE, GROUP_SCHEMA, patch, scim_client, user
 
 MAPPING = """\
@@ -254,3 +257,41 @@ def test_a_login_finds_the_membership_a_scim_client_set_for_its_subject(
     provision_on_login(ctx, "idp", identity)
     assert _roles(ctx, user_id) == {("staff", "rule:idp/default"),
                                     ("pharmacist", "rule:idp/pharmacy")}
+
+
+@pytest.mark.postgres
+def test_with_scim_groups_a_logins_claims_are_checked_before_its_lock(
+        ctx: ServiceContext) -> None:
+    """A mapping that reads SCIM membership takes the identity's login lock before that read:
+    the login's claims (here a guard's, as the SAML ACS records an assertion ID) are sent and
+    checked first, on their own, so claims come before the lock on every path; a second use
+    is refused."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("SQLite: each claim runs at once, and no lock is taken")
+    _setup(ctx)
+    connection_id = ctx.connections.get("idp").id
+
+    def guard(uow: UnitOfWork) -> Callable[[], None]:
+        recorded = uow.logins.saml_replay.remember(connection_id, "_one",
+                                                   ctx.clock() + timedelta(minutes=5))
+
+        def check() -> None:
+            if not recorded.taken:
+                raise LoginRefused("replay", "already used", None)
+        return check
+
+    executed: list[str] = []
+
+    def note(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        executed.append(label(sql))
+
+    sa.event.listen(ctx.db.engine, "before_cursor_execute", note)
+    try:
+        provision_on_login(ctx, "idp", nurse("u-1", email="u-1@h.example"), guard=guard)
+        first = executed.index("saml_replay")
+        assert first < executed.index("lock"), executed
+        with pytest.raises(LoginRefused) as refused:
+            provision_on_login(ctx, "idp", nurse("u-1", email="u-1@h.example"), guard=guard)
+        assert refused.value.code == "replay"
+    finally:
+        sa.event.remove(ctx.db.engine, "before_cursor_execute", note)

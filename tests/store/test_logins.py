@@ -11,6 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
+
 from jitprov.store.database import Database
 from jitprov.store.records import ConnectionRecord, LoginRequestRecord, TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
@@ -117,19 +119,22 @@ def test_a_login_is_spent_once_and_reads_as_spent(db: Database, clock: Clock,
         assert uow.logins.requests.is_spent("u" * 64) is False
 
 
-def test_a_spend_whose_answer_nobody_asked_for_is_still_written(
-        db: Database, clock: Clock, connection: ConnectionRecord) -> None:
-    """On PostgreSQL a spend waits for the unit's next read to carry it; a unit that commits
-    without one sends it first, so the login is spent all the same."""
-    with UnitOfWork(db) as uow:
+def test_a_unit_cannot_commit_a_spend_it_never_checked(db: Database, clock: Clock,
+                                                       connection: ConnectionRecord) -> None:
+    """A spend whose answer nobody read would let a second use through unnoticed: the commit
+    refuses and the unit rolls back; a claim has no truth value to test by mistake."""
+    with pytest.raises(RuntimeError, match="never checked"), UnitOfWork(db) as uow:
         claim = uow.logins.requests.spend(state_id="s" * 64, connection_id=connection.id,
                                           return_to="/me", now=clock(),
                                           expires_at=clock() + timedelta(minutes=10))
+        with pytest.raises(TypeError, match="taken"):
+            bool(claim)
         uow.commit()
-    assert claim.taken is True
     with UnitOfWork(db, readonly=True) as uow:
-        assert uow.logins.requests.is_spent("s" * 64) is True
-    assert spend(db, clock, connection) is False
+        assert uow.logins.requests.is_spent("s" * 64) is False
+        with pytest.raises(RuntimeError, match="read-only"):
+            uow.logins.saml_replay.remember(connection.id, ASSERTION, clock())
+    assert spend(db, clock, connection) is True
 
 
 def test_a_spend_rolled_back_leaves_the_login_unspent(db: Database, clock: Clock,

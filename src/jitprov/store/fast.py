@@ -292,9 +292,10 @@ class Claim:
     """A single-use record sent ahead (an ``INSERT ... ON CONFLICT DO NOTHING RETURNING``):
     ``taken`` says whether this unit's row went in (True) or one was there already, of this
     or any concurrent transaction (False). Asked for before a read carried it, it is sent
-    then, on its own."""
+    then, on its own. A unit cannot commit a claim whose answer it never read, and a claim
+    has no truth value (``if not claim`` would never refuse): read ``taken``."""
 
-    __slots__ = ("_next", "_taken", "params", "statement")
+    __slots__ = ("_next", "_read", "_taken", "params", "statement")
 
     def __init__(self, next_read: WithNextRead, statement: Prepared,
                  params: Mapping[str, object]) -> None:
@@ -302,6 +303,7 @@ class Claim:
         self.statement = statement
         self.params = params
         self._taken: bool | None = None
+        self._read = False
 
     def answer(self, taken: bool) -> None:
         self._taken = taken
@@ -311,7 +313,16 @@ class Claim:
         if self._taken is None:
             self._next.send()
         assert self._taken is not None  # noqa: S101 - send() answers every queued claim
+        self._read = True
         return self._taken
+
+    @property
+    def checked(self) -> bool:
+        """Whether ``taken`` was read."""
+        return self._read
+
+    def __bool__(self) -> bool:
+        raise TypeError("a Claim has no truth value: read its `taken`")
 
 
 class WithNextRead:
@@ -323,14 +334,20 @@ class WithNextRead:
     Only for statements whose answer nothing needs before that read and that nothing before
     it reads back (a login's spend of its request, a SAML assertion's ID): the caller checks
     ``Claim.taken`` after the read, and raising then rolls the unit back like raising
-    before."""
+    before. The unit's commit refuses while a claim's answer was not read (single use left
+    unchecked is a bug, never a silent pass); a read-only unit makes none."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, *, readonly: bool = False) -> None:
         self._c = conn
+        self._readonly = readonly
         self._queued: list[Claim] = []
+        self._made: list[Claim] = []
 
     def claim(self, statement: Prepared, params: Mapping[str, object]) -> Claim:
+        if self._readonly:
+            raise RuntimeError("a read-only unit of work makes no claim")
         claim = Claim(self, statement, params)
+        self._made.append(claim)
         if self._c.dialect.name == "postgresql":
             self._queued.append(claim)
         else:
@@ -351,6 +368,13 @@ class WithNextRead:
                         commit=False) as cursors:
             for claim, cursor in zip(queued, cursors, strict=True):
                 claim.answer(cursor.fetchone() is not None)
+
+    def require_checked(self) -> None:
+        """RuntimeError when a claim of the unit was made and its answer never read."""
+        unread = [c.statement for c in self._made if not c.checked]
+        if unread:
+            raise RuntimeError(f"{len(unread)} claim(s) of this unit of work were never "
+                               "checked (read Claim.taken before the commit)")
 
 
 def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoReturn:

@@ -103,7 +103,7 @@ class UnitOfWork:
             conn.close()
             raise _translate(exc) from exc
         self.with_commit = WithCommit(conn)
-        self.with_next_read = WithNextRead(conn)
+        self.with_next_read = WithNextRead(conn, readonly=self._readonly)
         self.config = ConfigStore(conn)
         self.accounts = AccountRepository(conn, self.with_commit)
         self.identities = IdentityRepository(conn, self.with_commit)
@@ -121,8 +121,8 @@ class UnitOfWork:
 
     def commit(self) -> None:
         assert self._tx is not None  # noqa: S101
+        self.with_next_read.require_checked()  # a single-use claim is never left unread
         try:
-            self.with_next_read.send()  # claims no read carried: never left unsent
             # the audit events last: each tenant's chain head is held from here to the end of
             # the commit. On PostgreSQL a unit that ends its own transaction sends them with
             # its COMMIT in one round trip (then ``_tx.commit()`` has nothing left to send)

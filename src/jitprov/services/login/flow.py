@@ -116,12 +116,13 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
 
     ``login`` is the state of the login request this callback answers and the browser's
     binding cookie: the request is spent in the same transaction, and must come from the
-    browser that started the login. ``guard`` runs first in that transaction (after the login
-    is spent) and may raise LoginRefused, which rolls everything back, or return a check that
-    runs (and may raise) once the identity is read: the SAML ACS records the assertion ID
-    there, so the replay cache costs no transaction of its own and an assertion is spent
-    exactly when a login or a denial is committed; on PostgreSQL the spend and that record go
-    with the identity's read (``uow.with_next_read``), in one round trip. The session records
+    browser that started the login. ``guard`` runs first in that transaction (after the
+    login's spend is made) and may raise LoginRefused, which rolls everything back, or return
+    a check that runs (and may raise) once the identity is read, right after the spend's: the
+    SAML ACS records the assertion ID there, so the replay cache costs no transaction of its
+    own and an assertion is spent exactly when a login or a denial is committed; on PostgreSQL
+    the spend and that record go with the identity's read (``uow.with_next_read``), in one
+    round trip. The session records
     ``identity.idp_session_id`` and ``id_token_sealed`` (the OIDC ID token, sealed) for logout
     propagation. Raises
     :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
@@ -188,14 +189,22 @@ def _provision_once(ctx: ServiceContext, conn: ConnectionRecord, policy: Policy,
             if request.data.get(PREVIOUS_SESSION):  # the session the browser held at the start
                 ended.add(str(request.data[PREVIOUS_SESSION]))
         check = guard(uow) if guard is not None else None
+
+        def claims_checked() -> None:  # the spend first, then the guard's (a replay)
+            if spent is not None:
+                check_spent(spent, request_id)
+            if check is not None:
+                check()
+
+        then: Callable[[], None] | None = claims_checked
         if uses_scim_groups(conn):  # SCIM membership, read under the identity's login lock
+            claims_checked()  # answered on their own first: they come before that lock
+            then = None
             mapped = login_mapping(uow, conn, policy, identity)
-        existing, decision = decide_login(uow, conn, policy, mapped, identity, now=now)
-        # the spend and the guard's claims went with that read (PostgreSQL): answered now
-        if spent is not None:
-            check_spent(spent, request_id)
-        if check is not None:
-            check()
+        # on PostgreSQL the claims go with the identity's read, and ``then`` checks them
+        # right after it, before anything else is read or decided
+        existing, decision = decide_login(uow, conn, policy, mapped, identity, now=now,
+                                          then=then)
         if existing is None and not isinstance(decision, Deny):
             decision = refused_link(uow, conn, identity, decision)
         decision = check_auth_context(conn, identity, existing, decision)  # require_mfa

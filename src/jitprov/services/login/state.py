@@ -145,11 +145,11 @@ def _spent(ctx: ServiceContext, state_id: str, uow: UnitOfWork | None) -> bool:
 def spend_login_request(uow: UnitOfWork, ctx: ServiceContext, conn: ConnectionRecord,
                         login: LoginState, request_id: str | None,
                         now: datetime) -> tuple[LoginRequestRecord, Claim]:
-    """Within ``uow``: check the login request and spend it (single use on every node: of
-    two callbacks racing with one state, one wins). Raises LoginRefused like
-    :func:`open_login_request`. The spend's answer comes with the unit's next read (on
-    PostgreSQL, ``uow.with_next_read``): :func:`check_spent` then refuses the loser of a
-    race."""
+    """Within ``uow``: check the login request and make its spend (single use on every node:
+    of two callbacks racing with one state, one wins). Raises LoginRefused like
+    :func:`open_login_request`. On PostgreSQL the spend goes with the unit's next read
+    (``uow.with_next_read``); :func:`check_spent`, which the caller must run before it
+    commits, refuses the loser of a race."""
     record = open_login_request(ctx, conn, login, request_id, now, uow)
     return record, uow.logins.requests.spend(
         state_id=hash_token(login.state), connection_id=conn.id, return_to=record.return_to,

@@ -5,6 +5,7 @@ the audit event of the decision. (The outbox events of an account change are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from jitprov.core.audit import AuditEvent
@@ -109,19 +110,22 @@ def audit_event(conn: ConnectionRecord, identity: ExternalIdentity, policy: Poli
 
 def decide_login(uow: UnitOfWork, conn: ConnectionRecord, policy: Policy,
                  mapped: MappedIdentity, identity: ExternalIdentity, *,
-                 now: datetime) -> tuple[Account | None, Decision]:
+                 now: datetime, then: Callable[[], None] | None = None
+                 ) -> tuple[Account | None, Decision]:
     """The account of (connection, subject), if any, and what this login does to it at
     ``now`` (grants expired by then are not held). Locks the identity and the email for the
     rest of ``uow``: both in one statement, sent with the account's read in one round trip and
     run before it (the email lock matters only when other accounts do, at a first login or an
     email change, but a returning login pays nothing more for it). The claims the unit sent
     ahead (``uow.with_next_read``: the login's spend, a SAML assertion's ID) go first, in
-    that round trip too."""
+    that round trip too, and ``then`` (their check, which may raise) runs right after it."""
     email = mapped.profile.get("email")
     locks = uow.identities.identity_locks(conn.id, identity.subject,
                                           email=(conn.tenant_id, email) if email else None)
     existing = uow.accounts.find_by_identity(conn.id, identity.subject, after=locks,
                                              claims=uow.with_next_read.take())
+    if then is not None:
+        then()
     # Other accounts matter at a first login (linking), or when this login changes the email.
     look_up = existing is None or (
         email is not None and email.lower() != (existing.email or "").lower())
