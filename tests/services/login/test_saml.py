@@ -128,6 +128,33 @@ def test_a_replayed_assertion_id_is_refused_even_in_a_new_login(ctx: ServiceCont
     assert refused(ctx, respond(idp, ctx, request_id, assertion_id="_same"), state) == "replay"
 
 
+def test_of_concurrent_posts_of_one_login_exactly_one_signs_in(ctx: ServiceContext,
+                                                               idp: FakeSamlIdp) -> None:
+    """The same form posted by 8 threads at once (a double submit, an attacker racing the
+    browser): the spend and the assertion's record let exactly one through, on every
+    database; the others are refused as spent or replayed, and nothing of theirs is kept."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    state, request_id = start(ctx)
+    response = respond(idp, ctx, request_id)
+    barrier = threading.Barrier(8)
+
+    def post(_: int) -> str:
+        barrier.wait()
+        try:
+            complete(ctx, response, state)
+        except JitprovError as exc:
+            return str(exc.code)
+        return "signed in"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = sorted(pool.map(post, range(8)))
+    assert outcomes.count("signed in") == 1, outcomes
+    assert set(outcomes) - {"signed in"} <= {"login_expired", "replay"}, outcomes
+    assert counts(ctx) == (1, 1)
+
+
 def test_a_replayed_idp_initiated_response_is_refused(ctx: ServiceContext) -> None:
     idp = add_connection(ctx, allow_idp_initiated=True)
     response = respond(idp, ctx, None)
