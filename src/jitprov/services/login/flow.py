@@ -122,11 +122,10 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
     SAML ACS records the assertion ID there, so the replay cache costs no transaction of its
     own and an assertion is spent exactly when a login or a denial is committed; on PostgreSQL
     the spend and that record go with the identity's read (``uow.with_next_read``), in one
-    round trip. The session records
-    ``identity.idp_session_id`` and ``id_token_sealed`` (the OIDC ID token, sealed) for logout
-    propagation. Raises
-    :class:`LoginRefused` for a denial, a pending link, or a missing/used/foreign state (the
-    audit event of a denial is committed first) and ``NotFound`` for an unknown connection.
+    round trip. The session records ``identity.idp_session_id`` and ``id_token_sealed`` (the
+    OIDC ID token, sealed) for logout propagation. Raises :class:`LoginRefused` for a denial,
+    a pending link, or a missing/used/foreign state (the audit event of a denial is committed
+    first) and ``NotFound`` for an unknown connection.
     """
     conn = ctx.connections.get(connection_slug)
     logs.annotate(tenant=conn.tenant_slug, connection=conn.slug)
