@@ -22,6 +22,19 @@ from tests.web.helpers import idp_response, start
 from tests.web.scim_helpers import auth, scim_token, user
 
 
+@pytest.fixture(autouse=True)
+def _no_instrumentation_left() -> Iterator[None]:
+    """The SQLAlchemy instrumentor is one per process and wraps ``create_engine`` itself: left
+    on, every engine a later test builds (a CLI command's) would report its statements to a
+    provider already shut down, which says so on stderr."""
+    yield
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
 @pytest.fixture
 def traced(ctx: ServiceContext) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
     setup_connection(ctx)
