@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from starlette.concurrency import run_in_threadpool
 
 from bench.saml import MAPPING, _attributes
-from bench.scim import InProcess, _measure, user_body
+from bench.scim import InProcess, _measure, asgi_call, user_body
 from jitprov.services import admin, logs
 from jitprov.services.context import ServiceContext
 from jitprov.services.scim import tokens as scim_tokens
@@ -59,32 +59,12 @@ Request = tuple[int, dict[str, list[str]], bytes]
 async def call(app: Any, method: str, target: str, headers: list[tuple[bytes, bytes]],
                body: bytes = b"") -> Request:
     """One request through the ASGI app: (status, headers by lower-case name, body)."""
-    path, _, query = target.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"bench.example"), *headers,
-                         (b"content-length", str(len(body)).encode())],
-             "client": ("127.0.0.1", 1), "server": ("bench.example", 80)}
-    sent = False
-    messages: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
+    status, sent, out = await asgi_call(app, method, target,
+                                        [(b"host", b"bench.example"), *headers], body)
     found: dict[str, list[str]] = {}
-    for name, value in messages[0]["headers"]:
+    for name, value in sent:
         found.setdefault(name.decode(), []).append(value.decode())
-    return (messages[0]["status"], found,
-            b"".join(m.get("body", b"") for m in messages[1:]))
+    return status, found, out
 
 
 def _cookies(headers: dict[str, list[str]]) -> str:

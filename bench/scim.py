@@ -56,8 +56,37 @@ def user_body(n: int) -> bytes:
         ENTERPRISE: {"department": "Ward 3", "employeeNumber": str(n)}}).encode()
 
 
+async def asgi_call(app: Any, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                    body: bytes = b"") -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request through the ASGI app in this process (no socket, no HTTP client):
+    (status, the response's headers as sent, body). ``headers`` carry the Host."""
+    path, _, query = target.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": query.encode(), "root_path": "",
+             "headers": [*headers, (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("bench", 80)}
+    sent = False
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await app(scope, receive, send)
+    return (messages[0]["status"], messages[0].get("headers", []),
+            b"".join(m.get("body", b"") for m in messages[1:]))
+
+
 class InProcess:
-    """Calls the ASGI app directly: no sockets, no HTTP client in the measurement."""
+    """A SCIM client calling the ASGI app directly: no sockets, no HTTP client in the
+    measurement."""
 
     def __init__(self, app: Any, token: str, tenant: str = "bench") -> None:
         self.app = app
@@ -67,32 +96,9 @@ class InProcess:
 
     async def __call__(self, method: str, path: str, body: bytes = b"",
                        query: str = "") -> tuple[int, bytes]:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": self.base + path,
-                 "raw_path": (self.base + path).encode(), "query_string": query.encode(),
-                 "root_path": "", "headers": [*self.headers,
-                                              (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 1), "server": ("bench", 80)}
-        sent = False
-        status = 0
-        chunks: list[bytes] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, send)
-        return status, b"".join(chunks)
+        target = self.base + path + (f"?{query}" if query else "")
+        status, _, out = await asgi_call(self.app, method, target, self.headers, body)
+        return status, out
 
 
 def _stats(latencies: list[float], ops: int, cpu: float, wall: float) -> dict[str, float]:
