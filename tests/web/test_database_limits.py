@@ -9,6 +9,7 @@ another status) without its time limit, so the status and the header are the pro
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -148,6 +149,31 @@ def test_a_write_stuck_behind_a_held_writer_is_a_503(database_url: str) -> None:
         release.set()
         holder.join()
     with make_client(ctx) as client:  # and the tenant works again once the writer is gone
+        assert client.post(f"{BASE}/Users", json=user(), headers=auth(token)
+                           ).status_code == 201
+    ctx.db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_behind_another_processs_writer_is_a_503_and_gives_its_connection_back(
+        database_url: str) -> None:
+    """SQLite: a writer of another process (another ``serve`` worker) holds the write turn
+    past the busy timeout: 503, and the pool has its connection back."""
+    ctx = _context(database_url, FAST)
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    with make_client(ctx) as client:
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+        other = sqlite3.connect(sa.make_url(database_url).database or "", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            r = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        assert_scim_error(r, 503)
+        _assert_retry_later(r)
+        assert ctx.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         assert client.post(f"{BASE}/Users", json=user(), headers=auth(token)
                            ).status_code == 201
     ctx.db.dispose()

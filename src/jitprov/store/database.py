@@ -33,9 +33,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -140,6 +141,9 @@ def _sqlite_hooks(limits: DatabaseLimits) -> tuple[Any, Any]:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={busy_ms}")  # writers of other processes queue
+        # the WAL is copied back by the Checkpointer's thread, not by the commit that fills it
+        # (a checkpoint's fsyncs take milliseconds: a commit on the event loop would stall it)
+        cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
         if statement_timeout:
             dbapi_conn.set_progress_handler(dbapi_conn.past_deadline, _PROGRESS_STEPS)
@@ -147,14 +151,145 @@ def _sqlite_hooks(limits: DatabaseLimits) -> tuple[Any, Any]:
     def on_begin(conn: sa.Connection) -> None:
         # on the DBAPI connection: an SQLAlchemy execution would cost ~50 us per transaction
         options = conn.get_execution_options()
-        raw = conn.connection.dbapi_connection
-        raw.execute("BEGIN DEFERRED" if options.get("readonly")  # type: ignore[union-attr]
-                    else "BEGIN IMMEDIATE")
+        raw: Any = conn.connection.dbapi_connection
+        if options.get("readonly"):
+            raw.execute("BEGIN DEFERRED")
+        elif _probing():
+            _begin_without_waiting(raw, busy_ms)
+        else:
+            raw.execute("BEGIN IMMEDIATE")
         # the clock starts once the transaction holds what it waited for
-        raw.deadline = (time.monotonic() + statement_timeout  # type: ignore[union-attr]
+        raw.deadline = (time.monotonic() + statement_timeout
                         if statement_timeout and not options.get(UNLIMITED) else 0.0)
 
     return on_connect, on_begin
+
+
+class WouldWait(BaseException):
+    """A write unit of a call run by :meth:`Database.run_inline` would have waited for
+    SQLite's write lock, held by another process: nothing of the call was committed, and
+    its caller runs the whole call again in a worker thread. A BaseException, so that no
+    ``except Exception`` on its way (an audit of failures, a retry) takes it for a failure."""
+
+
+@dataclass
+class _InlineCall:
+    #: no write unit of the call has committed yet: one that cannot begin at once raises
+    #: WouldWait (the call can still be run again from the start)
+    probing: bool = True
+
+
+_INLINE: ContextVar[_InlineCall | None] = ContextVar("jitprov_inline_call", default=None)
+
+
+def _probing() -> bool:
+    call = _INLINE.get()
+    return call is not None and call.probing
+
+
+def inline_committed() -> None:
+    """A write unit committed: the rest of the running inline call (if any) cannot be run
+    again from the start, so its later units wait for their turn like any other."""
+    call = _INLINE.get()
+    if call is not None:
+        call.probing = False
+
+
+def _begin_without_waiting(raw: Any, busy_ms: int) -> None:
+    """``BEGIN IMMEDIATE`` with no busy wait: WouldWait when another process writes."""
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise WouldWait from exc
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log back into the database file, in a thread of its own.
+
+    SQLite's own automatic checkpoint runs inside the commit that fills the log past 1,000
+    pages: milliseconds of writes and two fsyncs in whatever thread committed, which may be a
+    worker's event loop (:meth:`Database.run_inline`). Here a ``PASSIVE`` checkpoint runs
+    every :attr:`EVERY` commits of this process, and :attr:`IDLE` seconds after the last
+    commit it has not yet copied, holding the process's write lock as the committing thread
+    did: the log starts over from its beginning only after a checkpoint that copied all of
+    it, which a write of this process in the middle would prevent. The thread starts at the
+    first commit and ends after :attr:`LINGER` seconds without one. The last connection to
+    close checkpoints as always (a CLI command that exits)."""
+
+    EVERY = 64  # about 1,000 pages of a SCIM create or a first login (15 pages each)
+    IDLE = 1.0
+    LINGER = 30.0
+
+    def __init__(self, path: str, write_lock: threading.RLock, wait: float) -> None:
+        self.path = path
+        self._write_lock = write_lock
+        self._wait = wait
+        self.done = 0  # checkpoints run (for tests and the curious)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def committed(self) -> None:
+        with self._lock:
+            self._pending += 1
+            due = self._pending >= self.EVERY
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="jitprov-checkpoint",
+                                                daemon=True)
+                self._thread.start()
+        if due:
+            self._wake.set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                if not self._stopped:  # stopping: the last checkpoint at once, then out
+                    self._wake.wait(self.IDLE)
+                self._wake.clear()
+                with self._lock:
+                    pending, self._pending = self._pending, 0
+                    if not pending and (self._stopped or
+                                        time.monotonic() - idle_since > self.LINGER):
+                        self._thread = None
+                        return
+                if pending:
+                    idle_since = time.monotonic()
+                    self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        if not self._write_lock.acquire(timeout=self._wait):
+            self.committed()  # writers kept the turn: next time
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.done += 1
+        except sqlite3.Error as exc:  # the file went away, the disk is full: the next try
+            log.warning("SQLite checkpoint failed: %s", exc)
+        finally:
+            self._write_lock.release()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _postgres_hooks(limits: DatabaseLimits, pooling: Pooling) -> tuple[Any, Any]:
@@ -275,6 +410,8 @@ class Database:
     #: PostgreSQL: whether it is reached through a transaction pooler
     pooling: Pooling = field(default_factory=Pooling)
     writes: WriteCount = field(default_factory=WriteCount)
+    #: SQLite: copies the write-ahead log back in a thread of its own
+    checkpointer: Checkpointer | None = None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 20, max_overflow: int | None = None,
@@ -316,7 +453,11 @@ class Database:
             on_connect, on_begin = _sqlite_hooks(limits)
             sa.event.listen(engine, "connect", on_connect)
             sa.event.listen(engine, "begin", on_begin)
-            return cls(url=url, engine=engine, write_lock=threading.RLock(), limits=limits)
+            write_lock = threading.RLock()
+            db = cls(url=url, engine=engine, write_lock=write_lock, limits=limits,
+                     checkpointer=Checkpointer(str(path), write_lock, limits.busy_timeout))
+            db.writes.watch(db.checkpointer.committed)  # type: ignore[union-attr]
+            return db
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                   pool_timeout=limits.pool_timeout,
                                   hide_parameters=True,
@@ -372,7 +513,34 @@ class Database:
     def safe_url(self) -> str:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
+    def run_inline(self, fn: Callable[P, R], /, *args: P.args,
+                   **kwargs: P.kwargs) -> tuple[bool, R | None]:
+        """Run ``fn`` here, in the calling thread (a worker's event loop), when that cannot
+        wait on a lock: (True, its result); else (False, None) and the caller runs it in a
+        worker thread. SQLite only, and only when no thread of this process is writing (the
+        write lock is free: it is then held for the whole call); a write unit of the call
+        that cannot begin at once, because another process writes, makes the call give up
+        (:class:`WouldWait`) if none of its units has committed yet. A thread hand-off costs
+        more CPU than a SCIM create's SQL: an uncontended write is served without one.
+
+        For calls that write little and never wait on the network: the event loop serves
+        no other request of the worker while ``fn`` runs. Once a unit of the call has
+        committed, a later one waits for its turn there (up to the busy timeout)."""
+        lock = self.write_lock
+        if lock is None or _INLINE.get() is not None or not lock.acquire(blocking=False):
+            return False, None
+        token = _INLINE.set(_InlineCall())
+        try:
+            return True, fn(*args, **kwargs)
+        except WouldWait:
+            return False, None
+        finally:
+            _INLINE.reset(token)
+            lock.release()
+
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 

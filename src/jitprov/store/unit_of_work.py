@@ -21,7 +21,7 @@ from jitprov.store.audit import AuditLog
 from jitprov.store.break_glass import BreakGlassRepository
 from jitprov.store.configuration import ConfigStore
 from jitprov.store.console import ConsoleStore
-from jitprov.store.database import Database, unavailable
+from jitprov.store.database import Database, inline_committed, unavailable
 from jitprov.store.devices import DeviceStore
 from jitprov.store.entitlements import EntitlementStore
 from jitprov.store.fast import WithCommit, WithNextRead
@@ -102,6 +102,16 @@ class UnitOfWork:
         except sa.exc.OperationalError as exc:
             conn.close()
             raise _translate(exc) from exc
+        except self._db.engine.dialect.loaded_dbapi.OperationalError as exc:
+            # SQLite's BEGIN, sent by the engine's begin hook: the driver's own error
+            conn.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise DatabaseTimeout("the database is busy: another process kept the write "
+                                      f"turn past {self._db.limits.busy_timeout:g} s") from exc
+            raise unavailable(exc) from exc
+        except BaseException:  # WouldWait (see Database.run_inline), an interrupt
+            conn.close()
+            raise
         self.with_commit = WithCommit(conn)
         self.with_next_read = WithNextRead(conn, readonly=self._readonly)
         self.config = ConfigStore(conn)
@@ -133,6 +143,7 @@ class UnitOfWork:
         except sa.exc.IntegrityError as exc:
             raise RaceLost("commit lost a unique-key race") from exc
         if not self._readonly:
+            inline_committed()
             self._db.writes.committed()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +18,9 @@ from jitprov.services.sessions import SignedIn, current_session, remembered_sess
 from jitprov.settings import Settings
 
 SESSION_COOKIE = "jitprov_session"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def ctx_of(request: Request) -> ServiceContext:
@@ -32,6 +36,19 @@ def settings_of(request: Request) -> Settings:
 def templates_of(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
+
+
+async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
+                      **kwargs: P.kwargs) -> R:
+    """``fn(*args, **kwargs)`` on the event loop when the database can run it there without
+    waiting (SQLite with its write turn free, ``Database.run_inline``), else in a worker
+    thread. For services that write a few rows and make no network call: a SCIM write, the
+    SAML ACS. The hand-off to a thread and back costs 0.2 ms of CPU, as much as a SCIM
+    create's own transaction."""
+    done, result = ctx.db.run_inline(fn, *args, **kwargs)
+    if done:
+        return cast(R, result)
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 async def signed_in_of(request: Request) -> SignedIn | None:

@@ -34,7 +34,7 @@ from jitprov.services.scim.bulk import run_bulk
 from jitprov.services.scim.common import Rendered, as_scim_error
 from jitprov.services.scim.dispatch import RESOURCES
 from jitprov.services.scim.tokens import ScimPrincipal, authenticate, cached_principal
-from jitprov.web.routes.common import ctx_of, settings_of
+from jitprov.web.routes.common import ctx_of, run_service, settings_of
 
 log = logging.getLogger("jitprov.scim")
 
@@ -243,9 +243,9 @@ def collection(kind: Kind) -> Endpoint:
             params = dict(request.query_params)
             return ScimResponse(await _query(kind, request, principal, params))
         payload = await read_json(request)
-        rendered = await run_in_threadpool(RESOURCES[kind].create, ctx_of(request), principal,
-                                           _base(request), payload,
-                                           request_id=_request_id(request))
+        ctx = ctx_of(request)
+        rendered = await run_service(ctx, RESOURCES[kind].create, ctx, principal,
+                                     _base(request), payload, request_id=_request_id(request))
         return _respond(rendered, status=201, location=True)
 
     return scim_endpoint(handle, methods=("GET", "POST"))
@@ -325,18 +325,18 @@ def resource(kind: Kind) -> Endpoint:
                 return Response(status_code=304, headers={"ETag": if_none_match.strip()})
             return _respond(rendered)
         if request.method == "DELETE":
-            await run_in_threadpool(service.delete, ctx, principal, resource_id,
-                                    if_match=if_match, request_id=request_id)
+            await run_service(ctx, service.delete, ctx, principal, resource_id,
+                              if_match=if_match, request_id=request_id)
             return Response(status_code=204)
         payload = await read_json(request)
         if request.method == "PUT":
-            rendered = await run_in_threadpool(service.replace, ctx, principal, base,
-                                               resource_id, payload, if_match=if_match,
-                                               request_id=request_id)
+            rendered = await run_service(ctx, service.replace, ctx, principal, base,
+                                         resource_id, payload, if_match=if_match,
+                                         request_id=request_id)
             return _respond(rendered)
-        rendered = await run_in_threadpool(service.patch, ctx, principal, base, resource_id,
-                                           payload, if_match=if_match, quirks=QUIRKS,
-                                           request_id=request_id, projection=projection)
+        rendered = await run_service(ctx, service.patch, ctx, principal, base, resource_id,
+                                     payload, if_match=if_match, quirks=QUIRKS,
+                                     request_id=request_id, projection=projection)
         return _respond(rendered)
 
     return scim_endpoint(handle, methods=("GET", "PUT", "PATCH", "DELETE"))

@@ -28,6 +28,7 @@ from jitprov.web.routes.common import (
     clear_login_cookie_named,
     ctx_of,
     login_cookie_name,
+    run_service,
     set_login_cookie,
     set_session_cookie,
     settings_of,
@@ -241,12 +242,11 @@ async def _saml_acs(request: Request) -> Response:
         return templates_of(request).TemplateResponse(
             request, "saml_bounce.html", {"action": request.url.path, "fields": fields},
             headers={**ACS_HEADERS, "Content-Security-Policy": BOUNCE_CSP})
-    result = await run_in_threadpool(
-        lambda: complete_saml_login(
-            ctx, slug, saml_response, relay_state, browser=browser,
-            base_url=settings.base_url, request_id=getattr(request.state, "request_id", None),
-            user_agent=request.headers.get("user-agent"),
-            previous_session=request.cookies.get(SESSION_COOKIE)))
+    result = await run_service(
+        ctx, complete_saml_login, ctx, slug, saml_response, relay_state, browser=browser,
+        base_url=settings.base_url, request_id=getattr(request.state, "request_id", None),
+        user_agent=request.headers.get("user-agent"),
+        previous_session=request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(result.return_to, status_code=303, headers=ACS_HEADERS)
     if kind == "sp" and state:
         clear_login_cookie(request, response, state)
