@@ -9,9 +9,7 @@ Same contract as every repository here: narrow methods over one open transaction
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -21,13 +19,12 @@ from jitprov.core.audit import (
     AuditEvent,
     ChainedEvent,
     canonical_json,
-    chain,
     hash_body,
     link_hash,
 )
 from jitprov.core.errors import RaceLost
 from jitprov.store import tables as t
-from jitprov.store._common import prepared_insert, utc
+from jitprov.store._common import utc
 from jitprov.store.fast import Prepared, pipeline
 
 # Statements of the login hot path, built once (see ``fast.py``).
@@ -37,7 +34,10 @@ _AUDIT_HEAD = Prepared(sa.select(t.audit_head.c.seq, t.audit_head.c.hash)
 _MOVE_AUDIT_HEAD = Prepared(t.audit_head.update()
                             .where(t.audit_head.c.tenant_id == _B("b_tenant_id"))
                             .values(seq=_B("b_seq"), hash=_B("b_hash")))
-_INSERT_AUDIT_EVENT = prepared_insert(t.audit_event)
+# the event's data bound as the canonical JSON it was hashed from, encoded once when queued
+_INSERT_AUDIT_EVENT = Prepared(t.audit_event.insert().values(
+    {c.name: sa.bindparam(c.name, type_=sa.Text if c.name == "data" else c.type)
+     for c in t.audit_event.columns if c.name != "id"}))
 # PostgreSQL: take the tenant's head, number and hash the event, insert it: one statement. The
 # head's upsert computes the hash from the previous one (``hash_body`` gives the rest of the
 # hashed text, encoded here once); a tenant without a head gets one, as the event's first
@@ -53,8 +53,8 @@ WITH moved AS (
     RETURNING h.seq, h.hash, h.prev_hash)
 INSERT INTO audit_event (tenant_id, seq, occurred_at, type, actor, account_id, request_id,
                          data, prev_hash, hash)
-SELECT :tenant_id, moved.seq, :occurred_at, :type, :actor, :account_id, :request_id, :data,
-       moved.prev_hash, moved.hash
+SELECT :tenant_id, moved.seq, :occurred_at, :type, :actor, :account_id, :request_id,
+       CAST(:data AS JSON), moved.prev_hash, moved.hash
 FROM moved""").bindparams(
     sa.bindparam("tenant_id", type_=sa.Integer), sa.bindparam("first_hash", type_=sa.String),
     sa.bindparam("genesis", GENESIS_HASH, type_=sa.String),
@@ -62,7 +62,7 @@ FROM moved""").bindparams(
     sa.bindparam("occurred_at", type_=t.audit_event.c.occurred_at.type),
     sa.bindparam("type", type_=sa.String), sa.bindparam("actor", type_=sa.String),
     sa.bindparam("account_id", type_=sa.String), sa.bindparam("request_id", type_=sa.String),
-    sa.bindparam("data", type_=t.audit_event.c.data.type)))
+    sa.bindparam("data", type_=sa.Text)))
 
 
 class AuditLog:
@@ -131,28 +131,30 @@ class AuditLog:
                                           for queued in pending)], commit=commit)
             return
         assert not before  # noqa: S101 - WithCommit runs SQLite's writes at once
-        by_tenant: dict[int, tuple[str, list[tuple[AuditEvent, datetime]]]] = {}
+        by_tenant: dict[int, tuple[str, list[tuple[AuditEvent, datetime, str]]]] = {}
         for tenant_id, tenant_slug, event, now, data_json in pending:
-            as_queued = replace(event, data=json.loads(data_json))
-            by_tenant.setdefault(tenant_id, (tenant_slug, []))[1].append((as_queued, now))
+            by_tenant.setdefault(tenant_id, (tenant_slug, []))[1].append((event, now, data_json))
         for tenant_id, (tenant_slug, events) in by_tenant.items():
             self._write(tenant_id, tenant_slug, events)
 
     def _write(self, tenant_id: int, tenant_slug: str,
-               events: list[tuple[AuditEvent, datetime]]) -> None:
+               events: list[tuple[AuditEvent, datetime, str]]) -> None:
+        """SQLite: read the head, number and hash the events here (as ``chain`` does, from
+        the data's canonical JSON encoded when queued), insert them, move the head."""
         head = _AUDIT_HEAD.first(self._c, {"tenant_id": tenant_id})
         seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         rows = []
-        for event, now in events:
+        for event, now, data_json in events:
             seq += 1
-            chained = chain(event, tenant=tenant_slug, seq=seq, prev_hash=prev,
-                            occurred_at=now)
-            prev = chained.hash
+            body = hash_body(tenant=tenant_slug, occurred_at=now, type=event.type,
+                             actor=event.actor, account_id=event.account_id,
+                             request_id=event.request_id, data_json=data_json)
+            digest = link_hash(prev, seq, body)
             rows.append({"tenant_id": tenant_id, "seq": seq, "occurred_at": now,
-                         "type": chained.type, "actor": chained.actor,
-                         "account_id": chained.account_id, "request_id": chained.request_id,
-                         "data": chained.data, "prev_hash": chained.prev_hash,
-                         "hash": chained.hash})
+                         "type": event.type, "actor": event.actor,
+                         "account_id": event.account_id, "request_id": event.request_id,
+                         "data": data_json, "prev_hash": prev, "hash": digest})
+            prev = digest
         if len(rows) == 1:
             _INSERT_AUDIT_EVENT.rowcount(self._c, rows[0])
         else:
@@ -228,5 +230,4 @@ def _append_params(tenant_id: int, tenant_slug: str, event: AuditEvent, now: dat
     return {"tenant_id": tenant_id, "first_hash": link_hash(GENESIS_HASH, 1, body),
             "prefix": body[0].encode(), "suffix": body[1].encode(), "occurred_at": now,
             "type": event.type, "actor": event.actor, "account_id": event.account_id,
-            "request_id": event.request_id,
-            "data": json.loads(data_json)}  # what a JSON column gives back, as chain() stores
+            "request_id": event.request_id, "data": data_json}
