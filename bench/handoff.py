@@ -1,4 +1,4 @@
-"""What a request costs in the app alone, and what its worker-thread hand-off costs.
+"""What a request costs in the app alone, and what a worker-thread hand-off costs.
 
 The requests of a SAML login (the start, the ACS bounce, the ACS) and a SCIM ``POST /Users``
 go through the whole ASGI app (middleware, routing, the service, its SQLite transaction,
@@ -7,12 +7,12 @@ on the cores, one request at a time, so the CPU is the app's own. ``bench.e2e`` 
 same requests over HTTP; the difference is uvicorn, the kernel and the load generator's share
 of the machine.
 
-The ACS and the create run their service in a worker thread (``run_in_threadpool``). They run
-again with the route's ``run_in_threadpool`` replaced by a direct call on the event loop,
-which the server never does (a SQLite lock wait or a checkpoint's fsync would stall every
-request of the worker): the difference is what the hand-off costs, and an empty hand-off is
-timed alone. Each set runs in its own process twice: free on every CPU, and pinned to one,
-where the worker thread shares the event loop's core and caches.
+On SQLite the ACS and the create run their service on the event loop when the write turn is
+free (``Database.run_inline``), as here, one request at a time. They run again with the
+service forced into a worker thread (``run_in_threadpool``), as on PostgreSQL or behind
+another writer: the difference is what the hand-off costs, and an empty hand-off is timed
+alone. Each set runs in its own process twice: free on every CPU, and pinned to one, where
+the worker thread shares the event loop's core and caches.
 
 ``python -m bench --only handoff`` (report.md), or ``python -m bench.handoff [N]``.
 """
@@ -44,8 +44,6 @@ from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
 from jitprov.web.app import create_app
-from jitprov.web.routes import scim as scim_routes
-from jitprov.web.routes import sso as sso_routes
 
 BASE_URL = "http://bench.example"
 ACS = f"{BASE_URL}/sso/bench/saml/acs"
@@ -72,20 +70,16 @@ def _cookies(headers: dict[str, list[str]]) -> str:
 
 
 @contextmanager
-def without_handoff() -> Iterator[None]:
-    """The SSO and SCIM routes call their service directly on the event loop."""
-    async def direct(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+def in_a_thread(db: Database) -> Iterator[None]:
+    """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines."""
+    def declined(*_args: Any, **_kwargs: Any) -> tuple[bool, None]:
+        return False, None
 
-    modules = (sso_routes, scim_routes)
-    saved = [module.run_in_threadpool for module in modules]
-    for module in modules:
-        setattr(module, "run_in_threadpool", direct)  # noqa: B010
+    db.run_inline = declined  # type: ignore[method-assign]
     try:
         yield
     finally:
-        for module, original in zip(modules, saved, strict=True):
-            setattr(module, "run_in_threadpool", original)  # noqa: B010
+        del db.run_inline
 
 
 class SamlLogins:
@@ -179,12 +173,15 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     await login_round(20, None, parts=False)  # warm: caches, pool, statements
     await timed(None, created(0), 50)
     await timed(None, empty, 200)
-    await login_round(n, "SAML ACS, first login (service in a worker thread)", parts=True)
-    with without_handoff():
-        await login_round(n, "SAML ACS, first login, no hand-off (direct call)", parts=False)
-    await timed("SCIM POST /Users (service in a worker thread)", created(10**6), 4 * n)
-    with without_handoff():
-        await timed("SCIM POST /Users, no hand-off (direct call)", created(2 * 10**6),
+    await login_round(n, "SAML ACS, first login (on the event loop, as served on SQLite)",
+                      parts=True)
+    with in_a_thread(db):
+        await login_round(n, "SAML ACS, first login, service in a worker thread",
+                          parts=False)
+    await timed("SCIM POST /Users (on the event loop, as served on SQLite)", created(10**6),
+                4 * n)
+    with in_a_thread(db):
+        await timed("SCIM POST /Users, service in a worker thread", created(2 * 10**6),
                     4 * n)
     await timed("an empty hand-off (run_in_threadpool of a no-op)", empty, 10 * n)
     db.dispose()
