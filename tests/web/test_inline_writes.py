@@ -1,4 +1,4 @@
-"""Writes served on the event loop, through HTTP: on SQLite a SCIM write and the SAML ACS run
+"""Writes served on the event loop, through HTTP: on SQLite a SCIM User write and the SAML ACS run
 their service in the worker's event loop when the write turn is free (no thread hand-off), and
 in a worker thread when another writer holds it, with the loop serving other requests
 meanwhile and nothing written twice; PostgreSQL always uses the thread. SQLite's write-ahead
@@ -19,14 +19,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from jitprov.services import audit_export
+from jitprov.services import audit_export, metrics
 from jitprov.services.context import ServiceContext
+from jitprov.services.login import flow
 from jitprov.store import tables as t
 from jitprov.store.database import Checkpointer, Database
 from jitprov.testing.builders import setup_connection
 from jitprov.testing.saml_idp import FakeSamlIdp, add_connection
 from tests.web.helpers import make_client
-from tests.web.scim_helpers import BASE, auth, patch, scim_token, user
+from tests.web.scim_helpers import BASE, GROUP_SCHEMA, auth, patch, scim_token, user
 from tests.web.test_saml_routes import ACS_PATH, response, start
 
 
@@ -51,7 +52,7 @@ def begins(ctx: ServiceContext) -> Iterator[list[bool]]:
     sa.event.remove(ctx.db.engine, "begin", on_begin)
 
 
-def test_a_scim_write_runs_on_the_event_loop_on_sqlite_and_in_a_thread_on_postgresql(
+def test_a_scim_user_write_runs_on_the_event_loop_on_sqlite_and_in_a_thread_on_postgresql(
         ctx: ServiceContext, begins: list[bool]) -> None:
     setup_connection(ctx)
     token = scim_token(ctx)
@@ -70,8 +71,13 @@ def test_a_scim_write_runs_on_the_event_loop_on_sqlite_and_in_a_thread_on_postgr
         assert replaced.status_code == 200, replaced.text
         assert client.delete(location, headers=auth(token)).status_code == 204
         assert client.get(location, headers=auth(token)).status_code == 404
-    on_loop = ctx.db.dialect == "sqlite"
-    assert begins and begins == [on_loop] * len(begins), begins
+        on_loop = ctx.db.dialect == "sqlite"
+        assert begins and begins == [on_loop] * len(begins), begins
+        begins.clear()  # a Group's write may carry thousands of members: always a thread
+        group = client.post(f"{BASE}/Groups", headers=auth(token),
+                            json={"schemas": [GROUP_SCHEMA], "displayName": "Nurses"})
+        assert group.status_code == 201, group.text
+        assert begins == [False]
 
 
 def test_the_acs_signs_in_on_the_event_loop_on_sqlite(
@@ -164,6 +170,41 @@ def test_a_saml_login_behind_another_process_signs_in_once(
                 for table in (t.account, t.session)] == [1, 1]
     types = [e.type for e in audit_export.iter_events(ctx, "hospital")]
     assert types == ["tenant.created", "connection.created", "account.created"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_refusal_whose_audit_waits_for_another_process_is_counted_once(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replayed response is refused on the event loop; another process takes the write
+    turn just before the refusal's audit, so the call is run again in a thread: one
+    ``login.failed`` and one count in the metrics, not two."""
+    idp = add_connection(ctx, allow_idp_initiated=True)
+    form = urlencode({"SAMLResponse": response(ctx, idp, None), "RelayState": "/me"})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    client = make_client(ctx, dev_mode=False)
+    assert client.post(ACS_PATH, content=form, headers=headers).status_code == 303
+
+    def replays() -> float:
+        return metrics.REGISTRY.get_sample_value("jitprov_logins_total",
+                                                 {"outcome": "replay"}) or 0.0
+
+    before = replays()
+    others: list[OtherProcess] = []
+    audit_failure = flow.record_login_failure
+
+    def behind_another_writer(*args: Any, **kwargs: Any) -> None:
+        if not others:  # the first try only: the other process writes for 0.3 s
+            others.append(OtherProcess(ctx.db))
+            threading.Timer(0.3, others[0].release).start()
+        audit_failure(*args, **kwargs)
+
+    monkeypatch.setattr(flow, "record_login_failure", behind_another_writer)
+    refused = client.post(ACS_PATH, content=form, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert others  # the race happened
+    assert replays() - before == 1
+    failed = [e for e in audit_export.iter_events(ctx, "hospital") if e.type == "login.failed"]
+    assert [e.data.get("code") for e in failed] == ["replay"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -256,8 +256,8 @@ class Checkpointer:
             thread.join(timeout=5)
 
     def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
         idle_since = time.monotonic()
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             while True:
                 if not self._stopped:  # stopping: the last checkpoint at once, then out
@@ -267,23 +267,37 @@ class Checkpointer:
                     pending, self._pending = self._pending, 0
                     if not pending and (self._stopped or
                                         time.monotonic() - idle_since > self.LINGER):
-                        self._thread = None
                         return
                 if pending:
                     idle_since = time.monotonic()
-                    self._checkpoint(conn)
+                    conn = conn or sqlite3.connect(self.path, isolation_level=None,
+                                                   check_same_thread=False)
+                    if not self._checkpoint(conn):
+                        self._again()
+        except Exception:  # never a silent end: the next commit starts a new thread
+            log.exception("SQLite checkpoint thread failed")
         finally:
-            conn.close()
+            with self._lock:
+                self._thread = None
+            if conn is not None:
+                conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+    def _again(self) -> None:
+        """Try again after the next wait, without waiting for this process's next commit."""
+        with self._lock:
+            self._pending += 1
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
+        """One PASSIVE checkpoint; whether it copied the whole log."""
         if not self._write_lock.acquire(timeout=self._wait):
-            self.committed()  # writers kept the turn: next time
-            return
+            return False  # writers kept the turn: next time
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.done += 1
+            return not busy and copied == frames  # else a reader holds an older snapshot
         except sqlite3.Error as exc:  # the file went away, the disk is full: the next try
             log.warning("SQLite checkpoint failed: %s", exc)
+            return False
         finally:
             self._write_lock.release()
 
@@ -520,14 +534,16 @@ class Database:
         worker thread. SQLite only, and only when no thread of this process is writing (the
         write lock is free: it is then held for the whole call); a write unit of the call
         that cannot begin at once, because another process writes, makes the call give up
-        (:class:`WouldWait`) if none of its units has committed yet. A thread hand-off costs
+        (:class:`WouldWait`) if none of its units has committed yet. Declined too when every
+        kept connection of the pool is in use (the checkout could wait). A thread hand-off costs
         more CPU than a SCIM create's SQL: an uncontended write is served without one.
 
         For calls that write little and never wait on the network: the event loop serves
         no other request of the worker while ``fn`` runs. Once a unit of the call has
         committed, a later one waits for its turn there (up to the busy timeout)."""
         lock = self.write_lock
-        if lock is None or _INLINE.get() is not None or not lock.acquire(blocking=False):
+        if lock is None or _INLINE.get() is not None or not self._connection_free() or \
+                not lock.acquire(blocking=False):
             return False, None
         token = _INLINE.set(_InlineCall())
         try:
@@ -537,6 +553,11 @@ class Database:
         finally:
             _INLINE.reset(token)
             lock.release()
+
+    def _connection_free(self) -> bool:
+        """A kept connection of the pool is idle: checking one out will not wait for one."""
+        pool = self.engine.pool
+        return not isinstance(pool, sa.QueuePool) or pool.checkedout() < pool.size()
 
     def dispose(self) -> None:
         if self.checkpointer is not None:

@@ -156,11 +156,13 @@ def provision_on_login(ctx: ServiceContext, connection_slug: str, identity: Exte
         except RaceLost:
             continue
         except LoginRefused as refused:
-            metrics.LOGINS.labels(refused.code).inc()
             if refused.code in REQUEST_PROBLEMS:  # policy refusals are audited in the unit
                 record_login_failure(ctx, conn.slug, refused.code, refused.reason,
                                      request_id=request_id, subject=identity.subject)
                 _log_decision(conn, refused.code, None)  # (decisions log themselves)
+            # counted once it is audited: a call run again from the start (the audit's unit
+            # would have waited on the event loop, Database.run_inline) counts it once
+            metrics.LOGINS.labels(refused.code).inc()
             raise
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         metrics.LOGINS.labels(result.decision.kind).inc()

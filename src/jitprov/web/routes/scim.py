@@ -30,6 +30,7 @@ from jitprov.protocols.scim.limits import check_filter
 from jitprov.protocols.scim.quirks import Quirks
 from jitprov.protocols.scim.resources import Kind, Projection, parse_projection
 from jitprov.services import metrics
+from jitprov.services.context import ServiceContext
 from jitprov.services.scim.bulk import run_bulk
 from jitprov.services.scim.common import Rendered, as_scim_error
 from jitprov.services.scim.dispatch import RESOURCES
@@ -219,6 +220,17 @@ def _descending(value: Any) -> bool:
 
 # -- Users and Groups ------------------------------------------------------------------------
 
+async def _in_a_thread(_ctx: ServiceContext, fn: Callable[..., Any], /, *args: Any,
+                       **kwargs: Any) -> Any:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def _write(kind: Kind) -> Callable[..., Awaitable[Any]]:
+    """How a write of ``kind`` runs: a User's (a few rows) on the event loop when it can
+    (``run_service``); a Group's in a worker thread, as a PUT or PATCH may carry thousands of
+    members and re-evaluate the roles of hundreds of accounts."""
+    return run_service if kind == "User" else _in_a_thread
+
 def _query(kind: Kind, request: Request, principal: ScimPrincipal,
            params: dict[str, Any]) -> Awaitable[dict[str, Any]]:
     filter_text = params.get("filter")
@@ -244,8 +256,8 @@ def collection(kind: Kind) -> Endpoint:
             return ScimResponse(await _query(kind, request, principal, params))
         payload = await read_json(request)
         ctx = ctx_of(request)
-        rendered = await run_service(ctx, RESOURCES[kind].create, ctx, principal,
-                                     _base(request), payload, request_id=_request_id(request))
+        rendered = await _write(kind)(ctx, RESOURCES[kind].create, ctx, principal,
+                                      _base(request), payload, request_id=_request_id(request))
         return _respond(rendered, status=201, location=True)
 
     return scim_endpoint(handle, methods=("GET", "POST"))
@@ -325,18 +337,18 @@ def resource(kind: Kind) -> Endpoint:
                 return Response(status_code=304, headers={"ETag": if_none_match.strip()})
             return _respond(rendered)
         if request.method == "DELETE":
-            await run_service(ctx, service.delete, ctx, principal, resource_id,
-                              if_match=if_match, request_id=request_id)
+            await _write(kind)(ctx, service.delete, ctx, principal, resource_id,
+                               if_match=if_match, request_id=request_id)
             return Response(status_code=204)
         payload = await read_json(request)
         if request.method == "PUT":
-            rendered = await run_service(ctx, service.replace, ctx, principal, base,
-                                         resource_id, payload, if_match=if_match,
-                                         request_id=request_id)
+            rendered = await _write(kind)(ctx, service.replace, ctx, principal, base,
+                                          resource_id, payload, if_match=if_match,
+                                          request_id=request_id)
             return _respond(rendered)
-        rendered = await run_service(ctx, service.patch, ctx, principal, base, resource_id,
-                                     payload, if_match=if_match, quirks=QUIRKS,
-                                     request_id=request_id, projection=projection)
+        rendered = await _write(kind)(ctx, service.patch, ctx, principal, base, resource_id,
+                                      payload, if_match=if_match, quirks=QUIRKS,
+                                      request_id=request_id, projection=projection)
         return _respond(rendered)
 
     return scim_endpoint(handle, methods=("GET", "PUT", "PATCH", "DELETE"))
