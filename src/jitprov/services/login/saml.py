@@ -172,7 +172,37 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
     login request in the provisioning transaction (single use: of two ACS requests for one
     login, one wins). Raises LoginRefused, SamlError or InvalidInput, each audited as
     ``login.failed`` (a denial by the mapping as ``login.denied``); nothing else is written,
-    and a refused request never spends a login it could not prove to be its own."""
+    and a refused request never spends a login it could not prove to be its own.
+
+    :func:`check_saml_response` then :func:`finish_saml_login`: the route runs them apart,
+    so a provisioning that has to wait for another writer runs again alone, without the
+    Response's verification."""
+    checked = check_saml_response(ctx, connection_slug, saml_response, relay_state,
+                                  browser=browser, base_url=base_url, request_id=request_id)
+    return finish_saml_login(ctx, checked, user_agent=user_agent,
+                             previous_session=previous_session)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckedResponse:
+    """A SAML Response verified for its login (nothing of it spent or recorded yet)."""
+
+    conn: ConnectionRecord
+    config: SamlConfig
+    assertion: ValidatedAssertion
+    #: the SP-initiated login it answers, opened from the browser's binding cookie
+    login: LoginState | None
+    #: where an IdP-initiated login goes (a local path), None for an SP-initiated one
+    return_to: str | None
+    request_id: str | None
+
+
+def check_saml_response(ctx: ServiceContext, connection_slug: str, saml_response: str,
+                        relay_state: str | None, *, browser: str | None, base_url: str,
+                        request_id: str | None) -> CheckedResponse:
+    """The ACS's first step: the login the RelayState names (this browser's), and the
+    Response verified against its AuthnRequest ID. Reads only, and writes a refusal's
+    ``login.failed``."""
     conn = ctx.connections.get(connection_slug)
     kind, value = classify_relay_state(relay_state, base_url)
     expected: str | None = None
@@ -195,6 +225,17 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
         sp = sp_for(ctx, conn, config, base_url)
         assertion = validate_response(saml_response, sp=sp, config=config,
                                       expected_in_response_to=expected, now=ctx.clock())
+    return CheckedResponse(conn=conn, config=config, assertion=assertion, login=login,
+                           return_to=None if login is not None else value or "/",
+                           request_id=request_id)
+
+
+def finish_saml_login(ctx: ServiceContext, checked: CheckedResponse, *,
+                      user_agent: str | None = None,
+                      previous_session: str | None = None) -> LoginResult:
+    """The ACS's second step: provision and sign in, in one transaction that spends the login
+    request and records the assertion's ID (a replay is refused there)."""
+    conn, assertion, request_id = checked.conn, checked.assertion, checked.request_id
 
     def spend_assertion(uow: UnitOfWork) -> Callable[[], None]:
         # In the provisioning transaction, before the decision: the assertion is spent exactly
@@ -213,11 +254,14 @@ def complete_saml_login(ctx: ServiceContext, connection_slug: str, saml_response
 
     # the session keeps what Single Logout names: SessionIndex, and the NameID as sent
     identity = dataclasses.replace(assertion.identity, idp_session_id=assertion.session_index)
-    result = provision_on_login(ctx, conn.slug, identity, login=login,
+    result = provision_on_login(ctx, conn.slug, identity, login=checked.login,
                                 request_id=request_id, user_agent=user_agent,
                                 previous_session=previous_session, guard=spend_assertion,
-                                id_token_sealed=_sealed_name_id(ctx, config, assertion))
-    return result if login is not None else dataclasses.replace(result, return_to=value or "/")
+                                id_token_sealed=_sealed_name_id(ctx, checked.config,
+                                                                assertion))
+    if checked.return_to is None:
+        return result
+    return dataclasses.replace(result, return_to=checked.return_to)
 
 
 def _sealed_name_id(ctx: ServiceContext, config: SamlConfig,

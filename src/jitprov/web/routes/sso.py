@@ -13,8 +13,9 @@ from jitprov.services.login.demo import complete_demo_login
 from jitprov.services.login.kinds import StartedLogin, start_login, starts_offline
 from jitprov.services.login.oidc import complete_oidc_login, connection_config
 from jitprov.services.login.saml import (
+    check_saml_response,
     classify_relay_state,
-    complete_saml_login,
+    finish_saml_login,
     record_refused_post,
     sp_metadata,
 )
@@ -242,11 +243,14 @@ async def _saml_acs(request: Request) -> Response:
         return templates_of(request).TemplateResponse(
             request, "saml_bounce.html", {"action": request.url.path, "fields": fields},
             headers={**ACS_HEADERS, "Content-Security-Policy": BOUNCE_CSP})
-    result = await run_service(
-        ctx, complete_saml_login, ctx, slug, saml_response, relay_state, browser=browser,
-        base_url=settings.base_url, request_id=getattr(request.state, "request_id", None),
-        user_agent=request.headers.get("user-agent"),
-        previous_session=request.cookies.get(SESSION_COOKIE))
+    # two steps, so that a provisioning behind another writer goes to a worker thread
+    # alone, without verifying the Response again (see run_service)
+    checked = await run_service(
+        ctx, check_saml_response, ctx, slug, saml_response, relay_state, browser=browser,
+        base_url=settings.base_url, request_id=getattr(request.state, "request_id", None))
+    result = await run_service(ctx, finish_saml_login, ctx, checked,
+                               user_agent=request.headers.get("user-agent"),
+                               previous_session=request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(result.return_to, status_code=303, headers=ACS_HEADERS)
     if kind == "sp" and state:
         clear_login_cookie(request, response, state)
