@@ -42,8 +42,8 @@ async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
                       **kwargs: P.kwargs) -> R:
     """``fn(*args, **kwargs)`` on the event loop when the database can run it there without
     waiting (SQLite with its write turn free, ``Database.run_inline``), else in a worker
-    thread. For services that write a few rows and make no network call: a SCIM write, the
-    SAML ACS. The hand-off to a thread and back costs 0.2 ms of CPU, as much as a SCIM
+    thread. For services that write a few rows and make no network call: a SCIM User write,
+    the SAML ACS. The hand-off to a thread and back costs 0.2 ms of CPU, as much as a SCIM
     create's own transaction."""
     done, result = ctx.db.run_inline(fn, *args, **kwargs)
     if done:

@@ -231,6 +231,7 @@ def _write(kind: Kind) -> Callable[..., Awaitable[Any]]:
     members and re-evaluate the roles of hundreds of accounts."""
     return run_service if kind == "User" else _in_a_thread
 
+
 def _query(kind: Kind, request: Request, principal: ScimPrincipal,
            params: dict[str, Any]) -> Awaitable[dict[str, Any]]:
     filter_text = params.get("filter")
