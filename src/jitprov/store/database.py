@@ -49,6 +49,8 @@ from jitprov.core.text import safe_tree
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("jitprov.database")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def load_json(text: str | bytes) -> Any:
@@ -225,8 +227,10 @@ class Checkpointer:
     IDLE = 1.0
     LINGER = 30.0
 
-    def __init__(self, path: str, write_lock: threading.RLock, wait: float) -> None:
-        self.path = path
+    def __init__(self, engine: sa.Engine, write_lock: threading.RLock, wait: float) -> None:
+        # the file the engine's connections open, however the URL names it (a path, a URI)
+        args, options = engine.dialect.create_connect_args(engine.url)
+        self._target, self._uri = str(args[0]), bool(options.get("uri"))
         self._write_lock = write_lock
         self._wait = wait
         self.done = 0  # checkpoints run (for tests and the curious)
@@ -270,7 +274,8 @@ class Checkpointer:
                         return
                 if pending:
                     idle_since = time.monotonic()
-                    conn = conn or sqlite3.connect(self.path, isolation_level=None,
+                    conn = conn or sqlite3.connect(self._target, uri=self._uri,
+                                                   isolation_level=None,
                                                    check_same_thread=False)
                     if not self._checkpoint(conn):
                         self._again()
@@ -300,10 +305,6 @@ class Checkpointer:
             return False
         finally:
             self._write_lock.release()
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _postgres_hooks(limits: DatabaseLimits, pooling: Pooling) -> tuple[Any, Any]:
@@ -469,7 +470,7 @@ class Database:
             sa.event.listen(engine, "begin", on_begin)
             write_lock = threading.RLock()
             db = cls(url=url, engine=engine, write_lock=write_lock, limits=limits,
-                     checkpointer=Checkpointer(str(path), write_lock, limits.busy_timeout))
+                     checkpointer=Checkpointer(engine, write_lock, limits.busy_timeout))
             db.writes.watch(db.checkpointer.committed)  # type: ignore[union-attr]
             return db
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
