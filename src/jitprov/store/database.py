@@ -197,13 +197,23 @@ def inline_committed() -> None:
         call.probing = False
 
 
+#: SQLite's primary result codes for a lock held by another connection
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether an sqlite3 error says another connection holds the lock it needed."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 def _begin_without_waiting(raw: Any, busy_ms: int) -> None:
     """``BEGIN IMMEDIATE`` with no busy wait: WouldWait when another process writes."""
     raw.execute("PRAGMA busy_timeout=0")
     try:
         raw.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if is_busy(exc):
             raise WouldWait from exc
         raise
     finally:

@@ -215,8 +215,7 @@ def first_after(conn: sa.Connection, before: Sequence[tuple[Prepared, Mapping[st
     plan, row_type = statement._plan(conn.dialect)
     ahead = [(claim.statement, claim.params) for claim in claims]
     with _pipelined(conn, [*ahead, *before, (statement, params)], commit=False) as cursors:
-        for claim, cursor in zip(claims, cursors, strict=False):
-            claim.answer(cursor.fetchone() is not None)
+        _answer(claims, cursors)
         raw = cursors[len(ahead) + len(before)].fetchone()
     return None if raw is None else statement._row(plan, row_type, raw)
 
@@ -366,8 +365,7 @@ class WithNextRead:
             return
         with _pipelined(self._c, [(c.statement, c.params) for c in queued],
                         commit=False) as cursors:
-            for claim, cursor in zip(queued, cursors, strict=True):
-                claim.answer(cursor.fetchone() is not None)
+            _answer(queued, cursors)
 
     def require_checked(self) -> None:
         """RuntimeError when a claim of the unit was made and its answer never read."""
@@ -375,6 +373,13 @@ class WithNextRead:
         if unread:
             raise RuntimeError(f"{len(unread)} claim(s) of this unit of work were never "
                                "checked (read Claim.taken before the commit)")
+
+
+def _answer(claims: Sequence[Claim], cursors: Sequence[Any]) -> None:
+    """Each claim's answer from its cursor (the first of a pipeline's, in order): a row back
+    means this unit's row went in."""
+    for claim, cursor in zip(claims, cursors, strict=False):
+        claim.answer(cursor.fetchone() is not None)
 
 
 def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoReturn:

@@ -21,7 +21,7 @@ from jitprov.store.audit import AuditLog
 from jitprov.store.break_glass import BreakGlassRepository
 from jitprov.store.configuration import ConfigStore
 from jitprov.store.console import ConsoleStore
-from jitprov.store.database import Database, inline_committed, unavailable
+from jitprov.store.database import Database, inline_committed, is_busy, unavailable
 from jitprov.store.devices import DeviceStore
 from jitprov.store.entitlements import EntitlementStore
 from jitprov.store.fast import WithCommit, WithNextRead
@@ -105,7 +105,7 @@ class UnitOfWork:
         except self._db.engine.dialect.loaded_dbapi.OperationalError as exc:
             # SQLite's BEGIN, sent by the engine's begin hook: the driver's own error
             conn.close()
-            if "locked" in str(exc) or "busy" in str(exc):
+            if is_busy(exc):
                 raise DatabaseTimeout("the database is busy: another process kept the write "
                                       f"turn past {self._db.limits.busy_timeout:g} s") from exc
             raise unavailable(exc) from exc
