@@ -26,7 +26,7 @@ from jitprov.store import tables as t
 from jitprov.store.database import Checkpointer, Database
 from jitprov.testing.builders import setup_connection
 from jitprov.testing.saml_idp import FakeSamlIdp, add_connection
-from tests.web.helpers import make_client
+from tests.web.helpers import HandOffs, make_client
 from tests.web.scim_helpers import BASE, GROUP_SCHEMA, auth, patch, scim_token, user
 from tests.web.test_saml_routes import ACS_PATH, response, start
 
@@ -80,17 +80,21 @@ def test_a_scim_user_write_runs_on_the_event_loop_on_sqlite_and_in_a_thread_on_p
         assert begins == [False]
 
 
-def test_the_acs_signs_in_on_the_event_loop_on_sqlite(
-        ctx: ServiceContext, begins: list[bool]) -> None:
+def test_the_acs_signs_in_on_the_event_loop_on_sqlite_and_in_one_thread_on_postgresql(
+        ctx: ServiceContext, begins: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
     idp = add_connection(ctx)
     browser = make_client(ctx, dev_mode=False)
     relay_state, request_id = start(browser, "/me")
     begins.clear()
+    hand_offs = HandOffs(monkeypatch)
     r = browser.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id),
                                      "RelayState": relay_state})
     assert r.status_code == 303, r.text
+    on_loop = ctx.db.dialect == "sqlite"
+    assert begins == [on_loop], begins
+    # PostgreSQL: the Response's check and the provisioning share one hand-off
+    assert hand_offs.calls == ([] if on_loop else ["both"])
     assert browser.get("/me").json()["email"] == "ada@hospital.example"
-    assert begins == [ctx.db.dialect == "sqlite"], begins
 
 
 class OtherProcess:

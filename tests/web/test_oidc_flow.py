@@ -8,12 +8,14 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from starlette.testclient import TestClient
@@ -29,6 +31,7 @@ from jitprov.testing.builders import HOSPITAL
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY, Clock
 from tests.web.helpers import HandOffs
+from tests.web.test_inline_writes import OtherProcess
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "jitprov-test"
@@ -193,6 +196,88 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
     assert hand_offs.calls == ["start"]
     assert fetched.count("/.well-known/openid-configuration") == 3
     http.close()
+
+
+def test_the_callback_redeems_the_code_in_a_thread_and_signs_in_on_the_event_loop_on_sqlite(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code exchange waits on the provider: a worker thread, never the event loop. The
+    provisioning after it runs on the loop where the database allows it (SQLite); on
+    PostgreSQL it shares the exchange's thread. One hand-off either way."""
+    provider.users["00u1"] = dict(NURSE)
+    exchanged_on_loop: list[bool] = []
+    handler = provider.handler
+
+    def watching(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            exchanged_on_loop.append(_on_event_loop())
+        return handler(request)
+
+    http = httpx.Client(transport=httpx.MockTransport(watching))
+    monkeypatch.setattr(oidc_ctx, "http", http)
+    begins: list[bool] = []
+
+    def on_begin(conn: sa.Connection) -> None:
+        if not conn.get_execution_options().get("readonly"):
+            begins.append(_on_event_loop())
+
+    started = browser.get("/sso/okta/login", params={"return_to": "/me"})
+    back = provider.authorize(started.headers["location"], "00u1")
+    hand_offs = HandOffs(monkeypatch)
+    sa.event.listen(oidc_ctx.db.engine, "begin", on_begin)
+    try:
+        r = browser.get(back.replace("http://testserver", ""))
+    finally:
+        sa.event.remove(oidc_ctx.db.engine, "begin", on_begin)
+    assert (r.status_code, r.headers["location"]) == (303, "/me")
+    on_loop = oidc_ctx.db.dialect == "sqlite"
+    assert exchanged_on_loop == [False]
+    assert begins == [on_loop]
+    assert hand_offs.calls == (["check_oidc_callback"] if on_loop else ["both"])
+    assert browser.get("/me").json()["email"] == "ana@hospital.example"
+    http.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_callback_whose_provisioning_meets_another_writer_redeems_the_code_once(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process (a second worker) takes the write turn while the code is redeemed: the
+    provisioning gives up on the event loop and runs alone in a thread once the turn is
+    free; the code is not redeemed a second time (the provider would refuse it)."""
+    provider.users["00u1"] = dict(NURSE)
+    redeemed: list[str] = []
+    handler = provider.handler
+    others: list[OtherProcess] = []
+
+    def writer_meanwhile(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            redeemed.append(request.url.path)
+            others.append(OtherProcess(oidc_ctx.db))  # for 0.3 s
+            threading.Timer(0.3, others[-1].release).start()
+        return handler(request)
+
+    http = httpx.Client(transport=httpx.MockTransport(writer_meanwhile))
+    monkeypatch.setattr(oidc_ctx, "http", http)
+    started = browser.get("/sso/okta/login", params={"return_to": "/me"})
+    back = provider.authorize(started.headers["location"], "00u1")
+    hand_offs = HandOffs(monkeypatch)
+    r = browser.get(back.replace("http://testserver", ""))
+    assert (r.status_code, r.headers["location"]) == (303, "/me"), r.text
+    assert redeemed == ["/token"]
+    assert hand_offs.calls == ["check_oidc_callback", "finish_oidc_login"]
+    types = [e.type for e in audit_export.iter_events(oidc_ctx, "hospital")]
+    assert types.count("account.created") == 1 and "login.failed" not in types
+    assert browser.get("/me").json()["email"] == "ana@hospital.example"
+    http.close()
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def test_changed_groups_at_the_provider_revoke_the_rule_role(

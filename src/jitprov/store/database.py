@@ -538,6 +538,12 @@ class Database:
     def safe_url(self) -> str:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
+    @property
+    def runs_inline(self) -> bool:
+        """Whether :meth:`run_inline` can ever run a call here (SQLite); PostgreSQL's every
+        statement is a round trip the event loop would wait for."""
+        return self.write_lock is not None
+
     def run_inline(self, fn: Callable[P, R], /, *args: P.args,
                    **kwargs: P.kwargs) -> tuple[bool, R | None]:
         """Run ``fn`` here, in the calling thread (a worker's event loop), when that cannot

@@ -8,6 +8,7 @@ shown as a readable page; no account or session is written for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import threading
@@ -17,6 +18,7 @@ from typing import Literal
 from joserfc.jwk import ECKey
 
 from jitprov.core.errors import InvalidInput
+from jitprov.core.identity import ExternalIdentity
 from jitprov.protocols.oidc import (
     OidcConfig,
     OidcError,
@@ -136,7 +138,40 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
     """The callback: open the login request (the binding cookie), redeem the code, verify the
     ID token, provision, spending the request in the provisioning transaction (a replayed
     callback cannot sign in twice: the IdP redeems a code once, and the state is spent).
-    Raises LoginRefused or OidcError (both audited as ``login.failed`` or ``login.denied``)."""
+    Raises LoginRefused or OidcError (both audited as ``login.failed`` or ``login.denied``).
+
+    :func:`check_oidc_callback` then :func:`finish_oidc_login`: the route runs them apart,
+    the first (which waits on the IdP) in a worker thread, the second where the database
+    lets it run (on SQLite, the event loop)."""
+    checked = check_oidc_callback(ctx, connection_slug, params, browser=browser,
+                                  base_url=base_url, request_id=request_id)
+    return finish_oidc_login(ctx, checked, user_agent=user_agent,
+                             previous_session=previous_session)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckedCallback:
+    """An OIDC callback whose code is redeemed and whose ID token is verified (nothing of the
+    login spent or recorded yet)."""
+
+    conn: ConnectionRecord
+    #: the login it answers, opened from the browser's binding cookie
+    login: LoginState
+    identity: ExternalIdentity
+    #: the ID token, sealed, for RP-initiated logout's id_token_hint (None if not needed)
+    id_token_sealed: str | None
+    request_id: str | None
+
+    def __repr__(self) -> str:  # the identity's claims never reach a log
+        return f"CheckedCallback(connection={self.conn.slug!r}, <identity hidden>)"
+
+
+def check_oidc_callback(ctx: ServiceContext, connection_slug: str, params: Mapping[str, str],
+                        *, browser: str | None, base_url: str,
+                        request_id: str | None) -> CheckedCallback:
+    """The callback's first step: the login this browser started, the code redeemed at the
+    token endpoint, the ID token verified (and userinfo fetched, if configured). Calls the
+    IdP; writes only a refusal's ``login.failed``."""
     login = opened_login_request(ctx, connection_slug,
                                  LoginState(params.get("state", ""), browser),
                                  request_id=request_id)
@@ -171,9 +206,19 @@ def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mappi
         # kept for RP-initiated logout's id_token_hint, sealed (see oidc_logout.py)
         sealed_token = (ctx.secretbox.seal({"id_token": tokens.id_token})
                         if config.idp_logout and metadata.end_session_endpoint else None)
-    return provision_on_login(ctx, conn.slug, identity, login=login, request_id=request_id,
-                              user_agent=user_agent, previous_session=previous_session,
-                              id_token_sealed=sealed_token)
+    return CheckedCallback(conn=conn, login=login, identity=identity,
+                           id_token_sealed=sealed_token, request_id=request_id)
+
+
+def finish_oidc_login(ctx: ServiceContext, checked: CheckedCallback, *,
+                      user_agent: str | None = None,
+                      previous_session: str | None = None) -> LoginResult:
+    """The callback's second step: provision and sign in, in one transaction that spends the
+    login request. No network call."""
+    return provision_on_login(ctx, checked.conn.slug, checked.identity, login=checked.login,
+                              request_id=checked.request_id, user_agent=user_agent,
+                              previous_session=previous_session,
+                              id_token_sealed=checked.id_token_sealed)
 
 
 def _private_key(sealed: Mapping[str, str]) -> ECKey | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +12,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services.login.demo import complete_demo_login
 from jitprov.services.login.kinds import StartedLogin, start_login, starts_offline
-from jitprov.services.login.oidc import complete_oidc_login, connection_config
+from jitprov.services.login.oidc import (
+    check_oidc_callback,
+    connection_config,
+    finish_oidc_login,
+)
 from jitprov.services.login.saml import (
     check_saml_response,
     classify_relay_state,
@@ -29,7 +34,7 @@ from jitprov.web.routes.common import (
     clear_login_cookie_named,
     ctx_of,
     login_cookie_name,
-    run_service,
+    run_service_steps,
     set_login_cookie,
     set_session_cookie,
     settings_of,
@@ -87,13 +92,16 @@ async def oidc_callback(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items()
               if k in ("code", "state", "iss", "error", "error_description")}
     state = params.get("state", "")
-    result = await run_in_threadpool(
-        lambda: complete_oidc_login(
-            ctx, slug, params, browser=request.cookies.get(login_cookie_name(state)),
-            base_url=settings_of(request).base_url,
-            request_id=getattr(request.state, "request_id", None),
-            user_agent=request.headers.get("user-agent"),
-            previous_session=request.cookies.get(SESSION_COOKIE)))
+    # the code's redemption waits on the IdP: in a worker thread; the provisioning that
+    # follows goes on the event loop where the database allows (run_service_steps)
+    result = await run_service_steps(
+        ctx, partial(check_oidc_callback, ctx, slug, params,
+                     browser=request.cookies.get(login_cookie_name(state)),
+                     base_url=settings_of(request).base_url,
+                     request_id=getattr(request.state, "request_id", None)),
+        partial(finish_oidc_login, ctx, user_agent=request.headers.get("user-agent"),
+                previous_session=request.cookies.get(SESSION_COOKIE)),
+        first_on_loop=False)
     response = RedirectResponse(result.return_to, status_code=303)
     clear_login_cookie(request, response, state)
     if result.session_token:
@@ -244,13 +252,13 @@ async def _saml_acs(request: Request) -> Response:
             request, "saml_bounce.html", {"action": request.url.path, "fields": fields},
             headers={**ACS_HEADERS, "Content-Security-Policy": BOUNCE_CSP})
     # two steps, so that a provisioning behind another writer goes to a worker thread
-    # alone, without verifying the Response again (see run_service)
-    checked = await run_service(
-        ctx, check_saml_response, ctx, slug, saml_response, relay_state, browser=browser,
-        base_url=settings.base_url, request_id=getattr(request.state, "request_id", None))
-    result = await run_service(ctx, finish_saml_login, ctx, checked,
-                               user_agent=request.headers.get("user-agent"),
-                               previous_session=request.cookies.get(SESSION_COOKIE))
+    # alone, without verifying the Response again (see run_service_steps)
+    result = await run_service_steps(
+        ctx, partial(check_saml_response, ctx, slug, saml_response, relay_state,
+                     browser=browser, base_url=settings.base_url,
+                     request_id=getattr(request.state, "request_id", None)),
+        partial(finish_saml_login, ctx, user_agent=request.headers.get("user-agent"),
+                previous_session=request.cookies.get(SESSION_COOKIE)))
     response = RedirectResponse(result.return_to, status_code=303, headers=ACS_HEADERS)
     if kind == "sp" and state:
         clear_login_cookie(request, response, state)
