@@ -20,6 +20,7 @@ from bench import (
     frontline,
     handoff,
     lifecycle,
+    log_lines,
     oidc,
     provision,
     revocation,
@@ -38,7 +39,7 @@ BENCHMARKS = {"scim": scim.run, "provision": provision.run, "oidc": oidc.run,
               "saml": saml.run, "frontline": frontline.run,
               "code_exchange": code_exchange.run, "entitlements": entitlements.run,
               "scim_filters": scim_filters.run, "text_check": text_check.run,
-              "handoff": handoff.run}
+              "handoff": handoff.run, "log_lines": log_lines.run}
 
 
 def machine() -> dict[str, object]:

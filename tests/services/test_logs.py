@@ -117,3 +117,78 @@ def test_a_login_over_http_succeeds_while_stderr_is_broken(sqlite_template: Path
                           capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.split() == ["303", "200"], done.stdout + done.stderr[-2000:]
+
+
+BATCHES = textwrap.dedent("""
+    import logging
+    import sys
+    import time
+
+    from jitprov.services import logs
+
+    # "pipe": the process's own stderr (the test reads it through a pipe); else a file
+    target = sys.__stderr__ if sys.argv[1] == "pipe" else open(sys.argv[2], "w")
+
+
+    class Counted:
+        # the process's stderr, counting the writes that reach it
+        writes = []
+
+        def fileno(self):
+            return target.fileno()
+
+        def write(self, text):
+            self.writes.append(text)
+            return target.write(text)
+
+        def flush(self):
+            target.flush()
+
+
+    sys.stderr = Counted()
+    logs.configure("json", "INFO")
+    log = logs.get_logger("jitprov.request")
+    for n in range(200):  # a burst of request lines
+        log.info("request", n=n)
+    burst = len(Counted.writes)
+    log.warning("slow", n=200)  # at once, after the lines before it
+    after_warning = "".join(Counted.writes)
+    deadline = time.monotonic() + 5
+    log.info("request", n=201)
+    logging.getLogger("uvicorn.error").info("stdlib %s", "line")
+    waited = len(Counted.writes)
+    while "stdlib line" not in "".join(Counted.writes) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    logs.BATCH_WINDOW = 60  # the writer thread would wait past the exit: the exit writes it
+    log.info("request", n=202)
+    print(burst, len(Counted.writes), waited, after_warning.count('"request"'),
+          '"slow"' in after_warning.splitlines()[-1], flush=True)
+""")
+
+
+def test_lines_to_a_pipe_go_out_in_batches_and_none_is_lost(tmp_path: Path) -> None:
+    """A pipe (a container runtime's, journald's stream): a burst of request lines goes out in
+    a few writes, not one each; a warning goes out at once after the lines before it; a line
+    waits a few milliseconds at most, and what still waits at exit is written."""
+    done = subprocess.run([sys.executable, "-c", BATCHES, "pipe"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    burst, writes, waited, before_warning, warning_last = done.stdout.split()
+    # the 200 lines of the burst: not one write each (the writer thread wakes for a batch)
+    assert int(burst) < 20, done.stdout
+    assert (int(before_warning), warning_last) == (200, "True")
+    assert int(writes) > int(waited)  # the later lines went out without another line
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [line.get("n") for line in lines if line["logger"] == "jitprov.request"] == \
+        [*range(200), 200, 201, 202]  # in order, the last one written at exit
+
+
+def test_lines_to_a_file_are_written_one_by_one(tmp_path: Path) -> None:
+    out = tmp_path / "stderr.log"
+    done = subprocess.run([sys.executable, "-c", BATCHES, "file", str(out)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    burst, writes, waited, before_warning, _ = done.stdout.split()
+    assert (int(burst), int(before_warning)) == (200, 200)  # a write each, at once
+    assert (int(waited), int(writes)) == (203, 204)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line.get("n") for line in lines if line["logger"] == "jitprov.request"] == \
+        list(range(203))
