@@ -62,7 +62,7 @@ def _child(n: int) -> None:
 
 def run(*, ops: int, postgres_url: str = "") -> list[dict[str, Any]]:
     del postgres_url
-    n = max(BLOCK, min(ops, 20_000))
+    n = max(16 * BLOCK, min(ops, 20_000))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryFile("w+") as file:
         for stderr in (subprocess.PIPE, file):
