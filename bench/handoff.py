@@ -27,15 +27,21 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 from starlette.concurrency import run_in_threadpool
 
+from bench.provision import MAPPING as OIDC_MAPPING
 from bench.saml import MAPPING, _attributes
 from bench.scim import InProcess, _measure, asgi_call, user_body
+from jitprov.protocols.oidc.provider import Providers
 from jitprov.services import admin, logs
 from jitprov.services.context import ServiceContext
 from jitprov.services.scim import tokens as scim_tokens
@@ -71,15 +77,19 @@ def _cookies(headers: dict[str, list[str]]) -> str:
 
 @contextmanager
 def in_a_thread(db: Database) -> Iterator[None]:
-    """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines."""
+    """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines, and
+    a service in two steps (the ACS, the OIDC callback) runs both in one thread."""
     def declined(*_args: Any, **_kwargs: Any) -> tuple[bool, None]:
         return False, None
 
     db.run_inline = declined  # type: ignore[method-assign]
+    runs_inline = Database.runs_inline
+    Database.runs_inline = property(lambda _db: False)  # type: ignore[assignment,method-assign]
     try:
         yield
     finally:
         del db.run_inline
+        Database.runs_inline = runs_inline  # type: ignore[method-assign]
 
 
 class SamlLogins:
@@ -129,6 +139,77 @@ class SamlLogins:
             raise RuntimeError(f"ACS: HTTP {status} {page[:200]!r}")
 
 
+class OidcLogins:
+    """People signing in through the OIDC connection ``oidc``: the start, then the callback
+    (the code redeemed at a token endpoint served in this process by ``httpx.MockTransport``,
+    its ID token signed beforehand, not measured; the ID token verified; the provisioning)."""
+
+    ISSUER = "https://idp.bench"
+
+    def __init__(self, app: Any, ctx: ServiceContext) -> None:
+        self.app, self.ctx = app, ctx
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+        self.next = 0
+        self.started: list[tuple[dict[str, str], str]] = []  # (authorization query, cookie)
+        self.answers: dict[str, bytes] = {}  # code -> the token endpoint's answer
+        issuer = self.ISSUER
+        discovery = {"issuer": issuer, "authorization_endpoint": f"{issuer}/authorize",
+                     "token_endpoint": f"{issuer}/token", "jwks_uri": f"{issuer}/jwks",
+                     "code_challenge_methods_supported": ["S256"]}
+        jwks = KeySet([self.key]).as_dict(private=False)
+
+        def provider(request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/token":
+                code = parse_qs(request.content.decode())["code"][0]
+                return httpx.Response(200, content=self.answers.pop(code),
+                                      headers={"content-type": "application/json"})
+            return httpx.Response(200, json=jwks if request.url.path == "/jwks"
+                                  else discovery)
+
+        ctx.http = httpx.Client(transport=httpx.MockTransport(provider))
+        ctx.oidc = Providers(ctx.http)
+        admin.add_oidc_connection(
+            ctx, tenant="bench", slug="oidc", client_secret="bench-secret",
+            config={"issuer": issuer, "client_id": "bench",
+                    "scopes": ["openid", "email", "profile"]},
+            mapping=OIDC_MAPPING, mapping_source="bench-oidc.yaml")
+
+    def reset(self) -> None:
+        self.started = []
+
+    async def start(self, _i: int) -> None:
+        status, headers, _ = await call(self.app, "GET", "/sso/oidc/login?return_to=/me", [])
+        if status != 303:
+            raise RuntimeError(f"OIDC login start: HTTP {status}")
+        query = {k: v[0] for k, v in parse_qs(urlsplit(headers["location"][0]).query).items()}
+        self.started.append((query, _cookies(headers)))
+
+    def sign(self) -> None:
+        """The provider's answers to every login started (not measured)."""
+        now = int(time.time())
+        for query, _ in self.started:
+            self.next += 1
+            n = self.next
+            claims = {"iss": self.ISSUER, "aud": "bench", "sub": f"oidc-{n}",
+                      "nonce": query["nonce"], "iat": now, "exp": now + 3600,
+                      "email": f"oidc{n}@hospital.example", "email_verified": True,
+                      "name": f"Person {n}", "department": "Ward 3",
+                      "groups": ["Nurses", "All Staff"]}
+            token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+            self.answers[f"code-{n}"] = json.dumps(
+                {"id_token": token, "access_token": "a" * 43, "token_type": "Bearer"}).encode()
+            query["code"] = f"code-{n}"
+
+    async def callback(self, i: int) -> None:
+        query, cookie = self.started[i]
+        answer = urlencode({"code": query["code"], "state": query["state"]})
+        target = f"/sso/oidc/oidc/callback?{answer}"
+        status, headers, page = await call(self.app, "GET", target,
+                                           [(b"cookie", cookie.encode())])
+        if status != 303 or "jitprov_session=" not in _cookies(headers):
+            raise RuntimeError(f"OIDC callback: HTTP {status} {page[:200]!r}")
+
+
 async def _rows(n: int) -> list[dict[str, Any]]:
     workdir = tempfile.mkdtemp(prefix="jitprov-bench-")
     db = Database.connect(f"sqlite:///{workdir}/handoff.db", pool_size=4)
@@ -170,6 +251,15 @@ async def _rows(n: int) -> list[dict[str, Any]]:
                     logins.bounce, ops)
         await timed(acs, logins.acs, ops)
 
+    oidc = OidcLogins(app, ctx)
+
+    async def oidc_round(ops: int, scenario: str | None) -> None:
+        oidc.reset()
+        await timed(None, oidc.start, ops)
+        oidc.sign()
+        await timed(scenario, oidc.callback, ops)
+
+    await oidc_round(20, None)  # warm: the discovery document, the keys
     await login_round(20, None, parts=False)  # warm: caches, pool, statements
     await timed(None, created(0), 50)
     await timed(None, empty, 200)
@@ -183,6 +273,10 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     with in_a_thread(db):
         await timed("SCIM POST /Users, service in a worker thread", created(2 * 10**6),
                     4 * n)
+    await oidc_round(n, "OIDC callback, first login (the code redeemed in a worker thread, "
+                        "the provisioning on the event loop, as served on SQLite)")
+    with in_a_thread(db):
+        await oidc_round(n, "OIDC callback, first login, all of it in one worker thread")
     await timed("an empty hand-off (run_in_threadpool of a no-op)", empty, 10 * n)
     db.dispose()
     return rows

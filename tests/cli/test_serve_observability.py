@@ -127,6 +127,7 @@ def test_two_workers_metrics_add_up_and_only_grow(tmp_path: Path, receiver: str)
         wait_until_up(proc, url)
         scim = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
         healthz_before = None
+        scraped: list[int] = []
         previous: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         for round_ in range(1, 6):
             for _ in range(3):
@@ -141,6 +142,7 @@ def test_two_workers_metrics_add_up_and_only_grow(tmp_path: Path, receiver: str)
             assert len(Receiver.received) == round_
             while True:  # the delivery is counted right after the receiver answered
                 samples = scrape(url)
+                scraped.append(round_)
                 delivered = value(samples, "jitprov_webhook_attempts_total",
                                   result="delivered")
                 if delivered == round_ or time.monotonic() > deadline:
@@ -167,6 +169,12 @@ def test_two_workers_metrics_add_up_and_only_grow(tmp_path: Path, receiver: str)
     assert "Traceback" not in err
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # JSON, all
     assert sum(1 for e in lines if e.get("event") == "request") >= 5 * 5
+    # stderr is a pipe: request lines go out in batches, and SIGTERM loses none of them (the
+    # last scrape's, answered just before the signal) nor a worker's last words
+    assert sum(1 for e in lines if e.get("event") == "request"
+               and e.get("route") == "/metrics") == len(scraped)
+    assert sum(1 for e in lines if str(e.get("event", "")).startswith(
+        "Finished server process")) == 2
     assert "hook-secret-4f2a9c" not in err and token not in err
     assert "\\u001b" not in err  # no terminal colour codes in a log file
 

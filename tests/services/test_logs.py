@@ -155,10 +155,12 @@ BATCHES = textwrap.dedent("""
     after_warning = "".join(Counted.writes)
     deadline = time.monotonic() + 5
     log.info("request", n=201)
-    logging.getLogger("uvicorn.error").info("stdlib %s", "line")
     waited = len(Counted.writes)
-    while "stdlib line" not in "".join(Counted.writes) and time.monotonic() < deadline:
+    while '"n": 201' not in "".join(Counted.writes) and time.monotonic() < deadline:
         time.sleep(0.001)
+    # the standard library's records (uvicorn's start and stop lines): at once
+    logging.getLogger("uvicorn.error").info("stdlib %s", "line")
+    assert "stdlib line" in Counted.writes[-1]
     logs.BATCH_WINDOW = 60  # the writer thread would wait past the exit: the exit writes it
     log.info("request", n=202)
     print(burst, len(Counted.writes), waited, after_warning.count('"request"'),
@@ -176,7 +178,7 @@ def test_lines_to_a_pipe_go_out_in_batches_and_none_is_lost(tmp_path: Path) -> N
     # the 200 lines of the burst: not one write each (the writer thread wakes for a batch)
     assert int(burst) < 20, done.stdout
     assert (int(before_warning), warning_last) == (200, "True")
-    assert int(writes) > int(waited)  # the later lines went out without another line
+    assert int(writes) > int(waited)  # the later line went out without another line
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [line.get("n") for line in lines if line["logger"] == "jitprov.request"] == \
         [*range(200), 200, 201, 202]  # in order, the last one written at exit
@@ -188,7 +190,95 @@ def test_lines_to_a_file_are_written_one_by_one(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=True)
     burst, writes, waited, before_warning, _ = done.stdout.split()
     assert (int(burst), int(before_warning)) == (200, 200)  # a write each, at once
-    assert (int(waited), int(writes)) == (203, 204)
+    assert (int(waited), int(writes)) == (202, 204)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line.get("n") for line in lines if line["logger"] == "jitprov.request"] == \
         list(range(203))
+
+
+AT_SHUTDOWN = textwrap.dedent("""
+    import os
+    import sys
+
+    from jitprov.services import logs
+    from jitprov.services.context import ServiceContext
+    from jitprov.services.secretbox import SecretBox
+    from jitprov.store.database import Database
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.web.helpers import make_client
+
+    logs.configure("json", "INFO")  # stderr: a pipe the test reads
+    logs.BATCH_WINDOW = 60  # nothing goes out by the writer thread in this test
+    log = logs.get_logger("jitprov.example")
+    log.info("before_fork")
+    pid = os.fork()
+    if pid == 0:  # a forked child writes its own lines only
+        log.info("in_child")
+        logs.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    ctx = ServiceContext(db=Database.connect(sys.argv[1]), secretbox=SecretBox(TEST_SECRET_KEY))
+    with make_client(ctx) as client:  # the app's lifespan: its shutdown writes what waits
+        assert client.get("/healthz").status_code == 200
+        print("served", flush=True)
+    print("stopped", flush=True)
+    sys.stderr.flush()
+    os.kill(os.getpid(), 9)  # no exit hook: what was not written by now is lost
+""")
+
+
+def test_the_apps_shutdown_writes_the_lines_still_waiting_and_a_fork_repeats_none(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """uvicorn ends a worker by re-raising SIGTERM, so no exit hook runs: the app's shutdown
+    writes the request lines still waiting. A forked child writes none of its parent's."""
+    path = tmp_path / "jitprov.db"
+    shutil.copy(sqlite_template, path)
+    done = subprocess.run([sys.executable, "-c", AT_SHUTDOWN, f"sqlite:///{path}"],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["served", "stopped"], done.stdout + done.stderr[-2000:]
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert events.count("before_fork") == 1 and events.count("in_child") == 1, events
+    assert "request" in events, events
+
+
+STALLED = textwrap.dedent("""
+    import sys
+
+    from jitprov.services import logs
+
+    logs.configure("json", "INFO")
+    logs.BATCH_WINDOW = 60
+    written = []
+    real = sys.stderr
+
+
+    class Counted:
+        def fileno(self):
+            return real.fileno()
+
+        def write(self, text):
+            written.append(text)
+
+        def flush(self):
+            pass
+
+
+    sys.stderr = Counted()
+    log = logs.get_logger("jitprov.request")
+    for n in range(logs.MAX_WAITING):
+        log.info("request", n=n)
+    print(len(written), end=" ")
+    log.info("request", n=logs.MAX_WAITING)  # one more than may wait: the caller writes
+    print(len(written), "".join(written).count('"request"'), flush=True)
+""")
+
+
+def test_past_the_lines_that_may_wait_the_caller_writes() -> None:
+    """A log reader that stalls slows the server's callers, as a stream written at once does,
+    instead of piling lines up in memory."""
+    done = subprocess.run([sys.executable, "-c", STALLED], capture_output=True, text=True,
+                          timeout=60, check=True)
+    before, after, lines = done.stdout.split()
+    # the 1,000 waiting lines in one write, then the caller's own
+    assert (int(before), int(after), int(lines)) == (0, 2, 1001), done.stdout

@@ -108,19 +108,17 @@ def _write_line(text: str, *, urgent: bool = True) -> None:
     as the standard library's ``Handler.handleError`` makes sure, and the failure is not
     reported on the stream that just failed."""
     batches = _batches
-    if batches is not None and not urgent:
-        batches.add(text)
+    if batches is not None and not urgent and batches.add(text):
         return
     with _WRITE_LOCK:
         if batches is not None:
             batches.flush()
-        _write_now(text)
+        _write_now(text, sys.stderr)
 
 
-def _write_now(text: str) -> None:
-    """One write to ``sys.stderr`` and its flush (the caller holds ``_WRITE_LOCK``)."""
+def _write_now(text: str, stream: Any) -> None:
+    """One write to ``stream`` and its flush (the caller holds ``_WRITE_LOCK``)."""
     try:
-        stream = sys.stderr
         stream.write(text)
         stream.flush()
     except Exception:  # noqa: S110 - dropping the line is the point (see _write_line)
@@ -129,44 +127,64 @@ def _write_now(text: str) -> None:
 
 #: how long a line may wait for the lines after it, where they go out in batches
 BATCH_WINDOW = 0.005
+#: lines that may wait at once; past it the caller writes them (a stalled log reader slows
+#: the callers, as an unbatched stream does, rather than filling memory)
+MAX_WAITING = 1000
 
 
 class _Batches:
     """Lines for a pipe or a socket (a container runtime's, journald's), written together a
-    few milliseconds late. A write to a pipe whose reader sleeps costs the writer 40-100 µs of
-    CPU to wake that reader (to a file: 7 µs), and a busy server logs a line per request.
-    The first line of a batch wakes a writer thread, which waits :data:`BATCH_WINDOW`, then
-    writes whatever came meanwhile in one write. A warning or worse never waits
-    (:func:`_write_line`), and what waits is written at exit; a process killed outright
-    loses at most the last window's lines."""
+    few milliseconds late. Waking a pipe's sleeping reader costs the writer CPU at every
+    write (9-25 µs a line here, ``bench/log_lines.py``), and a busy server logs a line per
+    request. The first line of a batch wakes a writer thread, which waits
+    :data:`BATCH_WINDOW`, then writes whatever came meanwhile in one write. Each line keeps
+    the stream that was ``sys.stderr`` when it was logged. A warning or worse never waits
+    (:func:`_write_line`); past :data:`MAX_WAITING` lines, or without a writer thread, the
+    caller writes; :func:`flush` at the app's shutdown and an exit hook write what waits. A
+    process killed outright loses at most the last window's lines."""
 
     def __init__(self) -> None:
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
+        self._pending: list[tuple[Any, str]] = []
+        self._lock = threading.RLock()  # a signal handler may log while add() holds it
         self._due = threading.Event()
         self._thread: threading.Thread | None = None
         atexit.register(self.flush)
         os.register_at_fork(after_in_child=self._forked)
 
-    def add(self, text: str) -> None:
+    def add(self, text: str) -> bool:
+        """Keep ``text`` for the next batch; False when the caller must write now."""
         with self._lock:
-            self._pending.append(text)
+            if len(self._pending) >= MAX_WAITING:
+                return False
+            self._pending.append((sys.stderr, text))
             if len(self._pending) > 1:
-                return  # the batch's first line already woke the writer
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="jitprov-log-writer")
-                self._thread.start()
+                return True  # the batch's first line already woke the writer
+            running = self._thread is not None and self._thread.is_alive()
+        if not running and not self._start():
+            return False
         self._due.set()
+        return True
+
+    def _start(self) -> bool:
+        thread = threading.Thread(target=self._run, daemon=True, name="jitprov-log-writer")
+        try:
+            thread.start()
+        except RuntimeError:  # no new threads (interpreter shutting down)
+            return False
+        self._thread = thread
+        return True
 
     def flush(self) -> None:
-        """Write what waits, now."""
+        """Write what waits, now, each line to the stream it was logged for."""
         with _WRITE_LOCK:
             with self._lock:
-                text = "".join(self._pending)
-                self._pending.clear()
-            if text:
-                _write_now(text)
+                pending, self._pending = self._pending, []
+            start = 0
+            for end in range(1, len(pending) + 1):
+                if end == len(pending) or pending[end][0] is not pending[start][0]:
+                    _write_now("".join(text for _, text in pending[start:end]),
+                               pending[start][0])
+                    start = end
 
     def _run(self) -> None:
         while True:
@@ -176,10 +194,19 @@ class _Batches:
             self.flush()
 
     def _forked(self) -> None:
-        # a child starts with no writer thread, and with locks no thread of its own holds
-        self._lock = threading.Lock()
+        # a child starts with no writer thread, with locks no thread of its own holds, and
+        # without the parent's waiting lines (the parent writes those)
+        self._lock = threading.RLock()
         self._due = threading.Event()
         self._thread = None
+        self._pending = []
+
+
+def flush() -> None:
+    """Write the log lines waiting for their batch (the app calls it at shutdown: uvicorn
+    ends a worker by re-raising the stop signal, and no exit hook runs then)."""
+    if _made_batches is not None:
+        _made_batches.flush()
 
 
 #: where non-urgent lines go while batching is on (:func:`configure`)
@@ -221,7 +248,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        _write_line(line, urgent=record.levelno >= logging.WARNING)
+        _write_line(line)  # rare (uvicorn's start and stop lines...): at once
 
     def handleError(self, record: logging.LogRecord) -> None:
         # the standard library's report catches only OSError: a closed stream raises

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jitprov import __version__
-from jitprov.services import metrics
+from jitprov.services import logs, metrics
 from jitprov.services.context import ServiceContext, build_context, open_database
 from jitprov.services.ratelimit import RateLimiter
 from jitprov.services.records import Database
@@ -55,6 +55,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     provider = getattr(_app.state, "tracer_provider", None)
     if provider is not None:
         provider.shutdown()
+    logs.flush()  # the last requests' lines: uvicorn ends by re-raising the stop signal
 
 
 def create_app(settings: Settings, db: Database | None = None,
