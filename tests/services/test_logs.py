@@ -109,13 +109,20 @@ LOGIN_WITH_BROKEN_STDERR = textwrap.dedent("""
 """)
 
 
-def test_a_login_over_http_succeeds_while_stderr_is_broken(sqlite_template: Path,
-                                                           tmp_path: Path) -> None:
+def _run_on_a_database(script: str, sqlite_template: Path,
+                       tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` in a child process (stdout and stderr pipes), given the URL of a fresh
+    SQLite database, from the repository's root (it imports ``tests``)."""
     path = tmp_path / "jitprov.db"
     shutil.copy(sqlite_template, path)
-    done = subprocess.run([sys.executable, "-c", LOGIN_WITH_BROKEN_STDERR, f"sqlite:///{path}"],
+    return subprocess.run([sys.executable, "-c", script, f"sqlite:///{path}"],
                           capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
+
+
+def test_a_login_over_http_succeeds_while_stderr_is_broken(sqlite_template: Path,
+                                                           tmp_path: Path) -> None:
+    done = _run_on_a_database(LOGIN_WITH_BROKEN_STDERR, sqlite_template, tmp_path)
     assert done.stdout.split() == ["303", "200"], done.stdout + done.stderr[-2000:]
 
 
@@ -231,11 +238,7 @@ def test_the_apps_shutdown_writes_the_lines_still_waiting_and_a_fork_repeats_non
         sqlite_template: Path, tmp_path: Path) -> None:
     """uvicorn ends a worker by re-raising SIGTERM, so no exit hook runs: the app's shutdown
     writes the request lines still waiting. A forked child writes none of its parent's."""
-    path = tmp_path / "jitprov.db"
-    shutil.copy(sqlite_template, path)
-    done = subprocess.run([sys.executable, "-c", AT_SHUTDOWN, f"sqlite:///{path}"],
-                          capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+    done = _run_on_a_database(AT_SHUTDOWN, sqlite_template, tmp_path)
     assert done.stdout.split() == ["served", "stopped"], done.stdout + done.stderr[-2000:]
     events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
     assert events.count("before_fork") == 1 and events.count("in_child") == 1, events
