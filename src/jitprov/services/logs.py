@@ -117,12 +117,48 @@ def _write_line(text: str, *, urgent: bool = True) -> None:
 
 
 def _write_now(text: str, stream: Any) -> None:
-    """One write to ``stream`` and its flush (the caller holds ``_WRITE_LOCK``)."""
+    """One write to ``stream`` and its flush (the caller holds ``_WRITE_LOCK``). A line logged
+    while this thread is in the middle of a write (by a signal handler, which Python runs
+    inside a system call it interrupted) is written after that write, not into it."""
+    deferred: list[tuple[Any, str]] | None = getattr(_writing, "deferred", None)
+    if deferred is not None:
+        deferred.append((stream, text))
+        return
+    _writing.deferred = deferred = [(stream, text)]
     try:
+        while deferred:
+            target, line = deferred.pop(0)
+            try:
+                _write_all(target, line)
+            except Exception:  # noqa: S110 - dropping the line is the point (_write_line)
+                pass
+    finally:
+        _writing.deferred = None
+
+
+def _write_all(stream: Any, text: str) -> None:
+    """``text`` to ``stream``, all of it. Under ``PYTHONUNBUFFERED`` (common in container
+    images) stderr's text layer sits on the raw file and ignores a short write: a write to a
+    pipe that a signal interrupts after part of it returns that part's length, and the rest
+    of a batch was lost. Where the stream has a binary layer, the bytes go there until all
+    are taken."""
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
         stream.write(text)
         stream.flush()
-    except Exception:  # noqa: S110 - dropping the line is the point (see _write_line)
-        pass
+        return
+    stream.flush()  # what the text layer holds goes first
+    rest = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+    while rest:
+        taken = binary.write(rest)
+        if taken is None:  # a non-blocking stream that is full
+            raise BlockingIOError("stderr is full")
+        rest = rest[taken:]
+    binary.flush()
+
+
+#: per thread, while it writes: the lines a signal handler logged meanwhile
+_writing = threading.local()
 
 
 #: how long a line may wait for the lines after it, where they go out in batches
