@@ -17,6 +17,7 @@ connection, when a service learns them); the request log line reads it when the 
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import os
 import stat
@@ -140,10 +141,10 @@ def _write_all(stream: Any, text: str) -> None:
     """``text`` to ``stream``, all of it. Under ``PYTHONUNBUFFERED`` (common in container
     images) stderr's text layer sits on the raw file and ignores a short write: a write to a
     pipe that a signal interrupts after part of it returns that part's length, and the rest
-    of a batch was lost. Where the stream has a binary layer, the bytes go there until all
-    are taken."""
+    of a batch was lost. Over such a raw file the bytes go to it until all are taken; a
+    buffered binary layer takes them all by itself."""
     binary = getattr(stream, "buffer", None)
-    if binary is None:
+    if not isinstance(binary, io.RawIOBase):
         stream.write(text)
         stream.flush()
         return
