@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from jitprov.services.context import ServiceContext
 from jitprov.settings import Settings
+from jitprov.store.database import Database
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY
 
@@ -68,3 +71,18 @@ class HandOffs:
             return await real(func, *args, **kwargs)
 
         monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+
+
+class OtherProcess:
+    """Another process's writer (a second ``serve`` worker): a write transaction of its own
+    connection to the same SQLite file, held until released."""
+
+    def __init__(self, db: Database) -> None:
+        path = sa.make_url(db.url).database
+        assert path is not None
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +22,10 @@ from jitprov.services import audit_export, metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import flow
 from jitprov.store import tables as t
-from jitprov.store.database import Checkpointer, Database
+from jitprov.store.database import Checkpointer
 from jitprov.testing.builders import setup_connection
 from jitprov.testing.saml_idp import FakeSamlIdp, add_connection
-from tests.web.helpers import HandOffs, make_client
+from tests.web.helpers import HandOffs, OtherProcess, make_client
 from tests.web.scim_helpers import BASE, GROUP_SCHEMA, auth, patch, scim_token, user
 from tests.web.test_saml_routes import ACS_PATH, response, start
 
@@ -95,21 +94,6 @@ def test_the_acs_signs_in_on_the_event_loop_on_sqlite_and_in_one_thread_on_postg
     # PostgreSQL: the Response's check and the provisioning share one hand-off
     assert hand_offs.calls == ([] if on_loop else ["both"])
     assert browser.get("/me").json()["email"] == "ada@hospital.example"
-
-
-class OtherProcess:
-    """Another process's writer (a second ``serve`` worker): a write transaction of its own
-    connection to the same SQLite file, held until released."""
-
-    def __init__(self, db: Database) -> None:
-        path = sa.make_url(db.url).database
-        assert path is not None
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("COMMIT")
-        self.conn.close()
 
 
 async def _while_held(ctx: ServiceContext, method: str, path: str,

@@ -30,8 +30,7 @@ from jitprov.store.database import Database
 from jitprov.testing.builders import HOSPITAL
 from jitprov.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY, Clock
-from tests.web.helpers import HandOffs
-from tests.web.test_inline_writes import OtherProcess
+from tests.web.helpers import HandOffs, OtherProcess
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "jitprov-test"

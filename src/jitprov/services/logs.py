@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import atexit
 import io
+import itertools
 import logging
+import operator
 import os
 import stat
 import sys
@@ -216,12 +218,8 @@ class _Batches:
         with _WRITE_LOCK:
             with self._lock:
                 pending, self._pending = self._pending, []
-            start = 0
-            for end in range(1, len(pending) + 1):
-                if end == len(pending) or pending[end][0] is not pending[start][0]:
-                    _write_now("".join(text for _, text in pending[start:end]),
-                               pending[start][0])
-                    start = end
+            for stream, lines in itertools.groupby(pending, key=operator.itemgetter(0)):
+                _write_now("".join(text for _, text in lines), stream)
 
     def _run(self) -> None:
         while True:
