@@ -1,15 +1,23 @@
 """The outbound guard: which addresses server-side requests may reach, and that a request is
-sent to the address that was checked."""
+sent to the address that was checked, over TLS checked for the name."""
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import ipaddress
 import re
+import ssl
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from jitprov.services.outbound import (
     REFUSED,
@@ -17,6 +25,7 @@ from jitprov.services.outbound import (
     OutboundPolicy,
     OutboundRefused,
     parse_allowlist,
+    pinned,
 )
 
 PRIVATE = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
@@ -64,23 +73,155 @@ def test_an_unresolvable_host_gets_the_same_refusal() -> None:
 
 
 def test_the_request_goes_to_the_checked_address_with_the_name_kept() -> None:
-    """The host is resolved once; a second, different DNS answer (rebinding) is never used."""
+    """The host is resolved once; a second, different DNS answer (rebinding) is never used.
+    The URL and the Host header keep the name; the connect is pinned to the checked address."""
     answers = iter([["93.184.215.14"], ["127.0.0.1"]])
-    seen: list[httpx.Request] = []
+    seen: list[tuple[httpx.Request, tuple[str, str] | None]] = []
 
     def inner(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
+        seen.append((request, pinned()))
         return httpx.Response(200, json={"ok": True})
 
     policy = OutboundPolicy(resolver=lambda host, port: next(answers))
     client = httpx.Client(transport=GuardedTransport(policy, httpx.MockTransport(inner)))
     assert client.get("https://idp.example:8443/.well-known/openid-configuration"
                       ).json() == {"ok": True}
-    sent = seen[0]
-    assert sent.url.host == "93.184.215.14" and sent.url.port == 8443
+    [(sent, pin)] = seen
+    assert pin == ("idp.example", "93.184.215.14")
+    assert (sent.url.host, sent.url.port) == ("idp.example", 8443)
     assert sent.headers["host"] == "idp.example:8443"
-    assert sent.extensions["sni_hostname"] == "idp.example"
-    assert len(seen) == 1
+    assert pinned() is None  # only while the request is sent
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+class TlsServer:
+    """An https server on 127.0.0.1 whose certificate (from a CA of the test's own) names
+    ``names`` only; it records the SNI of each handshake and the Host of each request."""
+
+    def __init__(self, tmp: Path, names: list[str]) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        day = datetime.timedelta(days=1)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
+              .public_key(ca_key.public_key()).serial_number(1)
+              .not_valid_before(now - day).not_valid_after(now + day)
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(2)
+                .not_valid_before(now - day).not_valid_after(now + day)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        (tmp / "key.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self.client_context = ssl.create_default_context(
+            cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+        self.handshakes: list[str | None] = []
+        self.hosts: list[str] = []
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # kept alive: a pooled connection may be reused
+
+            def do_GET(self) -> None:
+                served.hosts.append(self.headers["Host"])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp / "leaf.pem", tmp / "key.pem")
+        context.sni_callback = lambda _sock, name, _ctx: self.handshakes.append(name)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def client(self, resolved: list[str]) -> httpx.Client:
+        """The guard's client trusting this server's CA, every name resolved by a stub
+        resolver (recorded in ``resolved``) to 127.0.0.1, which the allowlist permits."""
+        def resolve(host: str, _port: int) -> list[str]:
+            resolved.append(host)
+            return ["127.0.0.1"]
+
+        policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"), resolver=resolve)
+        inner = httpx.HTTPTransport(verify=self.client_context)
+        return httpx.Client(transport=GuardedTransport(policy, inner))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    server = TlsServer(tmp_path, ["idp.test"])
+    yield server
+    server.close()
+
+
+def test_a_name_is_connected_to_its_checked_address_and_tls_checks_the_name(
+        tls_server: TlsServer) -> None:
+    """The name resolves only through the guard's resolver (nothing else knows
+    ``idp.test``): the connect went to the checked address, SNI and Host named the host, the
+    certificate was checked against it, and the kept-alive connection served the next
+    request (one handshake), each request checked again."""
+    resolved: list[str] = []
+    with tls_server.client(resolved) as client:
+        for _ in range(2):
+            answer = client.get(f"https://idp.test:{tls_server.port}/jwks")
+            assert (answer.status_code, answer.text) == (200, "ok")
+    assert tls_server.handshakes == ["idp.test"]
+    assert tls_server.hosts == [f"idp.test:{tls_server.port}"] * 2
+    assert resolved == ["idp.test", "idp.test"]
+
+
+def test_a_connection_made_for_one_name_never_carries_another_names_request(
+        tls_server: TlsServer) -> None:
+    """Two names on one address (shared hosting, or a DNS answer an attacker controls): the
+    second name gets a connection of its own, whose certificate is checked for it, and is
+    refused here (the certificate names ``idp.test`` only) instead of riding on the first
+    name's kept-alive connection."""
+    with tls_server.client([]) as client:
+        assert client.get(f"https://idp.test:{tls_server.port}/").status_code == 200
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            client.get(f"https://other.test:{tls_server.port}/")
+        assert client.get(f"https://idp.test:{tls_server.port}/").status_code == 200
+    assert tls_server.handshakes == ["idp.test", "other.test"]
+    assert tls_server.hosts == [f"idp.test:{tls_server.port}"] * 2
+
+
+def test_two_names_on_one_address_each_get_their_own_connection(tmp_path: Path) -> None:
+    server = TlsServer(tmp_path, ["a.test", "b.test"])
+    try:
+        with server.client([]) as client:
+            for name in ("a.test", "b.test", "a.test", "b.test"):
+                assert client.get(f"https://{name}:{server.port}/").status_code == 200
+    finally:
+        server.close()
+    assert sorted(server.handshakes) == ["a.test", "b.test"]
+    assert server.hosts == [f"{n}:{server.port}" for n in ("a.test", "b.test") * 2]
+
+
+def test_a_connect_outside_the_guard_is_refused(tls_server: TlsServer) -> None:
+    """The transport under the guard connects only where the guard pinned: used on its own
+    (no check), it refuses before any packet leaves."""
+    inner = httpx.HTTPTransport(verify=tls_server.client_context)
+    GuardedTransport(OutboundPolicy(allow_private=True), inner)
+    with httpx.Client(transport=inner) as client, pytest.raises(OutboundRefused, match=REFUSED):
+        client.get(f"https://idp.test:{tls_server.port}/")
+    assert tls_server.handshakes == []
 
 
 def test_a_refused_destination_never_reaches_the_network() -> None:

@@ -339,19 +339,22 @@ def test_two_server_processes_deliver_each_event_once(ctx: ServiceContext, recei
 def test_a_send_connects_to_the_address_that_was_checked(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """DNS rebinding: the host may resolve to a private address right after the check; the
-    send connects to the checked address and names the host in Host and SNI."""
+    send is pinned to the checked address (the server's guard connects there) while the URL,
+    Host and TLS keep the name."""
     import socket
 
     import httpx
+
+    from jitprov.services.outbound import GuardedTransport, pinned
 
     def resolve(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
         assert host == "hooks.example"
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 443))]
 
-    seen: list[httpx.Request] = []
+    seen: list[tuple[httpx.Request, tuple[str, str] | None]] = []
 
     def transport(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
+        seen.append((request, pinned()))
         return httpx.Response(204)
 
     setup_connection(ctx)
@@ -359,13 +362,15 @@ def test_a_send_connects_to_the_address_that_was_checked(
     # checked when added, then at the send; a third lookup (a connect by name) would rebind
     answers = iter(["93.184.216.34", "93.184.216.34", "127.0.0.1"])
     webhooks.add_endpoint(ctx, "hospital", "https://hooks.example:8443/in", ACCOUNT_EVENTS)
-    ctx.http = httpx.Client(transport=httpx.MockTransport(transport))
+    ctx.http = httpx.Client(transport=GuardedTransport(ctx.outbound,
+                                                       httpx.MockTransport(transport)))
     provision_on_login(ctx, "idp", nurse())
     webhooks.deliver_due(ctx)
-    [request] = seen
-    assert (request.url.host, request.url.port) == ("93.184.216.34", 8443)
+    [(request, pin)] = seen
+    assert pin == ("hooks.example", "93.184.216.34")
+    assert (request.url.host, request.url.port) == ("hooks.example", 8443)
     assert request.headers["host"] == "hooks.example:8443"
-    assert request.extensions["sni_hostname"] == "hooks.example"
+    assert next(answers) == "127.0.0.1"  # never looked up
 
 
 def test_a_destination_that_turns_private_is_not_sent_to(

@@ -1,24 +1,34 @@
 """One guard for every request the server makes on its own: SAML metadata, OIDC discovery,
-JWKS, token and userinfo endpoints, the IdP health probe of shared devices.
+JWKS, token and userinfo endpoints, the IdP health probe of shared devices, webhooks.
 
 A tenant admin chooses these URLs. Unguarded, they reach whatever the server reaches (loopback
 services, the cloud metadata endpoint, the private network), and error texts that differ with
 what answered turn the server into a port scanner. The guard is an httpx transport, so no
 caller can forget it: it resolves the host, refuses unless every address it resolves to is
 public or inside the operator's allowlist (``JITPROV_OUTBOUND_ALLOW``), and connects to the
-address it checked (the Host header and TLS SNI keep the name), so a second DNS answer between
-the check and the connect (rebinding) is never used. A refusal is one uniform error, raised
-before any packet leaves: nothing about the destination can be learnt from it. Redirects are
-never followed by the server's client; timeouts and size caps stay with each caller.
+address it checked, so a second DNS answer between the check and the connect (rebinding) is
+never used. A refusal is one uniform error, raised before any packet leaves: nothing about the
+destination can be learnt from it. Redirects are never followed by the server's client;
+timeouts and size caps stay with each caller.
+
+The URL keeps its host name: the name is what the connection pool keys kept-alive connections
+by, what TLS sends as SNI and checks the certificate against, and what the Host header says.
+Only the connect goes to the checked address (a network backend under httpx's pool, told the
+address by the guard for the request at hand). A connection made for one name is therefore
+never reused for another that resolves to the same address: its certificate was checked for
+the first name only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -26,9 +36,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 REFUSED = "the destination is not allowed for server-side requests"
-#: request extension of a caller that checked and pinned the address itself with a policy
-#: (webhooks, whose policy JITPROV_WEBHOOK_ALLOW_PRIVATE may lift)
+#: request extension of a caller that checked the address itself with a policy of its own
+#: (webhooks, whose policy JITPROV_WEBHOOK_ALLOW_PRIVATE may lift): its value is the address
+#: to connect to
 CHECKED = "jitprov_outbound_checked"
+
+#: (host name as in the URL, checked address) of the request being sent in this thread
+_PIN: ContextVar[tuple[str, str] | None] = ContextVar("jitprov_outbound_pin", default=None)
 
 
 class OutboundRefused(httpx.TransportError):
@@ -84,29 +98,83 @@ class OutboundPolicy:
         return str(addresses[0])
 
 
+def pinned() -> tuple[str, str] | None:
+    """(host name, address) the guard pinned for the request being sent in this thread: what a
+    transport under the guard connects to."""
+    return _PIN.get()
+
+
+@contextmanager
+def _pinned(host: str, address: str) -> Iterator[None]:
+    token = _PIN.set((host, address))
+    try:
+        yield
+    finally:
+        _PIN.reset(token)
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, connecting a host name only to the address the guard
+    checked for it in the request at hand; any other connect is refused."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                    ) -> httpcore.NetworkStream:
+        pin = _PIN.get()
+        if pin is None or pin[0] != host:
+            raise OutboundRefused(REFUSED)
+        return self._inner.connect_tcp(pin[1], port, timeout, local_address, socket_options)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                            ) -> httpcore.NetworkStream:
+        raise OutboundRefused(REFUSED)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _connect_pinned(transport: httpx.HTTPTransport) -> None:
+    """Put the pinning backend under ``transport``'s connection pool. httpx takes no network
+    backend of its own, so this reaches its pool (httpcore's, a documented parameter there);
+    a pool of another shape fails here, at startup, rather than connecting by name."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or backend is None:
+        raise RuntimeError("the outbound guard cannot pin this httpx transport's connections")
+    if not isinstance(backend, _PinnedBackend):
+        pool._network_backend = _PinnedBackend(backend)
+
+
 class GuardedTransport(httpx.BaseTransport):
-    """An httpx transport that sends only where ``policy`` permits, pinned to the checked
-    address."""
+    """An httpx transport that sends only where ``policy`` permits, connected to the checked
+    address. ``inner`` is the transport that sends (default: httpx's, which the guard makes
+    connect through the pin; a test's MockTransport reads it with :func:`pinned`)."""
 
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None
                  ) -> None:
         self.policy = policy
         self._inner = inner if inner is not None else httpx.HTTPTransport()
+        if isinstance(self._inner, httpx.HTTPTransport):
+            _connect_pinned(self._inner)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.extensions.get(CHECKED) is True:
-            return self._inner.handle_request(request)
         url = request.url
-        if url.scheme not in ("http", "https") or not url.host:
-            raise OutboundRefused(REFUSED)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        address = self.policy.destination(url.host, port)
-        pinned = url.copy_with(host=address)
-        request.url = pinned
-        request.headers["Host"] = url.netloc.decode("ascii")
-        if url.scheme == "https":
-            request.extensions = {**request.extensions, "sni_hostname": url.host}
-        return self._inner.handle_request(request)
+        host = url.raw_host.decode("ascii")
+        checked = request.extensions.get(CHECKED)
+        if isinstance(checked, str):
+            address = checked
+        else:
+            if url.scheme not in ("http", "https") or not host:
+                raise OutboundRefused(REFUSED)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            address = self.policy.destination(url.host, port)
+        with _pinned(host, address):
+            return self._inner.handle_request(request)
 
     def close(self) -> None:
         self._inner.close()
