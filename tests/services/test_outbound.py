@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from jitprov.services.outbound import (
+    CHECKED,
     REFUSED,
     GuardedTransport,
     OutboundPolicy,
@@ -148,16 +149,15 @@ class TlsServer:
         self.port = self.server.server_port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def client(self, resolved: list[str]) -> httpx.Client:
+    def client(self, resolved: list[str], answer: str = "127.0.0.1") -> httpx.Client:
         """The guard's client trusting this server's CA, every name resolved by a stub
-        resolver (recorded in ``resolved``) to 127.0.0.1, which the allowlist permits."""
+        resolver (recorded in ``resolved``) to ``answer``, which the allowlist permits."""
         def resolve(host: str, _port: int) -> list[str]:
             resolved.append(host)
-            return ["127.0.0.1"]
+            return [answer]
 
-        policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"), resolver=resolve)
-        inner = httpx.HTTPTransport(verify=self.client_context)
-        return httpx.Client(transport=GuardedTransport(policy, inner))
+        policy = OutboundPolicy(allow=parse_allowlist(f"{answer}/32"), resolver=resolve)
+        return httpx.Client(transport=GuardedTransport(policy, verify=self.client_context))
 
     def close(self) -> None:
         self.server.shutdown()
@@ -212,6 +212,26 @@ def test_two_names_on_one_address_each_get_their_own_connection(tmp_path: Path) 
         server.close()
     assert sorted(server.handshakes) == ["a.test", "b.test"]
     assert server.hosts == [f"{n}:{server.port}" for n in ("a.test", "b.test") * 2]
+
+
+def test_a_connection_a_callers_own_policy_allowed_is_never_reused_under_the_guards(
+        tmp_path: Path) -> None:
+    """A webhook checks its address under its own policy (which may allow private ones) and
+    passes it as CHECKED. A later request to the same name under the guard's policy, which
+    resolves it elsewhere, opens its own connection to that address (nothing listens
+    there: refused) instead of riding on the webhook's kept-alive one to 127.0.0.1."""
+    server = TlsServer(tmp_path, ["hooks.test"])
+    url = f"https://hooks.test:{server.port}/"
+    try:
+        with server.client([], answer="127.0.0.2") as client:
+            assert client.get(url, extensions={CHECKED: "127.0.0.1"}).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                client.get(url)
+            assert client.get(url, extensions={CHECKED: "127.0.0.1"}).status_code == 200
+    finally:
+        server.close()
+    assert server.handshakes == ["hooks.test"]
+    assert len(server.hosts) == 2
 
 
 def test_a_connect_outside_the_guard_is_refused(tls_server: TlsServer) -> None:

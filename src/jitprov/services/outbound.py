@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -152,32 +153,45 @@ def _connect_pinned(transport: httpx.HTTPTransport) -> None:
 
 class GuardedTransport(httpx.BaseTransport):
     """An httpx transport that sends only where ``policy`` permits, connected to the checked
-    address. ``inner`` is the transport that sends (default: httpx's, which the guard makes
-    connect through the pin; a test's MockTransport reads it with :func:`pinned`)."""
+    address. Requests a caller checked under a policy of its own (:data:`CHECKED`) go through
+    a connection pool of their own: a connection one policy allowed (a webhook's private
+    address) is never reused for a request the other policy checked. ``verify`` is the TLS
+    trust (httpx's); ``inner``, for tests, replaces both pools (a MockTransport reads the
+    address with :func:`pinned`)."""
 
-    def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None
-                 ) -> None:
+    def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None, *,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.policy = policy
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
-        if isinstance(self._inner, httpx.HTTPTransport):
-            _connect_pinned(self._inner)
+        if inner is None:
+            trust = verify if isinstance(verify, ssl.SSLContext) else \
+                httpx.create_ssl_context(verify=verify)
+            inner = httpx.HTTPTransport(verify=trust)
+            self._checked: httpx.BaseTransport = httpx.HTTPTransport(verify=trust)
+        else:
+            self._checked = inner
+        self._inner = inner
+        for transport in {self._inner, self._checked}:
+            if isinstance(transport, httpx.HTTPTransport):
+                _connect_pinned(transport)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         host = url.raw_host.decode("ascii")
         checked = request.extensions.get(CHECKED)
         if isinstance(checked, str):
-            address = checked
-        else:
-            if url.scheme not in ("http", "https") or not host:
-                raise OutboundRefused(REFUSED)
-            port = url.port or (443 if url.scheme == "https" else 80)
-            address = self.policy.destination(url.host, port)
+            with _pinned(host, checked):
+                return self._checked.handle_request(request)
+        if url.scheme not in ("http", "https") or not host:
+            raise OutboundRefused(REFUSED)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = self.policy.destination(url.host, port)
         with _pinned(host, address):
             return self._inner.handle_request(request)
 
     def close(self) -> None:
         self._inner.close()
+        if self._checked is not self._inner:
+            self._checked.close()
 
 
 class _NoCookies(httpx.Cookies):
