@@ -1,7 +1,9 @@
-"""The OIDC back-channel code exchange, client side: ``exchange_code`` against a token endpoint
-served by another process on loopback (HTTP/1.1 keep-alive, a 1.2 KB ID token in the answer),
-with ``client_secret_basic`` and ``private_key_jwt`` (ES256 client assertion). CPU is this
-process's (the client's) per exchange; the provider's is not counted. Budget: <= 1.5 ms.
+"""The OIDC back-channel code exchange, client side: ``exchange_code`` through the server's own
+client (the outbound guard, its loopback address allowed as ``JITPROV_OUTBOUND_ALLOW`` would)
+against a token endpoint served by another process on loopback (HTTP/1.1 keep-alive, a 1.2 KB
+ID token in the answer), with ``client_secret_basic`` and ``private_key_jwt`` (ES256 client
+assertion). CPU is this process's (the client's) per exchange; the provider's is not counted.
+Budget: <= 1.5 ms.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from joserfc.jwk import ECKey
 
 from jitprov.protocols.oidc import OidcConfig, ProviderMetadata
 from jitprov.protocols.oidc.flow import exchange_code
+from jitprov.services.outbound import guarded_client, policy_from
 
 ANSWER = json.dumps({"access_token": "a" * 43, "token_type": "Bearer", "expires_in": 300,
                      "id_token": "eyJ" + "x" * 1200}).encode()
@@ -60,7 +63,7 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
     key = ECKey.generate_key("P-256", parameters={"kid": "c1"}, private=True)
     rows: list[dict[str, object]] = []
     try:
-        with httpx.Client() as http:
+        with guarded_client(policy_from(["127.0.0.1/32"], allow_private=False)) as http:
             deadline = time.monotonic() + 20
             while True:
                 try:
