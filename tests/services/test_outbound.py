@@ -25,6 +25,7 @@ from jitprov.services.outbound import (
     GuardedTransport,
     OutboundPolicy,
     OutboundRefused,
+    checked,
     parse_allowlist,
     pinned,
 )
@@ -32,7 +33,11 @@ from jitprov.services.outbound import (
 PRIVATE = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
            "100.64.0.1", "0.0.0.0",  # noqa: S104 - an address under test
            "224.0.0.1", "::1", "fe80::1", "fc00::1",
-           "::ffff:127.0.0.1", "::ffff:169.254.169.254"]
+           "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+           # IPv6 that a translator or tunnel carries to a private IPv4 address: NAT64's
+           # well-known prefix, its local-use one, 6to4, the IPv4-compatible form
+           "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b:1::5db8:d70e", "2002:a9fe:a9fe::1",
+           "2002:7f00:1::", "::127.0.0.1", "::10.0.0.1"]
 
 
 @pytest.mark.parametrize("address", PRIVATE)
@@ -40,7 +45,8 @@ def test_local_private_and_reserved_addresses_are_refused(address: str) -> None:
     assert not OutboundPolicy().permits(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+                                     "64:ff9b::5db8:d70e", "2002:5db8:d70e::1"])
 def test_public_addresses_are_permitted(address: str) -> None:
     assert OutboundPolicy().permits(ipaddress.ip_address(address))
 
@@ -74,8 +80,9 @@ def test_an_unresolvable_host_gets_the_same_refusal() -> None:
 
 
 def test_the_request_goes_to_the_checked_address_with_the_name_kept() -> None:
-    """The host is resolved once; a second, different DNS answer (rebinding) is never used.
-    The URL and the Host header keep the name; the connect is pinned to the checked address."""
+    """The host is resolved once, where a connect would be (the mock asks :func:`pinned`); a
+    second, different DNS answer (rebinding) is never used. The URL and the Host header keep
+    the name."""
     answers = iter([["93.184.215.14"], ["127.0.0.1"]])
     seen: list[tuple[httpx.Request, tuple[str, str] | None]] = []
 
@@ -102,7 +109,7 @@ class TlsServer:
     """An https server on 127.0.0.1 whose certificate (from a CA of the test's own) names
     ``names`` only; it records the SNI of each handshake and the Host of each request."""
 
-    def __init__(self, tmp: Path, names: list[str]) -> None:
+    def __init__(self, tmp: Path, names: list[str], *, keep_alive: bool = True) -> None:
         now = datetime.datetime.now(datetime.UTC)
         day = datetime.timedelta(days=1)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -134,6 +141,8 @@ class TlsServer:
             def do_GET(self) -> None:
                 served.hosts.append(self.headers["Host"])
                 self.send_response(200)
+                if not keep_alive:
+                    self.send_header("Connection", "close")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -149,14 +158,17 @@ class TlsServer:
         self.port = self.server.server_port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def client(self, resolved: list[str], answer: str = "127.0.0.1") -> httpx.Client:
+    def client(self, resolved: list[str], answer: str = "127.0.0.1", *,
+               allow: str | None = None) -> httpx.Client:
         """The guard's client trusting this server's CA, every name resolved by a stub
-        resolver (recorded in ``resolved``) to ``answer``, which the allowlist permits."""
+        resolver (recorded in ``resolved``) to ``answer``; the allowlist is ``allow``
+        (default: that answer)."""
         def resolve(host: str, _port: int) -> list[str]:
             resolved.append(host)
             return [answer]
 
-        policy = OutboundPolicy(allow=parse_allowlist(f"{answer}/32"), resolver=resolve)
+        allowed = f"{answer}/32" if allow is None else allow
+        policy = OutboundPolicy(allow=parse_allowlist(allowed), resolver=resolve)
         return httpx.Client(transport=GuardedTransport(policy, verify=self.client_context))
 
     def close(self) -> None:
@@ -176,7 +188,7 @@ def test_a_name_is_connected_to_its_checked_address_and_tls_checks_the_name(
     """The name resolves only through the guard's resolver (nothing else knows
     ``idp.test``): the connect went to the checked address, SNI and Host named the host, the
     certificate was checked against it, and the kept-alive connection served the next
-    request (one handshake), each request checked again."""
+    request (one handshake, one DNS lookup)."""
     resolved: list[str] = []
     with tls_server.client(resolved) as client:
         for _ in range(2):
@@ -184,7 +196,33 @@ def test_a_name_is_connected_to_its_checked_address_and_tls_checks_the_name(
             assert (answer.status_code, answer.text) == (200, "ok")
     assert tls_server.handshakes == ["idp.test"]
     assert tls_server.hosts == [f"idp.test:{tls_server.port}"] * 2
-    assert resolved == ["idp.test", "idp.test"]
+    assert resolved == ["idp.test"]
+
+
+def test_every_new_connection_is_checked_again(tmp_path: Path) -> None:
+    """The server closes each connection: the next request resolves again, and a name that
+    now resolves to a private address is refused before anything is sent."""
+    server = TlsServer(tmp_path, ["idp.test"], keep_alive=False)
+    answers = iter(["127.0.0.1", "10.0.0.7"])
+    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"),
+                            resolver=lambda _host, _port: [next(answers)])
+    try:
+        with httpx.Client(transport=GuardedTransport(policy,
+                                                     verify=server.client_context)) as client:
+            assert client.get(f"https://idp.test:{server.port}/").status_code == 200
+            with pytest.raises(OutboundRefused, match=REFUSED):
+                client.get(f"https://idp.test:{server.port}/")
+    finally:
+        server.close()
+    assert server.handshakes == ["idp.test"]
+
+
+def test_a_refused_destination_never_reaches_the_network(tls_server: TlsServer) -> None:
+    """Loopback, not allowlisted: refused with the uniform error, no handshake begun."""
+    with tls_server.client([], allow="") as client, \
+            pytest.raises(OutboundRefused, match=f"^{REFUSED}$"):
+        client.get(f"https://idp.test:{tls_server.port}/")
+    assert tls_server.handshakes == [] and tls_server.hosts == []
 
 
 def test_a_connection_made_for_one_name_never_carries_another_names_request(
@@ -224,14 +262,67 @@ def test_a_connection_a_callers_own_policy_allowed_is_never_reused_under_the_gua
     url = f"https://hooks.test:{server.port}/"
     try:
         with server.client([], answer="127.0.0.2") as client:
-            assert client.get(url, extensions={CHECKED: "127.0.0.1"}).status_code == 200
+            assert client.get(url, extensions=checked(url, "127.0.0.1")).status_code == 200
             with pytest.raises(httpx.ConnectError):
                 client.get(url)
-            assert client.get(url, extensions={CHECKED: "127.0.0.1"}).status_code == 200
+            assert client.get(url, extensions=checked(url, "127.0.0.1")).status_code == 200
     finally:
         server.close()
     assert server.handshakes == ["hooks.test"]
     assert len(server.hosts) == 2
+
+
+def test_a_callers_checked_address_serves_the_host_it_was_checked_for_only(
+        tls_server: TlsServer) -> None:
+    """A CHECKED extension names its host: carried to another URL (a redirect would copy it),
+    or not an address, it is refused."""
+    url = f"https://idp.test:{tls_server.port}/"
+    with tls_server.client([], allow="") as client:
+        for extensions in (checked(f"https://other.test:{tls_server.port}/", "127.0.0.1"),
+                           {CHECKED: ("idp.test", "localhost")}, {CHECKED: "127.0.0.1"}):
+            with pytest.raises(OutboundRefused, match=REFUSED):
+                client.get(url, extensions=extensions)
+        assert client.get(url, extensions=checked(url, "127.0.0.1")).status_code == 200
+    assert tls_server.handshakes == ["idp.test"]
+
+
+def test_an_international_name_is_resolved_as_it_is_spoken_to() -> None:
+    """``faß`` is ``xn--fa-hia`` in IDNA 2008 (httpx, TLS, Host) but ``fass`` in the IDNA 2003
+    the operating system's resolver would apply to the Unicode name: the guard resolves the
+    encoded name, so the address checked is the name's that TLS and Host speak to."""
+    resolved: list[str] = []
+
+    def resolve(host: str, _port: int) -> list[str]:
+        resolved.append(host)
+        return ["93.184.215.14"]
+
+    seen: list[tuple[str, str] | None] = []
+
+    def inner(request: httpx.Request) -> httpx.Response:
+        seen.append(pinned())
+        return httpx.Response(204)
+
+    transport = GuardedTransport(OutboundPolicy(resolver=resolve), httpx.MockTransport(inner))
+    httpx.Client(transport=transport).get("https://faß.example/")
+    assert resolved == ["xn--fa-hia.example"]
+    assert seen == [("xn--fa-hia.example", "93.184.215.14")]
+
+
+def test_a_connect_for_another_host_than_the_requests_is_refused(
+        tls_server: TlsServer) -> None:
+    """The backend under the pool connects only the host the guard was told about."""
+    from jitprov.services.outbound import _PIN, _Pin
+
+    inner = httpx.HTTPTransport(verify=tls_server.client_context)
+    GuardedTransport(OutboundPolicy(allow_private=True), inner)
+    token = _PIN.set(_Pin("other.test", tls_server.port, None, "127.0.0.1"))
+    try:
+        with httpx.Client(transport=inner) as client, \
+                pytest.raises(OutboundRefused, match=REFUSED):
+            client.get(f"https://idp.test:{tls_server.port}/")
+    finally:
+        _PIN.reset(token)
+    assert tls_server.handshakes == []
 
 
 def test_a_connect_outside_the_guard_is_refused(tls_server: TlsServer) -> None:
@@ -242,16 +333,6 @@ def test_a_connect_outside_the_guard_is_refused(tls_server: TlsServer) -> None:
     with httpx.Client(transport=inner) as client, pytest.raises(OutboundRefused, match=REFUSED):
         client.get(f"https://idp.test:{tls_server.port}/")
     assert tls_server.handshakes == []
-
-
-def test_a_refused_destination_never_reaches_the_network() -> None:
-    def inner(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("sent")
-
-    policy = OutboundPolicy(resolver=lambda host, port: ["169.254.169.254"])
-    client = httpx.Client(transport=GuardedTransport(policy, httpx.MockTransport(inner)))
-    with pytest.raises(httpx.HTTPError, match=REFUSED):
-        client.get("http://metadata.internal/latest/meta-data/")
 
 
 def test_the_composition_root_guards_the_servers_client() -> None:

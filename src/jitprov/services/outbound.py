@@ -4,19 +4,21 @@ JWKS, token and userinfo endpoints, the IdP health probe of shared devices, webh
 A tenant admin chooses these URLs. Unguarded, they reach whatever the server reaches (loopback
 services, the cloud metadata endpoint, the private network), and error texts that differ with
 what answered turn the server into a port scanner. The guard is an httpx transport, so no
-caller can forget it: it resolves the host, refuses unless every address it resolves to is
-public or inside the operator's allowlist (``JITPROV_OUTBOUND_ALLOW``), and connects to the
-address it checked, so a second DNS answer between the check and the connect (rebinding) is
-never used. A refusal is one uniform error, raised before any packet leaves: nothing about the
-destination can be learnt from it. Redirects are never followed by the server's client;
-timeouts and size caps stay with each caller.
+caller can forget it: when a connection is to be opened it resolves the host, refuses unless
+every address it resolves to is public or inside the operator's allowlist
+(``JITPROV_OUTBOUND_ALLOW``), and connects to the address it checked, so a second DNS answer
+between the check and the connect (rebinding) is never used. A refusal is one uniform error,
+raised before any packet leaves: nothing about the destination can be learnt from it.
+Redirects are never followed by the server's client; timeouts and size caps stay with each
+caller.
 
 The URL keeps its host name: the name is what the connection pool keys kept-alive connections
 by, what TLS sends as SNI and checks the certificate against, and what the Host header says.
-Only the connect goes to the checked address (a network backend under httpx's pool, told the
-address by the guard for the request at hand). A connection made for one name is therefore
-never reused for another that resolves to the same address: its certificate was checked for
-the first name only.
+Only the connect goes to the checked address (a network backend under httpx's pool, told by
+the guard which request it connects for). So a kept-alive connection carries requests for the
+name it was opened for only, to the address checked when it was opened (no DNS lookup per
+request: a lookup can cost milliseconds), and never a request for another name on the same
+address (its certificate was checked for the first name only).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import httpcore
 import httpx
@@ -38,12 +40,8 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 REFUSED = "the destination is not allowed for server-side requests"
 #: request extension of a caller that checked the address itself with a policy of its own
-#: (webhooks, whose policy JITPROV_WEBHOOK_ALLOW_PRIVATE may lift): its value is the address
-#: to connect to
+#: (webhooks, whose policy JITPROV_WEBHOOK_ALLOW_PRIVATE may lift): see :func:`checked`
 CHECKED = "jitprov_outbound_checked"
-
-#: (host name as in the URL, checked address) of the request being sent in this thread
-_PIN: ContextVar[tuple[str, str] | None] = ContextVar("jitprov_outbound_pin", default=None)
 
 
 class OutboundRefused(httpx.TransportError):
@@ -69,6 +67,22 @@ def _resolve(host: str, port: int) -> Sequence[str]:
     return [str(info[4][0]) for info in infos]
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches through a translator or tunnel (NAT64's
+    well-known prefix, 6to4, Teredo's client, the old IPv4-compatible form): a DNS64
+    network's gateway would carry ``64:ff9b::a9fe:a9fe`` to 169.254.169.254."""
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    return address.teredo[1] if address.teredo is not None else None
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
     """Which addresses server-side requests may reach: public ones, plus ``allow``;
@@ -81,9 +95,14 @@ class OutboundPolicy:
     def permits(self, address: Address) -> bool:
         if self.allow_private or any(address in network for network in self.allow):
             return True
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        if mapped is not None:
-            return self.permits(mapped)
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return self.permits(address.ipv4_mapped)
+            if address in _NAT64_LOCAL:  # its IPv4 part sits where the prefix length says
+                return False
+            embedded = _embedded_ipv4(address)
+            if embedded is not None and not self.permits(embedded):
+                return False
         return address.is_global and not address.is_multicast
 
     def destination(self, host: str, port: int) -> str:
@@ -99,24 +118,51 @@ class OutboundPolicy:
         return str(addresses[0])
 
 
+@dataclass(frozen=True)
+class _Pin:
+    """The request being sent in this thread: where a connect for it may go."""
+
+    host: str  # as the connection pool connects to it, and as resolved (see host_of)
+    port: int
+    policy: OutboundPolicy | None  # None: ``address`` was checked by the caller
+    address: str = ""
+
+    def address_now(self) -> str:
+        """The address to connect to: the caller's, or the guard's policy's check of the
+        name's resolution made at this call (raises OutboundRefused)."""
+        if self.policy is None:
+            return self.address
+        return self.policy.destination(self.host, self.port)
+
+
+_PIN: ContextVar[_Pin | None] = ContextVar("jitprov_outbound_pin", default=None)
+
+
 def pinned() -> tuple[str, str] | None:
-    """(host name, address) the guard pinned for the request being sent in this thread: what a
-    transport under the guard connects to."""
-    return _PIN.get()
+    """(host, address) a connection opened now for the request being sent in this thread goes
+    to: the address its caller checked, or the host resolved and checked by the guard's policy
+    at this call (raises OutboundRefused). None outside a guarded request. The guard's network
+    backend calls it at each connect; a test's MockTransport calls it where a connect would
+    be."""
+    pin = _PIN.get()
+    return None if pin is None else (pin.host, pin.address_now())
 
 
-@contextmanager
-def _pinned(host: str, address: str) -> Iterator[None]:
-    token = _PIN.set((host, address))
-    try:
-        yield
-    finally:
-        _PIN.reset(token)
+def host_of(url: str | httpx.URL) -> str:
+    """The host as the connection pool, TLS and the Host header name it (IDNA-encoded by
+    httpx): what the guard resolves too, so one name is checked and spoken to."""
+    return httpx.URL(url).raw_host.decode("ascii")
+
+
+def checked(url: str, address: str) -> dict[str, object]:
+    """Request extensions of a caller that checked ``address`` for ``url``'s host under a
+    policy of its own (webhooks): the guard connects there, for that host only."""
+    return {CHECKED: (host_of(url), address)}
 
 
 class _PinnedBackend(httpcore.NetworkBackend):
-    """httpcore's network backend, connecting a host name only to the address the guard
-    checked for it in the request at hand; any other connect is refused."""
+    """httpcore's network backend, connecting a host name only to the address checked for it
+    (:func:`pinned`) in the request at hand; any other connect is refused."""
 
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
         self._inner = inner
@@ -126,9 +172,10 @@ class _PinnedBackend(httpcore.NetworkBackend):
                     socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
                     ) -> httpcore.NetworkStream:
         pin = _PIN.get()
-        if pin is None or pin[0] != host:
+        if pin is None or pin.host != host:
             raise OutboundRefused(REFUSED)
-        return self._inner.connect_tcp(pin[1], port, timeout, local_address, socket_options)
+        return self._inner.connect_tcp(pin.address_now(), port, timeout, local_address,
+                                       socket_options)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
@@ -149,6 +196,17 @@ def _connect_pinned(transport: httpx.HTTPTransport) -> None:
         raise RuntimeError("the outbound guard cannot pin this httpx transport's connections")
     if not isinstance(backend, _PinnedBackend):
         pool._network_backend = _PinnedBackend(backend)
+
+
+def _checked_for(value: object, host: str) -> TypeGuard[tuple[str, str]]:
+    """Whether a CHECKED extension names ``host`` and an IP address (see :func:`checked`)."""
+    if not (isinstance(value, tuple) and len(value) == 2 and value[0] == host):
+        return False
+    try:
+        ipaddress.ip_address(value[1])
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class GuardedTransport(httpx.BaseTransport):
@@ -176,17 +234,22 @@ class GuardedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        host = url.raw_host.decode("ascii")
-        checked = request.extensions.get(CHECKED)
-        if isinstance(checked, str):
-            with _pinned(host, checked):
-                return self._checked.handle_request(request)
+        host = host_of(url)
         if url.scheme not in ("http", "https") or not host:
             raise OutboundRefused(REFUSED)
         port = url.port or (443 if url.scheme == "https" else 80)
-        address = self.policy.destination(url.host, port)
-        with _pinned(host, address):
-            return self._inner.handle_request(request)
+        by_caller = request.extensions.get(CHECKED)
+        if by_caller is None:
+            pin, transport = _Pin(host, port, self.policy), self._inner
+        elif _checked_for(by_caller, host):
+            pin, transport = _Pin(host, port, None, by_caller[1]), self._checked
+        else:
+            raise OutboundRefused(REFUSED)
+        token = _PIN.set(pin)
+        try:
+            return transport.handle_request(request)
+        finally:
+            _PIN.reset(token)
 
     def close(self) -> None:
         self._inner.close()

@@ -29,7 +29,7 @@ from jitprov.core.errors import InvalidInput
 from jitprov.core.events import unknown_event_types
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
-from jitprov.services.outbound import CHECKED, OutboundPolicy
+from jitprov.services.outbound import OutboundPolicy, checked, host_of
 from jitprov.store.records import (
     DeliveryRecord,
     DueDelivery,
@@ -99,11 +99,11 @@ def check_destination(url: str, policy: OutboundPolicy) -> str:
     must connect to, so a second DNS answer between the check and the connect (DNS
     rebinding) is never used. Raises UnsafeDestination."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
     try:
+        host = host_of(url)  # as the send will name it (IDNA 2008, as httpx encodes it)
         found = policy.resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-    except (OSError, UnicodeError, ValueError) as exc:
+    except (OSError, UnicodeError, ValueError, httpx.InvalidURL) as exc:
         raise UnsafeDestination(f"the webhook host cannot be resolved: {exc}") from None
     if not addresses:
         raise UnsafeDestination("the webhook host has no address")
@@ -314,7 +314,8 @@ def _send(ctx: ServiceContext, delivery: DueDelivery) -> tuple[bool, int | None,
         # name); the status line is the answer: the body is never read, whatever its size or
         # pace
         with ctx.http.stream("POST", delivery.url, content=body, headers=headers,
-                             timeout=SEND_TIMEOUT, extensions={CHECKED: address}) as response:
+                             timeout=SEND_TIMEOUT,
+                             extensions=checked(delivery.url, address)) as response:
             status = response.status_code
     except httpx.HTTPError as exc:
         return False, None, type(exc).__name__
