@@ -794,8 +794,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "`git archive HEAD src`) instead of the installed one")
     parser.add_argument("--note", help="a line for the report (which code was measured...)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="write e2e.json and e2e.md into this directory instead of "
-                             "bench/results (e.g. a baseline run of older code)")
+                        help="write e2e.json and e2e.md (with --profile: e2e-profile.* and "
+                             "profiles/) into this directory instead of bench/results (e.g. "
+                             "a baseline run of older code)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="an e2e.json of a run of other code (e.g. --src of the previous "
                              "commit, run just before): the table gains its figures beside "
@@ -829,7 +830,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bench import e2e_profile
         e2e_profile.main(n=args.logins or 300, clients=(args.clients or [4])[0],
                          flows=args.flow or list(FLOWS), postgres_url=args.postgres,
-                         note=args.note)
+                         note=args.note, out=args.out)
         return
     n = args.logins or (20 if args.quick else 300)
     clients = args.clients or ([1, 4] if args.quick else [1, 4, 16])

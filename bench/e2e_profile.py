@@ -30,7 +30,6 @@ from typing import Any
 
 from bench import e2e
 
-PROFILES = e2e.RESULTS / "profiles"
 RATE = int(os.environ.get("E2E_PYSPY_RATE", "400"))  # samples per second and thread
 MODE = os.environ.get("E2E_PYSPY_MODE", "--function --nonblocking --gil").split()
 
@@ -175,12 +174,15 @@ def render(note: str | None = None) -> None:
 
 
 def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
-         py_spy: str | None = None, note: str | None = None) -> None:
+         py_spy: str | None = None, note: str | None = None, out: Path | None = None) -> None:
     """The decomposition (probes, logins with and without the request log, the in-process
-    figures), then py-spy on one worker during each flow's logins; writes the summary."""
+    figures), then py-spy on one worker during each flow's logins; writes the summary and
+    the stacks into ``out`` (default bench/results, the stacks under ``profiles/``)."""
     del postgres_url  # SQLite: the server's own work, without the database server's
     binary = py_spy_binary(py_spy)
-    PROFILES.mkdir(parents=True, exist_ok=True)
+    results = out or e2e.RESULTS
+    stacks_dir = results / "profiles"
+    stacks_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="jitprov-e2e-profile-"))
     idp = e2e.Idp(workdir)
     profiles: list[dict[str, Any]] = []
@@ -204,10 +206,10 @@ def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
                 probe(server, name, name)
             workers = server.workers()
             for flow in flows:
-                out = PROFILES / f"e2e-{flow}.txt"
-                recorder = Recorder(binary, workers[0], workers, out)
+                collapsed = stacks_dir / f"e2e-{flow}.txt"
+                recorder = Recorder(binary, workers[0], workers, collapsed)
                 row = probe(server, flow, flow, on_window=recorder)
-                stacks = read_collapsed(out)
+                stacks = read_collapsed(collapsed)
                 samples = sum(stacks.values())
                 worker_cpu = recorder.cpu[workers[0]]
                 # the profiled worker's samples stand for its CPU; its share of the logins
@@ -235,8 +237,8 @@ def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
     date, load = datetime.now(UTC).isoformat(timespec="seconds"), e2e.machine_note()
     text = to_markdown(profiles, rows, inproc, n=n, clients=clients, note=note, date=date,
                        load=load)
-    (e2e.RESULTS / "e2e-profile.md").write_text(text)
-    (e2e.RESULTS / "e2e-profile.json").write_text(json.dumps(
+    (results / "e2e-profile.md").write_text(text)
+    (results / "e2e-profile.json").write_text(json.dumps(
         {"n": n, "clients": clients, "note": note, "date": date, "load": load,
          "rows": rows, "in_process": inproc,
          "profiles": [{k: v for k, v in p.items() if k != "row"} for p in profiles]},
