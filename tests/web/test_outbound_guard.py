@@ -54,6 +54,21 @@ def test_saml_metadata_and_oidc_discovery_on_loopback_are_refused(
     assert [c.slug for c in admin.list_connections(ctx)] == ["idp"]
 
 
+@pytest.mark.parametrize("host", ["[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]",
+                                  "[::ffff:169.254.169.254]", "[::169.254.169.254]"])
+def test_an_ipv6_address_a_translator_carries_to_a_private_one_is_refused(
+        ctx: ServiceContext, host: str) -> None:
+    """NAT64 (DNS64 networks), 6to4 and the IPv4-mapped and -compatible forms reach the cloud
+    metadata address through a gateway: refused like it, before any packet leaves (an attempt
+    would fail here with another error: no such route)."""
+    client, auth = _api(ctx)
+    saml = client.post("/api/connections/saml", headers=auth, json={
+        "tenant": "hospital", "slug": "okta",
+        "idp_metadata_url": f"https://{host}/latest/meta-data/"})
+    assert saml.status_code == 400, saml.text
+    assert "OutboundRefused" in saml.text
+
+
 def test_the_operators_allowlist_lets_a_local_idp_in(
         ctx: ServiceContext, metadata_server: MetadataServer) -> None:
     client, auth = _api(ctx, outbound_allow=("127.0.0.1/32",))
