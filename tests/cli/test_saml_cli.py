@@ -4,6 +4,7 @@ from the IdP's metadata (file or URL) to a connection, printing what to give the
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ from jitprov.services import admin, audit_export
 from jitprov.testing.saml_idp import SAML_MAPPING, FakeSamlIdp
 from tests.cli.test_cli import cli_context, run
 from tests.conftest import TEST_SECRET_KEY
+from tests.tls import issue
 
 
 @pytest.fixture
@@ -33,9 +35,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) 
 
 
 class MetadataServer:
-    """The IdP's metadata URL on loopback; ``document`` and ``status`` can change."""
+    """The IdP's metadata URL on loopback (https with ``tls``, a server context);
+    ``document`` and ``status`` can change."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.document = FakeSamlIdp().metadata()
         self.status = 200
         outer = self
@@ -52,7 +55,10 @@ class MetadataServer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metadata"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/metadata"
 
 
 @pytest.fixture
@@ -132,6 +138,33 @@ def test_a_metadata_url_on_a_private_address_is_refused_alike_whatever_answers_t
     assert answers == {(2, "error: cannot fetch the IdP metadata: OutboundRefused\n")}
     ctx = cli_context()
     assert [c.slug for c in admin.list_connections(ctx)] == []
+    ctx.db.dispose()
+
+
+def test_an_idp_certificate_from_the_organisations_own_ca_is_trusted_through_ssl_cert_file(
+        capsys: pytest.CaptureFixture[str], workdir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An on-premises IdP whose certificate the organisation's own CA issued: its https
+    metadata URL fails the certificate check until SSL_CERT_FILE names a bundle holding
+    that CA (README, "Server-side requests")."""
+    issued = issue(workdir / "tls", ["127.0.0.1"])
+    served = MetadataServer(tls=issued.server_context)
+    threading.Thread(target=served.server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        refused = run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",
+                      "adfs", "--idp-metadata-url", served.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(issued.ca))
+        added = run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",
+                    "adfs", "--idp-metadata-url", served.url)
+    finally:
+        served.server.shutdown()
+        served.server.server_close()
+    assert refused[::2] == (2, "error: cannot fetch the IdP metadata: ConnectError\n")
+    assert added[::2] == (0, "")
+    ctx = cli_context()
+    assert admin.get_connection(ctx, "adfs").config["metadata_url"] == served.url
     ctx.db.dispose()
 
 

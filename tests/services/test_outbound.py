@@ -3,21 +3,15 @@ sent to the address that was checked, over TLS checked for the name."""
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import ipaddress
 import re
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from jitprov.services.outbound import (
     CHECKED,
@@ -29,6 +23,7 @@ from jitprov.services.outbound import (
     parse_allowlist,
     pinned,
 )
+from tests.tls import issue
 
 PRIVATE = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
            "100.64.0.1", "0.0.0.0",  # noqa: S104 - an address under test
@@ -101,36 +96,13 @@ def test_the_request_goes_to_the_checked_address_with_the_name_kept() -> None:
     assert pinned() is None  # only while the request is sent
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 class TlsServer:
     """An https server on 127.0.0.1 whose certificate (from a CA of the test's own) names
     ``names`` only; it records the SNI of each handshake and the Host of each request."""
 
     def __init__(self, tmp: Path, names: list[str], *, keep_alive: bool = True) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        day = datetime.timedelta(days=1)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
-              .public_key(ca_key.public_key()).serial_number(1)
-              .not_valid_before(now - day).not_valid_after(now + day)
-              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-              .sign(ca_key, hashes.SHA256()))
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(2)
-                .not_valid_before(now - day).not_valid_after(now + day)
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                               critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        (tmp / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-        (tmp / "key.pem").write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        self.client_context = ssl.create_default_context(
-            cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+        issued = issue(tmp, names)
+        self.client_context = issued.client_context()
         self.handshakes: list[str | None] = []
         self.hosts: list[str] = []
         served = self
@@ -150,8 +122,7 @@ class TlsServer:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tmp / "leaf.pem", tmp / "key.pem")
+        context = issued.server_context
         context.sni_callback = lambda _sock, name, _ctx: self.handshakes.append(name)
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
