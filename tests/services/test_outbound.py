@@ -32,7 +32,9 @@ PRIVATE = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.25
            # IPv6 that a translator or tunnel carries to a private IPv4 address: NAT64's
            # well-known prefix, its local-use one, 6to4, the IPv4-compatible form
            "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b:1::5db8:d70e", "2002:a9fe:a9fe::1",
-           "2002:7f00:1::", "::127.0.0.1", "::10.0.0.1"]
+           "2002:7f00:1::", "::127.0.0.1", "::10.0.0.1", "::ffff:0:7f00:1", "::ffff:0:a00:1",
+           "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, its client 10.0.0.1
+           "fec0::1"]
 
 
 @pytest.mark.parametrize("address", PRIVATE)
@@ -72,6 +74,8 @@ def test_an_unresolvable_host_gets_the_same_refusal() -> None:
     with pytest.raises(OutboundRefused) as refused:
         OutboundPolicy(resolver=fails).destination("nowhere.invalid", 443)
     assert str(refused.value) == REFUSED
+    # nothing of the resolver's answer rides along (a traceback or a log would show it)
+    assert refused.value.__cause__ is None and refused.value.__context__ is None
 
 
 def test_the_request_goes_to_the_checked_address_with_the_name_kept() -> None:

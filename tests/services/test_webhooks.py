@@ -373,6 +373,42 @@ def test_a_send_connects_to_the_address_that_was_checked(
     assert next(answers) == "127.0.0.1"  # never looked up
 
 
+def test_an_international_host_is_checked_and_sent_to_under_one_name(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``faß.example`` is ``xn--fa-hia.example`` to TLS and Host (IDNA 2008) but would be
+    ``fass.example`` to the resolver's own encoding: the address is checked for the name the
+    send speaks to, and the guard accepts the check for that name."""
+    import socket
+
+    import httpx
+
+    from jitprov.services.outbound import GuardedTransport, pinned
+
+    looked_up: list[str] = []
+
+    def resolve(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443))]
+
+    seen: list[tuple[str, str] | None] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        seen.append(pinned())
+        return httpx.Response(204)
+
+    setup_connection(ctx)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    webhooks.add_endpoint(ctx, "hospital", "https://faß.example/in", ACCOUNT_EVENTS)
+    ctx.http = httpx.Client(transport=GuardedTransport(ctx.outbound,
+                                                       httpx.MockTransport(transport)))
+    provision_on_login(ctx, "idp", nurse())
+    webhooks.deliver_due(ctx)
+    assert looked_up == ["xn--fa-hia.example"] * 2  # added, then sent
+    assert seen == [("xn--fa-hia.example", "93.184.216.34")]
+    [delivery] = webhooks.list_deliveries(ctx, "hospital")
+    assert delivery.status == "delivered"
+
+
 def test_a_destination_that_turns_private_is_not_sent_to(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket

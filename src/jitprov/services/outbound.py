@@ -67,16 +67,21 @@ def _resolve(host: str, port: int) -> Sequence[str]:
     return [str(info[4][0]) for info in infos]
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+#: IPv6 ranges whose last 32 bits are an IPv4 address a translator reaches: NAT64's
+#: well-known prefix, SIIT's IPv4-translated form, the old IPv4-compatible form
+_CARRYING_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"),
+                  ipaddress.IPv6Network("::ffff:0:0:0/96"), ipaddress.IPv6Network("::/96"))
+#: refused whatever they carry: local-use NAT64 (where its IPv4 part sits depends on a prefix
+#: length only the network knows) and the deprecated site-local range (still routed inside
+#: some networks)
+_REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one reaches through a translator or tunnel (NAT64's
-    well-known prefix, 6to4, Teredo's client, the old IPv4-compatible form): a DNS64
+    well-known prefix, SIIT, the old IPv4-compatible form, 6to4, Teredo's client): a DNS64
     network's gateway would carry ``64:ff9b::a9fe:a9fe`` to 169.254.169.254."""
-    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+    if any(address in network for network in _CARRYING_IPV4):
         return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     if address.sixtofour is not None:
         return address.sixtofour
@@ -98,7 +103,7 @@ class OutboundPolicy:
         if isinstance(address, ipaddress.IPv6Address):
             if address.ipv4_mapped is not None:
                 return self.permits(address.ipv4_mapped)
-            if address in _NAT64_LOCAL:  # its IPv4 part sits where the prefix length says
+            if any(address in network for network in _REFUSED_V6):
                 return False
             embedded = _embedded_ipv4(address)
             if embedded is not None and not self.permits(embedded):
@@ -108,11 +113,12 @@ class OutboundPolicy:
     def destination(self, host: str, port: int) -> str:
         """The address to connect to for ``host``: every address it resolves to must be
         permitted. Raises OutboundRefused (the same text whatever the reason)."""
+        addresses: list[Address] = []
         try:
             addresses = [ipaddress.ip_address(a.split("%", 1)[0])
                          for a in self.resolver(host, port)]
         except (OSError, UnicodeError, ValueError):
-            raise OutboundRefused(REFUSED) from None
+            pass  # refused below, outside the handler: the resolver's text goes nowhere
         if not addresses or not all(self.permits(a) for a in addresses):
             raise OutboundRefused(REFUSED)
         return str(addresses[0])
