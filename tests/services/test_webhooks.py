@@ -204,13 +204,18 @@ def test_retry_delay_doubles_with_jitter_and_caps() -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:5432/", "http://169.254.169.254/latest",
                                  "http://[::1]:6379/", "http://10.1.2.3/hook",
-                                 "http://localhost/x"])
-def test_private_destinations_are_refused(ctx: ServiceContext, url: str) -> None:
-    from jitprov.services.webhooks import UnsafeDestination
+                                 "http://localhost/x", "https://no-such-host.invalid/x"])
+def test_private_and_unresolvable_destinations_are_refused_alike(ctx: ServiceContext,
+                                                                 url: str) -> None:
+    """One text whether the host does not resolve or resolves to a private address: adding
+    a webhook cannot tell a tenant admin which internal names exist."""
+    from jitprov.services.webhooks import UNSAFE, UnsafeDestination
 
     setup_connection(ctx)
-    with pytest.raises(UnsafeDestination):
+    with pytest.raises(UnsafeDestination) as refused:
         webhooks.add_endpoint(ctx, "hospital", url, ["*"])
+    assert str(refused.value) == UNSAFE
+    assert refused.value.__cause__ is None and refused.value.__context__ is None
 
 
 @pytest.mark.parametrize("url", ["http://[::1/", "http://h:99999/x", "ftp://h/x",

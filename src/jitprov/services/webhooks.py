@@ -91,26 +91,30 @@ def webhook_policy(ctx: ServiceContext) -> OutboundPolicy:
     return ctx.outbound
 
 
+UNSAFE = ("the webhook URL cannot be used: its host does not resolve, or it resolves to a "
+          "private or local address (set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 or "
+          "JITPROV_OUTBOUND_ALLOW to allow private ones)")
+
+
 def check_destination(url: str, policy: OutboundPolicy) -> str:
     """Refuse a destination that resolves to this machine or a private network (loopback,
     RFC 1918, link-local and cloud metadata, CGNAT, multicast...) unless ``policy`` allows it:
     webhooks must not become a way to reach internal services. Checked when the endpoint is
     added and again before every send (DNS can change). Returns the checked address the send
     must connect to, so a second DNS answer between the check and the connect (DNS
-    rebinding) is never used. Raises UnsafeDestination."""
+    rebinding) is never used. Raises UnsafeDestination, with one text whether the host does
+    not resolve or resolves to a refused address: a tenant admin adding a webhook learns
+    nothing of the internal network's names."""
     parts = urlsplit(url)
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     try:
         host = host_of(url)  # as the send will name it (IDNA 2008, as httpx encodes it)
         found = policy.resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-    except (OSError, UnicodeError, ValueError, httpx.InvalidURL) as exc:
-        raise UnsafeDestination(f"the webhook host cannot be resolved: {exc}") from None
-    if not addresses:
-        raise UnsafeDestination("the webhook host has no address")
-    if not all(policy.permits(address) for address in addresses):
-        raise UnsafeDestination("the webhook URL points at a private or local address; "
-                                "set JITPROV_WEBHOOK_ALLOW_PRIVATE=1 or JITPROV_OUTBOUND_ALLOW "
-                                "to allow it")
+    except (OSError, UnicodeError, ValueError, httpx.InvalidURL):
+        pass  # refused below, outside the handler: the resolver's text goes nowhere
+    if not addresses or not all(policy.permits(address) for address in addresses):
+        raise UnsafeDestination(UNSAFE)
     return str(addresses[0])
 
 
