@@ -157,7 +157,7 @@ def pinned() -> tuple[str, str] | None:
 def host_of(url: str | httpx.URL) -> str:
     """The host as the connection pool, TLS and the Host header name it (IDNA-encoded by
     httpx): what the guard resolves too, so one name is checked and spoken to."""
-    return httpx.URL(url).raw_host.decode("ascii")
+    return (url if isinstance(url, httpx.URL) else httpx.URL(url)).raw_host.decode("ascii")
 
 
 def checked(url: str, address: str) -> dict[str, object]:

@@ -12,7 +12,6 @@ the delivery is dead and can be replayed. A receiver down for an hour loses noth
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import random
 import secrets
@@ -29,7 +28,7 @@ from jitprov.core.errors import InvalidInput
 from jitprov.core.events import unknown_event_types
 from jitprov.services import metrics
 from jitprov.services.context import ServiceContext
-from jitprov.services.outbound import OutboundPolicy, checked, host_of
+from jitprov.services.outbound import OutboundPolicy, OutboundRefused, checked, host_of
 from jitprov.store.records import (
     DeliveryRecord,
     DueDelivery,
@@ -106,16 +105,17 @@ def check_destination(url: str, policy: OutboundPolicy) -> str:
     not resolve or resolves to a refused address: a tenant admin adding a webhook learns
     nothing of the internal network's names."""
     parts = urlsplit(url)
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     try:
         host = host_of(url)  # as the send will name it (IDNA 2008, as httpx encodes it)
-        found = policy.resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-    except (OSError, UnicodeError, ValueError, httpx.InvalidURL):
-        pass  # refused below, outside the handler: the resolver's text goes nowhere
-    if not addresses or not all(policy.permits(address) for address in addresses):
-        raise UnsafeDestination(UNSAFE)
-    return str(addresses[0])
+    except (httpx.InvalidURL, UnicodeError):
+        host = ""
+    if host:
+        try:
+            return policy.destination(host,
+                                      parts.port or (443 if parts.scheme == "https" else 80))
+        except OutboundRefused:
+            pass  # refused below, outside the handler: nothing of the check rides along
+    raise UnsafeDestination(UNSAFE)
 
 
 def check_event_types(event_types: Sequence[str]) -> list[str]:
