@@ -47,7 +47,8 @@ import httpx
 OP_DIR = Path(__file__).resolve().parent / "oidc_op"
 SERVER = OP_DIR / "server.mjs"
 MIN_NODE = (20, 18)  # oidc-provider 9 uses URL.parse and crypto.hash
-START_TIMEOUT = 30.0
+START_TIMEOUT = 30.0  # per try; a start takes ~0.4 s
+START_ATTEMPTS = 2
 STOP_TIMEOUT = 10.0
 NPM_TIMEOUT = 120.0  # a cold `npm ci` downloads ~40 small packages
 HTTP_TIMEOUT = 10.0
@@ -60,6 +61,10 @@ class OidcOpUnavailable(RuntimeError):
 
 class OidcOpError(RuntimeError):
     """The OP, its installation or a login through it did not behave as expected."""
+
+
+class _SilentStart(OidcOpError):
+    """The OP's process printed no READY line in time (the text: its logs so far)."""
 
 
 def _node_version(node: str) -> tuple[int, ...]:
@@ -146,6 +151,10 @@ class OpenIdProvider:
         return Path(self._tmp.name)
 
     def start(self) -> None:
+        """Start the OP and wait for its READY line. A start that prints nothing in
+        ``START_TIMEOUT`` (once seen on a loaded CI machine: a Node process silent for 30 s
+        where a start takes 0.4 s) is killed and tried once more, its logs kept for the
+        error if the second try fails too."""
         node = node_executable()
         if not (OP_DIR / "node_modules" / "oidc-provider").is_dir():
             raise OidcOpError("oidc-provider is not installed; call ensure_installed() first")
@@ -156,6 +165,17 @@ class OpenIdProvider:
             "accounts_file": str(self._dir / "accounts.json"),
             "acr_values": self.acr_values,
         })
+        earlier = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_process(node)
+                return
+            except _SilentStart as exc:
+                self._kill()
+                earlier += f"--- try {attempt}: no READY within {START_TIMEOUT:.0f}s\n{exc}\n"
+        raise OidcOpError(f"the OP did not print READY in {START_ATTEMPTS} tries:\n{earlier}")
+
+    def _start_process(self, node: str) -> None:
         # Output goes to files, not pipes: nothing to drain, nothing left open.
         with (open(self._dir / "stdout.log", "wb") as stdout,
               open(self._dir / "stderr.log", "wb") as stderr):
@@ -176,9 +196,14 @@ class OpenIdProvider:
                     f"the OP exited with code {self._process.returncode} before READY:\n"
                     f"{self.logs()}")
             if time.monotonic() > deadline:
-                raise OidcOpError(f"the OP did not print READY within {START_TIMEOUT:.0f}s:\n"
-                                  f"{self.logs()}")
+                raise _SilentStart(self.logs())
             time.sleep(0.05)
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -15,6 +17,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from tests.interop import oidc_op
 from tests.interop.oidc_op import OpenIdProvider, complete_login
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("oidc_op_available")]
@@ -229,3 +232,60 @@ def test_the_op_process_is_stopped_on_exit() -> None:
         process = provider._process
         assert process is not None and process.poll() is None
     assert process.poll() is not None
+
+
+#: Stands in for server.mjs: silent (no READY, never exits) on its first `silent` runs,
+#: counted in a file, then the real server (its argv is the real one's).
+_FLAKY_SERVER = """
+import { readFileSync, writeFileSync } from 'node:fs';
+const counter = process.env.JITPROV_TEST_START_COUNTER;
+const runs = Number(readFileSync(counter, 'utf8')) + 1;
+writeFileSync(counter, String(runs));
+if (runs <= Number(process.env.JITPROV_TEST_SILENT_RUNS)) {
+  setInterval(() => {}, 1000);
+} else {
+  await import(process.env.JITPROV_TEST_REAL_SERVER);
+}
+"""
+
+
+@pytest.fixture
+def flaky_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    script = tmp_path / "flaky.mjs"
+    script.write_text(_FLAKY_SERVER, encoding="utf-8")
+    counter = tmp_path / "runs"
+    counter.write_text("0", encoding="utf-8")
+    monkeypatch.setattr(oidc_op, "SERVER", script)
+    monkeypatch.setattr(oidc_op, "START_TIMEOUT", 2.0)
+    monkeypatch.setenv("JITPROV_TEST_START_COUNTER", str(counter))
+    monkeypatch.setenv("JITPROV_TEST_REAL_SERVER", oidc_op.OP_DIR.joinpath("server.mjs").as_uri())
+    return counter
+
+
+def test_a_silent_start_is_killed_and_tried_again(flaky_server: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JITPROV_TEST_SILENT_RUNS", "1")
+    with OpenIdProvider(clients=[], accounts={}) as provider:
+        assert flaky_server.read_text() == "2"
+        assert httpx.get(provider.issuer + "/.well-known/openid-configuration",
+                         timeout=10, trust_env=False).json()["issuer"] == provider.issuer
+
+
+def test_two_silent_starts_are_an_error_and_leave_no_process(
+        flaky_server: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JITPROV_TEST_SILENT_RUNS", "2")
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = real_popen(*args, **kwargs)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(oidc_op.subprocess, "Popen", recording_popen)
+    with pytest.raises(oidc_op.OidcOpError, match="did not print READY in 2 tries"):
+        with OpenIdProvider(clients=[], accounts={}):
+            pass  # pragma: no cover - the start fails
+    assert flaky_server.read_text() == "2"
+    servers = [process for process in started if str(oidc_op.SERVER) in process.args]
+    assert len(servers) == 2 and all(process.poll() is not None for process in servers)
