@@ -5,14 +5,16 @@ and the admin API route."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from lxml import etree
 from starlette.testclient import TestClient
 
@@ -143,6 +145,28 @@ def test_same_site_post_with_the_cookie_signs_in(ctx: ServiceContext, idp: FakeS
     assert me.status_code == 200
     assert me.json()["email"] == "ada@hospital.example"
     assert me.json()["roles"] == ["nurse", "staff"]
+
+
+def test_a_pinned_certificate_past_its_dates_still_verifies(ctx: ServiceContext) -> None:
+    """A pin trusts the certificate's key, not its dates: IdPs (ADFS's self-signed token
+    signing certificate) sign on with a certificate past its end date."""
+    idp = FakeSamlIdp()
+    key = serialization.load_pem_private_key(idp.key_pem.encode(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired IdP certificate")])
+    expired = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(dt.datetime(2019, 1, 1, tzinfo=dt.UTC))
+               .not_valid_after(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+               .sign(key, hashes.SHA256()))
+    idp.cert_pem = expired.public_bytes(serialization.Encoding.PEM).decode()
+    add_connection(ctx, idp=idp)
+    browser = make_client(ctx, dev_mode=False)
+    relay_state, request_id = start(browser, "/me")
+    r = browser.post(ACS_PATH, data={"SAMLResponse": response(ctx, idp, request_id),
+                                     "RelayState": relay_state})
+    assert r.status_code == 303, r.text
+    assert browser.get("/me").json()["email"] == "ada@hospital.example"
 
 
 def test_cross_site_post_without_the_cookie_bounces_through_our_origin(

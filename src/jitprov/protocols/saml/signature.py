@@ -137,7 +137,7 @@ def verify_signature(signature: etree._Element, signed: etree._Element,
     """
     check_signature_shape(signature, signed, allow_sha1=allow_sha1)
     keys = [certificate_key(pem) for pem in pinned_certs]
-    hint = _certificate_hint(signature)
+    hint = _certificate_hint(signature) if len(keys) > 1 else None
     if hint is not None:  # try the certificate the IdP names first: a hint, never a key
         keys.sort(key=lambda pair: pair[1] != hint)
     for key, _der in keys:
