@@ -7,16 +7,19 @@ import dataclasses
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from jitprov.protocols.saml import SamlConfig, SamlError, build_authn_request, sp_settings
+from jitprov.protocols.saml.authn_request import quote_base64
 
 KEYS = Path(__file__).resolve().parents[1] / "vectors" / "saml" / "keys"
 NOW = datetime(2026, 1, 15, 10, 0, 0, tzinfo=UTC)
@@ -101,3 +104,15 @@ def test_an_ec_sp_key_signs_with_ecdsa_r_and_s() -> None:
     assert 64 == len(raw)  # XML-DSig 1.1: r || s, 32 bytes each on P-256
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     key.public_key().verify(der, signed.encode(), ec.ECDSA(hashes.SHA256()))
+
+
+@given(st.binary(max_size=600))
+def test_quote_base64_is_quote_for_base64_text(data: bytes) -> None:
+    text = base64.b64encode(data).decode()
+    assert quote_base64(text) == quote(text, safe="")
+
+
+@given(st.text(max_size=80))
+def test_quote_base64_of_other_text_is_quote(text: str) -> None:
+    assert quote_base64(text) == quote(text, safe="")
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -25,6 +26,18 @@ from jitprov.protocols.saml.sp import SpSettings
 ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 #: Bindings 3.4.3: "RelayState data MUST NOT exceed 80 bytes"
 MAX_RELAY_STATE_BYTES = 80
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*")
+_SIG_ALGS = {RSA_SHA256: quote(RSA_SHA256, safe=""), ECDSA_SHA256: quote(ECDSA_SHA256, safe="")}
+
+
+def quote_base64(text: str) -> str:
+    """``quote(text, safe="")`` for base64 text: its three characters that are not
+    unreserved (RFC 3986) percent-encoded, the rest as is, by three replacements (``quote``
+    walks the text byte by byte: ~30 µs for an AuthnRequest, another for its signature).
+    Text that is not base64 goes to ``quote`` itself."""
+    if not _BASE64.fullmatch(text):
+        return quote(text, safe="")
+    return text.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +89,7 @@ def build_authn_request(sp: SpSettings, config: SamlConfig, *, relay_state: str,
         + "</samlp:AuthnRequest>")
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)  # raw DEFLATE
     deflated = compressor.compress(xml.encode()) + compressor.flush()
-    query = "SAMLRequest=" + quote(base64.b64encode(deflated).decode(), safe="")
+    query = "SAMLRequest=" + quote_base64(base64.b64encode(deflated).decode())
     if relay_state:
         query += "&RelayState=" + quote(relay_state, safe="")
     query = sign_query(query, sp.private_key_pem)
@@ -89,14 +102,14 @@ def sign_query(query: str, private_key_pem: str) -> str:
     (URL-encoded), then append ``&Signature=``."""
     key = private_key(private_key_pem)
     if isinstance(key, rsa.RSAPrivateKey):
-        query += "&SigAlg=" + quote(RSA_SHA256, safe="")
+        query += "&SigAlg=" + _SIG_ALGS[RSA_SHA256]
         signature = key.sign(query.encode(), padding.PKCS1v15(), hashes.SHA256())
     elif isinstance(key, ec.EllipticCurvePrivateKey):
-        query += "&SigAlg=" + quote(ECDSA_SHA256, safe="")
+        query += "&SigAlg=" + _SIG_ALGS[ECDSA_SHA256]
         r, s = decode_dss_signature(key.sign(query.encode(), ec.ECDSA(hashes.SHA256())))
         size = (key.curve.key_size + 7) // 8  # XML-DSig 1.1 3.3.1.3: r || s, not DER
         signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
     else:
         raise SamlError("invalid_response", "the SP key of this connection cannot sign "
                                             "AuthnRequests (RSA or EC keys only)")
-    return query + "&Signature=" + quote(base64.b64encode(signature).decode(), safe="")
+    return query + "&Signature=" + quote_base64(base64.b64encode(signature).decode())

@@ -29,7 +29,12 @@ import xmlsec
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the pinned dev set
 
-from jitprov.protocols.saml.authn_request import ECDSA_SHA256, MAX_RELAY_STATE_BYTES, sign_query
+from jitprov.protocols.saml.authn_request import (
+    ECDSA_SHA256,
+    MAX_RELAY_STATE_BYTES,
+    quote_base64,
+    sign_query,
+)
 from jitprov.protocols.saml.config import SamlConfig
 from jitprov.protocols.saml.errors import SamlError
 from jitprov.protocols.saml.keys import certificate_key, private_key, xmlsec_private_key
@@ -145,7 +150,7 @@ def _deflate(xml: str) -> str:
 
 def _redirect(url: str, parameter: str, xml: str, relay_state: str | None,
               private_key_pem: str) -> str:
-    query = f"{parameter}=" + quote(_deflate(xml), safe="")
+    query = f"{parameter}=" + quote_base64(_deflate(xml))
     if relay_state:
         query += "&RelayState=" + quote(relay_state, safe="")
     query = sign_query(query, private_key_pem)
