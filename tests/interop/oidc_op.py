@@ -130,6 +130,7 @@ class OpenIdProvider:
         self.issuer = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._run: Path | None = None  # the current try's directory (its log files)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -168,26 +169,33 @@ class OpenIdProvider:
         earlier = ""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                self._start_process(node)
+                self._start_process(node, attempt)
                 return
             except _SilentStart as exc:
-                self._kill()
+                self._signal(signal.SIGKILL)
                 earlier += f"--- try {attempt}: no READY within {START_TIMEOUT:.0f}s\n{exc}\n"
+            except OidcOpError as exc:
+                raise OidcOpError(f"{earlier}{exc}") from None
         raise OidcOpError(f"the OP did not print READY in {START_ATTEMPTS} tries:\n{earlier}")
 
-    def _start_process(self, node: str) -> None:
-        # Output goes to files, not pipes: nothing to drain, nothing left open.
-        with (open(self._dir / "stdout.log", "wb") as stdout,
-              open(self._dir / "stderr.log", "wb") as stderr):
+    def _start_process(self, node: str, attempt: int) -> None:
+        # Each try its own log files: a killed try never writes into the next one's. Output
+        # goes to files, not pipes: nothing to drain, nothing left open. A session of its
+        # own: a `node` that is a wrapper script is signalled with the Node it started.
+        self._run = self._dir / f"try-{attempt}"
+        self._run.mkdir()
+        with (open(self._run / "stdout.log", "wb") as stdout,
+              open(self._run / "stderr.log", "wb") as stderr):
             self._process = subprocess.Popen(
                 [node, str(SERVER), str(self._dir / "config.json"), "0"],
                 cwd=OP_DIR, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                 env={**os.environ, "NODE_ENV": "test", "DEBUG": ""},
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            line = (self._dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
-            match = re.search(r"^READY (\S+)$", line, re.MULTILINE)
+            line = (self._run / "stdout.log").read_text(encoding="utf-8", errors="replace")
+            match = re.search(r"^READY (\S+)\n", line, re.MULTILINE)
             if match:
                 self.issuer = match.group(1)
                 return
@@ -199,33 +207,38 @@ class OpenIdProvider:
                 raise _SilentStart(self.logs())
             time.sleep(0.05)
 
-    def _kill(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+    def _signal(self, signum: int) -> bool:
+        """Send ``signum`` to the OP's process group and wait for the OP; False if it is
+        still running after ``STOP_TIMEOUT``. The process is forgotten once it has ended."""
+        process = self._process
+        if process is None:
+            return True
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                return False
+        self._process = None
+        return True
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=STOP_TIMEOUT)
+        if not self._signal(signal.SIGTERM):
+            self._signal(signal.SIGKILL)
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             tmp.cleanup()
 
     def logs(self) -> str:
         """The OP's stdout and stderr so far (for failure messages)."""
-        if self._tmp is None:
+        if self._tmp is None or self._run is None:
             return ""
         parts = []
         for name in ("stdout.log", "stderr.log"):
-            path = self._dir / name
+            path = self._run / name
             if path.exists():
                 parts.append(f"--- {name}\n" + path.read_text(encoding="utf-8", errors="replace"))
         return "\n".join(parts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,58 +233,95 @@ def test_the_op_process_is_stopped_on_exit() -> None:
     assert process.poll() is not None
 
 
-#: Stands in for server.mjs: silent (no READY, never exits) on its first `silent` runs,
-#: counted in a file, then the real server (its argv is the real one's).
+#: Stands in for server.mjs: each run appends its pid to a file; the first
+#: JITPROV_TEST_SLOW_RUNS runs are silent (no READY, never exit), or with
+#: JITPROV_TEST_SLOW_MODE=late start the real server 3 s late; then the real server (its argv
+#: is the real one's).
 _FLAKY_SERVER = """
-import { readFileSync, writeFileSync } from 'node:fs';
-const counter = process.env.JITPROV_TEST_START_COUNTER;
-const runs = Number(readFileSync(counter, 'utf8')) + 1;
-writeFileSync(counter, String(runs));
-if (runs <= Number(process.env.JITPROV_TEST_SILENT_RUNS)) {
-  setInterval(() => {}, 1000);
+import { appendFileSync, readFileSync } from 'node:fs';
+const pids = process.env.JITPROV_TEST_PIDS;
+appendFileSync(pids, `${process.pid}\\n`);
+const runs = readFileSync(pids, 'utf8').trim().split('\\n').length;
+const real = process.env.JITPROV_TEST_REAL_SERVER;
+if (runs > Number(process.env.JITPROV_TEST_SLOW_RUNS)) {
+  await import(real);
+} else if (process.env.JITPROV_TEST_SLOW_MODE === 'late') {
+  setTimeout(() => import(real), 3000);
 } else {
-  await import(process.env.JITPROV_TEST_REAL_SERVER);
+  setInterval(() => {}, 1000);
 }
 """
 
 
+def _running(pid: int, *, within: float = 5.0) -> bool:
+    """Whether ``pid`` still runs ``within`` seconds from now (a zombie has ended: an
+    orphan's is reaped by init whenever it gets to it)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state == "Z":
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def flaky_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the flaky server's runs append their pids to."""
     script = tmp_path / "flaky.mjs"
     script.write_text(_FLAKY_SERVER, encoding="utf-8")
-    counter = tmp_path / "runs"
-    counter.write_text("0", encoding="utf-8")
+    pids = tmp_path / "pids"
+    pids.write_text("", encoding="utf-8")
     monkeypatch.setattr(oidc_op, "SERVER", script)
     monkeypatch.setattr(oidc_op, "START_TIMEOUT", 2.0)
-    monkeypatch.setenv("JITPROV_TEST_START_COUNTER", str(counter))
+    monkeypatch.setenv("JITPROV_TEST_PIDS", str(pids))
     monkeypatch.setenv("JITPROV_TEST_REAL_SERVER", oidc_op.OP_DIR.joinpath("server.mjs").as_uri())
-    return counter
+    return pids
+
+
+def _pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()]
 
 
 def test_a_silent_start_is_killed_and_tried_again(flaky_server: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JITPROV_TEST_SILENT_RUNS", "1")
+    monkeypatch.setenv("JITPROV_TEST_SLOW_RUNS", "1")
     with OpenIdProvider(clients=[], accounts={}) as provider:
-        assert flaky_server.read_text() == "2"
+        first, _second = _pids(flaky_server)
+        assert not _running(first)
         assert httpx.get(provider.issuer + "/.well-known/openid-configuration",
                          timeout=10, trust_env=False).json()["issuer"] == provider.issuer
 
 
+def test_a_late_first_try_behind_a_node_wrapper_is_not_mistaken_for_the_second(
+        flaky_server: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`node` as a shell script that runs Node as its child (a version manager's shim): the
+    first try is killed with the Node it started, which never prints the READY the second
+    try waits for; nothing is left running after the OP stops."""
+    shim = tmp_path / "node"
+    shim.write_text(f'#!/bin/sh\n{oidc_op.node_executable()} "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    monkeypatch.setattr(oidc_op, "node_executable", lambda: str(shim))
+    monkeypatch.setenv("JITPROV_TEST_SLOW_RUNS", "1")
+    monkeypatch.setenv("JITPROV_TEST_SLOW_MODE", "late")
+    with OpenIdProvider(clients=[], accounts={}) as provider:
+        time.sleep(2)  # the first try's Node, were it alive, would print READY by now
+        first, second = _pids(flaky_server)
+        assert not _running(first)
+        assert httpx.get(provider.issuer + "/.well-known/openid-configuration",
+                         timeout=10, trust_env=False).json()["issuer"] == provider.issuer
+    assert not _running(second)
+
+
 def test_two_silent_starts_are_an_error_and_leave_no_process(
         flaky_server: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JITPROV_TEST_SILENT_RUNS", "2")
-    started: list[subprocess.Popen[bytes]] = []
-    real_popen = subprocess.Popen
-
-    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
-        process = real_popen(*args, **kwargs)
-        started.append(process)
-        return process
-
-    monkeypatch.setattr(oidc_op.subprocess, "Popen", recording_popen)
+    monkeypatch.setenv("JITPROV_TEST_SLOW_RUNS", "2")
     with pytest.raises(oidc_op.OidcOpError, match="did not print READY in 2 tries"):
         with OpenIdProvider(clients=[], accounts={}):
             pass  # pragma: no cover - the start fails
-    assert flaky_server.read_text() == "2"
-    servers = [process for process in started if str(oidc_op.SERVER) in process.args]
-    assert len(servers) == 2 and all(process.poll() is not None for process in servers)
+    pids = _pids(flaky_server)
+    assert len(pids) == 2 and not any(_running(pid) for pid in pids)
