@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -26,6 +27,7 @@ from tests.pipelines import spy_pipelines
 from tests.web.helpers import hidden_fields, make_client
 
 ACS_PATH = "/sso/idp/saml/acs"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "saml"
 ACS = BASE_URL + ACS_PATH
 AUDIENCE = f"{BASE_URL}/sso/idp/saml/metadata"
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -472,3 +474,20 @@ def test_admin_api_registers_a_saml_connection(ctx: ServiceContext) -> None:
     assert r.json()["acs_url"] == f"{BASE_URL}/sso/adfs/saml/acs"
     assert r.json()["sp_entity_id"] == f"{BASE_URL}/sso/adfs/saml/metadata"
     assert client.get("/sso/adfs/saml/metadata").status_code == 200
+
+
+def test_admin_api_refuses_an_idp_certificate_restricted_to_rsa_pss(
+        ctx: ServiceContext) -> None:
+    """Its key alone would verify RSA PKCS#1 v1.5 signatures, which the certificate forbids:
+    refused when the connection is added, with the reason."""
+    admin.create_tenant(ctx, "hospital")
+    _, token = admin.create_admin_token(ctx, "ops")
+    idp = FakeSamlIdp()
+    idp.cert_pem = (VECTORS / "keys" / "idp-pss.crt").read_text()
+    client = make_client(ctx, dev_mode=False)
+    r = client.post("/api/connections/saml", headers={"authorization": f"Bearer {token}"},
+                    json={"tenant": "hospital", "slug": "adfs",
+                          "idp_metadata_xml": idp.metadata().decode()})
+    assert r.status_code == 400, r.text
+    assert "RSA-PSS signatures only" in r.text
+    assert client.get("/sso/adfs/saml/metadata").status_code == 404

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from jitprov.core.auth_context import check_accepted_auth_contexts
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.saml.errors import SamlError
-from jitprov.protocols.saml.keys import certificate_key
+from jitprov.protocols.saml.keys import PSS_ONLY, certificate_key
 from jitprov.protocols.urls import is_secure_url
 
 if TYPE_CHECKING:
@@ -174,8 +174,11 @@ def _check_certificate(where: str, value: object) -> None:
         raise InvalidInput(f"{where}: must be a PEM certificate")
     try:
         certificate_key(value)
-    except SamlError:
-        raise InvalidInput(f"{where}: not a readable PEM certificate") from None
+    except SamlError as exc:
+        reason = ("its key is for RSA-PSS signatures only; SAML signatures are accepted as "
+                  "RSA PKCS#1 v1.5 or ECDSA" if str(exc) == PSS_ONLY
+                  else "not a readable PEM certificate")
+        raise InvalidInput(f"{where}: {reason}") from None
 
 
 class SamlKind:

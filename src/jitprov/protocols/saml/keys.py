@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from jitprov.protocols.saml.errors import SamlError
 
@@ -26,6 +27,10 @@ _MAX_ENTRIES = 512
 _CERT_KEYS: dict[str, tuple[xmlsec.Key, bytes]] = {}
 _XMLSEC_PRIVATE: dict[str, xmlsec.Key] = {}
 _PRIVATE: dict[str, PrivateKeyTypes] = {}
+#: why a certificate whose key is restricted to RSA-PSS cannot be pinned: the signature
+#: methods accepted (RSA PKCS#1 v1.5, ECDSA) are not PSS
+PSS_ONLY = ("a pinned IdP certificate of this connection has a key for RSA-PSS signatures "
+            "only, and SAML signatures are accepted as RSA PKCS#1 v1.5 or ECDSA")
 
 
 def _digest(pem: str) -> str:
@@ -47,12 +52,15 @@ def certificate_key(pem: str) -> tuple[xmlsec.Key, bytes]:
     The key is the certificate's public key alone: a pin trusts the key, whatever the
     certificate's dates say (as before, when xmlsec was given the certificate and checked no
     date either), and an xmlsec key carrying its certificate costs each verification ~0.12
-    ms more (xmlsec copies the certificate with the key into every signature context)."""
+    ms more (xmlsec copies the certificate with the key into every signature context). A
+    certificate whose key is restricted to RSA-PSS is refused (:data:`PSS_ONLY`): its key
+    alone would verify the PKCS#1 v1.5 signatures the certificate forbids."""
     digest = _digest(pem)
     cached = _CERT_KEYS.get(digest)
     if cached is None:
         try:
             certificate = x509.load_pem_x509_certificate(pem.encode())
+            pss_only = certificate.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS
             der = certificate.public_bytes(serialization.Encoding.DER)
             public = certificate.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -60,6 +68,8 @@ def certificate_key(pem: str) -> tuple[xmlsec.Key, bytes]:
         except (ValueError, UnsupportedAlgorithm, xmlsec.Error):
             raise SamlError("invalid_response",
                             "a pinned IdP certificate of this connection is unreadable") from None
+        if pss_only:
+            raise SamlError("invalid_response", PSS_ONLY)
         cached = (key, der)
         _store(_CERT_KEYS, digest, cached)
     return cached
