@@ -207,17 +207,22 @@ def _prepare(url: str, idp_url: str) -> None:
 
 
 class Server:
-    """``jitprov serve --workers N`` on a free loopback port, in its own session."""
+    """``jitprov serve --workers N`` on a free loopback port, in its own session; with
+    ``bare``, uvicorn serving ``bench/bare_asgi.py`` the same way (the HTTP floor)."""
 
     def __init__(self, database_url: str, workdir: Path, workers: int = 2,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, *, bare: bool = False) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = (workdir / f"serve-{port}.log").open("w")
+        command = ([sys.executable, "-m", "uvicorn", "bench.bare_asgi:app", "--workers",
+                    str(workers), "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                    "warning", "--no-access-log"] if bare else
+                   [_bin("jitprov"), "serve", "--workers", str(workers), "--host", "127.0.0.1",
+                    "--port", str(port)])
         self.proc = subprocess.Popen(
-            [_bin("jitprov"), "serve", "--workers", str(workers), "--host", "127.0.0.1",
-             "--port", str(port)],
-            cwd=workdir, env={**server_env(database_url, self.url), **(env or {})},
+            command, cwd=ROOT if bare else workdir,
+            env={**server_env(database_url, self.url), **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300  # a loaded machine imports slowly

@@ -223,6 +223,11 @@ def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
                     **summarise(stacks, us_per_sample)})
         finally:
             server.stop()
+        bare = e2e.Server(url, workdir, bare=True)
+        try:
+            probe(bare, "healthz", "healthz-bare")
+        finally:
+            bare.stop()
         quiet = e2e.Server(url, workdir, env={"JITPROV_LOG_LEVEL": "WARNING"})
         try:
             for flow in flows:
@@ -298,8 +303,15 @@ def decomposition(rows: dict[str, dict[str, Any]], inproc: Sequence[dict[str, An
                         None if None in (full, _ms(rows, "oidc"))
                         else full - _ms(rows, "oidc"), "difference"))  # type: ignore[operator]
         requests = 2
+    bare = _ms(rows, "healthz-bare")
     out += [(f"the HTTP floor, {requests} requests x GET /healthz", None if floor is None
              else requests * floor, "probe (included in the parts above)"),
+            (f"  of which uvicorn, the kernel and the loopback ({requests} x GET /healthz of "
+             "a bare ASGI app, bench/bare_asgi.py)", None if bare is None else requests * bare,
+             "probe"),
+            ("  of which jitprov's edge (middleware, routing, the log line)",
+             None if None in (floor, bare) else requests * (floor - bare),  # type: ignore[operator]
+             "difference"),
             ("the request log lines at INFO (vs JITPROV_LOG_LEVEL=WARNING)",
              None if None in (full, quiet) else full - quiet,  # type: ignore[operator]
              "difference (included in the parts above)")]
@@ -321,6 +333,10 @@ def to_markdown(profiles: Sequence[dict[str, Any]], rows: dict[str, dict[str, An
              "request):", ""]
     lines += [f"- {rows[k]['label']}: {rows[k]['server_cpu_ms']:.2f} ms"
               for k in e2e.PROBES if k in rows]
+    if "healthz-bare" in rows:
+        lines.append(f"- GET /healthz of a bare ASGI app on the same uvicorn "
+                     f"(`bench/bare_asgi.py`, 2 workers): "
+                     f"{rows['healthz-bare']['server_cpu_ms']:.2f} ms")
     for flow in [p["flow"] for p in profiles]:
         lines += ["", f"### {e2e.FLOWS[flow][1]}", "", "| part | ms per login | measured as |",
                   "|---|---:|---|"]
