@@ -7,7 +7,7 @@ PostgreSQL; no growth of CPU per login from c=4 to c=16; p99 <= 5x p50 at c=16.
 ``python -m bench.e2e`` (N=300 logins per row, c=1/4/16, both databases) prints a markdown
 table and writes ``bench/results/e2e.md`` and ``e2e.json``; ``--quick`` is a smoke run (few
 logins, c=1/4, correctness checked, results not written unless ``--write``); ``--profile``
-profiles one worker under load with py-spy and writes ``bench/results/e2e-profile.md``.
+profiles the workers under load with py-spy and writes ``bench/results/e2e-profile.md``.
 
 What runs, each in its own process:
 
@@ -793,7 +793,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true",
                         help="write bench/results/e2e.md and e2e.json (default unless --quick)")
     parser.add_argument("--profile", action="store_true",
-                        help="profile one worker with py-spy instead (bench/e2e_profile.py)")
+                        help="profile the workers with py-spy instead (bench/e2e_profile.py)")
     parser.add_argument("--src", type=Path,
                         help="run this jitprov source tree (a `src` directory, e.g. from "
                              "`git archive HEAD src`) instead of the installed one")

@@ -1,13 +1,15 @@
-"""Where a login's CPU goes in a worker of ``jitprov serve``: py-spy on one worker under load.
+"""Where a login's CPU goes in the workers of ``jitprov serve``: py-spy on each under load.
 
 ``python -m bench.e2e --profile [-n 600] [-c 4] [--flow saml --flow oidc]`` starts the same
-stack as ``bench.e2e`` (SQLite), and for each flow records one of the two workers with
+stack as ``bench.e2e`` (SQLite), and for each flow records both workers, each with
 ``py-spy record --pid W --function --nonblocking --format raw`` (all threads, idle samples
-left out) during N first logins at c browsers. It writes the collapsed stacks to
+left out), during N first logins at c browsers. It writes the collapsed stacks of both to
 ``bench/results/profiles/e2e-<flow>.txt`` (flamegraph.pl or speedscope read them) and a
-summary to ``bench/results/e2e-profile.md``: the share of the worker's samples spent under
+summary to ``bench/results/e2e-profile.md``: the share of the workers' samples spent under
 each step of the request path, converted to CPU microseconds per login with the workers' CPU
-per login measured from /proc in the same window.
+per login measured from /proc in the same window. It also measures single requests alone,
+``GET /healthz`` of a bare ASGI app on the same uvicorn among them (``bench/bare_asgi.py``:
+uvicorn's and the kernel's share of every request).
 
 py-spy is not a dependency of jitprov: ``pip install py-spy`` (anywhere; ``--py-spy PATH``
 or ``$PY_SPY`` names the binary). It needs ptrace rights on the worker (root, or
@@ -135,29 +137,40 @@ def py_spy_binary(given: str | None = None) -> str:
 
 
 class Recorder:
-    """py-spy on one pid between :meth:`start` and :meth:`stop`; CPU of the workers read
-    from /proc over the same window."""
+    """py-spy on each worker between :meth:`start` and :meth:`stop` (the kernel hands a
+    connection to whichever worker accepts first: one worker may serve most of a row's
+    logins), the stacks merged into ``out``; CPU of the workers read from /proc over the
+    same window."""
 
-    def __init__(self, binary: str, pid: int, workers: Sequence[int], out: Path) -> None:
-        self.binary, self.pid, self.workers, self.out = binary, pid, list(workers), out
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, binary: str, workers: Sequence[int], out: Path) -> None:
+        self.binary, self.workers, self.out = binary, list(workers), out
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.cpu0: dict[int, float] = {}
         self.cpu: dict[int, float] = {}
 
+    def _part(self, pid: int) -> Path:
+        return self.out.with_name(f"{self.out.stem}.{pid}.part")
+
     def __call__(self, starting: bool) -> None:
         if starting:
-            self.proc = subprocess.Popen(
-                [self.binary, "record", "--pid", str(self.pid), "--rate", str(RATE),
-                 *MODE, "--format", "raw", "--output", str(self.out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            self.procs = {pid: subprocess.Popen(
+                [self.binary, "record", "--pid", str(pid), "--rate", str(RATE),
+                 *MODE, "--format", "raw", "--output", str(self._part(pid))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for pid in self.workers}
             self.cpu0 = {w: e2e.proc_cpu(w) or 0.0 for w in self.workers}
-        else:
-            self.cpu = {w: (e2e.proc_cpu(w) or 0.0) - self.cpu0[w] for w in self.workers}
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGINT)
-            _, err = self.proc.communicate(timeout=60)
-            if not self.out.exists():
-                raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+            return
+        self.cpu = {w: (e2e.proc_cpu(w) or 0.0) - self.cpu0[w] for w in self.workers}
+        merged: list[str] = []
+        for pid, proc in self.procs.items():
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            part = self._part(pid)
+            if not part.exists():
+                raise RuntimeError(f"py-spy wrote nothing for worker {pid}: "
+                                   f"{err.decode(errors='replace')}")
+            merged.append(part.read_text(errors="replace"))
+            part.unlink()
+        self.out.write_text("".join(merged))
 
 
 def render(note: str | None = None) -> None:
@@ -166,7 +179,9 @@ def render(note: str | None = None) -> None:
     if note:
         saved["note"] = note
         (e2e.RESULTS / "e2e-profile.json").write_text(json.dumps(saved, indent=2) + "\n")
-    profiles = [{**p, "row": saved["rows"][p["flow"]]} for p in saved["profiles"]]
+    rows = saved["rows"]
+    profiles = [{**p, "row": rows.get(f"{p['flow']}-profiled", rows[p["flow"]])}
+                for p in saved["profiles"]]
     (e2e.RESULTS / "e2e-profile.md").write_text(to_markdown(
         profiles, saved["rows"], saved["in_process"], n=saved.get("n", 300),
         clients=saved.get("clients", 4), note=saved.get("note"), date=saved.get("date"),
@@ -176,7 +191,7 @@ def render(note: str | None = None) -> None:
 def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
          py_spy: str | None = None, note: str | None = None, out: Path | None = None) -> None:
     """The decomposition (probes, logins with and without the request log, the in-process
-    figures), then py-spy on one worker during each flow's logins; writes the summary and
+    figures), then py-spy on the workers during each flow's logins; writes the summary and
     the stacks into ``out`` (default bench/results, the stacks under ``profiles/``)."""
     del postgres_url  # SQLite: the server's own work, without the database server's
     binary = py_spy_binary(py_spy)
@@ -207,15 +222,14 @@ def main(*, n: int, clients: int, flows: Sequence[str], postgres_url: str,
             workers = server.workers()
             for flow in flows:
                 collapsed = stacks_dir / f"e2e-{flow}.txt"
-                recorder = Recorder(binary, workers[0], workers, collapsed)
-                row = probe(server, flow, flow, on_window=recorder)
+                probe(server, flow, flow)  # the whole, without py-spy on the cores
+                recorder = Recorder(binary, workers, collapsed)
+                row = probe(server, flow, f"{flow}-profiled", on_window=recorder)
                 stacks = read_collapsed(collapsed)
                 samples = sum(stacks.values())
-                worker_cpu = recorder.cpu[workers[0]]
-                # the profiled worker's samples stand for its CPU; its share of the logins
-                # is its share of the workers' CPU (both run the same code)
-                share = worker_cpu / max(sum(recorder.cpu.values()), 1e-9)
-                us_per_sample = worker_cpu / max(samples, 1) / (n * share) * 1e6
+                # the workers' samples stand for their CPU, which served the n logins
+                worker_cpu = sum(recorder.cpu.values())
+                us_per_sample = worker_cpu / max(samples, 1) / n * 1e6
                 profiles.append({
                     "flow": flow, "row": row, "samples": samples,
                     "sampled_s": samples / RATE, "worker_cpu_s": worker_cpu,
@@ -342,21 +356,27 @@ def to_markdown(profiles: Sequence[dict[str, Any]], rows: dict[str, dict[str, An
                   "|---|---:|---|"]
         lines += [f"| {part} | {'-' if ms is None else f'{ms:.2f}'} | {how} |"
                   for part, ms, how in decomposition(rows, inproc, flow)]
-    lines += ["", "## py-spy: one worker during the logins", "",
+    lines += ["", "## py-spy: the workers during the logins", "",
               f"py-spy {RATE} Hz, `{' '.join(MODE)}`: only the thread holding the GIL is "
               "sampled, so time in C code that releases it (SQLite's statements, socket "
               "writes) and in the kernel is not seen; on a loaded machine a thread preempted "
               "while it holds the GIL is still sampled, which inflates the points where a "
               "thread wakes another (a socket write to the client, a thread-pool hand-off). "
               "µs per login = share of samples x the workers' CPU per login in the same "
-              "window: read them as shares, the parts above as the totals.", ""]
+              "window: read them as shares, the parts above as the totals. uvicorn's "
+              "`RequestResponseCycle.send` is the frame that writes to the socket: its "
+              "samples hold the write's system call (on loopback the kernel delivers to the "
+              "reader inside it) and the time a thread preempted there kept the GIL; what "
+              "uvicorn and the kernel cost per request is the bare app's `GET /healthz` "
+              "above.", ""]
     for r in profiles:
         row = r["row"]
         lines += [f"### {row['label']}", "",
-                  f"Server CPU per login (whole tree) {row['server_cpu_ms']:.2f} ms, the workers "
+                  f"Server CPU per login under py-spy (whole tree; its own row, after the "
+                  f"one measured above) {row['server_cpu_ms']:.2f} ms, the workers "
                   f"{r['workers_cpu_ms_per_login']:.2f} ms; {r['samples']} samples "
                   f"({r['sampled_s']:.1f} s sampled for {r['worker_cpu_s']:.1f} s of the "
-                  f"profiled worker's CPU). Collapsed stacks: "
+                  f"workers' CPU). Collapsed stacks: "
                   f"`bench/results/profiles/e2e-{r['flow']}.txt`.", "",
                   "| step or layer (`STEPS`, `LAYERS` in `bench/e2e_profile.py`: the "
                   "innermost step on a sample's stack, else its innermost layer) | share | "
