@@ -175,9 +175,7 @@ def _check_certificate(where: str, value: object) -> None:
     try:
         certificate_key(value)
     except SamlError as exc:
-        reason = ("its key is for RSA-PSS signatures only; SAML signatures are accepted as "
-                  "RSA PKCS#1 v1.5 or ECDSA" if str(exc) == PSS_ONLY
-                  else "not a readable PEM certificate")
+        reason = PSS_ONLY if str(exc) == PSS_ONLY else "not a readable PEM certificate"
         raise InvalidInput(f"{where}: {reason}") from None
 
 
