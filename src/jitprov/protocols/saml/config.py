@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from jitprov.core.auth_context import check_accepted_auth_contexts
 from jitprov.core.errors import InvalidInput
 from jitprov.protocols.saml.errors import SamlError
-from jitprov.protocols.saml.keys import PSS_ONLY, certificate_key
+from jitprov.protocols.saml.keys import certificate_key
 from jitprov.protocols.urls import is_secure_url
 
 if TYPE_CHECKING:
@@ -174,9 +174,8 @@ def _check_certificate(where: str, value: object) -> None:
         raise InvalidInput(f"{where}: must be a PEM certificate")
     try:
         certificate_key(value)
-    except SamlError as exc:
-        reason = PSS_ONLY if str(exc) == PSS_ONLY else "not a readable PEM certificate"
-        raise InvalidInput(f"{where}: {reason}") from None
+    except SamlError as exc:  # unreadable, or a key no allowed signature method uses
+        raise InvalidInput(f"{where}: {exc}") from None
 
 
 class SamlKind:

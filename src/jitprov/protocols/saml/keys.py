@@ -29,7 +29,7 @@ _XMLSEC_PRIVATE: dict[str, xmlsec.Key] = {}
 _PRIVATE: dict[str, PrivateKeyTypes] = {}
 #: why a certificate whose key is restricted to RSA-PSS cannot be pinned: the signature
 #: methods accepted (RSA PKCS#1 v1.5, ECDSA) are not PSS
-PSS_ONLY = ("a pinned IdP certificate of this connection has a key for RSA-PSS signatures "
+_PSS_ONLY = ("a pinned IdP certificate of this connection has a key for RSA-PSS signatures "
             "only, and SAML signatures are accepted as RSA PKCS#1 v1.5 or ECDSA")
 
 
@@ -52,9 +52,8 @@ def certificate_key(pem: str) -> tuple[xmlsec.Key, bytes]:
     The key is the certificate's public key alone: a pin trusts the key, whatever the
     certificate's dates say (xmlsec checks none, given a key), and an xmlsec key carrying its
     certificate costs each verification ~0.1 ms more (xmlsec copies the certificate with the
-    key into every signature context). A
-    certificate whose key is restricted to RSA-PSS is refused (:data:`PSS_ONLY`): its key
-    alone would verify the PKCS#1 v1.5 signatures the certificate forbids."""
+    key into every signature context). A certificate whose key is restricted to RSA-PSS is
+    refused: its key alone would verify the PKCS#1 v1.5 signatures the certificate forbids."""
     digest = _digest(pem)
     cached = _CERT_KEYS.get(digest)
     if cached is None:
@@ -69,7 +68,7 @@ def certificate_key(pem: str) -> tuple[xmlsec.Key, bytes]:
             raise SamlError("invalid_response",
                             "a pinned IdP certificate of this connection is unreadable") from None
         if pss_only:
-            raise SamlError("invalid_response", PSS_ONLY)
+            raise SamlError("invalid_response", _PSS_ONLY)
         cached = (key, der)
         _store(_CERT_KEYS, digest, cached)
     return cached
