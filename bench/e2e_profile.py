@@ -41,9 +41,10 @@ MODE = os.environ.get("E2E_PYSPY_MODE", "--function --nonblocking --gil").split(
 STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("SAML Response verification (validate_response)", ("validate_response (",)),
     ("ID token verification (validate_id_token)", ("validate_id_token (",)),
-    ("code exchange, client side (exchange_code: httpx, the outbound guard)",
-     ("exchange_code (",)),
-    ("userinfo call, client side (fetch_userinfo)", ("fetch_userinfo (",)),
+    ("token and userinfo requests, client side (httpx, the outbound guard)",
+     ("send_async (", "_send (jitprov/services/login/oidc.py", "token_request (",
+      "read_token_response (", "userinfo_request (", "read_userinfo (", "exchange_code (",
+      "fetch_userinfo (")),
     ("provisioning transaction (provision_on_login)", ("provision_on_login (",)),
     ("login request opened from its cookie (open_login_request, opened_login_request)",
      ("open_login_request (", "opened_login_request (", "consume_login_request (",

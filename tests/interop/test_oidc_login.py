@@ -14,6 +14,7 @@ from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
 from jitprov.services.login.oidc import new_client_key
+from jitprov.services.outbound import guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -57,7 +58,9 @@ def op(private_key: tuple[str, dict[str, str]]) -> Iterator[OpenIdProvider]:
 @pytest.fixture
 def ctx(database_url: str, op: OpenIdProvider,
         private_key: tuple[str, dict[str, str]]) -> Iterator[ServiceContext]:
-    http = httpx.Client(timeout=10)
+    # the server's own client (the outbound guard, loopback allowlisted): the callback
+    # awaits the provider through it on the event loop, as under `serve`
+    http = guarded_client(policy_from(["127.0.0.1/32"], allow_private=False))
     context = ServiceContext(db=Database.connect(database_url, pool_size=4),
                              secretbox=SecretBox(TEST_SECRET_KEY), http=http)
     admin.create_tenant(context, "hospital")

@@ -27,6 +27,7 @@ import uvicorn
 
 from jitprov.services import admin, audit_export
 from jitprov.services.context import ServiceContext
+from jitprov.services.outbound import guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -70,7 +71,9 @@ def op(base_url: str) -> Iterator[OpenIdProvider]:
 
 @pytest.fixture
 def ctx(database_url: str, op: OpenIdProvider) -> Iterator[ServiceContext]:
-    http = httpx.Client(timeout=10)
+    # the server's own client (the outbound guard, loopback allowlisted): the callback
+    # awaits the provider through it on the event loop, as under `serve`
+    http = guarded_client(policy_from(["127.0.0.1/32"], allow_private=False))
     context = ServiceContext(db=Database.connect(database_url, pool_size=8),
                              secretbox=SecretBox(TEST_SECRET_KEY), http=http)
     admin.create_tenant(context, "hospital")
@@ -120,7 +123,7 @@ def server(ctx: ServiceContext, base_url: str,
     port = int(urlsplit(base_url).port or 0)
     recorder.app = create_app(Settings(base_url=base_url, secret_key=TEST_SECRET_KEY), ctx=ctx)
     config = uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", access_log=False)
+                            lifespan="on", access_log=False)
     uvi = uvicorn.Server(config)
     thread = threading.Thread(target=uvi.run, name="jitprov-uvicorn", daemon=True)
     thread.start()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from jitprov.services import admin
 from jitprov.services.context import ServiceContext
+from jitprov.services.outbound import guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
 from jitprov.store.database import Database
@@ -54,7 +54,9 @@ def op() -> Iterator[OpenIdProvider]:
 
 @pytest.fixture
 def ctx(database_url: str, op: OpenIdProvider) -> Iterator[ServiceContext]:
-    http = httpx.Client(timeout=10)
+    # the server's own client (the outbound guard, loopback allowlisted): the callback
+    # awaits the provider through it on the event loop, as under `serve`
+    http = guarded_client(policy_from(["127.0.0.1/32"], allow_private=False))
     context = ServiceContext(db=Database.connect(database_url, pool_size=4),
                              secretbox=SecretBox(TEST_SECRET_KEY), http=http)
     admin.create_tenant(context, "hospital")

@@ -3,6 +3,7 @@ sent to the address that was checked, over TLS checked for the name."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import ipaddress
 import re
@@ -19,6 +20,7 @@ from jitprov.services.outbound import (
     GuardedTransport,
     OutboundPolicy,
     OutboundRefused,
+    async_twin,
     checked,
     parse_allowlist,
     pinned,
@@ -360,9 +362,131 @@ def test_the_servers_client_keeps_no_cookie_from_one_answer_for_the_next() -> No
         assert first.headers["set-cookie"].startswith("AWSALB=")  # the IdP did set one
         ctx.http.get(f"{url}/token")
         ctx.http.get(f"{url}/userinfo")
-        assert seen == [None, None, None]
+
+        async def from_a_loop() -> None:
+            assert ctx.http_async is not None
+            for path in ("/token", "/userinfo"):
+                await ctx.http_async.get(f"{url}{path}")
+            await ctx.close_async()
+
+        asyncio.run(from_a_loop())
+        assert seen == [None] * 5
         assert len(ctx.http.cookies) == 0
         ctx.http.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _from_a_loop(client: httpx.Client, *urls: str,
+                 extensions: dict[str, object] | None = None) -> list[httpx.Response]:
+    """GET each of ``urls`` in turn through ``client``'s event-loop twin, in a loop of its
+    own; the loop's connections closed after."""
+    twin = async_twin(client)
+    assert twin is not None
+
+    async def run() -> list[httpx.Response]:
+        try:
+            return [await twin.get(url, extensions=extensions) for url in urls]
+        finally:
+            await twin.aclose()
+
+    return asyncio.run(run())
+
+
+def test_an_event_loops_request_passes_the_same_guard(tls_server: TlsServer) -> None:
+    """Through the event-loop twin of the server's client: the name resolved once, by the
+    guard's resolver and off the loop (in a worker thread: a lookup blocks), the connect to
+    the checked address, TLS checked for the name, the kept-alive connection reused."""
+    resolved: list[str] = []
+    lookups_on_the_loop: list[bool] = []
+
+    def resolve(host: str, _port: int) -> list[str]:
+        resolved.append(host)
+        lookups_on_the_loop.append(_on_a_loop())
+        return ["127.0.0.1"]
+
+    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"), resolver=resolve)
+    url = f"https://idp.test:{tls_server.port}/jwks"
+    with httpx.Client(transport=GuardedTransport(policy,
+                                                 verify=tls_server.client_context)) as client:
+        answers = _from_a_loop(client, url, url)
+    assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 2
+    assert tls_server.handshakes == ["idp.test"]
+    assert resolved == ["idp.test"] and lookups_on_the_loop == [False]
+
+
+def test_an_event_loops_refused_destination_never_reaches_the_network(
+        tls_server: TlsServer) -> None:
+    with tls_server.client([], allow="") as client, \
+            pytest.raises(OutboundRefused, match=f"^{REFUSED}$"):
+        _from_a_loop(client, f"https://idp.test:{tls_server.port}/")
+    assert tls_server.handshakes == [] and tls_server.hosts == []
+
+
+def test_an_event_loops_request_checked_by_its_caller_goes_where_it_was_checked(
+        tls_server: TlsServer) -> None:
+    """A CHECKED extension works from a loop too (the guard's own policy would refuse), and
+    one carried to another host is refused."""
+    url = f"https://idp.test:{tls_server.port}/"
+    with tls_server.client([], allow="") as client:
+        [answer] = _from_a_loop(client, url, extensions=checked(url, "127.0.0.1"))
+        assert answer.status_code == 200
+        with pytest.raises(OutboundRefused, match=REFUSED):
+            _from_a_loop(client, url, extensions=checked(
+                f"https://other.test:{tls_server.port}/", "127.0.0.1"))
+    assert tls_server.handshakes == ["idp.test"]
+
+
+def test_each_event_loop_opens_connections_of_its_own(tls_server: TlsServer) -> None:
+    """A connection belongs to the loop that opened it: a second loop (a test client's, a
+    restarted worker's) opens its own, checked again, and never touches the first's."""
+    resolved: list[str] = []
+    url = f"https://idp.test:{tls_server.port}/"
+    with tls_server.client(resolved) as client:
+        for _ in range(2):
+            [answer] = _from_a_loop(client, url)
+            assert answer.status_code == 200
+    assert tls_server.handshakes == ["idp.test"] * 2 and resolved == ["idp.test"] * 2
+
+
+def test_an_event_loops_connect_outside_the_guard_is_refused(tls_server: TlsServer) -> None:
+    """The event loop's pools under the guard connect only where it pinned: used on their
+    own (no check), they refuse before any packet leaves."""
+    transport = GuardedTransport(OutboundPolicy(allow_private=True),
+                                 verify=tls_server.client_context)
+
+    async def around_the_guard() -> None:
+        _loop, pool, by_caller = transport._async_pools()
+        for inner in (pool, by_caller):
+            async with httpx.AsyncClient(transport=inner) as client:
+                with pytest.raises(OutboundRefused, match=REFUSED):
+                    await client.get(f"https://idp.test:{tls_server.port}/")
+
+    asyncio.run(around_the_guard())
+    assert tls_server.handshakes == []
+
+
+def test_only_a_transport_that_sends_for_a_loop_gets_a_twin() -> None:
+    """httpx's own transport sends from threads only: no twin, and the server's context
+    says so (its callers then hand the work to a thread); the guard's and a test's
+    MockTransport have one, made again when the context's client is replaced."""
+    from jitprov.services.context import ServiceContext
+
+    assert async_twin(httpx.Client()) is None
+    ctx = ServiceContext(db=object(), secretbox=object())  # type: ignore[arg-type]
+    assert ctx.http_async is None
+    mock = httpx.Client(transport=httpx.MockTransport(lambda _r: httpx.Response(204)))
+    ctx.http = mock
+    twin = ctx.http_async
+    assert twin is not None and ctx.http_async is twin
+    assert twin.follow_redirects is False and twin.timeout == mock.timeout
+    assert asyncio.run(twin.get("https://idp.example/")).status_code == 204

@@ -148,14 +148,16 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The first start fetches the provider's discovery document in a worker thread; later
     ones are built on the event loop from memory, until the document is nearly due again
-    (then a thread fetches it once more): no network on the event loop, ever."""
+    (then a thread fetches it once more): no blocking fetch on the event loop, ever (the
+    code exchange is awaited there, through the client's async transport)."""
     fetched: list[str] = []
     handler = provider.handler
 
     def counting(request: httpx.Request) -> httpx.Response:
         fetched.append(request.url.path)
-        with pytest.raises(RuntimeError):  # never on the event loop's thread
-            asyncio.get_running_loop()
+        if request.url.path != "/token":
+            with pytest.raises(RuntimeError):  # never on the event loop's thread
+                asyncio.get_running_loop()
         return handler(request)
 
     now = [1000.0]
@@ -197,43 +199,58 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
     http.close()
 
 
-def test_the_callback_redeems_the_code_in_a_thread_and_signs_in_on_the_event_loop_on_sqlite(
+def test_the_callback_awaits_the_provider_on_the_event_loop_and_signs_in_there_on_sqlite(
         browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The code exchange waits on the provider: a worker thread, never the event loop. The
-    provisioning after it runs on the loop where the database allows it (SQLite); on
-    PostgreSQL it shares the exchange's thread. One hand-off either way."""
+    """The code exchange is awaited on the event loop (the server's client sends for it
+    without blocking), and with the provider's keys in memory the ID token is verified there
+    too: on SQLite a callback needs no worker thread at all, on PostgreSQL the provisioning is
+    its one hand-off. The first callback of a process fetches the keys: that part, and only
+    it, goes to a thread."""
     provider.users["00u1"] = dict(NURSE)
+    provider.users["00u2"] = {**NURSE, "email": "bo@hospital.example"}
     exchanged_on_loop: list[bool] = []
+    keys_on_loop: list[bool] = []
     handler = provider.handler
 
     def watching(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/token":
             exchanged_on_loop.append(_on_event_loop())
+        if request.url.path == "/jwks":
+            keys_on_loop.append(_on_event_loop())
         return handler(request)
 
     http = httpx.Client(transport=httpx.MockTransport(watching))
     monkeypatch.setattr(oidc_ctx, "http", http)
+    monkeypatch.setattr(oidc_ctx, "oidc", Providers(http))
+    # the connection stays cached however slow this machine (else the callback reads it)
+    monkeypatch.setattr(oidc_ctx, "connections",
+                        ConnectionCache(oidc_ctx.db, ttl=timedelta(hours=1)))
     begins: list[bool] = []
 
     def on_begin(conn: sa.Connection) -> None:
         if not conn.get_execution_options().get("readonly"):
             begins.append(_on_event_loop())
 
-    started = browser.get("/sso/okta/login", params={"return_to": "/me"})
-    back = provider.authorize(started.headers["location"], "00u1")
-    hand_offs = HandOffs(monkeypatch)
-    sa.event.listen(oidc_ctx.db.engine, "begin", on_begin)
-    try:
-        r = browser.get(back.replace("http://testserver", ""))
-    finally:
-        sa.event.remove(oidc_ctx.db.engine, "begin", on_begin)
-    assert (r.status_code, r.headers["location"]) == (303, "/me")
     on_loop = oidc_ctx.db.dialect == "sqlite"
-    assert exchanged_on_loop == [False]
-    assert begins == [on_loop]
-    assert hand_offs.calls == (["check_oidc_callback"] if on_loop else ["both"])
-    assert browser.get("/me").json()["email"] == "ana@hospital.example"
+    provisioning = [] if on_loop else ["finish_oidc_login"]
+    hand_offs = HandOffs(monkeypatch)
+    for sub, hand_offs_expected in (("00u1", ["drive_steps", *provisioning]),
+                                    ("00u2", provisioning)):
+        started = browser.get("/sso/okta/login", params={"return_to": "/me"})
+        back = provider.authorize(started.headers["location"], sub)
+        hand_offs.calls.clear()
+        sa.event.listen(oidc_ctx.db.engine, "begin", on_begin)
+        try:
+            r = browser.get(back.replace("http://testserver", ""))
+        finally:
+            sa.event.remove(oidc_ctx.db.engine, "begin", on_begin)
+        assert (r.status_code, r.headers["location"]) == (303, "/me")
+        assert hand_offs.calls == hand_offs_expected
+    assert exchanged_on_loop == [True, True]
+    assert keys_on_loop == [False]  # fetched once, in the thread
+    assert begins == [on_loop, on_loop]
+    assert browser.get("/me").json()["email"] == "bo@hospital.example"
     http.close()
 
 
@@ -264,10 +281,67 @@ def test_a_callback_whose_provisioning_meets_another_writer_redeems_the_code_onc
     r = browser.get(back.replace("http://testserver", ""))
     assert (r.status_code, r.headers["location"]) == (303, "/me"), r.text
     assert redeemed == ["/token"]
-    assert hand_offs.calls == ["check_oidc_callback", "finish_oidc_login"]
+    assert hand_offs.calls == ["drive_steps", "finish_oidc_login"]  # the keys, then the turn
     types = [e.type for e in audit_export.iter_events(oidc_ctx, "hospital")]
     assert types.count("account.created") == 1 and "login.failed" not in types
     assert browser.get("/me").json()["email"] == "ana@hospital.example"
+    http.close()
+
+
+@pytest.mark.parametrize("answer", ["unreachable", "refused", "forged"])
+def test_a_refusal_after_the_provider_answered_on_the_event_loop_is_audited_off_it(
+        browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch, answer: str) -> None:
+    """A warm process (keys in memory) awaits the provider on the loop. When the answer is
+    refused (the token endpoint unreachable, a code refused, an ID token signed by another
+    key) the person gets the readable page, ``login.failed`` says why, and its write goes to
+    a worker thread, not the event loop; nothing is provisioned."""
+    provider.users["00u1"] = dict(NURSE)
+    provider.users["00u2"] = {**NURSE, "email": "bo@hospital.example"}
+    monkeypatch.setattr(oidc_ctx, "connections",
+                        ConnectionCache(oidc_ctx.db, ttl=timedelta(hours=1)))
+    assert sign_in(browser, provider, "00u1").headers["location"] == "/me"  # keys in memory
+    handler = provider.handler
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/token":
+            return handler(request)
+        if answer == "unreachable":
+            raise httpx.ConnectError("connection refused", request=request)
+        if answer == "refused":
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        key, provider.key = provider.key, RSAKey.generate_key(
+            2048, parameters={"kid": "k1"}, private=True)  # the same kid, another key
+        try:
+            return handler(request)
+        finally:
+            provider.key = key
+
+    http = httpx.Client(transport=httpx.MockTransport(failing))
+    monkeypatch.setattr(oidc_ctx, "http", http)
+    audits_on_loop: list[bool] = []
+
+    def on_begin(conn: sa.Connection) -> None:
+        if not conn.get_execution_options().get("readonly"):
+            audits_on_loop.append(_on_event_loop())
+
+    started = browser.get("/sso/okta/login", params={"return_to": "/me"})
+    back = provider.authorize(started.headers["location"], "00u2")
+    hand_offs = HandOffs(monkeypatch)
+    sa.event.listen(oidc_ctx.db.engine, "begin", on_begin)
+    try:
+        r = browser.get(back.replace("http://testserver", ""))
+    finally:
+        sa.event.remove(oidc_ctx.db.engine, "begin", on_begin)
+    code = {"unreachable": "idp_unreachable", "refused": "token_error",
+            "forged": "id_token_invalid"}[answer]
+    assert r.status_code in (400, 502) and "request id" in r.text
+    assert hand_offs.calls == ["drive_steps"] and audits_on_loop == [False]
+    failed = [e.data["code"] for e in audit_export.iter_events(oidc_ctx, "hospital")
+              if e.type == "login.failed"]
+    assert failed == [code]
+    assert [v.account.email for v in admin.list_accounts(oidc_ctx, "hospital")] == [
+        "ana@hospital.example"]
     http.close()
 
 

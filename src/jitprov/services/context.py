@@ -13,7 +13,7 @@ import httpx
 
 from jitprov.core.mapping import Policy, load_policy
 from jitprov.protocols.oidc.provider import Providers
-from jitprov.services.outbound import OutboundPolicy, guarded_client, policy_from
+from jitprov.services.outbound import OutboundPolicy, async_twin, guarded_client, policy_from
 from jitprov.services.secretbox import SecretBox
 from jitprov.services.session_cache import SessionCache
 from jitprov.settings import Settings
@@ -113,10 +113,28 @@ class ServiceContext:
     session_cache: SessionCache | None = None
     #: per-process caches of other services, keyed by their name (e.g. the signing key)
     caches: dict[str, object] = field(init=False, default_factory=dict)
+    _http_async: tuple[httpx.Client, httpx.AsyncClient | None] | None = field(
+        init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.connections = ConnectionCache(self.db)
         self.oidc = Providers(self.http)
+
+    @property
+    def http_async(self) -> httpx.AsyncClient | None:
+        """``http`` for an event loop: the same transport (and so the same outbound guard and
+        policy); None when that transport sends only from threads."""
+        twin = self._http_async
+        if twin is None or twin[0] is not self.http:  # made again when a test replaces http
+            twin = self._http_async = (self.http, async_twin(self.http))
+        return twin[1]
+
+    async def close_async(self) -> None:
+        """Close the connections ``http_async`` opened from the running event loop (its
+        server stopping); a later request opens new ones."""
+        transport = getattr(self.http, "_transport", None)
+        if isinstance(transport, httpx.AsyncBaseTransport):
+            await transport.aclose()
 
 
 def database_limits(settings: Settings) -> DatabaseLimits:

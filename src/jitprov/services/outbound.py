@@ -10,7 +10,8 @@ every address it resolves to is public or inside the operator's allowlist
 between the check and the connect (rebinding) is never used. A refusal is one uniform error,
 raised before any packet leaves: nothing about the destination can be learnt from it.
 Redirects are never followed by the server's client; timeouts and size caps stay with each
-caller.
+caller. The same transport sends for an event loop too (:func:`async_twin`): the checks are
+the same, and a connect's DNS lookup goes to a worker thread.
 
 The URL keeps its host name: the name is what the connection pool keys kept-alive connections
 by, what TLS sends as SNI and checks the certificate against, and what the Host header says.
@@ -23,6 +24,7 @@ address (its certificate was checked for the first name only).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
@@ -31,6 +33,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeGuard
 
+import anyio
 import httpcore
 import httpx
 
@@ -192,16 +195,49 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _connect_pinned(transport: httpx.HTTPTransport) -> None:
+class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
+    """:class:`_PinnedBackend` for an event loop: the same rule; the name's resolution (a
+    blocking call) runs in a worker thread."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        pin = _PIN.get()
+        if pin is None or pin.host != host:
+            raise OutboundRefused(REFUSED)
+        address = (pin.address if pin.policy is None
+                   else await anyio.to_thread.run_sync(pin.address_now))
+        return await self._inner.connect_tcp(address, port, timeout, local_address,
+                                             socket_options)
+
+    async def connect_unix_socket(
+            self, path: str, timeout: float | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused(REFUSED)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _connect_pinned(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> None:
     """Put the pinning backend under ``transport``'s connection pool. httpx takes no network
     backend of its own, so this reaches its pool (httpcore's, a documented parameter there);
     a pool of another shape fails here, at startup, rather than connecting by name."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if not isinstance(pool, httpcore.ConnectionPool) or backend is None:
+    if isinstance(pool, httpcore.ConnectionPool) and backend is not None:
+        if not isinstance(backend, _PinnedBackend):
+            pool._network_backend = _PinnedBackend(backend)
+    elif isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None:
+        if not isinstance(backend, _AsyncPinnedBackend):
+            pool._network_backend = _AsyncPinnedBackend(backend)
+    else:
         raise RuntimeError("the outbound guard cannot pin this httpx transport's connections")
-    if not isinstance(backend, _PinnedBackend):
-        pool._network_backend = _PinnedBackend(backend)
 
 
 def _checked_for(value: object, host: str) -> TypeGuard[tuple[str, str]]:
@@ -215,20 +251,24 @@ def _checked_for(value: object, host: str) -> TypeGuard[tuple[str, str]]:
     return True
 
 
-class GuardedTransport(httpx.BaseTransport):
+class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport that sends only where ``policy`` permits, connected to the checked
     address. Requests a caller checked under a policy of its own (:data:`CHECKED`) go through
     a connection pool of their own: a connection one policy allowed (a webhook's private
     address) is never reused for a request the other policy checked. ``verify`` is the TLS
     trust (httpx's); ``inner``, for tests, replaces both pools (a MockTransport reads the
-    address with :func:`pinned`)."""
+    address with :func:`pinned`).
+
+    It sends for an httpx.AsyncClient too, through pools of their own: one pair per event
+    loop, made on the loop's first request (a connection belongs to the loop that opened it;
+    a server's worker has one loop)."""
 
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None, *,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.policy = policy
+        self._verify = verify
         if inner is None:
-            trust = verify if isinstance(verify, ssl.SSLContext) else \
-                httpx.create_ssl_context(verify=verify)
+            trust = self._trust()
             inner = httpx.HTTPTransport(verify=trust)
             self._checked: httpx.BaseTransport = httpx.HTTPTransport(verify=trust)
         else:
@@ -237,8 +277,18 @@ class GuardedTransport(httpx.BaseTransport):
         for transport in {self._inner, self._checked}:
             if isinstance(transport, httpx.HTTPTransport):
                 _connect_pinned(transport)
+        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport,
+                           httpx.AsyncBaseTransport] | None = None
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def _trust(self) -> ssl.SSLContext:
+        """The TLS trust, made once (loading the CA store costs milliseconds)."""
+        if not isinstance(self._verify, ssl.SSLContext):
+            self._verify = httpx.create_ssl_context(verify=self._verify)
+        return self._verify
+
+    def _route(self, request: httpx.Request) -> tuple[_Pin, bool]:
+        """The pin for ``request`` and whether it goes through the pool of callers' checked
+        addresses. Raises OutboundRefused."""
         url = request.url
         host = host_of(url)
         if url.scheme not in ("http", "https") or not host:
@@ -246,21 +296,59 @@ class GuardedTransport(httpx.BaseTransport):
         port = url.port or (443 if url.scheme == "https" else 80)
         by_caller = request.extensions.get(CHECKED)
         if by_caller is None:
-            pin, transport = _Pin(host, port, self.policy), self._inner
-        elif _checked_for(by_caller, host):
-            pin, transport = _Pin(host, port, None, by_caller[1]), self._checked
-        else:
-            raise OutboundRefused(REFUSED)
+            return _Pin(host, port, self.policy), False
+        if _checked_for(by_caller, host):
+            return _Pin(host, port, None, by_caller[1]), True
+        raise OutboundRefused(REFUSED)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        pin, by_caller = self._route(request)
         token = _PIN.set(pin)
         try:
-            return transport.handle_request(request)
+            return (self._checked if by_caller else self._inner).handle_request(request)
         finally:
             _PIN.reset(token)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pin, by_caller = self._route(request)
+        _loop, inner, checked_pool = self._async_pools()
+        token = _PIN.set(pin)
+        try:
+            return await (checked_pool if by_caller else inner).handle_async_request(request)
+        finally:
+            _PIN.reset(token)
+
+    def _async_pools(self) -> tuple[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport,
+                                    httpx.AsyncBaseTransport]:
+        loop = asyncio.get_running_loop()
+        pools = self._async
+        if pools is not None and pools[0] is loop:
+            return pools
+        if isinstance(self._inner, httpx.HTTPTransport):
+            trust = self._trust()
+            by_guard = httpx.AsyncHTTPTransport(verify=trust)
+            by_caller = httpx.AsyncHTTPTransport(verify=trust)
+            _connect_pinned(by_guard)
+            _connect_pinned(by_caller)
+            pools = (loop, by_guard, by_caller)
+        elif isinstance(self._inner, httpx.AsyncBaseTransport):  # a test's MockTransport
+            pools = (loop, self._inner, self._inner)
+        else:
+            raise RuntimeError("this outbound transport cannot send for an event loop")
+        self._async = pools
+        return pools
 
     def close(self) -> None:
         self._inner.close()
         if self._checked is not self._inner:
             self._checked.close()
+
+    async def aclose(self) -> None:
+        """Close the pools of the running loop (a server's worker, stopping)."""
+        pools, self._async = self._async, None
+        if pools is not None and pools[0] is asyncio.get_running_loop():
+            for pool in {pools[1], pools[2]}:
+                await pool.aclose()
 
 
 class _NoCookies(httpx.Cookies):
@@ -270,7 +358,7 @@ class _NoCookies(httpx.Cookies):
         pass
 
 
-class _CookielessClient(httpx.Client):
+class _Cookieless:
     """An httpx client that neither keeps nor sends cookies. The server's client is shared by
     every tenant and connection: a cookie one IdP's token endpoint sets (a load balancer's
     affinity cookie, say) would otherwise go with the next tenant's requests to that host.
@@ -285,11 +373,30 @@ class _CookielessClient(httpx.Client):
         pass
 
 
+class _CookielessClient(_Cookieless, httpx.Client):
+    pass
+
+
+class _CookielessAsyncClient(_Cookieless, httpx.AsyncClient):
+    pass
+
+
 def guarded_client(policy: OutboundPolicy, *, timeout: float = 10.0) -> httpx.Client:
     """The server's client for every outbound request: guarded, redirects not followed, no
     cookies kept."""
     return _CookielessClient(transport=GuardedTransport(policy),
                              timeout=httpx.Timeout(timeout), follow_redirects=False)
+
+
+def async_twin(client: httpx.Client) -> httpx.AsyncClient | None:
+    """An httpx.AsyncClient that sends through ``client``'s transport (the guard, with its
+    policy), with its timeout, following no redirect and keeping no cookie; None when that
+    transport cannot send for an event loop."""
+    transport = getattr(client, "_transport", None)  # httpx keeps the client's transport here
+    if not isinstance(transport, httpx.AsyncBaseTransport):
+        return None
+    return _CookielessAsyncClient(transport=transport, timeout=client.timeout,
+                                  follow_redirects=False)
 
 
 def policy_from(allow: Iterable[str], *, allow_private: bool) -> OutboundPolicy:

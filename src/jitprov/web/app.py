@@ -44,13 +44,14 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    """When the server stops: the session cache's listening connection closed, the metrics
-    bookkeeping of a worker of ``serve --workers``, and the last spans sent when tracing is
-    on."""
+    """When the server stops: the session cache's listening connection closed, the
+    connections to identity providers the event loop opened, the metrics bookkeeping of a
+    worker of ``serve --workers``, and the last spans sent when tracing is on."""
     yield
     cache = _app.state.ctx.session_cache
     if cache is not None:
         cache.stop()
+    await _app.state.ctx.close_async()
     metrics.process_exiting()
     provider = getattr(_app.state, "tracer_provider", None)
     if provider is not None:

@@ -18,7 +18,9 @@ Specifications implemented:
 
 JOSE is joserfc's: keys come only from the provider's JWKS (``jku``, ``x5u`` and ``jwk``
 headers are never followed), algorithms from an allowlist of asymmetric ones (never ``none``,
-never HMAC). Outbound HTTP goes through an injected ``httpx.Client``.
+never HMAC). Outbound HTTP goes through an injected ``httpx.Client`` (or its
+``httpx.AsyncClient`` twin: the code exchange and userinfo are requests built here and sent
+by the caller, see ``token_request``).
 """
 
 from jitprov.protocols.oidc.config import OidcConfig, OidcKind
@@ -30,6 +32,10 @@ from jitprov.protocols.oidc.flow import (
     exchange_code,
     fetch_userinfo,
     identity_from_claims,
+    read_token_response,
+    read_userinfo,
+    token_request,
+    userinfo_request,
     validate_id_token,
 )
 from jitprov.protocols.oidc.logout import (
@@ -39,12 +45,19 @@ from jitprov.protocols.oidc.logout import (
     precheck_logout_token,
     validate_logout_token,
 )
-from jitprov.protocols.oidc.provider import ProviderMetadata, Providers
+from jitprov.protocols.oidc.provider import (
+    KeysNotInMemory,
+    ProviderMetadata,
+    Providers,
+    send,
+    send_async,
+)
 from jitprov.protocols.oidc.scopes import ScopeWarning, check_scopes
 
 __all__ = [
     "BACKCHANNEL_LOGOUT_EVENT",
     "AuthorizationRequest",
+    "KeysNotInMemory",
     "LogoutToken",
     "OidcConfig",
     "OidcError",
@@ -60,6 +73,12 @@ __all__ = [
     "fetch_userinfo",
     "identity_from_claims",
     "precheck_logout_token",
+    "read_token_response",
+    "read_userinfo",
+    "send",
+    "send_async",
+    "token_request",
+    "userinfo_request",
     "validate_id_token",
     "validate_logout_token",
 ]

@@ -23,10 +23,12 @@ from jitprov.core.identity import ExternalIdentity
 from jitprov.protocols.oidc.config import TENANT_ID, OidcConfig
 from jitprov.protocols.oidc.errors import OidcError
 from jitprov.protocols.oidc.provider import (
+    KeysNotInMemory,
     ProviderMetadata,
     Providers,
-    get_json,
+    json_request,
     parse_json,
+    read_json,
     send,
 )
 
@@ -95,6 +97,17 @@ def exchange_code(http: httpx.Client, metadata: ProviderMetadata, config: OidcCo
                   client_secret: str | None = None, private_key: ECKey | None = None,
                   now: float | None = None) -> TokenResponse:
     """Redeem the code at the token endpoint (Core 3.1.3), authenticated as configured."""
+    request = token_request(http, metadata, config, code=code, code_verifier=code_verifier,
+                            redirect_uri=redirect_uri, client_secret=client_secret,
+                            private_key=private_key, now=now)
+    return read_token_response(*send(http, request, what="token endpoint"))
+
+
+def token_request(http: httpx.Client | httpx.AsyncClient, metadata: ProviderMetadata,
+                  config: OidcConfig, *, code: str, code_verifier: str, redirect_uri: str,
+                  client_secret: str | None = None, private_key: ECKey | None = None,
+                  now: float | None = None) -> httpx.Request:
+    """The token request of :func:`exchange_code`, for ``http`` to send."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
             "code_verifier": code_verifier}
     auth: httpx.BasicAuth | None = None
@@ -116,7 +129,11 @@ def exchange_code(http: httpx.Client, metadata: ProviderMetadata, config: OidcCo
                                  headers={"Accept": "application/json"})
     if auth is not None:
         request = next(auth.auth_flow(request))
-    status, raw = send(http, request, what="token endpoint")
+    return request
+
+
+def read_token_response(status: int, raw: bytes) -> TokenResponse:
+    """The tokens of the token endpoint's answer. Raises OidcError."""
     body = parse_json(raw, what="token response")
     if not isinstance(body, dict):
         raise OidcError("idp_bad_response", f"the token endpoint answered HTTP {status} "
@@ -148,29 +165,35 @@ def client_assertion(client_id: str, metadata: ProviderMetadata, key: ECKey, *,
 
 
 def validate_id_token(token: str, providers: Providers, metadata: ProviderMetadata,
-                      config: OidcConfig, *, nonce: str, now: float | None = None
-                      ) -> dict[str, object]:
-    """Verify an ID token (Core 3.1.3.7) and return its claims. Raises OidcError."""
+                      config: OidcConfig, *, nonce: str, now: float | None = None,
+                      fetch: bool = True) -> dict[str, object]:
+    """Verify an ID token (Core 3.1.3.7) and return its claims. Raises OidcError, or
+    KeysNotInMemory without ``fetch`` (see :func:`verify_signed_token`)."""
     _header, claims = verify_signed_token(token, providers, metadata, config,
-                                          code="id_token_invalid", what="ID token")
+                                          code="id_token_invalid", what="ID token",
+                                          fetch=fetch)
     _check_claims(claims, config, nonce=nonce, now=time.time() if now is None else now)
     return claims
 
 
 def verify_signed_token(token: str, providers: Providers, metadata: ProviderMetadata,
-                        config: OidcConfig, *, code: str, what: str
+                        config: OidcConfig, *, code: str, what: str, fetch: bool = True
                         ) -> tuple[dict[str, object], dict[str, object]]:
     """(header, claims) of a JWS the provider signed (an ID token, a logout token), once its
     signature verifies with a key of the provider's JWKS and an allowed algorithm (the JWKS
     is re-fetched once on an unknown ``kid``, rate-limited). Checks no claim. Raises
-    OidcError with ``code``."""
+    OidcError with ``code``; without ``fetch``, KeysNotInMemory where the JWKS would be
+    fetched (the caller must not wait on the network)."""
     if len(token) > MAX_TOKEN_BYTES:
         raise OidcError(code, f"the {what} is too large")
-    keys = providers.keys(metadata.jwks_uri)
+    keys = (providers.keys(metadata.jwks_uri) if fetch
+            else providers.keys_in_memory(metadata.jwks_uri))
     try:
         try:
             decoded = jwt.decode(token, keys, algorithms=list(config.id_token_algs))
         except InvalidKeyIdError:
+            if not fetch:
+                raise KeysNotInMemory(metadata.jwks_uri) from None
             fresh = providers.refresh_keys(metadata.jwks_uri,
                                            interval=config.jwks_refresh_interval_seconds)
             if fresh is None:
@@ -238,11 +261,23 @@ def _number(value: object) -> bool:
 def fetch_userinfo(http: httpx.Client, metadata: ProviderMetadata, access_token: str | None,
                    *, subject: str) -> dict[str, object]:
     """The UserInfo claims, only if their ``sub`` is the ID token's (Core 5.3.2)."""
+    request = userinfo_request(http, metadata, access_token)
+    return read_userinfo(*send(http, request, what="userinfo"), subject=subject)
+
+
+def userinfo_request(http: httpx.Client | httpx.AsyncClient, metadata: ProviderMetadata,
+                     access_token: str | None) -> httpx.Request:
+    """The UserInfo request of :func:`fetch_userinfo`, for ``http`` to send."""
     if metadata.userinfo_endpoint is None or not access_token:
         raise OidcError("idp_bad_response", "userinfo is configured but the provider gave "
                         "no userinfo endpoint or access token")
-    body = get_json(http, metadata.userinfo_endpoint, what="userinfo",
-                    headers={"Authorization": f"Bearer {access_token}"})
+    return json_request(http, metadata.userinfo_endpoint, what="userinfo",
+                        headers={"Authorization": f"Bearer {access_token}"})
+
+
+def read_userinfo(status: int, raw: bytes, *, subject: str) -> dict[str, object]:
+    """The claims of the UserInfo answer, if about ``subject``. Raises OidcError."""
+    body = read_json(status, raw, what="userinfo")
     if not isinstance(body, dict):
         raise OidcError("idp_bad_response", "the userinfo response is not a JSON object")
     if body.get("sub") != subject:

@@ -25,6 +25,11 @@ MAX_DOCUMENT_BYTES = 512 * 1024
 JWKS_TTL = 24 * 3600.0  # seconds
 
 
+class KeysNotInMemory(Exception):
+    """A token's verification would fetch the provider's key set (not in memory, or no key of
+    the token's ``kid`` in it): raised instead where no network call may be made."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderMetadata:
     """The fields of a discovery document that a relying party uses."""
@@ -100,20 +105,50 @@ def send(http: httpx.Client, request: httpx.Request, *, what: str) -> tuple[int,
     try:
         response = http.send(request, stream=True)
         try:
-            declared = int(response.headers.get("content-length") or 0)
-            if declared > MAX_DOCUMENT_BYTES:
-                raise OidcError("idp_bad_response", f"the {what} is too large")
-            body = bytearray()
+            body = _Capped(response, what)
             for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise OidcError("idp_bad_response", f"the {what} is too large")
-            return response.status_code, bytes(body)
+                body.add(chunk)
+            return response.status_code, bytes(body.read)
         finally:
             response.close()
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise OidcError("idp_unreachable", f"cannot reach the {what}: {type(exc).__name__}"
-                        ) from exc
+        raise _unreachable(what, exc) from exc
+
+
+async def send_async(http: httpx.AsyncClient, request: httpx.Request, *,
+                     what: str) -> tuple[int, bytes]:
+    """:func:`send` for an event loop."""
+    try:
+        response = await http.send(request, stream=True)
+        try:
+            body = _Capped(response, what)
+            async for chunk in response.aiter_bytes():
+                body.add(chunk)
+            return response.status_code, bytes(body.read)
+        finally:
+            await response.aclose()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise _unreachable(what, exc) from exc
+
+
+class _Capped:
+    """An answer's body as it arrives, refused past MAX_DOCUMENT_BYTES (declared or read)."""
+
+    def __init__(self, response: httpx.Response, what: str) -> None:
+        self.what = what
+        self.read = bytearray()
+        declared = response.headers.get("content-length") or ""
+        if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+            raise OidcError("idp_bad_response", f"the {what} is too large")
+
+    def add(self, chunk: bytes) -> None:
+        self.read += chunk
+        if len(self.read) > MAX_DOCUMENT_BYTES:
+            raise OidcError("idp_bad_response", f"the {self.what} is too large")
+
+
+def _unreachable(what: str, exc: Exception) -> OidcError:
+    return OidcError("idp_unreachable", f"cannot reach the {what}: {type(exc).__name__}")
 
 
 def parse_json(body: bytes, *, what: str) -> object:
@@ -124,18 +159,28 @@ def parse_json(body: bytes, *, what: str) -> object:
         raise OidcError("idp_bad_response", f"the {what} is not usable JSON") from exc
 
 
-def get_json(http: httpx.Client, url: str, *, what: str,
-             headers: dict[str, str] | None = None) -> object:
-    """GET a JSON document. Raises OidcError (``idp_unreachable`` / ``idp_bad_response``)."""
+def json_request(http: httpx.Client | httpx.AsyncClient, url: str, *, what: str,
+                 headers: dict[str, str] | None = None) -> httpx.Request:
+    """A GET of a JSON document. Raises OidcError for a URL that is not one."""
     try:
-        request = http.build_request("GET", url, headers={"Accept": "application/json",
-                                                          **(headers or {})})
+        return http.build_request("GET", url, headers={"Accept": "application/json",
+                                                       **(headers or {})})
     except (httpx.InvalidURL, ValueError) as exc:
         raise OidcError("idp_bad_response", f"the {what} URL is not valid") from exc
-    status, body = send(http, request, what=what)
+
+
+def read_json(status: int, body: bytes, *, what: str) -> object:
+    """The document of a :func:`json_request`'s answer. Raises OidcError."""
     if status != 200:
         raise OidcError("idp_bad_response", f"the {what} answered HTTP {status}")
     return parse_json(body, what=what)
+
+
+def get_json(http: httpx.Client, url: str, *, what: str,
+             headers: dict[str, str] | None = None) -> object:
+    """GET a JSON document. Raises OidcError (``idp_unreachable`` / ``idp_bad_response``)."""
+    request = json_request(http, url, what=what, headers=headers)
+    return read_json(*send(http, request, what=what), what=what)
 
 
 class Providers:
@@ -180,6 +225,14 @@ class Providers:
         if cached is not None and self._clock() - cached[0] < ttl:
             return cached[1]
         return self._fetch_keys(jwks_uri)
+
+    def keys_in_memory(self, jwks_uri: str, *, ttl: float = JWKS_TTL) -> KeySet:
+        """The key set if fetched less than ``ttl`` seconds ago; never asks the provider.
+        Raises KeysNotInMemory."""
+        cached = self._keys.get(jwks_uri)
+        if cached is None or self._clock() - cached[0] >= ttl:
+            raise KeysNotInMemory(jwks_uri)
+        return cached[1]
 
     def refresh_keys(self, jwks_uri: str, *, interval: float) -> KeySet | None:
         """Re-fetch the key set after an unknown ``kid``; None if it was fetched less than

@@ -23,14 +23,23 @@ def failures_audited(ctx: ServiceContext, connection_slug: str,
     or TypeError (an unreadable sealed key, say) becomes a readable InvalidInput, never a 500."""
     try:
         yield
-    except JitprovError as exc:
+    except (JitprovError, ValueError, TypeError) as exc:
+        raise audited_failure(ctx, connection_slug, request_id, exc)  # noqa: B904 - its cause set
+
+
+def audited_failure(ctx: ServiceContext, connection_slug: str, request_id: str | None,
+                    exc: JitprovError | ValueError | TypeError) -> JitprovError:
+    """:func:`failures_audited` for one exception: ``exc`` audited, and what to raise for it
+    (``exc`` itself, or for a ValueError or TypeError a readable InvalidInput whose
+    ``__cause__`` it is)."""
+    if isinstance(exc, JitprovError):
         record_login_failure(ctx, connection_slug, exc.code, str(exc), request_id=request_id)
-        raise
-    except (ValueError, TypeError) as exc:
-        record_login_failure(ctx, connection_slug, "misconfigured", type(exc).__name__,
-                             request_id=request_id)
-        raise InvalidInput("this sign-in connection is misconfigured; tell the "
-                           "administrator") from exc
+        return exc
+    record_login_failure(ctx, connection_slug, "misconfigured", type(exc).__name__,
+                         request_id=request_id)
+    refused = InvalidInput("this sign-in connection is misconfigured; tell the administrator")
+    refused.__cause__ = exc
+    return refused
 
 
 def record_login_failure(ctx: ServiceContext, connection_slug: str, code: str, reason: str, *,

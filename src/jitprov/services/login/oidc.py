@@ -12,14 +12,18 @@ import dataclasses
 import json
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
+from functools import partial
 from typing import Literal
 
+import anyio
+import httpx
 from joserfc.jwk import ECKey
 
-from jitprov.core.errors import InvalidInput
+from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.core.identity import ExternalIdentity
 from jitprov.protocols.oidc import (
+    KeysNotInMemory,
     OidcConfig,
     OidcError,
     OidcKind,
@@ -27,16 +31,20 @@ from jitprov.protocols.oidc import (
     build_authorization_request,
     check_response_issuer,
     check_scopes,
-    exchange_code,
-    fetch_userinfo,
     identity_from_claims,
+    read_token_response,
+    read_userinfo,
+    send,
+    send_async,
+    token_request,
+    userinfo_request,
     validate_id_token,
 )
 from jitprov.services.common import hash_token
 from jitprov.services.context import ServiceContext
-from jitprov.services.login.failures import failures_audited
+from jitprov.services.login.failures import audited_failure
 from jitprov.services.login.flow import LoginResult, provision_on_login
-from jitprov.services.login.state import LoginState, opened_login_request
+from jitprov.services.login.state import LoginState, login_in_memory, opened_login_request
 from jitprov.store.records import ConnectionRecord
 
 _KEYS_LOCK = threading.Lock()
@@ -131,24 +139,6 @@ class OidcConnection(OidcKind):
         return {"nonce": request.nonce, "code_verifier": request.code_verifier}, request.url
 
 
-def complete_oidc_login(ctx: ServiceContext, connection_slug: str, params: Mapping[str, str],
-                        *, browser: str | None, base_url: str, request_id: str | None,
-                        user_agent: str | None = None,
-                        previous_session: str | None = None) -> LoginResult:
-    """The callback: open the login request (the binding cookie), redeem the code, verify the
-    ID token, provision, spending the request in the provisioning transaction (a replayed
-    callback cannot sign in twice: the IdP redeems a code once, and the state is spent).
-    Raises LoginRefused or OidcError (both audited as ``login.failed`` or ``login.denied``).
-
-    :func:`check_oidc_callback` then :func:`finish_oidc_login`: the route runs them apart,
-    the first (which waits on the IdP) in a worker thread, the second where the database
-    lets it run (on SQLite, the event loop)."""
-    checked = check_oidc_callback(ctx, connection_slug, params, browser=browser,
-                                  base_url=base_url, request_id=request_id)
-    return finish_oidc_login(ctx, checked, user_agent=user_agent,
-                             previous_session=previous_session)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckedCallback:
     """An OIDC callback whose code is redeemed and whose ID token is verified (nothing of the
@@ -166,21 +156,114 @@ class CheckedCallback:
         return f"CheckedCallback(connection={self.conn.slug!r}, <identity hidden>)"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """A request to the provider that the callback's steps wait on; ``what`` names it in
+    error texts."""
+
+    request: httpx.Request
+    what: str
+
+    def __repr__(self) -> str:  # the request carries the code, secrets, tokens
+        return f"Call({self.what})"
+
+
+#: the callback's steps (:func:`callback_steps`): they yield a Call to be answered with
+#: (status, body), or None before a step that may block
+CallbackSteps = Generator[Call | None, tuple[int, bytes] | None, CheckedCallback]
+
+
 def check_oidc_callback(ctx: ServiceContext, connection_slug: str, params: Mapping[str, str],
                         *, browser: str | None, base_url: str,
                         request_id: str | None) -> CheckedCallback:
     """The callback's first step: the login this browser started, the code redeemed at the
     token endpoint, the ID token verified (and userinfo fetched, if configured). Calls the
     IdP; writes only a refusal's ``login.failed``."""
-    login = opened_login_request(ctx, connection_slug,
-                                 LoginState(params.get("state", ""), browser),
-                                 request_id=request_id)
-    record = login.opened
-    assert record is not None  # noqa: S101 - opened_login_request opens it or raises
-    conn = ctx.connections.get(connection_slug)
-    with failures_audited(ctx, conn.slug, request_id):
+    steps = callback_steps(ctx, ctx.http, connection_slug, params, browser=browser,
+                           base_url=base_url, request_id=request_id)
+    return drive_steps(steps, partial(_send, ctx.http))
+
+
+async def check_oidc_callback_async(ctx: ServiceContext, connection_slug: str,
+                                    params: Mapping[str, str], *, browser: str | None,
+                                    base_url: str, request_id: str | None) -> CheckedCallback:
+    """:func:`check_oidc_callback` for an event loop: the provider's answers awaited there,
+    with every step between them while it needs only memory (a warm process: the connection,
+    the discovery document and the keys in memory, the login's cookie good). From the first
+    step that may block (a first callback after a restart, a key rotation, a refusal to
+    audit) the rest runs in a worker thread as :func:`check_oidc_callback` does; all of it
+    does when the server's client cannot send for an event loop."""
+    http = ctx.http_async
+    if http is None:
+        return await anyio.to_thread.run_sync(partial(
+            check_oidc_callback, ctx, connection_slug, params, browser=browser,
+            base_url=base_url, request_id=request_id))
+    steps = callback_steps(ctx, http, connection_slug, params, browser=browser,
+                           base_url=base_url, request_id=request_id)
+    answer: tuple[int, bytes] | None = None
+    error: OidcError | None = None
+    while True:
+        try:
+            wanted = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as done:
+            checked: CheckedCallback = done.value
+            return checked
+        if wanted is None:  # the next step may block
+            return await anyio.to_thread.run_sync(drive_steps, steps, partial(_send, ctx.http))
+        answer, error = None, None
+        try:
+            answer = await send_async(http, wanted.request, what=wanted.what)
+        except OidcError as exc:
+            error = exc
+
+
+def drive_steps(steps: CallbackSteps, sender: Callable[[Call], tuple[int, bytes]]
+                ) -> CheckedCallback:
+    """Run ``steps`` to their end in this thread, each Call sent by ``sender`` (its OidcError
+    thrown back into the steps, which audit it)."""
+    answer: tuple[int, bytes] | None = None
+    error: OidcError | None = None
+    while True:
+        try:
+            wanted = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as done:
+            checked: CheckedCallback = done.value
+            return checked
+        answer, error = None, None
+        if wanted is not None:
+            try:
+                answer = sender(wanted)
+            except OidcError as exc:
+                error = exc
+
+
+def _send(http: httpx.Client, call: Call) -> tuple[int, bytes]:
+    return send(http, call.request, what=call.what)
+
+
+def callback_steps(ctx: ServiceContext, http: httpx.Client | httpx.AsyncClient,
+                   connection_slug: str, params: Mapping[str, str], *, browser: str | None,
+                   base_url: str, request_id: str | None) -> CallbackSteps:
+    """The callback's check, as steps: each request to the provider (built for ``http``) is
+    yielded as a Call, for the driver to send and answer with (status, body); None is
+    yielded before a step that may block (a database read or write, a document fetched from
+    the provider), so that an event loop can hand the rest to a thread. Every refusal after
+    the login is opened is audited as ``login.failed`` (:func:`audited_failure`)."""
+    conn = ctx.connections.peek(connection_slug)
+    login = LoginState(params.get("state", ""), browser)
+    opened = None if conn is None else login_in_memory(ctx, conn, login, ctx.clock())
+    if conn is None or opened is None:
+        yield None  # the connection read, or a refusal read and audited
+        opened = opened_login_request(ctx, connection_slug, login, request_id=request_id)
+        conn = ctx.connections.get(connection_slug)
+    record = opened.opened
+    assert record is not None  # noqa: S101 - opened from the cookie or raised
+    try:
         config = connection_config(conn)
-        metadata = provider_metadata(ctx, config)
+        metadata = ctx.oidc.cached_metadata(config.issuer, ttl=config.discovery_ttl_seconds)
+        if metadata is None:
+            yield None  # the discovery document fetched
+            metadata = provider_metadata(ctx, config)
         check_response_issuer(metadata, params.get("iss"))
         if "error" in params:
             error = params["error"][:100]
@@ -191,22 +274,36 @@ def check_oidc_callback(ctx: ServiceContext, connection_slug: str, params: Mappi
         if not code:
             raise OidcError("invalid_response", "the identity provider sent no code")
         sealed = ctx.secretbox.open(conn.secrets)
-        tokens = exchange_code(
-            ctx.http, metadata, config, code=code,
+        answer = yield Call(token_request(
+            http, metadata, config, code=code,
             code_verifier=str(record.data.get("code_verifier", "")),
             redirect_uri=redirect_uri(base_url, conn.slug),
             client_secret=sealed.get("client_secret"),
-            private_key=_private_key(sealed))
-        claims = validate_id_token(tokens.id_token, ctx.oidc, metadata, config,
-                                   nonce=str(record.data.get("nonce", "")),
-                                   now=ctx.clock().timestamp())
-        userinfo = (fetch_userinfo(ctx.http, metadata, tokens.access_token,
-                                   subject=str(claims["sub"])) if config.userinfo else None)
+            private_key=_private_key(sealed)), "token endpoint")
+        assert answer is not None  # noqa: S101 - a driver answers every Call
+        tokens = read_token_response(*answer)
+        nonce, now = str(record.data.get("nonce", "")), ctx.clock().timestamp()
+        try:
+            claims = validate_id_token(tokens.id_token, ctx.oidc, metadata, config,
+                                       nonce=nonce, now=now, fetch=False)
+        except KeysNotInMemory:
+            yield None  # the provider's keys fetched
+            claims = validate_id_token(tokens.id_token, ctx.oidc, metadata, config,
+                                       nonce=nonce, now=now)
+        userinfo = None
+        if config.userinfo:
+            answer = yield Call(userinfo_request(http, metadata, tokens.access_token),
+                                "userinfo")
+            assert answer is not None  # noqa: S101 - a driver answers every Call
+            userinfo = read_userinfo(*answer, subject=str(claims["sub"]))
         identity = identity_from_claims(claims, userinfo)
         # kept for RP-initiated logout's id_token_hint, sealed (see oidc_logout.py)
         sealed_token = (ctx.secretbox.seal({"id_token": tokens.id_token})
                         if config.idp_logout and metadata.end_session_endpoint else None)
-    return CheckedCallback(conn=conn, login=login, identity=identity,
+    except (JitprovError, ValueError, TypeError) as exc:
+        yield None  # the refusal audited
+        raise audited_failure(ctx, conn.slug, request_id, exc)  # noqa: B904 - its cause set
+    return CheckedCallback(conn=conn, login=opened, identity=identity,
                            id_token_sealed=sealed_token, request_id=request_id)
 
 

@@ -122,17 +122,34 @@ def open_login_request(ctx: ServiceContext, conn: ConnectionRecord, login: Login
     (no cookie of this state: another browser, or none)."""
     if login.opened is not None:
         return login.opened
-    state_id = hash_token(login.state)
-    unsealed = _unseal(ctx, login.browser)
-    if unsealed is None or not hmac.compare_digest(unsealed[0], state_id):
-        if login.state and _spent(ctx, state_id, uow):
+    record = _from_cookie(ctx, login)
+    if record is None:
+        if login.state and _spent(ctx, hash_token(login.state), uow):
             raise LoginRefused("login_expired", EXPIRED, request_id)
         raise LoginRefused("login_foreign", "this sign-in was not started in this browser; "
                            "start again from the application", request_id)
-    record = unsealed[1]
     if record.connection_id != conn.id or record.expires_at <= now:
         raise LoginRefused("login_expired", EXPIRED, request_id)
     return record
+
+
+def _from_cookie(ctx: ServiceContext, login: LoginState) -> LoginRequestRecord | None:
+    """The request sealed in the browser's binding cookie, if it opens and is ``login``'s."""
+    unsealed = _unseal(ctx, login.browser)
+    if unsealed is None or not hmac.compare_digest(unsealed[0], hash_token(login.state)):
+        return None
+    return unsealed[1]
+
+
+def login_in_memory(ctx: ServiceContext, conn: ConnectionRecord, login: LoginState,
+                    now: datetime) -> LoginState | None:
+    """``login`` opened from its binding cookie alone, when that cookie is ``login``'s and
+    its request is of ``conn`` and unexpired; None otherwise, and then
+    :func:`opened_login_request` says why (it reads the database and audits)."""
+    record = _from_cookie(ctx, login)
+    if record is None or record.connection_id != conn.id or record.expires_at <= now:
+        return None
+    return LoginState(login.state, login.browser, opened=record)
 
 
 def _spent(ctx: ServiceContext, state_id: str, uow: UnitOfWork | None) -> bool:

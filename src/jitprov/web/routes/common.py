@@ -53,19 +53,17 @@ async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
 
 
 async def run_service_steps(ctx: ServiceContext, first: Callable[[], A],
-                            then: Callable[[A], R], *, first_on_loop: bool = True) -> R:
+                            then: Callable[[A], R]) -> R:
     """``then(first())``, for a service in two steps whose first checks what came in (a
-    Response's signature, a code redeemed at the IdP) and whose second writes the login.
-    Where the database can run a call on the event loop (SQLite), each step goes through
-    :func:`run_service` on its own, ``first`` only when ``first_on_loop`` (a step that waits
-    on the network never does): a second step that must wait for another writer then runs
-    again alone, without the first. Elsewhere (PostgreSQL) both run in one worker thread:
-    one hand-off, not two."""
+    Response's signature) and whose second writes the login. Where the database can run a
+    call on the event loop (SQLite), each step goes through :func:`run_service` on its own:
+    a second step that must wait for another writer then runs again alone, without the
+    first. Elsewhere (PostgreSQL) both run in one worker thread: one hand-off, not two."""
     if not ctx.db.runs_inline:
         def both() -> R:
             return then(first())
         return await run_in_threadpool(both)
-    checked = await (run_service(ctx, first) if first_on_loop else run_in_threadpool(first))
+    checked = await run_service(ctx, first)
     return await run_service(ctx, then, checked)
 
 

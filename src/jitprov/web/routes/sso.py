@@ -13,7 +13,7 @@ from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services.login.demo import complete_demo_login
 from jitprov.services.login.kinds import StartedLogin, start_login, starts_offline
 from jitprov.services.login.oidc import (
-    check_oidc_callback,
+    check_oidc_callback_async,
     connection_config,
     finish_oidc_login,
 )
@@ -34,6 +34,7 @@ from jitprov.web.routes.common import (
     clear_login_cookie_named,
     ctx_of,
     login_cookie_name,
+    run_service,
     run_service_steps,
     set_login_cookie,
     set_session_cookie,
@@ -92,16 +93,15 @@ async def oidc_callback(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items()
               if k in ("code", "state", "iss", "error", "error_description")}
     state = params.get("state", "")
-    # the code's redemption waits on the IdP: in a worker thread; the provisioning that
-    # follows goes on the event loop where the database allows (run_service_steps)
-    result = await run_service_steps(
-        ctx, partial(check_oidc_callback, ctx, slug, params,
-                     browser=request.cookies.get(login_cookie_name(state)),
-                     base_url=settings_of(request).base_url,
-                     request_id=getattr(request.state, "request_id", None)),
-        partial(finish_oidc_login, ctx, user_agent=request.headers.get("user-agent"),
-                previous_session=request.cookies.get(SESSION_COOKIE)),
-        first_on_loop=False)
+    # the IdP's answers awaited on the event loop; the provisioning that follows goes there
+    # too where the database allows (run_service), else to a worker thread
+    checked = await check_oidc_callback_async(
+        ctx, slug, params, browser=request.cookies.get(login_cookie_name(state)),
+        base_url=settings_of(request).base_url,
+        request_id=getattr(request.state, "request_id", None))
+    result = await run_service(ctx, finish_oidc_login, ctx, checked,
+                               user_agent=request.headers.get("user-agent"),
+                               previous_session=request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse(result.return_to, status_code=303)
     clear_login_cookie(request, response, state)
     if result.session_token:
