@@ -202,11 +202,11 @@ def test_a_login_start_with_the_discovery_document_in_memory_needs_no_worker_thr
 def test_the_callback_awaits_the_provider_on_the_event_loop_and_signs_in_there_on_sqlite(
         browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The code exchange is awaited on the event loop (the server's client sends for it
-    without blocking), and with the provider's keys in memory the ID token is verified there
-    too: on SQLite a callback needs no worker thread at all, on PostgreSQL the provisioning is
-    its one hand-off. The first callback of a process fetches the keys: that part, and only
-    it, goes to a thread."""
+    """On SQLite the code exchange is awaited on the event loop (the server's client sends
+    for it without blocking), and with the provider's keys in memory the ID token is verified
+    there too: a callback needs no worker thread at all. The first callback of a process
+    fetches the keys: that part, and only it, goes to a thread. On PostgreSQL, whose
+    provisioning goes to a thread, the whole callback runs in that one thread."""
     provider.users["00u1"] = dict(NURSE)
     provider.users["00u2"] = {**NURSE, "email": "bo@hospital.example"}
     exchanged_on_loop: list[bool] = []
@@ -233,10 +233,9 @@ def test_the_callback_awaits_the_provider_on_the_event_loop_and_signs_in_there_o
             begins.append(_on_event_loop())
 
     on_loop = oidc_ctx.db.dialect == "sqlite"
-    provisioning = [] if on_loop else ["finish_oidc_login"]
     hand_offs = HandOffs(monkeypatch)
-    for sub, hand_offs_expected in (("00u1", ["drive_steps", *provisioning]),
-                                    ("00u2", provisioning)):
+    for sub, hand_offs_expected in (("00u1", ["drive_steps"] if on_loop else ["both"]),
+                                    ("00u2", [] if on_loop else ["both"])):
         started = browser.get("/sso/okta/login", params={"return_to": "/me"})
         back = provider.authorize(started.headers["location"], sub)
         hand_offs.calls.clear()
@@ -247,8 +246,8 @@ def test_the_callback_awaits_the_provider_on_the_event_loop_and_signs_in_there_o
             sa.event.remove(oidc_ctx.db.engine, "begin", on_begin)
         assert (r.status_code, r.headers["location"]) == (303, "/me")
         assert hand_offs.calls == hand_offs_expected
-    assert exchanged_on_loop == [True, True]
-    assert keys_on_loop == [False]  # fetched once, in the thread
+    assert exchanged_on_loop == [on_loop, on_loop]
+    assert keys_on_loop == [False]  # fetched once, in a thread
     assert begins == [on_loop, on_loop]
     assert browser.get("/me").json()["email"] == "bo@hospital.example"
     http.close()
@@ -288,14 +287,15 @@ def test_a_callback_whose_provisioning_meets_another_writer_redeems_the_code_onc
     http.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("answer", ["unreachable", "refused", "forged"])
 def test_a_refusal_after_the_provider_answered_on_the_event_loop_is_audited_off_it(
         browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
         monkeypatch: pytest.MonkeyPatch, answer: str) -> None:
-    """A warm process (keys in memory) awaits the provider on the loop. When the answer is
-    refused (the token endpoint unreachable, a code refused, an ID token signed by another
-    key) the person gets the readable page, ``login.failed`` says why, and its write goes to
-    a worker thread, not the event loop; nothing is provisioned."""
+    """A warm process on SQLite (keys in memory) awaits the provider on the loop. When the
+    answer is refused (the token endpoint unreachable, a code refused, an ID token signed by
+    another key) the person gets the readable page, ``login.failed`` says why, and its write
+    goes to a worker thread, not the event loop; nothing is provisioned."""
     provider.users["00u1"] = dict(NURSE)
     provider.users["00u2"] = {**NURSE, "email": "bo@hospital.example"}
     monkeypatch.setattr(oidc_ctx, "connections",

@@ -13,6 +13,7 @@ from jitprov.core.errors import InvalidInput, JitprovError
 from jitprov.services.login.demo import complete_demo_login
 from jitprov.services.login.kinds import StartedLogin, start_login, starts_offline
 from jitprov.services.login.oidc import (
+    check_oidc_callback,
     check_oidc_callback_async,
     connection_config,
     finish_oidc_login,
@@ -93,15 +94,22 @@ async def oidc_callback(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items()
               if k in ("code", "state", "iss", "error", "error_description")}
     state = params.get("state", "")
-    # the IdP's answers awaited on the event loop; the provisioning that follows goes there
-    # too where the database allows (run_service), else to a worker thread
-    checked = await check_oidc_callback_async(
-        ctx, slug, params, browser=request.cookies.get(login_cookie_name(state)),
-        base_url=settings_of(request).base_url,
-        request_id=getattr(request.state, "request_id", None))
-    result = await run_service(ctx, finish_oidc_login, ctx, checked,
-                               user_agent=request.headers.get("user-agent"),
-                               previous_session=request.cookies.get(SESSION_COOKIE))
+    browser, base_url = request.cookies.get(login_cookie_name(state)), settings_of(request).base_url
+    request_id = getattr(request.state, "request_id", None)
+    finish = partial(finish_oidc_login, ctx, user_agent=request.headers.get("user-agent"),
+                     previous_session=request.cookies.get(SESSION_COOKIE))
+    if ctx.db.runs_inline:
+        # SQLite: the IdP's answers awaited on the event loop, then the provisioning there
+        # too when the write turn is free: no worker thread
+        checked = await check_oidc_callback_async(ctx, slug, params, browser=browser,
+                                                  base_url=base_url, request_id=request_id)
+        result = await run_service(ctx, finish, checked)
+    else:
+        # PostgreSQL: the provisioning goes to a worker thread, and the code's redemption
+        # with it: one hand-off (awaited on the loop beside the threads, it cost more CPU)
+        result = await run_service_steps(
+            ctx, partial(check_oidc_callback, ctx, slug, params, browser=browser,
+                         base_url=base_url, request_id=request_id), finish)
     response = RedirectResponse(result.return_to, status_code=303)
     clear_login_cookie(request, response, state)
     if result.session_token:
