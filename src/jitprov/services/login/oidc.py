@@ -200,41 +200,46 @@ async def check_oidc_callback_async(ctx: ServiceContext, connection_slug: str,
             base_url=base_url, request_id=request_id))
     steps = callback_steps(ctx, http, connection_slug, params, browser=browser,
                            base_url=base_url, request_id=request_id)
-    answer: tuple[int, bytes] | None = None
-    error: OidcError | None = None
-    while True:
-        try:
-            wanted = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            checked: CheckedCallback = done.value
-            return checked
+    wanted = _advance(steps, None, None)
+    while not isinstance(wanted, CheckedCallback):
         if wanted is None:  # the next step may block
             return await anyio.to_thread.run_sync(drive_steps, steps, partial(_send, ctx.http))
-        answer, error = None, None
         try:
             answer = await send_async(http, wanted.request, what=wanted.what)
-        except OidcError as exc:
-            error = exc
+        except OidcError as exc:  # unreachable, too large: the steps audit it
+            wanted = _advance(steps, None, exc)
+        else:
+            wanted = _advance(steps, answer, None)
+    return wanted
 
 
 def drive_steps(steps: CallbackSteps, sender: Callable[[Call], tuple[int, bytes]]
                 ) -> CheckedCallback:
     """Run ``steps`` to their end in this thread, each Call sent by ``sender`` (its OidcError
     thrown back into the steps, which audit it)."""
-    answer: tuple[int, bytes] | None = None
-    error: OidcError | None = None
-    while True:
+    wanted = _advance(steps, None, None)
+    while not isinstance(wanted, CheckedCallback):
+        if wanted is None:
+            wanted = _advance(steps, None, None)
+            continue
         try:
-            wanted = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as done:
-            checked: CheckedCallback = done.value
-            return checked
-        answer, error = None, None
-        if wanted is not None:
-            try:
-                answer = sender(wanted)
-            except OidcError as exc:
-                error = exc
+            answer = sender(wanted)
+        except OidcError as exc:
+            wanted = _advance(steps, None, exc)
+        else:
+            wanted = _advance(steps, answer, None)
+    return wanted
+
+
+def _advance(steps: CallbackSteps, answer: tuple[int, bytes] | None,
+             error: OidcError | None) -> Call | CheckedCallback | None:
+    """``steps`` given ``answer`` (or ``error`` thrown in): the next Call, None before a step
+    that may block, or at their end the CheckedCallback. Their refusals raise through."""
+    try:
+        return steps.throw(error) if error is not None else steps.send(answer)
+    except StopIteration as done:
+        checked: CheckedCallback = done.value
+        return checked
 
 
 def _send(http: httpx.Client, call: Call) -> tuple[int, bytes]:
