@@ -5,6 +5,7 @@ request with PKCE (RFC 7636), the code exchange with each client authentication 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -24,6 +25,7 @@ from jitprov.protocols.oidc import (
     fetch_userinfo,
 )
 from jitprov.protocols.oidc.flow import code_challenge
+from jitprov.protocols.urls import is_secure_url
 from tests.protocols.oidc_fakes import CLIENT_ID, ISSUER, NOW, FakeProvider
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "oidc"
@@ -171,6 +173,23 @@ def test_an_unreachable_token_endpoint_is_reported(http, metadata, idp):
         exchange(http, metadata, configured(), client_secret=SECRET)
 
     assert "idp_unreachable" == caught.value.code
+
+
+def test_a_token_endpoint_url_httpx_cannot_send_to_is_a_readable_error(http, metadata):
+    """The discovery check passes URLs httpx then refuses to build (an empty label): an
+    OidcError the callback audits, not an httpx exception past it."""
+    broken = dataclasses.replace(metadata, token_endpoint="https://ex\u00e4mple..com/token")
+
+    with pytest.raises(OidcError) as caught:
+        exchange(http, broken, configured(), client_secret=SECRET)
+
+    assert "idp_bad_response" == caught.value.code
+
+
+@pytest.mark.parametrize("url", ["https://idp.example:99999/token", "https://idp.example:0x1/t"])
+def test_an_endpoint_with_a_port_no_socket_can_have_is_not_usable(url):
+    assert not is_secure_url(url)
+    assert is_secure_url("https://idp.example:8443/token")
 
 
 def test_token_response_repr_never_shows_the_tokens(http, metadata, idp):

@@ -338,10 +338,12 @@ def test_the_servers_client_keeps_no_cookie_from_one_answer_for_the_next() -> No
     from jitprov.settings import Settings
 
     seen: list[str | None] = []
+    encodings: list[str | None] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.headers.get("Cookie"))
+            encodings.append(self.headers.get("Accept-Encoding"))
             self.send_response(200)
             self.send_header("Set-Cookie", "AWSALB=sticky-to-one-node; Path=/")
             self.send_header("Content-Length", "2")
@@ -371,6 +373,9 @@ def test_the_servers_client_keeps_no_cookie_from_one_answer_for_the_next() -> No
 
         asyncio.run(from_a_loop())
         assert seen == [None] * 5
+        # uncompressed answers asked for, from threads and loops alike (a size cap counts
+        # decoded bytes)
+        assert encodings == ["identity"] * 5
         assert len(ctx.http.cookies) == 0
         ctx.http.close()
     finally:
@@ -465,7 +470,7 @@ def test_an_event_loops_connect_outside_the_guard_is_refused(tls_server: TlsServ
                                  verify=tls_server.client_context)
 
     async def around_the_guard() -> None:
-        _loop, pool, by_caller = transport._async_pools()
+        pool, by_caller = transport._async_pools()
         for inner in (pool, by_caller):
             async with httpx.AsyncClient(transport=inner) as client:
                 with pytest.raises(OutboundRefused, match=REFUSED):
@@ -490,3 +495,46 @@ def test_only_a_transport_that_sends_for_a_loop_gets_a_twin() -> None:
     assert twin is not None and ctx.http_async is twin
     assert twin.follow_redirects is False and twin.timeout == mock.timeout
     assert asyncio.run(twin.get("https://idp.example/")).status_code == 204
+
+
+@pytest.mark.parametrize("port", [0, 65536, 99999])
+def test_a_port_no_socket_can_have_is_refused_before_anything_is_sent(port: int) -> None:
+    """httpx takes any port number; a connect to one past 65535 would fail with an error
+    no caller expects (an OverflowError, wrapped by anyio on an event loop)."""
+    sent: list[str] = []
+    transport = GuardedTransport(OutboundPolicy(resolver=lambda _h, _p: ["93.184.215.14"]),
+                                 httpx.MockTransport(lambda r: sent.append(str(r.url))
+                                                     or httpx.Response(204)))
+    url = f"https://idp.example:{port}/token"
+    with httpx.Client(transport=transport) as client, \
+            pytest.raises(OutboundRefused, match=REFUSED):
+        client.get(url)
+    with pytest.raises(OutboundRefused, match=REFUSED):
+        _from_a_loop(httpx.Client(transport=transport), url)
+    assert sent == []
+
+
+def test_two_event_loops_at_once_each_keep_their_own_connection(
+        tls_server: TlsServer) -> None:
+    """Two loops in two threads (a test client's beside a server's, say), their requests
+    interleaved: each loop opens one connection and keeps it; neither makes the other's
+    pools again, and neither touches the other's connection."""
+    url = f"https://idp.test:{tls_server.port}/"
+    answers: list[int] = []
+    with tls_server.client([]) as client:
+        twin = async_twin(client)
+        assert twin is not None
+
+        async def requests() -> None:
+            for _ in range(6):
+                answers.append((await twin.get(url)).status_code)
+                await asyncio.sleep(0.01)
+            await client._transport.aclose()  # type: ignore[attr-defined]
+
+        threads = [threading.Thread(target=asyncio.run, args=(requests(),)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert answers == [200] * 12
+    assert tls_server.handshakes == ["idp.test"] * 2

@@ -13,6 +13,7 @@ def is_secure_url(url: str) -> bool:
     try:
         parsed = urlsplit(url)
         host = parsed.hostname
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
     except ValueError:
         return False
     if parsed.scheme == "https" and host:

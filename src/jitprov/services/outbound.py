@@ -28,6 +28,8 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -260,8 +262,8 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     address with :func:`pinned`).
 
     It sends for an httpx.AsyncClient too, through pools of their own: one pair per event
-    loop, made on the loop's first request (a connection belongs to the loop that opened it;
-    a server's worker has one loop)."""
+    loop, made on the loop's first request and dropped with the loop (a connection belongs to
+    the loop that opened it; a server's worker has one loop)."""
 
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None, *,
                  verify: ssl.SSLContext | bool = True) -> None:
@@ -277,8 +279,11 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         for transport in {self._inner, self._checked}:
             if isinstance(transport, httpx.HTTPTransport):
                 _connect_pinned(transport)
-        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport,
-                           httpx.AsyncBaseTransport] | None = None
+        self._async: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncBaseTransport,
+                                             httpx.AsyncBaseTransport]] = \
+            weakref.WeakKeyDictionary()
+        self._async_lock = threading.Lock()
 
     def _trust(self) -> ssl.SSLContext:
         """The TLS trust, made once (loading the CA store costs milliseconds)."""
@@ -293,7 +298,9 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         host = host_of(url)
         if url.scheme not in ("http", "https") or not host:
             raise OutboundRefused(REFUSED)
-        port = url.port or (443 if url.scheme == "https" else 80)
+        port = url.port if url.port is not None else 443 if url.scheme == "https" else 80
+        if not 0 < port < 65536:  # httpx takes any number; a connect would fail unreadably
+            raise OutboundRefused(REFUSED)
         by_caller = request.extensions.get(CHECKED)
         if by_caller is None:
             return _Pin(host, port, self.policy), False
@@ -311,18 +318,18 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         pin, by_caller = self._route(request)
-        _loop, inner, checked_pool = self._async_pools()
+        by_guard, by_callers = self._async_pools()
         token = _PIN.set(pin)
         try:
-            return await (checked_pool if by_caller else inner).handle_async_request(request)
+            return await (by_callers if by_caller else by_guard).handle_async_request(request)
         finally:
             _PIN.reset(token)
 
-    def _async_pools(self) -> tuple[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport,
-                                    httpx.AsyncBaseTransport]:
+    def _async_pools(self) -> tuple[httpx.AsyncBaseTransport, httpx.AsyncBaseTransport]:
+        """The running loop's pools (the guard's, the callers'), made on its first request."""
         loop = asyncio.get_running_loop()
-        pools = self._async
-        if pools is not None and pools[0] is loop:
+        pools = self._async.get(loop)
+        if pools is not None:
             return pools
         if isinstance(self._inner, httpx.HTTPTransport):
             trust = self._trust()
@@ -330,13 +337,13 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             by_caller = httpx.AsyncHTTPTransport(verify=trust)
             _connect_pinned(by_guard)
             _connect_pinned(by_caller)
-            pools = (loop, by_guard, by_caller)
+            pools = (by_guard, by_caller)
         elif isinstance(self._inner, httpx.AsyncBaseTransport):  # a test's MockTransport
-            pools = (loop, self._inner, self._inner)
+            pools = (self._inner, self._inner)
         else:
             raise RuntimeError("this outbound transport cannot send for an event loop")
-        self._async = pools
-        return pools
+        with self._async_lock:  # two loops' first requests at once: each keeps its own
+            return self._async.setdefault(loop, pools)
 
     def close(self) -> None:
         self._inner.close()
@@ -344,11 +351,11 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._checked.close()
 
     async def aclose(self) -> None:
-        """Close the pools of the running loop (a server's worker, stopping)."""
-        pools, self._async = self._async, None
-        if pools is not None and pools[0] is asyncio.get_running_loop():
-            for pool in {pools[1], pools[2]}:
-                await pool.aclose()
+        """Close the running loop's pools (a server's worker, stopping); another loop's stay."""
+        with self._async_lock:
+            pools = self._async.pop(asyncio.get_running_loop(), None)
+        for pool in set(pools or ()):
+            await pool.aclose()
 
 
 class _NoCookies(httpx.Cookies):
@@ -383,20 +390,22 @@ class _CookielessAsyncClient(_Cookieless, httpx.AsyncClient):
 
 def guarded_client(policy: OutboundPolicy, *, timeout: float = 10.0) -> httpx.Client:
     """The server's client for every outbound request: guarded, redirects not followed, no
-    cookies kept."""
+    cookies kept, answers asked for uncompressed (a size cap counts decoded bytes: a small
+    compressed answer could inflate past it within one chunk)."""
     return _CookielessClient(transport=GuardedTransport(policy),
-                             timeout=httpx.Timeout(timeout), follow_redirects=False)
+                             timeout=httpx.Timeout(timeout), follow_redirects=False,
+                             headers={"Accept-Encoding": "identity"})
 
 
 def async_twin(client: httpx.Client) -> httpx.AsyncClient | None:
     """An httpx.AsyncClient that sends through ``client``'s transport (the guard, with its
-    policy), with its timeout, following no redirect and keeping no cookie; None when that
-    transport cannot send for an event loop."""
+    policy), with its timeout and headers, following no redirect and keeping no cookie; None
+    when that transport cannot send for an event loop."""
     transport = getattr(client, "_transport", None)  # httpx keeps the client's transport here
     if not isinstance(transport, httpx.AsyncBaseTransport):
         return None
     return _CookielessAsyncClient(transport=transport, timeout=client.timeout,
-                                  follow_redirects=False)
+                                  follow_redirects=False, headers=client.headers)
 
 
 def policy_from(allow: Iterable[str], *, allow_private: bool) -> OutboundPolicy:

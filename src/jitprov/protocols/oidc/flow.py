@@ -125,8 +125,11 @@ def token_request(http: httpx.Client | httpx.AsyncClient, metadata: ProviderMeta
                                           "jwt-bearer",
                     client_assertion=client_assertion(config.client_id, metadata,
                                                       private_key, now=now))
-    request = http.build_request("POST", metadata.token_endpoint, data=form,
-                                 headers={"Accept": "application/json"})
+    try:
+        request = http.build_request("POST", metadata.token_endpoint, data=form,
+                                     headers={"Accept": "application/json"})
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise OidcError("idp_bad_response", "the token endpoint URL is not valid") from exc
     if auth is not None:
         request = next(auth.auth_flow(request))
     return request

@@ -111,7 +111,9 @@ def send(http: httpx.Client, request: httpx.Request, *, what: str) -> tuple[int,
             return response.status_code, bytes(body.read)
         finally:
             response.close()
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except OidcError:
+        raise
+    except Exception as exc:  # httpx's errors, and what the I/O under it lets through
         raise _unreachable(what, exc) from exc
 
 
@@ -127,8 +129,10 @@ async def send_async(http: httpx.AsyncClient, request: httpx.Request, *,
             return response.status_code, bytes(body.read)
         finally:
             await response.aclose()
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise _unreachable(what, exc) from exc
+    except OidcError:
+        raise
+    except Exception as exc:  # httpx's errors, and what the I/O under it lets through (anyio
+        raise _unreachable(what, exc) from exc  # wraps a connect's OverflowError in a group)
 
 
 class _Capped:
@@ -138,7 +142,7 @@ class _Capped:
         self.what = what
         self.read = bytearray()
         declared = response.headers.get("content-length") or ""
-        if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
             raise OidcError("idp_bad_response", f"the {what} is too large")
 
     def add(self, chunk: bytes) -> None:
