@@ -78,7 +78,7 @@ def _cookies(headers: dict[str, list[str]]) -> str:
 @contextmanager
 def in_a_thread(db: Database) -> Iterator[None]:
     """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines, and
-    the ACS's two steps run in one thread, the OIDC callback's provisioning in a thread."""
+    a service in two steps (the ACS, the OIDC callback) runs both in one thread."""
     def declined(*_args: Any, **_kwargs: Any) -> tuple[bool, None]:
         return False, None
 
@@ -287,7 +287,7 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     await oidc_round(n, "OIDC callback, first login (the token endpoint's answer awaited and "
                         "the provisioning run on the event loop, as served on SQLite)")
     with in_a_thread(db):
-        await oidc_round(n, "OIDC callback, first login, the provisioning in a worker thread "
+        await oidc_round(n, "OIDC callback, first login, all of it in one worker thread "
                             "(as served on PostgreSQL)")
     await timed("an empty hand-off (run_in_threadpool of a no-op)", empty, 10 * n)
     db.dispose()
