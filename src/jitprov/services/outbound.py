@@ -262,8 +262,9 @@ class GuardedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     address with :func:`pinned`).
 
     It sends for an httpx.AsyncClient too, through pools of their own: one pair per event
-    loop, made on the loop's first request and dropped with the loop (a connection belongs to
-    the loop that opened it; a server's worker has one loop)."""
+    loop, made on the loop's first request and closed by :meth:`aclose` from that loop (the
+    app's shutdown): a connection belongs to the loop that opened it; a server's worker has
+    one loop."""
 
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None, *,
                  verify: ssl.SSLContext | bool = True) -> None:

@@ -51,12 +51,14 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     cache = _app.state.ctx.session_cache
     if cache is not None:
         cache.stop()
-    await _app.state.ctx.close_async()
     metrics.process_exiting()
     provider = getattr(_app.state, "tracer_provider", None)
     if provider is not None:
         provider.shutdown()
-    logs.flush()  # the last requests' lines: uvicorn ends by re-raising the stop signal
+    try:
+        await _app.state.ctx.close_async()
+    finally:
+        logs.flush()  # the last requests' lines: uvicorn ends by re-raising the stop signal
 
 
 def create_app(settings: Settings, db: Database | None = None,
