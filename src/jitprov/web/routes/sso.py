@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,6 +27,7 @@ from jitprov.services.login.saml import (
 from jitprov.services.login.saml import connection_config as saml_config
 from jitprov.services.login.state import LOGINS_IN_FLIGHT, older_logins
 from jitprov.services.records import ConnectionRecord
+from jitprov.web.forms import form_fields
 from jitprov.web.routes.common import (
     LOGIN_COOKIE_PREFIX,
     SESSION_COOKIE,
@@ -162,6 +162,8 @@ BOUNCE_CSP = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline';
 #: room for the form encoding around a SAMLResponse of ``max_response_bytes`` (base64 4/3,
 #: then percent-encoding of ``+/=``)
 _FORM_OVERHEAD = 16 * 1024
+#: the fields of an IdP's POST to the ACS (and of the bounce page's) that jitprov reads
+_ACS_FIELDS = frozenset({"SAMLResponse", "RelayState", BOUNCE_FIELD})
 
 
 async def saml_metadata(request: Request) -> Response:
@@ -189,11 +191,9 @@ async def _read_form(request: Request, limit: int) -> dict[str, str]:
         raise _NotAForm("the identity provider's answer is not a form post "
                         "(SAML HTTP-POST binding expected)")
     try:
-        fields = parse_qs(body.decode("ascii"), max_num_fields=8, strict_parsing=False)
+        return form_fields(body.decode("ascii"), _ACS_FIELDS, max_fields=8)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _NotAForm("the identity provider's answer is not a readable form") from exc
-    return {name: values[0] for name, values in fields.items()
-            if name in ("SAMLResponse", "RelayState", BOUNCE_FIELD) and values}
 
 
 class _NotAForm(InvalidInput):
