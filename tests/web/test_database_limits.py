@@ -179,6 +179,43 @@ def test_a_write_behind_another_processs_writer_is_a_503_and_gives_its_connectio
     ctx.db.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_behind_another_processs_brief_writer_tries_again_every_few_ms(
+        database_url: str) -> None:
+    """SQLite: another process holds the write turn for a moment. The SCIM POST waits for it
+    by trying ``BEGIN IMMEDIATE`` again every 2 ms at most, not inside SQLite's busy handler
+    (one try that sleeps up to 100 ms at a time, past the moment the lock was free), and
+    answers 201 once the other writer is done."""
+    ctx = _context(database_url, FAST)
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    ctx.db.engine.dispose()  # the next connections are traced
+    begins: list[str] = []
+
+    def traced(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.set_trace_callback(
+            lambda sql: begins.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+
+    sa.event.listen(ctx.db.engine, "connect", traced)
+    other = sqlite3.connect(sa.make_url(database_url).database or "", isolation_level=None,
+                            check_same_thread=False)
+    with make_client(ctx) as client:
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+        other.execute("BEGIN IMMEDIATE")
+        done = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+        done.start()
+        try:
+            r = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+        finally:
+            done.join()
+            other.close()
+    assert r.status_code == 201, r.text
+    # 0.3 s of pauses of 2 ms at most: ~150 tries (SQLite's busy handler: 1, and one more for
+    # the event loop's try that gave the call to a worker thread)
+    assert len(begins) > 20
+    ctx.db.dispose()
+
+
 def test_an_exhausted_connection_pool_is_a_503(database_url: str) -> None:
     ctx = _context(database_url, FAST)
     _, token = admin.create_admin_token(ctx, "ops")
