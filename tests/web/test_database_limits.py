@@ -25,7 +25,14 @@ from jitprov.store.database import UNLIMITED, Database, DatabaseLimits
 from jitprov.testing.builders import setup_connection
 from tests.conftest import TEST_SECRET_KEY
 from tests.web.helpers import make_client
-from tests.web.scim_helpers import BASE, assert_scim_error, auth, scim_token, user
+from tests.web.scim_helpers import (
+    BASE,
+    GROUP_SCHEMA,
+    assert_scim_error,
+    auth,
+    scim_token,
+    user,
+)
 
 FAST = DatabaseLimits(connect_timeout=2, statement_timeout=1, pool_timeout=1, busy_timeout=1)
 #: how long a blocker holds on: past it, a request without time limits would get through
@@ -180,12 +187,13 @@ def test_a_write_behind_another_processs_writer_is_a_503_and_gives_its_connectio
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_write_behind_another_processs_brief_writer_tries_again_every_few_ms(
+def test_a_write_in_a_thread_behind_another_processs_brief_writer_tries_again_every_few_ms(
         database_url: str) -> None:
-    """SQLite: another process holds the write turn for a moment. The SCIM POST waits for it
-    by trying ``BEGIN IMMEDIATE`` again every 2 ms at most, not inside SQLite's busy handler
-    (one try that sleeps up to 100 ms at a time, past the moment the lock was free), and
-    answers 201 once the other writer is done."""
+    """SQLite: another process holds the write turn for a moment. A SCIM Group create (a
+    write run in a worker thread) waits for it by trying ``BEGIN IMMEDIATE`` again every
+    2 ms at most, not inside SQLite's busy handler (one try that sleeps up to 100 ms at a
+    time, past the moment the lock was free), and answers 201 once the other writer is
+    done."""
     ctx = _context(database_url, FAST)
     setup_connection(ctx)
     token = scim_token(ctx)
@@ -205,13 +213,13 @@ def test_a_write_behind_another_processs_brief_writer_tries_again_every_few_ms(
         done = threading.Timer(0.3, lambda: other.execute("COMMIT"))
         done.start()
         try:
-            r = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+            r = client.post(f"{BASE}/Groups", headers=auth(token),
+                            json={"schemas": [GROUP_SCHEMA], "displayName": "Nurses"})
         finally:
             done.join()
             other.close()
     assert r.status_code == 201, r.text
-    # 0.3 s of pauses of 2 ms at most: ~150 tries (SQLite's busy handler: 1, and one more for
-    # the event loop's try that gave the call to a worker thread)
+    # 0.3 s of pauses of 2 ms at most: ~150 tries (SQLite's busy handler: 1)
     assert len(begins) > 20
     ctx.db.dispose()
 

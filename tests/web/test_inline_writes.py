@@ -1,7 +1,7 @@
 """Writes served on the event loop, through HTTP: on SQLite a SCIM User write and the SAML ACS run
-their service in the worker's event loop when the write turn is free (no thread hand-off), and
-in a worker thread when another writer holds it, with the loop serving other requests
-meanwhile and nothing written twice; PostgreSQL always uses the thread. SQLite's write-ahead
+their service in the worker's event loop (no thread hand-off), and when another writer holds
+the write turn they wait for it there, the loop serving other requests meanwhile, first come
+first served, nothing written twice; PostgreSQL always uses the thread. SQLite's write-ahead
 log is copied back by a thread of its own, not by the commit that fills it."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from jitprov.store import tables as t
 from jitprov.store.database import Checkpointer
 from jitprov.testing.builders import setup_connection
 from jitprov.testing.saml_idp import FakeSamlIdp, add_connection
+from jitprov.web.routes import sso
 from tests.web.helpers import HandOffs, OtherProcess, make_client
 from tests.web.scim_helpers import BASE, GROUP_SCHEMA, auth, patch, scim_token, user
 from tests.web.test_saml_routes import ACS_PATH, response, start
@@ -116,7 +117,7 @@ async def _while_held(ctx: ServiceContext, method: str, path: str,
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_scim_write_behind_another_process_waits_in_a_thread_and_the_loop_serves_on(
+def test_a_scim_write_behind_another_process_waits_on_the_event_loop_which_serves_on(
         ctx: ServiceContext, begins: list[bool]) -> None:
     setup_connection(ctx)
     token = scim_token(ctx)
@@ -127,7 +128,7 @@ def test_a_scim_write_behind_another_process_waits_in_a_thread_and_the_loop_serv
                                              headers=auth(token)))
     assert answer.status_code == 201, answer.text
     assert probes == [200, 200]
-    assert begins == [False]  # given up on the loop, begun in a thread once the turn came
+    assert begins == [True]  # begun on the loop once the turn came
     with ctx.db.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.account)
                             ).scalar_one() == 1
@@ -152,7 +153,7 @@ def test_a_saml_login_behind_another_process_signs_in_once(
     assert answer.status_code == 303, answer.text
     assert "jitprov_session=" in answer.headers["set-cookie"]
     assert probes == [200, 200]
-    assert begins == [False]
+    assert begins == [True]
     with ctx.db.engine.connect() as conn:
         assert [conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 for table in (t.account, t.session)] == [1, 1]
@@ -160,11 +161,150 @@ def test_a_saml_login_behind_another_process_signs_in_once(
     assert types == ["tenant.created", "connection.created", "account.created"]
 
 
+class TurnTaken:
+    """``ctx.db.run_inline`` counted, with the write turn held by another writer until the
+    event loop's first try finds it taken: that try declines, and the writer lets go."""
+
+    def __init__(self, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch,
+                 release: Any) -> None:
+        self.tries: list[bool] = []
+        run_inline = ctx.db.run_inline
+
+        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+            done, result = run_inline(fn, *args, **kwargs)
+            self.tries.append(done)
+            if not done and self.tries.count(False) == 1:
+                release()
+            return done, result
+
+        monkeypatch.setattr(ctx.db, "run_inline", counted)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_login_behind_another_processs_brief_write_waits_for_it_on_the_event_loop(
+        ctx: ServiceContext, begins: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process (a second worker) writes when the ACS's provisioning comes to its
+    turn: the event loop tries again after a pause, once that write is done, and signs the
+    person in there: no worker thread."""
+    idp = add_connection(ctx)
+    browser = make_client(ctx, dev_mode=False)
+    relay_state, request_id = start(browser, "/me")
+    form = {"SAMLResponse": response(ctx, idp, request_id), "RelayState": relay_state}
+    hand_offs = HandOffs(monkeypatch)
+    other: list[OtherProcess] = []
+
+    def check_then_other_writes(*args: Any, **kwargs: Any) -> Any:
+        checked = check(*args, **kwargs)
+        other.append(OtherProcess(ctx.db))  # between the check and the provisioning
+        return checked
+
+    check = sso.check_saml_response
+    monkeypatch.setattr(sso, "check_saml_response", check_then_other_writes)
+    turn = TurnTaken(ctx, monkeypatch, lambda: other[0].release())
+    begins.clear()
+    r = browser.post(ACS_PATH, data=form)
+    assert r.status_code == 303, r.text
+    assert turn.tries == [True, False, True]  # the check; the provisioning, twice
+    assert begins == [True]
+    assert hand_offs.calls == []
+    assert browser.get("/me").json()["email"] == "ada@hospital.example"
+    types = [e.type for e in audit_export.iter_events(ctx, "hospital")]
+    assert types.count("account.created") == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_scim_write_behind_a_thread_of_this_process_waits_for_it_on_the_event_loop(
+        ctx: ServiceContext, begins: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker thread of this process holds the write turn (another request's write, a
+    checkpoint): the SCIM create waits on the event loop for it, not in a thread behind it."""
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    holding, done = threading.Event(), threading.Event()
+    lock = ctx.db.write_lock
+    assert lock is not None
+
+    def hold() -> None:
+        with lock:
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+
+    def let_go() -> None:
+        done.set()
+        holder.join()
+
+    with make_client(ctx) as client:
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+        hand_offs = HandOffs(monkeypatch)
+        turn = TurnTaken(ctx, monkeypatch, let_go)
+        holder.start()
+        assert holding.wait(10)
+        begins.clear()
+        try:
+            created = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+        finally:
+            let_go()
+    assert created.status_code == 201, created.text
+    assert turn.tries == [False, True]
+    assert begins == [True]
+    assert hand_offs.calls == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_writes_waiting_for_the_turn_are_served_first_come_first_served(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the write turn; a SCIM create waits for it on the event loop,
+    and a second one sent meanwhile lines up behind it: it does not try before the first is
+    written, however the pauses fall, and both are created once the turn comes."""
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    with make_client(ctx) as client:  # the token known to the worker, as after any request
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+    tries: list[tuple[str, bool]] = []
+    run_inline = ctx.db.run_inline
+
+    def recorded(fn: Any, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        done, result = run_inline(fn, *args, **kwargs)
+        body = next((a for a in args if isinstance(a, dict)), {})
+        tries.append((str(body.get("userName")), done))
+        return done, result
+
+    monkeypatch.setattr(ctx.db, "run_inline", recorded)
+
+    async def two_creates() -> list[httpx.Response]:
+        held = OtherProcess(ctx.db)
+        app = make_client(ctx, dev_mode=False).app
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://testserver") as client:
+            first = asyncio.create_task(client.post(
+                f"{BASE}/Users", json=user(userName="first@hospital.example"),
+                headers=auth(token)))
+            await asyncio.sleep(0.1)  # the first is waiting for the turn
+            second = asyncio.create_task(client.post(
+                f"{BASE}/Users", json=user(userName="second@hospital.example"),
+                headers=auth(token)))
+            await asyncio.sleep(0.1)
+            assert not first.done() and not second.done()
+            held.release()
+            return [await asyncio.wait_for(first, 10), await asyncio.wait_for(second, 10)]
+
+    answers = asyncio.run(two_creates())
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    names = [name for name, _ in tries]
+    assert "second@hospital.example" in names
+    # the second's first try comes after the first's success, and succeeds
+    first_written = tries.index(("first@hospital.example", True))
+    assert names.index("second@hospital.example") == first_written + 1
+    assert tries[first_written + 1] == ("second@hospital.example", True)
+    assert all(name == "first@hospital.example" for name in names[:first_written])
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_refusal_whose_audit_waits_for_another_process_is_counted_once(
         ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """A replayed response is refused on the event loop; another process takes the write
-    turn just before the refusal's audit, so the call is run again in a thread: one
+    turn just before the refusal's audit, so the call is run again once it is done: one
     ``login.failed`` and one count in the metrics, not two."""
     idp = add_connection(ctx, allow_idp_initiated=True)
     form = urlencode({"SAMLResponse": response(ctx, idp, None), "RelayState": "/me"})
