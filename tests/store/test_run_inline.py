@@ -1,7 +1,8 @@
 """``Database.run_inline``: on SQLite a call runs in the calling thread when the write turn is
-free, gives up (to be run again in a worker thread) only while none of its write units has
-committed, and is declined when it could wait for a lock or a connection; PostgreSQL always
-declines. The web tests (tests/web/test_inline_writes.py) drive it through the routes."""
+free, is declined before it runs while another process writes, gives up (to be run again
+later) only while none of its write units has committed, and is declined when it could wait
+for a lock or a connection; PostgreSQL always declines. The web tests
+(tests/web/test_inline_writes.py) drive it through the routes."""
 
 from __future__ import annotations
 
@@ -72,6 +73,51 @@ def test_a_call_gives_up_before_its_first_commit_and_writes_nothing(
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert db.run_inline(_audit, db, clock, tenant, 2) == (True, None)  # and runs again
     assert _events(db, tenant) == [2]
+
+
+@SQLITE
+def test_a_call_is_declined_before_it_runs_while_another_process_writes(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """The probe asks before the call does any work, and leaves no transaction of its own
+    behind: the call runs once the other writer is done, and another can write after it."""
+    ran: list[int] = []
+
+    def call(n: int) -> None:
+        ran.append(n)
+        _audit(db, clock, tenant, n)
+
+    other = _hold_write_turn(db)
+    try:
+        assert db.run_inline(call, 1) == (False, None)
+        assert ran == []
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert db.run_inline(call, 2) == (True, None)
+    assert ran == [2] and _events(db, tenant) == [2]
+    again = _hold_write_turn(db)  # the probe's own connection holds nothing
+    again.execute("ROLLBACK")
+    again.close()
+
+
+@SQLITE
+def test_a_call_gives_up_when_another_process_writes_from_after_the_probe(
+        db: Database, clock: Clock, tenant: TenantRecord) -> None:
+    """Another process takes the write turn between the probe and the call's first write
+    unit: that unit raises WouldWait, the call gives up, nothing is written."""
+    others: list[sqlite3.Connection] = []
+
+    def call() -> None:
+        others.append(_hold_write_turn(db))
+        _audit(db, clock, tenant, 1)
+
+    try:
+        assert db.run_inline(call) == (False, None)
+    finally:
+        others[0].execute("COMMIT")
+        others[0].close()
+    assert _events(db, tenant) == []
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 @SQLITE

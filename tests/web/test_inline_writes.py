@@ -184,8 +184,9 @@ class TurnTaken:
 def test_a_login_behind_another_processs_brief_write_waits_for_it_on_the_event_loop(
         ctx: ServiceContext, begins: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process (a second worker) writes when the ACS's provisioning comes to its
-    turn: the event loop tries again after a pause, once that write is done, and signs the
-    person in there: no worker thread."""
+    turn: the provisioning is declined before it does any work, the event loop tries again
+    after a pause, once that write is done, and signs the person in there: no worker
+    thread, and the provisioning run once."""
     idp = add_connection(ctx)
     browser = make_client(ctx, dev_mode=False)
     relay_state, request_id = start(browser, "/me")
@@ -200,11 +201,20 @@ def test_a_login_behind_another_processs_brief_write_waits_for_it_on_the_event_l
 
     check = sso.check_saml_response
     monkeypatch.setattr(sso, "check_saml_response", check_then_other_writes)
+    provisionings: list[object] = []
+    finish = sso.finish_saml_login
+
+    def counted_finish(*args: Any, **kwargs: Any) -> Any:
+        provisionings.append(args)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(sso, "finish_saml_login", counted_finish)
     turn = TurnTaken(ctx, monkeypatch, lambda: other[0].release())
     begins.clear()
     r = browser.post(ACS_PATH, data=form)
     assert r.status_code == 303, r.text
     assert turn.tries == [True, False, True]  # the check; the provisioning, twice
+    assert len(provisionings) == 1  # its declined try did nothing
     assert begins == [True]
     assert hand_offs.calls == []
     assert browser.get("/me").json()["email"] == "ada@hospital.example"

@@ -242,6 +242,50 @@ def _begin_immediate(raw: Any, busy_ms: int, *, wait: bool) -> None:
         raw.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
+def _sqlite_target(engine: sa.Engine) -> tuple[str, bool]:
+    """The file the engine's connections open, however the URL names it (a path, a URI), and
+    whether it is a URI."""
+    args, options = engine.dialect.create_connect_args(engine.url)
+    return str(args[0]), bool(options.get("uri"))
+
+
+class TurnProbe:
+    """Whether another process holds SQLite's write lock, asked on a connection of its own:
+    ``BEGIN IMMEDIATE`` without waiting, then ``ROLLBACK`` (5 µs here, 1.6 when the lock is
+    taken). :meth:`Database.run_inline` asks before it runs a call, so that a call that would
+    meet another process's writer is declined before doing any work: run up to its first
+    write and given up, a login cost 0.2-0.4 ms for nothing. Only under the process's write
+    lock, so one caller at a time."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._target, self._uri = _sqlite_target(engine)
+        self._conn: sqlite3.Connection | None = None
+
+    def taken(self) -> bool:
+        """True when another connection holds the write lock; False when it is free or the
+        probe cannot tell (the call itself then meets whatever is wrong, and says so)."""
+        try:
+            conn = self._conn
+            if conn is None:
+                conn = sqlite3.connect(self._target, uri=self._uri, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout=0")
+                self._conn = conn
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            return is_busy(exc)
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self.close()
+        return False
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 class Checkpointer:
     """Copies SQLite's write-ahead log back into the database file, in a thread of its own.
 
@@ -260,9 +304,7 @@ class Checkpointer:
     LINGER = 30.0
 
     def __init__(self, engine: sa.Engine, write_lock: threading.RLock, wait: float) -> None:
-        # the file the engine's connections open, however the URL names it (a path, a URI)
-        args, options = engine.dialect.create_connect_args(engine.url)
-        self._target, self._uri = str(args[0]), bool(options.get("uri"))
+        self._target, self._uri = _sqlite_target(engine)
         self._write_lock = write_lock
         self._wait = wait
         self.done = 0  # checkpoints run (for tests and the curious)
@@ -459,6 +501,8 @@ class Database:
     writes: WriteCount = field(default_factory=WriteCount)
     #: SQLite: copies the write-ahead log back in a thread of its own
     checkpointer: Checkpointer | None = None
+    #: SQLite: whether another process writes (:meth:`run_inline`)
+    turn_probe: TurnProbe | None = None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 20, max_overflow: int | None = None,
@@ -502,7 +546,8 @@ class Database:
             sa.event.listen(engine, "begin", on_begin)
             write_lock = threading.RLock()
             db = cls(url=url, engine=engine, write_lock=write_lock, limits=limits,
-                     checkpointer=Checkpointer(engine, write_lock, limits.busy_timeout))
+                     checkpointer=Checkpointer(engine, write_lock, limits.busy_timeout),
+                     turn_probe=TurnProbe(engine))
             db.writes.watch(db.checkpointer.committed)  # type: ignore[union-attr]
             return db
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
@@ -569,13 +614,15 @@ class Database:
     def run_inline(self, fn: Callable[P, R], /, *args: P.args,
                    **kwargs: P.kwargs) -> tuple[bool, R | None]:
         """Run ``fn`` here, in the calling thread (a worker's event loop), when that cannot
-        wait on a lock: (True, its result); else (False, None) and the caller runs it in a
-        worker thread. SQLite only, and only when no thread of this process is writing (the
-        write lock is free: it is then held for the whole call); a write unit of the call
-        that cannot begin at once, because another process writes, makes the call give up
-        (:class:`WouldWait`) if none of its units has committed yet. Declined too when every
-        kept connection of the pool is in use (the checkout could wait). A thread hand-off costs
-        more CPU than a SCIM create's SQL: an uncontended write is served without one.
+        wait on a lock: (True, its result); else (False, None), and the caller tries again
+        later or runs it in a worker thread. SQLite only, and only when no thread of this
+        process is writing (the write lock is free: it is then held for the whole call) and
+        no other process holds SQLite's write lock (:class:`TurnProbe`, asked before ``fn``
+        does any work); a write unit of the call that cannot begin at once, because another
+        process took that lock since, makes the call give up (:class:`WouldWait`) if none of
+        its units has committed yet. Declined too when every kept connection of the pool is
+        in use (the checkout could wait). A thread hand-off costs more CPU than a SCIM
+        create's SQL: an uncontended write is served without one.
 
         For calls that write little and never wait on the network: the event loop serves
         no other request of the worker while ``fn`` runs. Once a unit of the call has
@@ -586,6 +633,8 @@ class Database:
             return False, None
         token = _INLINE.set(_InlineCall())
         try:
+            if self.turn_probe is not None and self.turn_probe.taken():
+                return False, None  # another process writes: declined before any work
             return True, fn(*args, **kwargs)
         except WouldWait:
             return False, None
@@ -601,6 +650,9 @@ class Database:
     def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
+        if self.turn_probe is not None and self.write_lock is not None:
+            with self.write_lock:
+                self.turn_probe.close()
         self.engine.dispose()
 
 

@@ -66,8 +66,8 @@ async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
     a call just arrived never takes the turn from one that waited), and past the busy
     timeout it is a DatabaseTimeout, as in a thread. Handing such calls to threads made the
     next ones find the turn held by those threads: under load most calls went to threads
-    (73 % of a worker's logins at 16 concurrent browsers), each hand-off costing CPU and the
-    threads waiting for the GIL behind a busy loop."""
+    (51-78 % of a worker's logins at 16 concurrent browsers), each hand-off costing CPU and
+    the threads waiting for the GIL behind a busy loop."""
     db = ctx.db
     if not db.runs_inline:
         return await run_in_threadpool(fn, *args, **kwargs)

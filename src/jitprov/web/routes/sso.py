@@ -259,8 +259,8 @@ async def _saml_acs(request: Request) -> Response:
         return templates_of(request).TemplateResponse(
             request, "saml_bounce.html", {"action": request.url.path, "fields": fields},
             headers={**ACS_HEADERS, "Content-Security-Policy": BOUNCE_CSP})
-    # two steps, so that a provisioning behind another writer goes to a worker thread
-    # alone, without verifying the Response again (see run_service_steps)
+    # two steps, so that a provisioning behind another writer waits for its turn alone,
+    # without verifying the Response again (see run_service_steps)
     result = await run_service_steps(
         ctx, partial(check_saml_response, ctx, slug, saml_response, relay_state,
                      browser=browser, base_url=settings.base_url,
