@@ -47,7 +47,7 @@ from jitprov.services.context import ServiceContext
 from jitprov.services.scim import tokens as scim_tokens
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
-from jitprov.store.database import Database
+from jitprov.store.database import Database, Declined
 from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
 from jitprov.web.app import create_app
 
@@ -79,8 +79,8 @@ def _cookies(headers: dict[str, list[str]]) -> str:
 def in_a_thread(db: Database) -> Iterator[None]:
     """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines, and
     a service in two steps (the ACS, the OIDC callback) runs both in one thread."""
-    def declined(*_args: Any, **_kwargs: Any) -> tuple[bool, None]:
-        return False, None
+    def declined(*_args: Any, **_kwargs: Any) -> Declined:
+        return Declined.NEVER
 
     db.run_inline = declined  # type: ignore[method-assign]
     runs_inline = Database.runs_inline

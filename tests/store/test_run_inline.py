@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from jitprov.core.audit import AuditEvent
-from jitprov.store.database import Database
+from jitprov.store.database import Database, Declined, Ran
 from jitprov.store.records import TenantRecord
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -51,12 +51,12 @@ def test_postgresql_declines_and_sqlite_runs_the_call_here(
         _audit(db, clock, tenant, 1)
         return "done"
 
-    done, result = db.run_inline(call)
+    outcome = db.run_inline(call)
     if db.dialect == "postgresql":
-        assert (done, result, ran_in) == (False, None, [])
+        assert (outcome, ran_in) == (Declined.NEVER, [])
         assert _events(db, tenant) == []
     else:
-        assert (done, result, ran_in) == (True, "done", [threading.current_thread()])
+        assert (outcome, ran_in) == (Ran("done"), [threading.current_thread()])
         assert _events(db, tenant) == [1]
 
 
@@ -65,13 +65,13 @@ def test_a_call_gives_up_before_its_first_commit_and_writes_nothing(
         db: Database, clock: Clock, tenant: TenantRecord) -> None:
     other = _hold_write_turn(db)
     try:
-        assert db.run_inline(_audit, db, clock, tenant, 1) == (False, None)
+        assert db.run_inline(_audit, db, clock, tenant, 1) is Declined.PROCESS
     finally:
         other.execute("COMMIT")
         other.close()
     assert _events(db, tenant) == []
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert db.run_inline(_audit, db, clock, tenant, 2) == (True, None)  # and runs again
+    assert db.run_inline(_audit, db, clock, tenant, 2) == Ran(None)  # and runs again
     assert _events(db, tenant) == [2]
 
 
@@ -88,12 +88,12 @@ def test_a_call_is_declined_before_it_runs_while_another_process_writes(
 
     other = _hold_write_turn(db)
     try:
-        assert db.run_inline(call, 1) == (False, None)
+        assert db.run_inline(call, 1) is Declined.PROCESS
         assert ran == []
     finally:
         other.execute("COMMIT")
         other.close()
-    assert db.run_inline(call, 2) == (True, None)
+    assert db.run_inline(call, 2) == Ran(None)
     assert ran == [2] and _events(db, tenant) == [2]
     again = _hold_write_turn(db)  # the probe's own connection holds nothing
     again.execute("ROLLBACK")
@@ -112,7 +112,7 @@ def test_a_call_gives_up_when_another_process_writes_from_after_the_probe(
         _audit(db, clock, tenant, 1)
 
     try:
-        assert db.run_inline(call) == (False, None)
+        assert db.run_inline(call) is Declined.PROCESS
     finally:
         others[0].execute("COMMIT")
         others[0].close()
@@ -138,7 +138,7 @@ def test_after_a_commit_a_later_unit_of_the_call_waits_for_its_turn(
         threading.Thread(target=release).start()
         _audit(db, clock, tenant, 2)
 
-    assert db.run_inline(call) == (True, None)
+    assert db.run_inline(call) == Ran(None)
     assert _events(db, tenant) == [1, 2]
 
 
@@ -157,7 +157,7 @@ def test_a_call_is_declined_while_a_thread_of_this_process_writes(
     thread.start()
     try:
         assert holding.wait(10)
-        assert db.run_inline(_audit, db, clock, tenant, 1) == (False, None)
+        assert db.run_inline(_audit, db, clock, tenant, 1) is Declined.THREAD
     finally:
         release.set()
         thread.join()
@@ -170,8 +170,8 @@ def test_a_call_is_declined_when_no_kept_connection_is_idle(
     db = Database.connect(database_url, pool_size=1)
     held = db.engine.connect()
     try:
-        assert db.run_inline(lambda: "ran") == (False, None)
+        assert db.run_inline(lambda: "ran") is Declined.POOL
     finally:
         held.close()
-    assert db.run_inline(lambda: "ran") == (True, "ran")
+    assert db.run_inline(lambda: "ran") == Ran("ran")
     db.dispose()

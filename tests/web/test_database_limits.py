@@ -24,7 +24,7 @@ from jitprov.services.secretbox import SecretBox
 from jitprov.store.database import UNLIMITED, Database, DatabaseLimits
 from jitprov.testing.builders import setup_connection
 from tests.conftest import TEST_SECRET_KEY
-from tests.web.helpers import make_client
+from tests.web.helpers import HandOffs, make_client
 from tests.web.scim_helpers import (
     BASE,
     GROUP_SCHEMA,
@@ -221,6 +221,67 @@ def test_a_write_in_a_thread_behind_another_processs_brief_writer_tries_again_ev
     assert r.status_code == 201, r.text
     # 0.3 s of pauses of 2 ms at most: ~150 tries (SQLite's busy handler: 1)
     assert len(begins) > 20
+    with ctx.db.engine.connect() as conn:  # the pool's one connection waits as before
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 1000
+    ctx.db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_while_every_kept_connection_is_in_use_is_served_in_a_thread(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the pool's kept connection is in use (a long read in a thread, say). The SCIM
+    create cannot run on the event loop, whose checkout could wait, and goes to a worker
+    thread at once, where an overflow connection serves it: 201, not a wait for the kept one
+    until the busy timeout."""
+    ctx = _context(database_url, FAST)
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    with make_client(ctx) as client:
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+        hand_offs = HandOffs(monkeypatch)
+        held = ctx.db.engine.connect()
+        try:
+            r = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+        finally:
+            held.close()
+    assert r.status_code == 201, r.text
+    assert hand_offs.calls == ["create_user"]
+    ctx.db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_behind_this_processs_writer_threads_one_after_another_is_served(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: two threads of this process write one after another (SCIM Group writes, the
+    entitlement job), so the write lock is never free when the event loop looks. The SCIM
+    create waits on the loop a moment, then in a worker thread, which the lock lets in
+    between them: 201, not a 503 at the busy timeout."""
+    ctx = _context(database_url, FAST)
+    setup_connection(ctx)
+    token = scim_token(ctx)
+    lock = ctx.db.write_lock
+    assert lock is not None
+    stop = threading.Event()
+
+    def group_writes() -> None:
+        while not stop.is_set():
+            with lock:
+                time.sleep(0.003)
+
+    writers = [threading.Thread(target=group_writes) for _ in range(2)]
+    with make_client(ctx) as client:
+        assert client.get(f"{BASE}/Users", headers=auth(token)).status_code == 200
+        hand_offs = HandOffs(monkeypatch)
+        for writer in writers:
+            writer.start()
+        try:
+            r = client.post(f"{BASE}/Users", json=user(), headers=auth(token))
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join()
+    assert r.status_code == 201, r.text
+    assert hand_offs.calls == ["create_user"]
     ctx.db.dispose()
 
 

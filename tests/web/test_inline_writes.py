@@ -22,7 +22,7 @@ from jitprov.services import audit_export, metrics
 from jitprov.services.context import ServiceContext
 from jitprov.services.login import flow
 from jitprov.store import tables as t
-from jitprov.store.database import Checkpointer
+from jitprov.store.database import Checkpointer, Ran
 from jitprov.testing.builders import setup_connection
 from jitprov.testing.saml_idp import FakeSamlIdp, add_connection
 from jitprov.web.routes import sso
@@ -170,12 +170,12 @@ class TurnTaken:
         self.tries: list[bool] = []
         run_inline = ctx.db.run_inline
 
-        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-            done, result = run_inline(fn, *args, **kwargs)
-            self.tries.append(done)
-            if not done and self.tries.count(False) == 1:
+        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            outcome = run_inline(fn, *args, **kwargs)
+            self.tries.append(isinstance(outcome, Ran))
+            if self.tries.count(False) == 1 and not self.tries[-1]:
                 release()
-            return done, result
+            return outcome
 
         monkeypatch.setattr(ctx.db, "run_inline", counted)
 
@@ -274,11 +274,11 @@ def test_writes_waiting_for_the_turn_are_served_first_come_first_served(
     tries: list[tuple[str, bool]] = []
     run_inline = ctx.db.run_inline
 
-    def recorded(fn: Any, /, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
-        done, result = run_inline(fn, *args, **kwargs)
+    def recorded(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        outcome = run_inline(fn, *args, **kwargs)
         body = next((a for a in args if isinstance(a, dict)), {})
-        tries.append((str(body.get("userName")), done))
-        return done, result
+        tries.append((str(body.get("userName")), isinstance(outcome, Ran)))
+        return outcome
 
     monkeypatch.setattr(ctx.db, "run_inline", recorded)
 

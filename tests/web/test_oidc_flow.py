@@ -258,8 +258,8 @@ def test_a_callback_whose_provisioning_meets_another_writer_redeems_the_code_onc
         browser: TestClient, provider: FakeProvider, oidc_ctx: ServiceContext,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process (a second worker) takes the write turn while the code is redeemed: the
-    provisioning gives up on the event loop and runs alone in a thread once the turn is
-    free; the code is not redeemed a second time (the provider would refuse it)."""
+    provisioning waits for it on the event loop and runs alone there once the turn is free;
+    the code is not redeemed a second time (the provider would refuse it)."""
     provider.users["00u1"] = dict(NURSE)
     redeemed: list[str] = []
     handler = provider.handler
@@ -280,7 +280,7 @@ def test_a_callback_whose_provisioning_meets_another_writer_redeems_the_code_onc
     r = browser.get(back.replace("http://testserver", ""))
     assert (r.status_code, r.headers["location"]) == (303, "/me"), r.text
     assert redeemed == ["/token"]
-    assert hand_offs.calls == ["drive_steps", "finish_oidc_login"]  # the keys, then the turn
+    assert hand_offs.calls == ["drive_steps"]  # the keys; the turn waited for on the loop
     types = [e.type for e in audit_export.iter_events(oidc_ctx, "hospital")]
     assert types.count("account.created") == 1 and "login.failed" not in types
     assert browser.get("/me").json()["email"] == "ana@hospital.example"

@@ -27,6 +27,7 @@ A pooled PostgreSQL connection is pinged before use only after it sat idle a whi
 
 from __future__ import annotations
 
+import enum
 import itertools
 import json
 import logging
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -170,8 +171,28 @@ def _sqlite_hooks(limits: DatabaseLimits) -> tuple[Any, Any]:
 class WouldWait(BaseException):
     """A write unit of a call run by :meth:`Database.run_inline` would have waited for
     SQLite's write lock, held by another process: nothing of the call was committed, and
-    its caller runs the whole call again in a worker thread. A BaseException, so that no
+    its caller runs the whole call again later (:class:`Declined`). A BaseException, so that no
     ``except Exception`` on its way (an audit of failures, a retry) takes it for a failure."""
+
+
+class Declined(enum.Enum):
+    """Why :meth:`Database.run_inline` did not run a call."""
+
+    #: PostgreSQL, or a call made inside one run there: never
+    NEVER = "never"
+    #: a thread of this process holds the write turn
+    THREAD = "thread"
+    #: another process (another ``serve`` worker, a CLI command) holds SQLite's write lock
+    PROCESS = "process"
+    #: every kept connection of the pool is in use: the checkout could wait
+    POOL = "pool"
+
+
+@dataclass(frozen=True, slots=True)
+class Ran(Generic[R]):
+    """A call :meth:`Database.run_inline` ran, and what it returned."""
+
+    value: R
 
 
 @dataclass
@@ -260,10 +281,14 @@ class TurnProbe:
     def __init__(self, engine: sa.Engine) -> None:
         self._target, self._uri = _sqlite_target(engine)
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     def taken(self) -> bool:
         """True when another connection holds the write lock; False when it is free or the
-        probe cannot tell (the call itself then meets whatever is wrong, and says so)."""
+        probe cannot tell (the call itself then meets whatever is wrong, and says so), and
+        after :meth:`close`."""
+        if self._closed:
+            return False
         try:
             conn = self._conn
             if conn is None:
@@ -277,10 +302,13 @@ class TurnProbe:
         try:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
-            self.close()
+            self._conn = None
+            conn.close()
         return False
 
     def close(self) -> None:
+        """Close its connection, for good (the database is disposed of)."""
+        self._closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -612,32 +640,35 @@ class Database:
         return self.write_lock is not None
 
     def run_inline(self, fn: Callable[P, R], /, *args: P.args,
-                   **kwargs: P.kwargs) -> tuple[bool, R | None]:
+                   **kwargs: P.kwargs) -> Ran[R] | Declined:
         """Run ``fn`` here, in the calling thread (a worker's event loop), when that cannot
-        wait on a lock: (True, its result); else (False, None), and the caller tries again
-        later or runs it in a worker thread. SQLite only, and only when no thread of this
-        process is writing (the write lock is free: it is then held for the whole call) and
-        no other process holds SQLite's write lock (:class:`TurnProbe`, asked before ``fn``
-        does any work); a write unit of the call that cannot begin at once, because another
-        process took that lock since, makes the call give up (:class:`WouldWait`) if none of
-        its units has committed yet. Declined too when every kept connection of the pool is
-        in use (the checkout could wait). A thread hand-off costs more CPU than a SCIM
-        create's SQL: an uncontended write is served without one.
+        wait on a lock: :class:`Ran` with its result; else why not (:class:`Declined`), and
+        the caller tries again later or runs it in a worker thread. SQLite only, and only when
+        no thread of this process is writing (the write lock is free: it is then held for the
+        whole call) and no other process holds SQLite's write lock (:class:`TurnProbe`,
+        asked before ``fn`` does any work); a write unit of the call that cannot begin at
+        once, because another process took that lock since, makes the call give up
+        (:class:`WouldWait`) if none of its units has committed yet. Declined too when every
+        kept connection of the pool is in use (the checkout could wait). A thread hand-off
+        costs more CPU than a SCIM create's SQL: an uncontended write is served without one.
 
         For calls that write little and never wait on the network: the event loop serves
         no other request of the worker while ``fn`` runs. Once a unit of the call has
         committed, a later one waits for its turn there (up to the busy timeout)."""
         lock = self.write_lock
-        if lock is None or _INLINE.get() is not None or not self._connection_free() or \
-                not lock.acquire(blocking=False):
-            return False, None
+        if lock is None or _INLINE.get() is not None:
+            return Declined.NEVER
+        if not self._connection_free():
+            return Declined.POOL
+        if not lock.acquire(blocking=False):
+            return Declined.THREAD
         token = _INLINE.set(_InlineCall())
         try:
             if self.turn_probe is not None and self.turn_probe.taken():
-                return False, None  # another process writes: declined before any work
-            return True, fn(*args, **kwargs)
+                return Declined.PROCESS  # declined before any work
+            return Ran(fn(*args, **kwargs))
         except WouldWait:
-            return False, None
+            return Declined.PROCESS
         finally:
             _INLINE.reset(token)
             lock.release()
@@ -650,9 +681,15 @@ class Database:
     def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
-        if self.turn_probe is not None and self.write_lock is not None:
-            with self.write_lock:
-                self.turn_probe.close()
+        lock = self.write_lock
+        if self.turn_probe is not None and lock is not None:
+            # under the write lock, where the probe is used; a writer still running past
+            # the busy timeout leaves the connection to the process's exit
+            if lock.acquire(timeout=self.limits.busy_timeout):
+                try:
+                    self.turn_probe.close()
+                finally:
+                    lock.release()
         self.engine.dispose()
 
 

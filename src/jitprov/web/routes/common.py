@@ -7,7 +7,8 @@ import hashlib
 import itertools
 import weakref
 from collections.abc import Callable, Mapping
-from typing import ParamSpec, TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -18,6 +19,7 @@ from starlette.templating import Jinja2Templates
 from jitprov.core.errors import DatabaseTimeout
 from jitprov.services.context import ServiceContext
 from jitprov.services.identity_tokens import IssuedToken, issue_token, reissued_token
+from jitprov.services.records import Database, Declined, Ran
 from jitprov.services.sessions import SignedIn, current_session, remembered_session
 from jitprov.settings import Settings
 
@@ -43,12 +45,26 @@ def templates_of(request: Request) -> Jinja2Templates:
     return templates
 
 
-#: the pauses of a call waiting on the event loop for SQLite's write turn (held by a worker
-#: thread of this process or by another process), in seconds; the last one repeats until
-#: the busy timeout. Each try runs the call from its start up to its first write.
+#: the pauses of a call waiting on the event loop for SQLite's write turn, in seconds; the
+#: last one repeats. A try that finds the turn taken costs no work of the call
+#: (``Database.run_inline`` asks first).
 TURN_PAUSES = (0.0005, 0.001, 0.002, 0.002, 0.005)
-#: per event loop and database: the calls of that loop waiting for the write turn, in line
-_WAITING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Lock]] = \
+#: how long a call waits on the loop while a thread of this process holds the turn, before it
+#: waits in a worker thread instead: the write lock lets waiting threads in as it is released,
+#: which the loop, that can only look, would miss behind writers that follow one another
+#: (SCIM Group writes, the entitlement job between its batches)
+THREAD_PATIENCE = 0.01
+
+
+@dataclass
+class _Line:
+    """The calls of one event loop waiting for one database's write turn, in order."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+
+
+_LINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Line]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -59,55 +75,79 @@ async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
     write a few rows and make no network call: a SCIM User write, the SAML ACS. The hand-off
     to a thread and back costs 0.2 ms of CPU, as much as a SCIM create's own transaction.
 
-    When the write turn is taken (by a thread of this process, or by another process:
-    another ``serve`` worker), the call waits for it here, on the event loop, trying again
-    after each of :data:`TURN_PAUSES`, and the loop serves other requests meanwhile; the
-    calls of a loop that find others waiting line up behind them (first come, first served:
-    a call just arrived never takes the turn from one that waited), and past the busy
-    timeout it is a DatabaseTimeout, as in a thread. Handing such calls to threads made the
-    next ones find the turn held by those threads: under load most calls went to threads
-    (51-78 % of a worker's logins at 16 concurrent browsers), each hand-off costing CPU and
-    the threads waiting for the GIL behind a busy loop."""
+    When another process holds the write turn (another ``serve`` worker, a CLI command), the
+    call waits for it here, on the event loop, trying again after each of
+    :data:`TURN_PAUSES` until the busy timeout (then DatabaseTimeout, as in a thread), and the
+    loop serves other requests meanwhile. The calls of a loop that find others waiting line
+    up behind them: a call just arrived does not take the turn from one that waited. Handing
+    these calls to threads made the next ones find the turn held by those threads: under load
+    most calls went to threads (51-78 % of a worker's logins at 16 concurrent browsers), each
+    hand-off costing CPU and the threads waiting for the GIL behind a busy loop. A turn held
+    by a thread of this process is waited for on the loop for :data:`THREAD_PATIENCE`, then in
+    a thread; a pool with no idle connection sends the call to a thread at once (an overflow
+    connection serves it there)."""
     db = ctx.db
     if not db.runs_inline:
         return await run_in_threadpool(fn, *args, **kwargs)
     line = _line(id(db))
-    tried = not line.locked()
-    if tried:
-        done, result = db.run_inline(fn, *args, **kwargs)
-        if done:
-            return cast(R, result)
+    outcome: Ran[R] | Declined = Declined.PROCESS
+    if not line.waiting:
+        outcome = db.run_inline(fn, *args, **kwargs)
+        if isinstance(outcome, Ran):
+            return outcome.value
+    if outcome is Declined.PROCESS or outcome is Declined.THREAD:
+        outcome = await _in_line(db, line, fn, args, kwargs, tried=not line.waiting)
+        if isinstance(outcome, Ran):
+            return outcome.value
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def _in_line(db: Database, line: _Line, fn: Callable[..., R], args: tuple[Any, ...],
+                   kwargs: dict[str, Any], *, tried: bool) -> Ran[R] | Declined:
+    """Wait in ``line``, then for the turn: :class:`Ran`, or why the call goes to a thread
+    (a thread of this process kept the turn past :data:`THREAD_PATIENCE`, no idle pooled
+    connection). DatabaseTimeout past the busy timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + db.limits.busy_timeout
+    line.waiting += 1
     try:
-        await asyncio.wait_for(line.acquire(), deadline - loop.time())
-    except TimeoutError:
-        raise _no_turn(db.limits.busy_timeout) from None
-    try:
-        pauses = itertools.chain(TURN_PAUSES, itertools.repeat(TURN_PAUSES[-1]))
-        while True:
-            if tried:  # a pause first, but for the first try of a call that waited in line
-                pause = next(pauses)
-                if loop.time() + pause > deadline:
-                    raise _no_turn(db.limits.busy_timeout)
-                await asyncio.sleep(pause)
-            tried = True
-            done, result = db.run_inline(fn, *args, **kwargs)
-            if done:
-                return cast(R, result)
+        try:
+            await asyncio.wait_for(line.lock.acquire(), deadline - loop.time())
+        except TimeoutError:
+            raise _no_turn(db.limits.busy_timeout) from None
+        try:
+            pauses = itertools.chain(TURN_PAUSES, itertools.repeat(TURN_PAUSES[-1]))
+            behind_thread: float | None = None
+            while True:
+                if tried:  # the first try of a call that waited in line comes at once
+                    pause = next(pauses)
+                    if loop.time() + pause > deadline:
+                        raise _no_turn(db.limits.busy_timeout)
+                    await asyncio.sleep(pause)
+                tried = True
+                outcome = db.run_inline(fn, *args, **kwargs)
+                if outcome is Declined.THREAD:
+                    if behind_thread is None:
+                        behind_thread = loop.time()
+                    if loop.time() - behind_thread < THREAD_PATIENCE:
+                        continue
+                if outcome is not Declined.PROCESS:
+                    return outcome
+        finally:
+            line.lock.release()
     finally:
-        line.release()
+        line.waiting -= 1
 
 
 def _no_turn(seconds: float) -> DatabaseTimeout:
     return DatabaseTimeout(f"the database is busy: no write turn within {seconds:g} s")
 
 
-def _line(key: int) -> asyncio.Lock:
-    lines = _WAITING.setdefault(asyncio.get_running_loop(), {})
+def _line(key: int) -> _Line:
+    lines = _LINES.setdefault(asyncio.get_running_loop(), {})
     line = lines.get(key)
     if line is None:
-        line = lines[key] = asyncio.Lock()
+        line = lines[key] = _Line()
     return line
 
 
