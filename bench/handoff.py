@@ -47,7 +47,7 @@ from jitprov.services.context import ServiceContext
 from jitprov.services.scim import tokens as scim_tokens
 from jitprov.services.secretbox import SecretBox
 from jitprov.settings import Settings
-from jitprov.store.database import Database, Declined
+from jitprov.store.database import Database
 from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
 from jitprov.web.app import create_app
 
@@ -76,19 +76,15 @@ def _cookies(headers: dict[str, list[str]]) -> str:
 
 
 @contextmanager
-def in_a_thread(db: Database) -> Iterator[None]:
-    """Services run in a worker thread, as on PostgreSQL: ``db.run_inline`` declines, and
-    a service in two steps (the ACS, the OIDC callback) runs both in one thread."""
-    def declined(*_args: Any, **_kwargs: Any) -> Declined:
-        return Declined.NEVER
-
-    db.run_inline = declined  # type: ignore[method-assign]
+def in_a_thread() -> Iterator[None]:
+    """Services run in a worker thread, as on PostgreSQL: the database says it runs nothing
+    on the event loop, so a service in two steps (the ACS, the OIDC callback) runs both in
+    one thread."""
     runs_inline = Database.runs_inline
     Database.runs_inline = property(lambda _db: False)  # type: ignore[assignment,method-assign]
     try:
         yield
     finally:
-        del db.run_inline
         Database.runs_inline = runs_inline  # type: ignore[method-assign]
 
 
@@ -276,17 +272,17 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     await timed(None, empty, 200)
     await login_round(n, "SAML ACS, first login (on the event loop, as served on SQLite)",
                       parts=True)
-    with in_a_thread(db):
+    with in_a_thread():
         await login_round(n, "SAML ACS, first login, service in a worker thread",
                           parts=False)
     await timed("SCIM POST /Users (on the event loop, as served on SQLite)", created(10**6),
                 4 * n)
-    with in_a_thread(db):
+    with in_a_thread():
         await timed("SCIM POST /Users, service in a worker thread", created(2 * 10**6),
                     4 * n)
     await oidc_round(n, "OIDC callback, first login (the token endpoint's answer awaited and "
                         "the provisioning run on the event loop, as served on SQLite)")
-    with in_a_thread(db):
+    with in_a_thread():
         await oidc_round(n, "OIDC callback, first login, all of it in one worker thread "
                             "(as served on PostgreSQL)")
     await timed("an empty hand-off (run_in_threadpool of a no-op)", empty, 10 * n)

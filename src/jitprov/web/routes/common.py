@@ -90,13 +90,14 @@ async def run_service(ctx: ServiceContext, fn: Callable[P, R], /, *args: P.args,
     if not db.runs_inline:
         return await run_in_threadpool(fn, *args, **kwargs)
     line = _line(id(db))
+    tried = not line.waiting  # else in line behind the others, without a try of its own
     outcome: Ran[R] | Declined = Declined.PROCESS
-    if not line.waiting:
+    if tried:
         outcome = db.run_inline(fn, *args, **kwargs)
         if isinstance(outcome, Ran):
             return outcome.value
     if outcome is Declined.PROCESS or outcome is Declined.THREAD:
-        outcome = await _in_line(db, line, fn, args, kwargs, tried=not line.waiting)
+        outcome = await _in_line(db, line, fn, args, kwargs, tried=tried)
         if isinstance(outcome, Ran):
             return outcome.value
     return await run_in_threadpool(fn, *args, **kwargs)
