@@ -18,7 +18,7 @@ from jitprov.services.context import ServiceContext, build_context, open_databas
 from jitprov.services.ratelimit import RateLimiter
 from jitprov.services.records import Database
 from jitprov.settings import Settings
-from jitprov.web import console, errors, i18n, tracing
+from jitprov.web import console, errors, i18n, route_index, tracing
 from jitprov.web.framing import NoFraming
 from jitprov.web.observability import RateLimit, RequestContext
 from jitprov.web.routes import (
@@ -101,6 +101,7 @@ def create_app(settings: Settings, db: Database | None = None,
     app.include_router(admin_config_api.router)
     app.include_router(admin_api.metrics_router)
     app.include_router(devices_api.router)
+    route_index.install(app.router)  # the routes are all in: a request tries its own only
     app.add_middleware(TextGuard, templates=templates)  # core.text's rule at the edge
     app.add_middleware(NoFraming)  # every HTML page, the console's and /api/docs included
     # outermost last: the request's context (address, id, log line, metrics), then its limit
