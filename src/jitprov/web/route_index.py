@@ -33,7 +33,7 @@ def index_routes(routes: Sequence[BaseRoute]) -> dict[str, tuple[Route, ...]]:
     the index stops at the first route it cannot file."""
     filed: dict[str, list[Route]] = {}
     for route in routes:
-        if not isinstance(route, Route) or type(route) is not Route:  # mounts, routers, own matching
+        if not isinstance(route, Route) or type(route) is not Route:  # a mount, a router...
             break
         segment = leading_segment(route.path)
         if segment is None:
