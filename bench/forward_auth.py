@@ -7,6 +7,7 @@ node refuses."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 from bench.demo_app import client_of, demo_app, sign_in
 from bench.oidc import _measure
 from bench.provision import databases
+from bench.scim import asgi_call
 from jitprov.services import accounts
 from jitprov.services.context import ServiceContext
 from jitprov.services.secretbox import SecretBox
@@ -69,6 +71,7 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
                              "db_checkouts_per_op": round(use.checkouts / ops, 3),
                              "db_statements_per_op": round(use.statements / ops, 3)})
                 if cached:
+                    rows += _while_others_sign_in(ctx, client, db_name, ops)
                     rows.append(_revocation(ctx, client, url, db_name, rounds=min(ops, 50)))
                 elif db_name == "sqlite":
                     client.cookies.clear()
@@ -84,6 +87,59 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
         ctx.http.close()
         cleanup()
     return rows
+
+
+#: requests of signed-in people per first login of someone else
+EVERY = 5
+#: the people signed in whose apps ask, one after the other
+SIGNED_IN = 50
+
+
+def _while_others_sign_in(ctx: ServiceContext, client: TestClient, db_name: str,
+                          ops: int) -> list[dict[str, object]]:
+    """``/auth/verify`` of :data:`SIGNED_IN` signed-in people in turn, each request one call
+    of the ASGI app on an event loop of this thread (no test client: its own cost would hide
+    the difference), alone, then while other people sign in for the first time (one every
+    :data:`EVERY` requests, in another browser, not measured). CPU counts every thread of
+    the process."""
+    app = client.app
+    others = client_of(ctx)  # other browsers: cookies of their own
+    signed_in = []  # the people whose apps ask, in turn
+    for n in range(SIGNED_IN):
+        sign_in(others, f"signed-in-{db_name}-{n}@b.example")
+        signed_in.append("; ".join(f"{k}={v}" for k, v in others.cookies.items()).encode())
+
+    async def rounds(arrivals: bool) -> dict[str, object]:
+        latencies: list[float] = []
+        cpu = 0.0
+        wall0 = time.perf_counter()
+        for n in range(ops):
+            if arrivals and n % EVERY == 0:  # (the test client runs on a loop of its own)
+                await asyncio.to_thread(sign_in, others, f"arrival-{db_name}-{n}@b.example")
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            cookie = signed_in[n % SIGNED_IN]
+            status, _, _ = await asgi_call(app, "GET", "/auth/verify",
+                                           [(b"host", b"testserver"), (b"cookie", cookie)])
+            cpu += time.process_time() - cpu0
+            latencies.append(time.perf_counter() - t0)
+            assert status == 200, status
+        latencies.sort()
+        label = (f"while others sign in (a first login every {EVERY} requests)" if arrivals
+                 else "alone")
+        return {"scenario": f"forward-auth in process (ASGI calls), session cache, {label}",
+                "db": db_name, "clients": 1, "ops": ops,
+                "ops_per_s": ops / (time.perf_counter() - wall0),
+                "cpu_ms_per_op": cpu / ops * 1000,
+                "p50_ms": statistics.median(latencies) * 1000,
+                "p99_ms": latencies[max(0, int(ops * 0.99) - 1)] * 1000}
+
+    async def both() -> list[dict[str, object]]:
+        for cookie in signed_in:  # warm: this loop's first calls, each person's entry
+            await asgi_call(app, "GET", "/auth/verify",
+                            [(b"host", b"testserver"), (b"cookie", cookie)])
+        return [await rounds(False), await rounds(True)]
+
+    return asyncio.run(both())
 
 
 def _revocation(ctx: ServiceContext, client: TestClient, url: str, db_name: str, *,

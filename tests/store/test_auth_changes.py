@@ -1,7 +1,8 @@
-"""The triggers the session cache relies on (migration 0019): every change to what a
+"""The triggers the session cache relies on (migrations 0019, 0021): every change to what a
 signed-in view shows is announced (PostgreSQL: a notification with the account id; SQLite: the
 counter moves), and the writes that change nothing it shows (a new session, a device's activity
-clock, a login's ``last_login_at``, a tenant's display name) are not."""
+clock, a login's ``last_login_at``, a tenant's display name; on SQLite, the rows of an account
+nobody is signed in as) are not."""
 
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def test_changes_to_the_signed_in_view_are_announced(
         db: Database, clock: Clock, tenant: TenantRecord, connection: ConnectionRecord,
         announced: Announced) -> None:
     account_id = seed_account(db, clock, tenant, identity=(connection, "sub-1"))
-    taken = announced.take()  # its rows, inserted
-    assert taken == {account_id} if announced.postgres else taken > 0  # type: ignore[operator]
+    taken = announced.take()  # its rows, inserted: no session, so no node holds its view
+    assert taken == ({account_id} if announced.postgres else 0)  # (PostgreSQL names it)
     with UnitOfWork(db) as uow:
         uow.sessions.create(session_id="s" * 64, account_id=account_id,
                             connection_id=connection.id, subject="sub-1", now=clock(),
@@ -86,10 +87,14 @@ def test_changes_to_the_signed_in_view_are_announced(
     assert announced.take() == _nothing(announced)  # a device's activity clock
     execute_raw(db, "UPDATE account SET last_login_at = :now, version = version + 1 "
                 "WHERE id = :id", now=clock(), id=account_id)
-    if announced.postgres:  # (SQLite counts every account update: one host, a cheap bump)
-        assert announced.take() == set()
-    else:
-        announced.take()
+    assert announced.take() == _nothing(announced)  # a returning login's clock
+    execute_raw(db, "INSERT INTO role_grant (account_id, role, source, granted_at, granted_by) "
+                "VALUES (:id, 'viewer', 'admin', :now, 'admin')", id=account_id, now=clock())
+    assert announced.take() == _account(announced, account_id)  # signed in: a new role shows
+    execute_raw(db, "INSERT INTO identity (connection_id, subject, issuer, account_id, "
+                "created_at) VALUES (:c, 'sub-2', 'https://idp.example', :id, :now)",
+                c=connection.id, id=account_id, now=clock())
+    assert announced.take() == _account(announced, account_id)
     execute_raw(db, "UPDATE tenant SET name = 'Acme Inc' WHERE id = :id", id=tenant.id)
     assert announced.take() == _nothing(announced)  # the view shows the slug only
 
@@ -106,7 +111,7 @@ def test_changes_to_the_signed_in_view_are_announced(
     assert announced.take() == _account(announced, account_id)
     execute_raw(db, "DELETE FROM role_grant WHERE account_id = :id", id=account_id)
     taken = announced.take()
-    assert taken == {account_id} if announced.postgres else taken == 2  # (two rows)
+    assert taken == {account_id} if announced.postgres else taken == 3  # (three rows)
     execute_raw(db, "UPDATE tenant SET slug = 'acme2' WHERE id = :id", id=tenant.id)
     assert announced.take() == ({"*"} if announced.postgres else 1)  # every account
 

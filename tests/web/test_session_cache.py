@@ -114,6 +114,41 @@ def test_a_session_seen_before_is_answered_from_memory(
     assert client.get("/me").json()["roles"] == ["nurse", "staff"]
 
 
+def test_other_peoples_logins_leave_a_signed_in_session_in_memory(
+        client: TestClient, cached: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While others sign in (first logins, a returning one), a signed-in person's next
+    ``/auth/verify`` is still answered from memory on the event loop: no worker thread, no
+    connection from the pool (on SQLite, after a commit, the change counter is read again on
+    the data version's own connection, and those logins did not move it). A role granted to
+    that person is still seen at their next request."""
+    cache = cached.session_cache
+    assert cache is not None
+    monkeypatch.setattr(identity_tokens, "KEY_CACHE_SECONDS", 3600.0)
+    sign_in(client)
+    if cache.shared:
+        wait_for(cache)
+    assert client.get("/auth/verify").status_code == 200  # (fills the entry)
+    assert len(cache) == 1
+    use = DatabaseUse(cached.db)
+    token = client.cookies.get(SESSION_COOKIE)
+    for person in ("ben", "cleo", "ben"):  # two first logins, then ben returning
+        client.cookies.clear()  # another browser (on the same app: one node)
+        sign_in(client, email=f"{person}@hospital.example", sub=f"{person}-sub")
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, token)
+        if cache.shared:
+            wait_for(cache)  # (PostgreSQL: after the notifications of those writes)
+        hand_offs = HandOffs(monkeypatch)
+        checkouts, _ = use.during(lambda: client.get("/auth/verify"))
+        assert (checkouts, hand_offs.calls) == (0, []), person
+    account_id = client.get("/me").json()["id"]
+    accounts.grant_role(cached, "hospital", account_id, "pharmacist", reason="cover",
+                        actor="admin:ops")
+    if cache.shared:
+        wait_for(cache)
+    assert "pharmacist" in client.get("/auth/verify").headers["x-jitprov-roles"]
+
+
 def _verify_roles(client: TestClient) -> tuple[int, str | None]:
     r = client.get("/auth/verify")
     return r.status_code, r.headers.get("x-jitprov-roles")

@@ -172,6 +172,20 @@ class SessionCache:
         served with no read at all."""
         return seen is not None and seen == self._confirmed
 
+    def caught_up(self, seen: tuple[int, int] | None) -> bool:
+        """SQLite: after a commit (``seen``, :meth:`observe`, moved), the counter read again
+        without a unit of work (:meth:`DataVersion.counter`, no wait): True when what the
+        cache holds is current as of that read (the counter unmoved: ``seen`` confirmed;
+        moved: every entry dropped first). False whenever it cannot say: the caller reads
+        the database."""
+        if seen is None or self._data_version is None:
+            return False
+        version = self._data_version.counter(seen)
+        if version is None or self.sync_version(version) is None:
+            return False
+        self.confirm(seen, version)
+        return self._version == version
+
     def confirm(self, seen: tuple[int, int] | None, version: int) -> None:
         """SQLite: a snapshot begun after the data version ``seen`` was observed showed the
         counter ``version``. A commit after the observation moves the data version, so while

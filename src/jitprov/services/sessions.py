@@ -158,10 +158,11 @@ def read_session(ctx: ServiceContext, token: str | None) -> tuple[SessionState |
 
 def remembered_session(ctx: ServiceContext, token: str | None) -> SignedIn | None:
     """What :func:`current_session` answers for a cookie value, when the session cache can say
-    it from memory alone (PostgreSQL's notified cache serving, or SQLite's data version
-    unmoved since the counter was read; and the session held); else None, and the caller
-    asks :func:`current_session`. No wait beyond a short lock and no table read: the event
-    loop may call it and skip a worker thread. A remembered session is never a device or
+    it from memory (PostgreSQL's notified cache serving; SQLite's data version unmoved since
+    the counter was read, or the counter read again and unmoved; and the session held); else
+    None, and the caller asks :func:`current_session`. No wait beyond a short lock, and at
+    most the counter's one-row read, which in WAL mode waits for no writer: the event loop
+    may call it and skip a worker thread. A remembered session is never a device or
     offline one (those are not cached), so nothing is left to write."""
     cache = ctx.session_cache
     if not token or cache is None:
@@ -169,8 +170,10 @@ def remembered_session(ctx: ServiceContext, token: str | None) -> SignedIn | Non
     if cache.shared:
         if not cache.serving:
             return None
-    elif not cache.unchanged(cache.observe()):
-        return None
+    else:
+        seen = cache.observe()
+        if not cache.unchanged(seen) and not cache.caught_up(seen):
+            return None
     now = ctx.clock()
     entry = cache.get(hash_token(token), now)
     if entry is None:

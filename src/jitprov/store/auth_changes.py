@@ -37,6 +37,8 @@ HEARTBEAT = 1.0
 SYNC_EVERY = 0.02
 
 _VERSION = sa.select(t.auth_change.c.version).where(t.auth_change.c.id == 1)
+#: the same read, for a raw sqlite3 connection (:meth:`DataVersion.counter`)
+_COUNTER = "SELECT version FROM auth_change WHERE id = 1"
 
 
 def version(conn: sa.Connection) -> int:
@@ -78,6 +80,21 @@ class DataVersion:
             except (sqlite3.Error, ValueError):
                 self._close()
                 return None
+
+    def counter(self, seen: tuple[int, int]) -> int | None:
+        """The change counter (:func:`version`), read on the connection that observed
+        ``seen`` (a value of :meth:`read`), so in a snapshot that began after it; None when
+        that connection is gone or the read fails (read it in a unit of work instead). A
+        read in WAL mode waits for no writer: the event loop may ask."""
+        with self._lock:
+            if self._conn is None or seen[0] != self._opened:
+                return None
+            try:
+                rows = self._conn.execute(_COUNTER).fetchall()  # to its end, as read()
+            except sqlite3.Error:
+                self._close()
+                return None
+            return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
         with self._lock:
