@@ -6,6 +6,7 @@ nobody is signed in as) are not."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -123,3 +124,46 @@ def test_every_column_of_a_watched_table_is_either_shown_or_quiet(db: Database) 
     for table, shown in MIGRATION.SHOWN.items():
         columns = {c["name"] for c in inspector.get_columns(table)}
         assert columns == set(shown) | set(MIGRATION.QUIET[table]), table
+
+
+def test_a_later_migration_can_rebuild_the_session_table(db: Database) -> None:
+    """SQLite checks every trigger when a batch migration renames its copy of ``session``
+    into place; 0021's INSERT triggers read ``session``, so such a migration drops them
+    before and writes them again after (0021's helpers), and they work as before."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite's batch migrations")
+    from alembic import op
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    quiet = importlib.import_module("jitprov.store.migrations.versions.0021_quiet_new_accounts")
+
+    def rebuild(*, helpers: bool) -> None:
+        with db.engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+            if helpers:
+                quiet.drop_session_checks()
+            with op.batch_alter_table("session", recreate="always"):
+                pass
+            if helpers:
+                quiet.create_session_checks()
+
+    with pytest.raises(sa.exc.OperationalError, match=r"no such table: main\.session"):
+        rebuild(helpers=False)
+    rebuild(helpers=True)
+    with db.engine.connect() as conn:
+        names = set(conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
+    assert {f"jitprov_auth_{table}_insert" for table in
+            ("role_grant", "pending_grant", "role_block", "identity")} <= names
+
+
+def test_the_account_update_trigger_compares_every_shown_column(db: Database) -> None:
+    """SQLite: an account UPDATE moves the counter when any column the view shows changed
+    (the installed trigger, not only 0019's list)."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite's trigger")
+    with db.engine.connect() as conn:
+        (sql,) = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'trigger' "
+                                      "AND name = 'jitprov_auth_account_update'").scalars()
+    assert all(f"OLD.{c} IS NOT NEW.{c}" in sql for c in MIGRATION.SHOWN["account"])
+    assert not any(f"OLD.{c} " in sql for c in MIGRATION.QUIET["account"])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.testclient import TestClient
 
 from jitprov.services.context import ServiceContext
@@ -33,6 +33,11 @@ def routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[BaseRoute]
 def _scope(method: str, path: str) -> dict[str, Any]:
     return {"type": "http", "method": method, "path": path, "root_path": "",
             "headers": [], "query_string": b""}
+
+
+def _index(routes: list[BaseRoute]) -> RouteIndex:
+    """The index of a router holding the app's routes, in their order."""
+    return RouteIndex(Router(routes=routes), app=None)  # type: ignore[arg-type]
 
 
 def _router_choice(routes: list[BaseRoute], scope: dict[str, Any]) -> BaseRoute | None:
@@ -60,8 +65,7 @@ def test_the_index_chooses_the_route_the_router_chooses(routes: list[BaseRoute],
                                                        path: str) -> None:
     """Where the index answers, it names the router's own choice; where it does not, the
     router decides (and may still find a route behind the index: the console, the API)."""
-    index = RouteIndex.__new__(RouteIndex)
-    index.index = index_routes(routes)
+    index = _index(routes)
     scope = _scope(method, path)
     found = index.find(scope)
     if found is not None:
@@ -76,9 +80,7 @@ def test_the_index_chooses_the_route_the_router_chooses(routes: list[BaseRoute],
 ])
 def test_the_hot_routes_are_in_the_index(routes: list[BaseRoute], method: str,
                                          path: str) -> None:
-    index = RouteIndex.__new__(RouteIndex)
-    index.index = index_routes(routes)
-    found = index.find(_scope(method, path))
+    found = _index(routes).find(_scope(method, path))
     assert found is not None and found[0] is _router_choice(routes, _scope(method, path))
 
 
@@ -137,3 +139,31 @@ def test_what_the_index_does_not_match_the_router_answers_as_before(
         assert moved.headers["location"].endswith("/healthz")
         assert client.get("/no-such-page").status_code == 404
         assert client.get("/api/tenants").status_code == 401  # behind the index
+
+
+def test_the_index_stands_aside_for_a_router_it_cannot_follow() -> None:
+    """A router with middleware of its own (a hit would skip it) keeps its dispatch; a route
+    added after the index was made sends every request to the router."""
+    from starlette.middleware import Middleware
+
+    from jitprov.web import route_index
+
+    async def endpoint(_request: Any) -> None:
+        raise AssertionError
+
+    class Noop:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self.app(scope, receive, send)
+
+    wrapped = Router(routes=[Route("/a", endpoint)], middleware=[Middleware(Noop)])
+    route_index.install(wrapped)
+    assert not isinstance(wrapped.middleware_stack, RouteIndex)
+    plain = Router(routes=[Route("/a", endpoint)])
+    route_index.install(plain)
+    index = plain.middleware_stack
+    assert isinstance(index, RouteIndex) and index.find(_scope("GET", "/a")) is not None
+    plain.routes.insert(0, Route("/a", endpoint))  # would now be the router's choice
+    assert index.find(_scope("GET", "/a")) is None

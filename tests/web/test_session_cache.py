@@ -202,6 +202,47 @@ def other_node(cached: ServiceContext, database_url: str) -> Iterator[ServiceCon
     node.db.dispose()
 
 
+def test_on_sqlite_a_moved_counter_read_on_the_loop_drops_the_entries(
+        client: TestClient, cached: ServiceContext, other_node: ServiceContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After another node's commit the counter is read on the event loop; moved (a role
+    revoked), every entry is dropped there, and the request reads the database in a thread
+    and sees the change. The counter of a reopened data-version connection is not trusted:
+    its data version may count from a new start."""
+    cache = cached.session_cache
+    assert cache is not None
+    if cache.shared:
+        pytest.skip("SQLite's counter")
+    sign_in(client)
+    account_id = client.get("/me").json()["id"]
+    token = client.cookies.get(SESSION_COOKIE)
+    assert "staff" in client.get("/auth/verify").headers["x-jitprov-roles"]
+    assert len(cache) == 1
+    accounts.revoke_role(other_node, "hospital", account_id, "staff", reason="moved",
+                         actor="admin:ops", block=True)
+    caught_up, calls = cache.caught_up, []
+
+    def recorded(seen: tuple[int, int] | None) -> bool:
+        answer = caught_up(seen)
+        calls.append((answer, len(cache)))
+        return answer
+
+    monkeypatch.setattr(cache, "caught_up", recorded)
+    hand_offs = HandOffs(monkeypatch)
+    assert "staff" not in client.get("/auth/verify").headers["x-jitprov-roles"]
+    assert calls == [(True, 0)]  # on the loop: the counter moved, the entries dropped
+    assert hand_offs.calls[0] == "current_session"  # then the database, in a thread
+    assert sessions.remembered_session(cached, token) is not None  # (filled again)
+    version = auth_changes.DataVersion(cached.db.engine)
+    first = version.read()
+    assert first is not None and version.counter(first) is not None
+    version.close()
+    again = version.read()  # a new connection: its values count again
+    assert again is not None and version.counter(first) is None
+    assert version.counter(again) is not None
+    version.close()
+
+
 @pytest.mark.parametrize("change", ["deactivate", "revoke_role"])
 def test_a_change_on_another_node_is_seen_within_a_second(
         client: TestClient, cached: ServiceContext, other_node: ServiceContext,

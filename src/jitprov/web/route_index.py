@@ -10,7 +10,8 @@ left out starts with another literal segment, so cannot match: the first route t
 full is the one the router would have chosen. Anything else goes to the router as it is: a
 path that no indexed route matches in full (a wrong method's 405, a redirect to the path with
 or without its trailing slash, a 404), a route behind the first one the index cannot file
-(mounts, included routers), a lifespan or a WebSocket. The shortcut declines when unsure.
+(mounts, included routers), a lifespan or a WebSocket, and every request once a route was
+added or removed after the index was made. The shortcut declines when unsure.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ class RouteIndex:
         self.router = router
         self.app = app  # the router's dispatch: what the index hands anything else to
         self.index = index_routes(router.routes)
+        self._routes = len(router.routes)  # a route added or removed since: the router's
 
     def find(self, scope: Scope) -> tuple[Route, Scope] | None:
         """The route that matches ``scope`` in full and its child scope, when the index
         knows it; None when the router must decide."""
-        if scope["type"] != "http" or scope.get("root_path") or "fastapi.telemetry" in scope:
+        if scope["type"] != "http" or scope.get("root_path") or "fastapi.telemetry" in scope \
+                or len(self.router.routes) != self._routes:
             return None
         path: str = scope["path"]
         for route in self.index.get(path[1:].split("/", 1)[0], ()):
@@ -74,12 +77,13 @@ class RouteIndex:
 
 
 def install(router: Router) -> None:
-    """Put the index in front of ``router``'s dispatch, once its routes are all added (a
-    route added later is reached through the router, as before). A router that sets form
-    limits on the request (FastAPI's ``form_limits``) keeps its own dispatch."""
-    if getattr(router, "form_limits", None):
-        return
+    """Put the index in front of ``router``'s dispatch, once its routes are all added (once
+    a route is added or removed, every request goes through the router, as before). A router
+    that sets form limits on the request (FastAPI's ``form_limits``) or has middleware of its
+    own keeps its own dispatch."""
     dispatch: ASGIApp = router.middleware_stack
     if isinstance(dispatch, RouteIndex):
         dispatch = dispatch.app
+    if getattr(router, "form_limits", None) or dispatch != router.app:
+        return  # (a router with middleware of its own: a hit would skip it)
     router.middleware_stack = RouteIndex(router, dispatch)

@@ -15,6 +15,11 @@ can hold the view of an account that has no session, so:
 Updates and deletes still move it as before. PostgreSQL is unchanged: its notifications name
 the account, and a node evicts only that account's entries.
 
+The four INSERT triggers read ``session``: SQLite checks every trigger when a batch migration
+renames its copy of a table into place, so a later migration that rebuilds ``session``
+calls :func:`drop_session_checks` before and :func:`create_session_checks` after (a rebuild
+of a watched table drops that table's own triggers too: 0019's and these are written again).
+
 Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-07
@@ -46,13 +51,25 @@ def _trigger(table: str, operation: str, when: str) -> None:
                f"{when} {_BUMP}")  # (names and clauses of this file and 0019's)
 
 
+def drop_session_checks() -> None:
+    """SQLite: drop the triggers that read ``session`` (before a rebuild of that table)."""
+    for table in _GRANTS_AND_IDENTITIES:
+        op.execute(f"DROP TRIGGER IF EXISTS jitprov_auth_{table}_insert")
+
+
+def create_session_checks() -> None:
+    """SQLite: the INSERT triggers that move the counter only for an account with a
+    session (again, after a rebuild of ``session``)."""
+    for table in _GRANTS_AND_IDENTITIES:
+        _trigger(table, "INSERT", f"WHEN {_HAS_SESSION}")
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute("DROP TRIGGER IF EXISTS jitprov_auth_account_insert")
     _trigger("account", "UPDATE", f"WHEN {_0019._changed('account', 'IS NOT')}")
-    for table in _GRANTS_AND_IDENTITIES:
-        _trigger(table, "INSERT", f"WHEN {_HAS_SESSION}")
+    create_session_checks()
 
 
 def downgrade() -> None:
