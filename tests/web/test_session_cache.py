@@ -202,6 +202,18 @@ def other_node(cached: ServiceContext, database_url: str) -> Iterator[ServiceCon
     node.db.dispose()
 
 
+def _signed_in_on_sqlite(client: TestClient,
+                         cached: ServiceContext) -> tuple[SessionCache, str, str | None]:
+    """SQLite's cache (else the test is skipped), a person signed in: (the cache, their
+    account id, their session cookie)."""
+    cache = cached.session_cache
+    assert cache is not None
+    if cache.shared:
+        pytest.skip("SQLite's counter")
+    sign_in(client)
+    return cache, client.get("/me").json()["id"], client.cookies.get(SESSION_COOKIE)
+
+
 def test_on_sqlite_a_moved_counter_read_on_the_loop_drops_the_entries(
         client: TestClient, cached: ServiceContext, other_node: ServiceContext,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,13 +221,7 @@ def test_on_sqlite_a_moved_counter_read_on_the_loop_drops_the_entries(
     revoked), every entry is dropped there, and the request reads the database in a thread
     and sees the change. The counter of a reopened data-version connection is not trusted:
     its data version may count from a new start."""
-    cache = cached.session_cache
-    assert cache is not None
-    if cache.shared:
-        pytest.skip("SQLite's counter")
-    sign_in(client)
-    account_id = client.get("/me").json()["id"]
-    token = client.cookies.get(SESSION_COOKIE)
+    cache, account_id, token = _signed_in_on_sqlite(client, cached)
     assert "staff" in client.get("/auth/verify").headers["x-jitprov-roles"]
     assert len(cache) == 1
     accounts.revoke_role(other_node, "hospital", account_id, "staff", reason="moved",
@@ -276,13 +282,7 @@ def test_on_sqlite_a_change_synced_by_another_request_mid_read_is_not_kept(
     """Request A reads the counter, then (before its fill) another process deactivates the
     account and request B syncs the newer counter: A answers from its own snapshot, but its
     fill is not kept, so the next request is refused."""
-    cache = cached.session_cache
-    assert cache is not None
-    if cache.shared:
-        pytest.skip("SQLite's counter")
-    sign_in(client)
-    account_id = client.get("/me").json()["id"]
-    token = client.cookies.get(SESSION_COOKIE)
+    cache, account_id, token = _signed_in_on_sqlite(client, cached)
     assert client.get("/auth/verify").status_code == 200
     cache.clear()  # the session not held (past its entry's lifetime)
     confirm, raced = cache.confirm, []
