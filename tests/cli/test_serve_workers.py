@@ -35,10 +35,21 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+METRICS_TOKEN = "m" * 24
+
+
+def frozen_objects(port: int) -> float:
+    """``jitprov_gc_frozen_objects`` of whichever process answers ``/metrics``."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics",
+                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    line = next(x for x in text.splitlines() if x.startswith("jitprov_gc_frozen_objects "))
+    return float(line.split()[1])
+
+
 def test_serve_runs_the_requested_number_of_workers(tmp_path: Path) -> None:
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{tmp_path}/j.db",
-           "JITPROV_SECRET_KEY": TEST_SECRET_KEY}
+           "JITPROV_SECRET_KEY": TEST_SECRET_KEY, "JITPROV_METRICS_TOKEN": METRICS_TOKEN}
     env.pop("JITPROV_BASE_URL", None)
     subprocess.run([jitprov, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
                    capture_output=True)
@@ -61,6 +72,8 @@ def test_serve_runs_the_requested_number_of_workers(tmp_path: Path) -> None:
         assert len(workers) == 2
         assert all(httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
                    for _ in range(10))
+        # each worker left what it built at start out of Python's full collections
+        assert min(frozen_objects(port) for _ in range(6)) > 50_000
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -72,7 +85,8 @@ def test_serve_ignores_web_concurrency_from_the_environment(tmp_path: Path) -> N
     # object in several workers: one process serves unless --workers says otherwise
     jitprov = str(Path(sys.executable).with_name("jitprov"))
     env = {**os.environ, "JITPROV_DATABASE_URL": f"sqlite:///{tmp_path}/j.db",
-           "JITPROV_SECRET_KEY": TEST_SECRET_KEY, "WEB_CONCURRENCY": "3"}
+           "JITPROV_SECRET_KEY": TEST_SECRET_KEY, "WEB_CONCURRENCY": "3",
+           "JITPROV_METRICS_TOKEN": METRICS_TOKEN}
     env.pop("JITPROV_BASE_URL", None)
     subprocess.run([jitprov, "db", "upgrade"], env=env, cwd=tmp_path, check=True,
                    capture_output=True)
@@ -91,6 +105,7 @@ def test_serve_ignores_web_concurrency_from_the_environment(tmp_path: Path) -> N
                 time.sleep(0.2)
         assert answered
         assert children_of(proc.pid) == set()
+        assert frozen_objects(port) > 50_000  # one process: frozen where it serves
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

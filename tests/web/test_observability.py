@@ -369,6 +369,7 @@ def test_metrics_carry_idp_health_outbox_age_and_the_pool(hospital: ServiceConte
         assert 'jitprov_idp_up{connection="idp"} 1.0' in first
         assert "jitprov_outbox_oldest_age_seconds 0.0" in first
         assert "jitprov_db_pool_size " in first and "jitprov_db_pool_checked_out " in first
+        assert "jitprov_gc_frozen_objects " in first
         passkeys.record_idp_health(hospital, "idp", ok=False, error="timeout", actor="test")
         provision_on_login(hospital, "idp", nurse())  # account.created waits in the outbox
         clock.advance(seconds=42)

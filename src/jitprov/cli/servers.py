@@ -25,6 +25,7 @@ from jitprov.services.readiness import readiness
 from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.web.app import create_app
+from jitprov.web.asgi import settle_heap
 
 DEMO_TENANT = "demo"
 DEMO_CONNECTION = "demo"
@@ -137,9 +138,10 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
         else:
             # workers=1 given: uvicorn would otherwise take WEB_CONCURRENCY from the
             # environment, which an app object (not an import string) cannot serve
-            uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
-                        log_level="info", proxy_headers=False, access_log=False,
-                        log_config=None)
+            app = create_app(settings, ctx=ctx)
+            settle_heap()
+            uvicorn.run(app, host=host, port=port, workers=1, log_level="info",
+                        proxy_headers=False, access_log=False, log_config=None)
     finally:
         stop.set()
         if own_dir is not None:

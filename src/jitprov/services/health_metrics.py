@@ -2,10 +2,14 @@
 health (``jitprov_idp_up``), the age of the oldest event not yet fanned out to webhooks
 (``jitprov_outbox_oldest_age_seconds``), and the database pool of the process that answers
 (``jitprov_db_pool_checked_out``, ``jitprov_db_pool_size``). Read at scrape time, so every
-worker and node tells the same state; two short reads per scrape.
+worker and node tells the same state; two short reads per scrape. And the objects the
+answering process left out of Python's full collections at start
+(``jitprov_gc_frozen_objects``, see :func:`jitprov.web.asgi.settle_heap`).
 """
 
 from __future__ import annotations
+
+import gc
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
@@ -35,4 +39,7 @@ def exposition(ctx: ServiceContext) -> bytes:
               registry=registry).set(checked_out())
         Gauge("jitprov_db_pool_size", "database connections this process keeps",
               registry=registry).set(size())
+    Gauge("jitprov_gc_frozen_objects", "objects this process left out of Python's full "
+          "garbage collections when it started serving (0: none)",
+          registry=registry).set(gc.get_freeze_count())
     return generate_latest(registry)
