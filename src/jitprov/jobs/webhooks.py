@@ -1,6 +1,6 @@
 """The webhook worker of ``serve``, on every node (the claim is safe): passes back to back while
-they find work (at start, and while a surge's announcements drain at the speed of the
-receivers), then one pass every ``every``."""
+they find work (at start, while a surge's announcements drain at the speed of the receivers,
+and while more events wait than one pass fans out), then one pass every ``every``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def run_periodically(ctx: ServiceContext, every: timedelta,
                 if report.delivered or report.failed:
                     log.info("webhooks: %d delivered, %d failed", report.delivered,
                              report.failed)
-                    pause = 0  # more may be due: a failed send is rescheduled, not retried now
+                if report.more_waiting:
+                    pause = 0
             except Exception:
                 log.exception("webhook pass failed; retrying at the next one")
 

@@ -44,6 +44,7 @@ SEND_TIMEOUT = 10.0  # seconds per network operation; the body of the answer is 
 #: how long one send holds its delivery: connect, write and read timeouts, and some slack
 SEND_LEASE = timedelta(seconds=3 * SEND_TIMEOUT + 30)
 BATCH = 20  # deliveries one pass claims; the lease covers them all sent one after another
+FAN_OUT = 500  # outbox events one pass turns into deliveries, in one write transaction
 MAX_URL = 2000
 
 
@@ -61,6 +62,12 @@ class RunReport:
     dispatched: int
     delivered: int
     failed: int
+
+    @property
+    def more_waiting(self) -> bool:
+        """Whether the next pass may find work at once: this one sent something (a failed
+        send is rescheduled, not retried now), or fanned out a full batch of events."""
+        return bool(self.delivered or self.failed or self.dispatched >= FAN_OUT)
 
 
 class UnsafeDestination(InvalidInput):
@@ -262,7 +269,7 @@ def deliver_due(ctx: ServiceContext, *, limit: int = 50) -> RunReport:
     limit = min(limit, BATCH)
     claim = secrets.token_hex(8)
     with UnitOfWork(ctx.db) as uow:
-        dispatched = uow.outbox.webhooks.fan_out(now)
+        dispatched = uow.outbox.webhooks.fan_out(now, limit=FAN_OUT)
         due = uow.outbox.webhooks.claim_due(now, lease=SEND_LEASE, claim=claim, limit=limit)
         uow.commit()
     delivered = failed = 0
