@@ -57,7 +57,8 @@ def test_a_busy_port_is_one_line_before_any_banner(capsys: pytest.CaptureFixture
 def test_commands_print_links_for_the_port_dev_runs_on(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/jitprov.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JITPROV_")}
-    env.update(JITPROV_DATABASE_URL=url, JITPROV_SECRET_KEY=TEST_SECRET_KEY)
+    env.update(JITPROV_DATABASE_URL=url, JITPROV_SECRET_KEY=TEST_SECRET_KEY,
+               JITPROV_METRICS_TOKEN="m" * 24)
     port = _free_port()
     proc = subprocess.Popen([JITPROV, "dev", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,6 +71,11 @@ def test_commands_print_links_for_the_port_dev_runs_on(tmp_path: Path) -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
+        # dev, like serve, leaves what it built at start out of Python's full collections
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics",
+                            headers={"Authorization": f"Bearer {'m' * 24}"}).text
+        assert float(re.search(r"^jitprov_gc_frozen_objects (\S+)$", scraped,
+                               re.MULTILINE)[1]) > 50_000  # type: ignore[index]
 
         def cli(*argv: str, **extra: str) -> str:
             done = subprocess.run([JITPROV, *argv], env={**env, **extra}, cwd=tmp_path,

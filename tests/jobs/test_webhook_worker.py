@@ -52,7 +52,7 @@ def test_events_past_one_pass_are_fanned_out_without_waiting_a_period(
                                         for n in range(2 * FAN_OUT + 100)], ctx.clock())
         uow.commit()
     stop = threading.Event()
-    webhooks.run_periodically(ctx, timedelta(hours=1), stop)
+    worker = webhooks.run_periodically(ctx, timedelta(hours=1), stop)
     try:
         deadline = time.monotonic() + 20
         waiting = True
@@ -63,3 +63,4 @@ def test_events_past_one_pass_are_fanned_out_without_waiting_a_period(
         assert not waiting
     finally:
         stop.set()
+        worker.join(timeout=10)

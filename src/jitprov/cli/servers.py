@@ -187,8 +187,9 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     entitlement_jobs.run_periodically(ctx, timedelta(seconds=1), stop)  # large SCIM changes
     try:
-        uvicorn.run(create_app(settings, ctx=ctx), host=host, port=port, workers=1,
-                    log_level="warning", access_log=False, proxy_headers=False,
-                    log_config=None)
+        app = create_app(settings, ctx=ctx)
+        settle_heap()  # as `serve` does: a benchmark's nodes run `jitprov dev`
+        uvicorn.run(app, host=host, port=port, workers=1, log_level="warning",
+                    access_log=False, proxy_headers=False, log_config=None)
     finally:
         stop.set()

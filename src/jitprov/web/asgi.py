@@ -28,9 +28,9 @@ def settle_heap() -> None:
 
     A full collection of the cyclic garbage collector walks every object it tracks, and holds
     the GIL while it does: a worker holds about 200,000 once started (modules, classes,
-    functions, the app), and under a stream of logins a full collection came every few
-    hundred of them and stopped the worker's event loop for 120-150 ms, which every request
-    in flight waited out. Collected once, then frozen (``gc.freeze``), those objects are
+    functions, the app), and under a stream of logins a full collection came every couple
+    of thousand of them and stopped the worker's event loop for 120-150 ms, which every
+    request in flight waited out. Collected once, then frozen (``gc.freeze``), those objects are
     never walked again; what the worker makes afterwards is collected as before. Called by
     ``serve`` in the process that serves, never by :func:`create_app`: a test run builds
     thousands of apps in one process, and a frozen object that later becomes part of a
