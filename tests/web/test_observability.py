@@ -376,3 +376,26 @@ def test_metrics_carry_idp_health_outbox_age_and_the_pool(hospital: ServiceConte
         second = scrape()
     assert 'jitprov_idp_up{connection="idp"} 0.0' in second
     assert "jitprov_outbox_oldest_age_seconds 42.0" in second
+
+
+def test_a_stalled_event_loop_shows_in_the_lag_histogram(ctx: ServiceContext) -> None:
+    token = secrets.token_hex(16)
+
+    def stalls_over_a_quarter_second(client: TestClient) -> float:
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                       if line.startswith("jitprov_event_loop_lag_seconds_"))
+        return (float(samples["jitprov_event_loop_lag_seconds_count"])
+                - float(samples['jitprov_event_loop_lag_seconds_bucket{le="0.25"}']))
+
+    with client_with(ctx, JITPROV_METRICS_TOKEN=token) as client:
+        before = stalls_over_a_quarter_second(client)
+        assert client.portal is not None
+        # blocks the server's event loop itself, longer than the watcher's period: a timer
+        # falls due inside, and runs at least 0.3 s late
+        client.portal.call(time.sleep, 0.8)
+        deadline = time.monotonic() + 5
+        while (stalls_over_a_quarter_second(client) == before
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert stalls_over_a_quarter_second(client) >= before + 1

@@ -28,6 +28,7 @@ from prometheus_client import (
 _MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 _FAST = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _HTTP = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LAG = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REGISTRY: CollectorRegistry
 LOGINS: Counter
@@ -40,13 +41,14 @@ HTTP_REQUESTS: Counter
 HTTP_SECONDS: Histogram
 SCIM_OPERATIONS: Counter
 RATE_LIMITED: Counter
+LOOP_LAG: Histogram
 
 
 def _define() -> None:
     """(Re)create every metric in a new :data:`REGISTRY`, with the value class in force."""
     global REGISTRY, LOGINS, DECISION_SECONDS, REVOCATION_SECONDS, SESSIONS_REVOKED
     global WEBHOOK_ATTEMPTS, WEBHOOK_BACKLOG, HTTP_REQUESTS, HTTP_SECONDS, SCIM_OPERATIONS
-    global RATE_LIMITED
+    global RATE_LIMITED, LOOP_LAG
     REGISTRY = registry = CollectorRegistry(auto_describe=True)
     LOGINS = Counter("jitprov_logins", "Logins by outcome (the decision, or the failure "
                      "code)", ["outcome"], registry=registry)
@@ -77,6 +79,10 @@ def _define() -> None:
                               registry=registry)
     RATE_LIMITED = Counter("jitprov_rate_limited", "Requests refused with 429 by rate limit",
                            ["limit"], registry=registry)
+    LOOP_LAG = Histogram("jitprov_event_loop_lag_seconds", "How late a worker's event loop "
+                         "ran a timer set every 0.5 s: the time every request in flight "
+                         "waited for a stall (a garbage collection, CPU starvation, a blocking "
+                         "call)", buckets=_LAG, registry=registry)
 
 
 _define()

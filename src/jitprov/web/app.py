@@ -4,6 +4,7 @@ routes; FastAPI serves only the admin API, where its validation and OpenAPI pay 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from jitprov.services.context import ServiceContext, build_context, open_databas
 from jitprov.services.ratelimit import RateLimiter
 from jitprov.services.records import Database
 from jitprov.settings import Settings
-from jitprov.web import console, errors, i18n, route_index, tracing
+from jitprov.web import console, errors, i18n, observability, route_index, tracing
 from jitprov.web.framing import NoFraming
 from jitprov.web.observability import RateLimit, RequestContext
 from jitprov.web.routes import (
@@ -44,10 +45,15 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    """When the server stops: the session cache's listening connection closed, the
-    connections to identity providers the event loop opened, the metrics bookkeeping of a
-    worker of ``serve --workers``, and the last spans sent when tracing is on."""
-    yield
+    """While the app serves, its event loop watched (:func:`observability.watch_loop`). When
+    the server stops: the session cache's listening connection closed, the connections to
+    identity providers the event loop opened, the metrics bookkeeping of a worker of
+    ``serve --workers``, and the last spans sent when tracing is on."""
+    watcher = asyncio.get_running_loop().create_task(observability.watch_loop())
+    try:
+        yield
+    finally:
+        watcher.cancel()
     cache = _app.state.ctx.session_cache
     if cache is not None:
         cache.stop()
