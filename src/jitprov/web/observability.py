@@ -172,7 +172,8 @@ async def watch_loop(tick: float = LOOP_TICK) -> None:
     (``jitprov_event_loop_lag_seconds``). A sample, not a record of every stall: a stall
     lands in the histogram as often as the share of time it takes, which is what the
     requests waiting behind it feel. Nothing per request; each wake-up of an idle worker
-    costs about 0.17 ms of CPU on a small VM, so two a second, not a hundred."""
+    costs CPU (two a second measured 0.5-1 ms a second per idle worker on a small VM), so
+    two a second, not a hundred."""
     loop = asyncio.get_running_loop()
     while True:
         due = loop.time() + tick
