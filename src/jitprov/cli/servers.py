@@ -24,8 +24,7 @@ from jitprov.services.login.kinds import CONNECTION_KINDS
 from jitprov.services.readiness import readiness
 from jitprov.settings import Settings
 from jitprov.store.database import Database
-from jitprov.web.app import create_app
-from jitprov.web.asgi import settle_heap
+from jitprov.web.asgi import serving_app
 
 DEMO_TENANT = "demo"
 DEMO_CONNECTION = "demo"
@@ -138,10 +137,9 @@ def _serve(settings: Settings, db: Database, *, host: str, port: int, workers: i
         else:
             # workers=1 given: uvicorn would otherwise take WEB_CONCURRENCY from the
             # environment, which an app object (not an import string) cannot serve
-            app = create_app(settings, ctx=ctx)
-            settle_heap()
-            uvicorn.run(app, host=host, port=port, workers=1, log_level="info",
-                        proxy_headers=False, access_log=False, log_config=None)
+            uvicorn.run(serving_app(settings, ctx), host=host, port=port, workers=1,
+                        log_level="info", proxy_headers=False, access_log=False,
+                        log_config=None)
     finally:
         stop.set()
         if own_dir is not None:
@@ -187,9 +185,9 @@ def _dev(settings: Settings, db: Database, *, host: str, port: int) -> None:
     webhooks.run_periodically(ctx, timedelta(seconds=1), stop)
     entitlement_jobs.run_periodically(ctx, timedelta(seconds=1), stop)  # large SCIM changes
     try:
-        app = create_app(settings, ctx=ctx)
-        settle_heap()  # as `serve` does: a benchmark's nodes run `jitprov dev`
-        uvicorn.run(app, host=host, port=port, workers=1, log_level="warning",
-                    access_log=False, proxy_headers=False, log_config=None)
+        # as `serve` does: a benchmark's nodes run `jitprov dev`
+        uvicorn.run(serving_app(settings, ctx), host=host, port=port, workers=1,
+                    log_level="warning", access_log=False, proxy_headers=False,
+                    log_config=None)
     finally:
         stop.set()

@@ -11,14 +11,21 @@ import gc
 from fastapi import FastAPI
 
 from jitprov.services import logs
-from jitprov.settings import load_settings
+from jitprov.services.context import ServiceContext
+from jitprov.settings import Settings, load_settings
 from jitprov.web.app import create_app
 
 
 def app_from_environment() -> FastAPI:
     settings = load_settings()
     logs.configure(settings.ops.log_format, settings.ops.log_level)  # as the supervisor's
-    app = create_app(settings)
+    return serving_app(settings)
+
+
+def serving_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI:
+    """The app of a process about to serve it (``serve``, its workers, ``dev``): built, then
+    the heap settled (:func:`settle_heap`)."""
+    app = create_app(settings, ctx=ctx)
     settle_heap()
     return app
 
