@@ -66,6 +66,29 @@ def test_hot_statements_reach_the_cursor_listeners_in_order(
         assert [e.seq for e in uow.audit.events(tenant.id)] == [1, 2]
 
 
+def test_a_listener_after_the_statements_alone_sees_them(
+        db: Database, clock: Clock, tenant: TenantRecord,
+        connection: ConnectionRecord) -> None:
+    """A listener on ``after_cursor_execute`` only (a statement timer) still gets each hot
+    statement, though the engine's own listeners are on other events."""
+    seen: list[str] = []
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement.split()[0])
+
+    sa.event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        with UnitOfWork(db) as uow:
+            account_id = new_account(uow, tenant, connection, clock)
+            uow.identities.record_login(account_id=account_id, connection_id=connection.id,
+                                        subject="s-1", now=clock())
+            uow.commit()
+    finally:
+        sa.event.remove(db.engine, "after_cursor_execute", after)
+    assert seen[0] in ("INSERT", "WITH")
+    assert "UPDATE" in seen or seen.count("WITH") > 1
+
+
 def test_a_failing_hot_statement_still_closes_what_its_listener_opened(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:

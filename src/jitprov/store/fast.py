@@ -22,7 +22,8 @@ When the engine or connection has listeners (OpenTelemetry's SQLAlchemy instrume
 test's statement counter), each execution is reported to them as SQLAlchemy reports its own:
 ``before_cursor_execute`` and ``after_cursor_execute`` with the SQL and the DBAPI parameters
 (the context argument is a bare object listeners may set attributes on), so these statements
-are in traces like every other; without listeners that costs one attribute test.
+are in traces like every other; without them (the engine's pool and ``begin`` listeners do
+not count) that costs two attribute tests.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class Prepared:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         values = self._params(plan, params)
         try:
-            if conn._has_events or conn.engine._has_events:
+            if _watched(conn):
                 _observed(conn, cursor, plan.sql, values, many=False)
             else:
                 cursor.execute(plan.sql, values)
@@ -158,7 +159,7 @@ class Prepared:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         values = [self._params(plan, p) for p in params]
         try:
-            if conn._has_events or conn.engine._has_events:
+            if _watched(conn):
                 _observed(conn, cursor, plan.sql, values, many=True)
             else:
                 cursor.executemany(plan.sql, values)
@@ -225,7 +226,7 @@ def _pipelined(conn: sa.Connection, statements: Sequence[tuple[Prepared, Mapping
                *, commit: bool) -> Iterator[list[Any]]:
     """The cursors of ``statements`` (and of the COMMIT) after one Sync, closed after."""
     raw: Any = conn.connection.dbapi_connection
-    observed = conn._has_events or conn.engine._has_events
+    observed = _watched(conn)
     cursors: list[Any] = []
     plans = [statement._plan(conn.dialect)[0] for statement, _ in statements]
     dbapi: Any = conn.dialect.loaded_dbapi
@@ -389,6 +390,16 @@ def _failed(conn: sa.Connection, cursor: Any, sql: str, exc: Exception) -> NoRet
         conn._handle_dbapi_exception(exc, sql, None, cursor, None)
     finally:
         cursor.close()
+
+
+def _watched(conn: sa.Connection) -> bool:
+    """Whether anything listens to ``conn``'s statements. The engine's own listeners (the
+    pool's, ``begin``, ``connect``) set SQLAlchemy's ``_has_events`` for every connection; only
+    cursor-execute listeners are owed a report of each statement."""
+    if not (conn._has_events or conn.engine._has_events):
+        return False
+    dispatch = conn.dispatch
+    return bool(dispatch.before_cursor_execute) or bool(dispatch.after_cursor_execute)
 
 
 class _EventContext:
