@@ -12,10 +12,11 @@ profiles the workers under load with py-spy and writes ``bench/results/e2e-profi
 What runs, each in its own process:
 
 - the server: ``jitprov serve --workers 2`` on a loopback port, on a fresh SQLite file or a
-  fresh PostgreSQL database (migrated by ``jitprov db upgrade``), with three connections to
-  the IdP: ``saml`` (SP-initiated), ``oidc`` (code flow, claims from the ID token) and
-  ``oidc-ui`` (the same, plus a userinfo call). Its settings are production's, but for the
-  per-address rate limits (one load generator is one address) and
+  fresh PostgreSQL database (migrated by ``jitprov db upgrade``), with connections to the
+  IdP: ``saml`` (SP-initiated), ``oidc`` (code flow, claims from the ID token),
+  ``oidc-ui`` (the same, plus a userinfo call) and ``saml-lean`` (``saml`` with
+  ``sign_authn_requests: false``: flow ``saml-unsigned``, measured when asked). Its settings
+  are production's, but for the per-address rate limits (one load generator is one address) and
   ``JITPROV_OUTBOUND_ALLOW=127.0.0.1/32`` (the IdP is on loopback). Logs at the default level
   (INFO, one JSON line per request) go to a file.
 - the IdP (``bench/e2e_idp.py``): signs every SAML Response and ID token for real (RSA-2048),
@@ -83,7 +84,12 @@ TENANT = "hospital"
 #: flow -> (connection slug, label)
 FLOWS = {"saml": ("saml", "SAML SP-initiated"),
          "oidc": ("oidc", "OIDC code flow"),
-         "oidc-userinfo": ("oidc-ui", "OIDC code flow + userinfo")}
+         "oidc-userinfo": ("oidc-ui", "OIDC code flow + userinfo"),
+         "saml-unsigned": ("saml-lean", "SAML SP-initiated, AuthnRequest unsigned")}
+#: the flows a run measures unless told (``--flow``): the unsigned variant only when asked
+DEFAULT_FLOWS = ["saml", "oidc", "oidc-userinfo"]
+#: how the load generator signs in for a flow, when not as the flow's own name
+DRIVER_FLOWS = {"saml-unsigned": "saml"}
 SCOPES = ["openid", "email", "profile", "groups"]
 #: single requests measured alone (bench/e2e_driver.py PROBES): name -> (flow, slug, label)
 PROBES = {"healthz": ("healthz", "saml", "GET /healthz"),
@@ -169,7 +175,7 @@ def server_env(database_url: str, base_url: str) -> dict[str, str]:
 
 
 def prepare_database(url: str, idp: Idp) -> None:
-    """Migrate with the CLI, then a tenant and the three connections to the IdP (in a child
+    """Migrate with the CLI, then a tenant and the connections to the IdP (in a child
     process, which imports the run's jitprov source)."""
     subprocess.run([_bin("jitprov"), "db", "upgrade"], check=True, cwd=ROOT,
                    env=server_env(url, "http://127.0.0.1:1"), stdout=subprocess.DEVNULL)
@@ -180,6 +186,7 @@ def prepare_database(url: str, idp: Idp) -> None:
 def _prepare(url: str, idp_url: str) -> None:
     from bench.provision import MAPPING as OIDC_MAPPING
     from bench.saml import MAPPING as SAML_MAPPING
+    from jitprov.protocols.saml import SamlConfig
     from jitprov.services import admin
     from jitprov.services.context import build_context
     from jitprov.settings import Settings
@@ -191,9 +198,13 @@ def _prepare(url: str, idp_url: str) -> None:
                                      outbound_allow=("127.0.0.1/32",)), db)
         admin.create_tenant(ctx, TENANT, "Bench Hospital", actor="bench")
         metadata = httpx.get(f"{idp_url}/saml/metadata", timeout=10).content
-        admin.add_saml_connection(ctx, tenant=TENANT, slug="saml", metadata_xml=metadata,
-                                  metadata_url=None, mapping=SAML_MAPPING,
-                                  mapping_source="saml.yaml", actor="bench")
+        lean = [] if "sign_authn_requests" not in SamlConfig.__dataclass_fields__ else [
+            ("saml-lean", {"sign_authn_requests": False})]  # a source tree from before it
+        for slug, options in [("saml", {}), *lean]:
+            admin.add_saml_connection(ctx, tenant=TENANT, slug=slug, metadata_xml=metadata,
+                                      metadata_url=None, mapping=SAML_MAPPING,
+                                      mapping_source="saml.yaml", actor="bench",
+                                      options=options)
         for slug, userinfo in (("oidc", False), ("oidc-ui", True)):
             admin.add_oidc_connection(
                 ctx, tenant=TENANT, slug=slug,
@@ -460,7 +471,8 @@ def measure(server: Server, database_url: str, *, flow: str, kind: str, clients:
             on_window: Any = None) -> dict[str, Any]:
     """One row: ``n`` logins by ``clients`` browsers, measured as the module says.
     ``on_window(start: bool)`` is called right before and after the window (the profiler)."""
-    driver_flow, slug, label = (flow, *FLOWS[flow]) if flow in FLOWS else PROBES[flow]
+    driver_flow, slug, label = ((DRIVER_FLOWS.get(flow, flow), *FLOWS[flow]) if flow in FLOWS
+                                else PROBES[flow])
     spec = {"url": server.url, "flow": driver_flow, "slug": slug, "clients": clients, "n": n,
             "tag": tag, "warm": warm, "sample": 10, "bounce": bounce}
     before = accounts_of(database_url, tag)
@@ -779,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-c", "--clients", type=int, action="append",
                         help="concurrent browsers (repeatable; default 1, 4, 16)")
     parser.add_argument("--flow", action="append", choices=sorted(FLOWS),
-                        help="flows (repeatable; default all)")
+                        help="flows (repeatable; default saml, oidc, oidc-userinfo)")
     parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"],
                         help="databases (repeatable; default both)")
     parser.add_argument("--postgres", default=os.environ.get(
@@ -834,12 +846,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.profile:
         from bench import e2e_profile
         e2e_profile.main(n=args.logins or 300, clients=(args.clients or [4])[0],
-                         flows=args.flow or list(FLOWS), postgres_url=args.postgres,
+                         flows=args.flow or DEFAULT_FLOWS, postgres_url=args.postgres,
                          note=args.note, out=args.out)
         return
     n = args.logins or (20 if args.quick else 300)
     clients = args.clients or ([1, 4] if args.quick else [1, 4, 16])
-    flows = args.flow or list(FLOWS)
+    flows = args.flow or DEFAULT_FLOWS
     dbs = args.db or ["sqlite", "postgresql"]
     started = time.perf_counter()
     rows = run(n=n, clients=clients, flows=flows, dbs=dbs, postgres_url=args.postgres,

@@ -1,6 +1,7 @@
 """What a request costs in the app alone, and what a worker-thread hand-off costs.
 
-The requests of a SAML login (the start, the ACS bounce, the ACS) and a SCIM ``POST /Users``
+The requests of a SAML login (the start, the ACS bounce, the ACS; the start also with
+``sign_authn_requests: false``, the AuthnRequest unsigned) and a SCIM ``POST /Users``
 go through the whole ASGI app (middleware, routing, the service, its SQLite transaction,
 cookies, the log line at INFO) in this process: no socket, no HTTP server, no load generator
 on the cores, one request at a time, so the CPU is the app's own. ``bench.e2e`` measures the
@@ -226,6 +227,9 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     admin.create_tenant(ctx, "bench")
     admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
                               metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
+    admin.add_saml_connection(ctx, tenant="bench", slug="lean", metadata_xml=idp.metadata(),
+                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml",
+                              options={"sign_authn_requests": False})
     scim = InProcess(app, scim_tokens.create_token(ctx, "bench", "bench")[1])
     logins = SamlLogins(app, ctx, idp)
     rows: list[dict[str, Any]] = []
@@ -245,6 +249,11 @@ async def _rows(n: int) -> list[dict[str, Any]]:
 
     async def empty(_i: int) -> None:
         await run_in_threadpool(lambda: None)
+
+    async def unsigned_start(_i: int) -> None:
+        status, _, _ = await call(app, "GET", "/sso/lean/login?return_to=/me", [])
+        if status != 303:
+            raise RuntimeError(f"login start: HTTP {status}")
 
     async def login_round(ops: int, acs: str | None, *, parts: bool) -> None:
         """``ops`` first logins; the start and the bounce recorded when ``parts``, the ACS
@@ -272,6 +281,9 @@ async def _rows(n: int) -> list[dict[str, Any]]:
     await timed(None, empty, 200)
     await login_round(n, "SAML ACS, first login (on the event loop, as served on SQLite)",
                       parts=True)
+    await timed(None, unsigned_start, 20)
+    await timed("SAML login start, AuthnRequest unsigned (sign_authn_requests: false)",
+                unsigned_start, n)
     with in_a_thread():
         await login_round(n, "SAML ACS, first login, service in a worker thread",
                           parts=False)

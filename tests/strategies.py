@@ -190,6 +190,7 @@ def _config_connection(draw: st.DrawFn, tenant: str, slug: str,
             "want_authn_requests_signed": draw(st.booleans()),
             "allow_idp_initiated": draw(st.booleans()),
             "require_signed_assertion": draw(st.booleans()),
+            "sign_authn_requests": draw(st.booleans()),
             "allow_sha1": draw(st.booleans()), "require_mfa": mfa,
             "accepted_auth_contexts": [_SAML_MFA] if mfa else [],
             "idp_slo_url": draw(st.sampled_from([None, f"https://{slug}.example/slo"]))}

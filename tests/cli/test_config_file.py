@@ -24,6 +24,7 @@ from jitprov.settings import Settings
 from jitprov.store.database import Database
 from jitprov.testing.builders import HOSPITAL, nurse
 from tests.conftest import TEST_SECRET_KEY
+from tests.web.helpers import make_client
 
 OKTA_SECRET = "okta-client-secret-value"
 HOOK_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -229,6 +230,30 @@ def test_the_idp_fields_of_a_metadata_url_are_left_to_the_metadata_refresh(
         "update connection hospital/adfs: idp_sso_url, idp_certs, metadata_url"
     assert admin.get_connection(ctx, "adfs").config["idp_sso_url"] == \
         "https://adfs.example/adfs/ls2/"
+
+
+def test_authn_requests_left_unsigned_by_the_file(
+        cli: Path, capsys: pytest.CaptureFixture[str], ctx: ServiceContext) -> None:
+    """``sign_authn_requests: false`` is a setting like the others: planned, applied, then
+    the connection's login start sends no signature; back out of the file, signed again."""
+    signed = hospital_file().replace("        enabled: false\n", "")  # adfs enabled
+    (cli / "jitprov.yaml").write_text(signed)
+    run(capsys, "apply", "-f", "jitprov.yaml")
+    lean = signed.replace("          require_signed_assertion: true\n",
+                          "          require_signed_assertion: true\n"
+                          "          sign_authn_requests: false\n")
+    (cli / "jitprov.yaml").write_text(lean)
+    assert run(capsys, "apply", "-f", "jitprov.yaml")[1].splitlines()[0] == \
+        "update connection hospital/adfs: sign_authn_requests"
+    client = make_client(ctx, dev_mode=False)
+    location = client.get("/sso/adfs/login").headers["location"]
+    assert "SAMLRequest=" in location and "Signature=" not in location
+    assert b'AuthnRequestsSigned="false"' in client.get("/sso/adfs/saml/metadata").content
+    (cli / "jitprov.yaml").write_text(signed)
+    assert run(capsys, "apply", "-f", "jitprov.yaml")[1].splitlines()[0] == \
+        "update connection hospital/adfs: sign_authn_requests"
+    ctx.connections.forget("adfs")
+    assert "&Signature=" in client.get("/sso/adfs/login").headers["location"]
 
 
 def test_a_changed_secret_is_applied_without_showing_it(

@@ -105,6 +105,31 @@ def test_add_saml_require_signed_assertion_flag(capsys: pytest.CaptureFixture[st
             lenient.config["require_signed_assertion"]) == (True, False)
 
 
+def test_add_saml_unsigned_authn_requests_flag(capsys: pytest.CaptureFixture[str],
+                                              workdir: Path) -> None:
+    """``--unsigned-authn-requests`` stores the choice and says what the IdP will get; an IdP
+    whose metadata asks for signed requests still gets them, and the output says so."""
+    asking = FakeSamlIdp().metadata().replace(
+        b"<md:IDPSSODescriptor ", b'<md:IDPSSODescriptor WantAuthnRequestsSigned="true" ')
+    (workdir / "asking.xml").write_bytes(asking)
+    outputs = {}
+    for slug, metadata, flag in (("lean", "idp.xml", ["--unsigned-authn-requests"]),
+                                 ("asked", "asking.xml", ["--unsigned-authn-requests"]),
+                                 ("default", "idp.xml", [])):
+        code, out, err = run(capsys, "connection", "add-saml", "--tenant", "hospital",
+                             "--slug", slug, "--idp-metadata-file", metadata, *flag)
+        assert (code, err) == (0, ""), err
+        outputs[slug] = out
+    assert "AuthnRequests: unsigned" in outputs["lean"]
+    assert "AuthnRequests: signed, as the IdP metadata asks" in outputs["asked"]
+    assert "AuthnRequests" not in outputs["default"]
+    ctx = cli_context()
+    stored = {slug: admin.get_connection(ctx, slug).config["sign_authn_requests"]
+              for slug in outputs}
+    ctx.db.dispose()
+    assert stored == {"lean": False, "asked": False, "default": True}
+
+
 def test_add_saml_from_a_metadata_url(capsys: pytest.CaptureFixture[str], workdir: Path,
                                       metadata_server: MetadataServer) -> None:
     code, _, err = run(capsys, "connection", "add-saml", "--tenant", "hospital", "--slug",

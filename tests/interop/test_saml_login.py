@@ -214,6 +214,40 @@ def test_signed_authn_requests_verify_at_the_idp(idp_runtime: None, database_url
             context.db.dispose()
 
 
+@pytest.mark.parametrize("idp_asks", [False, True])
+def test_unsigned_authn_requests_sign_in_unless_the_idp_asks(
+        idp_runtime: None, database_url: str, idp_asks: bool) -> None:
+    """A connection with ``sign_authn_requests: false``: an IdP that does not ask gets the
+    AuthnRequest unsigned and signs the person in; one whose metadata says
+    WantAuthnRequestsSigned still gets it signed, verifies it, and signs the person in."""
+    users = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA}}
+    with SamlIdp(users=users, want_authn_requests_signed=idp_asks) as real_idp, \
+            httpx.Client(timeout=10) as http:
+        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
+                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
+        try:
+            admin.create_tenant(context, "hospital")
+            admin.add_saml_connection(
+                context, tenant="hospital", slug="shib", metadata_xml=None,
+                metadata_url=real_idp.metadata_url, mapping=MAPPING,
+                mapping_source="shib.yaml", options={"sign_authn_requests": False})
+            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
+            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
+                            raise_server_exceptions=False, follow_redirects=False) as client:
+                sp_metadata = client.get("/sso/shib/saml/metadata").content
+                assert (b'AuthnRequestsSigned="true"' if idp_asks
+                        else b'AuthnRequestsSigned="false"') in sp_metadata
+                real_idp.add_sp_metadata(sp_metadata)
+                location = client.get("/sso/shib/login",
+                                      params={"return_to": "/me"}).headers["location"]
+                assert ("&Signature=" in location) is idp_asks
+                acs_url, fields = real_idp.sign_in(location, "ana", "ana-pw")
+                assert client.post(acs_url, data=fields).status_code == 303
+                assert client.get("/me").json()["email"] == "ana@hospital.example"
+        finally:
+            context.db.dispose()
+
+
 def test_the_idp_signs_what_the_test_says(browser: TestClient, idp: SamlIdp) -> None:
     """The two modes really differ: the Response-only IdP's assertion carries no signature."""
     start = browser.get("/sso/shib/login", params={"return_to": "/me"})

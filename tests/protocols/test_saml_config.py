@@ -25,6 +25,7 @@ def test_parses_a_minimal_config_with_safe_defaults() -> None:
     config = SamlConfig.parse(MINIMAL)
     assert (IDP_CERT,) == config.idp_certs
     assert not config.require_signed_assertion  # a signed Response enveloping it is enough
+    assert config.sign_authn_requests and config.signs_authn_requests  # signed by default
     assert not config.allow_idp_initiated
     assert not config.allow_sha1
     assert 120 == config.clock_skew_seconds

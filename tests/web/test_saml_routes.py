@@ -92,40 +92,87 @@ def test_login_sends_the_browser_to_the_idp_with_a_lax_binding_cookie(
     assert "samesite=lax" in cookie.lower() and "path=/sso/" in cookie.lower()
 
 
-@pytest.mark.parametrize("idp_wants_signed_requests", [None, "false", "true"])
-def test_every_authn_request_is_signed_as_the_sp_metadata_promises(
-        ctx: ServiceContext, idp_wants_signed_requests: str | None) -> None:
-    """Whatever the IdP metadata says about WantAuthnRequestsSigned (nothing, false, true),
-    the SP metadata says AuthnRequestsSigned="true" and the redirect carries SigAlg and a
-    Signature over the exact query string that verifies with the SP metadata's certificate."""
+def idp_metadata(wants_signed_requests: str | None) -> bytes:
+    """The fake IdP's metadata, saying WantAuthnRequestsSigned as given (None: nothing)."""
     metadata = FakeSamlIdp().metadata()
-    if idp_wants_signed_requests is not None:
-        metadata = metadata.replace(b"<md:IDPSSODescriptor ", b"<md:IDPSSODescriptor "
-                                    b'WantAuthnRequestsSigned="%s" '
-                                    % idp_wants_signed_requests.encode())
-    admin.create_tenant(ctx, "clinic")
-    conn = admin.add_saml_connection(ctx, tenant="clinic", slug="plain", metadata_xml=metadata,
-                                     metadata_url=None, mapping=None, mapping_source=None)
-    assert conn.config["want_authn_requests_signed"] is (idp_wants_signed_requests == "true")
-    client = make_client(ctx, dev_mode=False)
+    if wants_signed_requests is None:
+        return metadata
+    return metadata.replace(b"<md:IDPSSODescriptor ", b"<md:IDPSSODescriptor "
+                            b'WantAuthnRequestsSigned="%s" ' % wants_signed_requests.encode())
 
-    sp_metadata = etree.fromstring(client.get("/sso/plain/saml/metadata").content)
+
+def authn_requests_signed(client: TestClient, slug: str) -> bool:
+    """What the SP metadata of ``slug`` says of its AuthnRequests, checked against one the
+    login start sends: signed (SigAlg, then a Signature over the exact query string that
+    verifies with the SP metadata's certificate) exactly when the metadata promises it."""
+    sp_metadata = etree.fromstring(client.get(f"/sso/{slug}/saml/metadata").content)
     descriptor = sp_metadata.find(f"{{{MD}}}SPSSODescriptor")
-    assert descriptor.get("AuthnRequestsSigned") == "true"
+    promised = descriptor.get("AuthnRequestsSigned")
+    assert promised in ("true", "false")
+    location = client.get(f"/sso/{slug}/login", params={"return_to": "/me"}).headers["location"]
+    query = urlsplit(location).query
+    if promised == "false":
+        assert [part.split("=", 1)[0] for part in query.split("&")] == [
+            "SAMLRequest", "RelayState"]
+        return False
     [signing] = [k for k in descriptor.findall(f"{{{MD}}}KeyDescriptor")
                  if k.get("use") == "signing"]
     der = base64.b64decode("".join(signing.findtext(f".//{{{DS}}}X509Certificate").split()))
     public_key = x509.load_der_x509_certificate(der).public_key()
     assert isinstance(public_key, rsa.RSAPublicKey)
-
-    location = client.get("/sso/plain/login", params={"return_to": "/me"}).headers["location"]
-    query = urlsplit(location).query
     signed, _, signature = query.rpartition("&Signature=")
     assert [part.split("=", 1)[0] for part in signed.split("&")] == [
         "SAMLRequest", "RelayState", "SigAlg"]
     assert parse_qs(query)["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
     public_key.verify(base64.b64decode(unquote(signature)), signed.encode(),
                       padding.PKCS1v15(), hashes.SHA256())  # raises if it does not verify
+    return True
+
+
+@pytest.mark.parametrize("idp_wants_signed_requests", [None, "false", "true"])
+def test_every_authn_request_is_signed_as_the_sp_metadata_promises(
+        ctx: ServiceContext, idp_wants_signed_requests: str | None) -> None:
+    """Whatever the IdP metadata says about WantAuthnRequestsSigned (nothing, false, true),
+    the SP metadata says AuthnRequestsSigned="true" and the redirect carries SigAlg and a
+    Signature over the exact query string that verifies with the SP metadata's certificate."""
+    admin.create_tenant(ctx, "clinic")
+    conn = admin.add_saml_connection(ctx, tenant="clinic", slug="plain",
+                                     metadata_xml=idp_metadata(idp_wants_signed_requests),
+                                     metadata_url=None, mapping=None, mapping_source=None)
+    assert conn.config["want_authn_requests_signed"] is (idp_wants_signed_requests == "true")
+    assert authn_requests_signed(make_client(ctx, dev_mode=False), "plain")
+
+
+@pytest.mark.parametrize("idp_wants_signed_requests", [None, "false", "true"])
+def test_unsigned_authn_requests_unless_the_idp_asks(
+        ctx: ServiceContext, idp_wants_signed_requests: str | None) -> None:
+    """``sign_authn_requests: false`` through the admin API: the login start sends the
+    AuthnRequest unsigned and the SP metadata says AuthnRequestsSigned="false", unless the
+    IdP metadata says WantAuthnRequestsSigned="true", which still gets signed requests (and
+    the metadata says so). The unsigned start signs in like a signed one."""
+    admin.create_tenant(ctx, "clinic")
+    _, token = admin.create_admin_token(ctx, "ops")
+    client = make_client(ctx, dev_mode=False)
+    r = client.post("/api/connections/saml", headers={"authorization": f"Bearer {token}"},
+                    json={"tenant": "clinic", "slug": "lean", "sign_authn_requests": False,
+                          "idp_metadata_xml": idp_metadata(idp_wants_signed_requests).decode()})
+    assert r.status_code == 201, r.text
+    idp_asks = idp_wants_signed_requests == "true"
+    assert r.json()["authn_requests_signed"] is idp_asks
+    assert admin.get_connection(ctx, "lean").config["sign_authn_requests"] is False
+    assert authn_requests_signed(client, "lean") is idp_asks
+
+    idp = FakeSamlIdp()  # the metadata above is this class's: the same signing key
+    r = client.get("/sso/lean/login", params={"return_to": "/me"})
+    relay_state = parse_qs(urlsplit(r.headers["location"]).query)["RelayState"][0]
+    r = client.post("/sso/lean/saml/acs", data={
+        "SAMLResponse": idp.response(
+            acs_url=f"{BASE_URL}/sso/lean/saml/acs", audience=f"{BASE_URL}/sso/lean/saml/metadata",
+            subject="ada", attributes=ada(), in_response_to=request_id_of(r.headers["location"]),
+            now=ctx.clock()),
+        "RelayState": relay_state})
+    assert r.status_code == 303, r.text
+    assert client.get("/me").status_code == 200
 
 
 def test_sp_metadata_is_served_as_saml_metadata(browser: TestClient) -> None:

@@ -144,6 +144,12 @@ def connection_add_saml(
             "--require-signed-assertion",
             help="refuse an Assertion without its own signature, even inside a signed "
                  "Response (the SP metadata then says WantAssertionsSigned)")] = False,
+        unsigned_authn_requests: Annotated[bool, typer.Option(
+            "--unsigned-authn-requests",
+            help="sign AuthnRequests only when the IdP metadata asks for it "
+                 "(WantAuthnRequestsSigned); the SP metadata then says "
+                 "AuthnRequestsSigned=\"false\". Saves an RSA signature per login start")
+        ] = False,
         require_mfa: Annotated[bool, typer.Option(
             "--require-mfa",
             help="refuse an assertion whose AuthnContextClassRef is not an --auth-context "
@@ -169,6 +175,7 @@ def connection_add_saml(
         mapping_source=str(mapping) if mapping else None, entity_id=idp_entity_id,
         options={"allow_idp_initiated": allow_idp_initiated,
                  "require_signed_assertion": require_signed_assertion,
+                 "sign_authn_requests": not unsigned_authn_requests,
                  "require_mfa": require_mfa, "accepted_auth_contexts": auth_context or []})
     base = f"{settings.base_url}/sso/{record.slug}"
     typer.echo(f"connection {record.slug} (saml) added to tenant {record.tenant_slug}: IdP "
@@ -178,6 +185,10 @@ def connection_add_saml(
     typer.echo(f"    SP entity id (audience):   {base}/saml/metadata")
     typer.echo(f"    ACS URL (HTTP-POST):       {base}/saml/acs")
     typer.echo(f"  sign in at: {base}/login")
+    if not record.config.get("sign_authn_requests", True):
+        typer.echo("  AuthnRequests: signed, as the IdP metadata asks"
+                   if record.config.get("want_authn_requests_signed") else
+                   "  AuthnRequests: unsigned (the SP metadata says AuthnRequestsSigned=false)")
     _echo_mfa(record.config)
 
 

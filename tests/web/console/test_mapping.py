@@ -250,6 +250,29 @@ def test_the_saml_form_sets_require_signed_assertion(console: tuple[TestClient, 
     assert re.search(r'name="require_signed_assertion"[^>]* checked', r.text)
 
 
+def test_the_saml_form_can_leave_authn_requests_unsigned(console: tuple[TestClient, str],
+                                                        ctx: ServiceContext) -> None:
+    client, csrf = console
+    form = client.get("/admin/connections/new").text
+    assert re.search(r'name="unsigned_authn_requests"[^>]*>', form).group(0).count(  # type: ignore[union-attr]
+        "checked") == 0  # signed by default
+    metadata = FakeSamlIdp().metadata().decode()
+    for slug, box in (("lean", {"unsigned_authn_requests": "on"}), ("signed", {})):
+        r = client.post("/admin/connections/saml", data={
+            "csrf_token": csrf, "tenant": "hospital", "slug": slug, "metadata_xml": metadata,
+            **box})
+        assert r.status_code == 303, r.text
+    assert admin.get_connection(ctx, "lean").config["sign_authn_requests"] is False
+    assert admin.get_connection(ctx, "signed").config["sign_authn_requests"] is True
+    assert b'AuthnRequestsSigned="false"' in client.get("/sso/lean/saml/metadata").content
+    assert b'AuthnRequestsSigned="true"' in client.get("/sso/signed/saml/metadata").content
+    r = client.post("/admin/connections/saml", data={
+        "csrf_token": csrf, "slug": "bad", "metadata_xml": "<not-metadata/>",
+        "unsigned_authn_requests": "on"})
+    assert r.status_code == 400
+    assert re.search(r'name="unsigned_authn_requests"[^>]* checked', r.text)
+
+
 def test_create_connection_errors_are_shown_with_the_form(
         console: tuple[TestClient, str]) -> None:
     client, csrf = console

@@ -24,9 +24,10 @@ Decisions where the specifications leave a choice (each enforced by a test):
   and ``identity.notes`` says the assertion was unsigned. ``require_signed_assertion`` demands
   the Assertion's own signature as well. Both signed is accepted; a present signature that does
   not verify is always refused, even if the other one verifies.
-- Every AuthnRequest is signed with the connection's SP key, and the SP metadata says
-  ``AuthnRequestsSigned="true"``: what the metadata promises is what the SP sends, whatever
-  the IdP's ``WantAuthnRequestsSigned``.
+- Every AuthnRequest is signed with the connection's SP key by default, and the SP metadata
+  says ``AuthnRequestsSigned="true"``: what the metadata promises is what the SP sends,
+  whatever the IdP's ``WantAuthnRequestsSigned``. ``sign_authn_requests: false`` signs only
+  when the IdP's metadata asks, and the SP metadata then says ``"false"``.
 - Canonicalisation: exclusive c14n, c14n 1.0 and 1.1, all *without* comments;
   ``#WithComments`` variants are refused. Transforms: enveloped-signature plus those.
   Signatures: rsa-sha256/384/512 and ecdsa-sha256/384/512; digests sha256/384/512. SHA-1 only

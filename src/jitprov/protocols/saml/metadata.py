@@ -153,22 +153,23 @@ def _valid_until(entity: etree._Element) -> datetime | None:
     return min(instants) if instants else None
 
 
-def build_sp_metadata(sp: SpSettings, *, want_assertions_signed: bool = False) -> bytes:
+def build_sp_metadata(sp: SpSettings, *, want_assertions_signed: bool = False,
+                      authn_requests_signed: bool = True) -> bytes:
     """The SP's EntityDescriptor (UTF-8 XML): SPSSODescriptor with AuthnRequestsSigned and
     WantAssertionsSigned, the certificate as KeyDescriptor use="signing" and use="encryption",
     the SingleLogoutService (HTTP-Redirect and HTTP-POST, one URL), NameIDFormat persistent
     and emailAddress, and the ACS (HTTP-POST, index 0, default).
 
-    ``AuthnRequestsSigned`` is always "true" because :func:`build_authn_request` signs every
-    request (an IdP that trusts the metadata verifies the promise; one that says nothing about
-    it there would otherwise refuse an unsigned request). ``want_assertions_signed`` should be
-    the connection's ``require_signed_assertion``: without it, a signed Response that envelopes
+    ``authn_requests_signed`` must be what :func:`build_authn_request` does (the connection's
+    ``signs_authn_requests``): an IdP that trusts the metadata holds the SP to it, refusing an
+    unsigned request the metadata promised signed. ``want_assertions_signed`` should be the
+    connection's ``require_signed_assertion``: without it, a signed Response that envelopes
     the assertion is enough."""
     ns = {"md": MD, "ds": DS}
     root = etree.Element(f"{{{MD}}}EntityDescriptor", nsmap=ns, entityID=sp.entity_id)
     descriptor = etree.SubElement(
         root, f"{{{MD}}}SPSSODescriptor", protocolSupportEnumeration=PROTOCOL_SAML2,
-        AuthnRequestsSigned="true",
+        AuthnRequestsSigned="true" if authn_requests_signed else "false",
         WantAssertionsSigned="true" if want_assertions_signed else "false")
     body = "".join(line for line in sp.certificate.strip().splitlines()
                    if not line.startswith("-----"))

@@ -111,13 +111,15 @@ def sp_for(ctx: ServiceContext, conn: ConnectionRecord, config: SamlConfig,
 
 
 def sp_metadata(ctx: ServiceContext, connection_slug: str, *, base_url: str) -> bytes:
-    """The SP metadata XML to give the IdP: ``AuthnRequestsSigned="true"`` (every request is
-    signed with the connection's SP key) and ``WantAssertionsSigned`` as the connection's
-    ``require_signed_assertion``. Raises NotFound, InvalidInput."""
+    """The SP metadata XML to give the IdP: ``AuthnRequestsSigned`` as the connection signs
+    them (``signs_authn_requests``: by default "true", every request signed with the
+    connection's SP key) and ``WantAssertionsSigned`` as its ``require_signed_assertion``.
+    Raises NotFound, InvalidInput."""
     conn = ctx.connections.get(connection_slug)
     config = connection_config(conn)
     return build_sp_metadata(sp_for(ctx, conn, config, base_url),
-                             want_assertions_signed=config.require_signed_assertion)
+                             want_assertions_signed=config.require_signed_assertion,
+                             authn_requests_signed=config.signs_authn_requests)
 
 
 class SamlConnection(SamlKind):

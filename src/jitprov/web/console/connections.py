@@ -120,9 +120,11 @@ async def create_saml(request: Request) -> Response:
     xml = form.get("metadata_xml")
     xml = xml.strip() if isinstance(xml, str) else ""
     require_signed_assertion = form.get("require_signed_assertion") == "on"
+    unsigned_authn_requests = form.get("unsigned_authn_requests") == "on"  # absent: signed
     mfa = _text(form, "saml_auth_contexts", 2000)
     values: dict[str, object] = {"saml_slug": slug, "metadata_url": url,
                                  "require_signed_assertion": require_signed_assertion,
+                                 "unsigned_authn_requests": unsigned_authn_requests,
                                  "saml_auth_contexts": mfa}
     problem = None
     if not slug:
@@ -140,6 +142,7 @@ async def create_saml(request: Request) -> Response:
             metadata_xml=xml.encode() if xml else None, metadata_url=url or None,
             mapping=None, mapping_source=None, actor=principal.actor,
             options={"require_signed_assertion": require_signed_assertion,
+                     "sign_authn_requests": not unsigned_authn_requests,
                      **_mfa_config(mfa)})
     except JitprovError as exc:
         return _form_page(request, principal, tenant, values, kind="saml", status_code=400,

@@ -440,6 +440,10 @@ class SamlConnectionIn(BaseModel):
     require_signed_assertion: bool | None = Field(
         None, description="true: the Assertion must carry its own signature; false (the "
         "default): a signed Response that envelopes it is enough")
+    sign_authn_requests: bool | None = Field(
+        None, description="true (the default): every AuthnRequest is signed; false: only "
+        "when the IdP metadata asks (WantAuthnRequestsSigned). The SP metadata's "
+        "AuthnRequestsSigned says which")
     options: dict[str, Any] = Field(default_factory=dict, description="other SAML config "
                                     "fields: allow_idp_initiated, clock_skew_seconds...")
     require_mfa: bool | None = Field(
@@ -458,14 +462,19 @@ def add_saml_connection(request: Request, body: SamlConnectionIn,
         ctx_of(request), tenant=body.tenant, slug=body.slug,
         metadata_xml=body.idp_metadata_xml.encode() if body.idp_metadata_xml else None,
         metadata_url=body.idp_metadata_url, entity_id=body.idp_entity_id,
-        options=_with_mfa(body.options if body.require_signed_assertion is None else {
-            **body.options, "require_signed_assertion": body.require_signed_assertion},
+        options=_with_mfa({**body.options, **{
+            name: value for name, value in (
+                ("require_signed_assertion", body.require_signed_assertion),
+                ("sign_authn_requests", body.sign_authn_requests)) if value is not None}},
             body.require_mfa, body.accepted_auth_contexts),
         mapping=body.mapping, mapping_source=body.mapping_source, actor=who.actor)
     base = f"{request.app.state.settings.base_url}/sso/{c.slug}"
     return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
             "idp_entity_id": c.config.get("idp_entity_id"),
             "require_signed_assertion": c.config.get("require_signed_assertion"),
+            # whether AuthnRequests are signed: the connection's choice, or the IdP asks
+            "authn_requests_signed": bool(c.config.get("sign_authn_requests", True)
+                                          or c.config.get("want_authn_requests_signed")),
             **_mfa_fields(c.config),
             "sp_metadata_url": f"{base}/saml/metadata", "sp_entity_id": f"{base}/saml/metadata",
             "acs_url": f"{base}/saml/acs", "login_url": f"{base}/login"}
