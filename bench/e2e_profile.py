@@ -360,7 +360,9 @@ def to_markdown(profiles: Sequence[dict[str, Any]], rows: dict[str, dict[str, An
     lines += ["", "## py-spy: the workers during the logins", "",
               f"py-spy {RATE} Hz, `{' '.join(MODE)}`: only the thread holding the GIL is "
               "sampled, so time in C code that releases it (SQLite's statements, socket "
-              "writes) and in the kernel is not seen; on a loaded machine a thread preempted "
+              "writes, `cryptography`'s RSA signature of the AuthnRequest: 0.5-1 ms of the "
+              "login start, which shows here as ~0.1) and in the kernel is not seen; on a "
+              "loaded machine a thread preempted "
               "while it holds the GIL is still sampled, which inflates the points where a "
               "thread wakes another (a socket write to the client, a thread-pool hand-off). "
               "µs per login = share of samples x the workers' CPU per login in the same "
