@@ -249,3 +249,25 @@ def test_with_require_signed_assertion_simplesamlphp_signs_the_assertion_too(
         r = client.post(acs_url, data=fields)
         assert r.status_code == 303, r.text
         assert client.get("/me").json()["connection"] == "ssp-strict"
+
+
+def test_unsigned_authn_requests_are_accepted_once_the_metadata_says_so(
+        ctx: ServiceContext, idp: SimpleSamlPhpIdp) -> None:
+    """A ``sign_authn_requests: false`` connection: SimpleSAMLphp reads
+    ``AuthnRequestsSigned="false"`` from its SP metadata and takes the unsigned request."""
+    admin.add_saml_connection(ctx, tenant="hospital", slug="ssp-lean", metadata_xml=None,
+                              metadata_url=idp.metadata_url, mapping=MAPPING,
+                              mapping_source="ssp.yaml", options={"sign_authn_requests": False})
+    settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
+    with TestClient(create_app(settings, ctx=ctx), base_url=BASE_URL,
+                    raise_server_exceptions=False, follow_redirects=False) as client:
+        metadata = client.get("/sso/ssp-lean/saml/metadata").content
+        assert b'AuthnRequestsSigned="false"' in metadata
+        idp.add_sp_metadata(metadata)
+        location = client.get("/sso/ssp-lean/login",
+                              params={"return_to": "/me"}).headers["location"]
+        assert "SigAlg=" not in location and "Signature=" not in location
+        acs_url, fields = idp.sign_in(location, "ana", "ana-pw")
+        r = client.post(acs_url, data=fields)
+        assert r.status_code == 303, r.text
+        assert client.get("/me").json()["connection"] == "ssp-lean"
