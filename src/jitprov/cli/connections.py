@@ -27,6 +27,7 @@ from jitprov.services.login.oidc import (
     post_logout_redirect_uri,
     scope_warnings,
 )
+from jitprov.services.login.saml import connection_config
 
 connection_app = typer.Typer(no_args_is_help=True, help="Connections to identity providers.")
 
@@ -185,9 +186,10 @@ def connection_add_saml(
     typer.echo(f"    SP entity id (audience):   {base}/saml/metadata")
     typer.echo(f"    ACS URL (HTTP-POST):       {base}/saml/acs")
     typer.echo(f"  sign in at: {base}/login")
-    if not record.config.get("sign_authn_requests", True):
+    config = connection_config(record)
+    if not config.sign_authn_requests:
         typer.echo("  AuthnRequests: signed, as the IdP metadata asks"
-                   if record.config.get("want_authn_requests_signed") else
+                   if config.signs_authn_requests else
                    "  AuthnRequests: unsigned (the SP metadata says AuthnRequestsSigned=false)")
     _echo_mfa(record.config)
 

@@ -47,7 +47,7 @@ class SamlConfig:
     require_signed_assertion: bool = False
     #: sign every AuthnRequest (the default), and say so in the SP metadata
     #: (``AuthnRequestsSigned``). False: sign only when the IdP's metadata asks for it; an
-    #: RSA-2048 signature costs ~0.5-0.8 ms of CPU per login start, which an IdP that does not
+    #: RSA-2048 signature costs 0.5-1 ms of CPU per login start, which an IdP that does not
     #: check it (Entra ID, Okta and Google by default) does not need
     sign_authn_requests: bool = True
     #: accept an ``emailAddress`` NameID as the account key, with a note in the identity

@@ -38,6 +38,7 @@ from jitprov.services.login.oidc import (
     post_logout_redirect_uri,
     scope_warnings,
 )
+from jitprov.services.login.saml import connection_config
 from jitprov.services.records import AccountView, DomainRecord
 from jitprov.web.routes.common import ctx_of, settings_of
 
@@ -472,9 +473,7 @@ def add_saml_connection(request: Request, body: SamlConnectionIn,
     return {"slug": c.slug, "tenant": c.tenant_slug, "kind": c.kind,
             "idp_entity_id": c.config.get("idp_entity_id"),
             "require_signed_assertion": c.config.get("require_signed_assertion"),
-            # whether AuthnRequests are signed: the connection's choice, or the IdP asks
-            "authn_requests_signed": bool(c.config.get("sign_authn_requests", True)
-                                          or c.config.get("want_authn_requests_signed")),
+            "authn_requests_signed": connection_config(c).signs_authn_requests,
             **_mfa_fields(c.config),
             "sp_metadata_url": f"{base}/saml/metadata", "sp_entity_id": f"{base}/saml/metadata",
             "acs_url": f"{base}/saml/acs", "login_url": f"{base}/login"}
