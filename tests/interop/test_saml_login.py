@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -181,37 +182,46 @@ def test_the_idp_response_cannot_be_replayed(browser: TestClient, ctx: ServiceCo
     assert len(admin.list_accounts(ctx, "hospital")) == 1
 
 
+@contextmanager
+def served(idp: SamlIdp, database_url: str,
+           **options: object) -> Iterator[tuple[ServiceContext, TestClient]]:
+    """A tenant ``hospital`` with connection ``shib`` to ``idp`` (from its metadata URL, with
+    ``options``), and a test client on an app over it; the database let go after."""
+    with httpx.Client(timeout=10) as http:
+        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
+                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
+        try:
+            admin.create_tenant(context, "hospital")
+            admin.add_saml_connection(
+                context, tenant="hospital", slug="shib", metadata_xml=None,
+                metadata_url=idp.metadata_url, mapping=MAPPING, mapping_source="shib.yaml",
+                options=options)
+            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
+            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
+                            raise_server_exceptions=False, follow_redirects=False) as client:
+                yield context, client
+        finally:
+            context.db.dispose()
+
+
 def test_signed_authn_requests_verify_at_the_idp(idp_runtime: None, database_url: str) -> None:
     """An IdP whose metadata says WantAuthnRequestsSigned: jitprov signs the HTTP-Redirect
     AuthnRequest (rsa-sha256 over the query string) and pysaml2 verifies it with the
     certificate of our SP metadata; it refuses the same request with the signature removed."""
     users = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA}}
     with SamlIdp(users=users, want_authn_requests_signed=True) as signing_idp, \
-            httpx.Client(timeout=10) as http:
-        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
-                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
-        try:
-            admin.create_tenant(context, "hospital")
-            conn = admin.add_saml_connection(
-                context, tenant="hospital", slug="shib", metadata_xml=None,
-                metadata_url=signing_idp.metadata_url, mapping=MAPPING,
-                mapping_source="shib.yaml")
-            assert conn.config["want_authn_requests_signed"] is True
-            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
-            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
-                            raise_server_exceptions=False, follow_redirects=False) as client:
-                signing_idp.add_sp_metadata(client.get("/sso/shib/saml/metadata").content)
-                start = client.get("/sso/shib/login", params={"return_to": "/me"})
-                location = start.headers["location"]
-                assert "&SigAlg=" in location and "&Signature=" in location
-                unsigned = location.split("&SigAlg=")[0]
-                with pytest.raises(SamlIdpError, match="400"):
-                    signing_idp.sign_in(unsigned, "ana", "ana-pw")
-                acs_url, fields = signing_idp.sign_in(location, "ana", "ana-pw")
-                assert client.post(acs_url, data=fields).status_code == 303
-                assert client.get("/me").json()["email"] == "ana@hospital.example"
-        finally:
-            context.db.dispose()
+            served(signing_idp, database_url) as (context, client):
+        assert admin.get_connection(context, "shib").config["want_authn_requests_signed"] is True
+        signing_idp.add_sp_metadata(client.get("/sso/shib/saml/metadata").content)
+        start = client.get("/sso/shib/login", params={"return_to": "/me"})
+        location = start.headers["location"]
+        assert "&SigAlg=" in location and "&Signature=" in location
+        unsigned = location.split("&SigAlg=")[0]
+        with pytest.raises(SamlIdpError, match="400"):
+            signing_idp.sign_in(unsigned, "ana", "ana-pw")
+        acs_url, fields = signing_idp.sign_in(location, "ana", "ana-pw")
+        assert client.post(acs_url, data=fields).status_code == 303
+        assert client.get("/me").json()["email"] == "ana@hospital.example"
 
 
 @pytest.mark.parametrize("idp_asks", [False, True])
@@ -222,30 +232,16 @@ def test_unsigned_authn_requests_sign_in_unless_the_idp_asks(
     WantAuthnRequestsSigned still gets it signed, verifies it, and signs the person in."""
     users = {"ana": {"password": "ana-pw", "subject": "ana-0001", "attributes": ANA}}
     with SamlIdp(users=users, want_authn_requests_signed=idp_asks) as real_idp, \
-            httpx.Client(timeout=10) as http:
-        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
-                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
-        try:
-            admin.create_tenant(context, "hospital")
-            admin.add_saml_connection(
-                context, tenant="hospital", slug="shib", metadata_xml=None,
-                metadata_url=real_idp.metadata_url, mapping=MAPPING,
-                mapping_source="shib.yaml", options={"sign_authn_requests": False})
-            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
-            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
-                            raise_server_exceptions=False, follow_redirects=False) as client:
-                sp_metadata = client.get("/sso/shib/saml/metadata").content
-                assert (b'AuthnRequestsSigned="true"' if idp_asks
-                        else b'AuthnRequestsSigned="false"') in sp_metadata
-                real_idp.add_sp_metadata(sp_metadata)
-                location = client.get("/sso/shib/login",
-                                      params={"return_to": "/me"}).headers["location"]
-                assert ("&Signature=" in location) is idp_asks
-                acs_url, fields = real_idp.sign_in(location, "ana", "ana-pw")
-                assert client.post(acs_url, data=fields).status_code == 303
-                assert client.get("/me").json()["email"] == "ana@hospital.example"
-        finally:
-            context.db.dispose()
+            served(real_idp, database_url, sign_authn_requests=False) as (_, client):
+        sp_metadata = client.get("/sso/shib/saml/metadata").content
+        assert (b'AuthnRequestsSigned="true"' if idp_asks
+                else b'AuthnRequestsSigned="false"') in sp_metadata
+        real_idp.add_sp_metadata(sp_metadata)
+        location = client.get("/sso/shib/login", params={"return_to": "/me"}).headers["location"]
+        assert ("&Signature=" in location) is idp_asks
+        acs_url, fields = real_idp.sign_in(location, "ana", "ana-pw")
+        assert client.post(acs_url, data=fields).status_code == 303
+        assert client.get("/me").json()["email"] == "ana@hospital.example"
 
 
 def test_the_idp_signs_what_the_test_says(browser: TestClient, idp: SamlIdp) -> None:
@@ -276,28 +272,16 @@ def test_require_signed_assertion_refuses_a_response_only_idp(idp_runtime: None,
     IdP that signs the Response only is then refused with a readable page and a
     ``login.failed`` event, and nothing is created."""
     with SamlIdp(users=USERS, sign_assertion=False, sign_response=True) as response_only, \
-            httpx.Client(timeout=10) as http:
-        context = ServiceContext(db=Database.connect(database_url, pool_size=4),
-                                 secretbox=SecretBox(TEST_SECRET_KEY), http=http)
-        try:
-            admin.create_tenant(context, "hospital")
-            admin.add_saml_connection(
-                context, tenant="hospital", slug="shib", metadata_xml=None,
-                metadata_url=response_only.metadata_url, mapping=MAPPING,
-                mapping_source="shib.yaml", options={"require_signed_assertion": True})
-            settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
-            with TestClient(create_app(settings, ctx=context), base_url=BASE_URL,
-                            raise_server_exceptions=False, follow_redirects=False) as client:
-                metadata = client.get("/sso/shib/saml/metadata").content
-                assert b'WantAssertionsSigned="true"' in metadata
-                response_only.add_sp_metadata(metadata)
-                r = sign_in(client, response_only, "ana", "ana-pw")
-                assert r.status_code == 400
-                assert "requires a signed Assertion" in r.text
-                assert r.headers["x-request-id"] in r.text
-            event = list(audit_export.iter_events(context, "hospital"))[-1]
-            assert (event.type, event.data["code"], event.request_id) == (
-                "login.failed", "signature_missing", r.headers["x-request-id"])
-            assert admin.list_accounts(context, "hospital") == []
-        finally:
-            context.db.dispose()
+            served(response_only, database_url,
+                   require_signed_assertion=True) as (context, client):
+        metadata = client.get("/sso/shib/saml/metadata").content
+        assert b'WantAssertionsSigned="true"' in metadata
+        response_only.add_sp_metadata(metadata)
+        r = sign_in(client, response_only, "ana", "ana-pw")
+        assert r.status_code == 400
+        assert "requires a signed Assertion" in r.text
+        assert r.headers["x-request-id"] in r.text
+        event = list(audit_export.iter_events(context, "hospital"))[-1]
+        assert (event.type, event.data["code"], event.request_id) == (
+            "login.failed", "signature_missing", r.headers["x-request-id"])
+        assert admin.list_accounts(context, "hospital") == []

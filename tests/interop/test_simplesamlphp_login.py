@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -227,20 +228,28 @@ def test_a_replayed_response_is_refused(browser: TestClient, ctx: ServiceContext
     assert len(admin.list_accounts(ctx, "hospital")) == 1
 
 
+@contextmanager
+def connected(ctx: ServiceContext, idp: SimpleSamlPhpIdp, slug: str,
+              **options: object) -> Iterator[tuple[TestClient, bytes]]:
+    """Connection ``slug`` to ``idp`` with ``options``, its SP metadata given to the IdP; a
+    test client on an app over ``ctx``, and that metadata."""
+    admin.add_saml_connection(ctx, tenant="hospital", slug=slug, metadata_xml=None,
+                              metadata_url=idp.metadata_url, mapping=MAPPING,
+                              mapping_source="ssp.yaml", options=options)
+    settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
+    with TestClient(create_app(settings, ctx=ctx), base_url=BASE_URL,
+                    raise_server_exceptions=False, follow_redirects=False) as client:
+        metadata = client.get(f"/sso/{slug}/saml/metadata").content
+        idp.add_sp_metadata(metadata)
+        yield client, metadata
+
+
 def test_with_require_signed_assertion_simplesamlphp_signs_the_assertion_too(
         ctx: ServiceContext, idp: SimpleSamlPhpIdp) -> None:
     """The README's claim: SimpleSAMLphp reads ``WantAssertionsSigned="true"`` from the SP
     metadata of a ``require_signed_assertion`` connection and signs the Assertion as well."""
-    admin.add_saml_connection(ctx, tenant="hospital", slug="ssp-strict", metadata_xml=None,
-                              metadata_url=idp.metadata_url, mapping=MAPPING,
-                              mapping_source="ssp.yaml",
-                              options={"require_signed_assertion": True})
-    settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
-    with TestClient(create_app(settings, ctx=ctx), base_url=BASE_URL,
-                    raise_server_exceptions=False, follow_redirects=False) as client:
-        metadata = client.get("/sso/ssp-strict/saml/metadata").content
+    with connected(ctx, idp, "ssp-strict", require_signed_assertion=True) as (client, metadata):
         assert b'WantAssertionsSigned="true"' in metadata
-        idp.add_sp_metadata(metadata)
         start = client.get("/sso/ssp-strict/login", params={"return_to": "/me"})
         acs_url, fields = idp.sign_in(start.headers["location"], "ana", "ana-pw")
         root = etree.fromstring(base64.b64decode(fields["SAMLResponse"]))
@@ -255,15 +264,8 @@ def test_unsigned_authn_requests_are_accepted_once_the_metadata_says_so(
         ctx: ServiceContext, idp: SimpleSamlPhpIdp) -> None:
     """A ``sign_authn_requests: false`` connection: SimpleSAMLphp reads
     ``AuthnRequestsSigned="false"`` from its SP metadata and takes the unsigned request."""
-    admin.add_saml_connection(ctx, tenant="hospital", slug="ssp-lean", metadata_xml=None,
-                              metadata_url=idp.metadata_url, mapping=MAPPING,
-                              mapping_source="ssp.yaml", options={"sign_authn_requests": False})
-    settings = Settings(base_url=BASE_URL, secret_key=TEST_SECRET_KEY)
-    with TestClient(create_app(settings, ctx=ctx), base_url=BASE_URL,
-                    raise_server_exceptions=False, follow_redirects=False) as client:
-        metadata = client.get("/sso/ssp-lean/saml/metadata").content
+    with connected(ctx, idp, "ssp-lean", sign_authn_requests=False) as (client, metadata):
         assert b'AuthnRequestsSigned="false"' in metadata
-        idp.add_sp_metadata(metadata)
         location = client.get("/sso/ssp-lean/login",
                               params={"return_to": "/me"}).headers["location"]
         assert "SigAlg=" not in location and "Signature=" not in location

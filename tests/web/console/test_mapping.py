@@ -225,52 +225,33 @@ def test_create_saml_connection_from_pasted_metadata(console: tuple[TestClient, 
     assert admin.get_connection(ctx, "adfs").kind == "saml"
 
 
-def test_the_saml_form_sets_require_signed_assertion(console: tuple[TestClient, str],
-                                                    ctx: ServiceContext) -> None:
+@pytest.mark.parametrize(("box", "field", "ticked", "attribute"), [
+    ("require_signed_assertion", "require_signed_assertion", True, "WantAssertionsSigned"),
+    ("unsigned_authn_requests", "sign_authn_requests", False, "AuthnRequestsSigned")])
+def test_the_saml_forms_boxes_set_the_connection_and_its_sp_metadata(
+        console: tuple[TestClient, str], ctx: ServiceContext, box: str, field: str,
+        ticked: bool, attribute: str) -> None:
+    """Each box of the SAML form, off by default: ticked, the connection's ``field`` is
+    ``ticked`` and its SP metadata says so in ``attribute``; left off, the opposite. A form
+    that fails comes back with the box as it was."""
     client, csrf = console
     form = client.get("/admin/connections/new").text
-    assert 'name="require_signed_assertion"' in form
-    assert re.search(r'name="require_signed_assertion"[^>]*>', form).group(0).count(  # type: ignore[union-attr]
-        "checked") == 0  # off by default
+    assert re.search(rf'name="{box}"[^>]*>', form).group(0).count(  # type: ignore[union-attr]
+        "checked") == 0
     metadata = FakeSamlIdp().metadata().decode()
-    for slug, box in (("strict", {"require_signed_assertion": "on"}), ("lenient", {})):
+    for slug, data in (("ticked", {box: "on"}), ("left", {})):
         r = client.post("/admin/connections/saml", data={
             "csrf_token": csrf, "tenant": "hospital", "slug": slug, "metadata_xml": metadata,
-            **box})
+            **data})
         assert r.status_code == 303, r.text
-    assert admin.get_connection(ctx, "strict").config["require_signed_assertion"] is True
-    assert admin.get_connection(ctx, "lenient").config["require_signed_assertion"] is False
-    assert b'WantAssertionsSigned="true"' in client.get("/sso/strict/saml/metadata").content
-    assert b'WantAssertionsSigned="false"' in client.get("/sso/lenient/saml/metadata").content
-    # shown again, still ticked, when the form fails
+    for slug, value in (("ticked", ticked), ("left", not ticked)):
+        assert admin.get_connection(ctx, slug).config[field] is value
+        assert f'{attribute}="{str(value).lower()}"'.encode() in client.get(
+            f"/sso/{slug}/saml/metadata").content
     r = client.post("/admin/connections/saml", data={
-        "csrf_token": csrf, "slug": "bad", "metadata_xml": "<not-metadata/>",
-        "require_signed_assertion": "on"})
+        "csrf_token": csrf, "slug": "bad", "metadata_xml": "<not-metadata/>", box: "on"})
     assert r.status_code == 400
-    assert re.search(r'name="require_signed_assertion"[^>]* checked', r.text)
-
-
-def test_the_saml_form_can_leave_authn_requests_unsigned(console: tuple[TestClient, str],
-                                                        ctx: ServiceContext) -> None:
-    client, csrf = console
-    form = client.get("/admin/connections/new").text
-    assert re.search(r'name="unsigned_authn_requests"[^>]*>', form).group(0).count(  # type: ignore[union-attr]
-        "checked") == 0  # signed by default
-    metadata = FakeSamlIdp().metadata().decode()
-    for slug, box in (("lean", {"unsigned_authn_requests": "on"}), ("signed", {})):
-        r = client.post("/admin/connections/saml", data={
-            "csrf_token": csrf, "tenant": "hospital", "slug": slug, "metadata_xml": metadata,
-            **box})
-        assert r.status_code == 303, r.text
-    assert admin.get_connection(ctx, "lean").config["sign_authn_requests"] is False
-    assert admin.get_connection(ctx, "signed").config["sign_authn_requests"] is True
-    assert b'AuthnRequestsSigned="false"' in client.get("/sso/lean/saml/metadata").content
-    assert b'AuthnRequestsSigned="true"' in client.get("/sso/signed/saml/metadata").content
-    r = client.post("/admin/connections/saml", data={
-        "csrf_token": csrf, "slug": "bad", "metadata_xml": "<not-metadata/>",
-        "unsigned_authn_requests": "on"})
-    assert r.status_code == 400
-    assert re.search(r'name="unsigned_authn_requests"[^>]* checked', r.text)
+    assert re.search(rf'name="{box}"[^>]* checked', r.text)
 
 
 def test_create_connection_errors_are_shown_with_the_form(
