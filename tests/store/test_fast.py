@@ -26,6 +26,20 @@ def new_account(uow: UnitOfWork, tenant: TenantRecord, connection: ConnectionRec
     return account_id
 
 
+def first_login(db: Database, tenant: TenantRecord, connection: ConnectionRecord,
+                clock: Clock, *, events: int = 0) -> None:
+    """One unit as a first login writes it: the account, its identity, the login's touch, and
+    ``events`` audit events."""
+    with UnitOfWork(db) as uow:
+        account_id = new_account(uow, tenant, connection, clock)
+        uow.identities.record_login(account_id=account_id, connection_id=connection.id,
+                                    subject="s-1", now=clock())
+        for _ in range(events):
+            uow.audit.append(tenant.id, tenant.slug, AuditEvent("login.succeeded", "test", {}),
+                             clock())
+        uow.commit()
+
+
 def test_hot_statements_reach_the_cursor_listeners_in_order(
         db: Database, clock: Clock, tenant: TenantRecord,
         connection: ConnectionRecord) -> None:
@@ -44,15 +58,7 @@ def test_hot_statements_reach_the_cursor_listeners_in_order(
     sa.event.listen(db.engine, "before_cursor_execute", before)
     sa.event.listen(db.engine, "after_cursor_execute", after)
     try:
-        with UnitOfWork(db) as uow:
-            account_id = new_account(uow, tenant, connection, clock)
-            uow.identities.record_login(account_id=account_id, connection_id=connection.id,
-                                        subject="s-1", now=clock())
-            uow.audit.append(tenant.id, tenant.slug, AuditEvent("login.succeeded", "test", {}),
-                             clock())
-            uow.audit.append(tenant.id, tenant.slug, AuditEvent("login.succeeded", "test", {}),
-                             clock())
-            uow.commit()
+        first_login(db, tenant, connection, clock, events=2)
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", before)
         sa.event.remove(db.engine, "after_cursor_execute", after)
@@ -78,11 +84,7 @@ def test_a_listener_after_the_statements_alone_sees_them(
 
     sa.event.listen(db.engine, "after_cursor_execute", after)
     try:
-        with UnitOfWork(db) as uow:
-            account_id = new_account(uow, tenant, connection, clock)
-            uow.identities.record_login(account_id=account_id, connection_id=connection.id,
-                                        subject="s-1", now=clock())
-            uow.commit()
+        first_login(db, tenant, connection, clock)
     finally:
         sa.event.remove(db.engine, "after_cursor_execute", after)
     assert seen[0] in ("INSERT", "WITH")
