@@ -844,6 +844,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         (RESULTS / "e2e.md").write_text(to_markdown(saved))
         return
     if args.profile:
+        if set(args.flow or ()) - set(DEFAULT_FLOWS):
+            parser.error(f"--profile decomposes only {', '.join(DEFAULT_FLOWS)}")
         from bench import e2e_profile
         e2e_profile.main(n=args.logins or 300, clients=(args.clients or [4])[0],
                          flows=args.flow or DEFAULT_FLOWS, postgres_url=args.postgres,

@@ -235,7 +235,8 @@ def test_the_idp_fields_of_a_metadata_url_are_left_to_the_metadata_refresh(
 def test_authn_requests_left_unsigned_by_the_file(
         cli: Path, capsys: pytest.CaptureFixture[str], ctx: ServiceContext) -> None:
     """``sign_authn_requests: false`` is a setting like the others: planned, applied, then
-    the connection's login start sends no signature; back out of the file, signed again."""
+    the connection's login start sends no signature; with ``want_authn_requests_signed`` (the
+    file stating what the IdP's metadata says) it signs again; back out of the file, signed."""
     signed = hospital_file().replace("        enabled: false\n", "")  # adfs enabled
     (cli / "jitprov.yaml").write_text(signed)
     run(capsys, "apply", "-f", "jitprov.yaml")
@@ -249,9 +250,18 @@ def test_authn_requests_left_unsigned_by_the_file(
     location = client.get("/sso/adfs/login").headers["location"]
     assert "SAMLRequest=" in location and "Signature=" not in location
     assert b'AuthnRequestsSigned="false"' in client.get("/sso/adfs/saml/metadata").content
+    # the file says the IdP asks for signed requests: signed, whatever the connection's choice
+    (cli / "jitprov.yaml").write_text(lean.replace(
+        "          sign_authn_requests: false\n",
+        "          sign_authn_requests: false\n          want_authn_requests_signed: true\n"))
+    assert run(capsys, "apply", "-f", "jitprov.yaml")[1].splitlines()[0] == \
+        "update connection hospital/adfs: want_authn_requests_signed"
+    ctx.connections.forget("adfs")
+    assert "&Signature=" in client.get("/sso/adfs/login").headers["location"]
+    assert b'AuthnRequestsSigned="true"' in client.get("/sso/adfs/saml/metadata").content
     (cli / "jitprov.yaml").write_text(signed)
     assert run(capsys, "apply", "-f", "jitprov.yaml")[1].splitlines()[0] == \
-        "update connection hospital/adfs: sign_authn_requests"
+        "update connection hospital/adfs: want_authn_requests_signed, sign_authn_requests"
     ctx.connections.forget("adfs")
     assert "&Signature=" in client.get("/sso/adfs/login").headers["location"]
 

@@ -131,8 +131,10 @@ class SamlSettings(_Strict):
     clock_skew_seconds: int = Field(120, ge=0, le=600)
     require_signed_assertion: bool = False
     sign_authn_requests: bool = Field(
-        True, description="false: sign AuthnRequests only when the IdP metadata asks "
-        "(WantAuthnRequestsSigned); the SP metadata then says AuthnRequestsSigned=\"false\"")
+        True, description="false: sign AuthnRequests only when want_authn_requests_signed "
+        "(what the IdP metadata's WantAuthnRequestsSigned says: state it here, or let "
+        "metadata_url's refresh read it); the SP metadata then says "
+        "AuthnRequestsSigned=\"false\"")
     allow_email_name_id: bool = True
     max_response_bytes: int = Field(256 * 1024, ge=4096, le=4 * 1024 * 1024)
     allow_sha1: bool = False
