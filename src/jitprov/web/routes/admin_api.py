@@ -456,6 +456,11 @@ class SamlConnectionIn(BaseModel):
     mapping_source: str | None = None
 
 
+def _given(**fields: object) -> dict[str, object]:
+    """The fields the request gave (not None): they override the same ones in ``options``."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 @router.post("/connections/saml", status_code=201)
 def add_saml_connection(request: Request, body: SamlConnectionIn,
                         who: Admin) -> dict[str, object]:
@@ -463,10 +468,9 @@ def add_saml_connection(request: Request, body: SamlConnectionIn,
         ctx_of(request), tenant=body.tenant, slug=body.slug,
         metadata_xml=body.idp_metadata_xml.encode() if body.idp_metadata_xml else None,
         metadata_url=body.idp_metadata_url, entity_id=body.idp_entity_id,
-        options=_with_mfa({**body.options, **{
-            name: value for name, value in (
-                ("require_signed_assertion", body.require_signed_assertion),
-                ("sign_authn_requests", body.sign_authn_requests)) if value is not None}},
+        options=_with_mfa({**body.options, **_given(
+            require_signed_assertion=body.require_signed_assertion,
+            sign_authn_requests=body.sign_authn_requests)},
             body.require_mfa, body.accepted_auth_contexts),
         mapping=body.mapping, mapping_source=body.mapping_source, actor=who.actor)
     base = f"{request.app.state.settings.base_url}/sso/{c.slug}"
