@@ -3,7 +3,9 @@ client (the outbound guard, its loopback address allowed as ``JITPROV_OUTBOUND_A
 against a token endpoint served by another process on loopback (HTTP/1.1 keep-alive, a 1.2 KB
 ID token in the answer), with ``client_secret_basic`` and ``private_key_jwt`` (ES256 client
 assertion), from a thread as ``check_oidc_callback`` sends it; and awaited on an event loop
-(uvloop, as under ``serve``) through the client's async twin, as the callback route sends it.
+(uvloop, as under ``serve``) through the client's async twin, as the callback route sends it,
+its connections on asyncio's streams (``jitprov.services.loop_streams``), and once more on
+anyio's (httpcore's default network backend), for what that layer costs.
 CPU is this process's (the client's) per exchange; the provider's is not counted.
 Budget: <= 1.5 ms.
 """
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpcore
 import httpx
 import uvloop
 from joserfc.jwk import ECKey
@@ -103,6 +106,29 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
             rows.append(_row("code exchange, client side, awaited on the event loop "
                              "(client_secret_basic)", rounds,
                              uvloop.run(_timed_async(awaited, rounds))))
+            with guarded_client(policy_from(["127.0.0.1/32"], allow_private=False)) as other:
+                anyio_twin = async_twin(other)
+                assert anyio_twin is not None
+
+                async def through_anyio(n: int) -> None:
+                    request = token_request(anyio_twin, metadata, config, code=f"code-{n}",
+                                            code_verifier="v" * 43,
+                                            redirect_uri="https://rp/cb",
+                                            client_secret="s3cret")
+                    read_token_response(*await send_async(anyio_twin, request,
+                                                          what="token endpoint"))
+
+                async def anyio_timed() -> Timing:
+                    # this loop's pools, made now, connect as before the guard's own backend
+                    # (jitprov.services.loop_streams): through httpcore's default, anyio's
+                    for pool in other._transport._async_pools():  # type: ignore[attr-defined]
+                        pool._pool._network_backend._inner = httpcore.AnyIOBackend()
+                    return await _timed_async(through_anyio, rounds)
+
+                rows.append(_row("code exchange, client side, awaited on the event loop, "
+                                 "connections on anyio's streams (httpcore's default "
+                                 "backend), for comparison", rounds,
+                                 uvloop.run(anyio_timed())))
     finally:
         server.terminate()
         server.join(5)

@@ -8,11 +8,13 @@ import http.server
 import ipaddress
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
 from jitprov.services.outbound import (
     CHECKED,
@@ -106,7 +108,8 @@ class TlsServer:
     """An https server on 127.0.0.1 whose certificate (from a CA of the test's own) names
     ``names`` only; it records the SNI of each handshake and the Host of each request."""
 
-    def __init__(self, tmp: Path, names: list[str], *, keep_alive: bool = True) -> None:
+    def __init__(self, tmp: Path, names: list[str], *, keep_alive: bool = True,
+                 body: bytes = b"ok") -> None:
         issued = issue(tmp, names)
         self.client_context = issued.client_context()
         self.handshakes: list[str | None] = []
@@ -121,9 +124,9 @@ class TlsServer:
                 self.send_response(200)
                 if not keep_alive:
                     self.send_header("Connection", "close")
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(body)
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -392,19 +395,26 @@ def _on_a_loop() -> bool:
 
 
 def _from_a_loop(client: httpx.Client, *urls: str,
-                 extensions: dict[str, object] | None = None) -> list[httpx.Response]:
+                 extensions: dict[str, object] | None = None,
+                 run: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run,
+                 pause: float = 0.0) -> list[httpx.Response]:
     """GET each of ``urls`` in turn through ``client``'s event-loop twin, in a loop of its
-    own; the loop's connections closed after."""
+    own (``run``'s: asyncio's, or uvloop's as under ``serve``), ``pause`` seconds apart; the
+    loop's connections closed after."""
     twin = async_twin(client)
     assert twin is not None
 
-    async def run() -> list[httpx.Response]:
+    async def requests() -> list[httpx.Response]:
         try:
-            return [await twin.get(url, extensions=extensions) for url in urls]
+            answers = []
+            for url in urls:
+                answers.append(await twin.get(url, extensions=extensions))
+                await asyncio.sleep(pause)
+            return answers
         finally:
             await twin.aclose()
 
-    return asyncio.run(run())
+    return run(requests())
 
 
 def test_an_event_loops_request_passes_the_same_guard(tls_server: TlsServer) -> None:
@@ -538,3 +548,119 @@ def test_two_event_loops_at_once_each_keep_their_own_connection(
             thread.join(30)
     assert answers == [200] * 12
     assert tls_server.handshakes == ["idp.test"] * 2
+
+
+# An event loop's connections are asyncio's own streams (jitprov.services.loop_streams):
+# each behaviour httpx relies on, under asyncio's loop and under uvloop's (as ``serve``
+# runs), through the server's client's event-loop twin.
+LOOPS = [pytest.param(asyncio.run, id="asyncio"), pytest.param(uvloop.run, id="uvloop")]
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+class PlainServer:
+    """An http server on 127.0.0.1 that counts the connections it accepts; ``answer``
+    False: it reads the request and never answers; ``hang_up``: it answers (kept alive, as
+    far as the client can tell) and closes the connection."""
+
+    def __init__(self, *, answer: bool = True, hang_up: bool = False) -> None:
+        self.connections = 0
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                served.connections += 1
+                super().setup()
+
+            def do_GET(self) -> None:
+                if not answer:
+                    threading.Event().wait(5)
+                    self.close_connection = True  # never answered
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                self.close_connection = hang_up
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"))
+        return httpx.Client(transport=GuardedTransport(policy), timeout=timeout)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_tls_refuses_a_certificate_for_another_name(
+        tls_server: TlsServer, run: Runner) -> None:
+    """The connection went to the checked address, the handshake named the host asked
+    for, and the certificate, for another name, was refused: httpx's ConnectError, no
+    request sent."""
+    with tls_server.client([]) as client, pytest.raises(httpx.ConnectError,
+                                                        match="certificate"):
+        _from_a_loop(client, f"https://other.test:{tls_server.port}/", run=run)
+    assert tls_server.handshakes == ["other.test"] and tls_server.hosts == []
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_large_answer_over_tls_arrives_whole(tmp_path: Path,
+                                                           run: Runner) -> None:
+    """An answer many times the stream's buffer, over TLS: read to its end, twice on one
+    kept-alive connection."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    server = TlsServer(tmp_path, ["idp.test"], body=body)
+    try:
+        with server.client([]) as client:
+            url = f"https://idp.test:{server.port}/"
+            answers = _from_a_loop(client, url, url, run=run)
+    finally:
+        server.close()
+    assert [a.content == body for a in answers] == [True, True]
+    assert server.handshakes == ["idp.test"]
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_unanswered_request_times_out(run: Runner) -> None:
+    """The client's read timeout holds on the loop: httpx's ReadTimeout, in time."""
+    server = PlainServer(answer=False)
+    try:
+        with server.client(timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
+            _from_a_loop(client, server.url, run=run)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_connect_to_a_closed_port_is_a_connect_error(run: Runner) -> None:
+    server = PlainServer()
+    server.close()  # nothing listens on its port any more
+    with server.client() as client, pytest.raises(httpx.ConnectError):
+        _from_a_loop(client, server.url, run=run)
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_kept_alive_connection_the_server_closed_is_not_reused(
+        run: Runner) -> None:
+    """The server hangs up after each answer without saying so: the next request finds the
+    pooled connection closed (it reads as readable: the end of the stream) and opens a new
+    one, rather than failing on the dead one."""
+    server = PlainServer(hang_up=True)
+    try:
+        with server.client() as client:
+            answers = _from_a_loop(client, server.url, server.url, server.url, run=run,
+                                   pause=0.1)
+    finally:
+        server.close()
+    assert [a.text for a in answers] == ["ok"] * 3
+    assert server.connections == 3

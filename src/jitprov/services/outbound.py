@@ -39,6 +39,8 @@ import anyio
 import httpcore
 import httpx
 
+from jitprov.services.loop_streams import LoopBackend
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
@@ -229,15 +231,17 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
 def _connect_pinned(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport) -> None:
     """Put the pinning backend under ``transport``'s connection pool. httpx takes no network
     backend of its own, so this reaches its pool (httpcore's, a documented parameter there);
-    a pool of another shape fails here, at startup, rather than connecting by name."""
+    a pool of another shape fails here, at startup, rather than connecting by name. An event
+    loop's pool connects through asyncio's streams (:mod:`jitprov.services.loop_streams`)
+    rather than anyio's, which cost an awaited exchange an eighth of its CPU."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(pool, httpcore.ConnectionPool) and backend is not None:
         if not isinstance(backend, _PinnedBackend):
             pool._network_backend = _PinnedBackend(backend)
     elif isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None:
-        if not isinstance(backend, _AsyncPinnedBackend):
-            pool._network_backend = _AsyncPinnedBackend(backend)
+        if not isinstance(backend, _AsyncPinnedBackend):  # asyncio's streams, not anyio's
+            pool._network_backend = _AsyncPinnedBackend(LoopBackend())
     else:
         raise RuntimeError("the outbound guard cannot pin this httpx transport's connections")
 

@@ -1,0 +1,128 @@
+"""httpcore's network backend on asyncio's own streams, for the event loop's outbound pools.
+
+httpx's async client reaches the socket through httpcore's network backend, which under
+asyncio is anyio's: every read and write opens an anyio cancel scope (``fail_after``: a loop
+timer, the current task looked up), maps errors through a context manager, and asks anyio
+which backend runs, and a pooled connection's liveness check goes through anyio's typed
+attributes. Measured here on an OIDC code exchange awaited on the loop (a keep-alive
+connection on loopback), that costs 13 % of the exchange's client CPU (``bench.code_exchange``).
+httpcore documents the network backend as its extension point: this one keeps httpcore and
+h11 for HTTP and the standard library's ``ssl`` for TLS, and takes the bytes from asyncio's
+``StreamReader``/``StreamWriter`` with plain ``asyncio.timeout`` deadlines. A write waits
+only when the transport's buffer is above its high-water mark; a read returns what is
+buffered at once. Errors map to httpcore's as anyio's backend maps them (a timeout to the
+``*Timeout`` of its step, a socket or TLS error to ``ConnectError``/``ReadError``/
+``WriteError``), so httpx raises what it raised before.
+
+The outbound guard (:mod:`jitprov.services.outbound`) puts it under its pinning backend:
+where a connection goes is still decided there, and only there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+from httpcore._utils import is_socket_readable  # the check anyio's backend makes too
+
+
+class LoopStream(httpcore.AsyncNetworkStream):
+    """One connection of the running loop, as httpcore reads and writes it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            if timeout is None:
+                return await self._reader.read(max_bytes)
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout("the answer did not come in time") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        writer = self._writer
+        try:
+            writer.write(buffer)
+            if writer.transport.get_write_buffer_size() == 0 or timeout is None:
+                await writer.drain()  # sent already: raises only if the connection is lost
+            else:
+                async with asyncio.timeout(timeout):
+                    await writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout("the request could not be sent in time") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        transport = self._writer.transport
+        if transport.get_extra_info("ssl_object") is None:
+            transport.close()
+        else:  # no close_notify, as httpcore asks of anyio (``standard_compatible=False``):
+            transport.abort()  # waiting for the server's would keep the socket open
+        await asyncio.sleep(0)  # the transport closes its socket in the loop's next pass
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname,
+                                             ssl_handshake_timeout=timeout)
+        except BaseException as exc:
+            self._writer.close()
+            if isinstance(exc, TimeoutError):
+                raise httpcore.ConnectTimeout("the TLS handshake did not finish in time") \
+                    from exc
+            if isinstance(exc, OSError):  # ssl.SSLError among them: the certificate, say
+                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        transport = self._writer.transport
+        if info == "is_readable":  # a kept-alive connection the server closed meanwhile
+            sock = transport.get_extra_info("socket")
+            return sock is None or is_socket_readable(sock)
+        name = {"ssl_object": "ssl_object", "client_addr": "sockname",
+                "server_addr": "peername", "socket": "socket"}.get(info)
+        return None if name is None else transport.get_extra_info(name)
+
+
+class LoopBackend(httpcore.AsyncNetworkBackend):
+    """Opens :class:`LoopStream` connections on the running loop (TCP only: the outbound
+    guard refuses Unix sockets before they get here)."""
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(local_address, 0) if local_address else None)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout("the connection was not made in time") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock = writer.transport.get_extra_info("socket")
+        for option in socket_options or ():  # asyncio already sets TCP_NODELAY
+            sock.setsockopt(*option)
+        return LoopStream(reader, writer)
+
+    async def connect_unix_socket(
+            self, path: str, timeout: float | None = None,
+            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("connections to Unix sockets are not made")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
