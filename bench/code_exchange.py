@@ -4,8 +4,9 @@ against a token endpoint served by another process on loopback (HTTP/1.1 keep-al
 ID token in the answer), with ``client_secret_basic`` and ``private_key_jwt`` (ES256 client
 assertion), from a thread as ``check_oidc_callback`` sends it; and awaited on an event loop
 (uvloop, as under ``serve``) through the client's async twin, as the callback route sends it,
-its connections on asyncio's streams (``jitprov.services.loop_streams``), and once more on
-anyio's (httpcore's default network backend), for what that layer costs.
+its connections on asyncio's streams (``jitprov.services.loop_streams``), interleaved in
+blocks with the same exchange on anyio's streams (httpcore's default network backend): the
+difference is what that layer costs, measured alike on a machine whose speed drifts.
 CPU is this process's (the client's) per exchange; the provider's is not counted.
 Budget: <= 1.5 ms.
 """
@@ -93,42 +94,38 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
 
                 rows.append(_row(f"code exchange, client side ({method})", rounds,
                                  _timed_sync(exchange, rounds)))
-            twin = async_twin(http)
-            assert twin is not None
             config = OidcConfig.parse({"issuer": issuer, "client_id": "bench"})
-
-            async def awaited(n: int) -> None:
-                request = token_request(twin, metadata, config, code=f"code-{n}",
-                                        code_verifier="v" * 43, redirect_uri="https://rp/cb",
-                                        client_secret="s3cret")
-                read_token_response(*await send_async(twin, request, what="token endpoint"))
-
-            rows.append(_row("code exchange, client side, awaited on the event loop "
-                             "(client_secret_basic)", rounds,
-                             uvloop.run(_timed_async(awaited, rounds))))
             with guarded_client(policy_from(["127.0.0.1/32"], allow_private=False)) as other:
-                anyio_twin = async_twin(other)
-                assert anyio_twin is not None
+                twins = {"asyncio": async_twin(http), "anyio": async_twin(other)}
 
-                async def through_anyio(n: int) -> None:
-                    request = token_request(anyio_twin, metadata, config, code=f"code-{n}",
-                                            code_verifier="v" * 43,
-                                            redirect_uri="https://rp/cb",
-                                            client_secret="s3cret")
-                    read_token_response(*await send_async(anyio_twin, request,
-                                                          what="token endpoint"))
+                def awaited(name: str) -> Callable[[int], Awaitable[None]]:
+                    twin = twins[name]
+                    assert twin is not None
 
-                async def anyio_timed() -> Timing:
-                    # this loop's pools, made now, connect as before the guard's own backend
-                    # (jitprov.services.loop_streams): through httpcore's default, anyio's
+                    async def exchange(n: int) -> None:
+                        request = token_request(twin, metadata, config, code=f"code-{n}",
+                                                code_verifier="v" * 43,
+                                                redirect_uri="https://rp/cb",
+                                                client_secret="s3cret")
+                        read_token_response(*await send_async(twin, request,
+                                                              what="token endpoint"))
+                    return exchange
+
+                async def both() -> dict[str, Timing]:
+                    # this loop's pools of the second client, made now, connect as before
+                    # the guard's own backend (jitprov.services.loop_streams): through
+                    # httpcore's default, anyio's streams
                     for pool in other._transport._async_pools():  # type: ignore[attr-defined]
                         pool._pool._network_backend._inner = httpcore.AnyIOBackend()
-                    return await _timed_async(through_anyio, rounds)
+                    return await _interleaved({name: awaited(name) for name in twins}, rounds)
 
-                rows.append(_row("code exchange, client side, awaited on the event loop, "
-                                 "connections on anyio's streams (httpcore's default "
-                                 "backend), for comparison", rounds,
-                                 uvloop.run(anyio_timed())))
+                timings = uvloop.run(both())
+            rows.append(_row("code exchange, client side, awaited on the event loop "
+                             "(client_secret_basic)", rounds, timings["asyncio"]))
+            rows.append(_row("code exchange, client side, awaited on the event loop, "
+                             "connections on anyio's streams (httpcore's default backend; "
+                             "the two rows interleaved in blocks of 100)", rounds,
+                             timings["anyio"]))
     finally:
         server.terminate()
         server.join(5)
@@ -148,16 +145,28 @@ def _timed_sync(fn: Callable[[int], None], rounds: int) -> Timing:
     return time.process_time() - cpu0, time.perf_counter() - wall0, latencies
 
 
-async def _timed_async(fn: Callable[[int], Awaitable[None]], rounds: int) -> Timing:
-    for n in range(20):  # the loop's own connection opened, outside the window
-        await fn(-n - 1)
-    latencies: list[float] = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for n in range(rounds):
-        t0 = time.perf_counter()
-        await fn(n)
-        latencies.append(time.perf_counter() - t0)
-    return time.process_time() - cpu0, time.perf_counter() - wall0, latencies
+async def _interleaved(fns: dict[str, Callable[[int], Awaitable[None]]],
+                       rounds: int, block: int = 100) -> dict[str, Timing]:
+    """Each of ``fns`` ``rounds`` times, in alternating blocks (ABAB..., then BABA...), so a
+    machine whose speed drifts during the run weighs on each alike."""
+    for fn in fns.values():
+        for n in range(20):  # the loop's own connection opened, outside the window
+            await fn(-n - 1)
+    cpu = dict.fromkeys(fns, 0.0)
+    wall = dict.fromkeys(fns, 0.0)
+    latencies: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    for start in range(0, rounds, block):
+        for name in order:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for n in range(start, min(start + block, rounds)):
+                t0 = time.perf_counter()
+                await fns[name](n)
+                latencies[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() - cpu0
+            wall[name] += time.perf_counter() - wall0
+        order.reverse()
+    return {name: (cpu[name], wall[name], latencies[name]) for name in fns}
 
 
 def _row(scenario: str, rounds: int, timing: Timing) -> dict[str, object]:
