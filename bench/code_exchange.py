@@ -30,6 +30,7 @@ from joserfc.jwk import ECKey
 from jitprov.protocols.oidc import OidcConfig, ProviderMetadata
 from jitprov.protocols.oidc.flow import exchange_code, read_token_response, token_request
 from jitprov.protocols.oidc.provider import send_async
+from jitprov.services.loop_streams import LoopBackend
 from jitprov.services.outbound import async_twin, guarded_client, policy_from
 
 ANSWER = json.dumps({"access_token": "a" * 43, "token_type": "Bearer", "expires_in": 300,
@@ -116,8 +117,16 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
                     # the guard's own backend (jitprov.services.loop_streams): through
                     # httpcore's default, anyio's streams
                     for pool in other._transport._async_pools():  # type: ignore[attr-defined]
-                        pool._pool._network_backend._inner = httpcore.AnyIOBackend()
-                    return await _interleaved({name: awaited(name) for name in twins}, rounds)
+                        pinning = pool._pool._network_backend
+                        assert isinstance(pinning._inner, LoopBackend)  # what is replaced
+                        pinning._inner = httpcore.AnyIOBackend()
+                    try:
+                        return await _interleaved({name: awaited(name) for name in twins},
+                                                  rounds)
+                    finally:
+                        for twin in twins.values():
+                            assert twin is not None
+                            await twin.aclose()
 
                 timings = uvloop.run(both())
             rows.append(_row("code exchange, client side, awaited on the event loop "
@@ -147,8 +156,8 @@ def _timed_sync(fn: Callable[[int], None], rounds: int) -> Timing:
 
 async def _interleaved(fns: dict[str, Callable[[int], Awaitable[None]]],
                        rounds: int, block: int = 100) -> dict[str, Timing]:
-    """Each of ``fns`` ``rounds`` times, in alternating blocks (ABAB..., then BABA...), so a
-    machine whose speed drifts during the run weighs on each alike."""
+    """Each of ``fns`` ``rounds`` times, in blocks whose order turns each time (A B, B A,
+    A B...), so a machine whose speed drifts during the run weighs on each alike."""
     for fn in fns.values():
         for n in range(20):  # the loop's own connection opened, outside the window
             await fn(-n - 1)

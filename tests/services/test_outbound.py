@@ -7,15 +7,19 @@ import asyncio
 import http.server
 import ipaddress
 import re
+import socket
+import struct
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 import uvloop
 
+from jitprov.services.loop_streams import LoopBackend, LoopStream
 from jitprov.services.outbound import (
     CHECKED,
     REFUSED,
@@ -632,7 +636,7 @@ def test_an_event_loops_large_answer_over_tls_arrives_whole(tmp_path: Path,
 
 @pytest.mark.parametrize("run", LOOPS)
 def test_an_event_loops_unanswered_request_times_out(run: Runner) -> None:
-    """The client's read timeout holds on the loop: httpx's ReadTimeout, in time."""
+    """The client's read timeout holds on the loop: httpx's ReadTimeout."""
     server = PlainServer(answer=False)
     try:
         with server.client(timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
@@ -664,3 +668,131 @@ def test_an_event_loops_kept_alive_connection_the_server_closed_is_not_reused(
         server.close()
     assert [a.text for a in answers] == ["ok"] * 3
     assert server.connections == 3
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that runs ``serve`` on each connection it accepts, in a
+    thread of its own, and counts them."""
+
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(serve, conn), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    @staticmethod
+    def _serve(serve: Callable[[socket.socket], None], conn: socket.socket) -> None:
+        with conn:
+            try:
+                serve(conn)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("the client hung up")
+        data += chunk
+
+
+def _until_hung_up(conn: socket.socket) -> None:
+    conn.settimeout(5)
+    while conn.recv(4096):
+        pass
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_kept_alive_connection_a_server_spoke_on_is_not_reused(
+        run: Runner) -> None:
+    """A server answers, then, the connection idle, sends something unasked (a 408, as
+    servers do before they hang up) and keeps it open: the next request goes over a new
+    connection and gets its own answer, not those bytes."""
+    def serve(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        threading.Event().wait(0.05)
+        conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        _until_hung_up(conn)
+
+    server = RawServer(serve)
+    url = f"http://127.0.0.1:{server.port}/"
+    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"))
+    try:
+        with httpx.Client(transport=GuardedTransport(policy)) as client:
+            answers = _from_a_loop(client, url, url, run=run, pause=0.3)
+    finally:
+        server.close()
+    assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 2
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_tls_handshake_unanswered_times_out(run: Runner) -> None:
+    """A server that takes the connection and never answers the TLS handshake: httpx's
+    ConnectTimeout, within the client's timeout."""
+    server = RawServer(_until_hung_up)
+    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"),
+                            resolver=lambda _host, _port: ["127.0.0.1"])
+    try:
+        with httpx.Client(transport=GuardedTransport(policy), timeout=0.3) as client, \
+                pytest.raises(httpx.ConnectTimeout):
+            _from_a_loop(client, f"https://idp.test:{server.port}/", run=run)
+    finally:
+        server.close()
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_a_loop_stream_written_after_the_server_reset_it_raises_httpcores_write_error(
+        run: Runner) -> None:
+    """httpcore closes a connection on its WriteError and httpx reports it as one of its
+    own; uvloop raises RuntimeError for a write to a connection already reset, asyncio
+    fails the drain: both reach httpcore as WriteError."""
+    def reset(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = RawServer(reset)
+
+    async def write_after_reset() -> None:
+        stream = await LoopBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
+        try:
+            await asyncio.sleep(0.2)  # the reset arrives and the transport closes
+            with pytest.raises(httpcore.WriteError):
+                for _ in range(3):
+                    await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+        finally:
+            await stream.aclose()
+
+    try:
+        run(write_after_reset())
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("run", LOOPS)
+def test_an_event_loops_connections_are_asyncios_streams(tls_server: TlsServer,
+                                                         run: Runner) -> None:
+    """The twin's pools connect through the guard's own backend on asyncio's streams
+    (not anyio's, which cost an awaited exchange an eighth more CPU: bench.code_exchange),
+    over TLS too."""
+    with tls_server.client([]) as client:
+        [answer] = _from_a_loop(client, f"https://idp.test:{tls_server.port}/", run=run)
+    stream = answer.extensions["network_stream"]
+    assert isinstance(stream, LoopStream)
+    assert stream.get_extra_info("ssl_object") is not None

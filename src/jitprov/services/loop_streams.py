@@ -29,8 +29,22 @@ import httpcore
 from httpcore._utils import is_socket_readable  # the check anyio's backend makes too
 
 
+def _ran_out(exc: TimeoutError) -> bool:
+    """Whether a TimeoutError is a deadline of ours (``asyncio.timeout``), not the kernel's
+    ``ETIMEDOUT`` on a dead connection (an OSError too, which anyio's backend reports as the
+    step's error, not its timeout)."""
+    return exc.errno is None
+
+
 class LoopStream(httpcore.AsyncNetworkStream):
-    """One connection of the running loop, as httpcore reads and writes it."""
+    """One connection of the running loop, as httpcore reads and writes it.
+
+    Unlike anyio's streams, asyncio's reader keeps reading while the connection is idle:
+    what a server sends unasked (a ``408`` before it hangs up, the end of the stream) lands
+    in the reader's buffer rather than waiting on the socket, so :meth:`get_extra_info`'s
+    liveness check looks there too. After :meth:`start_tls` the reader still pauses and
+    resumes the TCP transport under the TLS one for its flow control (CPython gh-114921):
+    it holds the bytes back all the same."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -43,8 +57,12 @@ class LoopStream(httpcore.AsyncNetworkStream):
             async with asyncio.timeout(timeout):
                 return await self._reader.read(max_bytes)
         except TimeoutError as exc:
-            raise httpcore.ReadTimeout("the answer did not come in time") from exc
-        except OSError as exc:
+            if _ran_out(exc):
+                raise httpcore.ReadTimeout("the answer did not come in time") from exc
+            raise httpcore.ReadError(str(exc)) from exc
+        except (OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed handle
+            if isinstance(exc, RuntimeError) and not self._writer.transport.is_closing():
+                raise
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -59,16 +77,19 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout(timeout):
                     await writer.drain()
         except TimeoutError as exc:
-            raise httpcore.WriteTimeout("the request could not be sent in time") from exc
-        except OSError as exc:
+            if _ran_out(exc):
+                raise httpcore.WriteTimeout("the request could not be sent in time") from exc
+            raise httpcore.WriteError(str(exc)) from exc
+        except (OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed handle
+            if isinstance(exc, RuntimeError) and not writer.transport.is_closing():
+                raise
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        transport = self._writer.transport
-        if transport.get_extra_info("ssl_object") is None:
-            transport.close()
-        else:  # no close_notify, as httpcore asks of anyio (``standard_compatible=False``):
-            transport.abort()  # waiting for the server's would keep the socket open
+        # at once, unsent bytes dropped and no TLS close_notify, as anyio's backend closes
+        # for httpcore (``standard_compatible=False``): httpcore closes a connection it has
+        # no more use for, and a server that stopped reading would keep it open
+        self._writer.transport.abort()
         await asyncio.sleep(0)  # the transport closes its socket in the loop's next pass
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
@@ -76,10 +97,10 @@ class LoopStream(httpcore.AsyncNetworkStream):
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname,
-                                             ssl_handshake_timeout=timeout)
+                                             ssl_handshake_timeout=timeout or None)
         except BaseException as exc:
-            self._writer.close()
-            if isinstance(exc, TimeoutError):
+            self._writer.transport.abort()
+            if isinstance(exc, TimeoutError) and _ran_out(exc):
                 raise httpcore.ConnectTimeout("the TLS handshake did not finish in time") \
                     from exc
             if isinstance(exc, OSError):  # ssl.SSLError among them: the certificate, say
@@ -89,7 +110,12 @@ class LoopStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         transport = self._writer.transport
-        if info == "is_readable":  # a kept-alive connection the server closed meanwhile
+        if info == "is_readable":  # a kept-alive connection the server spoke on or closed
+            reader = self._reader
+            held = getattr(reader, "_buffer", None)  # no public view of what arrived idle
+            if held or reader.at_eof() or reader.exception() is not None \
+                    or transport.is_closing():
+                return True
             sock = transport.get_extra_info("socket")
             return sock is None or is_socket_readable(sock)
         name = {"ssl_object": "ssl_object", "client_addr": "sockname",
