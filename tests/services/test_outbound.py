@@ -561,48 +561,78 @@ LOOPS = [pytest.param(asyncio.run, id="asyncio"), pytest.param(uvloop.run, id="u
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-class PlainServer:
-    """An http server on 127.0.0.1 that counts the connections it accepts; ``answer``
-    False: it reads the request and never answers; ``hang_up``: it answers (kept alive, as
-    far as the client can tell) and closes the connection."""
+class RawServer:
+    """A TCP server on 127.0.0.1 that runs ``serve`` on each connection it accepts, in a
+    thread of its own, and counts them."""
 
-    def __init__(self, *, answer: bool = True, hang_up: bool = False) -> None:
+    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
         self.connections = 0
-        served = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                served.connections += 1
-                super().setup()
-
-            def do_GET(self) -> None:
-                if not answer:
-                    threading.Event().wait(5)
-                    self.close_connection = True  # never answered
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
                     return
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-                self.close_connection = hang_up
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(serve, conn), daemon=True).start()
 
-            def log_message(self, *_args: object) -> None:
+        threading.Thread(target=accept, daemon=True).start()
+
+    @staticmethod
+    def _serve(serve: Callable[[socket.socket], None], conn: socket.socket) -> None:
+        with conn:
+            try:
+                serve(conn)
+            except OSError:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
 
     def client(self, timeout: float = 10.0) -> httpx.Client:
-        policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"))
+        """The guard's client, this server's loopback address allowed, every name resolved
+        to it."""
+        policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"),
+                                resolver=lambda _host, _port: ["127.0.0.1"])
         return httpx.Client(transport=GuardedTransport(policy), timeout=timeout)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        """Stop listening: the accepting thread is woken (a close alone leaves the socket
+        listening under the accept that waits on it)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("the client hung up")
+        data += chunk
+
+
+def _until_hung_up(conn: socket.socket) -> None:
+    conn.settimeout(5)
+    while conn.recv(4096):
+        pass
+
+
+def _answer_and_hang_up(conn: socket.socket) -> None:
+    _read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # as if kept alive
+
+
+def _never_answer(conn: socket.socket) -> None:
+    _read_request(conn)
+    threading.Event().wait(5)
 
 
 @pytest.mark.parametrize("run", LOOPS)
@@ -637,7 +667,7 @@ def test_an_event_loops_large_answer_over_tls_arrives_whole(tmp_path: Path,
 @pytest.mark.parametrize("run", LOOPS)
 def test_an_event_loops_unanswered_request_times_out(run: Runner) -> None:
     """The client's read timeout holds on the loop: httpx's ReadTimeout."""
-    server = PlainServer(answer=False)
+    server = RawServer(_never_answer)
     try:
         with server.client(timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
             _from_a_loop(client, server.url, run=run)
@@ -647,7 +677,7 @@ def test_an_event_loops_unanswered_request_times_out(run: Runner) -> None:
 
 @pytest.mark.parametrize("run", LOOPS)
 def test_an_event_loops_connect_to_a_closed_port_is_a_connect_error(run: Runner) -> None:
-    server = PlainServer()
+    server = RawServer(_never_answer)
     server.close()  # nothing listens on its port any more
     with server.client() as client, pytest.raises(httpx.ConnectError):
         _from_a_loop(client, server.url, run=run)
@@ -659,7 +689,7 @@ def test_an_event_loops_kept_alive_connection_the_server_closed_is_not_reused(
     """The server hangs up after each answer without saying so: the next request finds the
     pooled connection closed (it reads as readable: the end of the stream) and opens a new
     one, rather than failing on the dead one."""
-    server = PlainServer(hang_up=True)
+    server = RawServer(_answer_and_hang_up)
     try:
         with server.client() as client:
             answers = _from_a_loop(client, server.url, server.url, server.url, run=run,
@@ -668,53 +698,6 @@ def test_an_event_loops_kept_alive_connection_the_server_closed_is_not_reused(
         server.close()
     assert [a.text for a in answers] == ["ok"] * 3
     assert server.connections == 3
-
-
-class RawServer:
-    """A TCP server on 127.0.0.1 that runs ``serve`` on each connection it accepts, in a
-    thread of its own, and counts them."""
-
-    def __init__(self, serve: Callable[[socket.socket], None]) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-
-        def accept() -> None:
-            while True:
-                try:
-                    conn, _ = self.sock.accept()
-                except OSError:
-                    return
-                self.connections += 1
-                threading.Thread(target=self._serve, args=(serve, conn), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-
-    @staticmethod
-    def _serve(serve: Callable[[socket.socket], None], conn: socket.socket) -> None:
-        with conn:
-            try:
-                serve(conn)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _read_request(conn: socket.socket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionError("the client hung up")
-        data += chunk
-
-
-def _until_hung_up(conn: socket.socket) -> None:
-    conn.settimeout(5)
-    while conn.recv(4096):
-        pass
 
 
 @pytest.mark.parametrize("run", LOOPS)
@@ -731,11 +714,9 @@ def test_an_event_loops_kept_alive_connection_a_server_spoke_on_is_not_reused(
         _until_hung_up(conn)
 
     server = RawServer(serve)
-    url = f"http://127.0.0.1:{server.port}/"
-    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"))
     try:
-        with httpx.Client(transport=GuardedTransport(policy)) as client:
-            answers = _from_a_loop(client, url, url, run=run, pause=0.3)
+        with server.client() as client:
+            answers = _from_a_loop(client, server.url, server.url, run=run, pause=0.3)
     finally:
         server.close()
     assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 2
@@ -747,11 +728,8 @@ def test_an_event_loops_tls_handshake_unanswered_times_out(run: Runner) -> None:
     """A server that takes the connection and never answers the TLS handshake: httpx's
     ConnectTimeout, within the client's timeout."""
     server = RawServer(_until_hung_up)
-    policy = OutboundPolicy(allow=parse_allowlist("127.0.0.1/32"),
-                            resolver=lambda _host, _port: ["127.0.0.1"])
     try:
-        with httpx.Client(transport=GuardedTransport(policy), timeout=0.3) as client, \
-                pytest.raises(httpx.ConnectTimeout):
+        with server.client(timeout=0.3) as client, pytest.raises(httpx.ConnectTimeout):
             _from_a_loop(client, f"https://idp.test:{server.port}/", run=run)
     finally:
         server.close()

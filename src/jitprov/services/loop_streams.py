@@ -30,11 +30,32 @@ import httpcore
 from httpcore._utils import is_socket_readable  # the check anyio's backend makes too
 
 
-def _ran_out(exc: TimeoutError) -> bool:
-    """Whether a TimeoutError is a deadline of ours (``asyncio.timeout``), not the kernel's
+def _ran_out(exc: BaseException) -> bool:
+    """Whether an error is a deadline of ours (``asyncio.timeout``), not the kernel's
     ``ETIMEDOUT`` on a dead connection (an OSError too, which anyio's backend reports as the
     step's error, not its timeout)."""
-    return exc.errno is None
+    return isinstance(exc, TimeoutError) and exc.errno is None
+
+
+def _step_failed(exc: OSError | RuntimeError, transport: asyncio.BaseTransport,
+                 timed_out: tuple[type[Exception], str], failed: type[Exception],
+                 ) -> Exception | None:
+    """The httpcore error a read or write failure becomes, as anyio's backend maps it: our
+    deadline its step's timeout, a socket error the step's error, and uvloop's RuntimeError
+    on a handle already closed too; None for any other RuntimeError (not ours to map)."""
+    if _ran_out(exc):
+        kind, text = timed_out
+        return kind(text)
+    if isinstance(exc, RuntimeError) and not transport.is_closing():
+        return None
+    return failed(str(exc) or type(exc).__name__)
+
+
+_READ_TIMEOUT = (httpcore.ReadTimeout, "the answer did not come in time")
+_WRITE_TIMEOUT = (httpcore.WriteTimeout, "the request could not be sent in time")
+#: httpcore's names for what it asks of a stream -> asyncio's transport's names
+_TRANSPORT_INFO = {"ssl_object": "ssl_object", "client_addr": "sockname",
+                   "server_addr": "peername", "socket": "socket"}
 
 
 class LoopStream(httpcore.AsyncNetworkStream):
@@ -57,14 +78,11 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 return await self._reader.read(max_bytes)
             async with asyncio.timeout(timeout):
                 return await self._reader.read(max_bytes)
-        except TimeoutError as exc:
-            if _ran_out(exc):
-                raise httpcore.ReadTimeout("the answer did not come in time") from exc
-            raise httpcore.ReadError(str(exc)) from exc
-        except (OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed handle
-            if isinstance(exc, RuntimeError) and not self._writer.transport.is_closing():
+        except (OSError, RuntimeError) as exc:
+            mapped = _step_failed(exc, self._writer.transport, _READ_TIMEOUT, httpcore.ReadError)
+            if mapped is None:
                 raise
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+            raise mapped from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -77,14 +95,11 @@ class LoopStream(httpcore.AsyncNetworkStream):
             else:
                 async with asyncio.timeout(timeout):
                     await writer.drain()
-        except TimeoutError as exc:
-            if _ran_out(exc):
-                raise httpcore.WriteTimeout("the request could not be sent in time") from exc
-            raise httpcore.WriteError(str(exc)) from exc
-        except (OSError, RuntimeError) as exc:  # uvloop: RuntimeError on a closed handle
-            if isinstance(exc, RuntimeError) and not writer.transport.is_closing():
+        except (OSError, RuntimeError) as exc:
+            mapped = _step_failed(exc, writer.transport, _WRITE_TIMEOUT, httpcore.WriteError)
+            if mapped is None:
                 raise
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            raise mapped from exc
 
     async def aclose(self) -> None:
         # at once, unsent bytes dropped and no TLS close_notify, as anyio's backend closes
@@ -101,7 +116,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
                                              ssl_handshake_timeout=timeout or None)
         except BaseException as exc:
             self._writer.transport.abort()
-            if isinstance(exc, TimeoutError) and _ran_out(exc):
+            if _ran_out(exc):
                 raise httpcore.ConnectTimeout("the TLS handshake did not finish in time") \
                     from exc
             if isinstance(exc, OSError):  # ssl.SSLError among them: the certificate, say
@@ -119,8 +134,7 @@ class LoopStream(httpcore.AsyncNetworkStream):
                 return True
             sock = transport.get_extra_info("socket")
             return sock is None or is_socket_readable(sock)
-        name = {"ssl_object": "ssl_object", "client_addr": "sockname",
-                "server_addr": "peername", "socket": "socket"}.get(info)
+        name = _TRANSPORT_INFO.get(info)
         return None if name is None else transport.get_extra_info(name)
 
 
