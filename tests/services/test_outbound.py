@@ -401,19 +401,23 @@ def _on_a_loop() -> bool:
 def _from_a_loop(client: httpx.Client, *urls: str,
                  extensions: dict[str, object] | None = None,
                  run: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run,
-                 pause: float = 0.0) -> list[httpx.Response]:
+                 after: Callable[[int], bool] | None = None) -> list[httpx.Response]:
     """GET each of ``urls`` in turn through ``client``'s event-loop twin, in a loop of its
-    own (``run``'s: asyncio's, or uvloop's as under ``serve``), ``pause`` seconds apart; the
-    loop's connections closed after."""
+    own (``run``'s: asyncio's, or uvloop's as under ``serve``); after the i-th answer, until
+    ``after(i)`` holds (the server did what the test waits for, within 5 s); the loop's
+    connections closed after."""
     twin = async_twin(client)
     assert twin is not None
 
     async def requests() -> list[httpx.Response]:
         try:
             answers = []
-            for url in urls:
+            for i, url in enumerate(urls):
                 answers.append(await twin.get(url, extensions=extensions))
-                await asyncio.sleep(pause)
+                if after is not None:
+                    async with asyncio.timeout(5):
+                        while not after(i):
+                            await asyncio.sleep(0.01)
             return answers
         finally:
             await twin.aclose()
@@ -569,6 +573,7 @@ class RawServer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
+        self.served = 0  #: connections ``serve`` returned from and this server closed
 
         def accept() -> None:
             while True:
@@ -581,13 +586,13 @@ class RawServer:
 
         threading.Thread(target=accept, daemon=True).start()
 
-    @staticmethod
-    def _serve(serve: Callable[[socket.socket], None], conn: socket.socket) -> None:
+    def _serve(self, serve: Callable[[socket.socket], None], conn: socket.socket) -> None:
         with conn:
             try:
                 serve(conn)
             except OSError:
                 pass
+        self.served += 1
 
     @property
     def url(self) -> str:
@@ -693,7 +698,7 @@ def test_an_event_loops_kept_alive_connection_the_server_closed_is_not_reused(
     try:
         with server.client() as client:
             answers = _from_a_loop(client, server.url, server.url, server.url, run=run,
-                                   pause=0.1)
+                                   after=lambda i: server.served > i)
     finally:
         server.close()
     assert [a.text for a in answers] == ["ok"] * 3
@@ -706,17 +711,21 @@ def test_an_event_loops_kept_alive_connection_a_server_spoke_on_is_not_reused(
     """A server answers, then, the connection idle, sends something unasked (a 408, as
     servers do before they hang up) and keeps it open: the next request goes over a new
     connection and gets its own answer, not those bytes."""
+    spoke = threading.Event()
+
     def serve(conn: socket.socket) -> None:
         _read_request(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         threading.Event().wait(0.05)
         conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        spoke.set()
         _until_hung_up(conn)
 
     server = RawServer(serve)
     try:
         with server.client() as client:
-            answers = _from_a_loop(client, server.url, server.url, run=run, pause=0.3)
+            answers = _from_a_loop(client, server.url, server.url, run=run,
+                                   after=lambda _: spoke.is_set())
     finally:
         server.close()
     assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 2
@@ -742,7 +751,12 @@ def test_a_loop_stream_written_after_the_server_reset_it_raises_httpcores_write_
     """httpcore closes a connection on its WriteError and httpx reports it as one of its
     own; uvloop raises RuntimeError for a write to a connection already reset, asyncio
     fails the drain: both reach httpcore as WriteError."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
     def reset(conn: socket.socket) -> None:
+        # Reset only once the client has spoken: a reset sent at accept can reach a busy
+        # client before its connect completes, which then fails the connect instead.
+        _read_request(conn)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     server = RawServer(reset)
@@ -750,10 +764,14 @@ def test_a_loop_stream_written_after_the_server_reset_it_raises_httpcores_write_
     async def write_after_reset() -> None:
         stream = await LoopBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
         try:
-            await asyncio.sleep(0.2)  # the reset arrives and the transport closes
+            await stream.write(request, timeout=5)
+            async with asyncio.timeout(5):  # the reset arrives and the transport closes
+                while not stream.get_extra_info("is_readable"):
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)
             with pytest.raises(httpcore.WriteError):
                 for _ in range(3):
-                    await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+                    await stream.write(request, timeout=5)
         finally:
             await stream.aclose()
 
