@@ -1,0 +1,247 @@
+"""Instructions per operation, counted by Valgrind's callgrind over the measured calls only.
+
+On a shared machine CPU time moves 5-20 % from one minute to the next, which hides a change
+worth 2-3 % of a login however the runs are interleaved. The number of instructions a hot
+path executes hardly moves: runs of the same code counted a SAML first login's ACS in
+process at 8.00-8.08 million instructions per call and a SCIM create at 2.56-2.61 (1-2 %
+apart, where SQLite's checkpoint thread, which runs on a timer, ran beside the measured
+calls or not), and 40 calls count twice what 20 do. Read it for what it is: instructions
+executed in this process, in user space, by the thread that makes the calls. The kernel's
+work (system calls, the loopback, waking another process), what a cache miss or a lock wait
+costs, and the other threads' work (shown beside) are not in it; a change to those is
+measured by CPU time (``bench.e2e``, the in-process benches), interleaved.
+
+``python -m bench.instructions SCENARIO [-n N] [--src DIR ...]`` runs the scenario's setup
+with callgrind's instrumentation off (near native speed), one warm-up call, then N calls
+with it on (a marker library built from callgrind.h switches it), and prints the millions
+of instructions per call. With several ``--src`` (source trees, as ``git archive <rev> src
+| tar -x -C DIR`` makes them: pass ``DIR/src``), each runs in turn and the table gives each
+as a ratio to the first; give each twice (A, B, A, B) to see the spread. A run of 20 SAML
+logins takes about 25 s. Needs ``valgrind`` and a C compiler (Debian: ``apt-get install
+valgrind gcc``).
+
+Scenarios (SQLite, in process, no sockets): :data:`SCENARIOS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: what the measured calls are between: callgrind's client requests, as a shared library
+_MARKER = """\
+#include <valgrind/callgrind.h>
+void measure_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
+void measure_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+_TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
+
+
+def _sqlite_context() -> Any:
+    from jitprov.services.context import ServiceContext
+    from jitprov.services.secretbox import SecretBox
+    from jitprov.store.database import Database
+
+    db = Database.connect(f"sqlite:///{tempfile.mkdtemp(prefix='jitprov-icount-')}/b.db",
+                          pool_size=4)
+    db.upgrade()
+    return ServiceContext(db=db, secretbox=SecretBox("bench"))
+
+
+def saml_acs(n: int) -> Callable[[int], object]:
+    """The SAML ACS of a first login (``complete_saml_login``: the login request opened from
+    its cookie, the signed Response checked, the account provisioned, a session), as
+    ``bench.saml`` times it; the Responses are signed before."""
+    from bench.saml import ACS, AUDIENCE, BASE_URL, MAPPING, _attributes
+    from jitprov.services import admin
+    from jitprov.services.login.kinds import start_login
+    from jitprov.services.login.saml import complete_saml_login
+    from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
+
+    ctx, idp = _sqlite_context(), FakeSamlIdp()
+    admin.create_tenant(ctx, "bench")
+    admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
+                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
+    logins = []
+    for i in range(n):
+        started = start_login(ctx, "bench", "/", base_url=BASE_URL, dev_mode=False)
+        logins.append((started.state, started.cookie, idp.response(
+            acs_url=ACS, audience=AUDIENCE, subject=f"user-{i}", attributes=_attributes(i),
+            in_response_to=request_id_of(started.location), now=ctx.clock())))
+
+    def one(i: int) -> object:
+        state, cookie, response = logins[i]
+        return complete_saml_login(ctx, "bench", response, state, browser=cookie,
+                                   base_url=BASE_URL, request_id=None)
+    return one
+
+
+def oidc_callback(n: int) -> Callable[[int], object]:
+    """An OIDC first login's callback after its code exchange: the ID token verified (RS256,
+    JWKS cached) and the account provisioned, as ``bench.oidc`` times it."""
+    import httpx
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, RSAKey
+
+    from bench.oidc import GROUPS, ISSUER
+    from bench.provision import MAPPING
+    from jitprov.protocols.oidc import (
+        OidcConfig,
+        ProviderMetadata,
+        Providers,
+        identity_from_claims,
+        validate_id_token,
+    )
+    from jitprov.services import admin
+    from jitprov.services.login.flow import provision_on_login
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+    jwks = KeySet([key]).as_dict(private=False)
+    providers = Providers(httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json=jwks))))
+    metadata = ProviderMetadata(issuer=ISSUER, authorization_endpoint=f"{ISSUER}/a",
+                                token_endpoint=f"{ISSUER}/t", jwks_uri=f"{ISSUER}/jwks",
+                                userinfo_endpoint=None, token_endpoint_auth_methods=(),
+                                code_challenge_methods=("S256",))
+    config = OidcConfig.parse({"issuer": ISSUER, "client_id": "bench"})
+    ctx = _sqlite_context()
+    admin.create_tenant(ctx, "bench")
+    admin.add_connection(ctx, tenant="bench", slug="bench", kind="oidc",
+                         config={"issuer": ISSUER, "client_id": "bench"},
+                         secrets_={"client_secret": "x"}, mapping=MAPPING,
+                         mapping_source="bench.yaml")
+    now = int(time.time())
+    tokens = [jwt.encode({"alg": "RS256", "kid": "k1"}, {
+        "iss": ISSUER, "aud": "bench", "sub": f"user-{i}", "nonce": "n", "iat": now,
+        "exp": now + 3600, "email": f"user{i}@hospital.example", "email_verified": True,
+        "name": f"User {i}", "department": "Ward 3", "groups": GROUPS}, key)
+        for i in range(n)]
+
+    def one(i: int) -> object:
+        claims = validate_id_token(tokens[i], providers, metadata, config, nonce="n")
+        return provision_on_login(ctx, "bench", identity_from_claims(claims))
+    return one
+
+
+def scim_post(n: int) -> Callable[[int], object]:
+    """``POST /scim/v2/{tenant}/Users`` through the ASGI app (middleware, routing, the SCIM
+    parse, the create, the answer), as ``bench.scim`` times it."""
+    from bench.scim import InProcess, user_body
+    from jitprov.services import admin
+    from jitprov.services.scim import tokens as scim_tokens
+    from jitprov.settings import Settings
+    from jitprov.web.app import create_app
+
+    ctx = _sqlite_context()
+    app = create_app(Settings(base_url="http://bench", secret_key="bench"), ctx=ctx)
+    admin.create_tenant(ctx, "bench")
+    client = InProcess(app, scim_tokens.create_token(ctx, "bench", "bench")[1])
+    bodies = [user_body(i) for i in range(n)]
+    loop = asyncio.new_event_loop()
+
+    def one(i: int) -> object:
+        status, out = loop.run_until_complete(client("POST", "/Users", bodies[i]))
+        if status != 201:
+            raise RuntimeError(f"POST /Users: {status} {out[:200]!r}")
+        return status
+    return one
+
+
+SCENARIOS: dict[str, Callable[[int], Callable[[int], object]]] = {
+    "saml-acs": saml_acs, "oidc-callback": oidc_callback, "scim-post": scim_post}
+
+
+def _child(scenario: str, n: int, marker: str) -> None:
+    """Under callgrind: set up, warm up, then the N measured calls between the markers."""
+    lib = ctypes.CDLL(marker)
+    one = SCENARIOS[scenario](n + 1)
+    one(n)  # warm: caches, the pool, the policy, first-call imports
+    # the collector's counters start from zero and the setup's heap is out of its passes:
+    # the collections in the measured calls are theirs, not the setup's
+    gc.collect()
+    gc.freeze()
+    lib.measure_start()
+    for i in range(n):
+        one(i)
+    lib.measure_stop()
+
+
+def _marker(directory: Path) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or shutil.which("valgrind") is None:
+        sys.exit("bench.instructions needs valgrind and a C compiler "
+                 "(apt-get install valgrind gcc)")
+    source, library = directory / "marker.c", directory / "marker.so"
+    source.write_text(_MARKER)
+    built = subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+                           capture_output=True, text=True, check=False)
+    if built.returncode != 0:
+        sys.exit(f"bench.instructions: the marker did not build: {built.stderr.strip()}")
+    return library
+
+
+def count(scenario: str, n: int, src: Path, marker: Path) -> tuple[int, int]:
+    """Instructions of the N measured calls of ``scenario``, with ``src`` first on the path:
+    (the calling thread's, the other threads' together)."""
+    valgrind = shutil.which("valgrind") or "valgrind"
+    env = {**os.environ, "PYTHONHASHSEED": "0",
+           "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parents[1])])}
+    out = marker.with_name(f"callgrind.{os.getpid()}.out")
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+         f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions",
+         "--child", scenario, "-n", str(n), "--marker", str(marker)],
+        capture_output=True, text=True, env=env, check=False)
+    threads = sorted(out.parent.glob(f"{out.name}-*"))
+    totals = []
+    for thread in threads:
+        found = _TOTALS.search(thread.read_text(errors="replace"))
+        totals.append(int(found.group(1)) if found else 0)
+        thread.unlink()
+    if done.returncode != 0 or not totals or not totals[0]:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        sys.exit(f"bench.instructions: {scenario} failed under valgrind:\n{tail}")
+    return totals[0], sum(totals[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("-n", type=int, default=20, help="measured calls (default 20)")
+    parser.add_argument("--src", type=Path, action="append",
+                        help="a source tree (its src/ or the folder holding jitprov); "
+                             "repeat to compare")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--marker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.scenario, args.n, args.marker)
+        return
+    sources = args.src or [Path(__file__).parents[1] / "src"]
+    with tempfile.TemporaryDirectory(prefix="jitprov-icount-") as tmp:
+        marker = _marker(Path(tmp))
+        counts = [count(args.scenario, args.n, src.resolve(), marker) for src in sources]
+    print(f"{args.scenario}: millions of instructions per call (callgrind, n={args.n}), in the "
+          "calling thread; other threads (SQLite's checkpoints: when they run depends on "
+          "the clock) beside")
+    print("| source | per call | ratio | other threads, per call |")
+    print("|---|---:|---:|---:|")
+    for src, (main, others) in zip(sources, counts, strict=True):
+        print(f"| {src} | {main / args.n / 1e6:.3f} | {main / counts[0][0]:.3f} "
+              f"| {others / args.n / 1e6:.3f} |")
+
+if __name__ == "__main__":
+    main()
