@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -54,6 +55,54 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger("jitprov.database")
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+#: what orjson would write and ``json.dumps`` refuses goes to orjson's ``default`` (none:
+#: orjson then refuses it too, and ``json.dumps`` has its say)
+_AS_JSON_DUMPS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                  | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def dump_json(value: Any) -> str:
+    """Every JSON column as written: orjson's text where it holds what ``json.dumps``'s would
+    (read back, the same value), else ``json.dumps``'s own. orjson writes 5-10 times faster:
+    2.6 % of a SAML first login's instructions in process, 3.8 % of a SCIM create's
+    (``bench.instructions``).
+
+    Its text is compact and keeps non-ASCII characters as they are, where ``json.dumps``
+    spaces and escapes: the same JSON. It declines, and ``json.dumps`` writes as before,
+    where the two would differ: a value orjson refuses (an integer beyond 64 bits, a key
+    that is not a string, a lone surrogate, a subclass of str, int, dict or list, a date, a
+    dataclass), and a value holding NaN or an infinity, which orjson writes as ``null``
+    (``json.dumps`` writes ``NaN``, which PostgreSQL then refuses); that is looked for only
+    when the text has a ``null`` in it. One way it does not decline: an Enum or a UUID,
+    which ``json.dumps`` refuses, orjson writes as its value (a column handed one failed
+    before; none is). A shortcut that declines when unsure, checked against ``json.dumps``
+    by a property test."""
+    try:
+        text = orjson.dumps(value, option=_AS_JSON_DUMPS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+    if b"null" in text and _non_finite(value):
+        return json.dumps(value)
+    return text.decode()
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a value orjson wrote holds a NaN or an infinity (its containers are plain
+    dicts, lists and tuples: orjson refused their subclasses)."""
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        for item in value.values():
+            if _non_finite(item):
+                return True
+    elif kind is list or kind is tuple:
+        for item in value:
+            if _non_finite(item):
+                return True
+    return False
 
 
 def load_json(text: str | bytes) -> Any:
@@ -565,7 +614,7 @@ class Database:
             engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                       pool_timeout=limits.pool_timeout,
                                       hide_parameters=True,  # no claims or emails in logs
-                                      json_deserializer=load_json,
+                                      json_serializer=dump_json, json_deserializer=load_json,
                                       connect_args={"check_same_thread": False,
                                                     "timeout": limits.busy_timeout,
                                                     "factory": _SqliteConnection})
@@ -581,7 +630,7 @@ class Database:
         engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                   pool_timeout=limits.pool_timeout,
                                   hide_parameters=True,
-                                  json_deserializer=load_json,
+                                  json_serializer=dump_json, json_deserializer=load_json,
                                   connect_args=_postgres_connect_args(url, limits))
         do_connect, on_begin = _postgres_hooks(limits, pooling)
         sa.event.listen(engine, "do_connect", do_connect)
