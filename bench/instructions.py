@@ -2,17 +2,17 @@
 
 On a shared machine CPU time moves 5-20 % from one minute to the next, which hides a change
 worth 2-3 % of a login however the runs are interleaved. The number of instructions a hot
-path executes hardly moves: runs of the same code counted a SAML first login's ACS in
-process at 8.00-8.08 million instructions per call and a SCIM create at 2.56-2.61 (1-2 %
-apart, where SQLite's checkpoint thread, which runs on a timer, ran beside the measured
-calls or not), and 40 calls count twice what 20 do. Read it for what it is: instructions
-executed in this process, in user space, by the thread that makes the calls. The kernel's
-work (system calls, the loopback, waking another process), what a cache miss or a lock wait
-costs, and the other threads' work (shown beside) are not in it; a change to those is
-measured by CPU time (``bench.e2e``, the in-process benches), interleaved.
+path executes hardly moves: runs of the same code give the same SCIM create and OIDC
+callback counts to the thousand, a SAML ACS's within 1 %. Read it for what it is:
+instructions executed in this process, in user space, by the thread that makes the calls
+(the other threads' beside). The kernel's work (system calls, the loopback, waking another
+process), what a cache miss or a lock wait costs, and SQLite's checkpoints (their thread is
+stopped for the measured calls: it runs on a timer, so it made runs of the same code differ
+by 1-2 %) are not in it; a change to those is measured by CPU time (``bench.e2e``, the
+in-process benches), interleaved.
 
 ``python -m bench.instructions SCENARIO [-n N] [--src DIR ...]`` runs the scenario's setup
-with callgrind's instrumentation off (near native speed), one warm-up call, then N calls
+with callgrind's instrumentation off (faster than with it on), one warm-up call, then N calls
 with it on (a marker library built from callgrind.h switches it), and prints the millions
 of instructions per call. With several ``--src`` (source trees, as ``git archive <rev> src
 | tar -x -C DIR`` makes them: pass ``DIR/src``), each runs in turn and the table gives each
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import ctypes
 import gc
 import os
@@ -49,14 +50,20 @@ void measure_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
 _TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
 
 
+#: the scenario's databases, whose checkpoint threads stop before the measured calls
+_DATABASES: list[Any] = []
+
+
 def _sqlite_context() -> Any:
     from jitprov.services.context import ServiceContext
     from jitprov.services.secretbox import SecretBox
     from jitprov.store.database import Database
 
-    db = Database.connect(f"sqlite:///{tempfile.mkdtemp(prefix='jitprov-icount-')}/b.db",
-                          pool_size=4)
+    directory = tempfile.mkdtemp(prefix="jitprov-icount-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    db = Database.connect(f"sqlite:///{directory}/b.db", pool_size=4)
     db.upgrade()
+    _DATABASES.append(db)
     return ServiceContext(db=db, secretbox=SecretBox("bench"))
 
 
@@ -168,6 +175,9 @@ def _child(scenario: str, n: int, marker: str) -> None:
     lib = ctypes.CDLL(marker)
     one = SCENARIOS[scenario](n + 1)
     one(n)  # warm: caches, the pool, the policy, first-call imports
+    for db in _DATABASES:  # SQLite's checkpoints run on a timer: a last one, then none
+        if db.checkpointer is not None:
+            db.checkpointer.stop()
     # the collector's counters start from zero and the setup's heap is out of its passes:
     # the collections in the measured calls are theirs, not the setup's
     gc.collect()
@@ -230,17 +240,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         _child(args.scenario, args.n, args.marker)
         return
+    if args.n < 1:
+        parser.error("-n: at least one measured call")
     sources = args.src or [Path(__file__).parents[1] / "src"]
+    for src in sources:
+        if not (src / "jitprov").is_dir():  # else the installed jitprov would be measured
+            parser.error(f"--src {src}: no jitprov package in it (give the tree's src/)")
     with tempfile.TemporaryDirectory(prefix="jitprov-icount-") as tmp:
         marker = _marker(Path(tmp))
         counts = [count(args.scenario, args.n, src.resolve(), marker) for src in sources]
     print(f"{args.scenario}: millions of instructions per call (callgrind, n={args.n}), in the "
-          "calling thread; other threads (SQLite's checkpoints: when they run depends on "
-          "the clock) beside")
+          "calling thread; other threads beside")
     print("| source | per call | ratio | other threads, per call |")
     print("|---|---:|---:|---:|")
-    for src, (main, others) in zip(sources, counts, strict=True):
-        print(f"| {src} | {main / args.n / 1e6:.3f} | {main / counts[0][0]:.3f} "
+    for src, (calling, others) in zip(sources, counts, strict=True):
+        print(f"| {src} | {calling / args.n / 1e6:.3f} | {calling / counts[0][0]:.3f} "
               f"| {others / args.n / 1e6:.3f} |")
 
 if __name__ == "__main__":
