@@ -57,8 +57,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-#: what orjson would write and ``json.dumps`` refuses goes to orjson's ``default`` (none:
-#: orjson then refuses it too, and ``json.dumps`` has its say)
+#: what orjson would write otherwise than ``json.dumps`` goes to orjson's ``default`` (none:
+#: orjson then refuses it, and ``json.dumps`` has its say)
 _AS_JSON_DUMPS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
