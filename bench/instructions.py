@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,75 +70,22 @@ def saml_acs(n: int) -> Callable[[int], object]:
     """The SAML ACS of a first login (``complete_saml_login``: the login request opened from
     its cookie, the signed Response checked, the account provisioned, a session), as
     ``bench.saml`` times it; the Responses are signed before."""
-    from bench.saml import ACS, AUDIENCE, BASE_URL, MAPPING, _attributes
-    from jitprov.services import admin
-    from jitprov.services.login.kinds import start_login
-    from jitprov.services.login.saml import complete_saml_login
-    from jitprov.testing.saml_idp import FakeSamlIdp, request_id_of
+    from bench.saml import acs, add_connection, prepare
+    from jitprov.testing.saml_idp import FakeSamlIdp
 
     ctx, idp = _sqlite_context(), FakeSamlIdp()
-    admin.create_tenant(ctx, "bench")
-    admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
-                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
-    logins = []
-    for i in range(n):
-        started = start_login(ctx, "bench", "/", base_url=BASE_URL, dev_mode=False)
-        logins.append((started.state, started.cookie, idp.response(
-            acs_url=ACS, audience=AUDIENCE, subject=f"user-{i}", attributes=_attributes(i),
-            in_response_to=request_id_of(started.location), now=ctx.clock())))
-
-    def one(i: int) -> object:
-        state, cookie, response = logins[i]
-        return complete_saml_login(ctx, "bench", response, state, browser=cookie,
-                                   base_url=BASE_URL, request_id=None)
-    return one
+    add_connection(ctx, idp)
+    return acs(ctx, prepare(ctx, idp, range(n)))
 
 
 def oidc_callback(n: int) -> Callable[[int], object]:
     """An OIDC first login's callback after its code exchange: the ID token verified (RS256,
     JWKS cached) and the account provisioned, as ``bench.oidc`` times it."""
-    import httpx
-    from joserfc import jwt
-    from joserfc.jwk import KeySet, RSAKey
+    from bench.oidc import Provider, add_connection, callback
 
-    from bench.oidc import GROUPS, ISSUER
-    from bench.provision import MAPPING
-    from jitprov.protocols.oidc import (
-        OidcConfig,
-        ProviderMetadata,
-        Providers,
-        identity_from_claims,
-        validate_id_token,
-    )
-    from jitprov.services import admin
-    from jitprov.services.login.flow import provision_on_login
-
-    key = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
-    jwks = KeySet([key]).as_dict(private=False)
-    providers = Providers(httpx.Client(transport=httpx.MockTransport(
-        lambda request: httpx.Response(200, json=jwks))))
-    metadata = ProviderMetadata(issuer=ISSUER, authorization_endpoint=f"{ISSUER}/a",
-                                token_endpoint=f"{ISSUER}/t", jwks_uri=f"{ISSUER}/jwks",
-                                userinfo_endpoint=None, token_endpoint_auth_methods=(),
-                                code_challenge_methods=("S256",))
-    config = OidcConfig.parse({"issuer": ISSUER, "client_id": "bench"})
-    ctx = _sqlite_context()
-    admin.create_tenant(ctx, "bench")
-    admin.add_connection(ctx, tenant="bench", slug="bench", kind="oidc",
-                         config={"issuer": ISSUER, "client_id": "bench"},
-                         secrets_={"client_secret": "x"}, mapping=MAPPING,
-                         mapping_source="bench.yaml")
-    now = int(time.time())
-    tokens = [jwt.encode({"alg": "RS256", "kid": "k1"}, {
-        "iss": ISSUER, "aud": "bench", "sub": f"user-{i}", "nonce": "n", "iat": now,
-        "exp": now + 3600, "email": f"user{i}@hospital.example", "email_verified": True,
-        "name": f"User {i}", "department": "Ward 3", "groups": GROUPS}, key)
-        for i in range(n)]
-
-    def one(i: int) -> object:
-        claims = validate_id_token(tokens[i], providers, metadata, config, nonce="n")
-        return provision_on_login(ctx, "bench", identity_from_claims(claims))
-    return one
+    ctx, provider = _sqlite_context(), Provider.make()
+    add_connection(ctx)
+    return callback(ctx, provider, provider.tokens(range(n)))
 
 
 def scim_post(n: int) -> Callable[[int], object]:

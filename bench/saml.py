@@ -58,40 +58,49 @@ def run(*, ops: int, postgres_url: str) -> list[dict[str, object]]:
     return rows
 
 
-def _run_on(ctx: ServiceContext, db_name: str, idp: FakeSamlIdp,
-            ops: int) -> list[dict[str, object]]:
+def add_connection(ctx: ServiceContext, idp: FakeSamlIdp) -> None:
+    """Tenant ``bench`` with SAML connection ``bench`` to ``idp``, mapped by MAPPING."""
     admin.create_tenant(ctx, "bench")
     admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
                               metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
 
-    def prepare(subjects: range) -> list[tuple[str, str, str]]:
-        """(RelayState, binding cookie, signed SAMLResponse) of one started login per
-        subject."""
-        out = []
-        for n in subjects:
-            started = start_login(ctx, "bench", "/", base_url=BASE_URL, dev_mode=False)
-            out.append((started.state, started.cookie, idp.response(
-                acs_url=ACS, audience=AUDIENCE, subject=f"user-{n}", attributes=_attributes(n),
-                in_response_to=request_id_of(started.location), now=ctx.clock())))
-        return out
 
-    def acs(logins: list[tuple[str, str, str]]) -> Callable[[int], object]:
-        def one(i: int) -> object:
-            state, cookie, response = logins[i]
-            return complete_saml_login(ctx, "bench", response, state, browser=cookie,
-                                       base_url=BASE_URL, request_id=None)
-        return one
+def prepare(ctx: ServiceContext, idp: FakeSamlIdp,
+            subjects: range) -> list[tuple[str, str, str]]:
+    """(RelayState, binding cookie, signed SAMLResponse) of one started login per subject."""
+    out = []
+    for n in subjects:
+        started = start_login(ctx, "bench", "/", base_url=BASE_URL, dev_mode=False)
+        out.append((started.state, started.cookie, idp.response(
+            acs_url=ACS, audience=AUDIENCE, subject=f"user-{n}", attributes=_attributes(n),
+            in_response_to=request_id_of(started.location), now=ctx.clock())))
+    return out
+
+
+def acs(ctx: ServiceContext, logins: list[tuple[str, str, str]]) -> Callable[[int], object]:
+    """The ACS of the i-th prepared login (``complete_saml_login``)."""
+    def one(i: int) -> object:
+        state, cookie, response = logins[i]
+        return complete_saml_login(ctx, "bench", response, state, browser=cookie,
+                                   base_url=BASE_URL, request_id=None)
+    return one
+
+
+def _run_on(ctx: ServiceContext, db_name: str, idp: FakeSamlIdp,
+            ops: int) -> list[dict[str, object]]:
+    add_connection(ctx, idp)
 
     rows: list[dict[str, object]] = []
-    acs(prepare(range(ops, ops + 1)))(0)  # warm the caches: policy, SP settings, certificate
+    # warm the caches: policy, SP settings, certificate
+    acs(ctx, prepare(ctx, idp, range(ops, ops + 1)))(0)
     for scenario in ("first login", "returning login (no change)"):
         rows.append({"scenario": f"SAML ACS, {scenario}", "db": db_name, "clients": 1,
-                     **_measure(acs(prepare(range(ops))), range(ops))})
+                     **_measure(acs(ctx, prepare(ctx, idp, range(ops))), range(ops))})
     if db_name == "sqlite":
         conn = ctx.connections.get("bench")
         config = connection_config(conn)
         sp = sp_for(ctx, conn, config, BASE_URL)
-        logins = prepare(range(ops))
+        logins = prepare(ctx, idp, range(ops))
         ids = [request_id_of_response(r) for _, _, r in logins]
         size = len(base64.b64decode(logins[0][2])) / 1024
 

@@ -129,29 +129,30 @@ def test_a_json_column_reads_back_as_written(db: Database, clock: Clock, tenant:
     the rest) and read back the same, on both databases."""
     from .test_fast import new_account
 
-    claims = {"name": "Zoe Angstrom", "groups": ["Ward 3", "Nurses"], "level": 2.5,
-              "nested": {"a": [1, 2, {"b": None}]}}
-    accented = {"name": "Zoë Ångström"}
     with UnitOfWork(db) as uow:
         account_id = new_account(uow, tenant, connection, clock)
-        uow.identities.record_login(account_id=account_id, connection_id=connection.id,
-                                    subject="s-1", now=clock(), claims=claims)
         uow.commit()
-    with db.engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT CAST(claims AS TEXT) FROM identity "
-                                      "WHERE subject = 's-1'")).scalar_one()
+
+    def recorded(claims: dict[str, object]) -> tuple[str, object]:
+        """The claims recorded at a login: their stored text, and as read back."""
+        with UnitOfWork(db) as uow:
+            uow.identities.record_login(account_id=account_id, connection_id=connection.id,
+                                        subject="s-1", now=clock(), claims=claims)
+            uow.commit()
+        with db.engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT CAST(claims AS TEXT) FROM identity "
+                                          "WHERE subject = 's-1'")).scalar_one()
+        with UnitOfWork(db, readonly=True) as uow:
+            found = uow.identities.claims.get(connection.id, "s-1")
+        assert found is not None
+        return stored, found.claims
+
+    claims = {"name": "Zoe Angstrom", "groups": ["Ward 3", "Nurses"], "level": 2.5,
+              "nested": {"a": [1, 2, {"b": None}]}}
+    stored, read = recorded(claims)
     assert stored == dump_json(claims) and '"name":"Zoe Angstrom"' in stored
-    with UnitOfWork(db, readonly=True) as uow:
-        recorded = uow.identities.claims.get(connection.id, "s-1")
-    assert recorded is not None and recorded.claims == claims
-    with UnitOfWork(db) as uow:
-        uow.identities.record_login(account_id=account_id, connection_id=connection.id,
-                                    subject="s-1", now=clock(), claims=accented)
-        uow.commit()
-    with db.engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT CAST(claims AS TEXT) FROM identity "
-                                      "WHERE subject = 's-1'")).scalar_one()
+    assert read == claims
+    accented = {"name": "Zoë Ångström"}
+    stored, read = recorded(accented)
     assert stored == json.dumps(accented) and stored.isascii()
-    with UnitOfWork(db, readonly=True) as uow:
-        recorded = uow.identities.claims.get(connection.id, "s-1")
-    assert recorded is not None and recorded.claims == accented
+    assert read == accented
