@@ -20,7 +20,10 @@ as a ratio to the first; give each twice (A, B, A, B) to see the spread. A run o
 logins takes about 25 s. Needs ``valgrind`` and a C compiler (Debian: ``apt-get install
 valgrind gcc``).
 
-Scenarios (SQLite, in process, no sockets): :data:`SCENARIOS`.
+Scenarios (SQLite, in process, no sockets): :data:`SCENARIOS`. And :data:`SERVED`: whole
+logins over HTTP into the app as ``jitprov serve`` runs it in a worker (uvicorn, one process,
+under callgrind), from a browser and the IdP of ``bench.e2e`` in other processes; the
+worker's instructions per login, between two signals around the measured logins.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +116,179 @@ def scim_post(n: int) -> Callable[[int], object]:
     return one
 
 
+def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
+    """The app as ``bench.handoff`` calls it (its base URL, the request log line at INFO as
+    ``jitprov serve`` writes it), on a SQLite context; (app, context, loop)."""
+    from bench.handoff import BASE_URL
+    from jitprov.services import logs
+    from jitprov.settings import Settings
+    from jitprov.web.app import create_app
+
+    logs.configure("json", "INFO")
+    ctx = _sqlite_context()
+    app = create_app(Settings(base_url=BASE_URL, secret_key="bench"), ctx=ctx)
+    return app, ctx, asyncio.new_event_loop()
+
+
+def http_saml_login(n: int) -> Callable[[int], object]:
+    """A whole SAML first login through the ASGI app, as a browser makes it after a
+    cross-site POST (``bench.handoff``'s requests: middleware, routing, cookies, pages, the
+    log lines): ``GET /sso/{c}/login`` (the AuthnRequest signed), the ACS without the
+    cookie (the bounce page), the ACS with it (a first login). The IdP's Responses answer
+    logins started before the measured calls; each call also starts a login of its own,
+    as costly as theirs."""
+    from bench.handoff import SamlLogins
+    from bench.saml import MAPPING
+    from jitprov.services import admin
+    from jitprov.testing.saml_idp import FakeSamlIdp
+
+    app, ctx, loop = _served_app()
+    idp = FakeSamlIdp()
+    admin.create_tenant(ctx, "bench")
+    admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
+                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
+    logins = SamlLogins(app, ctx, idp)
+    for i in range(n):
+        loop.run_until_complete(logins.start(i))
+    logins.sign()
+    for i in range(n):
+        loop.run_until_complete(logins.bounce(i))
+    logins.read_bounces()
+
+    async def login(i: int) -> None:
+        await logins.start(i)
+        await logins.bounce(i)
+        await logins.acs(i)
+
+    return lambda i: loop.run_until_complete(login(i))
+
+
+def http_healthz(_n: int) -> Callable[[int], object]:
+    """``GET /healthz`` through the ASGI app: what every request pays at jitprov's edge
+    (middleware, routing, the response, the log line) beside the endpoint's own work."""
+    from bench.handoff import call
+
+    app, _, loop = _served_app()
+
+    def one(_i: int) -> object:
+        status, _, _ = loop.run_until_complete(call(app, "GET", "/healthz", []))
+        if status != 200:
+            raise RuntimeError(f"GET /healthz: {status}")
+        return status
+    return one
+
+
 SCENARIOS: dict[str, Callable[[int], Callable[[int], object]]] = {
-    "saml-acs": saml_acs, "oidc-callback": oidc_callback, "scim-post": scim_post}
+    "saml-acs": saml_acs, "oidc-callback": oidc_callback, "scim-post": scim_post,
+    "http-saml-login": http_saml_login, "http-healthz": http_healthz}
+
+
+#: logins over HTTP into a served worker: scenario -> ``bench.e2e_driver`` flow
+SERVED = {"served-saml": "saml", "served-oidc": "oidc"}
+
+
+def _serve(port: int, marker: str, flag: str) -> None:
+    """Under callgrind: the app as a ``jitprov serve`` worker builds it, served by uvicorn
+    with ``serve``'s options; SIGUSR1 starts the count (SQLite's checkpoint thread stopped,
+    the heap collected and frozen, as in :func:`_child`), SIGUSR2 stops it; each writes
+    ``flag`` once done, for the driver to wait on."""
+    import signal
+
+    import uvicorn
+
+    from jitprov.web.asgi import app_from_environment
+
+    lib = ctypes.CDLL(marker)
+    app = app_from_environment()
+
+    def start(*_: object) -> None:
+        checkpointer = app.state.ctx.db.checkpointer
+        if checkpointer is not None:
+            checkpointer.stop()
+        gc.collect()
+        gc.freeze()
+        lib.measure_start()
+        Path(flag).write_text("on")
+
+    def stop(*_: object) -> None:
+        lib.measure_stop()
+        Path(flag).write_text("off")
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="info",
+                proxy_headers=False, access_log=False, log_config=None)
+
+
+def served(scenario: str, n: int, src: Path, marker: Path) -> tuple[int, int]:
+    """Instructions of ``n`` whole logins over HTTP into one served worker (``src`` first on
+    its path): (the worker's main thread's, its other threads' together)."""
+    import signal
+    import time
+
+    import httpx
+
+    from bench import e2e
+    from bench.e2e_driver import login, new_client
+    from bench.http_servers import free_port
+
+    flow = SERVED[scenario]
+    e2e.SOURCE = src
+    workdir = Path(tempfile.mkdtemp(prefix="jitprov-icount-"))
+    idp = e2e.Idp(workdir)
+    proc: subprocess.Popen[bytes] | None = None
+    out, flag = marker.with_name(f"served.{os.getpid()}.out"), workdir / "measuring"
+    try:
+        url = f"sqlite:///{workdir}/served.db"
+        e2e.prepare_database(url, idp)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with (workdir / "serve.log").open("w") as log:
+            proc = subprocess.Popen(
+                [shutil.which("valgrind") or "valgrind", "--tool=callgrind",
+                 "--instr-atstart=no", "--separate-threads=yes",
+                 f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions",
+                 scenario, "--serve", str(port), "--marker", str(marker), "--flag", str(flag)],
+                env={**e2e.server_env(url, base), "PYTHONHASHSEED": "0"}, cwd=workdir,
+                stdout=log, stderr=subprocess.STDOUT)
+
+        def wait(what: Callable[[], bool], doing: str) -> None:
+            deadline = time.monotonic() + 300  # valgrind starts a worker in about a minute
+            while not what():
+                if proc is None or proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (workdir / "serve.log").read_text(errors="replace")[-1500:]
+                    sys.exit(f"bench.instructions: {scenario}: {doing} failed:\n{tail}")
+                time.sleep(0.2)
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait(up, "the served worker's start")
+        with new_client() as http:
+            for i in range(3):  # warm: caches, the pool, the IdP's keys, first-call imports
+                login(http, base, flow, flow, f"warm-{i}")
+            for sig, state, people in ((signal.SIGUSR1, "on", range(n)),
+                                       (signal.SIGUSR2, "off", range(0))):
+                proc.send_signal(sig)
+                wait(partial(_flag_says, flag, state), f"switching the count {state}")
+                for i in people:
+                    login(http, base, flow, flow, f"person-{i}")
+        proc.terminate()
+        proc.wait(120)
+        return _totals(out, scenario)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        idp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _flag_says(flag: Path, state: str) -> bool:
+    return flag.exists() and flag.read_text() == state
 
 
 def _child(scenario: str, n: int, marker: str) -> None:
@@ -160,29 +335,41 @@ def count(scenario: str, n: int, src: Path, marker: Path) -> tuple[int, int]:
          f"--callgrind-out-file={out}", sys.executable, "-m", "bench.instructions",
          "--child", scenario, "-n", str(n), "--marker", str(marker)],
         capture_output=True, text=True, env=env, check=False)
-    threads = sorted(out.parent.glob(f"{out.name}-*"))
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        sys.exit(f"bench.instructions: {scenario} failed under valgrind:\n{tail}")
+    return _totals(out, scenario)
+
+
+def _totals(out: Path, scenario: str) -> tuple[int, int]:
+    """Callgrind's counts per thread (its files ``out-01``, ``out-02``...; removed once
+    read): (the main thread's, the others' together)."""
     totals = []
-    for thread in threads:
+    for thread in sorted(out.parent.glob(f"{out.name}-*")):
         found = _TOTALS.search(thread.read_text(errors="replace"))
         totals.append(int(found.group(1)) if found else 0)
         thread.unlink()
-    if done.returncode != 0 or not totals or not totals[0]:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        sys.exit(f"bench.instructions: {scenario} failed under valgrind:\n{tail}")
+    if not totals or not totals[0]:
+        sys.exit(f"bench.instructions: {scenario}: callgrind counted nothing")
     return totals[0], sum(totals[1:])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=sorted([*SCENARIOS, *SERVED]))
     parser.add_argument("-n", type=int, default=20, help="measured calls (default 20)")
     parser.add_argument("--src", type=Path, action="append",
                         help="a source tree (its src/ or the folder holding jitprov); "
                              "repeat to compare")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--marker", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--flag", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        _serve(args.serve, args.marker, args.flag)
+        return
     if args.child:
         _child(args.scenario, args.n, args.marker)
         return
@@ -194,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--src {src}: no jitprov package in it (give the tree's src/)")
     with tempfile.TemporaryDirectory(prefix="jitprov-icount-") as tmp:
         marker = _marker(Path(tmp))
-        counts = [count(args.scenario, args.n, src.resolve(), marker) for src in sources]
+        measure = served if args.scenario in SERVED else count
+        counts = [measure(args.scenario, args.n, src.resolve(), marker) for src in sources]
     print(f"{args.scenario}: millions of instructions per call (callgrind, n={args.n}), in the "
           "calling thread; other threads beside")
     print("| source | per call | ratio | other threads, per call |")

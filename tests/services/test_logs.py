@@ -13,6 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from hypothesis import given
+
+from jitprov.services import logs
+from tests.store.test_json_columns import _same, _values
+
 SCRIPT = textwrap.dedent("""
     import logging
     from jitprov.services import logs
@@ -327,3 +333,45 @@ def test_lines_survive_signals_and_a_signal_handler_may_log() -> None:
         assert handled > 0
         assert [e["n"] for e in events if e["event"] == "from_main"] == list(range(20000))
         assert sum(1 for e in events if e["event"] == "from_handler") == handled
+
+
+JSON_LINES = textwrap.dedent("""
+    import datetime
+    from jitprov.services import logs
+
+    logs.configure("json", "INFO")
+    log = logs.get_logger("jitprov.example")
+    log.info("plain", status=200, duration_ms=1.5, client=None, roles=["nurse"])
+    log.info("accented", name="Zoë Ångström")
+    log.info("odd", when=datetime.date(2026, 12, 8), ratio=float("nan"), big=2**70)
+""")
+
+
+def test_json_lines_are_compact_ascii_and_mean_what_json_dumps_wrote() -> None:
+    done = subprocess.run([sys.executable, "-c", JSON_LINES], capture_output=True,
+                          text=True, timeout=60, check=True)
+    plain, accented, odd = done.stderr.splitlines()
+    assert plain.startswith('{"status":200,"duration_ms":1.5,"client":null,"roles":["nurse"],')
+    assert json.loads(plain)["event"] == "plain"
+    # the others as json.dumps writes them: non-ASCII escaped, a date as its repr, NaN
+    assert plain.isascii() and accented.isascii() and odd.isascii()
+    assert '"name": "Zo\\u00eb \\u00c5ngstr\\u00f6m"' in accented
+    assert json.loads(accented)["name"] == "Zoë Ångström"
+    assert '"when": "datetime.date(2026, 12, 8)", "ratio": NaN, "big": 1180591620717411303424' \
+        in odd
+
+
+@given(_values)
+def test_a_json_line_reads_back_what_json_dumps_wrote(value: object) -> None:
+    from structlog.processors import _json_fallback_handler
+
+    event = {"event": "request", "value": value}
+    try:
+        expected = json.dumps(event, default=_json_fallback_handler)
+    except (TypeError, ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)):
+            logs.json_line(event, default=_json_fallback_handler)
+        return
+    line = logs.json_line(event, default=_json_fallback_handler)
+    assert line.isascii()
+    assert _same(json.loads(line), json.loads(expected))

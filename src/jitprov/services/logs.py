@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import io
 import itertools
+import json
 import logging
 import operator
 import os
@@ -32,6 +33,8 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
+
+from jitprov.core.json_text import compact
 
 #: field names whose value is replaced by ``[redacted]`` wherever they appear
 SECRET_FIELDS = frozenset({
@@ -358,6 +361,15 @@ class _LevelledLogger(structlog.BoundLoggerBase):
         return self._logger.stdlib.isEnabledFor(level)
 
 
+def json_line(event: Any, **dumps_kw: Any) -> str:
+    """A JSON log line: orjson's compact text where it means what ``json.dumps``'s would
+    (:func:`jitprov.core.json_text.compact`: ASCII, the same values), else ``json.dumps``
+    with structlog's fallback (``dumps_kw``: a value JSON has no type for is written as its
+    ``repr``), as before. The request line of every request is written this way."""
+    text = compact(event)
+    return json.dumps(event, **dumps_kw) if text is None else text
+
+
 def configure(log_format: str, level: str) -> None:
     """Write every log line of this process to stderr as JSON (``log_format="json"``) or as
     readable text (``"console"``), at ``level`` and above. Calling it again replaces the
@@ -369,7 +381,8 @@ def configure(log_format: str, level: str) -> None:
     processors and renderer, so both read alike. A logger already used before this call
     keeps writing through the standard library, in the same format."""
     _set_batching(_batching(sys.stderr))
-    renderer: Any = (structlog.processors.JSONRenderer() if log_format == "json"
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=json_line)
+                     if log_format == "json"
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     exceptions: Any = (structlog.processors.format_exc_info if log_format == "json"
                        else structlog.processors.StackInfoRenderer())

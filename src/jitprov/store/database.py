@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -49,6 +48,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from jitprov.core.errors import DatabaseNotReady, DatabaseTimeout
+from jitprov.core.json_text import compact
 from jitprov.core.text import safe_tree
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -57,59 +57,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-#: what orjson would write otherwise than ``json.dumps`` goes to orjson's ``default`` (none:
-#: orjson then refuses it, and ``json.dumps`` has its say)
-_AS_JSON_DUMPS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                  | orjson.OPT_PASSTHROUGH_SUBCLASS)
-
-
 def dump_json(value: Any) -> str:
     """Every JSON column as written: orjson's text where it holds what ``json.dumps``'s would
-    (read back, the same value), else ``json.dumps``'s own. orjson writes 5-10 times faster:
-    1.4-2.4 % of a SAML first login's instructions in process, 2.3 % of an OIDC callback's,
-    3.4 % of a SCIM create's (``bench.instructions``).
-
-    Its text is compact where ``json.dumps`` spaces: the same JSON. It declines, and
-    ``json.dumps`` writes as before, where the two would differ:
-
-    - a value orjson refuses: an integer beyond 64 bits, a key that is not a string, a
-      lone surrogate, a subclass of str, int, dict or list, a float subclass, a date, a
-      dataclass;
-    - a value holding NaN or an infinity, which orjson writes as ``null`` (``json.dumps``
-      writes ``NaN``, which PostgreSQL then refuses): looked for only when the text has a
-      ``null`` in it;
-    - a text that is not ASCII: ``json.dumps`` escapes every other character, so a column's
-      text has always been ASCII, which a PostgreSQL database in any server encoding
-      stores (orjson's raw UTF-8 would fail in a LATIN1 one).
-
-    One way it does not decline: an Enum member, written as its value (``json.dumps``
-    refuses a plain one, and writes a str, int or float one as that str, int or float);
-    no JSON column is handed one. A shortcut that declines when unsure, checked against
-    ``json.dumps`` by a property test."""
-    try:
-        text = orjson.dumps(value, option=_AS_JSON_DUMPS)
-    except orjson.JSONEncodeError:
-        return json.dumps(value)
-    if not text.isascii() or (b"null" in text and _non_finite(value)):
-        return json.dumps(value)
-    return text.decode()
-
-
-def _non_finite(value: Any) -> bool:
-    """Whether a value orjson wrote holds a NaN or an infinity (its containers are plain
-    dicts, lists and tuples: orjson refused their subclasses)."""
-    if isinstance(value, float):  # a float Enum's member too
-        return not math.isfinite(value)
-    kind = type(value)
-    if kind is dict:
-        for item in value.values():
-            if _non_finite(item):
-                return True
-    elif kind is list or kind is tuple:
-        for item in value:
-            if _non_finite(item):
-                return True
-    return False
+    (:func:`jitprov.core.json_text.compact`), else ``json.dumps``'s own. orjson writes 5-10
+    times faster: 1.4-2.4 % of a SAML first login's instructions in process, 2.3 % of an OIDC
+    callback's, 3.4 % of a SCIM create's (``bench.instructions``). Its text is always ASCII,
+    as ``json.dumps``'s has always been, which a PostgreSQL database in any server encoding
+    stores (orjson's raw UTF-8 would fail in a LATIN1 one)."""
+    text = compact(value)
+    return json.dumps(value) if text is None else text
 
 
 def load_json(text: str | bytes) -> Any:

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jitprov.core.errors import JitprovError
 from jitprov.services import console
 from jitprov.services.console import AdminPrincipal, tokens_match
+from jitprov.web import cookies
 from jitprov.web.errors import STATUS
 from jitprov.web.routes.common import (
     ctx_of,
@@ -199,15 +200,14 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def set_admin_cookie(request: Request, response: Response, token: str) -> None:
     """Strict cookie: HttpOnly, SameSite=Strict, Secure under https, path /admin, for the
     admin session's lifetime."""
-    response.set_cookie(ADMIN_COOKIE, token,
-                        max_age=int(console.ADMIN_SESSION_TTL.total_seconds()),
-                        httponly=True, samesite="strict", secure=secure_cookies(request),
-                        path=ADMIN_PATH)
+    cookies.set_cookie(response, ADMIN_COOKIE, token,
+                       max_age=int(console.ADMIN_SESSION_TTL.total_seconds()),
+                       samesite="strict", secure=secure_cookies(request), path=ADMIN_PATH)
 
 
 def clear_admin_cookie(request: Request, response: Response) -> None:
-    response.delete_cookie(ADMIN_COOKIE, httponly=True, samesite="strict",
-                           secure=secure_cookies(request), path=ADMIN_PATH)
+    cookies.delete_cookie(response, ADMIN_COOKIE, samesite="strict",
+                          secure=secure_cookies(request), path=ADMIN_PATH)
 
 
 def redirect(location: str) -> RedirectResponse:

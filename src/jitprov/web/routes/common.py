@@ -22,6 +22,7 @@ from jitprov.services.identity_tokens import IssuedToken, issue_token, reissued_
 from jitprov.services.records import Database, Declined, Ran
 from jitprov.services.sessions import SignedIn, current_session, remembered_session
 from jitprov.settings import Settings
+from jitprov.web import cookies
 
 SESSION_COOKIE = "jitprov_session"
 
@@ -216,22 +217,22 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
     settings = settings_of(request)
     domain = session_cookie_domain(request)
     if domain is not None:
-        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
-                               secure=secure_cookies(request), path="/")
-    response.set_cookie(SESSION_COOKIE, token, max_age=int(settings.session_ttl.total_seconds()),
-                        httponly=True, samesite="lax", secure=secure_cookies(request), path="/",
-                        domain=domain)
+        cookies.delete_cookie(response, SESSION_COOKIE, samesite="lax",
+                              secure=secure_cookies(request), path="/")
+    cookies.set_cookie(response, SESSION_COOKIE, token,
+                       max_age=int(settings.session_ttl.total_seconds()), samesite="lax",
+                       secure=secure_cookies(request), path="/", domain=domain)
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     """Expire the session cookie, with the same Domain it was set with (and a host-only one
     of the same name too)."""
     domain = session_cookie_domain(request)
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
-                           secure=secure_cookies(request), path="/")
+    cookies.delete_cookie(response, SESSION_COOKIE, samesite="lax",
+                          secure=secure_cookies(request), path="/")
     if domain is not None:
-        response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax",
-                               secure=secure_cookies(request), path="/", domain=domain)
+        cookies.delete_cookie(response, SESSION_COOKIE, samesite="lax",
+                              secure=secure_cookies(request), path="/", domain=domain)
 
 
 def login_cookie_name(state: str) -> str:
@@ -249,9 +250,9 @@ def set_login_cookie(request: Request, response: Response, state: str, sealed: s
     late callback is told the sign-in expired, not that another browser started it."""
     seconds = 2 * int(ctx_of(request).login_request_ttl.total_seconds())
     secure = secure_cookies(request)
-    response.set_cookie(login_cookie_name(state), sealed, max_age=seconds, httponly=True,
-                        samesite="none" if cross_site_post and secure else "lax",
-                        secure=secure, path="/sso/")
+    cookies.set_cookie(response, login_cookie_name(state), sealed, max_age=seconds,
+                       samesite="none" if cross_site_post and secure else "lax",
+                       secure=secure, path="/sso/")
 
 
 def clear_login_cookie(request: Request, response: Response, state: str) -> None:
@@ -259,8 +260,8 @@ def clear_login_cookie(request: Request, response: Response, state: str) -> None
 
 
 def clear_login_cookie_named(request: Request, response: Response, name: str) -> None:
-    response.delete_cookie(name, httponly=True, samesite="lax",
-                           secure=secure_cookies(request), path="/sso/")
+    cookies.delete_cookie(response, name, samesite="lax", secure=secure_cookies(request),
+                          path="/sso/")
 
 
 def same_origin(request: Request) -> bool:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from jitprov.core.errors import InvalidInput
 from jitprov.services import admin, devices, passkeys
 from jitprov.services.records import DeviceRecord
+from jitprov.web import cookies
 from jitprov.web.i18n import use_tenant_locale
 from jitprov.web.routes.common import (
     SESSION_COOKIE,
@@ -79,9 +80,9 @@ async def enrol(request: Request) -> Response:
         lambda: devices.enrol_device(ctx_of(request), code,
                                      request_id=request_id_of(request)))
     response = RedirectResponse("/device", status_code=303, headers=NO_STORE)
-    response.set_cookie(DEVICE_COOKIE, credential,
-                        max_age=int(devices.CREDENTIAL_MAX_AGE.total_seconds()), httponly=True,
-                        samesite="lax", secure=secure_cookies(request), path="/device")
+    cookies.set_cookie(response, DEVICE_COOKIE, credential,
+                       max_age=int(devices.CREDENTIAL_MAX_AGE.total_seconds()), samesite="lax",
+                       secure=secure_cookies(request), path="/device")
     clear_session_cookie(request, response)  # whoever enrolled it is not its first user
     return response
 
