@@ -57,9 +57,8 @@ _TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
 _DATABASES: list[Any] = []
 
 
-def _sqlite_context() -> Any:
-    from jitprov.services.context import ServiceContext
-    from jitprov.services.secretbox import SecretBox
+def _database() -> Any:
+    """A fresh SQLite database, migrated, removed at exit."""
     from jitprov.store.database import Database
 
     directory = tempfile.mkdtemp(prefix="jitprov-icount-")
@@ -67,7 +66,14 @@ def _sqlite_context() -> Any:
     db = Database.connect(f"sqlite:///{directory}/b.db", pool_size=4)
     db.upgrade()
     _DATABASES.append(db)
-    return ServiceContext(db=db, secretbox=SecretBox("bench"))
+    return db
+
+
+def _sqlite_context() -> Any:
+    from jitprov.services.context import ServiceContext
+    from jitprov.services.secretbox import SecretBox
+
+    return ServiceContext(db=_database(), secretbox=SecretBox("bench"))
 
 
 def saml_acs(n: int) -> Callable[[int], object]:
@@ -117,26 +123,27 @@ def scim_post(n: int) -> Callable[[int], object]:
 
 
 def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
-    """The app as ``bench.handoff`` calls it (its base URL, the request log line at INFO as
-    ``jitprov serve`` writes it), on a SQLite context; (app, context, loop)."""
+    """The app as a served worker builds it (its context from the settings, with the session
+    cache the server's settings turn on; the request log line at INFO as ``jitprov serve``
+    writes it; no rate limit, as in ``bench.e2e``), at ``bench.handoff``'s base URL, on
+    SQLite; (app, context, loop)."""
     from bench.handoff import BASE_URL
     from jitprov.services import logs
-    from jitprov.settings import Settings
+    from jitprov.services.context import build_context
+    from jitprov.settings import Operations, Settings
     from jitprov.web.app import create_app
 
     logs.configure("json", "INFO")
-    ctx = _sqlite_context()
-    app = create_app(Settings(base_url=BASE_URL, secret_key="bench"), ctx=ctx)
+    settings = Settings(base_url=BASE_URL, secret_key="bench",
+                        ops=Operations(session_cache=True))
+    ctx = build_context(settings, _database())
+    app = create_app(settings, ctx=ctx)
     return app, ctx, asyncio.new_event_loop()
 
 
-def http_saml_login(n: int) -> Callable[[int], object]:
-    """A whole SAML first login through the ASGI app, as a browser makes it after a
-    cross-site POST (``bench.handoff``'s requests: middleware, routing, cookies, pages, the
-    log lines): ``GET /sso/{c}/login`` (the AuthnRequest signed), the ACS without the
-    cookie (the bounce page), the ACS with it (a first login). The IdP's Responses answer
-    logins started before the measured calls; each call also starts a login of its own,
-    as costly as theirs."""
+def _saml_logins(n: int) -> tuple[Any, asyncio.AbstractEventLoop]:
+    """``bench.handoff``'s SAML logins on the served app: ``n`` started, the IdP's Responses
+    signed, each bounced once; (the logins, their loop)."""
     from bench.handoff import SamlLogins
     from bench.saml import MAPPING
     from jitprov.services import admin
@@ -154,6 +161,17 @@ def http_saml_login(n: int) -> Callable[[int], object]:
     for i in range(n):
         loop.run_until_complete(logins.bounce(i))
     logins.read_bounces()
+    return logins, loop
+
+
+def http_saml_login(n: int) -> Callable[[int], object]:
+    """A whole SAML first login through the ASGI app, as a browser makes it after a
+    cross-site POST (``bench.handoff``'s requests: middleware, routing, cookies, pages, the
+    log lines): ``GET /sso/{c}/login`` (the AuthnRequest signed), the ACS without the
+    cookie (the bounce page), the ACS with it (a first login). The IdP's Responses answer
+    logins started before the measured calls; each call also starts a login of its own,
+    as costly as theirs."""
+    logins, loop = _saml_logins(n)
 
     async def login(i: int) -> None:
         await logins.start(i)
@@ -161,6 +179,35 @@ def http_saml_login(n: int) -> Callable[[int], object]:
         await logins.acs(i)
 
     return lambda i: loop.run_until_complete(login(i))
+
+
+def http_verify(_n: int) -> Callable[[int], object]:
+    """``GET /auth/verify`` with the session cookie of a person signed in by SAML before
+    (forward-auth, as a proxy asks for every request of its app): the session from the
+    worker's cache, the identity headers and the token signed for them before, the log line.
+    The signing key stays in memory for the measured calls: callgrind runs the code 50-100
+    times slower, and the key's 2 s in memory would run out every few requests, where served
+    in real time it is read once per 2 s (a request in thousands)."""
+    from bench.handoff import _FORM, call
+    from jitprov.services import identity_tokens
+
+    identity_tokens.KEY_CACHE_SECONDS = 3600.0
+    logins, loop = _saml_logins(1)
+    form, cookie = logins.bounced[0]
+    _, headers, _ = loop.run_until_complete(call(
+        logins.app, "POST", "/sso/bench/saml/acs", [*_FORM, (b"cookie", cookie.encode())],
+        form))
+    session = next(line.split(";", 1)[0] for line in headers.get("set-cookie", [])
+                   if line.startswith("jitprov_session="))
+    asked = [(b"cookie", session.encode())]
+
+    def one(_i: int) -> object:
+        status, answer, _ = loop.run_until_complete(call(logins.app, "GET", "/auth/verify",
+                                                         asked))
+        if status != 200 or not any(name.endswith("-email") for name in answer):
+            raise RuntimeError(f"GET /auth/verify: {status}")
+        return status
+    return one
 
 
 def http_healthz(_n: int) -> Callable[[int], object]:
@@ -180,7 +227,8 @@ def http_healthz(_n: int) -> Callable[[int], object]:
 
 SCENARIOS: dict[str, Callable[[int], Callable[[int], object]]] = {
     "saml-acs": saml_acs, "oidc-callback": oidc_callback, "scim-post": scim_post,
-    "http-saml-login": http_saml_login, "http-healthz": http_healthz}
+    "http-saml-login": http_saml_login, "http-healthz": http_healthz,
+    "http-verify": http_verify}
 
 
 #: logins over HTTP into a served worker: scenario -> ``bench.e2e_driver`` flow

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from jitprov.services import accounts
@@ -61,6 +65,12 @@ def test_redirect_mode_sends_to_the_login_with_the_original_path(
 def test_header_values_cannot_split_headers() -> None:
     assert header_value("José Ña") == "Jos%C3%A9 %C3%91a"
     assert header_value("x\r\nX-Jitprov-Roles: admin") == "x%0D%0AX-Jitprov-Roles: admin"
+
+
+@given(st.text(st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x7e),
+                         st.sampled_from('"%\\\x7f\r\né'), st.characters()), max_size=20))
+def test_a_header_value_is_what_quote_writes(value: str) -> None:
+    assert header_value(value) == quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 def test_list_items_keep_their_own_commas() -> None:

@@ -203,3 +203,26 @@ def test_forward_auth_hands_out_the_same_token_for_a_minute_then_a_new_one(
     rotate_keys(ctx, overlap=timedelta(hours=1))
     ctx.caches.pop("identity_tokens.active_key", None)  # as every node does within 2 s
     assert token() != third
+
+
+def test_forward_auth_hands_out_a_new_token_at_once_when_the_name_changes(
+        client: TestClient) -> None:
+    """The reuse key holds the whole identity, non-ASCII text as it is: a new name (as the
+    IdP sends it at the next login) gets a new token saying it; the same name again, the
+    token just signed."""
+    def token() -> str:
+        answer = client.get("/auth/verify")
+        assert answer.status_code == 200
+        return answer.headers["x-jitprov-token"]
+
+    def name_in(jwt: str) -> object:
+        payload = jwt.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=="))["name"]
+
+    sign_in(client, name="Zoë Ångström")
+    first = token()
+    assert name_in(first) == "Zoë Ångström" and token() == first
+    sign_in(client, name="Zoë Ångström-Lima")
+    second = token()
+    assert second != first and name_in(second) == "Zoë Ångström-Lima"
+    assert token() == second

@@ -14,6 +14,7 @@ The proxy configuration must overwrite client-sent headers of these names (docs/
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -27,10 +28,19 @@ from jitprov.web.routes.common import ctx_of, identity_token_of, settings_of, si
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+#: what ``quote`` leaves as it is: printable ASCII but ``"``, ``%`` and ``\``
+_HEADER_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~"
+_PLAIN_HEADER = re.compile(r'[ !#$&-\[\]-~]*').fullmatch
+
+
 def header_value(value: str) -> str:
     """Header-safe: printable ASCII as is, anything else percent-encoded UTF-8 (so a name
-    like "José" or a newline in a claim can never split or forge a header)."""
-    return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
+    like "José" or a newline in a claim can never split or forge a header). A value that
+    needs no encoding (most names and emails; every request asks) is returned without
+    ``quote``'s encode and scan."""
+    if _PLAIN_HEADER(value):
+        return value
+    return quote(value, safe=_HEADER_SAFE)
 
 
 def header_list(items: list[str]) -> str:
