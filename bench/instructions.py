@@ -20,7 +20,10 @@ as a ratio to the first; give each twice (A, B, A, B) to see the spread. A run o
 logins takes about 25 s. Needs ``valgrind`` and a C compiler (Debian: ``apt-get install
 valgrind gcc``).
 
-Scenarios (SQLite, in process, no sockets): :data:`SCENARIOS`. And :data:`SERVED`: whole
+Scenarios (SQLite, in process, no sockets): :data:`SCENARIOS`. Callgrind runs the code
+50-100 times slower than real time, and the app's clock keeps real time: keep ``-n`` to a
+few hundred calls (a SAML Response signed at setup is valid 5 minutes, a forward-auth token
+is handed out again for 60 s). And :data:`SERVED`: whole
 logins over HTTP into the app as ``jitprov serve`` runs it in a worker (uvicorn, one process,
 under callgrind), from a browser and the IdP of ``bench.e2e`` in other processes; the
 worker's instructions per login, between two signals around the measured logins.
@@ -126,10 +129,18 @@ def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
     """The app as a served worker builds it (its context from the settings, with the session
     cache the server's settings turn on; the request log line at INFO as ``jitprov serve``
     writes it; no rate limit, as in ``bench.e2e``), at ``bench.handoff``'s base URL, on
-    SQLite; (app, context, loop)."""
+    SQLite; (app, context, loop).
+
+    What a worker keeps in memory for 2 s (a connection's record, the identity tokens'
+    signing key) is kept for the whole run: callgrind runs the code 50-100 times slower, and
+    those 2 s would run out every few requests (each time a read, on a worker thread whose
+    work the calling thread's count leaves out), where served in real time they run out
+    once in hundreds of logins."""
+    from datetime import timedelta
+
     from bench.handoff import BASE_URL
-    from jitprov.services import logs
-    from jitprov.services.context import build_context
+    from jitprov.services import identity_tokens, logs
+    from jitprov.services.context import ConnectionCache, build_context
     from jitprov.settings import Operations, Settings
     from jitprov.web.app import create_app
 
@@ -137,6 +148,8 @@ def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
     settings = Settings(base_url=BASE_URL, secret_key="bench",
                         ops=Operations(session_cache=True))
     ctx = build_context(settings, _database())
+    ctx.connections = ConnectionCache(ctx.db, ttl=timedelta(hours=1))
+    identity_tokens.KEY_CACHE_SECONDS = 3600.0
     app = create_app(settings, ctx=ctx)
     return app, ctx, asyncio.new_event_loop()
 
@@ -184,14 +197,10 @@ def http_saml_login(n: int) -> Callable[[int], object]:
 def http_verify(_n: int) -> Callable[[int], object]:
     """``GET /auth/verify`` with the session cookie of a person signed in by SAML before
     (forward-auth, as a proxy asks for every request of its app): the session from the
-    worker's cache, the identity headers and the token signed for them before, the log line.
-    The signing key stays in memory for the measured calls: callgrind runs the code 50-100
-    times slower, and the key's 2 s in memory would run out every few requests, where served
-    in real time it is read once per 2 s (a request in thousands)."""
+    worker's cache, the identity headers and the token signed for them before, the log
+    line."""
     from bench.handoff import _FORM, call
-    from jitprov.services import identity_tokens
 
-    identity_tokens.KEY_CACHE_SECONDS = 3600.0
     logins, loop = _saml_logins(1)
     form, cookie = logins.bounced[0]
     _, headers, _ = loop.run_until_complete(call(
@@ -239,15 +248,21 @@ def _serve(port: int, marker: str, flag: str) -> None:
     """Under callgrind: the app as a ``jitprov serve`` worker builds it, served by uvicorn
     with ``serve``'s options; SIGUSR1 starts the count (SQLite's checkpoint thread stopped,
     the heap collected and frozen, as in :func:`_child`), SIGUSR2 stops it; each writes
-    ``flag`` once done, for the driver to wait on."""
+    ``flag`` once done, for the driver to wait on. What the worker keeps in memory for 2 s
+    is kept for the run, as in :func:`_served_app`."""
     import signal
+    from datetime import timedelta
 
     import uvicorn
 
+    from jitprov.services import identity_tokens
+    from jitprov.services.context import ConnectionCache
     from jitprov.web.asgi import app_from_environment
 
     lib = ctypes.CDLL(marker)
     app = app_from_environment()
+    app.state.ctx.connections = ConnectionCache(app.state.ctx.db, ttl=timedelta(hours=1))
+    identity_tokens.KEY_CACHE_SECONDS = 3600.0
 
     def start(*_: object) -> None:
         checkpointer = app.state.ctx.db.checkpointer
@@ -283,10 +298,11 @@ def served(scenario: str, n: int, src: Path, marker: Path) -> tuple[int, int]:
     flow = SERVED[scenario]
     e2e.SOURCE = src
     workdir = Path(tempfile.mkdtemp(prefix="jitprov-icount-"))
-    idp = e2e.Idp(workdir)
+    idp: e2e.Idp | None = None
     proc: subprocess.Popen[bytes] | None = None
     out, flag = marker.with_name(f"served.{os.getpid()}.out"), workdir / "measuring"
     try:
+        idp = e2e.Idp(workdir)
         url = f"sqlite:///{workdir}/served.db"
         e2e.prepare_database(url, idp)
         port = free_port()
@@ -324,14 +340,18 @@ def served(scenario: str, n: int, src: Path, marker: Path) -> tuple[int, int]:
                 wait(partial(_flag_says, flag, state), f"switching the count {state}")
                 for i in people:
                     login(http, base, flow, flow, f"person-{i}")
-        proc.terminate()
-        proc.wait(120)
+        proc.terminate()  # callgrind writes its counts as the worker exits
+        try:
+            proc.wait(300)
+        except subprocess.TimeoutExpired:
+            sys.exit(f"bench.instructions: {scenario}: the served worker did not stop")
         return _totals(out, scenario)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        idp.stop()
+        if idp is not None:
+            idp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

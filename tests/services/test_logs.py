@@ -376,3 +376,16 @@ def test_a_json_line_reads_back_what_json_dumps_wrote(value: object) -> None:
     line = logs.json_line(event, default=_json_fallback_handler)
     assert line.isascii()
     assert _same(json.loads(line), json.loads(expected))
+
+
+def test_an_enum_member_or_a_uuid_in_a_json_line_is_its_value() -> None:
+    """orjson writes both itself (json.dumps's fallback wrote their repr): the documented
+    difference, pinned."""
+    import enum
+    import uuid
+
+    class Kind(enum.Enum):
+        SAML = "saml"
+
+    line = logs.json_line({"kind": Kind.SAML, "id": uuid.UUID(int=5)}, default=repr)
+    assert line == '{"kind":"saml","id":"00000000-0000-0000-0000-000000000005"}'

@@ -226,3 +226,12 @@ def test_forward_auth_hands_out_a_new_token_at_once_when_the_name_changes(
     second = token()
     assert second != first and name_in(second) == "Zoë Ångström-Lima"
     assert token() == second
+
+
+def test_the_reuse_key_tells_a_non_finite_number_from_none() -> None:
+    """orjson writes NaN and the infinities as null: those identities take json.dumps."""
+    from jitprov.services.identity_tokens import _reuse_key
+
+    keys = {_reuse_key("k", {"sub": "a", "name": v})
+            for v in (None, float("nan"), float("inf"), float("-inf"), "x")}
+    assert len(keys) == 5

@@ -12,10 +12,12 @@ orjson writes 5-10 times faster than ``json.dumps``. Its text is compact where
 - a text that is not ASCII: ``json.dumps`` escapes every other character, so its text is
   always ASCII (what a LATIN1 database stores, what an ASCII log stream takes).
 
-One way it does not decline: an Enum member, written as its value (``json.dumps`` refuses a
-plain one, and writes a str, int or float one as that str, int or float). A shortcut that
-declines when unsure, checked against ``json.dumps`` by property tests (the JSON columns',
-the log lines').
+Where it does not decline (orjson writes these itself, with no option to hand them on): an
+Enum member, written as its value, and a UUID, written as its text. ``json.dumps`` refuses
+both (and a plain Enum), so a JSON column is never handed one; a log line, whose fallback
+writes what JSON has no type for as its ``repr``, shows their value rather than their repr.
+A shortcut that declines when unsure, checked against ``json.dumps`` by property tests (the
+JSON columns', the log lines').
 """
 
 from __future__ import annotations
@@ -38,23 +40,24 @@ def compact(value: Any) -> str | None:
         text = orjson.dumps(value, option=_AS_JSON_DUMPS)
     except orjson.JSONEncodeError:
         return None
-    if not text.isascii() or (b"null" in text and _non_finite(value)):
+    if not text.isascii() or (b"null" in text and non_finite(value)):
         return None
     return text.decode()
 
 
-def _non_finite(value: Any) -> bool:
-    """Whether a value orjson wrote holds a NaN or an infinity (its containers are plain
-    dicts, lists and tuples: orjson refused their subclasses)."""
+def non_finite(value: Any) -> bool:
+    """Whether a value orjson wrote holds a NaN or an infinity, which it wrote as ``null``
+    (its containers are plain dicts, lists and tuples: with the passthrough options orjson
+    refuses their subclasses)."""
     if isinstance(value, float):  # a float Enum's member too
         return not math.isfinite(value)
     kind = type(value)
     if kind is dict:
         for item in value.values():
-            if _non_finite(item):
+            if non_finite(item):
                 return True
     elif kind is list or kind is tuple:
         for item in value:
-            if _non_finite(item):
+            if non_finite(item):
                 return True
     return False

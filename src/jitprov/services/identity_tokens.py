@@ -24,6 +24,7 @@ import orjson
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from jitprov.core.json_text import non_finite
 from jitprov.services.context import ServiceContext
 from jitprov.store.unit_of_work import UnitOfWork
 
@@ -113,15 +114,19 @@ _KEY_JSON = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _reuse_key(kid: str, identity: Mapping[str, object]) -> str:
-    """The key id and the identity's JSON, keys sorted: equal exactly when the token would
-    say the same. Written by orjson (forward-auth makes one per request; ``json.dumps`` with
-    sorted keys was 4 % of the request), else, where orjson refuses a value, by
-    ``json.dumps`` behind a mark orjson's text never starts with."""
+    """The key id and the identity's JSON, keys sorted: equal when the token would say the
+    same (its values are text, None and lists of text: ``as_me``'s). Written by orjson
+    (forward-auth makes one per request; ``json.dumps`` with sorted keys was 4 % of the
+    request), else by ``json.dumps`` behind a mark orjson's text never starts with: where
+    orjson refuses a value, and where it would write a NaN or an infinity as ``null``, the
+    text of None."""
     try:
-        text = orjson.dumps(identity, option=_KEY_JSON, default=str).decode()
+        raw = orjson.dumps(identity, option=_KEY_JSON, default=str)
     except orjson.JSONEncodeError:
-        text = "\0" + json.dumps(identity, sort_keys=True, default=str)
-    return kid + "\0" + text
+        raw = None
+    if raw is None or (b"null" in raw and non_finite(identity)):
+        return kid + "\0\0" + json.dumps(identity, sort_keys=True, default=str)
+    return kid + "\0" + raw.decode()
 
 
 def _reused(ctx: ServiceContext, reuse_key: str, now: int) -> IssuedToken | None:

@@ -29,7 +29,8 @@ _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+").fullmatch
 #: a value it writes between double quotes and otherwise as it is (``_UnescapedChars``: a
 #: sealed value's base64 padding ``=``), the empty value included
 _QUOTED = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~: ()/<=>?@\[\]{}]*").fullmatch
-#: attribute names the standard library refuses as a cookie's name (``Morsel._reserved``)
+#: attribute names the standard library refuses as a cookie's name (``Morsel._reserved``,
+#: and ``partitioned``, which it refuses from Python 3.14)
 _RESERVED = frozenset({"expires", "path", "comment", "domain", "max-age", "secure",
                        "httponly", "version", "samesite", "partitioned"})
 #: a path or domain written as it is: printable ASCII, no separator
