@@ -104,3 +104,23 @@ def test_a_malformed_header_prefix_is_refused_at_start() -> None:
     with pytest.raises(SettingsError):
         load_settings({"JITPROV_SECRET_KEY": TEST_SECRET_KEY,
                        "JITPROV_FORWARD_AUTH_HEADER_PREFIX": "X-Bad:\r\n"})
+
+
+def test_forward_auth_says_what_me_says(client: TestClient, ctx: ServiceContext) -> None:
+    """Forward-auth reads the identity alone (``SignedIn.identity``), not the whole /me: its
+    headers carry /me's values (a role granted by hand too) and its token is the one
+    /me/token hands out."""
+    sign_in(client, name="Zoë Lima")
+    accounts.grant_role(ctx, "hospital", client.get("/me").json()["id"], "pharmacy:read",
+                        reason="cover", actor="test", expires_in_days=1)
+    me = client.get("/me").json()
+    verified = client.get("/auth/verify")
+    assert verified.status_code == 200
+    headers = verified.headers
+    assert (headers["x-jitprov-user"], headers["x-jitprov-email"], headers["x-jitprov-name"],
+            headers["x-jitprov-tenant"]) == (me["id"], me["email"], "Zo%C3%AB Lima",
+                                             me["tenant"])
+    assert headers["x-jitprov-roles"].split(",") == me["roles"] == [
+        "nurse", "pharmacy:read", "staff"]
+    assert headers["x-jitprov-groups"].split(",") == me["groups"]
+    assert headers["x-jitprov-token"] == client.get("/me/token").json()["token"]
