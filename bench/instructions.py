@@ -125,6 +125,18 @@ def scim_post(n: int) -> Callable[[int], object]:
     return one
 
 
+def _keep_caches(ctx: Any) -> None:
+    """What a worker keeps in memory for 2 s (a connection's record, the identity tokens'
+    signing key), kept for the run instead (:func:`_served_app` says why)."""
+    from datetime import timedelta
+
+    from jitprov.services import identity_tokens
+    from jitprov.services.context import ConnectionCache
+
+    ctx.connections = ConnectionCache(ctx.db, ttl=timedelta(hours=1))
+    identity_tokens.KEY_CACHE_SECONDS = 3600.0
+
+
 def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
     """The app as a served worker builds it (its context from the settings, with the session
     cache the server's settings turn on; the request log line at INFO as ``jitprov serve``
@@ -136,11 +148,9 @@ def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
     those 2 s would run out every few requests (each time a read, on a worker thread whose
     work the calling thread's count leaves out), where served in real time they run out
     once in hundreds of logins."""
-    from datetime import timedelta
-
     from bench.handoff import BASE_URL
-    from jitprov.services import identity_tokens, logs
-    from jitprov.services.context import ConnectionCache, build_context
+    from jitprov.services import logs
+    from jitprov.services.context import build_context
     from jitprov.settings import Operations, Settings
     from jitprov.web.app import create_app
 
@@ -148,8 +158,7 @@ def _served_app() -> tuple[Any, Any, asyncio.AbstractEventLoop]:
     settings = Settings(base_url=BASE_URL, secret_key="bench",
                         ops=Operations(session_cache=True))
     ctx = build_context(settings, _database())
-    ctx.connections = ConnectionCache(ctx.db, ttl=timedelta(hours=1))
-    identity_tokens.KEY_CACHE_SECONDS = 3600.0
+    _keep_caches(ctx)
     app = create_app(settings, ctx=ctx)
     return app, ctx, asyncio.new_event_loop()
 
@@ -158,15 +167,12 @@ def _saml_logins(n: int) -> tuple[Any, asyncio.AbstractEventLoop]:
     """``bench.handoff``'s SAML logins on the served app: ``n`` started, the IdP's Responses
     signed, each bounced once; (the logins, their loop)."""
     from bench.handoff import SamlLogins
-    from bench.saml import MAPPING
-    from jitprov.services import admin
+    from bench.saml import add_connection
     from jitprov.testing.saml_idp import FakeSamlIdp
 
     app, ctx, loop = _served_app()
     idp = FakeSamlIdp()
-    admin.create_tenant(ctx, "bench")
-    admin.add_saml_connection(ctx, tenant="bench", slug="bench", metadata_xml=idp.metadata(),
-                              metadata_url=None, mapping=MAPPING, mapping_source="bench.yaml")
+    add_connection(ctx, idp)
     logins = SamlLogins(app, ctx, idp)
     for i in range(n):
         loop.run_until_complete(logins.start(i))
@@ -251,18 +257,14 @@ def _serve(port: int, marker: str, flag: str) -> None:
     ``flag`` once done, for the driver to wait on. What the worker keeps in memory for 2 s
     is kept for the run, as in :func:`_served_app`."""
     import signal
-    from datetime import timedelta
 
     import uvicorn
 
-    from jitprov.services import identity_tokens
-    from jitprov.services.context import ConnectionCache
     from jitprov.web.asgi import app_from_environment
 
     lib = ctypes.CDLL(marker)
     app = app_from_environment()
-    app.state.ctx.connections = ConnectionCache(app.state.ctx.db, ttl=timedelta(hours=1))
-    identity_tokens.KEY_CACHE_SECONDS = 3600.0
+    _keep_caches(app.state.ctx)
 
     def start(*_: object) -> None:
         checkpointer = app.state.ctx.db.checkpointer
